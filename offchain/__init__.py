@@ -1,0 +1,1 @@
+"""Off-chain side of MedShare: encryption, IPFS storage, chain client, CLI."""

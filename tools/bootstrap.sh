@@ -1,0 +1,52 @@
+# Sourced by ./run. Brings the repository to a working state using only the
+# package registries (PyPI, npm): a Python venv in .venv, the npm toolchain in
+# node_modules, and the solc-js facade where py-solc-x looks for compilers.
+# Each step is skipped while the stamp of its inputs is unchanged.
+
+MEDSHARE_PYTHON="${MEDSHARE_PYTHON:-python3.11}"
+
+_medshare_stamp() { cat "$@" | sha256sum | cut -d' ' -f1; }
+
+_medshare_log() { printf '[bootstrap] %s\n' "$*" >&2; }
+
+medshare_bootstrap() {
+  local venv="$ROOT/.venv" tools="$ROOT/.tools"
+  local py_stamp node_stamp solc_version
+
+  command -v "$MEDSHARE_PYTHON" >/dev/null || { echo "MedShare needs $MEDSHARE_PYTHON on PATH" >&2; return 1; }
+  command -v npm >/dev/null || { echo "MedShare needs node and npm on PATH" >&2; return 1; }
+
+  py_stamp="$(_medshare_stamp "$ROOT/pyproject.toml")"
+  if [ "$(cat "$venv/.medshare-stamp" 2>/dev/null)" != "$py_stamp" ]; then
+    _medshare_log "installing Python packages into .venv"
+    [ -x "$venv/bin/python" ] || "$MEDSHARE_PYTHON" -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[test]" >&2
+    echo "$py_stamp" > "$venv/.medshare-stamp"
+  fi
+
+  node_stamp="$(_medshare_stamp "$ROOT/package.json" "$ROOT/package-lock.json")"
+  if [ "$(cat "$ROOT/node_modules/.medshare-stamp" 2>/dev/null)" != "$node_stamp" ]; then
+    _medshare_log "installing npm packages into node_modules"
+    # --ignore-scripts: anvil's binary comes in its platform package; its
+    # postinstall would only fetch it again. `npm install` rather than `npm ci`:
+    # npm records only this platform's optional anvil package in the lockfile,
+    # which `npm ci` then rejects as out of sync; install still takes the
+    # locked versions and leaves the lockfile untouched.
+    (cd "$ROOT" && npm install --ignore-scripts --no-audit --no-fund --loglevel=error >&2)
+    echo "$node_stamp" > "$ROOT/node_modules/.medshare-stamp"
+  fi
+
+  # py-solc-x finds compilers as solc-vX.Y.Z in SOLCX_BINARY_PATH; the facade
+  # answers for the solc-js version that npm installed.
+  solc_version="$(node -p "require('$ROOT/node_modules/solc/package.json').version")"
+  mkdir -p "$tools/solcx" "$tools/bin"
+  ln -sfn "$ROOT/tools/solc-facade.cjs" "$tools/solcx/solc-v$solc_version"
+  # ape-foundry signals the process it starts; link the real anvil binary, not
+  # npm's node wrapper, so that signal reaches anvil itself.
+  ln -sfn "$(node -p "require('path').join(require.resolve('@foundry-rs/anvil-' + process.platform + '-' + {x64:'amd64',arm64:'arm64'}[process.arch] + '/package.json', {paths:['$ROOT/node_modules/@foundry-rs/anvil']}), '..', 'bin', 'anvil')")" "$tools/bin/anvil"
+
+  export SOLCX_BINARY_PATH="$tools/solcx"
+  export VIRTUAL_ENV="$venv"
+  export PATH="$tools/bin:$venv/bin:$ROOT/node_modules/.bin:$PATH"
+}
