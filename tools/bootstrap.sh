@@ -9,19 +9,27 @@ _medshare_stamp() { cat "$@" | sha256sum | cut -d' ' -f1; }
 
 _medshare_log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
-medshare_bootstrap() {
-  local venv="$ROOT/.venv" tools="$ROOT/.tools"
-  local py_stamp node_stamp solc_version
+# Runs a step with its output in a log file, shown only when the step fails.
+_medshare_quietly() {
+  local log="$1"; shift
+  if ! "$@" >"$log" 2>&1; then
+    cat "$log" >&2
+    _medshare_log "failed: $* (log: $log)"
+    return 1
+  fi
+}
 
-  command -v "$MEDSHARE_PYTHON" >/dev/null || { echo "MedShare needs $MEDSHARE_PYTHON on PATH" >&2; return 1; }
-  command -v npm >/dev/null || { echo "MedShare needs node and npm on PATH" >&2; return 1; }
+_medshare_install() {
+  local venv="$ROOT/.venv" tools="$ROOT/.tools"
+  local py_stamp node_stamp solc_version anvil_bin
+  mkdir -p "$tools"
 
   py_stamp="$(_medshare_stamp "$ROOT/pyproject.toml")"
   if [ "$(cat "$venv/.medshare-stamp" 2>/dev/null)" != "$py_stamp" ]; then
-    _medshare_log "installing Python packages into .venv"
+    _medshare_log "installing Python packages into .venv (first run: a few minutes)"
     [ -x "$venv/bin/python" ] || "$MEDSHARE_PYTHON" -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[test]" >&2
+    _medshare_quietly "$tools/pip.log" "$venv/bin/python" -m pip install --disable-pip-version-check --upgrade pip
+    _medshare_quietly "$tools/pip.log" "$venv/bin/python" -m pip install --disable-pip-version-check -e "$ROOT[test]"
     echo "$py_stamp" > "$venv/.medshare-stamp"
   fi
 
@@ -33,7 +41,7 @@ medshare_bootstrap() {
     # npm records only this platform's optional anvil package in the lockfile,
     # which `npm ci` then rejects as out of sync; install still takes the
     # locked versions and leaves the lockfile untouched.
-    (cd "$ROOT" && npm install --ignore-scripts --no-audit --no-fund --loglevel=error >&2)
+    (cd "$ROOT" && _medshare_quietly "$tools/npm.log" npm install --ignore-scripts --no-audit --no-fund)
     echo "$node_stamp" > "$ROOT/node_modules/.medshare-stamp"
   fi
 
@@ -44,9 +52,26 @@ medshare_bootstrap() {
   ln -sfn "$ROOT/tools/solc-facade.cjs" "$tools/solcx/solc-v$solc_version"
   # ape-foundry signals the process it starts; link the real anvil binary, not
   # npm's node wrapper, so that signal reaches anvil itself.
-  ln -sfn "$(node -p "require('path').join(require.resolve('@foundry-rs/anvil-' + process.platform + '-' + {x64:'amd64',arm64:'arm64'}[process.arch] + '/package.json', {paths:['$ROOT/node_modules/@foundry-rs/anvil']}), '..', 'bin', 'anvil')")" "$tools/bin/anvil"
+  anvil_bin="$(cd "$ROOT/node_modules/@foundry-rs/anvil" && node -p "
+    const arch = {x64: 'amd64', arm64: 'arm64'}[process.arch];
+    const pkg = require.resolve('@foundry-rs/anvil-' + process.platform + '-' + arch + '/package.json');
+    require('path').join(pkg, '..', 'bin', 'anvil')")"
+  ln -sfn "$anvil_bin" "$tools/bin/anvil"
+}
 
-  export SOLCX_BINARY_PATH="$tools/solcx"
-  export VIRTUAL_ENV="$venv"
-  export PATH="$tools/bin:$venv/bin:$ROOT/node_modules/.bin:$PATH"
+medshare_bootstrap() {
+  command -v "$MEDSHARE_PYTHON" >/dev/null || { echo "MedShare needs $MEDSHARE_PYTHON on PATH" >&2; return 1; }
+  command -v npm >/dev/null || { echo "MedShare needs node and npm on PATH" >&2; return 1; }
+
+  # Two commands started together must not install into the same venv at once.
+  mkdir -p "$ROOT/.tools"
+  exec 9>"$ROOT/.tools/bootstrap.lock"
+  if command -v flock >/dev/null; then flock 9; fi
+  _medshare_install
+  if command -v flock >/dev/null; then flock -u 9; fi
+  exec 9>&-
+
+  export SOLCX_BINARY_PATH="$ROOT/.tools/solcx"
+  export VIRTUAL_ENV="$ROOT/.venv"
+  export PATH="$ROOT/.tools/bin:$ROOT/.venv/bin:$ROOT/node_modules/.bin:$PATH"
 }
