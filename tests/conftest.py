@@ -1,21 +1,123 @@
+"""Shared fixtures: named consortium accounts and a deployed MedicalAccess with every role handed out.
+
+Ape's test isolation rolls the chain back after each test, so session-scoped deployments are reused
+safely; a test's own transactions never leak into the next one.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
 import pytest
+from eth_account.messages import encode_typed_data
+
+ONE_DAY = 24 * 3600
+
+
+def make_cid(n: int, kind: str = "v1-raw") -> bytes:
+    """A distinct binary CID per ``n`` (the digest is ``n`` big-endian): ``v0``, ``v1-raw`` or ``v1-dag-pb``."""
+    digest = n.to_bytes(32, "big")
+    prefix = {"v0": "1220", "v1-raw": "01551220", "v1-dag-pb": "01701220"}[kind]
+    return bytes.fromhex(prefix) + digest
+
+
+def _named_account(index: int, role: str):
+    @pytest.fixture(scope="session")
+    def account(accounts):
+        return accounts[index]
+
+    account.__doc__ = f"Test account {index}: {role}."
+    return account
+
+
+admin = _named_account(0, "consortium admin, deploys the contract")
+hospital = _named_account(1, "data owner")
+doctor = _named_account(2, "doctor")
+patient = _named_account(3, "patient of the `record` fixture")
+researcher = _named_account(4, "researcher")
+medic = _named_account(5, "emergency (break-glass) role")
+guardian = _named_account(6, "guardian (pause)")
+other_hospital = _named_account(7, "a second data owner")
+other_patient = _named_account(8, "a second patient")
+stranger = _named_account(9, "no role")
 
 
 @pytest.fixture(scope="session")
-def admin(accounts):
-    return accounts[0]
+def access(project, admin, hospital, doctor, patient, researcher, medic, guardian, other_hospital, other_patient):
+    """MedicalAccess deployed by ``admin``, with each named account holding its role."""
+    contract = admin.deploy(project.MedicalAccess, admin)
+    for role, member in [
+        (contract.GUARDIAN_ROLE(), guardian),
+        (contract.DATA_OWNER_ROLE(), hospital),
+        (contract.DATA_OWNER_ROLE(), other_hospital),
+        (contract.DOCTOR_ROLE(), doctor),
+        (contract.RESEARCHER_ROLE(), researcher),
+        (contract.PATIENT_ROLE(), patient),
+        (contract.PATIENT_ROLE(), other_patient),
+        (contract.EMERGENCY_ROLE(), medic),
+    ]:
+        contract.grantRole(role, member, sender=admin)
+    return contract
+
+
+@pytest.fixture
+def record(access, hospital, patient):
+    """A record registered by ``hospital`` for ``patient`` (its id is the CID's digest)."""
+    return access.registerRecord(make_cid(1), patient, sender=hospital).return_value
+
+
+@pytest.fixture
+def in_a_day(chain):
+    """A grant expiry one day after the next block."""
+    return chain.pending_timestamp + ONE_DAY
+
+
+@dataclass(frozen=True)
+class PatientSigner:
+    """Builds a patient's EIP-712 ``Grant`` and ``Consent`` signatures for a deployed MedicalAccess."""
+
+    contract: Any
+    chain_id: int
+
+    TYPES = {
+        "Grant": [
+            {"name": "record", "type": "bytes32"},
+            {"name": "grantee", "type": "address"},
+            {"name": "expiry", "type": "uint64"},
+            {"name": "nonce", "type": "uint256"},
+            {"name": "deadline", "type": "uint256"},
+        ],
+        "Consent": [
+            {"name": "record", "type": "bytes32"},
+            {"name": "researcher", "type": "address"},
+            {"name": "given", "type": "bool"},
+            {"name": "nonce", "type": "uint256"},
+            {"name": "deadline", "type": "uint256"},
+        ],
+    }
+
+    def sign(self, signer, primary_type: str, message: dict, verifying_contract: str | None = None) -> bytes:
+        typed = {
+            "types": {
+                "EIP712Domain": [
+                    {"name": "name", "type": "string"},
+                    {"name": "version", "type": "string"},
+                    {"name": "chainId", "type": "uint256"},
+                    {"name": "verifyingContract", "type": "address"},
+                ],
+                primary_type: self.TYPES[primary_type],
+            },
+            "primaryType": primary_type,
+            "domain": {
+                "name": "MedicalAccess",
+                "version": "1",
+                "chainId": self.chain_id,
+                "verifyingContract": verifying_contract or self.contract.address,
+            },
+            "message": message,
+        }
+        return signer.sign_message(encode_typed_data(full_message=typed)).encode_rsv()
 
 
 @pytest.fixture(scope="session")
-def hospital(accounts):
-    return accounts[1]
-
-
-@pytest.fixture(scope="session")
-def doctor(accounts):
-    return accounts[2]
-
-
-@pytest.fixture(scope="session")
-def stranger(accounts):
-    return accounts[9]
+def patient_signer(access, chain):
+    return PatientSigner(access, chain.chain_id)

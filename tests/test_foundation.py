@@ -1,12 +1,5 @@
 import ape
-import pytest
-
-CID = bytes.fromhex("01551220") + bytes(range(32))
-
-
-@pytest.fixture
-def access(project, admin):
-    return admin.deploy(project.MedicalAccess)
+from conftest import make_cid
 
 
 def test_runs_on_anvil(chain):
@@ -14,16 +7,15 @@ def test_runs_on_anvil(chain):
     assert chain.provider.uri.startswith("http://127.0.0.1:")
 
 
-def test_grant_and_check(access, hospital, doctor):
-    record = access.registerRecord(CID, sender=hospital).return_value
+def test_grant_and_check(access, hospital, patient, doctor, in_a_day):
+    record = access.registerRecord(make_cid(1), patient, sender=hospital).return_value
     assert not access.checkAccess(doctor, record)
-    tx = access.grantAccess(record, doctor, sender=hospital)
+    tx = access.grantAccess(record, doctor, in_a_day, sender=hospital)
     assert access.checkAccess(doctor, record)
-    assert tx.events == [access.AccessGranted(record, doctor, hospital)]
+    assert tx.events == [access.AccessGranted(record, doctor, hospital, in_a_day)]
 
 
-def test_stranger_cannot_grant(access, hospital, doctor, stranger):
-    record = access.registerRecord(CID, sender=hospital).return_value
-    with ape.reverts(access.NotRecordOwner, record=record, caller=stranger):
-        access.grantAccess(record, doctor, sender=stranger)
+def test_stranger_cannot_grant(access, record, doctor, stranger, in_a_day):
+    with ape.reverts(access.NotOwnerOrPatient, record=record, caller=stranger):
+        access.grantAccess(record, doctor, in_a_day, sender=stranger)
     assert not access.checkAccess(doctor, record)

@@ -2,8 +2,13 @@
 
 import click
 
+from offchain.cli.ipfs import ipfs
+
 
 @click.group()
 @click.version_option(package_name="medshare")
 def main() -> None:
     """MedShare: encrypted medical records on IPFS under on-chain access control."""
+
+
+main.add_command(ipfs)

@@ -1,0 +1,194 @@
+"""Streaming encryption speed against raw AES-256-GCM, measured in the same run.
+
+Figures (last line, JSON):
+- ``encrypt_over_raw`` / ``decrypt_over_raw``: ``encrypt_stream`` /
+  ``decrypt_stream`` throughput (default 1 MiB segments) over raw
+  ``AESGCM.encrypt`` on 1 MiB blocks, on one core (target: close to 1.0).
+  Decryption runs on at most 256 MiB, as its input is held in memory.
+- ``encrypt_over_raw_into``: the same against ``AESGCM.encrypt_into`` into
+  one reused buffer, the ceiling of any streaming loop.
+Each figure is the best of three runs, timed in CPU time of this process.
+- the throughputs themselves in MB/s, ``encrypt_stream`` at other segment
+  sizes, and ``peak_rss_mib`` of this process.
+
+The streams read from and write to memory (a source that replays one random
+buffer, a sink that discards), so the figures are the crypto path alone.
+Run: ./run bench crypto [--size-mib N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from offchain.crypto import (  # noqa: E402
+    DEFAULT_SEGMENT_SIZE,
+    ciphertext_length,
+    decrypt_stream,
+    encrypt_stream,
+    new_data_key,
+)
+
+MB = 1e6
+BLOCK = 1 << 20
+REPEATS = 3
+DECRYPT_CAP = 256 << 20  # the ciphertext to decrypt is held in memory
+RECORD_ID = bytes(32)
+
+
+class ReplaySource(io.RawIOBase):
+    """``size`` bytes made of one random buffer repeated; reads copy, never allocate."""
+
+    def __init__(self, pattern: bytes, size: int) -> None:
+        self.pattern, self.remaining, self.offset = memoryview(pattern), size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        count = min(len(buffer), self.remaining, len(self.pattern) - self.offset)
+        buffer[:count] = self.pattern[self.offset : self.offset + count]
+        self.offset = (self.offset + count) % len(self.pattern)
+        self.remaining -= count
+        return count
+
+
+class Sink(io.RawIOBase):
+    """Discards what it is given."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        return len(data)
+
+
+class Recorder(io.RawIOBase):
+    """Writes into a preallocated buffer: the decryption input, without regrowth copies."""
+
+    def __init__(self, size: int) -> None:
+        self.data, self.offset = bytearray(size), 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.data[self.offset : self.offset + len(data)] = data
+        self.offset += len(data)
+        return len(data)
+
+
+def throughput(size: int, action: Callable[[], object]) -> float:
+    """Best MB/s of ``action`` over ``size`` bytes in REPEATS runs, in CPU time of this process.
+
+    Every action is single-threaded and CPU-bound, so CPU time is its cost,
+    unaffected by other processes waiting for the same cores.
+    """
+    best = float("inf")
+    for _ in range(REPEATS):
+        start = time.process_time()
+        action()
+        best = min(best, time.process_time() - start)
+    return size / MB / best
+
+
+def measure_raw_aes_gcm(size: int, pattern: bytes) -> float:
+    """``AESGCM.encrypt`` on 1 MiB blocks, a fresh nonce each, as a library user would call it."""
+    cipher = AESGCM(AESGCM.generate_key(256))
+    block = pattern[:BLOCK]
+
+    def encrypt_blocks() -> None:
+        for _ in range(size // BLOCK):
+            cipher.encrypt(os.urandom(12), block, None)  # each result dropped at once, as a stream would
+
+    return throughput(size, encrypt_blocks)
+
+
+def measure_raw_aes_gcm_into(size: int, pattern: bytes) -> float:
+    """``AESGCM.encrypt_into`` one reused 1 MiB output buffer: the ceiling of any streaming loop."""
+    cipher = AESGCM(AESGCM.generate_key(256))
+    block, out = pattern[:BLOCK], bytearray(BLOCK + 16)
+
+    def encrypt_blocks() -> None:
+        for _ in range(size // BLOCK):
+            cipher.encrypt_into(os.urandom(12), block, None, out)
+
+    return throughput(size, encrypt_blocks)
+
+
+def measure_encrypt(size: int, pattern: bytes, segment_size: int) -> float:
+    key = new_data_key()
+    return throughput(
+        size,
+        lambda: encrypt_stream(ReplaySource(pattern, size), Sink(), key, RECORD_ID, 1, segment_size=segment_size),
+    )
+
+
+def measure_decrypt(size: int, pattern: bytes) -> float:
+    """``decrypt_stream`` on the encryption of ``size`` bytes, held in memory."""
+    key = new_data_key()
+    sealed = Recorder(ciphertext_length(size))
+    encrypt_stream(ReplaySource(pattern, size), sealed, key, RECORD_ID, 1)
+    ciphertext = sealed.data
+    return throughput(
+        size, lambda: decrypt_stream(ReplaySource(ciphertext, len(ciphertext)), Sink(), key, RECORD_ID, 1)
+    )
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=1024, help="stream size (default 1024)")
+    size = parser.parse_args().size_mib << 20
+    pattern = os.urandom(4 * BLOCK)
+
+    raw = measure_raw_aes_gcm(size, pattern)
+    raw_into = measure_raw_aes_gcm_into(size, pattern)
+    encrypt = measure_encrypt(size, pattern, DEFAULT_SEGMENT_SIZE)
+    by_segment = {segment: measure_encrypt(size, pattern, segment) for segment in (64 << 10, 256 << 10, 4 << 20)}
+    rss_before_decrypt = peak_rss_mib()  # the decryption input below is held in memory on purpose
+    decrypt_size = min(size, DECRYPT_CAP)
+    decrypt = measure_decrypt(decrypt_size, pattern)
+
+    rows = [
+        ("AESGCM.encrypt, 1 MiB blocks", raw, "MB/s"),
+        ("AESGCM.encrypt_into, 1 MiB blocks", raw_into, "MB/s"),
+        (f"encrypt_stream, {DEFAULT_SEGMENT_SIZE >> 10} KiB segments", encrypt, "MB/s"),
+        *((f"encrypt_stream, {segment >> 10} KiB segments", speed, "MB/s") for segment, speed in by_segment.items()),
+        (f"decrypt_stream, {DEFAULT_SEGMENT_SIZE >> 10} KiB segments ({decrypt_size >> 20} MiB)", decrypt, "MB/s"),
+        ("peak RSS while encrypting", rss_before_decrypt, "MiB"),
+    ]
+    width = max(len(name) for name, _, _ in rows)
+    print(f"stream: {size >> 20} MiB, one core")
+    for name, value, unit in rows:
+        print(f"{name.ljust(width)}  {value:>9,.1f} {unit}")
+    figures = {
+        "encrypt_over_raw": round(encrypt / raw, 3),
+        "decrypt_over_raw": round(decrypt / raw, 3),
+        "encrypt_over_raw_into": round(encrypt / raw_into, 3),
+        "aes_gcm_1mib_mb_s": round(raw, 1),
+        "aes_gcm_into_1mib_mb_s": round(raw_into, 1),
+        "encrypt_stream_mb_s": round(encrypt, 1),
+        "decrypt_stream_mb_s": round(decrypt, 1),
+        **{f"encrypt_stream_{segment >> 10}k_mb_s": round(speed, 1) for segment, speed in by_segment.items()},
+        "peak_rss_mib": round(rss_before_decrypt, 1),
+    }
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

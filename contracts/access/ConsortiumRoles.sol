@@ -1,0 +1,127 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {AccessControlEnumerable} from "@openzeppelin/contracts/access/extensions/AccessControlEnumerable.sol";
+import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
+import {Membership} from "./Membership.sol";
+
+/// @title ConsortiumRoles
+/// @notice The consortium's roles on OpenZeppelin's enumerable access control, plus a guardian pause.
+/// @dev Every role grant and revocation is mirrored into one packed {Membership} word per account, so
+/// policy checks read an account's roles in one SLOAD. Losing a reading role (doctor, researcher,
+/// emergency) stamps the account with the current block, which voids every grant, consent and
+/// break-glass access it held at once: a member who is removed and later re-admitted starts with none. The consortium admin is
+/// `DEFAULT_ADMIN_ROLE` and administers every role.
+abstract contract ConsortiumRoles is AccessControlEnumerable, Pausable {
+    /// @notice May pause and unpause every state change.
+    bytes32 public constant GUARDIAN_ROLE = keccak256("GUARDIAN_ROLE");
+    /// @notice A hospital: registers records and manages their grants.
+    bytes32 public constant DATA_OWNER_ROLE = keccak256("DATA_OWNER_ROLE");
+    /// @notice A clinician: may read records it was granted.
+    bytes32 public constant DOCTOR_ROLE = keccak256("DOCTOR_ROLE");
+    /// @notice A research institution: may read records it was granted and whose patient consented.
+    bytes32 public constant RESEARCHER_ROLE = keccak256("RESEARCHER_ROLE");
+    /// @notice A data subject: grants, revokes and consents for the records that name it.
+    bytes32 public constant PATIENT_ROLE = keccak256("PATIENT_ROLE");
+    /// @notice May open short break-glass access to any record.
+    bytes32 public constant EMERGENCY_ROLE = keccak256("EMERGENCY_ROLE");
+    /// @notice Runs federated-learning rounds.
+    bytes32 public constant COORDINATOR_ROLE = keccak256("COORDINATOR_ROLE");
+    /// @notice Takes part in federated-learning rounds.
+    bytes32 public constant PARTICIPANT_ROLE = keccak256("PARTICIPANT_ROLE");
+
+    uint256 internal constant _ADMIN_BIT = 1 << 0;
+    uint256 internal constant _GUARDIAN_BIT = 1 << 1;
+    uint256 internal constant _DATA_OWNER_BIT = 1 << 2;
+    uint256 internal constant _DOCTOR_BIT = 1 << 3;
+    uint256 internal constant _RESEARCHER_BIT = 1 << 4;
+    uint256 internal constant _PATIENT_BIT = 1 << 5;
+    uint256 internal constant _EMERGENCY_BIT = 1 << 6;
+    uint256 internal constant _COORDINATOR_BIT = 1 << 7;
+    uint256 internal constant _PARTICIPANT_BIT = 1 << 8;
+    /// @dev Roles whose loss voids the account's grants.
+    uint256 internal constant _READING_BITS = _DOCTOR_BIT | _RESEARCHER_BIT | _EMERGENCY_BIT;
+
+    mapping(address account => Membership) internal _memberships;
+    /// @dev Data-owner ids are handed out on an account's first data-owner grant and never reused,
+    /// so a record names its owner in 32 bits next to its patient.
+    mapping(uint32 ownerId => address account) internal _ownerAccounts;
+    uint32 private _ownerCount;
+
+    /// @notice `role` is not one of the consortium's roles.
+    error UnknownRole(bytes32 role);
+    /// @notice The zero address cannot hold a role.
+    error ZeroAddressMember();
+
+    /// @param admin The first consortium admin (holds `DEFAULT_ADMIN_ROLE`).
+    constructor(address admin) {
+        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+    }
+
+    /// @notice Stop every state change except role removal (so a compromised member can be evicted
+    /// before the contract resumes). While paused, `checkAccess` answers false. Guardian only.
+    function pause() external onlyRole(GUARDIAN_ROLE) {
+        _pause();
+    }
+
+    /// @notice Resume state changes. Guardian only.
+    function unpause() external onlyRole(GUARDIAN_ROLE) {
+        _unpause();
+    }
+
+    /// @notice The bitmap of consortium roles `account` holds: bit 0 admin, 1 guardian, 2 data owner,
+    /// 3 doctor, 4 researcher, 5 patient, 6 emergency, 7 coordinator, 8 participant.
+    function rolesOf(address account) external view returns (uint256) {
+        return _memberships[account].roles();
+    }
+
+    /// @dev Refuses unknown role ids and the zero address, and refuses new members while paused.
+    function _grantRole(bytes32 role, address account) internal virtual override returns (bool granted) {
+        uint256 bit = _roleBit(role);
+        if (bit == 0) revert UnknownRole(role);
+        if (account == address(0)) revert ZeroAddressMember();
+        _requireNotPaused();
+        granted = super._grantRole(role, account);
+        if (granted) {
+            Membership m = _memberships[account];
+            m = m.withRoles(m.roles() | bit);
+            if (bit == _DATA_OWNER_BIT && m.ownerId() == 0) {
+                uint32 id = ++_ownerCount;
+                _ownerAccounts[id] = account;
+                m = m.withOwnerId(id);
+            }
+            _memberships[account] = m;
+        }
+    }
+
+    /// @dev Allowed while paused. Losing a reading role voids what the account was granted so far.
+    function _revokeRole(bytes32 role, address account) internal virtual override returns (bool revoked) {
+        revoked = super._revokeRole(role, account);
+        if (revoked) {
+            uint256 bit = _roleBit(role);
+            Membership m = _memberships[account];
+            m = m.withRoles(m.roles() & ~bit);
+            if (bit & _READING_BITS != 0) m = m.withLostAt(uint40(block.number));
+            _memberships[account] = m;
+        }
+    }
+
+    function _roleBit(bytes32 role) internal pure returns (uint256) {
+        if (role == DEFAULT_ADMIN_ROLE) return _ADMIN_BIT;
+        if (role == GUARDIAN_ROLE) return _GUARDIAN_BIT;
+        if (role == DATA_OWNER_ROLE) return _DATA_OWNER_BIT;
+        if (role == DOCTOR_ROLE) return _DOCTOR_BIT;
+        if (role == RESEARCHER_ROLE) return _RESEARCHER_BIT;
+        if (role == PATIENT_ROLE) return _PATIENT_BIT;
+        if (role == EMERGENCY_ROLE) return _EMERGENCY_BIT;
+        if (role == COORDINATOR_ROLE) return _COORDINATOR_BIT;
+        if (role == PARTICIPANT_ROLE) return _PARTICIPANT_BIT;
+        return 0;
+    }
+
+    /// @dev Reverts unless `m` holds the role whose bit is `bit`.
+    function _requireRoleBit(Membership m, uint256 bit, bytes32 role, address account) internal pure {
+        if (!m.holdsAny(bit)) revert AccessControlUnauthorizedAccount(account, role);
+    }
+}

@@ -1,0 +1,206 @@
+"""A hospital's local training: FedProx (FedAvg when mu is 0), optionally with DP-SGD.
+
+FedProx (Li et al. 2020) adds ``mu/2 * ||w - w_global||^2`` to the local
+objective so that hospitals with skewed data do not drift far from the
+global model. With DP-SGD the data term's gradient is clipped per record and
+noised by opacus; the proximal term's gradient depends on no record, so it
+is added after privatisation and costs no privacy.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from opacus import GradSampleModule
+from opacus.optimizers import DPOptimizer
+from torch import nn
+from torch.nn import functional
+
+from fl.aggregation import ClientModel
+from fl.data import Dataset, HospitalData
+from fl.models import ModelSpec, evaluate, get_parameters, logits, set_parameters
+from fl.privacy import DPSGDConfig, PrivacyLedger, RoundPrivacy
+
+
+@dataclass(frozen=True)
+class LocalTrainingConfig:
+    """Local SGD settings. ``mu`` is FedProx's proximal weight (0 gives FedAvg).
+
+    ``batch_size`` applies without DP; under DP-SGD each step samples every
+    record with ``DPSGDConfig.sample_rate`` instead, and an epoch is
+    ``ceil(1 / sample_rate)`` steps.
+    """
+
+    epochs: int = 1
+    batch_size: int = 16
+    learning_rate: float = 0.1
+    mu: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        if not (self.learning_rate > 0.0 and math.isfinite(self.learning_rate)):
+            raise ValueError(f"learning_rate must be a positive finite number, got {self.learning_rate}")
+        if not (self.mu >= 0.0 and math.isfinite(self.mu)):
+            raise ValueError(f"mu must be a non-negative finite number, got {self.mu}")
+
+
+def derive_seed(*parts: object) -> int:
+    """A 63-bit seed from any labels (stable across runs and processes, unlike ``hash``)."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+class HospitalClient:
+    """One hospital: trains the global model on its own records and returns a ``ClientModel``."""
+
+    def __init__(
+        self,
+        hospital: HospitalData,
+        model_spec: ModelSpec,
+        training: LocalTrainingConfig = LocalTrainingConfig(),
+        dp: DPSGDConfig | None = None,
+        seed: int = 0,
+    ) -> None:
+        data = hospital.data
+        if data.num_samples == 0:
+            raise ValueError(f"hospital {hospital.name!r} has no training records")
+        if data.num_features != model_spec.num_features:
+            raise ValueError(
+                f"hospital {hospital.name!r} has {data.num_features} features, "
+                f"the model expects {model_spec.num_features}"
+            )
+        if not torch.all((data.labels == 0) | (data.labels == 1)):
+            raise ValueError(f"hospital {hospital.name!r} has labels other than 0 and 1")
+        if not torch.isfinite(data.features).all():
+            raise ValueError(f"hospital {hospital.name!r} has NaN or infinite features")
+        self.hospital = hospital
+        self.model_spec = model_spec
+        self.training = training
+        self.dp = dp
+        self.seed = seed
+        self.ledger = PrivacyLedger(dp.delta, dp.epsilon_budget) if dp is not None else None
+
+    @property
+    def client_id(self) -> str:
+        return self.hospital.name
+
+    @property
+    def dp_steps_per_round(self) -> int:
+        if self.dp is None:
+            raise ValueError(f"hospital {self.client_id!r} trains without DP-SGD")
+        return self.training.epochs * math.ceil(1.0 / self.dp.sample_rate)
+
+    def train(self, global_parameters: Mapping[str, torch.Tensor], round_number: int) -> ClientModel:
+        """Train from ``global_parameters`` for this round and return the resulting model.
+
+        Under DP-SGD the round is refused with ``PrivacyBudgetExceeded`` before
+        any record is touched if it would overspend the budget; otherwise its
+        cost goes into ``self.ledger``. No training loss or accuracy is
+        reported then: unnoised metrics of private records would leak outside
+        the privacy guarantee.
+        """
+        if round_number < 1:
+            raise ValueError(f"round_number must be at least 1, got {round_number}")
+        for name, tensor in global_parameters.items():
+            if not torch.isfinite(tensor).all():
+                raise ValueError(f"global parameter {name!r} has NaN or infinite values")
+        model = self.model_spec.build(seed=0)
+        set_parameters(model, global_parameters)
+        anchor = {name: p.detach().clone() for name, p in model.named_parameters()}
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, self.client_id, round_number))
+        data = self.hospital.data
+        if self.dp is None:
+            self._train_plain(model, anchor, data, generator)
+            local = evaluate(model, data)
+            loss, accuracy = local.loss, local.accuracy
+        else:
+            self._train_dp(model, anchor, data, generator, round_number)
+            loss = accuracy = None
+        return ClientModel(
+            client_id=self.client_id,
+            parameters=get_parameters(model),
+            data_samples=data.num_samples,
+            training_loss=loss,
+            training_accuracy=accuracy,
+        )
+
+    @property
+    def last_round_privacy(self) -> RoundPrivacy | None:
+        if self.ledger is None or not self.ledger.rounds:
+            return None
+        return self.ledger.rounds[-1]
+
+    def _proximal_gradient(self, model: nn.Module, anchor: Mapping[str, torch.Tensor]) -> None:
+        """Add the gradient of ``mu/2 ||w - w_global||^2``, i.e. ``mu (w - w_global)``."""
+        if self.training.mu == 0.0:
+            return
+        with torch.no_grad():
+            for name, parameter in model.named_parameters():
+                parameter.grad.add_(parameter - anchor[name], alpha=self.training.mu)
+
+    def _train_plain(
+        self,
+        model: nn.Module,
+        anchor: Mapping[str, torch.Tensor],
+        data: Dataset,
+        generator: torch.Generator,
+    ) -> None:
+        optimizer = torch.optim.SGD(model.parameters(), lr=self.training.learning_rate)
+        for _ in range(self.training.epochs):
+            order = torch.randperm(data.num_samples, generator=generator)
+            for batch in order.split(self.training.batch_size):
+                optimizer.zero_grad()
+                loss = functional.binary_cross_entropy_with_logits(
+                    logits(model, data.features[batch]), data.labels[batch]
+                )
+                loss.backward()
+                self._proximal_gradient(model, anchor)
+                optimizer.step()
+
+    def _train_dp(
+        self,
+        model: nn.Module,
+        anchor: Mapping[str, torch.Tensor],
+        data: Dataset,
+        generator: torch.Generator,
+        round_number: int,
+    ) -> None:
+        dp = self.dp
+        assert dp is not None and self.ledger is not None
+        steps = self.dp_steps_per_round
+        self.ledger.ensure_affordable(dp.noise_multiplier, dp.sample_rate, steps)
+        # Per-record gradients of the summed loss; DPOptimizer divides the
+        # clipped, noised sum by the expected batch size, as DP-SGD prescribes
+        # for Poisson sampling (dividing by the drawn size would leak it).
+        private_model = GradSampleModule(model, loss_reduction="sum")
+        optimizer = DPOptimizer(
+            torch.optim.SGD(private_model.parameters(), lr=self.training.learning_rate),
+            noise_multiplier=dp.noise_multiplier,
+            max_grad_norm=dp.max_grad_norm,
+            expected_batch_size=dp.sample_rate * data.num_samples,
+            loss_reduction="mean",
+            generator=generator,
+        )
+        for _ in range(steps):
+            optimizer.zero_grad()
+            drawn = torch.rand(data.num_samples, generator=generator) < dp.sample_rate
+            loss = functional.binary_cross_entropy_with_logits(
+                private_model(data.features[drawn]).squeeze(-1), data.labels[drawn], reduction="sum"
+            )
+            with warnings.catch_warnings():
+                # Inputs never need gradients here; opacus's hooks still fire
+                # correctly on the module outputs, which is all they need.
+                warnings.filterwarnings("ignore", message="Full backward hook is firing")
+                loss.backward()
+            if not optimizer.pre_step():
+                raise RuntimeError("opacus skipped a DP-SGD step; gradient accumulation is not used here")
+            self._proximal_gradient(model, anchor)
+            optimizer.original_optimizer.step()
+        self.ledger.record(round_number, dp.noise_multiplier, dp.sample_rate, steps)

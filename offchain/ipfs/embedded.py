@@ -1,0 +1,174 @@
+"""The embedded store: Kubo-compatible UnixFS import into a local blockstore.
+
+Layout under its root (``$MEDSHARE_HOME/ipfs``): ``blocks/`` (see
+:mod:`offchain.ipfs.blockstore`), ``pins`` (one CID a line) and two lock
+files. Adds hold the repository lock shared and garbage collection holds it
+exclusively, so a collection never removes the blocks of an add in progress;
+pin-set changes are serialised by their own lock. Both are ``flock`` locks,
+so several processes may use one store.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from offchain.ipfs.blockstore import Blockstore
+from offchain.ipfs.cid import CID, DAG_PB, RAW, InvalidCID
+from offchain.ipfs.errors import BlockNotFound, NotAFile, NotPinned
+from offchain.ipfs.importer import CHUNK_SIZE, FileImporter
+from offchain.ipfs.store import write_chunks
+from offchain.ipfs.unixfs import FileNode, decode_file_node
+from offchain.settings import Settings
+
+
+class EmbeddedStore:
+    """A :class:`~offchain.ipfs.store.Store` in a local folder, giving the same CIDs as Kubo."""
+
+    def __init__(self, root: Path, *, workers: int = 2) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.blocks = Blockstore(self.root / "blocks")
+        self._workers = workers
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> EmbeddedStore:
+        """The store in the data folder (``$MEDSHARE_HOME/ipfs``)."""
+        return cls((settings or Settings.from_env()).ipfs_dir)
+
+    def add(self, stream: BinaryIO, *, cid_version: int = 1, only_hash: bool = False) -> CID:
+        with self.writer(cid_version=cid_version, only_hash=only_hash) as importer:
+            while chunk := stream.read(CHUNK_SIZE):
+                importer.write(chunk)
+        return importer.cid
+
+    @contextmanager
+    def writer(self, *, cid_version: int = 1, only_hash: bool = False) -> Iterator[FileImporter]:
+        """Add a file by writing to it: ``with store.writer() as w: w.write(...)``, then ``w.cid``.
+
+        For producers that write (e.g. a streaming encryptor) rather than
+        offer a stream to read. The file is pinned when the block ends
+        without error.
+        """
+        if only_hash:
+            with FileImporter(cid_version=cid_version, workers=self._workers) as importer:
+                yield importer
+            return
+        with self._lock("repo.lock", fcntl.LOCK_SH):
+            with FileImporter(self.blocks.put, cid_version=cid_version, workers=self._workers) as importer:
+                yield importer
+            self._change_pins(add=importer.cid)
+
+    def iter_cat(self, cid: CID) -> Iterator[bytes]:
+        yield from self._file_pieces(cid, expected_size=None)
+
+    def cat(self, cid: CID, out: BinaryIO) -> int:
+        return write_chunks(self.iter_cat(cid), out)
+
+    def has(self, cid: CID) -> bool:
+        return self.blocks.has(cid)
+
+    def pin(self, cid: CID) -> None:
+        """Pin ``cid``; every block of its DAG must be stored."""
+        with self._lock("repo.lock", fcntl.LOCK_SH):
+            for _ in self._dag(cid):
+                pass
+            self._change_pins(add=cid)
+
+    def unpin(self, cid: CID) -> None:
+        self._change_pins(remove=cid)
+
+    def pins(self) -> list[CID]:
+        try:
+            lines = (self.root / "pins").read_text().split()
+        except FileNotFoundError:
+            return []
+        return [CID.parse(line) for line in lines]
+
+    def gc(self) -> int:
+        """Delete every block no pin reaches; returns how many were deleted."""
+        with self._lock("repo.lock", fcntl.LOCK_EX):
+            kept = {multihash for pinned in self.pins() for multihash in self._dag(pinned)}
+            removed = 0
+            for multihash in list(self.blocks.multihashes()):
+                if multihash not in kept:
+                    self.blocks.delete(multihash)
+                    removed += 1
+            self.blocks.remove_temporaries()
+        return removed
+
+    def _file_pieces(self, cid: CID, expected_size: int | None) -> Iterator[bytes]:
+        """Yield the file under ``cid`` depth-first; returns its size (for the parent's check)."""
+        block = self.blocks.get(cid)
+        if cid.codec == RAW:
+            size = len(block)
+            if block:
+                yield block
+        else:
+            node = self._file_node(cid, block)
+            size = len(node.data)
+            if node.data:
+                yield node.data
+            for child, blocksize in zip(node.links, node.blocksizes):
+                size += yield from self._file_pieces(self._child(cid, child), blocksize)
+            if node.filesize is not None and size != node.filesize:
+                raise NotAFile(cid, f"it declares {node.filesize} bytes but holds {size}")
+        if expected_size is not None and size != expected_size:
+            raise NotAFile(cid, f"its parent declares {expected_size} bytes but it holds {size}")
+        return size
+
+    def _dag(self, cid: CID) -> Iterator[bytes]:
+        """The multihash of every block in ``cid``'s DAG.
+
+        Raises if a block is missing, or if a node with links is corrupt; raw
+        leaves are only checked to be present (they are verified when read).
+        """
+        yield cid.multihash
+        if cid.codec == RAW:
+            if not self.blocks.has(cid):
+                raise BlockNotFound(cid)
+            return
+        for child in self._file_node(cid, self.blocks.get(cid)).links:
+            yield from self._dag(self._child(cid, child))
+
+    @staticmethod
+    def _file_node(cid: CID, block: bytes) -> FileNode:
+        if cid.codec != DAG_PB:
+            raise NotAFile(cid, f"unsupported codec 0x{cid.codec:x}")
+        try:
+            return decode_file_node(block)
+        except ValueError as error:
+            raise NotAFile(cid, str(error)) from None
+
+    @staticmethod
+    def _child(parent: CID, child: bytes) -> CID:
+        try:
+            return CID.from_bytes(child)
+        except InvalidCID as error:
+            raise NotAFile(parent, f"a link is not a CID ({error})") from None
+
+    def _change_pins(self, *, add: CID | None = None, remove: CID | None = None) -> None:
+        with self._lock("pins.lock", fcntl.LOCK_EX):
+            pinned = self.pins()
+            if remove is not None:
+                if remove not in pinned:
+                    raise NotPinned(remove)
+                pinned.remove(remove)
+            if add is not None and add not in pinned:
+                pinned.append(add)
+            temporary = self.root / f".pins.{os.getpid()}.tmp"
+            temporary.write_text("".join(f"{cid}\n" for cid in pinned))
+            os.replace(temporary, self.root / "pins")
+
+    @contextmanager
+    def _lock(self, name: str, mode: int) -> Iterator[None]:
+        with open(self.root / name, "a") as lock:
+            fcntl.flock(lock, mode)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)

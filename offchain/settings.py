@@ -1,0 +1,43 @@
+"""Where MedShare keeps its local state, read from the environment.
+
+``MEDSHARE_HOME``          data folder (default: ``.medshare`` in the current directory)
+``MEDSHARE_IPFS_BACKEND``  ``embedded`` (default: the built-in store) or ``kubo``
+``IPFS_API``               the Kubo node's API multiaddr, for the ``kubo`` backend
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_IPFS_API = "/ip4/127.0.0.1/tcp/5001/http"
+IPFS_BACKENDS = ("embedded", "kubo")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """MedShare's local configuration."""
+
+    home: Path
+    ipfs_backend: str = "embedded"
+    ipfs_api: str = DEFAULT_IPFS_API
+
+    def __post_init__(self) -> None:
+        if self.ipfs_backend not in IPFS_BACKENDS:
+            raise ValueError(f"MEDSHARE_IPFS_BACKEND must be one of {', '.join(IPFS_BACKENDS)}, not {self.ipfs_backend!r}")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        """Settings from environment variables, with the defaults above."""
+        return cls(
+            home=Path(environ.get("MEDSHARE_HOME") or Path.cwd() / ".medshare"),
+            ipfs_backend=environ.get("MEDSHARE_IPFS_BACKEND") or "embedded",
+            ipfs_api=environ.get("IPFS_API") or DEFAULT_IPFS_API,
+        )
+
+    @property
+    def ipfs_dir(self) -> Path:
+        """The embedded IPFS store's folder."""
+        return self.home / "ipfs"

@@ -1,0 +1,139 @@
+"""What the consortium admin scripts share: where deployments are recorded, how the contract,
+the signing account, addresses and records are resolved, and how refusals become clear errors.
+
+Deployments are recorded in ``.medshare/deployments.json`` at the project root (or the file named by
+``MEDSHARE_DEPLOYMENTS``), keyed by chain id:
+``{"80002": {"address": "0x...", "deployer": "0x...", "block": 123}}``. A local anvil forgets
+everything when the command that started it exits, so on the default local network only
+``deploy`` itself is useful; for a session of commands against a local chain, start ``anvil``
+yourself and point every command at it::
+
+    anvil --port 8545 &
+    ape run deploy --network ethereum:local:foundry --provider-settings '{"host": "http://127.0.0.1:8545"}'
+
+"""
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from ape import accounts, chain, networks, project
+from ape.exceptions import ContractLogicError
+from eth_utils import is_address, to_checksum_address
+
+# Role names on the command line -> the contract's role-id getters.
+ROLES = {
+    "admin": "DEFAULT_ADMIN_ROLE",
+    "guardian": "GUARDIAN_ROLE",
+    "data-owner": "DATA_OWNER_ROLE",
+    "doctor": "DOCTOR_ROLE",
+    "researcher": "RESEARCHER_ROLE",
+    "patient": "PATIENT_ROLE",
+    "emergency": "EMERGENCY_ROLE",
+    "coordinator": "COORDINATOR_ROLE",
+    "participant": "PARTICIPANT_ROLE",
+}
+# rolesOf() bit of each reading role a grantee needs.
+DOCTOR_BIT, RESEARCHER_BIT = 1 << 3, 1 << 4
+
+CONTRACT_HELP = "MedicalAccess address (default: the one recorded for this chain in .medshare/deployments.json)."
+
+
+def deployments_file() -> Path:
+    override = os.environ.get("MEDSHARE_DEPLOYMENTS")
+    return Path(override) if override else project.path / ".medshare" / "deployments.json"
+
+
+def record_deployment(address: str, deployer: str, block: int) -> Path:
+    """Remember the deployment on the connected chain; returns the file it went to."""
+    path = deployments_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    known = json.loads(path.read_text()) if path.exists() else {}
+    known[str(chain.chain_id)] = {"address": address, "deployer": deployer, "block": block}
+    path.write_text(json.dumps(known, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def load_access(address: str | None):
+    """The MedicalAccess at ``address``, or at the address recorded for the connected chain."""
+    if address is None:
+        path = deployments_file()
+        known = json.loads(path.read_text()) if path.exists() else {}
+        entry = known.get(str(chain.chain_id))
+        if entry is None:
+            raise click.ClickException(
+                f"no MedicalAccess recorded for chain {chain.chain_id} in {path}; run `ape run deploy` "
+                "on this network first or pass --contract"
+            )
+        address = entry["address"]
+    address = parse_address(address, "--contract")
+    if not chain.provider.get_code(address):
+        raise click.ClickException(
+            f"no contract code at {address} on chain {chain.chain_id} (a local anvil forgets its "
+            "deployments when it exits; deploy again on this chain)"
+        )
+    return project.MedicalAccess.at(address)
+
+
+def signer(account):
+    """The ``--account`` given, else on a local network the first test account."""
+    if account is not None:
+        return account
+    if networks.provider.network.is_local:
+        return accounts.test_accounts[0]
+    raise click.ClickException("--account ALIAS is required on a live network")
+
+
+def parse_address(value: str, what: str = "address") -> str:
+    if not is_address(value):
+        raise click.ClickException(f"{what}: {value!r} is not an Ethereum address")
+    return to_checksum_address(value)
+
+
+def parse_record(access, value: str) -> bytes:
+    """A record id from its 0x-prefixed 32-byte hex, or from any CID of its first version."""
+    if value.startswith("0x") and len(value) == 66:
+        try:
+            return bytes.fromhex(value[2:])
+        except ValueError:
+            pass
+    try:
+        from cid import make_cid
+
+        cid = make_cid(value).buffer
+    except Exception as err:  # py-cid raises several types for malformed input
+        raise click.ClickException(f"record: {value!r} is neither a 0x-prefixed record id nor a CID ({err})")
+    return bytes(transact_or_fail(lambda: access.recordIdOf(cid)))
+
+
+def live_record(access, record: bytes) -> tuple[str, str]:
+    """The (owner, patient) of a registered, unretired record; a clear error otherwise."""
+    try:
+        owner, patient, _, retired = access.recordOf(record)
+    except ContractLogicError:
+        raise click.ClickException(f"record 0x{record.hex()} is not registered on chain {chain.chain_id}")
+    if retired:
+        raise click.ClickException(f"record 0x{record.hex()} is retired")
+    return owner, patient
+
+
+def require_owner_or_patient(access, record: bytes, caller) -> None:
+    owner, patient = live_record(access, record)
+    if caller.address not in (owner, patient):
+        raise click.ClickException(
+            f"{caller.address} is neither the owner ({owner}) nor the patient ({patient}) of record 0x{record.hex()}"
+        )
+
+
+def transact_or_fail(send: Callable[[], Any]) -> Any:
+    """Run a contract call or transaction, turning a revert into a clear error and exit status 1."""
+    try:
+        return send()
+    except ContractLogicError as err:
+        raise click.ClickException(f"refused by the contract: {err.revert_message or err}")
+
+
+contract_option = click.option("--contract", "contract_address", default=None, help=CONTRACT_HELP)

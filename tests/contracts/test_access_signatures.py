@@ -1,0 +1,134 @@
+"""A patient's EIP-712 grants and consents, relayed by anyone: deadline, nonce, domain, signer."""
+
+import ape
+import pytest
+from eth_utils import keccak
+
+from conftest import PatientSigner
+
+DEADLINE_SLACK = 3600
+
+
+@pytest.fixture
+def deadline(chain):
+    return chain.pending_timestamp + DEADLINE_SLACK
+
+
+def _grant_message(record, grantee, expiry, nonce, deadline):
+    return {"record": record, "grantee": grantee.address, "expiry": expiry, "nonce": nonce, "deadline": deadline}
+
+
+def _consent_message(record, researcher, given, nonce, deadline):
+    return {"record": record, "researcher": researcher.address, "given": given, "nonce": nonce, "deadline": deadline}
+
+
+def test_domain_is_medical_access_v1_on_this_chain(access, chain):
+    fields, name, version, chain_id, contract, *_ = access.eip712Domain()
+    assert (name, version, chain_id, contract) == ("MedicalAccess", "1", chain.chain_id, access.address)
+
+
+def test_relayed_grant_passes_with_the_patients_consent(
+    access, patient_signer, patient, researcher, stranger, record, in_a_day, deadline
+):
+    signature = patient_signer.sign(patient, "Grant", _grant_message(record, researcher, in_a_day, 0, deadline))
+    tx = access.grantAccessBySig(record, researcher, in_a_day, 0, deadline, signature, sender=stranger)
+    assert tx.events == [access.AccessGranted(record, researcher, patient, in_a_day)]
+    assert access.checkAccess(researcher, record)
+    assert access.nonces(patient) == 1
+
+
+def test_replay_is_refused(access, patient_signer, patient, doctor, stranger, record, in_a_day, deadline):
+    signature = patient_signer.sign(patient, "Grant", _grant_message(record, doctor, in_a_day, 0, deadline))
+    access.grantAccessBySig(record, doctor, in_a_day, 0, deadline, signature, sender=stranger)
+    with ape.reverts(access.InvalidAccountNonce, account=patient, currentNonce=1):
+        access.grantAccessBySig(record, doctor, in_a_day, 0, deadline, signature, sender=stranger)
+
+
+def test_a_future_nonce_is_refused(access, patient_signer, patient, doctor, stranger, record, in_a_day, deadline):
+    signature = patient_signer.sign(patient, "Grant", _grant_message(record, doctor, in_a_day, 5, deadline))
+    with ape.reverts(access.InvalidAccountNonce, account=patient, currentNonce=0):
+        access.grantAccessBySig(record, doctor, in_a_day, 5, deadline, signature, sender=stranger)
+
+
+def test_wrong_signer_and_tampered_fields_are_refused(
+    access, patient_signer, patient, other_patient, doctor, researcher, stranger, record, in_a_day, deadline
+):
+    forged = patient_signer.sign(other_patient, "Grant", _grant_message(record, doctor, in_a_day, 0, deadline))
+    with ape.reverts(access.InvalidPatientSignature, record=record, patient=patient):
+        access.grantAccessBySig(record, doctor, in_a_day, 0, deadline, forged, sender=stranger)
+    genuine = patient_signer.sign(patient, "Grant", _grant_message(record, doctor, in_a_day, 0, deadline))
+    with ape.reverts(access.InvalidPatientSignature, record=record, patient=patient):
+        access.grantAccessBySig(record, researcher, in_a_day, 0, deadline, genuine, sender=stranger)
+    with ape.reverts(access.InvalidPatientSignature, record=record, patient=patient):
+        access.grantAccessBySig(record, doctor, in_a_day + 1, 0, deadline, genuine, sender=stranger)
+    with ape.reverts(access.InvalidPatientSignature, record=record, patient=patient):
+        access.grantAccessBySig(record, doctor, in_a_day, 0, deadline, b"\x00" * 65, sender=stranger)
+    assert access.nonces(patient) == 0
+
+
+def test_other_domains_are_refused(access, chain, patient, doctor, stranger, record, in_a_day, deadline):
+    message = _grant_message(record, doctor, in_a_day, 0, deadline)
+    other_chain = PatientSigner(access, chain.chain_id + 1).sign(patient, "Grant", message)
+    other_contract = PatientSigner(access, chain.chain_id).sign(patient, "Grant", message, verifying_contract=stranger.address)
+    for signature in (other_chain, other_contract):
+        with ape.reverts(access.InvalidPatientSignature, record=record, patient=patient):
+            access.grantAccessBySig(record, doctor, in_a_day, 0, deadline, signature, sender=stranger)
+
+
+def test_expired_signature_is_refused(access, chain, patient_signer, patient, doctor, stranger, record, in_a_day):
+    deadline = chain.pending_timestamp + 10
+    signature = patient_signer.sign(patient, "Grant", _grant_message(record, doctor, in_a_day, 0, deadline))
+    chain.mine(timestamp=deadline + 1)
+    with ape.reverts(access.SignatureExpired, deadline=deadline):
+        access.grantAccessBySig(record, doctor, in_a_day, 0, deadline, signature, sender=stranger)
+
+
+def test_signed_grant_checks_expiry_and_patient_role(
+    access, chain, admin, patient_signer, patient, doctor, stranger, record, deadline
+):
+    past = chain.pending_timestamp - 1
+    signature = patient_signer.sign(patient, "Grant", _grant_message(record, doctor, past, 0, deadline))
+    with ape.reverts(access.ExpiryNotInFuture, expiry=past):
+        access.grantAccessBySig(record, doctor, past, 0, deadline, signature, sender=stranger)
+    access.revokeRole(access.PATIENT_ROLE(), patient, sender=admin)
+    with ape.reverts(access.AccessControlUnauthorizedAccount, account=patient, neededRole=access.PATIENT_ROLE()):
+        access.grantAccessBySig(record, doctor, past, 0, deadline, signature, sender=stranger)
+
+
+def test_relayed_consent_given_and_withdrawn(
+    access, patient_signer, hospital, patient, researcher, stranger, record, in_a_day, deadline
+):
+    access.grantAccess(record, researcher, in_a_day, sender=hospital)
+    give = patient_signer.sign(patient, "Consent", _consent_message(record, researcher, True, 0, deadline))
+    tx = access.setConsentBySig(record, researcher, True, 0, deadline, give, sender=stranger)
+    assert tx.events == [access.ConsentSet(record, researcher, patient, True)]
+    assert access.checkAccess(researcher, record)
+    with ape.reverts(access.InvalidAccountNonce, account=patient, currentNonce=1):
+        access.setConsentBySig(record, researcher, True, 0, deadline, give, sender=stranger)
+    flipped = patient_signer.sign(patient, "Consent", _consent_message(record, researcher, True, 1, deadline))
+    with ape.reverts(access.InvalidPatientSignature, record=record, patient=patient):
+        access.setConsentBySig(record, researcher, False, 1, deadline, flipped, sender=stranger)
+    withdraw = patient_signer.sign(patient, "Consent", _consent_message(record, researcher, False, 1, deadline))
+    access.setConsentBySig(record, researcher, False, 1, deadline, withdraw, sender=stranger)
+    assert not access.checkAccess(researcher, record)
+
+
+def test_paused_contract_refuses_relays(
+    access, guardian, patient_signer, patient, doctor, researcher, stranger, record, in_a_day, deadline
+):
+    grant = patient_signer.sign(patient, "Grant", _grant_message(record, doctor, in_a_day, 0, deadline))
+    consent = patient_signer.sign(patient, "Consent", _consent_message(record, researcher, True, 0, deadline))
+    access.pause(sender=guardian)
+    with ape.reverts(access.EnforcedPause):
+        access.grantAccessBySig(record, doctor, in_a_day, 0, deadline, grant, sender=stranger)
+    with ape.reverts(access.EnforcedPause):
+        access.setConsentBySig(record, researcher, True, 0, deadline, consent, sender=stranger)
+
+
+def test_typehashes_match_the_documented_types(access):
+    assert access.GRANT_TYPEHASH() == keccak(
+        text="Grant(bytes32 record,address grantee,uint64 expiry,uint256 nonce,uint256 deadline)"
+    )
+    assert access.CONSENT_TYPEHASH() == keccak(
+        text="Consent(bytes32 record,address researcher,bool given,uint256 nonce,uint256 deadline)"
+    )

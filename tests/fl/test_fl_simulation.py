@@ -1,0 +1,124 @@
+import dataclasses
+
+import pytest
+
+from fl.client import LocalTrainingConfig
+from fl.compression import CompressionConfig
+from fl.data import federated_breast_cancer
+from fl.privacy import ClientLevelDPConfig, DPSGDConfig, update_norm
+from fl.simulation import FederatedConfig, SecureAggregationConfig, run_federated, train_centralized
+
+TRAINING = LocalTrainingConfig(learning_rate=0.05)
+
+
+@pytest.fixture(scope="module")
+def five():
+    return federated_breast_cancer(5, "dirichlet", alpha=0.5)
+
+
+@pytest.fixture(scope="module")
+def three():
+    return federated_breast_cancer(3, "iid")
+
+
+def test_fedavg_learns_and_is_deterministic(three):
+    config = FederatedConfig(rounds=3, training=TRAINING)
+    result = run_federated(three, config)
+    assert [r.round_number for r in result.rounds] == [1, 2, 3]
+    assert all(r.participants == ("hospital_1", "hospital_2", "hospital_3") for r in result.rounds)
+    assert result.test_accuracy > 0.9
+    assert result.rounds[-1].test.loss < result.rounds[0].test.loss
+    assert result.rounds[0].uploaded_bytes == 3 * 31 * 4
+    assert result.hospital_privacy == {} and result.client_level_privacy is None
+    again = run_federated(three, config)
+    assert update_norm(result.parameters, again.parameters) == 0.0
+
+
+def test_centralized_baseline_learns(three):
+    _, evaluation = train_centralized(three, epochs=3, training=TRAINING)
+    assert evaluation.accuracy > 0.9
+
+
+def test_secure_sum_gives_fedavg_up_to_fixed_point_rounding(three):
+    plain = run_federated(three, FederatedConfig(rounds=2, training=TRAINING))
+    secure = run_federated(
+        three, FederatedConfig(rounds=2, training=TRAINING, secure_aggregation=SecureAggregationConfig(threshold=2))
+    )
+    assert 0.0 < update_norm(plain.parameters, secure.parameters) < 1e-5
+
+
+def test_a_dropped_hospital_is_left_out_of_the_secure_average(three):
+    dropped = SecureAggregationConfig(threshold=2, dropouts_per_round={1: ("hospital_2",)})
+    secure = run_federated(three, FederatedConfig(rounds=1, training=TRAINING, secure_aggregation=dropped))
+    without = dataclasses.replace(three, hospitals=tuple(h for h in three.hospitals if h.name != "hospital_2"))
+    plain = run_federated(without, FederatedConfig(rounds=1, training=TRAINING))
+    assert update_norm(plain.parameters, secure.parameters) < 1e-5
+    everyone = run_federated(three, FederatedConfig(rounds=1, training=TRAINING))
+    assert update_norm(everyone.parameters, secure.parameters) > 1e-3
+
+
+def test_a_byzantine_hospital_wrecks_fedavg_but_not_the_median(five):
+    def accuracy(aggregator):
+        config = FederatedConfig(rounds=8, training=TRAINING, aggregator=aggregator, byzantine_clients=("hospital_1",))
+        return run_federated(five, config).test_accuracy
+
+    clean = run_federated(five, FederatedConfig(rounds=8, training=TRAINING)).test_accuracy
+    assert accuracy("fedavg") < clean - 0.15
+    assert accuracy("median") > clean - 0.05
+
+
+def test_dp_sgd_runs_report_privacy_per_round_and_in_total(three):
+    dp = DPSGDConfig(noise_multiplier=1.5, max_grad_norm=1.0, sample_rate=0.25)
+    result = run_federated(three, FederatedConfig(rounds=2, training=LocalTrainingConfig(learning_rate=0.5), dp=dp))
+    assert set(result.hospital_privacy) == {"hospital_1", "hospital_2", "hospital_3"}
+    for record in result.rounds:
+        assert set(record.privacy) == set(result.hospital_privacy)
+    for hospital, total in result.hospital_privacy.items():
+        first, second = (record.privacy[hospital] for record in result.rounds)
+        assert first.total_epsilon < second.total_epsilon == total.epsilon
+        assert total.delta == 1e-5
+    assert result.test_accuracy > 0.8
+
+
+def test_client_level_dp_samples_hospitals_and_is_accounted(three):
+    dp = ClientLevelDPConfig(clip_norm=1.0, noise_multiplier=0.5, clients_per_round=2, population=3)
+    result = run_federated(three, FederatedConfig(rounds=4, training=TRAINING, client_level_dp=dp))
+    chosen = [record.participants for record in result.rounds]
+    assert all(len(participants) == 2 for participants in chosen)
+    assert len(set(chosen)) > 1
+    assert result.client_level_privacy.epsilon > 0
+    assert result.hospital_privacy == {}
+    everyone = ClientLevelDPConfig(clip_norm=1.0, noise_multiplier=0.5, clients_per_round=3, population=3)
+    full = run_federated(three, FederatedConfig(rounds=4, training=TRAINING, client_level_dp=everyone))
+    # Sampling two of three hospitals per round amplifies privacy.
+    assert result.client_level_privacy.epsilon < full.client_level_privacy.epsilon
+    wrong = ClientLevelDPConfig(clip_norm=1.0, noise_multiplier=0.5, clients_per_round=2, population=10)
+    with pytest.raises(ValueError, match="population of 10, but there are 3 hospitals"):
+        run_federated(three, FederatedConfig(rounds=1, client_level_dp=wrong))
+
+
+def test_compressed_uploads_are_smaller_and_still_learn(three):
+    config = FederatedConfig(rounds=3, training=TRAINING, compression=CompressionConfig(top_k_ratio=0.25, quantize_8bit=True))
+    result = run_federated(three, config)
+    # Per hospital: 8 of 30 weights and the bias, 5 bytes each, plus two 4-byte scales = 53 of 124 bytes.
+    assert result.rounds[0].uploaded_bytes == 3 * 53
+    assert result.test_accuracy > 0.85
+
+
+def test_fedadam_gets_the_global_model(three):
+    config = FederatedConfig(rounds=2, training=TRAINING, aggregator="fedadam", aggregator_config={"learning_rate": 0.05})
+    assert run_federated(three, config).test_accuracy > 0.8
+
+
+def test_bad_run_settings_are_refused(three):
+    with pytest.raises(ValueError, match="rounds must be at least 1"):
+        FederatedConfig(rounds=0)
+    with pytest.raises(ValueError, match="secure aggregation reveals only the sum of updates, which 'median'"):
+        FederatedConfig(aggregator="median", secure_aggregation=SecureAggregationConfig(threshold=2))
+    with pytest.raises(ValueError, match="not combined"):
+        FederatedConfig(
+            secure_aggregation=SecureAggregationConfig(threshold=2),
+            client_level_dp=ClientLevelDPConfig(clip_norm=1.0, noise_multiplier=1.0, clients_per_round=3, population=3),
+        )
+    with pytest.raises(ValueError, match=r"Byzantine clients \['hospital_9'\]"):
+        run_federated(three, FederatedConfig(rounds=1, byzantine_clients=("hospital_9",)))
