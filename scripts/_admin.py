@@ -1,9 +1,8 @@
 """What the consortium admin scripts share: where deployments are recorded, how the contract,
 the signing account, addresses and records are resolved, and how refusals become clear errors.
 
-Deployments are recorded in ``.medshare/deployments.json`` at the project root (or the file named by
-``MEDSHARE_DEPLOYMENTS``), keyed by chain id:
-``{"80002": {"address": "0x...", "deployer": "0x...", "block": 123}}``. A local anvil forgets
+Deployments are recorded as :mod:`offchain.deployments` describes (``.medshare/deployments.json``
+by default). A local anvil forgets
 everything when the command that started it exits, so on the default local network only
 ``deploy`` itself is useful; for a session of commands against a local chain, start ``anvil``
 yourself and point every command at it::
@@ -13,16 +12,16 @@ yourself and point every command at it::
 
 """
 
-import json
-import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import click
 from ape import accounts, chain, networks, project
 from ape.exceptions import ContractLogicError
 from eth_utils import is_address, to_checksum_address
+
+from offchain import deployments
+from offchain.ipfs.cid import CID, InvalidCID
 
 # Role names on the command line -> the contract's role-id getters.
 ROLES = {
@@ -36,39 +35,22 @@ ROLES = {
     "coordinator": "COORDINATOR_ROLE",
     "participant": "PARTICIPANT_ROLE",
 }
-# rolesOf() bit of each reading role a grantee needs.
-DOCTOR_BIT, RESEARCHER_BIT = 1 << 3, 1 << 4
 
 CONTRACT_HELP = "MedicalAccess address (default: the one recorded for this chain in .medshare/deployments.json)."
 
 
-def deployments_file() -> Path:
-    override = os.environ.get("MEDSHARE_DEPLOYMENTS")
-    return Path(override) if override else project.path / ".medshare" / "deployments.json"
-
-
-def record_deployment(address: str, deployer: str, block: int) -> Path:
+def record_deployment(address: str, deployer: str, block: int):
     """Remember the deployment on the connected chain; returns the file it went to."""
-    path = deployments_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    known = json.loads(path.read_text()) if path.exists() else {}
-    known[str(chain.chain_id)] = {"address": address, "deployer": deployer, "block": block}
-    path.write_text(json.dumps(known, indent=2, sort_keys=True) + "\n")
-    return path
+    return deployments.record_deployment(chain.chain_id, deployments.Deployment(address, deployer, block))
 
 
 def load_access(address: str | None):
     """The MedicalAccess at ``address``, or at the address recorded for the connected chain."""
     if address is None:
-        path = deployments_file()
-        known = json.loads(path.read_text()) if path.exists() else {}
-        entry = known.get(str(chain.chain_id))
-        if entry is None:
-            raise click.ClickException(
-                f"no MedicalAccess recorded for chain {chain.chain_id} in {path}; run `ape run deploy` "
-                "on this network first or pass --contract"
-            )
-        address = entry["address"]
+        try:
+            address = deployments.find_deployment(chain.chain_id).address
+        except deployments.DeploymentNotFound as error:
+            raise click.ClickException(str(error)) from None
     address = parse_address(address, "--contract")
     if not chain.provider.get_code(address):
         raise click.ClickException(
@@ -101,12 +83,10 @@ def parse_record(access, value: str) -> bytes:
         except ValueError:
             pass
     try:
-        from cid import make_cid
-
-        cid = make_cid(value).buffer
-    except Exception as err:  # py-cid raises several types for malformed input
+        cid = CID.parse(value)
+    except InvalidCID as err:
         raise click.ClickException(f"record: {value!r} is neither a 0x-prefixed record id nor a CID ({err})")
-    return bytes(transact_or_fail(lambda: access.recordIdOf(cid)))
+    return bytes(transact_or_fail(lambda: access.recordIdOf(bytes(cid))))
 
 
 def live_record(access, record: bytes) -> tuple[str, str]:

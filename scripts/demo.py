@@ -1,32 +1,103 @@
-"""The end-to-end demo on the embedded defaults: a local anvil started by ape-foundry.
+"""The end-to-end demo on the embedded defaults: a local anvil started by ape-foundry, the embedded
+IPFS store, and the breast-cancer data split across three hospitals.
 
-Run it with ``./run demo``.
+Run it with ``./run demo``. Its state (keystores, store, index) lives in a temporary folder that is
+removed at the end, so every run starts clean.
 """
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
 
 import click
 from ape import accounts, chain, project
 
-DEMO_CID = bytes.fromhex("01551220") + bytes.fromhex(
-    "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
-)
+from fl.artifacts import artifact_digest, encode_artifact
+from fl.data import federated_breast_cancer
+from fl.simulation import FederatedConfig, run_federated, train_centralized
+from offchain.chain import AccessClient
+from offchain.crypto import Keystore
+from offchain.ipfs import EmbeddedStore
+from offchain.records import AccessRefused, RecordIndex, RecordService
+
 ONE_DAY = 24 * 3600
+DEMO_PASSPHRASE = "demo passphrase (never use a fixed one for real keys)"
+
+
+def step(text: str) -> None:
+    click.secho(f"\n== {text}", bold=True)
 
 
 def main() -> None:
-    admin, hospital, patient, doctor = accounts.test_accounts[:4]
+    admin, hospital, patient, doctor, researcher, stranger = accounts.test_accounts[:6]
+    with tempfile.TemporaryDirectory(prefix="medshare-demo-") as folder:
+        home = Path(folder)
+        step("Consortium: deploy MedicalAccess and hand out roles")
+        access = admin.deploy(project.MedicalAccess, admin)
+        click.echo(f"MedicalAccess deployed at {access.address} on chain {chain.chain_id}")
+        for role, member, label in [
+            (access.DATA_OWNER_ROLE(), hospital, "hospital_1 (data owner)"),
+            (access.PATIENT_ROLE(), patient, "patient_A"),
+            (access.DOCTOR_ROLE(), doctor, "doctor"),
+            (access.RESEARCHER_ROLE(), researcher, "researcher"),
+        ]:
+            access.grantRole(role, member, sender=admin)
+            click.echo(f"  {label}: {member.address}")
 
-    access = admin.deploy(project.MedicalAccess, admin)
-    click.echo(f"MedicalAccess deployed at {access.address}")
-    access.grantRole(access.DATA_OWNER_ROLE(), hospital, sender=admin)
-    access.grantRole(access.PATIENT_ROLE(), patient, sender=admin)
-    access.grantRole(access.DOCTOR_ROLE(), doctor, sender=admin)
+        step("Members create keystores and publish their X25519 keys")
+        store = EmbeddedStore(home / "ipfs")
+        services = {}
+        for member in (hospital, patient, doctor, researcher, stranger):
+            keystore = Keystore.create(home / f"{member.address}.keystore.json", DEMO_PASSPHRASE)
+            if member is not stranger:
+                access.publishEncryptionKey(keystore.public_key(), sender=member)
+            client = AccessClient(access, member)
+            services[member] = RecordService(client, store, keystore, RecordIndex(home / f"{member.address}.index.json"))
+        click.echo("  keys published for hospital_1, patient_A, doctor, researcher")
 
-    record = access.registerRecord(DEMO_CID, patient, sender=hospital).return_value
-    click.echo(f"record 0x{record.hex()} registered by hospital {hospital.address} for patient {patient.address}")
+        step("Upload: hospital_1 encrypts patient_A's MRI scan, stores it, registers its CID")
+        scan = home / "MRI_scan.dcm"
+        scan.write_bytes(os.urandom(3 << 20))
+        entry = services[hospital].upload(scan, patient.address, "MRI_scan")
+        record_id = entry.record_bytes
+        click.echo(f"  {entry.patient}/{entry.name} -> {entry.cid}")
+        click.echo(f"  record {entry.record_id}, version {entry.version}")
 
-    expiry = chain.pending_timestamp + ONE_DAY
-    access.grantAccess(record, doctor, expiry, sender=hospital)
-    allowed = access.checkAccess(doctor, record)
-    click.echo(f"checkAccess(doctor {doctor.address}, record) -> {allowed} (until {expiry})")
-    if not allowed:
-        raise click.ClickException("access check failed after grant")
+        step("Grant: hospital_1 lets the doctor read it for a day")
+        services[hospital].grant(record_id, [doctor.address], chain.pending_timestamp + ONE_DAY)
+        click.echo(f"  checkAccess(doctor, record) -> {access.checkAccess(doctor, record_id)}")
+
+        step("Fetch: the doctor's read is logged on chain, fetched, decrypted, verified")
+        copy = home / "doctor_copy.dcm"
+        fetched = services[doctor].fetch(record_id, copy)
+        same = hashlib.sha256(copy.read_bytes()).digest() == hashlib.sha256(scan.read_bytes()).digest()
+        click.echo(f"  {fetched.size} bytes, version {fetched.version}, identical to the original: {same}")
+        if not same:
+            raise click.ClickException("the fetched record differs from the original")
+
+        step("A stranger asks for the same record")
+        try:
+            services[stranger].fetch(record_id, home / "stolen")
+        except AccessRefused as refusal:
+            click.echo(f"  refused: {refusal}")
+
+        step("Revoke with rotation: the doctor loses access; the record is re-encrypted under a new key")
+        rotated = services[hospital].revoke(record_id, doctor.address, rotate=True)
+        click.echo(f"  record now at version {rotated.version}, {rotated.cid}")
+        try:
+            services[doctor].fetch(record_id, home / "after_revoke")
+        except AccessRefused as refusal:
+            click.echo(f"  doctor refused: {refusal}")
+        reads = list(access.AccessLogged.range(0, None, search_topics={"record": record_id}))
+        click.echo(f"  audit trail: {len(reads)} logged read(s): " + ", ".join(f"{r.reader} v{r.version}" for r in reads))
+
+        step("Federated learning: three hospitals train a shared model; data never leaves them")
+        dataset = federated_breast_cancer(num_hospitals=3, partition="dirichlet")
+        result = run_federated(dataset, FederatedConfig(rounds=10, aggregator="fedavg"))
+        for record in result.rounds[::3]:
+            click.echo(f"  round {record.round_number:>2}: test accuracy {record.test.accuracy:.3f}")
+        _, centralized = train_centralized(dataset, epochs=10)
+        click.echo(f"  pooled-data baseline: {centralized.accuracy:.3f}")
+        artifact = encode_artifact(result.parameters, {"round": str(len(result.rounds)), "aggregator": "fedavg"})
+        click.echo(f"  global model artifact (safetensors) sha256 {artifact_digest(artifact)}")

@@ -13,9 +13,8 @@ import click
 from ape import chain
 from ape.cli import ConnectedProviderCommand, account_option
 
+from offchain.chain import Role
 from scripts._admin import (
-    DOCTOR_BIT,
-    RESEARCHER_BIT,
     contract_option,
     load_access,
     parse_address,
@@ -32,7 +31,7 @@ def grant(access, sender, record: bytes, grantees: list[str], expiry: int):
     if expiry <= chain.pending_timestamp:
         raise click.ClickException(f"expiry {expiry} is not in the future")
     for grantee in grantees:
-        if not access.rolesOf(grantee) & (DOCTOR_BIT | RESEARCHER_BIT):
+        if not access.rolesOf(grantee) & (Role.DOCTOR | Role.RESEARCHER):
             raise click.ClickException(f"{grantee} holds neither the doctor nor the researcher role")
     if len(grantees) == 1:
         return transact_or_fail(lambda: access.grantAccess(record, grantees[0], expiry, sender=sender))

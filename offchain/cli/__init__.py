@@ -3,6 +3,8 @@
 import click
 
 from offchain.cli.ipfs import ipfs
+from offchain.cli.keys import keys
+from offchain.cli.record import record
 
 
 @click.group()
@@ -12,3 +14,5 @@ def main() -> None:
 
 
 main.add_command(ipfs)
+main.add_command(keys)
+main.add_command(record)

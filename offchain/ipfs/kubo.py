@@ -7,6 +7,7 @@ options as the embedded store, so both give the same CIDs.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
@@ -53,6 +54,15 @@ class KuboStore:
             )
         return CID.parse(added["Hash"])
 
+    @contextmanager
+    def writer(self, *, cid_version: int = 1) -> Iterator[_SpooledAdd]:
+        """Add what is written in the block; spooled to a temporary file, as the API takes whole uploads."""
+        with tempfile.TemporaryFile() as spool:
+            sink = _SpooledAdd(spool)
+            yield sink
+            spool.seek(0)
+            sink.cid = self.add(spool, cid_version=cid_version)
+
     def iter_cat(self, cid: CID) -> Iterator[bytes]:
         with self._kubo_errors():
             yield from self._client.cat(str(cid), stream=True)
@@ -93,3 +103,14 @@ class KuboStore:
             yield
         except ClientError as error:
             raise StoreError(f"Kubo at {self.api}: {error}") from error
+
+
+class _SpooledAdd:
+    """The writer ``KuboStore.writer()`` yields; ``cid`` is set once the add is done."""
+
+    def __init__(self, spool: BinaryIO) -> None:
+        self._spool = spool
+        self.cid: CID | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        return self._spool.write(data)

@@ -1,0 +1,274 @@
+"""The access contract seen from Python: typed reads, one-transaction steps, refusals as errors.
+
+:class:`AccessClient` wraps a deployed MedicalAccess (an Ape contract
+instance) and the account that signs. Every step that changes policy and
+publishes keys goes out as one ``multicall`` transaction, so a refusal
+anywhere leaves nothing half done. A revert surfaces as :class:`ChainRefusal`
+carrying the contract's custom error.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from ape.exceptions import ContractLogicError, CustomError
+from ape.types.events import LogFilter
+from eth_abi import decode as abi_decode
+from eth_utils import to_checksum_address
+from web3.exceptions import ContractCustomError as Web3CustomError
+from web3.exceptions import ContractLogicError as Web3LogicError
+
+from offchain.ipfs.cid import CID
+
+class Role(enum.IntFlag):
+    """The bits of ``rolesOf(account)``, as ConsortiumRoles.sol assigns them."""
+
+    ADMIN = 1 << 0
+    GUARDIAN = 1 << 1
+    DATA_OWNER = 1 << 2
+    DOCTOR = 1 << 3
+    RESEARCHER = 1 << 4
+    PATIENT = 1 << 5
+    EMERGENCY = 1 << 6
+    COORDINATOR = 1 << 7
+    PARTICIPANT = 1 << 8
+
+
+class ChainRefusal(Exception):
+    """The contract refused a call or transaction; ``error`` is its custom error's name."""
+
+    def __init__(self, error: str, inputs: dict[str, Any]) -> None:
+        self.error = error
+        self.inputs = inputs
+        shown = ", ".join(f"{name}={_show(value)}" for name, value in inputs.items())
+        super().__init__(f"refused by the contract: {error}({shown})")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        return "0x" + bytes(value).hex()
+    return str(value)
+
+
+@contextmanager
+def refusals(contract: Any) -> Iterator[None]:
+    """Turn a revert of ``contract`` inside the block into a :class:`ChainRefusal`."""
+    try:
+        yield
+    except CustomError as error:
+        raise ChainRefusal(error.name, dict(error.inputs)) from None
+    except ContractLogicError as error:
+        raise ChainRefusal(error.revert_message or "revert", {}) from None
+    except Web3CustomError as error:
+        raise _decode_error(contract, bytes.fromhex(str(error.data)[2:])) from None
+    except Web3LogicError as error:
+        raise ChainRefusal(str(error.message or "revert"), {}) from None
+
+
+def _decode_error(contract: Any, data: bytes) -> ChainRefusal:
+    """The custom error encoded in revert ``data``, by the contract's ABI."""
+    errors = contract.contract_type.errors
+    selector = data[:4]
+    if selector not in errors:
+        return ChainRefusal(f"custom error 0x{selector.hex()}", {})
+    abi = errors[selector]
+    try:
+        inputs = contract.provider.network.ecosystem.decode_calldata(abi, data[4:])
+    except Exception:  # noqa: BLE001 - undecodable arguments: the error's name still says what happened
+        inputs = {}
+    return ChainRefusal(abi.name, dict(inputs))
+
+
+@dataclass(frozen=True)
+class RecordInfo:
+    """A record as the contract holds it now."""
+
+    record_id: bytes
+    owner: str
+    patient: str
+    version: int
+    retired: bool
+    cid: CID
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A (record, user) pair's grant expiry, consent and break-glass expiry (0 when none)."""
+
+    expiry: int
+    consent: bool
+    emergency_expiry: int
+
+
+@dataclass(frozen=True)
+class RecordVersion:
+    """One version of a record, from the chain's events."""
+
+    record_id: bytes
+    owner: str
+    patient: str
+    version: int
+    cid: CID
+
+
+class AccessClient:
+    """A MedicalAccess contract and the account that signs for this client."""
+
+    def __init__(self, contract: Any, account: Any, *, from_block: int = 0) -> None:
+        self.contract = contract
+        self.account = account
+        self.from_block = from_block
+
+    @property
+    def address(self) -> str:
+        """The signing account's address."""
+        return self.account.address
+
+    # Reads -----------------------------------------------------------------
+
+    def record(self, record_id: bytes) -> RecordInfo:
+        """The record now; ChainRefusal(UnknownRecord) if there is none."""
+        owner, patient, version, retired = self._call("recordOf", record_id)
+        cid, _ = self._call("currentCid", record_id)
+        return RecordInfo(bytes(record_id), owner, patient, version, retired, CID.from_bytes(bytes(cid)))
+
+    def current_cid(self, record_id: bytes) -> tuple[CID, int]:
+        """The CID of the record's current version, and that version (one call)."""
+        cid, version = self._call("currentCid", record_id)
+        return CID.from_bytes(bytes(cid)), int(version)
+
+    def record_id_of(self, cid: CID) -> bytes:
+        """The id ``cid`` registers (or registered) as: the digest of a record's first CID."""
+        (record_id,) = self._call("recordIdOf", bytes(cid))
+        return bytes(record_id)
+
+    def check_access(self, user: str, record_id: bytes) -> bool:
+        return bool(self.contract.checkAccess(user, record_id))
+
+    def grant_of(self, record_id: bytes, user: str) -> Grant:
+        expiry, consent, emergency = self.contract.grantOf(record_id, user)
+        return Grant(expiry, consent, emergency)
+
+    def roles_of(self, member: str) -> Role:
+        return Role(int(self.contract.rolesOf(member)))
+
+    def is_paused(self) -> bool:
+        return bool(self.contract.paused())
+
+    def encryption_key(self, member: str) -> tuple[bytes, int]:
+        """``member``'s published X25519 key and its version; version 0 when none was published."""
+        key, version = self.contract.encryptionKeyOf(member)
+        return bytes(key), int(version)
+
+    def now(self) -> int:
+        """The timestamp the next block will carry (what expiries are compared with)."""
+        return int(self.contract.chain_manager.pending_timestamp)
+
+    def shared_key(self, record_id: bytes, reader: str, version: int) -> bytes | None:
+        """The latest wrapped data key shared with ``reader`` for that record version, if any."""
+        logs = self._logs("DataKeyShared", record=record_id, reader=reader, version=version)
+        return bytes(logs[-1].wrappedKey) if logs else None
+
+    def granted_users(self, record_id: bytes) -> list[str]:
+        """Everyone ever granted access to the record, in order of first grant."""
+        users = dict.fromkeys(log.grantee for log in self._logs("AccessGranted", record=record_id))
+        return list(users)
+
+    def record_versions(self, owner: str) -> list[RecordVersion]:
+        """Every version of every record ``owner`` registered, oldest first (for rebuilding an index)."""
+        patients: dict[bytes, str] = {}
+        versions = []
+        for log in self._logs("RecordRegistered", owner=owner):
+            record_id = bytes(log.record)
+            patients[record_id] = log.patient
+            versions.append(RecordVersion(record_id, owner, log.patient, 1, CID.from_bytes(bytes(log.cid))))
+        for log in self._logs("RecordRotated", owner=owner):
+            record_id = bytes(log.record)
+            cid = CID.from_bytes(bytes(log.cid))
+            versions.append(RecordVersion(record_id, owner, patients.get(record_id, ""), log.version, cid))
+        return versions
+
+    def _logs(self, event: str, **topics: Any) -> list[Any]:
+        """The contract's ``event`` logs matching the indexed ``topics``, oldest first (one eth_getLogs)."""
+        query = LogFilter.from_event(
+            getattr(self.contract, event), search_topics=topics, addresses=[self.contract.address],
+            start_block=self.from_block,
+        )
+        return list(self.contract.provider.get_contract_logs(query))
+
+    # Transactions ----------------------------------------------------------
+
+    def publish_encryption_key(self, public_key: bytes) -> int:
+        """Publish the signer's X25519 public key; returns its version."""
+        receipt = self._send(self.contract.publishEncryptionKey, public_key)
+        return int(receipt.return_value) if receipt.return_value is not None else self.encryption_key(self.address)[1]
+
+    def register_record(self, cid: CID, patient: str, shares: Sequence[tuple[str, bytes]]) -> None:
+        """Register ``cid`` as a new record for ``patient`` and share its key, in one transaction."""
+        record_id = cid.digest
+        self._multicall(
+            [self.contract.registerRecord.encode_input(bytes(cid), patient)]
+            + self._share_calls(record_id, 1, shares)
+        )
+
+    def grant(self, record_id: bytes, grantees: Sequence[str], expiry: int, version: int,
+              shares: Sequence[tuple[str, bytes]]) -> None:
+        """Grant ``grantees`` access until ``expiry`` and share the current version's key with them."""
+        grant = (
+            self.contract.grantAccess.encode_input(record_id, grantees[0], expiry)
+            if len(grantees) == 1
+            else self.contract.grantAccessBatch.encode_input(record_id, list(grantees), expiry)
+        )
+        self._multicall([grant] + self._share_calls(record_id, version, shares))
+
+    def revoke(self, record_id: bytes, grantee: str) -> None:
+        """End ``grantee``'s grant on the record."""
+        self._send(self.contract.revokeAccess, record_id, grantee)
+
+    def revoke_and_rotate(self, record_id: bytes, grantees: Sequence[str], cid: CID, version: int,
+                          shares: Sequence[tuple[str, bytes]]) -> None:
+        """Revoke ``grantees``, move the record to ``cid`` (its ``version``) and share the new key, at once."""
+        calls = [self.contract.revokeAccess.encode_input(record_id, grantee) for grantee in grantees]
+        calls.append(self.contract.rotateRecord.encode_input(record_id, bytes(cid)))
+        self._multicall(calls + self._share_calls(record_id, version, shares))
+
+    def log_access(self, record_id: bytes) -> int:
+        """Record the signer's read on chain (reverts AccessDenied without access); returns the version read."""
+        receipt = self._send(self.contract.logAccess, record_id)
+        return int(receipt.decode_logs(self.contract.AccessLogged)[0].version)
+
+    def _share_calls(self, record_id: bytes, version: int, shares: Sequence[tuple[str, bytes]]) -> list[bytes]:
+        if not shares:
+            return []
+        readers, keys = zip(*shares)
+        return [self.contract.shareDataKeys.encode_input(record_id, version, list(readers), list(keys))]
+
+    def _multicall(self, calls: list[bytes]) -> Any:
+        return self._send(self.contract.multicall, calls)
+
+    def _send(self, method: Any, *args: Any) -> Any:
+        # Simulate first: a refusal then costs no gas and mines no failed transaction.
+        self._call(method.abis[0].name, *args, sender=self.address)
+        with refusals(self.contract):
+            return method(*args, sender=self.account)
+
+    def _call(self, name: str, *args: Any, sender: str | None = None) -> tuple:
+        """``eth_call`` through web3, not Ape: a revert becomes a ChainRefusal without Ape printing a
+        call trace to stdout (which the local provider does for every revert)."""
+        method = getattr(self.contract, name)
+        request = {"to": self.contract.address, "data": method.encode_input(*args)}
+        if sender is not None:
+            request["from"] = sender
+        with refusals(self.contract):
+            returned = self.contract.provider.web3.eth.call(request)
+        outputs = method.abis[0].outputs
+        decoded = abi_decode([output.canonical_type for output in outputs], bytes(returned))
+        return tuple(
+            to_checksum_address(value) if output.type == "address" else value
+            for output, value in zip(outputs, decoded)
+        )

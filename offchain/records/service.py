@@ -1,0 +1,367 @@
+"""The seed's workflow on real parts: upload, grant, fetch, revoke (with key rotation).
+
+A record version is a file encrypted under its own random data key
+(:mod:`offchain.crypto`) and added to a store (:mod:`offchain.ipfs`); its CID
+is registered in MedicalAccess under the patient. The data key reaches each
+reader wrapped for the X25519 key the reader published in the contract's key
+registry, as a ``DataKeyShared`` event beside the grant; the owner shares it
+with itself too, so it can grant and rotate later from the chain alone.
+
+Stream binding: segments are bound to (record id, version). A record's id is
+the digest of its first CID, so version 1 cannot name its record before its
+bytes exist; it binds the all-zero id, and is tied to its record by the id
+being the hash of the ciphertext itself. Later versions bind the record id.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from offchain.chain import AccessClient, ChainRefusal, RecordInfo, Role
+from offchain.crypto import Keystore, decrypt_stream, encrypt_stream, new_data_key, wrap_data_key
+from offchain.crypto.atomic import atomic_write
+from offchain.ipfs.cid import CID
+from offchain.ipfs.store import Store, open_cat
+from offchain.records.index import IndexEntry, RecordIndex, check_name
+
+ZERO_RECORD_ID = bytes(32)
+
+Progress = Callable[[int], None]
+
+
+class RecordError(Exception):
+    """A record operation cannot go ahead; the message says why and what to do."""
+
+
+class AccessRefused(RecordError):
+    """The contract's policy does not let the caller do this (e.g. read without a live grant)."""
+
+
+def stream_record_id(record_id: bytes, version: int) -> bytes:
+    """The record id a version's stream is bound to (see the module's note on version 1)."""
+    return ZERO_RECORD_ID if version == 1 else record_id
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A record read: which version, how many plaintext bytes, where they went."""
+
+    record_id: bytes
+    version: int
+    size: int
+    path: Path
+
+
+class RecordService:
+    """One member's view of the workflow: its chain client, store, keystore and index."""
+
+    def __init__(self, client: AccessClient, store: Store, keystore: Keystore | None, index: RecordIndex) -> None:
+        self.client = client
+        self.store = store
+        self.keystore = keystore
+        self.index = index
+
+    # Upload -----------------------------------------------------------------
+
+    def upload(self, path: Path, patient: str, name: str, *, progress: Progress | None = None) -> IndexEntry:
+        """Encrypt ``path``, store it, and register it on chain as ``patient``'s record ``name``."""
+        check_name(name)
+        if self.index.get(patient, name) is not None:
+            raise RecordError(f"patient {patient} already has a record named {name!r} (see `medshare record ls`)")
+        self._require_role(self.client.address, Role.DATA_OWNER, "the data-owner role (a hospital)")
+        self._require_role(patient, Role.PATIENT, "the patient role", who=f"patient {patient}")
+        self._require_own_key_published()
+        data_key = new_data_key()
+        with open(_readable(path), "rb") as source:
+            cid = self._encrypt_into_store(source, data_key, ZERO_RECORD_ID, 1, progress)
+        record_id = cid.digest
+        readers = [self.client.address] + ([patient] if self._published_key(patient) else [])
+        try:
+            self.client.register_record(cid, patient, self._wrap(data_key, record_id, 1, readers))
+        except ChainRefusal:
+            self._forget(cid)
+            raise
+        entry = IndexEntry(patient, name, "0x" + record_id.hex(), 1, str(cid))
+        self.index.add(entry)
+        return entry
+
+    # Grant ------------------------------------------------------------------
+
+    def grant(self, record_id: bytes, grantees: Sequence[str], expiry: int) -> RecordInfo:
+        """Let ``grantees`` read the record until ``expiry`` and give them its current key."""
+        if not grantees:
+            raise RecordError("name at least one grantee")
+        record = self._live_record(record_id)
+        self._require_owner_or_patient(record)
+        if expiry <= self.client.now():
+            raise RecordError(f"expiry {expiry} is not in the future (chain time {self.client.now()})")
+        for grantee in grantees:
+            self._require_role(grantee, Role.DOCTOR | Role.RESEARCHER, "the doctor or researcher role",
+                               who=f"grantee {grantee}")
+            if not self._published_key(grantee):
+                raise RecordError(
+                    f"grantee {grantee} has published no encryption key, so no data key can be sealed for it; "
+                    "they must run `medshare keys publish` first"
+                )
+        data_key = self._own_data_key(record)
+        shares = self._wrap(data_key, record_id, record.version, grantees)
+        self.client.grant(record_id, grantees, expiry, record.version, shares)
+        return record
+
+    # Fetch ------------------------------------------------------------------
+
+    def fetch(self, record_id: bytes, out: Path, *, progress: Progress | None = None) -> Fetched:
+        """Read the record into ``out``: checked and logged on chain, decrypted and verified.
+
+        The request is logged on chain (``logAccess``, which reverts without
+        access) while the key is looked up and the content fetched and
+        decrypted; ``out`` appears only once both succeeded, and never holds
+        an unauthenticated byte.
+        """
+        out = Path(out)
+        if out.is_dir():
+            raise RecordError(f"output path {out} is a directory; name a file")
+        keystore = self._require_keystore()
+        logged = _Background(lambda: self.client.log_access(record_id))
+        try:
+            cid, version = self._current_cid(record_id)
+            wrapped = self.client.shared_key(record_id, self.client.address, version)
+            if wrapped is None:
+                self._logged_version(logged, record_id)
+                raise RecordError(
+                    f"no data key for version {version} of record 0x{record_id.hex()} was shared with "
+                    f"{self.client.address}; ask the record's owner to grant again"
+                )
+            data_key = keystore.unwrap_data_key(wrapped, record_id, version)
+            with atomic_write(out) as file, open_cat(self.store, cid) as source:
+                size = decrypt_stream(source, file, data_key, stream_record_id(record_id, version), version,
+                                      progress=progress)
+                if self._logged_version(logged, record_id) != version:
+                    raise RecordError(f"record 0x{record_id.hex()} moved to a new version during the read; fetch again")
+        finally:
+            logged.wait()
+        return Fetched(record_id, version, size, out)
+
+    def _logged_version(self, logged: _Background, record_id: bytes) -> int:
+        try:
+            return logged.result()
+        except ChainRefusal as refusal:
+            if refusal.error == "AccessDenied":
+                raise AccessRefused(self._why_no_access(record_id)) from None
+            raise
+
+    # Revoke -----------------------------------------------------------------
+
+    def revoke(self, record_id: bytes, grantee: str, *, rotate: bool = False,
+               progress: Progress | None = None) -> RecordInfo:
+        """End ``grantee``'s access; with ``rotate``, also re-encrypt under a new key that they never get."""
+        record = self._live_record(record_id)
+        if self.client.grant_of(record_id, grantee).expiry == 0:
+            raise RecordError(f"{grantee} holds no grant on record 0x{record_id.hex()}")
+        if not rotate:
+            self._require_owner_or_patient(record)
+            self.client.revoke(record_id, grantee)
+            return self._live_record(record_id)
+        if record.owner != self.client.address:
+            raise AccessRefused(
+                f"only the record's owner {record.owner} can rotate record 0x{record_id.hex()}; "
+                "revoke without --rotate"
+            )
+        old_key = self._own_data_key(record)
+        new_key, version = new_data_key(), record.version + 1
+        bound_id = stream_record_id(record_id, record.version)
+        with open_cat(self.store, record.cid) as source, \
+                _DecryptingReader(source, old_key, bound_id, record.version) as plaintext:
+            cid = self._encrypt_into_store(plaintext, new_key, record_id, version, progress)
+        keep = [user for user in self.client.granted_users(record_id)
+                if user != grantee and self.client.check_access(user, record_id)]
+        readers = [self.client.address, *([record.patient] if self._published_key(record.patient) else []),
+                   *(user for user in keep if self._published_key(user))]
+        try:
+            self.client.revoke_and_rotate(record_id, [grantee], cid, version,
+                                          self._wrap(new_key, record_id, version, readers))
+        except ChainRefusal:
+            self._forget(cid)
+            raise
+        self._forget(record.cid)
+        indexed = self.index.find(record_id)
+        if indexed is not None:
+            self.index.update(IndexEntry(indexed.patient, indexed.name, indexed.record_id, version, str(cid)))
+        return self._live_record(record_id)
+
+    # Helpers ----------------------------------------------------------------
+
+    def _encrypt_into_store(self, source: BinaryIO, data_key: bytes, bound_id: bytes, version: int,
+                            progress: Progress | None) -> CID:
+        with self.store.writer(cid_version=1) as sink:
+            encrypt_stream(source, sink, data_key, bound_id, version, progress=progress)
+        return sink.cid
+
+    def _forget(self, cid: CID) -> None:
+        """Drop our pin of a version nobody should fetch from us (failed registration, rotated away)."""
+        try:
+            self.store.unpin(cid)
+        except Exception:  # noqa: BLE001 - the pin may already be gone; the chain state is what matters
+            pass
+
+    def _wrap(self, data_key: bytes, record_id: bytes, version: int, readers: Sequence[str]) -> list[tuple[str, bytes]]:
+        shares = []
+        for reader in dict.fromkeys(readers):
+            public_key, key_version = self.client.encryption_key(reader)
+            shares.append((reader, wrap_data_key(data_key, public_key, key_version, record_id, version)))
+        return shares
+
+    def _own_data_key(self, record: RecordInfo) -> bytes:
+        keystore = self._require_keystore()
+        wrapped = self.client.shared_key(record.record_id, self.client.address, record.version)
+        if wrapped is None:
+            raise RecordError(
+                f"{self.client.address} holds no data key for version {record.version} of record "
+                f"0x{record.record_id.hex()} (each version's key goes to its owner, and to its patient if the patient "
+                "had published a key by then)"
+            )
+        return keystore.unwrap_data_key(wrapped, record.record_id, record.version)
+
+    def _current_cid(self, record_id: bytes) -> tuple[CID, int]:
+        with self._known_record(record_id):
+            return self.client.current_cid(record_id)
+
+    def _live_record(self, record_id: bytes) -> RecordInfo:
+        with self._known_record(record_id):
+            record = self.client.record(record_id)
+        if record.retired:
+            raise AccessRefused(f"record 0x{record_id.hex()} is retired")
+        return record
+
+    @staticmethod
+    @contextmanager
+    def _known_record(record_id: bytes) -> Iterator[None]:
+        try:
+            yield
+        except ChainRefusal as refusal:
+            if refusal.error == "UnknownRecord":
+                raise RecordError(f"no record 0x{record_id.hex()} is registered on this chain") from None
+            raise
+
+    def _require_owner_or_patient(self, record: RecordInfo) -> None:
+        if self.client.address not in (record.owner, record.patient):
+            raise AccessRefused(
+                f"{self.client.address} is neither the owner ({record.owner}) nor the patient ({record.patient}) "
+                f"of record 0x{record.record_id.hex()}"
+            )
+
+    def _require_role(self, account: str, bits: Role, role: str, *, who: str | None = None) -> None:
+        if not self.client.roles_of(account) & bits:
+            raise AccessRefused(f"{who or account} does not hold {role}")
+
+    def _require_keystore(self) -> Keystore:
+        if self.keystore is None:
+            raise RecordError("this needs your keystore: create it and publish your key with `medshare keys publish`")
+        return self.keystore
+
+    def _published_key(self, member: str) -> bool:
+        return self.client.encryption_key(member)[1] > 0
+
+    def _require_own_key_published(self) -> None:
+        keystore = self._require_keystore()
+        public_key, version = self.client.encryption_key(self.client.address)
+        if version != keystore.current_version or public_key != keystore.public_key():
+            raise RecordError(
+                f"the key published for {self.client.address} (version {version}) is not your keystore's current "
+                f"key (version {keystore.current_version}); run `medshare keys publish`"
+            )
+
+    def _why_no_access(self, record_id: bytes) -> str:
+        user, record_hex = self.client.address, f"0x{record_id.hex()}"
+        if self.client.is_paused():
+            return f"the contract is paused: no record can be read now ({record_hex})"
+        self._live_record(record_id)  # an unknown or retired record raises with its own message
+        grant = self.client.grant_of(record_id, user)
+        if grant.expiry == 0:
+            return f"{user} has no grant on record {record_hex} (never granted, revoked, or voided by a lost role)"
+        if grant.expiry <= self.client.now():
+            return f"{user}'s grant on record {record_hex} expired at {grant.expiry}"
+        roles = self.client.roles_of(user)
+        if not roles & (Role.DOCTOR | Role.RESEARCHER):
+            return f"{user} no longer holds a reading role (doctor or researcher)"
+        if not roles & Role.DOCTOR and not grant.consent:
+            return f"researcher {user} lacks the patient's consent for record {record_hex}"
+        return f"{user} may not read record {record_hex} now"
+
+
+def _readable(path: Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise RecordError(f"{path} is not a readable file")
+    return path
+
+
+class _Background:
+    """Run ``work`` on a thread; ``result()`` waits and returns or raises what it did."""
+
+    def __init__(self, work: Callable[[], object]) -> None:
+        self._outcome: tuple[bool, object] | None = None
+        self._thread = threading.Thread(target=self._run, args=(work,), daemon=True)
+        self._thread.start()
+
+    def _run(self, work: Callable[[], object]) -> None:
+        try:
+            self._outcome = (True, work())
+        except BaseException as error:  # noqa: BLE001 - re-raised in result()
+            self._outcome = (False, error)
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def result(self):
+        self._thread.join()
+        assert self._outcome is not None
+        ok, value = self._outcome
+        if not ok:
+            raise value  # type: ignore[misc]
+        return value
+
+
+class _DecryptingReader:
+    """A readable stream of a record version's plaintext, decrypted on a thread through a pipe.
+
+    Lets rotation re-encrypt without the plaintext touching disk. If
+    decryption fails, ``read`` raises instead of returning a short stream, so
+    a truncated plaintext is never re-encrypted as if it were whole.
+    """
+
+    def __init__(self, source: BinaryIO, data_key: bytes, bound_id: bytes, version: int) -> None:
+        read_fd, write_fd = os.pipe()
+        self._pipe = os.fdopen(read_fd, "rb")
+        writer = os.fdopen(write_fd, "wb")
+
+        def decrypt() -> int:
+            with writer:
+                return decrypt_stream(source, writer, data_key, bound_id, version)
+
+        self._decrypted = _Background(decrypt)
+
+    def __enter__(self) -> _DecryptingReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        # Closing our end stops a decryptor still writing (it gets a broken pipe) if we bail out early.
+        self._pipe.close()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._pipe.read(size)
+        if not data:
+            self._decrypted.result()
+        return data
+
+    def readinto(self, buffer) -> int:
+        count = self._pipe.readinto(buffer)
+        if not count:
+            self._decrypted.result()
+        return count
