@@ -4,22 +4,27 @@
 BatchNorm buffers, built from the real layer shapes). In the same run:
 
 - read_floor: one read pass over every client's bytes, the fastest of three
-  ways to sum each tensor once (PyTorch, NumPy whole tensors, NumPy in the
-  kernels' chunks and worker threads); no rule can beat it by much, so the
-  others are given over it.
+  ways to sum each tensor once (PyTorch with its intra-op threads, NumPy whole
+  tensors, NumPy in the kernels' chunks and worker threads); no rule can beat
+  it by much, so the others are given over it.
 - fedavg, trimmed_mean (trim_ratio 0.1: one client trimmed per side), median.
 - numpy_flower: the weighted average as Flower's ``aggregate`` computes it:
   ``[[layer * n for layer in weights] ...]`` then ``reduce(np.add, ...) / total``.
 
-Times are the median of 5 interleaved repetitions, wall clock and process CPU time
-(on a shared machine, other processes inflate wall clock; CPU time shows the
-work done). Peak extra memory: the kernel's
-peak resident set size is reset (``/proc/self/clear_refs`` with 5) right
-before one aggregation and read back (``VmHWM``) right after; the increase
-over the resident size just before, divided by the model's size, is the peak
-memory the rule needed beyond its inputs (its own output counts: 1.0 at
-least). glibc's free lists are trimmed first so reused heap cannot hide
-growth. Where clear_refs is not writable, a 1 ms psutil RSS sampler stands in.
+Times are the median of 7 repetitions, wall clock and process CPU time (on a
+shared machine, other processes inflate wall clock; CPU time shows the work
+done; the header gives the cores other processes kept busy meanwhile). The runs are interleaved round by
+round after one untimed round that warms caches, allocator and thread pools,
+so a burst of load from other processes hits them alike and one slow round
+cannot decide a figure.
+
+Peak extra memory: the kernel's peak resident set size is reset
+(``/proc/self/clear_refs`` with 5) right before one aggregation and read back
+(``VmHWM``) right after; the increase over the resident size just before,
+divided by the model's size, is the peak memory the rule needed beyond its
+inputs (its own output counts: 1.0 at least). glibc's free lists are trimmed
+first so reused heap cannot hide growth. Where clear_refs is not writable, a
+1 ms psutil RSS sampler stands in.
 
 Prints a table, then (last line) a JSON object of the figures.
 Run: ./run bench aggregation
@@ -30,6 +35,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import json
+import os
 import statistics
 import threading
 import time
@@ -45,7 +51,7 @@ from fl.aggregation import ClientModel, create_aggregator
 from fl.aggregation.kernels import CHUNK, run_workers
 
 CLIENTS = 10
-REPETITIONS = 5
+REPETITIONS = 7
 STATUS = Path("/proc/self/status")
 CLEAR_REFS = Path("/proc/self/clear_refs")
 
@@ -137,7 +143,9 @@ def numpy_flower(results: list[tuple[list[np.ndarray], int]]) -> list[np.ndarray
 
 def median_seconds(runs: dict[str, Callable[[], object]]) -> dict[str, tuple[float, float]]:
     """Median wall-clock and process CPU seconds of each run, the runs interleaved round by round
-    so that a burst of load from other processes hits them alike."""
+    after one untimed warm-up round."""
+    for run in runs.values():
+        run()
     wall: dict[str, list[float]] = {name: [] for name in runs}
     cpu: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(REPETITIONS):
@@ -147,6 +155,12 @@ def median_seconds(runs: dict[str, Callable[[], object]]) -> dict[str, tuple[flo
             wall[name].append(time.perf_counter() - start)
             cpu[name].append(time.process_time() - start_cpu)
     return {name: (statistics.median(wall[name]), statistics.median(cpu[name])) for name in runs}
+
+
+def busy_cpu_seconds() -> float:
+    """CPU seconds all processes have spent so far, summed over the cores."""
+    times = psutil.cpu_times()
+    return times.user + times.nice + times.system + getattr(times, "irq", 0.0) + getattr(times, "softirq", 0.0)
 
 
 def resident_bytes(field: str) -> int:
@@ -210,7 +224,9 @@ def main() -> None:
         "median": lambda: median.aggregate(clients),
         "numpy_flower": lambda: numpy_flower(numpy_results),
     }
+    start, start_busy, start_own = time.perf_counter(), busy_cpu_seconds(), time.process_time()
     measured = median_seconds(runs)
+    others = (busy_cpu_seconds() - start_busy - (time.process_time() - start_own)) / (time.perf_counter() - start)
     seconds = {name: wall for name, (wall, _) in measured.items()}
     cpu = {name: spent for name, (_, spent) in measured.items()}
     extra = {name: peak_extra_bytes(runs[name]) / model_bytes for name in ("fedavg", "trimmed_mean", "numpy_flower")}
@@ -221,7 +237,8 @@ def main() -> None:
     floor = seconds["read_floor"]
     print(
         f"{CLIENTS} clients x {parameter_count / 1e6:.1f} M values ({model_bytes / 2**20:.0f} MiB each), "
-        f"torch threads {torch.get_num_threads()}, median of {REPETITIONS}"
+        f"torch threads {torch.get_num_threads()} on {os.cpu_count()} cores, median of {REPETITIONS}, "
+        f"other processes busy on {others:.2f} cores meanwhile"
     )
     print(f"{'rule':<14}{'seconds':>9}{'x floor':>9}{'GB/s':>7}{'cpu s':>8}{'cpu x floor':>13}{'peak extra (models)':>21}")
     for name, value in seconds.items():
@@ -246,6 +263,7 @@ def main() -> None:
         "peak_extra_bytes_over_model": round(extra["fedavg"], 3),
         "trimmed_mean_peak_extra_over_model": round(extra["trimmed_mean"], 3),
         "numpy_flower_peak_extra_over_model": round(extra["numpy_flower"], 3),
+        "other_processes_cores": round(others, 2),
     }
     print(json.dumps(figures))
 

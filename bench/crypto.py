@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
-import resource
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from measure import best_throughput, peak_rss_mib, print_figures, print_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -40,7 +39,6 @@ from offchain.crypto import (  # noqa: E402
     new_data_key,
 )
 
-MB = 1e6
 BLOCK = 1 << 20
 REPEATS = 3
 DECRYPT_CAP = 256 << 20  # the ciphertext to decrypt is held in memory
@@ -95,12 +93,7 @@ def throughput(size: int, action: Callable[[], object]) -> float:
     Every action is single-threaded and CPU-bound, so CPU time is its cost,
     unaffected by other processes waiting for the same cores.
     """
-    best = float("inf")
-    for _ in range(REPEATS):
-        start = time.process_time()
-        action()
-        best = min(best, time.process_time() - start)
-    return size / MB / best
+    return best_throughput(size, action, repeats=REPEATS, clock=time.process_time)
 
 
 def measure_raw_aes_gcm(size: int, pattern: bytes) -> float:
@@ -146,10 +139,6 @@ def measure_decrypt(size: int, pattern: bytes) -> float:
     )
 
 
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024, help="stream size (default 1024)")
@@ -172,11 +161,8 @@ def main() -> None:
         (f"decrypt_stream, {DEFAULT_SEGMENT_SIZE >> 10} KiB segments ({decrypt_size >> 20} MiB)", decrypt, "MB/s"),
         ("peak RSS while encrypting", rss_before_decrypt, "MiB"),
     ]
-    width = max(len(name) for name, _, _ in rows)
-    print(f"stream: {size >> 20} MiB, one core")
-    for name, value, unit in rows:
-        print(f"{name.ljust(width)}  {value:>9,.1f} {unit}")
-    figures = {
+    print_table(f"stream: {size >> 20} MiB, one core", rows)
+    print_figures({
         "encrypt_over_raw": round(encrypt / raw, 3),
         "decrypt_over_raw": round(decrypt / raw, 3),
         "encrypt_over_raw_into": round(encrypt / raw_into, 3),
@@ -186,8 +172,7 @@ def main() -> None:
         "decrypt_stream_mb_s": round(decrypt, 1),
         **{f"encrypt_stream_{segment >> 10}k_mb_s": round(speed, 1) for segment, speed in by_segment.items()},
         "peak_rss_mib": round(rss_before_decrypt, 1),
-    }
-    print(json.dumps(figures))
+    })
 
 
 if __name__ == "__main__":

@@ -4,13 +4,26 @@ Figures (last line, JSON):
 - ``encrypt_add_over_floor``: encrypt-then-add throughput (``offchain.crypto``'s
   streaming AES-256-GCM piped into the embedded store, blocks written to disk)
   over the floor 1/(1/aes + 1/sha) of this machine's single-core AES-256-GCM
-  and SHA-256 speeds (target >= 0.6).
+  (``encrypt_into`` one reused buffer, 1 MiB at a time, as the stream
+  encrypts) and SHA-256 speeds (target >= 0.6).
 - ``only_hash_vs_kubo``: our only-hash CIDv0 throughput over Kubo's embedded
   importer's on the same file (target >= 1.0).
-- ``peak_rss_mib``: peak resident memory of this process (target <= 256).
-Context figures: the baselines in MB/s, our CIDv1 only-hash speed, and this
-disk's sequential write speed (one file), which bounds any store's add, and
-the speed of a verified ``cat``.
+- ``access_1mib_ms``: median latency for a granted reader to fetch a 1 MiB
+  record, its read checked and logged on a local anvil (``logAccess``), the
+  wrapped key looked up, the content fetched, decrypted and verified
+  (target <= 100; a published design reports 700 to 1,400 ms).
+- ``peak_rss_mib``: peak resident memory of this process, Ape and the chain
+  client included (target <= 256).
+Context figures: the baselines in MB/s; this disk's sequential write speed
+into one file, in the store's 256 KiB writes and, like the store, without
+fsync, which bounds any add (``encrypt_add_over_disk``, and ``disk_bound``
+when the add reaches 80 % of it, so only a faster disk would speed it up);
+the add's CPU time, all threads, over the floor's (``encrypt_add_cpu_over_floor``:
+below 1 means work beyond AES and SHA, such as copies and writes); our CIDv1
+only-hash speed and the speed of a verified ``cat``.
+The baselines, the disk's speed and encrypt-then-add are each the best of
+three runs (each add into a new store), as other processes on a shared
+machine slow single runs; the only-hash imports, ours and Kubo's, run once.
 
 Each ``measure_*`` function is independent; add new figures as new functions.
 Run: ./run bench storage [--size-mib N]
@@ -20,18 +33,17 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import random
-import resource
+import shutil
+import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from typing import TypeVar
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from measure import MB, best_throughput, peak_rss_mib, print_figures, print_table, timed
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -41,22 +53,12 @@ from kubo_oracle import kubo_only_hash  # noqa: E402
 
 from offchain.crypto import encrypt_stream, new_data_key  # noqa: E402
 from offchain.ipfs import CID, EmbeddedStore  # noqa: E402
+from offchain.ipfs.importer import CHUNK_SIZE  # noqa: E402
 
-MB = 1e6
-T = TypeVar("T")
-PIECE = 4 << 20  # in-memory baseline buffers and test-file writes
-
-
-def timed(size: int, action: Callable[[], T]) -> tuple[float, T]:
-    """MB/s of ``action`` over ``size`` bytes, and what it returned."""
-    start = time.perf_counter()
-    result = action()
-    return size / MB / (time.perf_counter() - start), result
-
-
-def throughput(size: int, action: Callable[[], object]) -> float:
-    """MB/s of ``action`` over ``size`` bytes."""
-    return timed(size, action)[0]
+PIECE = 1 << 20  # in-memory baseline buffers (the stream's segment size) and test-file writes
+RECORD_ID = hashlib.sha256(b"bench record").digest()  # a bytes32, as on chain
+DISK_BOUND_SHARE = 0.8
+REPEATS = 3
 
 
 def write_test_file(path: Path, size: int) -> None:
@@ -66,82 +68,151 @@ def write_test_file(path: Path, size: int) -> None:
             file.write(generator.randbytes(min(PIECE, size - start)))
 
 
-def repeat(times: int, action: Callable[[], object]) -> Callable[[], None]:
-    def run() -> None:
-        for _ in range(times):
-            action()
-
-    return run
+def settle_disk() -> None:
+    """Flush what earlier steps left dirty, so its write-back does not run inside the next timing."""
+    os.sync()
 
 
 def measure_sha256(size: int) -> float:
     """Single-core SHA-256 MB/s on an in-memory buffer."""
     buffer = os.urandom(PIECE)
-    return throughput(size, repeat(size // PIECE, lambda: hashlib.sha256(buffer).digest()))
+
+    def hash_all() -> None:
+        for _ in range(size // PIECE):
+            hashlib.sha256(buffer).digest()
+
+    return best_throughput(size, hash_all, repeats=REPEATS)
 
 
 def measure_aes_gcm(size: int) -> float:
-    """Single-core AES-256-GCM encryption MB/s on an in-memory buffer."""
+    """Single-core AES-256-GCM encryption MB/s on an in-memory buffer, into one reused output buffer."""
     cipher, buffer, nonce = AESGCM(AESGCM.generate_key(256)), os.urandom(PIECE), os.urandom(12)
-    return throughput(size, repeat(size // PIECE, lambda: cipher.encrypt(nonce, buffer, None)))
+    out = bytearray(PIECE + 16)
+
+    def encrypt_all() -> None:
+        for _ in range(size // PIECE):
+            cipher.encrypt_into(nonce, buffer, None, out)
+
+    return best_throughput(size, encrypt_all, repeats=REPEATS)
 
 
 def measure_only_hash(path: Path, cid_version: int) -> float:
     """Our only-hash import MB/s."""
     store = EmbeddedStore(path.parent / "only-hash-store")
     with path.open("rb") as stream:
-        return throughput(path.stat().st_size, lambda: store.add(stream, cid_version=cid_version, only_hash=True))
+        return best_throughput(path.stat().st_size, lambda: store.add(stream, cid_version=cid_version, only_hash=True))
 
 
 def measure_kubo_only_hash(path: Path) -> float:
     """Kubo's importer MB/s (CIDv0 only-hash, timed inside the oracle after a warm-up add)."""
     warm_up = path.with_name("warm-up.bin")
     warm_up.write_bytes(b"warm up the node")
-    _, timed = kubo_only_hash([warm_up, path])
-    return path.stat().st_size / MB / timed.seconds
+    _, kubo = kubo_only_hash([warm_up, path])
+    return path.stat().st_size / MB / kubo.seconds
 
 
-def measure_encrypt_add(path: Path, store: EmbeddedStore) -> tuple[float, CID]:
-    """Encrypt-then-add MB/s (the ciphertext streams into ``store``, blocks written to disk) and the CID."""
+def measure_encrypt_add(path: Path, folder: Path) -> tuple[float, float, EmbeddedStore, CID]:
+    """Encrypt-then-add MB/s (the ciphertext streams into a new store in ``folder``, blocks written to
+    disk): the best run's, in wall-clock and in CPU time of all this process's threads, its store and CID."""
+    size = path.stat().st_size
+    best: tuple[float, float, EmbeddedStore, CID] | None = None
+    for run in range(REPEATS):
+        store = EmbeddedStore(folder / f"store-{run}")
 
-    def encrypt_and_add() -> CID:
-        with path.open("rb") as source, store.writer() as writer:
-            encrypt_stream(source, writer, new_data_key(), hashlib.sha256(b"bench record").digest(), 1)
-        return writer.cid
+        def encrypt_and_add() -> CID:
+            with path.open("rb") as source, store.writer() as writer:
+                encrypt_stream(source, writer, new_data_key(), RECORD_ID, 1)
+            return writer.cid
 
-    return timed(path.stat().st_size, encrypt_and_add)
+        settle_disk()
+        cpu_start = time.process_time()
+        wall, cid = timed(size, encrypt_and_add)
+        cpu = size / MB / (time.process_time() - cpu_start)
+        if best is None or wall > best[0]:
+            if best is not None:
+                shutil.rmtree(best[2].root)
+            best = (wall, cpu, store, cid)
+        else:
+            shutil.rmtree(store.root)
+    assert best is not None
+    return best
 
 
 def measure_cat(store: EmbeddedStore, cid: CID, size: int) -> float:
     """Verified read MB/s of a stored file of ``size`` bytes (every block checked against its hash)."""
     with open(os.devnull, "wb") as sink:
-        return throughput(size, lambda: store.cat(cid, sink))
+        return best_throughput(size, lambda: store.cat(cid, sink))
 
 
 def measure_file_write(path: Path, size: int) -> float:
-    """This disk's sequential write MB/s into one new file (a bound on any store's add)."""
-    buffer = os.urandom(PIECE)
+    """This disk's sequential write MB/s into one new file, in the store's write size and without fsync."""
+    data = memoryview(os.urandom(4 << 20))  # more than a core's cache, like the store's fresh chunks
 
     def write() -> None:
-        with path.open("wb") as file:
-            for _ in range(size // PIECE):
-                file.write(buffer)
-            file.flush()
+        with path.open("wb", buffering=0) as file:
+            for start in range(0, size - CHUNK_SIZE + 1, CHUNK_SIZE):
+                offset = start % len(data)
+                file.write(data[offset : offset + CHUNK_SIZE])
 
-    try:
-        return throughput(size, write)
-    finally:
-        path.unlink()
+    best = 0.0
+    for _ in range(REPEATS):
+        settle_disk()
+        best = max(best, timed(size, write)[0])
+        path.unlink()  # before its write-back competes with what is measured next
+    return best
 
 
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def measure_access_1mib(workdir: Path, repeats: int = 21) -> float:
+    """Median ms for a granted reader to fetch and decrypt a 1 MiB record, its on-chain check included.
+
+    On a local anvil started by ape-foundry: the owner uploads and grants once;
+    each timed fetch logs the read on chain (``logAccess``), looks up the
+    wrapped key, fetches from the embedded store, decrypts and verifies.
+    """
+    from ape import accounts, chain, networks, project
+
+    from offchain.chain import AccessClient
+    from offchain.crypto import Keystore
+    from offchain.records import RecordIndex, RecordService
+
+    with networks.parse_network_choice("ethereum:local:foundry"):
+        admin, hospital, patient, doctor = accounts.test_accounts[:4]
+        access = admin.deploy(project.MedicalAccess, admin)
+        for role, member in ((access.DATA_OWNER_ROLE(), hospital), (access.PATIENT_ROLE(), patient),
+                             (access.DOCTOR_ROLE(), doctor)):
+            access.grantRole(role, member, sender=admin)
+        store = EmbeddedStore(workdir / "access-ipfs")
+
+        def member(account) -> RecordService:
+            keystore = Keystore.create(workdir / f"{account.address}.keystore", "bench passphrase")
+            access.publishEncryptionKey(keystore.public_key(), sender=account)
+            index = RecordIndex(workdir / f"{account.address}.index.json")
+            return RecordService(AccessClient(access, account), store, keystore, index)
+
+        owner, reader = member(hospital), member(doctor)
+        record = workdir / "record.bin"
+        record.write_bytes(os.urandom(1 << 20))
+        record_id = owner.upload(record, patient.address, "record").record_bytes
+        owner.grant(record_id, [doctor.address], chain.pending_timestamp + 86400)
+        out = workdir / "fetched.bin"
+        reader.fetch(record_id, out)  # warm-up: first-call caches in Ape and web3
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            reader.fetch(record_id, out)
+            times.append((time.perf_counter() - start) * 1000)
+        if out.read_bytes() != record.read_bytes():
+            raise SystemExit("access bench: fetched bytes differ from the record")
+        return statistics.median(times)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024, help="test file size (default 1024)")
-    size = parser.parse_args().size_mib << 20
+    size_mib = parser.parse_args().size_mib
+    if size_mib < 1:
+        parser.error("--size-mib must be at least 1")
+    size = size_mib << 20
 
     with tempfile.TemporaryDirectory(prefix="medshare-bench-") as folder:
         path = Path(folder, "record.bin")
@@ -152,41 +223,53 @@ def main() -> None:
         ours_v1 = measure_only_hash(path, 1)
         kubo = measure_kubo_only_hash(path)
         disk = measure_file_write(Path(folder, "disk-probe.bin"), size)
-        store = EmbeddedStore(Path(folder, "store"))
-        encrypt_add, cid = measure_encrypt_add(path, store)
+        encrypt_add, encrypt_add_cpu, store, cid = measure_encrypt_add(path, Path(folder))
         cat = measure_cat(store, cid, size)
+        access_ms = measure_access_1mib(Path(folder))
 
     floor = 1 / (1 / aes + 1 / sha)
-    rows = [
-        ("SHA-256, one core", sha, "MB/s"),
-        ("AES-256-GCM, one core", aes, "MB/s"),
-        ("floor 1/(1/aes + 1/sha)", floor, "MB/s"),
-        ("encrypt then add (blocks to disk)", encrypt_add, "MB/s"),
-        ("sequential write, one file", disk, "MB/s"),
-        ("cat, verified, of the encrypted file", cat, "MB/s"),
-        ("only-hash CIDv0, ours", ours_v0, "MB/s"),
-        ("only-hash CIDv0, Kubo's importer", kubo, "MB/s"),
-        ("only-hash CIDv1 raw leaves, ours", ours_v1, "MB/s"),
-        ("peak RSS", peak_rss_mib(), "MiB"),
-    ]
-    width = max(len(name) for name, _, _ in rows)
-    print(f"file: {size >> 20} MiB")
-    for name, value, unit in rows:
-        print(f"{name.ljust(width)}  {value:>9,.1f} {unit}")
-    figures = {
-        "encrypt_add_over_floor": round(encrypt_add / floor, 3),
-        "only_hash_vs_kubo": round(ours_v0 / kubo, 3),
-        "peak_rss_mib": round(peak_rss_mib(), 1),
-        "aes_gcm_mb_s": round(aes, 1),
-        "sha256_mb_s": round(sha, 1),
-        "encrypt_add_mb_s": round(encrypt_add, 1),
-        "disk_write_mb_s": round(disk, 1),
-        "cat_mb_s": round(cat, 1),
-        "only_hash_v0_mb_s": round(ours_v0, 1),
-        "only_hash_v1_mb_s": round(ours_v1, 1),
-        "kubo_only_hash_mb_s": round(kubo, 1),
-    }
-    print(json.dumps(figures))
+    disk_bound = encrypt_add >= DISK_BOUND_SHARE * disk
+    print_table(
+        f"file: {size >> 20} MiB",
+        [
+            ("SHA-256, one core", sha, "MB/s"),
+            ("AES-256-GCM, one core", aes, "MB/s"),
+            ("floor 1/(1/aes + 1/sha)", floor, "MB/s"),
+            ("encrypt then add (blocks to disk)", encrypt_add, "MB/s"),
+            ("  the same in CPU time, all threads", encrypt_add_cpu, "MB/s"),
+            ("sequential write, one file", disk, "MB/s"),
+            ("cat, verified, of the encrypted file", cat, "MB/s"),
+            ("only-hash CIDv0, ours", ours_v0, "MB/s"),
+            ("only-hash CIDv0, Kubo's importer", kubo, "MB/s"),
+            ("only-hash CIDv1 raw leaves, ours", ours_v1, "MB/s"),
+            ("fetch + decrypt 1 MiB, on-chain check, median", access_ms, "ms"),
+            ("peak RSS", peak_rss_mib(), "MiB"),
+        ],
+    )
+    print(
+        f"encrypt then add: {encrypt_add / floor:.2f} x floor (target >= 0.6), "
+        f"{encrypt_add / disk:.0%} of sequential write: "
+        + ("disk-bound" if disk_bound else f"not disk-bound (under {DISK_BOUND_SHARE:.0%})")
+    )
+    print_figures(
+        {
+            "encrypt_add_over_floor": round(encrypt_add / floor, 3),
+            "only_hash_vs_kubo": round(ours_v0 / kubo, 3),
+            "access_1mib_ms": round(access_ms, 1),
+            "peak_rss_mib": round(peak_rss_mib(), 1),
+            "encrypt_add_over_disk": round(encrypt_add / disk, 3),
+            "disk_bound": disk_bound,
+            "encrypt_add_cpu_over_floor": round(encrypt_add_cpu / floor, 3),
+            "aes_gcm_mb_s": round(aes, 1),
+            "sha256_mb_s": round(sha, 1),
+            "encrypt_add_mb_s": round(encrypt_add, 1),
+            "disk_write_mb_s": round(disk, 1),
+            "cat_mb_s": round(cat, 1),
+            "only_hash_v0_mb_s": round(ours_v0, 1),
+            "only_hash_v1_mb_s": round(ours_v1, 1),
+            "kubo_only_hash_mb_s": round(kubo, 1),
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -215,24 +215,26 @@ def check_structure(clients: list[ClientModel], global_model: StateDict | None) 
             tensor.dtype in SUPPORTED_DTYPES,
             f"{origin}: parameter {name!r} has unsupported dtype {tensor.dtype}",
         )
+    expected = {name: (tensor.shape, tensor.dtype) for name, tensor in reference.items()}
+    # Messages are formatted only on failure: this runs for every tensor of every client.
     for client in clients:
         who = f"client {client.client_id!r}"
-        missing = [name for name in reference if name not in client.parameters]
-        require(not missing, f"{who}: missing parameter(s) {missing} (present in {origin})")
-        extra = [name for name in client.parameters if name not in reference]
-        require(not extra, f"{who}: unexpected parameter(s) {extra} (absent from {origin})")
-        for name, expected in reference.items():
-            actual = client.parameters[name]
-            require(
-                actual.shape == expected.shape,
-                f"{who}: parameter {name!r} has shape {tuple(actual.shape)}, "
-                f"expected {tuple(expected.shape)} as in {origin}",
-            )
-            require(
-                actual.dtype == expected.dtype,
-                f"{who}: parameter {name!r} has dtype {actual.dtype}, expected {expected.dtype} as in {origin}",
-            )
-            require(actual.device.type == "cpu", f"{who}: parameter {name!r} is on {actual.device}, expected cpu")
+        parameters = client.parameters
+        if parameters.keys() != reference.keys():
+            missing = [name for name in reference if name not in parameters]
+            require(not missing, f"{who}: missing parameter(s) {missing} (present in {origin})")
+            extra = [name for name in parameters if name not in reference]
+            require(not extra, f"{who}: unexpected parameter(s) {extra} (absent from {origin})")
+        for name, (shape, dtype) in expected.items():
+            actual = parameters[name]
+            if actual.shape != shape:
+                raise AggregationError(
+                    f"{who}: parameter {name!r} has shape {tuple(actual.shape)}, expected {tuple(shape)} as in {origin}"
+                )
+            if actual.dtype != dtype:
+                raise AggregationError(f"{who}: parameter {name!r} has dtype {actual.dtype}, expected {dtype} as in {origin}")
+            if not actual.is_cpu:
+                raise AggregationError(f"{who}: parameter {name!r} is on {actual.device}, expected cpu")
 
 
 def check_state_dict(state: StateDict, what: str) -> None:

@@ -1,38 +1,54 @@
 """Chunked, order-fixed coordinate-wise kernels over client state dicts.
 
-Each parameter is cut into chunks of ``CHUNK`` elements; a kernel walks every
-client's slice of one chunk while its output and scratch stay in cache, so
-client bytes are read once from memory and nothing of model size is stacked.
-Worker threads (one per intra-op thread PyTorch is configured for) take whole
-chunks.
+Parameters are laid out as segments: each large parameter is one, and the
+small ones (BatchNorm vectors, counters) of each dtype are packed end to end,
+at most a chunk per pack, so that a ResNet's hundreds of tiny tensors cost a
+few calls instead of a few per tensor and client. Each segment is cut into
+chunks of ``CHUNK`` elements; a kernel walks every client's slice of one chunk
+while its output stays in cache, so client bytes are read once from memory,
+the running result is never re-read from it, and nothing of model size is
+stacked. Worker threads (one per intra-op thread PyTorch is configured for)
+take whole chunks from a shared queue, so a core slowed by another process
+simply takes fewer; packs are gathered by the workers too, alongside other
+chunks. All work is on zero-copy views of the tensors.
 
-The arithmetic runs on NumPy views of the tensors (zero-copy): a ufunc on a
-chunk costs about a microsecond to dispatch, a fraction of a PyTorch op's, it
-never starts an OpenMP team (whose barriers stall when another process holds
-a core), and it releases the GIL while it runs.
+The weighted sum runs PyTorch's ``addcmul_`` (one pass per client: read the
+client's slice, update the output in cache) and the robust rules NumPy ufuncs
+(about a microsecond to dispatch). Both release the GIL while they run; the
+workers keep PyTorch ops serial in their own threads (``run_workers``), since
+an OpenMP team per op would oversubscribe the cores and its barriers stall
+whenever another process holds one.
 
 Determinism: clients always come in canonical order and are combined in that
 fixed order with elementwise operations only (multiply then add, minimum,
 maximum, divide). Each is exactly rounded per element (IEEE 754) whatever the
-SIMD width, chunking or thread split, so the bits do not depend on the
-machine's vector unit or core count. Fused multiply-add is avoided on purpose:
-kernels may fuse in a vector body and not in its scalar tail. Reductions to a
-scalar use ``ordered_sum``, a fixed pairwise tree.
+SIMD width, chunking, packing or thread split, so the bits do not depend on
+the machine's vector unit or core count. A fused multiply-add is never let
+decide a result: whether a library fuses depends on its build and the CPU it
+runs on (PyTorch's ``add_(alpha=)`` fuses on AVX2, not on older vector units),
+and a fused result differs in the last bit. Reductions to a scalar use
+``ordered_sum``, a fixed pairwise tree.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from threadpoolctl import ThreadpoolController
+from torch._utils import _flatten_dense_tensors
 
 from fl.aggregation.base import AggregationError, ClientModel, StateDict, Tensor, find_non_finite
 
-# 1 MiB of float32 per chunk: large enough that dispatch and the restart of
-# hardware prefetching per slice stay small, small enough to stay in cache.
+# 1 MiB of float32 per chunk: long enough that dispatch (a few microseconds per
+# PyTorch op) and the restart of hardware prefetching per slice stay small,
+# small enough that a chunk's output and scratch stay in cache between clients.
 CHUNK = 1 << 18
+# Parameters smaller than this (64 KiB of float32) are packed with the others of their dtype.
+PACK_BELOW = 1 << 14
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -44,10 +60,11 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
 
 def flat_array(tensor: Tensor) -> np.ndarray:
     """A 1-D NumPy view of ``tensor`` (a copy only if it is not contiguous, or bfloat16, which NumPy lacks)."""
-    tensor = tensor.detach()
+    if tensor.requires_grad:
+        tensor = tensor.detach()
     if tensor.dtype == torch.bfloat16:
         tensor = tensor.float()
-    return tensor.reshape(-1).numpy()
+    return tensor.numpy().reshape(-1)
 
 
 class Scratch:
@@ -69,59 +86,155 @@ class Scratch:
 # probe failed, so the caller can name the client on the slow path.
 ChunkReducer = Callable[[Sequence[np.ndarray], np.ndarray, Scratch], bool]
 
+# The OpenMP runtime PyTorch's intra-op threads run on (see run_workers).
+_OPENMP = ThreadpoolController().select(user_api="openmp")
+
+
+@dataclass
+class Segment:
+    """A run of values the kernels walk in chunks: one large parameter, or small ones of one dtype end to end."""
+
+    names: list[str]
+    shapes: list[torch.Size]
+    offsets: list[int]  # where each name starts in the run, then the run's length
+    output: Tensor  # flat, in the parameters' dtype
+    result: np.ndarray  # where kernels write: ``output``'s memory, or float32 staging for bfloat16
+    rows: list[np.ndarray] = field(default_factory=list)  # each client's values, flat, once gathered
+
+    @classmethod
+    def allocate(cls, names: list[str], reference: Sequence[Tensor]) -> Segment:
+        offsets = [0]
+        for tensor in reference:
+            offsets.append(offsets[-1] + tensor.numel())
+        output = torch.empty(offsets[-1], dtype=reference[0].dtype)
+        # NumPy has no bfloat16: gather in float32, convert once at the end.
+        result = np.empty(output.numel(), np.float32) if output.dtype == torch.bfloat16 else output.numpy()
+        return cls(names, [tensor.shape for tensor in reference], offsets, output, result)
+
+    @property
+    def packed(self) -> bool:
+        return len(self.names) > 1
+
+    def gather(self, clients: Sequence[ClientModel]) -> None:
+        """Each client's values: views of a single parameter, a packed copy of several."""
+        if not self.packed:
+            self.rows = [flat_array(client.parameters[self.names[0]]) for client in clients]
+            return
+        # One C++ call per client packs its small tensors: three times faster than
+        # concatenating NumPy views, whose creation dominates for tiny tensors.
+        self.rows = [
+            flat_array(_flatten_dense_tensors([client.parameters[name] for name in self.names])) for client in clients
+        ]
+
+    def tensors(self) -> dict[str, Tensor]:
+        """The finished parameters, each with its own storage (a packed run is split and copied out)."""
+        if self.output.dtype == torch.bfloat16:
+            self.output.copy_(torch.from_numpy(self.result))
+        if not self.packed:
+            return {self.names[0]: self.output.view(self.shapes[0])}
+        pieces = self.output.split([end - start for start, end in zip(self.offsets, self.offsets[1:])])
+        return {name: piece.view(shape).clone() for name, shape, piece in zip(self.names, self.shapes, pieces)}
+
+    def names_within(self, start: int, stop: int) -> list[tuple[str, int, int]]:
+        """The names whose values overlap [start, stop), each with its overlap relative to ``start``."""
+        return [
+            (name, max(begin, start) - start, min(end, stop) - start)
+            for name, begin, end in zip(self.names, self.offsets, self.offsets[1:])
+            if begin < stop and end > start
+        ]
+
+
+def plan_segments(reference: Mapping[str, Tensor]) -> list[Segment]:
+    """Packs of the small parameters of each dtype, at most a chunk each, then one segment per large parameter."""
+    large: list[str] = []
+    small: dict[torch.dtype, list[list[str]]] = {}
+    sizes: dict[torch.dtype, int] = {}
+    for name, tensor in reference.items():
+        size = tensor.numel()
+        if size >= PACK_BELOW:
+            large.append(name)
+            continue
+        packs = small.setdefault(tensor.dtype, [[]])
+        if sizes.get(tensor.dtype, 0) + size > CHUNK:
+            packs.append([])
+            sizes[tensor.dtype] = 0
+        packs[-1].append(name)
+        sizes[tensor.dtype] = sizes.get(tensor.dtype, 0) + size
+    runs = [names for packs in small.values() for names in packs] + [[name] for name in large]
+    return [Segment.allocate(names, [reference[name] for name in names]) for names in runs]
+
 
 def reduce_chunks(clients: Sequence[ClientModel], reducer: ChunkReducer) -> dict[str, Tensor]:
     """Apply ``reducer`` chunk by chunk to every parameter; returns a new state dict in the clients' dtypes."""
-    outputs: dict[str, Tensor] = {}
-    staged: dict[str, np.ndarray] = {}
-    tasks: list[tuple[str, np.ndarray, list[np.ndarray]]] = []
-    for name, reference in clients[0].parameters.items():
-        output = outputs[name] = torch.empty(reference.shape, dtype=reference.dtype)
-        if output.dtype == torch.bfloat16:  # NumPy has none: gather in float32, convert once at the end
-            result = staged[name] = np.empty(output.numel(), np.float32)
-        else:
-            result = flat_array(output)
-        flats = [flat_array(client.parameters[name]) for client in clients]
-        tasks.extend(
-            (name, result[start : start + CHUNK], [flat[start : start + CHUNK] for flat in flats])
-            for start in range(0, result.size, CHUNK)
-        )
-    failed: set[str] = set()
+    segments = plan_segments(clients[0].parameters)
+    tasks: list[tuple[Segment, int]] = []
+    for segment in segments:
+        if not segment.packed:  # zero-copy views, cheap enough to make here
+            segment.gather(clients)
+        tasks.extend((segment, start) for start in range(0, segment.result.size, CHUNK))
+    # Chunks whose probe failed, with their computed values for the slow path.
+    failures: list[tuple[Segment, int, np.ndarray]] = []
     pending = iter(tasks)  # shared by the workers; next() on a list iterator is atomic under the GIL
 
     def work() -> None:
         scratch = Scratch()
-        for name, target, rows in pending:
+        for segment, start in pending:
+            if not segment.rows:  # a pack (one chunk) is gathered by its worker, alongside other chunks
+                segment.gather(clients)
+            target = segment.result[start : start + CHUNK]
+            rows = [row[start : start + CHUNK] for row in segment.rows]
             if target.dtype in (np.float32, np.float64):
                 out = target
             else:  # float16 is computed in float32, integers in float64
                 out = scratch.get(np.dtype(np.float32 if target.dtype == np.float16 else np.float64), -1, target.size)
             if not reducer(rows, out, scratch):
-                failed.add(name)
+                failures.append((segment, start, out.copy()))
             elif out is not target:
                 if target.dtype.kind != "f":
                     np.rint(out, out=out)
                 np.copyto(target, out, casting="unsafe")
 
     run_workers(work, min(torch.get_num_threads(), len(tasks)))
-    for name, output in outputs.items():
-        if name in failed:
-            find_non_finite(clients, name)
-            raise AggregationError(f"the aggregate of parameter {name!r} overflows its dtype")
-        if name in staged:
-            output.copy_(torch.from_numpy(staged[name]).reshape(output.shape))
-    return outputs
+    if failures:
+        raise_failure(clients, failures)
+    outputs: dict[str, Tensor] = {}
+    for segment in segments:
+        outputs.update(segment.tensors())
+    return {name: outputs[name] for name in clients[0].parameters}
+
+
+def raise_failure(clients: Sequence[ClientModel], failures: list[tuple[Segment, int, np.ndarray]]) -> None:
+    """Name the cause of failed probes, first parameter first: a client's NaN or Inf, else the overflowing parameter."""
+    order = {name: index for index, name in enumerate(clients[0].parameters)}
+    suspects = sorted(
+        (
+            (order[name], name, values[low:high])
+            for segment, start, values in failures
+            for name, low, high in segment.names_within(start, start + values.size)
+        ),
+        key=lambda suspect: suspect[0],
+    )
+    for _, name, _ in suspects:
+        find_non_finite(clients, name)
+    # No client brought NaN or Inf: the combination itself left the dtype's range.
+    overflowed = next((name for _, name, values in suspects if not np.isfinite(values).all()), suspects[0][1])
+    raise AggregationError(f"the aggregate of parameter {overflowed!r} overflows its dtype")
 
 
 def run_workers(work: Callable[[], None], workers: int) -> None:
     """Run ``work`` in ``workers`` threads (inline when one suffices) and re-raise the first error.
 
-    NumPy's floating-point warnings are silenced inside (its error state is
-    per thread): the kernels test finiteness themselves and raise a clear error.
+    Inside, PyTorch ops run serially (the workers are the parallelism; an
+    OpenMP team per worker would oversubscribe the cores, and its barriers
+    stall whenever another process holds one) and NumPy's floating-point
+    warnings are silenced (the kernels test finiteness themselves and raise a
+    clear error). Both settings are per thread, so callers are unaffected.
     """
 
     def quiet() -> None:
-        with np.errstate(all="ignore"):
+        # PyTorch sizes a thread's OpenMP team on its first call: limit after it.
+        torch.get_num_threads()
+        with np.errstate(all="ignore"), _OPENMP.limit(limits=1):
             work()
 
     if workers <= 1:
@@ -134,21 +247,42 @@ def run_workers(work: Callable[[], None], workers: int) -> None:
 
 def all_finite(*chunks: np.ndarray) -> bool:
     """Fused probe: a chunk's sum is finite unless it holds NaN or Inf, or the sum of
-    huge finite values overflowed; only a non-finite sum pays for the exact test."""
-    return all(np.isfinite(chunk.sum()) or bool(np.isfinite(chunk).all()) for chunk in chunks)
+    huge finite values overflowed; only a non-finite sum pays for the exact test.
+    ``einsum`` sums in one SIMD pass, twice as fast as ``sum``'s pairwise tree (the
+    order does not matter for a finiteness test)."""
+    return all(np.isfinite(np.einsum("i->", chunk)) or bool(np.isfinite(chunk).all()) for chunk in chunks)
+
+
+# ``total.addcmul_(row, one, value=w)`` computes ``total + (w * row) * 1`` per
+# element: the product is rounded on its own and multiplying it by exactly one
+# changes nothing, so whether a build fuses the last multiply with the add or
+# not, the result is the separately rounded ``total + w * row`` of a NumPy
+# multiply and add, in one pass over the data instead of two. (``add_(alpha=w)``
+# fuses ``w * row`` itself on AVX2.) The tests check the bits against NumPy.
+_ONE = {
+    np.dtype(np.float32): torch.ones((), dtype=torch.float32),
+    np.dtype(np.float64): torch.ones((), dtype=torch.float64),
+}
 
 
 def weighted_sum_reducer(weights: Sequence[float]) -> ChunkReducer:
-    """out = sum_i weights[i] * rows[i], accumulated in client order."""
-    scalars = {np.dtype(kind): [kind(weight) for weight in weights] for kind in (np.float32, np.float64)}
+    """out = sum_i weights[i] * rows[i], accumulated in client order; each term is
+    rounded once as a product and once as a sum (never fused)."""
+    scalars = {np.dtype(kind): [float(kind(weight)) for weight in weights] for kind in (np.float32, np.float64)}
 
     def reduce(rows: Sequence[np.ndarray], out: np.ndarray, scratch: Scratch) -> bool:
-        term = scratch.get(out.dtype, 0, out.size)
         factors = scalars[out.dtype]
-        np.multiply(rows[0], factors[0], out=out)
-        for row, factor in zip(rows[1:], factors[1:]):
-            np.multiply(row, factor, out=term)
-            np.add(out, term, out=out)
+        if rows[0].dtype == out.dtype:
+            total, one = torch.from_numpy(out), _ONE[out.dtype]
+            torch.mul(torch.from_numpy(rows[0]), factors[0], out=total)
+            for row, factor in zip(rows[1:], factors[1:]):
+                total.addcmul_(torch.from_numpy(row), one, value=factor)
+        else:  # float16 and integer parameters, computed wider: NumPy casts on the fly
+            term = scratch.get(out.dtype, 0, out.size)
+            np.multiply(rows[0], factors[0], out=out)
+            for row, factor in zip(rows[1:], factors[1:]):
+                np.multiply(row, factor, out=term)
+                np.add(out, term, out=out)
         return all_finite(out)
 
     return reduce

@@ -1,11 +1,12 @@
 """The embedded store: Kubo-compatible UnixFS import into a local blockstore.
 
-Layout under its root (``$MEDSHARE_HOME/ipfs``): ``blocks/`` (see
-:mod:`offchain.ipfs.blockstore`), ``pins`` (one CID a line) and two lock
-files. Adds hold the repository lock shared and garbage collection holds it
-exclusively, so a collection never removes the blocks of an add in progress;
-pin-set changes are serialised by their own lock. Both are ``flock`` locks,
-so several processes may use one store.
+Layout under its root (``$MEDSHARE_HOME/ipfs``): ``blocks/`` (packs and
+their index, see :mod:`offchain.ipfs.blockstore`), ``pins`` (one CID a line)
+and two lock files. Adds hold the repository lock shared and garbage
+collection holds it exclusively, so a collection never removes the blocks,
+nor the unfinished pack, of an add in progress; pin-set changes are
+serialised by their own lock. Both are ``flock`` locks, so several processes
+may use one store. Reads take no lock.
 """
 
 from __future__ import annotations
@@ -51,16 +52,18 @@ class EmbeddedStore:
         """Add a file by writing to it: ``with store.writer() as w: w.write(...)``, then ``w.cid``.
 
         For producers that write (e.g. a streaming encryptor) rather than
-        offer a stream to read. The file is pinned when the block ends
-        without error.
+        offer a stream to read: the writer's thread only cuts chunks, while
+        worker threads hash and store them. The file's new blocks go to one
+        pack, listed and pinned when the block ends without error.
         """
         if only_hash:
             with FileImporter(cid_version=cid_version, workers=self._workers) as importer:
                 yield importer
             return
         with self._lock("repo.lock", fcntl.LOCK_SH):
-            with FileImporter(self.blocks.put, cid_version=cid_version, workers=self._workers) as importer:
-                yield importer
+            with self.blocks.writer() as pack:
+                with FileImporter(pack.put_many, cid_version=cid_version, workers=self._workers) as importer:
+                    yield importer
             self._change_pins(add=importer.cid)
 
     def iter_cat(self, cid: CID) -> Iterator[bytes]:
@@ -93,13 +96,7 @@ class EmbeddedStore:
         """Delete every block no pin reaches; returns how many were deleted."""
         with self._lock("repo.lock", fcntl.LOCK_EX):
             kept = {multihash for pinned in self.pins() for multihash in self._dag(pinned)}
-            removed = 0
-            for multihash in list(self.blocks.multihashes()):
-                if multihash not in kept:
-                    self.blocks.delete(multihash)
-                    removed += 1
-            self.blocks.remove_temporaries()
-        return removed
+            return self.blocks.retain(kept)
 
     def _file_pieces(self, cid: CID, expected_size: int | None) -> Iterator[bytes]:
         """Yield the file under ``cid`` depth-first; returns its size (for the parent's check)."""

@@ -17,7 +17,8 @@ from fl.aggregation import (
     evaluate_aggregation_quality,
     register_aggregator,
 )
-from fl.aggregation.kernels import CHUNK
+from fl.aggregation.base import normalise
+from fl.aggregation.kernels import CHUNK, run_workers
 from fl.aggregation.registry import _REGISTRY
 
 
@@ -319,3 +320,68 @@ def test_huge_finite_values_are_aggregated_not_mistaken_for_overflow():
     negative = client("y", w=torch.full((size,), -3e38))
     trimmed = aggregate_models(honest + [attacker, negative], "trimmed_mean", {"trim_ratio": 0.2})
     assert torch.equal(trimmed.parameters["w"], torch.full((size,), 1.5))
+
+
+def weighted_reference(arrays, samples, fused=False):
+    """The weighted sum in client order with float32 weights: each product rounded, then each sum (NumPy), or
+    product and sum rounded once together (a fused multiply-add, computed exactly in float64)."""
+    factors = [np.float32(weight) for weight in normalise(samples)]
+    total = arrays[0] * factors[0]
+    for array, factor in zip(arrays[1:], factors[1:]):
+        if fused:
+            total = (total.astype(np.float64) + array.astype(np.float64) * np.float64(factor)).astype(np.float32)
+        else:
+            total = total + array * factor
+    return total
+
+
+def test_fedavg_rounds_each_product_and_sum_separately():
+    """The bits of a NumPy multiply then add, never of a fused multiply-add, across chunk boundaries and odd tails."""
+    generator = torch.Generator().manual_seed(9)
+    size = 2 * CHUNK + 13
+    stacks = [(torch.randn(size, generator=generator) * 10.0 ** torch.randint(-6, 7, (size,), generator=generator)) for _ in range(6)]
+    samples = [3 + 7 * i for i in range(6)]
+    clients = [client(f"c{i}", samples[i], w=stacks[i]) for i in range(6)]
+    result = aggregate_models(clients).parameters["w"].numpy()
+    arrays = [stack.numpy() for stack in stacks]
+    expected = weighted_reference(arrays, samples)
+    assert np.array_equal(result, expected)
+    # The data tells the two apart: fused multiply-adds change thousands of elements.
+    assert (weighted_reference(arrays, samples, fused=True) != expected).sum() > 1000
+
+
+def test_many_small_parameters_are_packed_and_come_back_separate():
+    """More small tensors than fit one pack, of several dtypes: each is averaged exactly and owns its storage."""
+    generator = torch.Generator().manual_seed(4)
+    count = 2 * CHUNK // 1000 + 3
+    models = []
+    for index in range(5):
+        parameters = {f"bn{j}": torch.randn(10, 100, generator=generator) for j in range(count)}
+        parameters |= {"steps": torch.tensor(index), "scale": torch.randn(7, generator=generator).double()}
+        models.append(client(f"c{index}", 1 + index, **parameters))
+    result = aggregate_models(models).parameters
+    assert list(result) == list(models[0].parameters)
+    samples = [model.data_samples for model in models]
+    for name in [f"bn{j}" for j in range(count)]:
+        expected = weighted_reference([model.parameters[name].numpy() for model in models], samples)
+        assert result[name].shape == (10, 100) and np.array_equal(result[name].numpy(), expected), name
+    assert result["steps"].item() == round(sum(i * (1 + i) for i in range(5)) / sum(samples))
+    torch.testing.assert_close(result["scale"], sum(m.parameters["scale"] * s for m, s in zip(models, samples)) / sum(samples))
+    storages = {tensor.untyped_storage().data_ptr() for tensor in result.values()}
+    assert len(storages) == len(result)
+    trimmed = aggregate_models(models, "trimmed_mean", {"trim_ratio": 0.2}).parameters
+    stack = torch.stack([model.parameters[f"bn{count - 1}"] for model in models])
+    torch.testing.assert_close(trimmed[f"bn{count - 1}"], sorted_reference(stack, 1).float())
+
+
+def test_workers_run_pytorch_serially_and_leave_the_callers_threads_alone():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = []
+        run_workers(lambda: seen.append(torch.get_num_threads()), 2)
+        run_workers(lambda: seen.append(torch.get_num_threads()), 1)
+        assert seen == [1, 1, 1]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)

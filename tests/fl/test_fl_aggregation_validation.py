@@ -238,3 +238,13 @@ def test_an_aggregate_that_overflows_is_refused():
     huge = [ClientModel(f"c{i}", {"w": torch.full((4,), 3e38)}, 1) for i in range(3)]
     with pytest.raises(AggregationError, match="the aggregate of parameter 'w' overflows its dtype"):
         aggregate_models(huge, "trimmed_mean", {"trim_ratio": 0.0})
+
+
+def test_an_overflow_among_packed_small_parameters_names_the_parameter():
+    """Small parameters share a pack: the error still names the one that overflowed, not its neighbours."""
+    models = [ClientModel(f"c{i}", {"a": torch.ones(3), "w": torch.full((4,), 3e38), "z": torch.ones(2)}, 1) for i in range(3)]
+    with pytest.raises(AggregationError, match="the aggregate of parameter 'w' overflows its dtype"):
+        aggregate_models(models, "trimmed_mean", {"trim_ratio": 0.0})
+    models[1] = ClientModel("c1", {"a": torch.ones(3), "w": torch.ones(4), "z": torch.tensor([1.0, -float("inf")])}, 1)
+    with pytest.raises(AggregationError, match="client 'c1': parameter 'z' contains NaN or Inf"):
+        aggregate_models(models, "fedavg")
