@@ -119,7 +119,7 @@ def measure_encrypt_add(path: Path, folder: Path) -> tuple[float, float, Embedde
     for run in range(REPEATS):
         store = EmbeddedStore(folder / f"store-{run}")
 
-        def encrypt_and_add() -> CID:
+        def encrypt_and_add(store: EmbeddedStore = store) -> CID:
             with path.open("rb") as source, store.writer() as writer:
                 encrypt_stream(source, writer, new_data_key(), RECORD_ID, 1)
             return writer.cid

@@ -10,7 +10,7 @@ carrying the contract's custom error.
 from __future__ import annotations
 
 import enum
-import functools
+import re
 import time
 
 from collections.abc import Iterator, Sequence
@@ -57,6 +57,22 @@ def _show(value: Any) -> str:
     return str(value)
 
 
+# How anvil words a call's custom error, which Ape then leaves undecoded:
+# "custom error 0x<selector>: <the arguments' ABI encoding as latin-1>", or the whole revert data as
+# latin-1 text.
+_RAW_CUSTOM_ERROR = re.compile(r"custom error 0x([0-9a-fA-F]{8}):\s?(.*)", re.DOTALL)
+
+
+def _undecoded_error_data(contract: Any, message: str) -> bytes | None:
+    """The revert data behind a message Ape did not decode, if it is one of the contract's errors."""
+    raw = _RAW_CUSTOM_ERROR.fullmatch(message)
+    try:
+        data = bytes.fromhex(raw[1]) + raw[2].encode("latin-1") if raw else message.encode("latin-1")
+    except UnicodeEncodeError:
+        return None
+    return data if data[:4] in contract.contract_type.errors else None
+
+
 @contextmanager
 def refusals(contract: Any) -> Iterator[None]:
     """Turn a revert of ``contract`` inside the block into a :class:`ChainRefusal`."""
@@ -65,7 +81,11 @@ def refusals(contract: Any) -> Iterator[None]:
     except CustomError as error:
         raise ChainRefusal(error.name, dict(error.inputs)) from None
     except ContractLogicError as error:
-        raise ChainRefusal(error.revert_message or "revert", {}) from None
+        message = error.revert_message or "revert"
+        data = _undecoded_error_data(contract, message)
+        if data is None:
+            raise ChainRefusal(message, {}) from None
+        raise _decode_error(contract, data) from None
     except Web3CustomError as error:
         raise _decode_error(contract, bytes.fromhex(str(error.data)[2:])) from None
     except Web3LogicError as error:
@@ -125,6 +145,7 @@ class AccessClient:
         self.contract = contract
         self.account = account
         self.from_block = from_block
+        self._cached_chain_id: int | None = None
 
     @property
     def address(self) -> str:
@@ -295,9 +316,10 @@ class AccessClient:
             time.sleep(1.0)
         return receipt
 
-    @functools.cache
     def _chain_id(self) -> int:
-        return self.contract.provider.chain_id
+        if self._cached_chain_id is None:
+            self._cached_chain_id = int(self.contract.provider.chain_id)
+        return self._cached_chain_id
 
     def _event_data(self, receipt: Any, event: str) -> tuple:
         """The non-indexed fields of the first ``event`` log the contract emitted in ``receipt``."""

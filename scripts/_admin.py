@@ -21,6 +21,7 @@ from ape.exceptions import ContractLogicError
 from eth_utils import is_address, to_checksum_address
 
 from offchain import deployments
+from offchain.chain import ChainRefusal, refusals
 from offchain.ipfs.cid import CID, InvalidCID
 
 # Role names on the command line -> the contract's role-id getters.
@@ -85,8 +86,8 @@ def parse_record(access, value: str) -> bytes:
     try:
         cid = CID.parse(value)
     except InvalidCID as err:
-        raise click.ClickException(f"record: {value!r} is neither a 0x-prefixed record id nor a CID ({err})")
-    return bytes(transact_or_fail(lambda: access.recordIdOf(bytes(cid))))
+        raise click.ClickException(f"record: {value!r} is neither a 0x-prefixed record id nor a CID ({err})") from None
+    return bytes(transact_or_fail(access, lambda: access.recordIdOf(bytes(cid))))
 
 
 def live_record(access, record: bytes) -> tuple[str, str]:
@@ -94,7 +95,7 @@ def live_record(access, record: bytes) -> tuple[str, str]:
     try:
         owner, patient, _, retired = access.recordOf(record)
     except ContractLogicError:
-        raise click.ClickException(f"record 0x{record.hex()} is not registered on chain {chain.chain_id}")
+        raise click.ClickException(f"record 0x{record.hex()} is not registered on chain {chain.chain_id}") from None
     if retired:
         raise click.ClickException(f"record 0x{record.hex()} is retired")
     return owner, patient
@@ -108,12 +109,13 @@ def require_owner_or_patient(access, record: bytes, caller) -> None:
         )
 
 
-def transact_or_fail(send: Callable[[], Any]) -> Any:
-    """Run a contract call or transaction, turning a revert into a clear error and exit status 1."""
+def transact_or_fail(access, send: Callable[[], Any]) -> Any:
+    """Run a call or transaction of ``access``, turning a revert into a clear error and exit status 1."""
     try:
-        return send()
-    except ContractLogicError as err:
-        raise click.ClickException(f"refused by the contract: {err.revert_message or err}")
+        with refusals(access):
+            return send()
+    except ChainRefusal as refusal:
+        raise click.ClickException(str(refusal)) from None
 
 
 contract_option = click.option("--contract", "contract_address", default=None, help=CONTRACT_HELP)

@@ -34,8 +34,8 @@ def grant(access, sender, record: bytes, grantees: list[str], expiry: int):
         if not access.rolesOf(grantee) & (Role.DOCTOR | Role.RESEARCHER):
             raise click.ClickException(f"{grantee} holds neither the doctor nor the researcher role")
     if len(grantees) == 1:
-        return transact_or_fail(lambda: access.grantAccess(record, grantees[0], expiry, sender=sender))
-    return transact_or_fail(lambda: access.grantAccessBatch(record, grantees, expiry, sender=sender))
+        return transact_or_fail(access, lambda: access.grantAccess(record, grantees[0], expiry, sender=sender))
+    return transact_or_fail(access, lambda: access.grantAccessBatch(record, grantees, expiry, sender=sender))
 
 
 @click.command(cls=ConnectedProviderCommand, help=__doc__)

@@ -32,7 +32,7 @@ def add_member(access, sender, role: str, member: str):
     _require_admin(access, sender)
     if access.hasRole(_role_id(access, role), member):
         raise click.ClickException(f"{member} already holds the {role} role")
-    return transact_or_fail(lambda: access.grantRole(_role_id(access, role), member, sender=sender))
+    return transact_or_fail(access, lambda: access.grantRole(_role_id(access, role), member, sender=sender))
 
 
 def remove_member(access, sender, role: str, member: str):
@@ -40,7 +40,7 @@ def remove_member(access, sender, role: str, member: str):
     _require_admin(access, sender)
     if not access.hasRole(_role_id(access, role), member):
         raise click.ClickException(f"{member} does not hold the {role} role")
-    return transact_or_fail(lambda: access.revokeRole(_role_id(access, role), member, sender=sender))
+    return transact_or_fail(access, lambda: access.revokeRole(_role_id(access, role), member, sender=sender))
 
 
 def list_members(access, roles: list[str]) -> dict[str, list[str]]:

@@ -27,7 +27,7 @@ def revoke(access, sender, record: bytes, grantee: str):
     expiry, _, _ = access.grantOf(record, grantee)
     if expiry == 0:
         raise click.ClickException(f"{grantee} holds no grant on record 0x{record.hex()}")
-    return transact_or_fail(lambda: access.revokeAccess(record, grantee, sender=sender))
+    return transact_or_fail(access, lambda: access.revokeAccess(record, grantee, sender=sender))
 
 
 @click.command(cls=ConnectedProviderCommand, help=__doc__)

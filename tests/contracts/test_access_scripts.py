@@ -65,6 +65,10 @@ def test_records_are_named_by_id_or_by_any_cid(admin_scripts, access, record):
         assert admin_helpers.parse_record(access, cid.encode().decode()) == record
     with pytest.raises(click.ClickException, match="neither a 0x-prefixed record id nor a CID"):
         admin_helpers.parse_record(access, "not-a-cid")
+    # A well-formed CID the contract does not take (sha2-512): the contract's own error, decoded.
+    sha512 = CIDv1("raw", bytes([0x13, 64]) + bytes(64)).encode().decode()
+    with pytest.raises(click.ClickException, match=r"refused by the contract: InvalidCid\(cid=0x0155134"):
+        admin_helpers.parse_record(access, sha512)
 
 
 def test_grant_script_grants_one_or_a_batch(admin_scripts, access, admin, hospital, doctor, researcher, record, in_a_day):

@@ -112,7 +112,7 @@ def test_dp_sgd_is_deterministic_accounted_and_reports_no_metrics(hospital, spec
     assert client.dp_steps_per_round == 8
     first = client.train(initial, 1)
     assert first.training_loss is None and first.training_accuracy is None
-    second = client.train(initial, 2)
+    client.train(initial, 2)
 
     reference = RDPAccountant()
     reference.history = [(1.1, 0.25, 8)]

@@ -5,7 +5,6 @@ member has its own keystore and index.
 """
 
 import os
-from pathlib import Path
 
 import pytest
 
