@@ -104,6 +104,12 @@ class RecordService:
         for grantee in grantees:
             self._require_role(grantee, Role.DOCTOR | Role.RESEARCHER, "the doctor or researcher role",
                                who=f"grantee {grantee}")
+            if (self.client.address != record.patient and not self.client.roles_of(grantee) & Role.DOCTOR
+                    and not self.client.grant_of(record_id, grantee).consent):
+                raise AccessRefused(
+                    f"researcher {grantee} needs the patient's consent to read record 0x{record_id.hex()}: the patient "
+                    "grants them (consent included) or gives consent first"
+                )
             if not self._published_key(grantee):
                 raise RecordError(
                     f"grantee {grantee} has published no encryption key, so no data key can be sealed for it; "

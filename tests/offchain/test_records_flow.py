@@ -82,6 +82,19 @@ def test_patient_grants_a_researcher_who_then_reads(member, hospital, patient, r
     assert (tmp_path / "copy").read_bytes() == scan.read_bytes()
 
 
+def test_owner_cannot_grant_a_researcher_without_consent(member, access, hospital, patient, researcher, scan, chain):
+    owner = member(hospital)
+    member(researcher), member(patient)
+    record_id = owner.upload(scan, patient.address, "MRI_scan").record_bytes
+    until = chain.pending_timestamp + ONE_DAY
+    with pytest.raises(AccessRefused, match="needs the patient's consent"):
+        owner.grant(record_id, [researcher.address], until)
+    assert access.grantOf(record_id, researcher) == (0, False, 0)
+    access.setConsent(record_id, researcher, True, sender=patient)
+    owner.grant(record_id, [researcher.address], until)
+    assert access.checkAccess(researcher, record_id)
+
+
 def test_ungranted_revoked_and_expired_readers_are_refused(member, hospital, patient, doctor, scan, tmp_path, chain):
     owner = member(hospital)
     record_id = owner.upload(scan, patient.address, "MRI_scan").record_bytes
