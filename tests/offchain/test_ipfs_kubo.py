@@ -49,6 +49,18 @@ def test_kubo_pins(kubo):
     assert cid in kubo.pins()
 
 
+def test_kubo_writer_adds_what_is_written_and_nothing_on_error(kubo, tmp_path):
+    data = random.Random(7).randbytes(3 * CHUNK + 5)
+    with kubo.writer() as sink:
+        for start in range(0, len(data), 100_000):
+            sink.write(data[start : start + 100_000])
+    assert sink.cid == EmbeddedStore(tmp_path).add(io.BytesIO(data), only_hash=True)
+    with pytest.raises(RuntimeError), kubo.writer() as failed:
+        failed.write(b"half a file")
+        raise RuntimeError("producer failed")
+    assert failed.cid is None
+
+
 def test_only_hash_stores_nothing_on_kubo(kubo):
     cid = kubo.add(io.BytesIO(random.randbytes(64)), only_hash=True)
     assert not kubo.has(cid)
