@@ -18,6 +18,7 @@ FedAvg while FedAvg under attack visibly degrades.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -78,7 +79,8 @@ def main() -> None:
     federated("FedAvg, top-10% + int8 uploads, Dirichlet", skewed,
               compression=CompressionConfig(top_k_ratio=0.1, quantize_8bit=True))
 
-    steps = DP_ROUNDS * DP_TRAINING.epochs * round(1 / DP_SAMPLE_RATE)
+    # The steps each hospital will take (HospitalClient.dp_steps_per_round), so the noise covers every one.
+    steps = DP_ROUNDS * DP_TRAINING.epochs * math.ceil(1 / DP_SAMPLE_RATE)
     noise = calibrate_noise_multiplier(DP_TARGET_EPSILON, DP_DELTA, DP_SAMPLE_RATE, steps)
     dp_result = run_federated(skewed, FederatedConfig(
         rounds=DP_ROUNDS, training=DP_TRAINING, seed=SEED,

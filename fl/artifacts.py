@@ -192,4 +192,6 @@ def decode_client_model(data: bytes, expected_digest: str | None = None) -> tupl
         raise ArtifactError(f"client update metadata lacks {missing}") from None
     except ValueError as error:
         raise ArtifactError(f"client update metadata is malformed: {error}") from None
+    if round_number < 0:
+        raise ArtifactError(f"client update metadata is malformed: round {round_number} is negative")
     return model, round_number

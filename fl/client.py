@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import secrets
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -58,7 +59,15 @@ def derive_seed(*parts: object) -> int:
 
 
 class HospitalClient:
-    """One hospital: trains the global model on its own records and returns a ``ClientModel``."""
+    """One hospital: trains the global model on its own records and returns a ``ClientModel``.
+
+    Without a ``seed`` every call to ``train`` draws its batches and DP noise
+    from fresh OS entropy. A fixed ``seed`` makes training reproducible, for
+    simulations and tests only: under DP-SGD anyone who knows it (the seed, the
+    hospital's name and the round) can regenerate the noise and subtract it,
+    and two trainings of one round would share their noise, so it cancels in
+    their difference; either voids the privacy guarantee.
+    """
 
     def __init__(
         self,
@@ -66,7 +75,7 @@ class HospitalClient:
         model_spec: ModelSpec,
         training: LocalTrainingConfig = LocalTrainingConfig(),
         dp: DPSGDConfig | None = None,
-        seed: int = 0,
+        seed: int | None = None,
     ) -> None:
         data = hospital.data
         if data.num_samples == 0:
@@ -114,7 +123,8 @@ class HospitalClient:
         model = self.model_spec.build(seed=0)
         set_parameters(model, global_parameters)
         anchor = {name: p.detach().clone() for name, p in model.named_parameters()}
-        generator = torch.Generator().manual_seed(derive_seed(self.seed, self.client_id, round_number))
+        seed = secrets.randbits(63) if self.seed is None else derive_seed(self.seed, self.client_id, round_number)
+        generator = torch.Generator().manual_seed(seed)
         data = self.hospital.data
         if self.dp is None:
             self._train_plain(model, anchor, data, generator)

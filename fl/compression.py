@@ -51,6 +51,9 @@ class CompressedTensor:
             self.indices.min() < 0 or self.indices.max() >= math.prod(self.shape)
         ):
             raise ValueError(f"indices out of range for shape {self.shape}")
+        # A repeated index would leave which of its values lands to the scatter's whim.
+        if self.indices is not None and not bool((self.indices[1:] > self.indices[:-1]).all()):
+            raise ValueError("indices must be strictly increasing")
 
     def decode(self) -> torch.Tensor:
         """The float32 tensor this stands for (zeros where entries were dropped)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -231,12 +232,17 @@ def update_norm(
 
 
 class ClientLevelDP:
-    """Clips whole updates and noises their average; keeps the ledger over rounds."""
+    """Clips whole updates and noises their average; keeps the ledger over rounds.
 
-    def __init__(self, config: ClientLevelDPConfig, seed: int = 0) -> None:
+    The noise comes from OS entropy unless a ``seed`` is given; a seed makes
+    it reproducible, for simulations and tests only, since whoever knows the
+    seed can subtract the noise.
+    """
+
+    def __init__(self, config: ClientLevelDPConfig, seed: int | None = None) -> None:
         self.config = config
         self.ledger = PrivacyLedger(delta=config.delta, epsilon_budget=config.epsilon_budget)
-        self._generator = torch.Generator().manual_seed(seed)
+        self._generator = torch.Generator().manual_seed(secrets.randbits(63) if seed is None else seed)
 
     def clip(
         self, global_parameters: Mapping[str, torch.Tensor], client_model: ClientModel

@@ -70,7 +70,8 @@ class FixedPointCodec:
     travels as one extra masked element, so the server learns only the sum of
     the weights as well. No party sees the others' weights, so the consortium
     sets ``max_total_weight`` from a public bound (such as the records its
-    members registered); each client checks only its own weight against it.
+    members registered); each client checks only its own weight against it,
+    and the server refuses a sum whose total weight exceeds it.
     """
 
     fractional_bits: int = 24
@@ -224,13 +225,14 @@ def _kdf(key_material: bytes, label: str, session_id: bytes) -> bytes:
 
 
 def _expand(seed: bytes, length: int) -> np.ndarray:
-    """``length`` pseudo-random uint64 words: ChaCha20's keystream under ``seed``.
+    """``length`` pseudo-random uint64 words: ChaCha20's keystream under ``seed``, read little-endian
+    whatever the machine, so that masks made on different machines cancel.
 
     Every seed is derived for one session and one purpose, so the fixed nonce
     is never reused with the same key.
     """
     encryptor = Cipher(algorithms.ChaCha20(seed, b"\x00" * 16), mode=None).encryptor()
-    return np.frombuffer(encryptor.update(bytes(8 * length)), dtype=np.uint64).copy()
+    return np.frombuffer(encryptor.update(bytes(8 * length)), dtype="<u8").astype(np.uint64)
 
 
 def _pair_label(purpose: str, first: str, second: str) -> str:
@@ -354,6 +356,9 @@ class SecureAggregationClient:
         """
         if not self._roster:
             raise SecureAggregationError("share_keys must run before masked_input")
+        if self._share_holders:
+            # Masks are fixed per session: two inputs under the same masks hand the server their difference.
+            raise SecureAggregationError(f"client {self.client_id!r} already sent its masked input in this session")
         senders = [share.sender for share in inbox]
         _check_unique(senders, "the senders of shares")
         if self.client_id not in senders:
@@ -362,9 +367,8 @@ class SecureAggregationClient:
             raise SecureAggregationError(
                 f"only {len(senders)} clients shared keys; threshold {self.session.threshold} cannot be met"
             )
-        for share in inbox:
-            self._received[share.sender] = self._decrypt(share)
-        self._share_holders = tuple(sorted(senders))
+        received = {share.sender: self._decrypt(share) for share in inbox}
+        holders = tuple(sorted(senders))
         encoded = self.session.codec.encode(values, weight)
         length = self.session.vector_length + 1
         if encoded.shape != (length,):
@@ -373,9 +377,11 @@ class SecureAggregationClient:
         peers = (
             (peer, _pairwise_seed(self._masking_key, self._roster[peer].masking_public_key,
                                   self.client_id, peer, self.session.session_id))
-            for peer in self._share_holders if peer != self.client_id
+            for peer in holders if peer != self.client_id
         )
         masked = _signed_masks(masked, self.client_id, peers, length)
+        # Committed only now: a refused input may be retried, a sent one may not.
+        self._received, self._share_holders = received, holders
         return MaskedInput(self.client_id, masked & self.session.codec.mask)
 
     def _decrypt(self, share: EncryptedShare) -> tuple[RevealedShare, RevealedShare]:
@@ -521,6 +527,12 @@ class SecureAggregationServer:
                 total = total - mask if survivor < client else total + mask
         total &= self.session.codec.mask
         integer_sum, total_weight = self.session.codec.decode_integers(total)
+        # Each client checked only its own weight; past the codec's total the sum may have wrapped.
+        if not 1 <= total_weight <= self.session.codec.max_total_weight:
+            raise SecureAggregationError(
+                f"the survivors' weights sum to {total_weight}, outside [1, {self.session.codec.max_total_weight}] "
+                "(max_total_weight): the sum may have wrapped; raise max_total_weight"
+            )
         return SecureSum(
             weighted_sum=integer_sum.astype(np.float64) / 2.0**self.session.codec.fractional_bits,
             integer_sum=integer_sum,

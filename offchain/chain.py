@@ -12,7 +12,6 @@ from __future__ import annotations
 import enum
 import re
 import time
-
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from web3.exceptions import ContractCustomError as Web3CustomError
 from web3.exceptions import ContractLogicError as Web3LogicError
 
 from offchain.ipfs.cid import CID
+
 
 class Role(enum.IntFlag):
     """The bits of ``rolesOf(account)``, as ConsortiumRoles.sol assigns them."""

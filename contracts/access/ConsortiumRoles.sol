@@ -60,7 +60,9 @@ abstract contract ConsortiumRoles is AccessControlEnumerable, Pausable {
     }
 
     /// @notice Stop every state change except role removal (so a compromised member can be evicted
-    /// before the contract resumes). While paused, `checkAccess` answers false. Guardian only.
+    /// before the contract resumes) and the appointment of a guardian (so that evicting the last
+    /// guardian, or losing its key, cannot leave the contract paused for good). While paused,
+    /// `checkAccess` answers false. Guardian only.
     function pause() external onlyRole(GUARDIAN_ROLE) {
         _pause();
     }
@@ -76,12 +78,13 @@ abstract contract ConsortiumRoles is AccessControlEnumerable, Pausable {
         return _memberships[account].roles();
     }
 
-    /// @dev Refuses unknown role ids and the zero address, and refuses new members while paused.
+    /// @dev Refuses unknown role ids and the zero address, and refuses new members while paused,
+    /// except guardians: only a guardian can unpause, so one must be appointable while paused.
     function _grantRole(bytes32 role, address account) internal virtual override returns (bool granted) {
         uint256 bit = _roleBit(role);
         if (bit == 0) revert UnknownRole(role);
         if (account == address(0)) revert ZeroAddressMember();
-        _requireNotPaused();
+        if (bit != _GUARDIAN_BIT) _requireNotPaused();
         granted = super._grantRole(role, account);
         if (granted) {
             Membership m = _memberships[account];

@@ -135,7 +135,6 @@ class FedAdamAggregator(FedAvgAggregator):
         require(not unknown, f"fedadam state: unexpected key(s) {unknown}")
         require(set(firsts) == set(seconds), "fedadam state: exp_avg and exp_avg_sq name different parameters")
         require(int(step) > 0 or not firsts, "fedadam state: moments present at step 0")
-        require(int(step) == 0 or bool(firsts), "fedadam state: no moments at a step after 0")
         for name, first in firsts.items():
             second = seconds[name]
             for label, tensor in ((EXP_AVG, first), (EXP_AVG_SQ, second)):

@@ -9,7 +9,14 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from fl.aggregation.base import ClientModel, StateDict, canonical_clients, check_structure
+from fl.aggregation.base import (
+    AggregationError,
+    ClientModel,
+    StateDict,
+    canonical_clients,
+    check_structure,
+    find_non_finite,
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,11 @@ def evaluate_aggregation_quality(global_model: StateDict, client_models: Sequenc
     clients = canonical_clients(client_models)
     check_structure(clients, global_model)
     distances = [client_distance(global_model, client) for client in clients]
+    for client, distance in zip(clients, distances):
+        if not math.isfinite(distance):
+            for name in global_model:
+                find_non_finite([client], name)
+            raise AggregationError(f"client {client.client_id!r}: its distance from the global model overflows float64")
     accuracies = [client.training_accuracy for client in clients]
     losses = [client.training_loss for client in clients]
     accuracy_mean, accuracy_std = mean_std(accuracies)

@@ -60,7 +60,8 @@ class TrimmedMeanAggregator(RobustAggregator):
 
     def _combine(self, clients):
         ratio = float(self.config["trim_ratio"])
-        trim = math.floor(ratio * len(clients))
+        # Rounded first so that a product like 0.29 * 100 = 28.999999999999996 trims 29, as the ratio says.
+        trim = math.floor(round(ratio * len(clients), 9))
         if trim == 0 and ratio > 0:
             raise AggregationError(
                 f"trimmed_mean: trim_ratio {ratio} trims no client out of {len(clients)}; "

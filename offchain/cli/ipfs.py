@@ -20,7 +20,7 @@ Command = TypeVar("Command", bound=Callable[..., None])
 
 
 def _store_errors_as_messages(command: Command) -> Command:
-    """Report store failures as one-line errors (exit status 1), not tracebacks."""
+    """Report store and file-system failures as one-line errors (exit status 1), not tracebacks."""
 
     @wraps(command)
     def run(*args: object, **kwargs: object) -> None:
@@ -28,6 +28,9 @@ def _store_errors_as_messages(command: Command) -> Command:
             command(*args, **kwargs)
         except (StoreError, ValueError) as error:
             raise click.ClickException(str(error)) from error
+        except OSError as error:  # e.g. MEDSHARE_HOME unusable, or the disk full
+            where = f"{error.filename}: " if error.filename else ""
+            raise click.ClickException(f"{where}{error.strerror or error}") from error
 
     return run  # type: ignore[return-value]
 

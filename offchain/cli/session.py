@@ -29,7 +29,8 @@ from offchain.settings import Settings
 
 DEFAULT_NETWORK = "ethereum:local:foundry"
 PASSPHRASE_ENV = "MEDSHARE_PASSPHRASE"
-USER_ERRORS = (RecordError, ChainRefusal, CryptoError, StoreError, RecordIndexError, DeploymentNotFound)
+# OSError: an unusable data folder, a full disk, an unreadable file; its message names the path.
+USER_ERRORS = (RecordError, ChainRefusal, CryptoError, StoreError, RecordIndexError, DeploymentNotFound, OSError)
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,10 @@
 Layout under the root: ``packs/<id>.pack`` hold blocks back to back, one pack
 a writer (an add puts all its new blocks in one pack), and ``index.sqlite``
 maps each block's multihash to its pack, offset and length, so v0 and v1 CIDs
-of one block share it. Packs, not a file a block, because creating and
-renaming a file for every 256 KiB block costs more than encrypting, hashing
-and writing it on some file systems (1 ms a file in a crowded ext4 group).
+of one block share it; ``index.lock`` makes processes take turns opening it.
+Packs, not a file a block, because creating and renaming a file for every
+256 KiB block costs more than encrypting, hashing and writing it on some file
+systems (1 ms a file in a crowded ext4 group).
 
 - Atomic: a writer's blocks are listed in the index in one transaction once
   all their bytes are written, so no reader, in any process, sees half a
@@ -16,10 +17,13 @@ and writing it on some file systems (1 ms a file in a crowded ext4 group).
   index. Readers take no lock: a block that :meth:`Blockstore.retain` moves
   is listed at its new place before its old pack goes. ``retain`` itself
   needs writers excluded (the embedded store's repository lock does that).
+  An index that fails (damaged, or locked past the timeout) is a
+  :class:`StoreError` naming it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import secrets
@@ -194,11 +198,14 @@ class Blockstore:
     @contextmanager
     def _index(self) -> Iterator[sqlite3.Connection]:
         with self._index_lock:
-            if self._connection is None or self._connection_pid != os.getpid():
-                # A forked child must not share its parent's connection; it opens its own.
-                self._connection = self._connect()
-                self._connection_pid = os.getpid()
-            yield self._connection
+            try:
+                if self._connection is None or self._connection_pid != os.getpid():
+                    # A forked child must not share its parent's connection; it opens its own.
+                    self._connection = self._connect()
+                    self._connection_pid = os.getpid()
+                yield self._connection
+            except sqlite3.Error as error:
+                raise StoreError(f"block index {self.root / 'index.sqlite'}: {error}") from error
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -216,9 +223,18 @@ class Blockstore:
         connection = sqlite3.connect(
             self.root / "index.sqlite", timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
         )
-        connection.execute("PRAGMA journal_mode = WAL")  # readers never wait for a writer
-        connection.execute("PRAGMA synchronous = NORMAL")  # no fsync a commit, as packs are not fsynced
-        connection.executescript(_SCHEMA)
+        try:
+            # Switching to WAL answers "database is locked" at once, without waiting, while another
+            # process switches too, so processes opening a new index take turns (a lock file, as
+            # locking the database file itself would break SQLite's own POSIX locks).
+            with open(self.root / "index.lock", "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                connection.execute("PRAGMA journal_mode = WAL")  # readers never wait for a writer
+                connection.executescript(_SCHEMA)
+            connection.execute("PRAGMA synchronous = NORMAL")  # no fsync a commit, as packs are not fsynced
+        except BaseException:
+            connection.close()
+            raise
         return connection
 
 

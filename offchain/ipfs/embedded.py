@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 from offchain.ipfs.blockstore import Blockstore
 from offchain.ipfs.cid import CID, DAG_PB, RAW, InvalidCID
-from offchain.ipfs.errors import BlockNotFound, NotAFile, NotPinned
+from offchain.ipfs.errors import BlockNotFound, NotAFile, NotPinned, StoreError
 from offchain.ipfs.importer import CHUNK_SIZE, FileImporter
 from offchain.ipfs.store import write_chunks
 from offchain.ipfs.unixfs import FileNode, decode_file_node
@@ -86,11 +86,15 @@ class EmbeddedStore:
         self._change_pins(remove=cid)
 
     def pins(self) -> list[CID]:
+        path = self.root / "pins"
         try:
-            lines = (self.root / "pins").read_text().split()
+            lines = path.read_text().split()
         except FileNotFoundError:
             return []
-        return [CID.parse(line) for line in lines]
+        try:
+            return [CID.parse(line) for line in lines]
+        except InvalidCID as error:
+            raise StoreError(f"the pin list {path} is damaged: {error}") from None
 
     def gc(self) -> int:
         """Delete every block no pin reaches; returns how many were deleted."""

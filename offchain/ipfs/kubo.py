@@ -28,7 +28,8 @@ class KuboStore:
 
     def __init__(self, api: str = DEFAULT_IPFS_API, *, timeout: float = 120) -> None:
         self.api = api
-        self._client = ipfshttpclient.Client(api, timeout=timeout)
+        with self._kubo_errors():  # a malformed address is refused here, before any request
+            self._client = ipfshttpclient.Client(api, timeout=timeout)
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> KuboStore:

@@ -67,6 +67,29 @@ def test_break_glass_ends_with_the_emergency_role(access, admin, medic, record):
     assert not access.checkAccess(medic, record)
 
 
+def test_expired_or_voided_break_glass_cannot_be_closed(access, chain, admin, medic, patient, record):
+    expiry = access.openEmergencyAccess(record, REASON, HOUR, sender=medic).return_value
+    chain.mine(timestamp=expiry)
+    with ape.reverts(access.NoEmergencyAccess, record=record, user=medic):
+        access.closeEmergencyAccess(record, medic, sender=patient)
+    access.openEmergencyAccess(record, REASON, HOUR, sender=medic)
+    access.revokeRole(access.EMERGENCY_ROLE(), medic, sender=admin)
+    with ape.reverts(access.NoEmergencyAccess, record=record, user=medic):
+        access.closeEmergencyAccess(record, medic, sender=patient)
+
+
+def test_pause_stops_break_glass(access, guardian, medic, patient, record):
+    access.openEmergencyAccess(record, REASON, HOUR, sender=medic)
+    access.pause(sender=guardian)
+    assert not access.checkAccess(medic, record)
+    with ape.reverts(access.EnforcedPause):
+        access.openEmergencyAccess(record, REASON, HOUR, sender=medic)
+    with ape.reverts(access.EnforcedPause):
+        access.closeEmergencyAccess(record, medic, sender=patient)
+    access.unpause(sender=guardian)
+    assert access.checkAccess(medic, record)
+
+
 def test_break_glass_and_a_grant_are_independent(access, admin, hospital, medic, record, in_a_day):
     access.grantRole(access.DOCTOR_ROLE(), medic, sender=admin)
     access.grantAccess(record, medic, in_a_day, sender=hospital)

@@ -4,6 +4,8 @@ import ape
 
 from conftest import ONE_DAY
 
+UNKNOWN = (77).to_bytes(32, "big")
+
 ZERO = "0x0000000000000000000000000000000000000000"
 
 
@@ -167,3 +169,22 @@ def test_pause_denies_reads_and_stops_grant_changes(
             call()
     access.unpause(sender=guardian)
     assert access.checkAccess(doctor, record)
+
+
+def test_batch_and_consent_refuse_unknown_and_retired_records(
+    access, hospital, patient, doctor, researcher, record, in_a_day
+):
+    with ape.reverts(access.UnknownRecord, record=UNKNOWN):
+        access.grantAccessBatch(UNKNOWN, [doctor], in_a_day, sender=hospital)
+    access.retireRecord(record, sender=hospital)
+    with ape.reverts(access.RecordIsRetired, record=record):
+        access.grantAccessBatch(record, [doctor], in_a_day, sender=hospital)
+    with ape.reverts(access.RecordIsRetired, record=record):
+        access.setConsent(record, researcher, True, sender=patient)
+
+
+def test_a_grant_voided_by_role_loss_is_gone_for_revocation(access, admin, hospital, doctor, record, in_a_day):
+    access.grantAccess(record, doctor, in_a_day, sender=hospital)
+    access.revokeRole(access.DOCTOR_ROLE(), doctor, sender=admin)
+    with ape.reverts(access.NoGrant, record=record, grantee=doctor):
+        access.revokeAccess(record, doctor, sender=hospital)

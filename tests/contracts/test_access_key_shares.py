@@ -40,6 +40,12 @@ def test_keys_go_only_to_readers(access, hospital, doctor, researcher, stranger,
         access.shareDataKeys(record, 1, [researcher], [WRAPPED], sender=hospital)
 
 
+def test_unknown_record_refuses_shares(access, hospital):
+    unknown = (77).to_bytes(32, "big")
+    with ape.reverts(access.UnknownRecord, record=unknown):
+        access.shareDataKeys(unknown, 1, [hospital], [WRAPPED], sender=hospital)
+
+
 def test_stale_version_is_refused(access, hospital, record):
     with ape.reverts(access.StaleRecordVersion, record=record, version=2, current=1):
         access.shareDataKeys(record, 2, [hospital], [WRAPPED], sender=hospital)

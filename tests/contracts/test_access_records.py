@@ -88,6 +88,13 @@ def test_rotated_cids_stay_claimed_and_are_not_records(access, hospital, other_h
         access.rotateRecord(record, make_cid(9), sender=hospital)
 
 
+def test_rotation_refuses_an_invalid_cid(access, hospital, record):
+    dag_cbor = bytes.fromhex("01711220") + bytes(32)
+    with ape.reverts(access.InvalidCid, cid=dag_cbor):
+        access.rotateRecord(record, dag_cbor, sender=hospital)
+    assert access.currentCid(record) == (make_cid(1), 1)
+
+
 def test_only_the_owner_rotates_and_retires(access, patient, other_hospital, stranger, record):
     for caller in (patient, other_hospital, stranger):
         with ape.reverts(access.NotRecordOwner, record=record, caller=caller):

@@ -99,6 +99,25 @@ def test_role_removal_works_while_paused(access, guardian, admin, doctor):
     assert access.rolesOf(doctor) == 0
 
 
+def test_evicting_the_only_guardian_while_paused_does_not_pause_for_good(access, guardian, admin, stranger):
+    access.pause(sender=guardian)
+    access.revokeRole(access.GUARDIAN_ROLE(), guardian, sender=admin)
+    assert access.getRoleMemberCount(access.GUARDIAN_ROLE()) == 0
+    with ape.reverts(access.EnforcedPause):
+        access.grantRole(access.DOCTOR_ROLE(), stranger, sender=admin)
+    tx = access.grantRole(access.GUARDIAN_ROLE(), stranger, sender=admin)
+    assert tx.events == [access.RoleGranted(access.GUARDIAN_ROLE(), stranger, admin)]
+    assert access.rolesOf(stranger) == 1 << 1
+    access.unpause(sender=stranger)
+    assert not access.paused()
+
+
+def test_renouncing_for_someone_else_is_refused(access, doctor, stranger):
+    with ape.reverts(access.AccessControlBadConfirmation):
+        access.renounceRole(access.DOCTOR_ROLE(), doctor, sender=stranger)
+    assert access.hasRole(access.DOCTOR_ROLE(), doctor)
+
+
 def test_losing_doctor_role_ends_access_at_once_and_for_good(access, admin, hospital, doctor, record, in_a_day):
     access.grantAccess(record, doctor, in_a_day, sender=hospital)
     assert access.checkAccess(doctor, record)
@@ -108,6 +127,40 @@ def test_losing_doctor_role_ends_access_at_once_and_for_good(access, admin, hosp
     assert not access.checkAccess(doctor, record), "re-admission must not revive old grants"
     assert access.grantOf(record, doctor) == (0, False, 0)
     access.grantAccess(record, doctor, in_a_day, sender=hospital)
+    assert access.checkAccess(doctor, record)
+
+
+def test_what_was_given_in_the_block_of_the_role_loss_is_void(access, admin, doctor, researcher, in_a_day):
+    """Role losses are compared with grants, consents and break-glass openings by block, so what was
+    given in the very block of the loss (here: the same transaction, before the loss) stays void after
+    re-admission. The admin acts as owner, patient and emergency user to do it all in one multicall."""
+    for role in ("DATA_OWNER_ROLE", "PATIENT_ROLE", "EMERGENCY_ROLE"):
+        access.grantRole(getattr(access, role)(), admin, sender=admin)
+    record = access.registerRecord(make_cid(5), admin, sender=admin).return_value
+    losses = [(access.DOCTOR_ROLE(), doctor), (access.RESEARCHER_ROLE(), researcher), (access.EMERGENCY_ROLE(), admin)]
+    access.multicall(
+        [
+            access.grantAccess.encode_input(record, doctor, in_a_day),
+            access.setConsent.encode_input(record, researcher, True),
+            access.openEmergencyAccess.encode_input(record, b"\x01" * 32, 3600),
+            *(access.revokeRole.encode_input(role, member) for role, member in losses),
+        ],
+        sender=admin,
+    )
+    for role, member in losses:
+        access.grantRole(role, member, sender=admin)
+    access.grantAccess(record, researcher, in_a_day, sender=admin)  # the owner's grant: consent still needed
+    for reader in (doctor, researcher, admin):
+        assert not access.checkAccess(reader, record), reader
+    assert access.grantOf(record, doctor) == (0, False, 0)
+    assert access.grantOf(record, researcher) == (in_a_day, False, 0)
+    assert access.grantOf(record, admin) == (0, False, 0)
+
+
+def test_losing_a_role_that_is_not_a_reading_role_keeps_grants(access, admin, hospital, doctor, record, in_a_day):
+    access.grantRole(access.PARTICIPANT_ROLE(), doctor, sender=admin)
+    access.grantAccess(record, doctor, in_a_day, sender=hospital)
+    access.revokeRole(access.PARTICIPANT_ROLE(), doctor, sender=admin)
     assert access.checkAccess(doctor, record)
 
 

@@ -27,6 +27,13 @@ def test_domain_is_medical_access_v1_on_this_chain(access, chain):
     assert (name, version, chain_id, contract) == ("MedicalAccess", "1", chain.chain_id, access.address)
 
 
+def test_a_signature_passes_up_to_its_deadline(access, chain, patient_signer, patient, doctor, stranger, record, in_a_day):
+    deadline = chain.pending_timestamp
+    signature = patient_signer.sign(patient, "Grant", _grant_message(record, doctor, in_a_day, 0, deadline))
+    access.grantAccessBySig(record, doctor, in_a_day, 0, deadline, signature, sender=stranger)
+    assert access.checkAccess(doctor, record)
+
+
 def test_relayed_grant_passes_with_the_patients_consent(
     access, patient_signer, patient, researcher, stranger, record, in_a_day, deadline
 ):
@@ -93,6 +100,43 @@ def test_signed_grant_checks_expiry_and_patient_role(
     access.revokeRole(access.PATIENT_ROLE(), patient, sender=admin)
     with ape.reverts(access.AccessControlUnauthorizedAccount, account=patient, neededRole=access.PATIENT_ROLE()):
         access.grantAccessBySig(record, doctor, past, 0, deadline, signature, sender=stranger)
+
+
+def test_signed_grant_checks_the_record_and_the_grantee(
+    access, patient_signer, hospital, patient, doctor, stranger, record, in_a_day, deadline
+):
+    unknown = (77).to_bytes(32, "big")
+    signature = patient_signer.sign(patient, "Grant", _grant_message(unknown, doctor, in_a_day, 0, deadline))
+    with ape.reverts(access.UnknownRecord, record=unknown):
+        access.grantAccessBySig(unknown, doctor, in_a_day, 0, deadline, signature, sender=stranger)
+    zero = "0x0000000000000000000000000000000000000000"
+    message = {"record": record, "grantee": zero, "expiry": in_a_day, "nonce": 0, "deadline": deadline}
+    signature = patient_signer.sign(patient, "Grant", message)
+    with ape.reverts(access.InvalidGrantee):
+        access.grantAccessBySig(record, zero, in_a_day, 0, deadline, signature, sender=stranger)
+    access.retireRecord(record, sender=hospital)
+    signature = patient_signer.sign(patient, "Grant", _grant_message(record, doctor, in_a_day, 0, deadline))
+    with ape.reverts(access.RecordIsRetired, record=record):
+        access.grantAccessBySig(record, doctor, in_a_day, 0, deadline, signature, sender=stranger)
+    assert access.nonces(patient) == 0
+
+
+def test_signed_consent_refusals(
+    access, chain, patient_signer, patient, other_patient, doctor, researcher, stranger, record
+):
+    deadline = chain.pending_timestamp + 10
+    to_doctor = patient_signer.sign(patient, "Consent", _consent_message(record, doctor, True, 0, deadline))
+    with ape.reverts(access.NotAResearcher, account=doctor):
+        access.setConsentBySig(record, doctor, True, 0, deadline, to_doctor, sender=stranger)
+    forged = patient_signer.sign(other_patient, "Consent", _consent_message(record, researcher, True, 0, deadline))
+    with ape.reverts(access.InvalidPatientSignature, record=record, patient=patient):
+        access.setConsentBySig(record, researcher, True, 0, deadline, forged, sender=stranger)
+    genuine = patient_signer.sign(patient, "Consent", _consent_message(record, researcher, True, 0, deadline))
+    chain.mine(timestamp=deadline + 1)
+    with ape.reverts(access.SignatureExpired, deadline=deadline):
+        access.setConsentBySig(record, researcher, True, 0, deadline, genuine, sender=stranger)
+    assert access.nonces(patient) == 0
+    assert access.grantOf(record, researcher) == (0, False, 0)
 
 
 def test_relayed_consent_given_and_withdrawn(

@@ -97,6 +97,16 @@ def test_trimmed_mean_drops_extremes_per_coordinate():
     assert create_aggregator("trimmed_mean").config == {"trim_ratio": 0.1}
 
 
+@pytest.mark.parametrize("count,ratio,trim", [(100, 0.29, 29), (180, 0.35, 63), (10, 0.3, 3), (19, 0.1, 1)])
+def test_trimmed_count_is_the_ratio_of_clients_without_float_error(count, ratio, trim):
+    """0.29 * 100 is 28.999999999999996 in floating point; floor of that would trim 28 per side."""
+    clients = [client(f"c{i:03d}", w=[float(i)]) for i in range(count)]
+    result = aggregate_models(clients, "trimmed_mean", {"trim_ratio": ratio})
+    assert result.metadata["trimmed_per_side"] == trim
+    assert result.metadata["effective_clients"] == count - 2 * trim
+    assert result.parameters["w"].item() == pytest.approx((count - 1) / 2)
+
+
 def test_trimmed_mean_ignores_huge_outliers_without_cancellation():
     clients = [client(f"c{i}", w=[value]) for i, value in enumerate([1e30, 0.1, 0.2, 0.3, -1e30])]
     result = aggregate_models(clients, "trimmed_mean", {"trim_ratio": 0.2})
@@ -248,6 +258,20 @@ def test_fedadam_state_dict_round_trip_resumes():
     assert torch.equal(run(second, resumed_model, rounds[2])["w"], model["w"])
 
 
+def test_fedadam_state_of_a_model_without_float_tensors_restores():
+    """Such a model has no moments after a step; its saved state must still load (the model is checked at aggregation)."""
+    first = create_aggregator("fedadam")
+    first.aggregate([client(f"c{i}", n=torch.tensor(i)) for i in range(3)], global_model={"n": torch.tensor(0)})
+    resumed = create_aggregator("fedadam")
+    resumed.load_state_dict(first.state_dict())
+    assert resumed.step == 1
+    later = [client(f"c{i}", n=torch.tensor(2 * i)) for i in range(3)]
+    result = resumed.aggregate(later, global_model={"n": torch.tensor(1)})
+    assert result.metadata["step"] == 2 and result.parameters["n"].item() == 2
+    with pytest.raises(AggregationError, match="optimizer state was built for a model with parameters"):
+        resumed.aggregate([client("c0", w=[1.0])], global_model={"w": torch.tensor([0.0])})
+
+
 def test_evaluate_aggregation_quality_hand_example():
     global_model = {"w": torch.tensor([0.0, 0.0]), "b": torch.tensor([0.0])}
     clients = [
@@ -262,6 +286,14 @@ def test_evaluate_aggregation_quality_hand_example():
     assert quality.mean_client_loss == pytest.approx(0.3) and quality.std_client_loss == pytest.approx(0.1)
     partial = evaluate_aggregation_quality(global_model, [clients[0], client("c", w=[0.0, 0.0], b=[0.0])])
     assert partial.mean_client_accuracy is None and partial.as_dict()["std_client_loss"] is None
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_evaluate_aggregation_quality_names_a_client_with_nan_or_inf(bad):
+    global_model = {"w": torch.zeros(2), "b": torch.zeros(1)}
+    clients = [client("a", w=[1.0, 0.0], b=[0.0]), client("b", w=[0.0, 0.0], b=[bad])]
+    with pytest.raises(AggregationError, match="client 'b': parameter 'b' contains NaN or Inf"):
+        evaluate_aggregation_quality(global_model, clients)
 
 
 def test_registry_lists_creates_and_registers():

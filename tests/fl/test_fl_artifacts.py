@@ -202,6 +202,7 @@ def test_client_update_round_trip():
         ({"kind": "client_update", "round": "1", "client_id": "h"}, "client update metadata lacks 'data_samples'"),
         ({"kind": "client_update", "round": "x", "client_id": "h", "data_samples": "1"}, "metadata is malformed"),
         ({"kind": "client_update", "round": "1", "client_id": "h", "data_samples": "0"}, "data_samples must be positive"),
+        ({"kind": "client_update", "round": "-1", "client_id": "h", "data_samples": "1"}, "round -1 is negative"),
     ],
 )
 def test_malformed_client_update_is_refused(metadata, message):

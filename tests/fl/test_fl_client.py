@@ -98,7 +98,7 @@ def test_training_is_deterministic_per_seed_and_round(hospital, spec, initial):
 def test_proximal_term_keeps_the_model_near_the_global_one(hospital, spec, initial):
     distances = [
         distance(
-            HospitalClient(hospital, spec, LocalTrainingConfig(epochs=5, mu=mu)).train(initial, 1).parameters,
+            HospitalClient(hospital, spec, LocalTrainingConfig(epochs=5, mu=mu), seed=0).train(initial, 1).parameters,
             initial,
         )
         for mu in (0.0, 1.0, 10.0)
@@ -108,7 +108,7 @@ def test_proximal_term_keeps_the_model_near_the_global_one(hospital, spec, initi
 
 def test_dp_sgd_is_deterministic_accounted_and_reports_no_metrics(hospital, spec, initial):
     dp = DPSGDConfig(noise_multiplier=1.1, max_grad_norm=1.0, sample_rate=0.25)
-    client = HospitalClient(hospital, spec, LocalTrainingConfig(epochs=2), dp=dp)
+    client = HospitalClient(hospital, spec, LocalTrainingConfig(epochs=2), dp=dp, seed=0)
     assert client.dp_steps_per_round == 8
     first = client.train(initial, 1)
     assert first.training_loss is None and first.training_accuracy is None
@@ -128,10 +128,21 @@ def test_dp_sgd_is_deterministic_accounted_and_reports_no_metrics(hospital, spec
     assert one_round < two_rounds < 2 * one_round  # RDP composes better than adding epsilons
     assert client.last_round_privacy == rounds[1]
 
-    again = HospitalClient(hospital, spec, LocalTrainingConfig(epochs=2), dp=dp).train(initial, 1)
+    again = HospitalClient(hospital, spec, LocalTrainingConfig(epochs=2), dp=dp, seed=0).train(initial, 1)
     assert distance(first.parameters, again.parameters) == 0.0
-    plain = HospitalClient(hospital, spec, LocalTrainingConfig(epochs=2)).train(initial, 1)
+    plain = HospitalClient(hospital, spec, LocalTrainingConfig(epochs=2), seed=0).train(initial, 1)
     assert distance(first.parameters, plain.parameters) > 0.0
+
+
+def test_dp_noise_is_fresh_for_every_training_without_a_seed(hospital, spec, initial):
+    """Noise derived from a default seed, the hospital's name and the round could be rebuilt and
+    subtracted by the server, and a repeated round would repeat it, cancelling it in the difference."""
+    dp = DPSGDConfig(noise_multiplier=1.0, max_grad_norm=1.0, sample_rate=0.25)
+    client = HospitalClient(hospital, spec, dp=dp)
+    first, repeated = (client.train(initial, 1).parameters for _ in range(2))
+    assert distance(first, repeated) > 0.0
+    other = HospitalClient(hospital, spec, dp=dp).train(initial, 1).parameters
+    assert distance(first, other) > 0.0 and distance(repeated, other) > 0.0
 
 
 # Noise this small puts the optimal RDP order at the edge of opacus's range; irrelevant here.
@@ -152,7 +163,7 @@ def test_proximal_term_still_works_under_dp_sgd(hospital, spec, initial):
     dp = DPSGDConfig(noise_multiplier=0.5, max_grad_norm=1.0, sample_rate=0.25)
 
     def moved(mu):
-        client = HospitalClient(hospital, spec, LocalTrainingConfig(epochs=5, learning_rate=0.5, mu=mu), dp=dp)
+        client = HospitalClient(hospital, spec, LocalTrainingConfig(epochs=5, learning_rate=0.5, mu=mu), dp=dp, seed=0)
         return distance(client.train(initial, 1).parameters, initial)
 
     # Same seed, so the same records and the same noise: only the proximal pull differs.

@@ -114,6 +114,10 @@ def test_bad_tensors_and_malformed_messages_are_refused():
         CompressedTensor(shape=(10,), values=torch.zeros(2), indices=torch.tensor([0, 1, 2]))
     with pytest.raises(ValueError, match="indices out of range"):
         CompressedTensor(shape=(10,), values=torch.zeros(1), indices=torch.tensor([10]))
+    with pytest.raises(ValueError, match="indices must be strictly increasing"):
+        CompressedTensor(shape=(10,), values=torch.tensor([1.0, 2.0]), indices=torch.tensor([3, 3]))
+    with pytest.raises(ValueError, match="indices must be strictly increasing"):
+        CompressedTensor(shape=(10,), values=torch.tensor([1.0, 2.0]), indices=torch.tensor([4, 3]))
     with pytest.raises(ValueError, match="int8 values need a scale"):
         CompressedTensor(shape=(2,), values=torch.zeros(2, dtype=torch.int8))
     with pytest.raises(ValueError, match="int8 values need a scale"):

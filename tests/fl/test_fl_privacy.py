@@ -86,6 +86,9 @@ def test_client_level_noise_has_the_calibrated_scale_and_is_accounted():
     assert math.isclose(dp.ledger.total.epsilon, opacus_epsilon([(2.0, 0.1, 1)], 1e-5), rel_tol=1e-9)
     again = ClientLevelDP(config, seed=3).aggregate(1, zero, models)["w"]
     assert torch.equal(noisy, again)
+    # Without a seed the noise comes from OS entropy: nobody can rebuild and subtract it.
+    unseeded = [ClientLevelDP(config).aggregate(1, zero, models)["w"] for _ in range(2)]
+    assert not torch.equal(unseeded[0], unseeded[1]) and not torch.equal(unseeded[0], noisy)
 
 
 @pytest.mark.filterwarnings("ignore:Optimal order")  # negligible noise on purpose

@@ -286,3 +286,27 @@ def test_codec_rejects_bad_values_and_weights(values, weight, message):
 def test_codec_rejects_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
         FixedPointCodec(**kwargs)
+
+
+def test_a_second_masked_input_in_one_session_is_refused():
+    """Both inputs would carry the same masks, so their difference would reach the server unmasked."""
+    run = Run(session(), inputs())
+    inboxes = run.route()
+    client = run.clients["hospital_1"]
+    with pytest.raises(ValueError, match="exceeds value_bound"):  # a refused input may be retried...
+        client.masked_input(np.full(LENGTH, 1e6), 1, inboxes["hospital_1"])
+    first = client.masked_input(*run.data["hospital_1"], inboxes["hospital_1"])
+    with pytest.raises(SecureAggregationError, match="'hospital_1' already sent its masked input in this session"):
+        client.masked_input(np.zeros(LENGTH), 1, inboxes["hospital_1"])  # ...a sent one may not
+    masked = [first] + run.mask(IDS[1:])
+    survivors = run.server.collect_masked_inputs(masked)
+    result = run.server.unmask([run.clients[c].unmask(survivors) for c in survivors])
+    assert np.array_equal(result.integer_sum, plain_integer_sum(run.data, session().codec, IDS)[0])
+
+
+def test_weights_summing_past_the_codec_bound_are_refused_not_wrapped():
+    # Each weight 2 passes its own client's check (<= 4), but together they reach 8 and 8 * 3 * 2^3 = 192 >= 2^7.
+    codec = FixedPointCodec(fractional_bits=3, modulus_bits=8, value_bound=3.0, max_total_weight=4)
+    data = {c: (np.full(3, 3.0), 2) for c in ["a", "b", "c", "d"]}
+    with pytest.raises(SecureAggregationError, match=r"weights sum to 8, outside \[1, 4\] \(max_total_weight\)"):
+        secure_weighted_sum(data, session(length=3, codec=codec))

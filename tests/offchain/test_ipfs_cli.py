@@ -108,6 +108,36 @@ def test_an_unreachable_kubo_node_is_a_clear_error(invoke, env):
     assert f"Kubo at /ip4/127.0.0.1/tcp/{port}/http" in result.stderr
 
 
+def test_a_malformed_kubo_address_is_a_clear_error(invoke, env):
+    env.update(MEDSHARE_IPFS_BACKEND="kubo", IPFS_API="http://127.0.0.1:5001")
+    result = invoke("ipfs", "pin", "ls")
+    assert result.exit_code == 1
+    assert "Kubo at http://127.0.0.1:5001: Unsupported Multiaddr pattern" in result.stderr
+
+
+@pytest.mark.parametrize("command", [["ipfs", "add", "-"], ["ipfs", "pin", "ls"]], ids=" ".join)
+def test_an_unusable_data_folder_is_a_clear_error(invoke, env, tmp_path, command):
+    home = tmp_path / "a-file"
+    home.write_text("not a folder")
+    env["MEDSHARE_HOME"] = str(home)
+    result = invoke(*command, input=b"x")
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {home / 'ipfs'}: Not a directory\n"
+
+
+def test_a_damaged_index_is_a_clear_error(invoke, env, binary_file):
+    cid = invoke("ipfs", "add", str(binary_file)).stdout.strip()
+    blocks = os.path.join(env["MEDSHARE_HOME"], "ipfs", "blocks")
+    for name in ("index.sqlite-wal", "index.sqlite-shm"):
+        if os.path.exists(os.path.join(blocks, name)):
+            os.remove(os.path.join(blocks, name))
+    with open(os.path.join(blocks, "index.sqlite"), "wb") as index:
+        index.write(b"not a database" * 100)
+    result = invoke("ipfs", "cat", cid)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr == f"Error: block index {os.path.join(blocks, 'index.sqlite')}: file is not a database\n"
+
+
 def test_the_console_script_streams_binary_content(env, binary_file):
     medshare = shutil.which("medshare")
     assert medshare, "the medshare console script is not installed"

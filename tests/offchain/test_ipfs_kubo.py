@@ -1,6 +1,7 @@
 """The Kubo backend against a real daemon at IPFS_API; skipped when none answers there."""
 
 import io
+import ipaddress
 import random
 import socket
 
@@ -12,9 +13,41 @@ from offchain.settings import Settings
 CHUNK = 262_144
 
 
+def on_loopback(api: str) -> bool:
+    """Whether a Kubo API multiaddr (``/ip4/127.0.0.1/tcp/5001/http``) names this machine's loopback."""
+    protocol, _, rest = api.strip("/").partition("/")
+    host = rest.partition("/")[0]
+    if protocol in ("dns", "dns4", "dns6"):
+        return host == "localhost"
+    try:
+        return protocol in ("ip4", "ip6") and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.mark.parametrize(
+    "api, loopback",
+    [
+        ("/ip4/127.0.0.1/tcp/5001/http", True),
+        ("/ip4/127.3.2.1/tcp/5001/http", True),
+        ("/ip6/::1/tcp/5001/http", True),
+        ("/dns/localhost/tcp/5001/http", True),
+        ("/ip4/10.0.0.5/tcp/5001/http", False),
+        ("/ip4/0.0.0.0/tcp/5001/http", False),
+        ("/dns4/ipfs.example.org/tcp/443/https", False),
+        ("/ip4/not-an-address/tcp/5001", False),
+    ],
+)
+def test_only_a_loopback_api_is_tested(api, loopback):
+    assert on_loopback(api) is loopback
+
+
 @pytest.fixture(scope="module")
 def kubo() -> KuboStore:
-    store = KuboStore.from_settings(Settings.from_env())
+    settings = Settings.from_env()
+    if not on_loopback(settings.ipfs_api):  # tests reach nothing beyond this machine
+        pytest.skip(f"IPFS_API {settings.ipfs_api} is not a loopback address; the Kubo tests only use a local node")
+    store = KuboStore.from_settings(settings)
     try:
         store.version()
     except StoreError:
@@ -94,6 +127,12 @@ CID_EXAMPLE = CID.parse("bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxqu
 def test_every_call_to_an_unreachable_node_is_a_store_error_naming_it(unreachable, call):
     with pytest.raises(StoreError, match=f"Kubo at {unreachable.api}"):
         call(unreachable)
+
+
+@pytest.mark.parametrize("address", ["garbage", "http://127.0.0.1:5001", "/ip4/127.0.0.1/udp/5001"])
+def test_a_malformed_address_is_a_store_error_naming_it(address):
+    with pytest.raises(StoreError, match=f"Kubo at {address}: Unsupported Multiaddr pattern"):
+        KuboStore(address)
 
 
 def test_kubo_refuses_bad_cid_versions_before_calling_the_node(unreachable):

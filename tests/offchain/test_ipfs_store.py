@@ -11,7 +11,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from offchain.ipfs import CID, DAG_PB, BlockNotFound, CorruptBlock, EmbeddedStore, FileImporter, NotAFile, NotPinned, Store
+from offchain.ipfs import (
+    CID,
+    DAG_PB,
+    BlockNotFound,
+    CorruptBlock,
+    EmbeddedStore,
+    FileImporter,
+    NotAFile,
+    NotPinned,
+    Store,
+    StoreError,
+)
 from offchain.ipfs.blockstore import PackWriter
 from offchain.ipfs.unixfs import decode_file_node
 from offchain.settings import Settings
@@ -242,6 +253,7 @@ def test_an_add_writes_its_new_blocks_into_one_pack_and_nothing_else(store):
     assert {store.blocks.locate(cid).path for cid in blocks} == {pack}
     assert {path.name for path in store.blocks.root.iterdir()} - {"index.sqlite-shm", "index.sqlite-wal"} == {
         "index.sqlite",
+        "index.lock",
         "packs",
     }
     add(store, data)
@@ -354,6 +366,63 @@ def test_processes_add_to_one_store_at_once(store):
     for seed, cid in enumerate(cids):
         assert cat(store, CID.parse(cid)) == content(3 * CHUNK + seed, seed)
     assert len(pack_files(store)) == 6
+
+
+def open_new_stores_in_step(roots: list[str], barrier, results) -> None:
+    failures = []
+    try:
+        for root in roots:
+            barrier.wait(timeout=60)  # every process opens this new store's index at the same moment
+            try:
+                EmbeddedStore(root).has(CID.from_digest(1, 0x55, bytes(32)))
+            except Exception as error:  # noqa: BLE001 - reported to the test
+                failures.append(f"{root}: {error!r}")
+    finally:
+        results.put(failures)
+
+
+def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path):
+    """SQLite refuses a second switch to WAL at once, without waiting, unless the openers take turns.
+
+    Without turns, four processes opening eighty new stores together met "database is locked" for 5 to 20 of them.
+    """
+    context, processes = multiprocessing.get_context("spawn"), 4
+    roots = [str(tmp_path / f"store-{index}") for index in range(80)]
+    barrier, results = context.Barrier(processes), context.Queue()
+    workers = [
+        context.Process(target=open_new_stores_in_step, args=(roots, barrier, results), daemon=True)
+        for _ in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    failures = [failure for _ in workers for failure in results.get(timeout=300)]
+    for worker in workers:
+        worker.join()
+    assert failures == []
+    assert [worker.exitcode for worker in workers] == [0] * processes
+
+
+def test_a_damaged_index_is_a_store_error_naming_it(store):
+    root = add(store, b"indexed")
+    index = store.blocks.root / "index.sqlite"
+    reopened = EmbeddedStore(store.root)
+    for sidecar in ("index.sqlite-wal", "index.sqlite-shm"):
+        (store.blocks.root / sidecar).unlink(missing_ok=True)
+    index.write_bytes(b"not a database" * 100)
+    with pytest.raises(StoreError, match=f"block index {index}: file is not a database"):
+        reopened.has(root)
+    with pytest.raises(StoreError, match=f"block index {index}"):
+        add(reopened, b"more")
+
+
+def test_a_damaged_pin_list_is_a_store_error_naming_it(store):
+    add(store, b"pinned")
+    with (store.root / "pins").open("a") as pins:
+        pins.write("not-a-cid\n")
+    with pytest.raises(StoreError, match=f"the pin list {store.root / 'pins'} is damaged: 'not-a-cid' is not a CID"):
+        store.pins()
+    with pytest.raises(StoreError, match="pin list"):
+        store.gc()
 
 
 def test_reads_go_on_while_gc_moves_blocks(store):

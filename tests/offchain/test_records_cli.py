@@ -63,6 +63,14 @@ def test_cli_refusals_are_one_clear_line(medshare, access, doctor, tmp_path):
     assert "is not a record id" in not_a_record
     both = medshare(1, "record", "grant", "0x" + "00" * 32, doctor.address, ok=False)
     assert "exactly one of --days and --until" in both
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the data folder should be")
+    unusable = CliRunner().invoke(
+        main, ["keys", "publish", "--account", "TEST::4", "--contract", access.address],
+        env={"MEDSHARE_HOME": str(blocked), "MEDSHARE_PASSPHRASE": PASSPHRASE},
+    )
+    assert unusable.exit_code == 1 and "Error: " in unusable.output and "not-a-folder" in unusable.output
+    assert "Traceback" not in unusable.output
     env = {"MEDSHARE_PASSPHRASE": "wrong", "MEDSHARE_HOME": os.environ["MEDSHARE_HOME"]}
     no_contract = CliRunner().invoke(main, ["keys", "show", "--account", "TEST::1", "--contract", "0x" + "11" * 20])
     assert no_contract.exit_code == 1 and "no contract code" in no_contract.output
