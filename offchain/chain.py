@@ -250,6 +250,11 @@ class AccessClient:
         )
         self._multicall([grant] + self._share_calls(record_id, version, shares))
 
+    def share_keys(self, record_id: bytes, version: int, shares: Sequence[tuple[str, bytes]]) -> None:
+        """Publish the version's data key wrapped for readers who may read already."""
+        readers, keys = zip(*shares)
+        self._send(self.contract.shareDataKeys, record_id, version, list(readers), list(keys))
+
     def revoke(self, record_id: bytes, grantee: str) -> None:
         """End ``grantee``'s grant on the record."""
         self._send(self.contract.revokeAccess, record_id, grantee)

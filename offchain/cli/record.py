@@ -2,6 +2,7 @@
 
     medshare record upload FILE --patient ADDRESS --name NAME
     medshare record grant RECORD GRANTEE... (--days N | --until UNIX_TIME)
+    medshare record share RECORD READER...
     medshare record fetch RECORD -o PATH
     medshare record revoke RECORD GRANTEE [--rotate]
     medshare record ls [--rebuild]
@@ -116,6 +117,21 @@ def grant(chain: ChainOptions, record_ref: str, grantees: tuple[str, ...], days:
         info = service.grant(record_id, list(grantees), expiry)
     for grantee in grantees:
         click.echo(f"granted {grantee} record 0x{record_id.hex()} version {info.version} until {expiry}")
+
+
+@record.command()
+@chain_options
+@click.argument("record_ref", metavar="RECORD")
+@click.argument("readers", nargs=-1, required=True, type=ADDRESS)
+@user_errors
+def share(chain: ChainOptions, record_ref: str, readers: tuple[str, ...]) -> None:
+    """Give RECORD's current key to READERS who may read it already (e.g. break-glass access)."""
+    with connected(chain) as client:
+        service = record_service(client)
+        record_id = resolve_record(service, client, record_ref)
+        info = service.share(record_id, list(readers))
+    for reader in readers:
+        click.echo(f"shared the key of record 0x{record_id.hex()} version {info.version} with {reader}")
 
 
 @record.command()

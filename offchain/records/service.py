@@ -120,6 +120,22 @@ class RecordService:
         self.client.grant(record_id, grantees, expiry, record.version, shares)
         return record
 
+    def share(self, record_id: bytes, readers: Sequence[str]) -> RecordInfo:
+        """Give the current key to ``readers`` who may read already but hold no key for this version,
+        e.g. a break-glass reader, or a grantee whose key was published after the grant."""
+        if not readers:
+            raise RecordError("name at least one reader")
+        record = self._live_record(record_id)
+        self._require_owner_or_patient(record)
+        for reader in readers:
+            if reader not in (record.owner, record.patient) and not self.client.check_access(reader, record_id):
+                raise AccessRefused(f"{reader} may not read record 0x{record_id.hex()} now; grant access first")
+            if not self._published_key(reader):
+                raise RecordError(f"{reader} has published no encryption key; they must run `medshare keys publish`")
+        shares = self._wrap(self._own_data_key(record), record_id, record.version, readers)
+        self.client.share_keys(record_id, record.version, shares)
+        return record
+
     # Fetch ------------------------------------------------------------------
 
     def fetch(self, record_id: bytes, out: Path, *, progress: Progress | None = None) -> Fetched:

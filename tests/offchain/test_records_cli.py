@@ -27,7 +27,7 @@ def medshare(access, tmp_path, monkeypatch):
     return run
 
 
-def test_keys_publish_then_upload_grant_fetch_ls_revoke(medshare, hospital, patient, doctor, tmp_path):
+def test_keys_publish_then_upload_grant_fetch_ls_revoke(medshare, hospital, patient, doctor, researcher, tmp_path):
     for index in (1, 2, 3):  # hospital, doctor, patient
         assert "published key version 1" in medshare(index, "keys", "publish")
     assert "already published" in medshare(1, "keys", "publish")
@@ -41,6 +41,8 @@ def test_keys_publish_then_upload_grant_fetch_ls_revoke(medshare, hospital, pati
     assert f"{patient.address}/diagnosis_report  {record_id}  v1" in listed
 
     assert "until" in medshare(1, "record", "grant", f"{patient.address}/diagnosis_report", doctor.address, "--days", "1")
+    assert "shared the key" in medshare(1, "record", "share", record_id, doctor.address)
+    assert "may not read" in medshare(1, "record", "share", record_id, researcher.address, ok=False)
     out = tmp_path / "fetched.json"
     assert "version 1" in medshare(2, "record", "fetch", record_id, "-o", str(out))
     assert out.read_bytes() == report.read_bytes()

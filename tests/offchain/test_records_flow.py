@@ -95,6 +95,21 @@ def test_owner_cannot_grant_a_researcher_without_consent(member, access, hospita
     assert access.checkAccess(researcher, record_id)
 
 
+def test_break_glass_reader_gets_the_key_from_the_owner_and_reads(
+    member, access, hospital, patient, medic, stranger, scan, tmp_path
+):
+    owner, emergency = member(hospital), member(medic)
+    record_id = owner.upload(scan, patient.address, "MRI_scan").record_bytes
+    with pytest.raises(AccessRefused, match="may not read"):
+        owner.share(record_id, [medic.address])
+    access.openEmergencyAccess(record_id, b"\x01" * 32, 3600, sender=medic)
+    owner.share(record_id, [medic.address])
+    emergency.fetch(record_id, tmp_path / "er.bin")
+    assert (tmp_path / "er.bin").read_bytes() == scan.read_bytes()
+    with pytest.raises(AccessRefused, match="neither the owner"):
+        member(stranger, publish=False).share(record_id, [medic.address])
+
+
 def test_ungranted_revoked_and_expired_readers_are_refused(member, hospital, patient, doctor, scan, tmp_path, chain):
     owner = member(hospital)
     record_id = owner.upload(scan, patient.address, "MRI_scan").record_bytes
