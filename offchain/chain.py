@@ -157,8 +157,8 @@ class AccessClient:
     def record(self, record_id: bytes) -> RecordInfo:
         """The record now; ChainRefusal(UnknownRecord) if there is none."""
         owner, patient, version, retired = self._call("recordOf", record_id)
-        cid, _ = self._call("currentCid", record_id)
-        return RecordInfo(bytes(record_id), owner, patient, version, retired, CID.from_bytes(bytes(cid)))
+        cid, _ = self.current_cid(record_id)
+        return RecordInfo(bytes(record_id), owner, patient, version, retired, cid)
 
     def current_cid(self, record_id: bytes) -> tuple[CID, int]:
         """The CID of the record's current version, and that version (one call)."""

@@ -8,31 +8,15 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
-from functools import wraps
-from typing import BinaryIO, TypeVar
+from typing import BinaryIO
 
 import click
 
+from offchain.cli.errors import reported
 from offchain.ipfs import CID, InvalidCID, StoreError, open_store
 
-Command = TypeVar("Command", bound=Callable[..., None])
-
-
-def _store_errors_as_messages(command: Command) -> Command:
-    """Report store and file-system failures as one-line errors (exit status 1), not tracebacks."""
-
-    @wraps(command)
-    def run(*args: object, **kwargs: object) -> None:
-        try:
-            command(*args, **kwargs)
-        except (StoreError, ValueError) as error:
-            raise click.ClickException(str(error)) from error
-        except OSError as error:  # e.g. MEDSHARE_HOME unusable, or the disk full
-            where = f"{error.filename}: " if error.filename else ""
-            raise click.ClickException(f"{where}{error.strerror or error}") from error
-
-    return run  # type: ignore[return-value]
+# ValueError: what the store says of a bad argument; OSError: an unusable data folder or a full disk.
+_store_errors_as_messages = reported(StoreError, ValueError, OSError)
 
 
 class CIDParam(click.ParamType):

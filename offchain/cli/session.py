@@ -21,6 +21,7 @@ from typing import Any
 import click
 
 from offchain.chain import AccessClient, ChainRefusal
+from offchain.cli.errors import reported
 from offchain.crypto import CryptoError, Keystore
 from offchain.deployments import DeploymentNotFound, find_deployment
 from offchain.ipfs import StoreError, open_store
@@ -29,8 +30,10 @@ from offchain.settings import Settings
 
 DEFAULT_NETWORK = "ethereum:local:foundry"
 PASSPHRASE_ENV = "MEDSHARE_PASSPHRASE"
-# OSError: an unusable data folder, a full disk, an unreadable file; its message names the path.
-USER_ERRORS = (RecordError, ChainRefusal, CryptoError, StoreError, RecordIndexError, DeploymentNotFound, OSError)
+user_errors = reported(
+    RecordError, ChainRefusal, CryptoError, StoreError, RecordIndexError, DeploymentNotFound, OSError
+)
+"""Show the library's refusals as one clear line and exit status 1, never a traceback."""
 
 
 @dataclass(frozen=True)
@@ -53,19 +56,6 @@ def chain_options(command: Callable[..., Any]) -> Callable[..., Any]:
         return command(chain=ChainOptions(network, rpc, account, contract), **kwargs)
 
     return with_options
-
-
-def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Show the library's refusals as one clear line and exit status 1, never a traceback."""
-
-    @functools.wraps(command)
-    def guarded(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except USER_ERRORS as error:
-            raise click.ClickException(str(error)) from None
-
-    return guarded
 
 
 @contextmanager

@@ -16,8 +16,8 @@ being the hash of the ciphertext itself. Later versions bind the record id.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,8 +150,8 @@ class RecordService:
         if out.is_dir():
             raise RecordError(f"output path {out} is a directory; name a file")
         keystore = self._require_keystore()
-        logged = _Background(lambda: self.client.log_access(record_id))
-        try:
+        with ThreadPoolExecutor(max_workers=1) as pool:  # leaving waits for the log, on errors too
+            logged = pool.submit(self.client.log_access, record_id)
             cid, version = self._current_cid(record_id)
             wrapped = self.client.shared_key(record_id, self.client.address, version)
             if wrapped is None:
@@ -166,11 +166,9 @@ class RecordService:
                                       progress=progress)
                 if self._logged_version(logged, record_id) != version:
                     raise RecordError(f"record 0x{record_id.hex()} moved to a new version during the read; fetch again")
-        finally:
-            logged.wait()
         return Fetched(record_id, version, size, out)
 
-    def _logged_version(self, logged: _Background, record_id: bytes) -> int:
+    def _logged_version(self, logged: Future[int], record_id: bytes) -> int:
         try:
             return logged.result()
         except ChainRefusal as refusal:
@@ -324,32 +322,6 @@ def _readable(path: Path) -> Path:
     return path
 
 
-class _Background:
-    """Run ``work`` on a thread; ``result()`` waits and returns or raises what it did."""
-
-    def __init__(self, work: Callable[[], object]) -> None:
-        self._outcome: tuple[bool, object] | None = None
-        self._thread = threading.Thread(target=self._run, args=(work,), daemon=True)
-        self._thread.start()
-
-    def _run(self, work: Callable[[], object]) -> None:
-        try:
-            self._outcome = (True, work())
-        except BaseException as error:  # noqa: BLE001 - re-raised in result()
-            self._outcome = (False, error)
-
-    def wait(self) -> None:
-        self._thread.join()
-
-    def result(self):
-        self._thread.join()
-        assert self._outcome is not None
-        ok, value = self._outcome
-        if not ok:
-            raise value  # type: ignore[misc]
-        return value
-
-
 class _DecryptingReader:
     """A readable stream of a record version's plaintext, decrypted on a thread through a pipe.
 
@@ -367,7 +339,9 @@ class _DecryptingReader:
             with writer:
                 return decrypt_stream(source, writer, data_key, bound_id, version)
 
-        self._decrypted = _Background(decrypt)
+        pool = ThreadPoolExecutor(max_workers=1)
+        self._decrypted = pool.submit(decrypt)
+        pool.shutdown(wait=False)
 
     def __enter__(self) -> _DecryptingReader:
         return self
