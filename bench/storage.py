@@ -175,7 +175,7 @@ def measure_access_1mib(workdir: Path, repeats: int = 21) -> float:
     from offchain.crypto import Keystore
     from offchain.records import RecordIndex, RecordService
 
-    with networks.parse_network_choice("ethereum:local:foundry"):
+    with networks.parse_network_choice("ethereum:local:foundry", disconnect_after=True):
         admin, hospital, patient, doctor = accounts.test_accounts[:4]
         access = admin.deploy(project.MedicalAccess, admin)
         for role, member in ((access.DATA_OWNER_ROLE(), hospital), (access.PATIENT_ROLE(), patient),
