@@ -21,7 +21,7 @@ from ape.exceptions import ContractLogicError
 from eth_utils import is_address, to_checksum_address
 
 from offchain import deployments
-from offchain.chain import ChainRefusal, refusals
+from offchain.contract_client import ChainRefusal, refusals
 from offchain.ipfs.cid import CID, InvalidCID
 
 # Role names on the command line -> the contract's role-id getters.

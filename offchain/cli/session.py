@@ -20,7 +20,8 @@ from typing import Any
 
 import click
 
-from offchain.chain import AccessClient, ChainRefusal
+from offchain.chain import AccessClient
+from offchain.contract_client import ChainRefusal
 from offchain.cli.errors import reported
 from offchain.crypto import CryptoError, Keystore
 from offchain.deployments import DeploymentNotFound, find_deployment

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from offchain.chain import AccessClient, ChainRefusal, RecordInfo, Role
+from offchain.chain import AccessClient, RecordInfo, Role
+from offchain.contract_client import ChainRefusal
 from offchain.crypto import Keystore, decrypt_stream, encrypt_stream, new_data_key, wrap_data_key
 from offchain.crypto.atomic import atomic_write
 from offchain.ipfs.cid import CID

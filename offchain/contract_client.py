@@ -1,0 +1,189 @@
+"""A deployed contract seen from Python: typed reads, lean signed transactions, refusals as errors.
+
+:class:`ContractClient` is the plumbing every MedShare contract client shares
+(the access policy's :class:`~offchain.chain.AccessClient`, the round
+registry's client): ``eth_call`` without Ape's trace printing, event queries,
+and a send path that simulates first, so a refusal costs no gas and surfaces
+as :class:`ChainRefusal` carrying the contract's custom error.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ape.exceptions import ContractLogicError, CustomError
+from ape.types.events import LogFilter
+from eth_abi import decode as abi_decode
+from eth_utils import keccak, to_checksum_address
+from web3.exceptions import ContractCustomError as Web3CustomError
+from web3.exceptions import ContractLogicError as Web3LogicError
+
+
+class ChainRefusal(Exception):
+    """The contract refused a call or transaction; ``error`` is its custom error's name."""
+
+    def __init__(self, error: str, inputs: dict[str, Any]) -> None:
+        self.error = error
+        self.inputs = inputs
+        shown = ", ".join(f"{name}={_show(value)}" for name, value in inputs.items())
+        super().__init__(f"refused by the contract: {error}({shown})")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        return "0x" + bytes(value).hex()
+    return str(value)
+
+
+# How anvil words a call's custom error, which Ape then leaves undecoded:
+# "custom error 0x<selector>: <the arguments' ABI encoding as latin-1>", or the whole revert data as
+# latin-1 text.
+_RAW_CUSTOM_ERROR = re.compile(r"custom error 0x([0-9a-fA-F]{8}):\s?(.*)", re.DOTALL)
+
+
+def _undecoded_error_data(contract: Any, message: str) -> bytes | None:
+    """The revert data behind a message Ape did not decode, if it is one of the contract's errors."""
+    raw = _RAW_CUSTOM_ERROR.fullmatch(message)
+    try:
+        data = bytes.fromhex(raw[1]) + raw[2].encode("latin-1") if raw else message.encode("latin-1")
+    except UnicodeEncodeError:
+        return None
+    return data if data[:4] in contract.contract_type.errors else None
+
+
+@contextmanager
+def refusals(contract: Any) -> Iterator[None]:
+    """Turn a revert of ``contract`` inside the block into a :class:`ChainRefusal`."""
+    try:
+        yield
+    except CustomError as error:
+        raise ChainRefusal(error.name, dict(error.inputs)) from None
+    except ContractLogicError as error:
+        message = error.revert_message or "revert"
+        data = _undecoded_error_data(contract, message)
+        if data is None:
+            raise ChainRefusal(message, {}) from None
+        raise _decode_error(contract, data) from None
+    except Web3CustomError as error:
+        raise _decode_error(contract, bytes.fromhex(str(error.data)[2:])) from None
+    except Web3LogicError as error:
+        raise ChainRefusal(str(error.message or "revert"), {}) from None
+
+
+def _decode_error(contract: Any, data: bytes) -> ChainRefusal:
+    """The custom error encoded in revert ``data``, by the contract's ABI."""
+    errors = contract.contract_type.errors
+    selector = data[:4]
+    if selector not in errors:
+        return ChainRefusal(f"custom error 0x{selector.hex()}", {})
+    abi = errors[selector]
+    try:
+        inputs = contract.provider.network.ecosystem.decode_calldata(abi, data[4:])
+    except Exception:  # noqa: BLE001 - undecodable arguments: the error's name still says what happened
+        inputs = {}
+    return ChainRefusal(abi.name, dict(inputs))
+
+
+class ContractClient:
+    """A deployed contract (an Ape contract instance) and the account that signs for this client."""
+
+    def __init__(self, contract: Any, account: Any, *, from_block: int = 0) -> None:
+        self.contract = contract
+        self.account = account
+        self.from_block = from_block
+        self._cached_chain_id: int | None = None
+
+    @property
+    def address(self) -> str:
+        """The signing account's address."""
+        return self.account.address
+
+    def now(self) -> int:
+        """The timestamp the next block will carry (what expiries and deadlines are compared with)."""
+        return int(self.contract.chain_manager.pending_timestamp)
+
+    def _logs(self, event: str, **topics: Any) -> list[Any]:
+        """The contract's ``event`` logs matching the indexed ``topics``, oldest first (one eth_getLogs)."""
+        query = LogFilter.from_event(
+            getattr(self.contract, event), search_topics=topics, addresses=[self.contract.address],
+            start_block=self.from_block,
+        )
+        return list(self.contract.provider.get_contract_logs(query))
+
+    def _multicall(self, calls: list[bytes]) -> Any:
+        return self._send(self.contract.multicall, calls)
+
+    def _send(self, method: Any, *args: Any) -> Any:
+        """Send ``method(*args)`` signed by the account; returns the web3 receipt once confirmed.
+
+        Leaner than Ape's transaction path (a read is on the critical path of
+        every fetch): the gas estimate doubles as the simulation, so a refusal
+        costs no gas, mines nothing, and surfaces as a ChainRefusal; then one
+        nonce, one fee quote, the signed send and the receipt.
+        """
+        provider = self.contract.provider
+        web3 = provider.web3
+        data = method.encode_input(*args)
+        request = {"from": self.address, "to": self.contract.address, "data": data}
+        with refusals(self.contract):
+            gas = web3.eth.estimate_gas(request)
+        priority_fee = web3.eth.max_priority_fee
+        base_fee = web3.eth.get_block("pending").get("baseFeePerGas", 0)
+        transaction = provider.network.ecosystem.create_transaction(
+            chain_id=self._chain_id(),
+            nonce=web3.eth.get_transaction_count(self.address, "pending"),
+            receiver=self.contract.address,
+            sender=self.address,
+            data=data,
+            gas_limit=gas + gas // 5,  # headroom: state may move between estimate and inclusion
+            max_fee=2 * base_fee + priority_fee,
+            max_priority_fee=priority_fee,
+            type=2,
+        )
+        signed = self.account.sign_transaction(transaction)
+        if signed is None:
+            raise ChainRefusal("signing declined", {"account": self.address})
+        tx_hash = web3.eth.send_raw_transaction(signed.serialize_transaction())
+        local = provider.network.is_local
+        receipt = web3.eth.wait_for_transaction_receipt(tx_hash, timeout=600, poll_latency=0.01 if local else 1.0)
+        if receipt["status"] != 1:
+            raise ChainRefusal("transaction reverted after its simulation passed", {"tx": tx_hash})
+        confirmations = provider.network.required_confirmations
+        while confirmations and web3.eth.block_number < receipt["blockNumber"] + confirmations:
+            time.sleep(1.0)
+        return receipt
+
+    def _chain_id(self) -> int:
+        if self._cached_chain_id is None:
+            self._cached_chain_id = int(self.contract.provider.chain_id)
+        return self._cached_chain_id
+
+    def _event_data(self, receipt: Any, event: str) -> tuple:
+        """The non-indexed fields of the first ``event`` log the contract emitted in ``receipt``."""
+        abi = getattr(self.contract, event).abi
+        topic = keccak(text=abi.selector)
+        for log in receipt["logs"]:
+            if log["address"] == self.contract.address and bytes(log["topics"][0]) == topic:
+                types = [item.canonical_type for item in abi.inputs if not item.indexed]
+                return abi_decode(types, bytes(log["data"]))
+        raise ChainRefusal(f"no {event} event in the receipt", {})
+
+    def _call(self, name: str, *args: Any, sender: str | None = None) -> tuple:
+        """``eth_call`` through web3, not Ape: a revert becomes a ChainRefusal without Ape printing a
+        call trace to stdout (which the local provider does for every revert)."""
+        method = getattr(self.contract, name)
+        request = {"to": self.contract.address, "data": method.encode_input(*args)}
+        if sender is not None:
+            request["from"] = sender
+        with refusals(self.contract):
+            returned = self.contract.provider.web3.eth.call(request)
+        outputs = method.abis[0].outputs
+        decoded = abi_decode([output.canonical_type for output in outputs], bytes(returned))
+        return tuple(
+            to_checksum_address(value) if output.type == "address" else value
+            for output, value in zip(outputs, decoded)
+        )
