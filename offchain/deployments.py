@@ -1,15 +1,20 @@
-"""Where the consortium's MedicalAccess lives on each chain.
+"""Where the consortium's contracts live on each chain.
 
 Deployments are recorded in ``$MEDSHARE_HOME/deployments.json`` (or the file
-named by ``MEDSHARE_DEPLOYMENTS``), keyed by chain id::
+named by ``MEDSHARE_DEPLOYMENTS``), keyed by chain id, then contract name::
 
-    {"80002": {"address": "0x...", "deployer": "0x...", "block": 123}}
+    {"80002": {"MedicalAccess": {"address": "0x...", "deployer": "0x...", "block": 123,
+                                 "transaction": "0x...", "abi_sha256": "..."},
+               "RoundRegistry": {...}}}
 
-The deploy script writes it; the admin scripts and the ``medshare`` CLI read it.
+A file written before contracts were named (the chain id mapping straight to
+one MedicalAccess entry) still reads. The deploy flow writes it; the admin
+scripts and the ``medshare`` CLI read it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -18,17 +23,27 @@ from pathlib import Path
 from offchain.settings import Settings
 
 
+ACCESS_CONTRACT = "MedicalAccess"
+
+
 class DeploymentNotFound(LookupError):
-    """No MedicalAccess is recorded for the chain."""
+    """No deployment of the contract is recorded for the chain."""
 
 
 @dataclass(frozen=True)
 class Deployment:
-    """One deployment of MedicalAccess."""
+    """One deployment of a contract: where, by whom, in which block and transaction, with which ABI."""
 
     address: str
     deployer: str
     block: int
+    transaction: str = ""
+    abi_sha256: str = ""
+
+
+def abi_digest(abi: list[dict]) -> str:
+    """SHA-256 (hex) of an ABI as canonical JSON: which interface a recorded address was deployed with."""
+    return hashlib.sha256(json.dumps(abi, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def deployments_file(settings: Settings | None = None) -> Path:
@@ -39,34 +54,37 @@ def deployments_file(settings: Settings | None = None) -> Path:
     return (settings or Settings.from_env()).home / "deployments.json"
 
 
-def _read(path: Path) -> dict[str, dict]:
+def _read(path: Path) -> dict[str, dict[str, dict]]:
     try:
-        return json.loads(path.read_text())
+        known = json.loads(path.read_text())
     except FileNotFoundError:
         return {}
     except json.JSONDecodeError as error:
         raise DeploymentNotFound(f"{path} is not valid JSON ({error}); fix or delete it") from None
+    # The first format held one MedicalAccess per chain id.
+    return {chain: ({ACCESS_CONTRACT: entry} if "address" in entry else entry) for chain, entry in known.items()}
 
 
-def record_deployment(chain_id: int, deployment: Deployment, path: Path | None = None) -> Path:
-    """Remember ``deployment`` as the one on ``chain_id``; returns the file written."""
+def record_deployment(chain_id: int, deployment: Deployment, path: Path | None = None, *,
+                      name: str = ACCESS_CONTRACT) -> Path:
+    """Remember ``deployment`` as the ``name`` contract on ``chain_id``; returns the file written."""
     path = path or deployments_file()
     path.parent.mkdir(parents=True, exist_ok=True)
     known = _read(path)
-    known[str(chain_id)] = asdict(deployment)
+    known.setdefault(str(chain_id), {})[name] = asdict(deployment)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.write_text(json.dumps(known, indent=2, sort_keys=True) + "\n")
     os.replace(temporary, path)
     return path
 
 
-def find_deployment(chain_id: int, path: Path | None = None) -> Deployment:
-    """The deployment recorded for ``chain_id``; :class:`DeploymentNotFound` if none."""
+def find_deployment(chain_id: int, path: Path | None = None, *, name: str = ACCESS_CONTRACT) -> Deployment:
+    """The ``name`` contract's deployment recorded for ``chain_id``; :class:`DeploymentNotFound` if none."""
     path = path or deployments_file()
-    entry = _read(path).get(str(chain_id))
+    entry = _read(path).get(str(chain_id), {}).get(name)
     if entry is None:
         raise DeploymentNotFound(
-            f"no MedicalAccess recorded for chain {chain_id} in {path}; deploy it on this network first "
+            f"no {name} recorded for chain {chain_id} in {path}; deploy it on this network first "
             "(`ape run deploy`) or name it with --contract"
         )
     return Deployment(**entry)

@@ -40,9 +40,13 @@ ROLES = {
 CONTRACT_HELP = "MedicalAccess address (default: the one recorded for this chain in .medshare/deployments.json)."
 
 
-def record_deployment(address: str, deployer: str, block: int):
-    """Remember the deployment on the connected chain; returns the file it went to."""
-    return deployments.record_deployment(chain.chain_id, deployments.Deployment(address, deployer, block))
+def record_deployment(contract, deployer: str, block: int):
+    """Remember the deployed ``contract`` on the connected chain; returns the file it went to."""
+    abi = [entry.model_dump(mode="json", by_alias=True) for entry in contract.contract_type.abi]
+    deployment = deployments.Deployment(
+        contract.address, deployer, block, contract.txn_hash, deployments.abi_digest(abi)
+    )
+    return deployments.record_deployment(chain.chain_id, deployment, name=contract.contract_type.name)
 
 
 def load_access(address: str | None):

@@ -18,7 +18,7 @@ def deploy(deployer, admin: str):
     """Deploy MedicalAccess with ``admin`` as consortium admin and record it; returns the contract."""
     access = deployer.deploy(project.MedicalAccess, admin)
     receipt = chain.provider.get_receipt(access.txn_hash)
-    record_deployment(access.address, deployer.address, receipt.block_number)
+    record_deployment(access, deployer.address, receipt.block_number)
     return access
 
 

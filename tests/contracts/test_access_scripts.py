@@ -37,8 +37,9 @@ def test_deploy_records_the_contract_for_the_other_scripts(admin_scripts, chain,
     with pytest.raises(click.ClickException, match=f"no MedicalAccess recorded for chain {chain.chain_id}"):
         admin_helpers.load_access(None)
     access = deploy.deploy(admin, admin.address)
-    recorded = json.loads((tmp_path / "deployments.json").read_text())[str(chain.chain_id)]
+    recorded = json.loads((tmp_path / "deployments.json").read_text())[str(chain.chain_id)]["MedicalAccess"]
     assert recorded["address"] == access.address and recorded["deployer"] == admin.address
+    assert recorded["transaction"] == access.txn_hash and len(recorded["abi_sha256"]) == 64
     assert admin_helpers.load_access(None).address == access.address
     assert access.hasRole(access.DEFAULT_ADMIN_ROLE(), admin)
 
@@ -163,7 +164,7 @@ def test_command_lines_end_to_end(project, own_anvil, access, tmp_path, accounts
 
     deployed = ape_run("deploy")
     assert deployed.returncode == 0, deployed.stderr
-    address = json.loads((tmp_path / "deployments.json").read_text())["31337"]["address"]
+    address = json.loads((tmp_path / "deployments.json").read_text())["31337"]["MedicalAccess"]["address"]
     assert address in deployed.stdout
     for role, member in [("data-owner", hospital), ("patient", patient), ("doctor", doctor)]:
         added = ape_run("participants", "add", role, member)
