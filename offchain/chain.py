@@ -169,6 +169,22 @@ class AccessClient(ContractClient):
         calls.append(self.contract.rotateRecord.encode_input(record_id, bytes(cid)))
         self._multicall(calls + self._share_calls(record_id, version, shares))
 
+    def set_consent(self, record_id: bytes, researcher: str, given: bool) -> None:
+        """As the record's patient, give or withdraw consent for ``researcher``."""
+        self._send(self.contract.setConsent, record_id, researcher, given)
+
+    def open_emergency_access(self, record_id: bytes, reason_hash: bytes, duration: int) -> int:
+        """Break the glass on the record for ``duration`` seconds; returns when the access closes."""
+        receipt = self._send(self.contract.openEmergencyAccess, record_id, reason_hash, duration)
+        _, expiry = self._event_data(receipt, "EmergencyAccessOpened")
+        return int(expiry)
+
+    def grant_by_signature(self, record_id: bytes, grantee: str, expiry: int, nonce: int, deadline: int,
+                           signature: bytes, version: int, shares: Sequence[tuple[str, bytes]]) -> None:
+        """Relay the patient's EIP-712 grant and share the version's key with the grantee, in one transaction."""
+        grant = self.contract.grantAccessBySig.encode_input(record_id, grantee, expiry, nonce, deadline, signature)
+        self._multicall([grant] + self._share_calls(record_id, version, shares))
+
     def log_access(self, record_id: bytes) -> int:
         """Record the signer's read on chain (reverts AccessDenied without access); returns the version read."""
         receipt = self._send(self.contract.logAccess, record_id)

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from eth_utils import keccak
+
 from offchain.chain import AccessClient, RecordInfo, Role
 from offchain.contract_client import ChainRefusal
 from offchain.crypto import Keystore, decrypt_stream, encrypt_stream, new_data_key, wrap_data_key
@@ -150,6 +152,8 @@ class RecordService:
         out = Path(out)
         if out.is_dir():
             raise RecordError(f"output path {out} is a directory; name a file")
+        if not self.client.check_access(self.client.address, record_id):
+            raise AccessRefused(self._why_no_access(record_id))
         keystore = self._require_keystore()
         with ThreadPoolExecutor(max_workers=1) as pool:  # leaving waits for the log, on errors too
             logged = pool.submit(self.client.log_access, record_id)
@@ -215,6 +219,47 @@ class RecordService:
         if indexed is not None:
             self.index.update(IndexEntry(indexed.patient, indexed.name, indexed.record_id, version, str(cid)))
         return self._live_record(record_id)
+
+    # Patients and emergencies ------------------------------------------------
+
+    def set_consent(self, record_id: bytes, researcher: str, given: bool) -> None:
+        """As the record's patient, give (or withdraw) consent for ``researcher`` to read it once granted."""
+        record = self._live_record(record_id)
+        if self.client.address != record.patient:
+            raise AccessRefused(f"only the record's patient {record.patient} can set consent on 0x{record_id.hex()}")
+        if given:
+            self._require_role(researcher, Role.RESEARCHER, "the researcher role", who=f"{researcher}")
+        self.client.set_consent(record_id, researcher, given)
+
+    def open_emergency_access(self, record_id: bytes, reason: str, duration: int) -> int:
+        """Break the glass for ``duration`` seconds, with a written reason whose hash is logged on chain.
+
+        Returns when the access closes. The record's owner must still share the
+        current key (``share``) before the reader can decrypt.
+        """
+        if not reason.strip():
+            raise RecordError("break-glass access needs a written reason")
+        self._live_record(record_id)
+        self._require_role(self.client.address, Role.EMERGENCY, "the emergency role")
+        return self.client.open_emergency_access(record_id, keccak(text=reason), duration)
+
+    def relay_signed_grant(self, record_id: bytes, grantee: str, expiry: int, nonce: int, deadline: int,
+                           signature: bytes) -> RecordInfo:
+        """As the record's owner, relay a grant its patient signed (EIP-712) and share the key with the grantee.
+
+        The patient pays no gas; the owner's transaction carries the grant and
+        the grantee's key share together, so the grantee can read at once.
+        """
+        record = self._live_record(record_id)
+        if self.client.address != record.owner:
+            raise AccessRefused(f"only the record's owner {record.owner} holds the key to share with {grantee}")
+        self._require_role(grantee, Role.DOCTOR | Role.RESEARCHER, "the doctor or researcher role",
+                           who=f"grantee {grantee}")
+        if not self._published_key(grantee):
+            raise RecordError(f"grantee {grantee} has published no encryption key; they must run `medshare keys publish`")
+        shares = self._wrap(self._own_data_key(record), record_id, record.version, [grantee])
+        self.client.grant_by_signature(record_id, grantee, expiry, nonce, deadline, signature, record.version, shares)
+        return record
 
     # Helpers ----------------------------------------------------------------
 

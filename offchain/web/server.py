@@ -1,0 +1,395 @@
+"""The portal's HTTP server: static pages, vendored front-end packages, and a token-guarded API.
+
+Security model (a local UI, as Jupyter's): the server binds 127.0.0.1 only;
+every ``/api`` request must carry the random token printed with the URL (in
+the ``X-MedShare-Token`` header, or ``?token=`` for a download link) or it
+gets 403 before anything runs; requests whose Host is not this server's
+loopback address are refused (DNS rebinding); no CORS headers are ever sent,
+and a cross-origin ``Origin`` is refused; the Content-Security-Policy lets a
+page run only the portal's own scripts and talk only to this server and the
+chain's RPC endpoint.
+
+The API is thin over the library: every flow is a :class:`RecordService` (or
+:class:`AccessClient`) call, run on one worker thread because Ape's provider
+is not made for concurrent use. Uploads stream to a temporary file, downloads
+stream from one: no record is ever held whole in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import tempfile
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from eth_utils import is_address, to_checksum_address
+
+from offchain.chain import AccessClient, Role
+from offchain.contract_client import ChainRefusal
+from offchain.crypto import CryptoError
+from offchain.ipfs import StoreError
+from offchain.records import AccessRefused, RecordError, RecordIndexError, RecordService
+from offchain.web.errors import explain_refusal
+from offchain.web.vendor import VENDOR_FILES, vendor_path
+
+TOKEN_HEADER = "X-MedShare-Token"
+STATIC = Path(__file__).parent / "static"
+CHUNK = 1 << 20
+SECONDS_PER_DAY = 86_400
+
+
+@dataclass(frozen=True)
+class PortalSecurity:
+    """What a request must match: the token, and the origin the pages are served from."""
+
+    token: str
+    host: str
+    port: int
+    rpc_url: str
+
+    @classmethod
+    def fresh(cls, host: str, port: int, rpc_url: str) -> PortalSecurity:
+        return cls(secrets.token_urlsafe(32), host, port, rpc_url)
+
+    @property
+    def origin(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The address to open: the portal with its token, as Jupyter prints it."""
+        return f"{self.origin}/?token={self.token}"
+
+    def allowed_hosts(self) -> set[str]:
+        return {f"{self.host}:{self.port}", f"localhost:{self.port}", f"127.0.0.1:{self.port}"}
+
+    def content_security_policy(self) -> str:
+        rpc = urlsplit(self.rpc_url)
+        rpc_origin = f"{rpc.scheme}://{rpc.netloc}" if rpc.scheme in ("http", "https") else ""
+        return "; ".join([
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data:",
+            "font-src 'self'",
+            f"connect-src 'self' {rpc_origin}".strip(),
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+            "base-uri 'none'",
+        ])
+
+
+@dataclass
+class Portal:
+    """One member's portal: their record workflow, the chain it runs on, and the contract's interface."""
+
+    service: RecordService
+    rpc_url: str
+    chain_id: int
+    worker: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=1))
+
+    @property
+    def client(self) -> AccessClient:
+        return self.service.client
+
+    async def run(self, call: Callable[[], Any]) -> Any:
+        """Run a library call on the portal's one worker thread."""
+        return await asyncio.get_running_loop().run_in_executor(self.worker, call)
+
+    def session(self) -> dict[str, Any]:
+        contract_type = self.client.contract.contract_type
+        roles = self.client.roles_of(self.client.address)
+        keystore = self.service.keystore
+        return {
+            "account": self.client.address,
+            "roles": [role.name.lower().replace("_", "-") for role in Role if role & roles],
+            "chainId": self.chain_id,
+            "rpcUrl": self.rpc_url,
+            "contract": {
+                "address": self.client.contract.address,
+                "abi": [entry.model_dump(mode="json", by_alias=True) for entry in contract_type.abi],
+                "errors": _error_notices(contract_type),
+                "fromBlock": self.client.from_block,
+            },
+            "keyPublished": self.client.encryption_key(self.client.address)[1] > 0,
+            "hasKeystore": keystore is not None,
+        }
+
+
+def _error_notices(contract_type: Any) -> dict[str, str]:
+    """Each custom error's NatSpec notice by name: the words the pages show for a refusal."""
+    userdoc = contract_type.userdoc or {}
+    notices = {}
+    for signature, docs in (userdoc.get("errors") or {}).items():
+        notice = docs[0].get("notice") if docs else None
+        if notice:
+            notices[signature.split("(")[0]] = notice
+    return notices
+
+
+# Domain errors become one line for the page; the status says whose fault it is.
+_USER_ERRORS: tuple[tuple[type[BaseException], int], ...] = (
+    (AccessRefused, 403),
+    (RecordError, 400),
+    (RecordIndexError, 400),
+    (CryptoError, 400),
+    (StoreError, 502),
+)
+
+
+class BadRequest(ValueError):
+    """The request itself is malformed (a missing field, a bad address or number)."""
+
+
+def create_app(portal: Portal, security: PortalSecurity) -> web.Application:
+    """The portal's aiohttp application."""
+    app = web.Application(middlewares=[_guard(security), _errors(portal)], client_max_size=CHUNK)
+    api = _Api(portal)
+    app.router.add_get("/", _page)
+    app.router.add_static("/static/", STATIC, follow_symlinks=False)
+    app.router.add_get("/vendor/{name}", _vendor)
+    app.router.add_get("/api/session", api.session)
+    app.router.add_get("/api/records", api.records)
+    app.router.add_post("/api/records", api.upload)
+    app.router.add_post("/api/records/{record}/grant", api.grant)
+    app.router.add_post("/api/records/{record}/revoke", api.revoke)
+    app.router.add_post("/api/records/{record}/share", api.share)
+    app.router.add_get("/api/records/{record}/content", api.download)
+    app.router.add_post("/api/records/{record}/emergency", api.emergency)
+    app.router.add_post("/api/records/{record}/consent", api.consent)
+    app.router.add_post("/api/relay/grant", api.relay_grant)
+    return app
+
+
+def _guard(security: PortalSecurity) -> Callable[..., Awaitable[web.StreamResponse]]:
+    allowed_hosts = security.allowed_hosts()
+    csp = security.content_security_policy()
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Callable[..., Awaitable[web.StreamResponse]]):
+        if request.host not in allowed_hosts:
+            return _refuse(403, f"this portal answers only at {security.origin}")
+        origin = request.headers.get("Origin")
+        if origin is not None and origin != security.origin:
+            return _refuse(403, "cross-origin requests are refused")
+        if request.path.startswith("/api/"):
+            presented = request.headers.get(TOKEN_HEADER) or request.query.get("token") or ""
+            if not secrets.compare_digest(presented.encode(), security.token.encode()):
+                return _refuse(403, "missing or wrong portal token: open the URL that `medshare web` printed")
+        response = await handler(request)
+        response.headers["Content-Security-Policy"] = csp
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"  # the page's URL carries the token
+        response.headers["X-Frame-Options"] = "DENY"
+        if request.path.startswith("/api/"):
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    return guard
+
+
+def _errors(portal: Portal) -> Callable[..., Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def errors(request: web.Request, handler: Callable[..., Awaitable[web.StreamResponse]]):
+        try:
+            return await handler(request)
+        except BadRequest as error:
+            return _refuse(400, str(error))
+        except ChainRefusal as refusal:
+            return _refuse(409, explain_refusal(refusal, portal.client.contract.contract_type), refusal.error)
+        except tuple(kind for kind, _ in _USER_ERRORS) as error:
+            status = next(code for kind, code in _USER_ERRORS if isinstance(error, kind))
+            return _refuse(status, str(error))
+
+    return errors
+
+
+def _refuse(status: int, message: str, error: str | None = None) -> web.Response:
+    body = {"error": message} | ({"contractError": error} if error else {})
+    return web.json_response(body, status=status)
+
+
+async def _page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "index.html")
+
+
+async def _vendor(request: web.Request) -> web.FileResponse:
+    name = request.match_info["name"]
+    if name not in VENDOR_FILES:
+        raise web.HTTPNotFound()
+    return web.FileResponse(vendor_path(name))
+
+
+class _Api:
+    """The API's handlers: parse, call the library on the worker, answer JSON."""
+
+    def __init__(self, portal: Portal) -> None:
+        self.portal = portal
+
+    @property
+    def service(self) -> RecordService:
+        return self.portal.service
+
+    async def session(self, request: web.Request) -> web.Response:
+        return web.json_response(await self.portal.run(self.portal.session))
+
+    async def records(self, request: web.Request) -> web.Response:
+        entries = await self.portal.run(self.service.index.entries)
+        return web.json_response([entry.__dict__ for entry in entries])
+
+    async def upload(self, request: web.Request) -> web.Response:
+        patient = _address(request.query.get("patient"), "patient")
+        name = request.query.get("name") or ""
+        with _scratch(self.service) as path:
+            with open(path, "wb") as sink:
+                async for chunk in request.content.iter_chunked(CHUNK):
+                    sink.write(chunk)
+            entry = await self.portal.run(lambda: self.service.upload(path, patient, name))
+        return web.json_response(entry.__dict__)
+
+    async def grant(self, request: web.Request) -> web.Response:
+        record_id = _record(request)
+        body = await _json(request)
+        grantees = [_address(value, "grantee") for value in _list(body, "grantees")]
+        days = _positive_number(body.get("days"), "days")
+
+        def grant() -> dict[str, Any]:
+            expiry = self.portal.client.now() + int(days * SECONDS_PER_DAY)
+            info = self.service.grant(record_id, grantees, expiry)
+            return {"record": "0x" + record_id.hex(), "version": info.version, "expiry": expiry, "grantees": grantees}
+
+        return web.json_response(await self.portal.run(grant))
+
+    async def revoke(self, request: web.Request) -> web.Response:
+        record_id = _record(request)
+        body = await _json(request)
+        grantee = _address(body.get("grantee"), "grantee")
+        rotate = bool(body.get("rotate", False))
+        info = await self.portal.run(lambda: self.service.revoke(record_id, grantee, rotate=rotate))
+        return web.json_response({"record": "0x" + record_id.hex(), "version": info.version, "cid": str(info.cid)})
+
+    async def share(self, request: web.Request) -> web.Response:
+        record_id = _record(request)
+        body = await _json(request)
+        readers = [_address(value, "reader") for value in _list(body, "readers")]
+        info = await self.portal.run(lambda: self.service.share(record_id, readers))
+        return web.json_response({"record": "0x" + record_id.hex(), "version": info.version, "readers": readers})
+
+    async def download(self, request: web.Request) -> web.StreamResponse:
+        record_id = _record(request)
+        with _scratch(self.service) as path:
+            fetched = await self.portal.run(lambda: self.service.fetch(record_id, path))
+            response = web.StreamResponse(headers={
+                "Content-Type": "application/octet-stream",
+                "Content-Length": str(fetched.size),
+                "Content-Disposition": f'attachment; filename="record-{record_id.hex()[:12]}-v{fetched.version}.bin"',
+            })
+            await response.prepare(request)
+            with open(path, "rb") as source:
+                while chunk := source.read(CHUNK):
+                    await response.write(chunk)
+            await response.write_eof()
+        return response
+
+    async def emergency(self, request: web.Request) -> web.Response:
+        record_id = _record(request)
+        body = await _json(request)
+        reason = str(body.get("reason") or "").strip()
+        hours = _positive_number(body.get("hours", 12), "hours")
+        opened = await self.portal.run(lambda: self.service.open_emergency_access(record_id, reason, int(hours * 3600)))
+        return web.json_response({"record": "0x" + record_id.hex(), "until": opened})
+
+    async def consent(self, request: web.Request) -> web.Response:
+        record_id = _record(request)
+        body = await _json(request)
+        researcher = _address(body.get("researcher"), "researcher")
+        given = bool(body.get("given"))
+        await self.portal.run(lambda: self.service.set_consent(record_id, researcher, given))
+        return web.json_response({"record": "0x" + record_id.hex(), "researcher": researcher, "given": given})
+
+    async def relay_grant(self, request: web.Request) -> web.Response:
+        body = await _json(request)
+        try:
+            record_id = bytes.fromhex(str(body["record"]).removeprefix("0x"))
+            grantee = _address(body["grantee"], "grantee")
+            expiry, nonce, deadline = int(body["expiry"]), int(body["nonce"]), int(body["deadline"])
+            signature = bytes.fromhex(str(body["signature"]).removeprefix("0x"))
+        except (KeyError, ValueError, TypeError) as error:
+            raise BadRequest(f"not a patient-signed grant ({error}): paste the JSON the patient's page produced") from None
+        if len(record_id) != 32:
+            raise BadRequest("record must be 0x + 64 hex digits")
+        await self.portal.run(
+            lambda: self.service.relay_signed_grant(record_id, grantee, expiry, nonce, deadline, signature)
+        )
+        return web.json_response({"record": "0x" + record_id.hex(), "grantee": grantee, "expiry": expiry})
+
+
+class _scratch:
+    """A temporary file in the member's data folder (same disk as the store), removed afterwards."""
+
+    def __init__(self, service: RecordService) -> None:
+        self.folder = service.index.path.parent / "portal-tmp"
+
+    def __enter__(self) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(dir=self.folder)
+        os.close(handle)
+        self.path = Path(name)
+        return self.path
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+async def _json(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadRequest("the request body must be JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return body
+
+
+def _record(request: web.Request) -> bytes:
+    value = request.match_info["record"]
+    try:
+        record_id = bytes.fromhex(value.removeprefix("0x"))
+    except ValueError:
+        record_id = b""
+    if len(record_id) != 32:
+        raise BadRequest(f"{value!r} is not a record id (0x + 64 hex digits)")
+    return record_id
+
+
+def _list(body: dict[str, Any], key: str) -> list[Any]:
+    value = body.get(key)
+    if not isinstance(value, list) or not value:
+        raise BadRequest(f"{key} must be a non-empty list")
+    return value
+
+
+def _address(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not is_address(value):
+        raise BadRequest(f"{what}: {value!r} is not an Ethereum address")
+    if value != value.lower() and value != to_checksum_address(value):
+        raise BadRequest(f"{what}: {value} has a broken EIP-55 checksum (a typo?)")
+    return to_checksum_address(value)
+
+
+def _positive_number(value: Any, what: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise BadRequest(f"{what} must be a number") from None
+    if not 0 < number < 36_500:  # finite, and an expiry a uint64 holds
+        raise BadRequest(f"{what} must be more than 0 and less than 36,500")
+    return number
