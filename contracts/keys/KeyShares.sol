@@ -12,8 +12,9 @@ import {AccessGrants} from "../grants/AccessGrants.sol";
 /// record's owner and patient, and readers with access now), so that the key a reader holds always
 /// traces back to a grant in the audit trail.
 abstract contract KeyShares is AccessGrants {
-    /// @notice The largest wrapped key accepted (the off-chain format's is 89 bytes).
-    uint256 public constant MAX_WRAPPED_KEY_SIZE = 256;
+    /// @notice The largest wrapped key accepted (the off-chain format's are 95 bytes for an X25519
+    /// reader and 1,183 for a hybrid post-quantum MLKEM768-X25519 reader).
+    uint256 public constant MAX_WRAPPED_KEY_SIZE = 1280;
 
     /// @notice `sharedBy` published `wrappedKey`: the data key of `version` of `record`, sealed for
     /// `reader`'s encryption key.

@@ -36,7 +36,7 @@ def member(access, store, tmp_path):
             home.mkdir()
             keystore = Keystore.create(home / "keystore.json", PASSPHRASE) if publish else None
             if keystore:
-                access.publishEncryptionKey(keystore.public_key(), sender=account)
+                access.publishEncryptionKey(keystore.suite().kem_id, keystore.public_key(), sender=account)
             index = RecordIndex(home / "index.json")
             services[account.address] = RecordService(AccessClient(access, account), store, keystore, index)
         return services[account.address]
