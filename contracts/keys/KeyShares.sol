@@ -49,13 +49,13 @@ abstract contract KeyShares is AccessGrants {
         if (readers.length == 0 || readers.length != wrappedKeys.length) {
             revert KeySharesMismatch(readers.length, wrappedKeys.length);
         }
-        address owner = _ownerAccounts[r.ownerId()];
         address patient = r.patient();
         for (uint256 i = 0; i < readers.length; ++i) {
             address reader = readers[i];
             uint256 size = wrappedKeys[i].length;
             if (size == 0 || size > MAX_WRAPPED_KEY_SIZE) revert InvalidWrappedKey(reader);
-            if (reader != owner && reader != patient && !checkAccess(reader, record)) {
+            // The owner's account (a cold slot) is read last: a grant's share passes checkAccess first.
+            if (reader != patient && !checkAccess(reader, record) && reader != _ownerAccounts[r.ownerId()]) {
                 revert NotAReader(record, reader);
             }
             emit DataKeyShared(record, reader, version, msg.sender, wrappedKeys[i]);
