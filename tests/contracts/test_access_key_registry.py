@@ -5,7 +5,7 @@ import os
 import ape
 from eth_utils import keccak
 
-from offchain.crypto import KeySuite, RecipientKey
+from offchain.crypto import MAX_WRAPPED_KEY_SIZE, KeySuite, RecipientKey
 
 X25519, HYBRID = 0x0020, 0x647A
 HYBRID_KEY = RecipientKey.generate(KeySuite.MLKEM768_X25519).public_key
@@ -14,6 +14,11 @@ HYBRID_KEY = RecipientKey.generate(KeySuite.MLKEM768_X25519).public_key
 def test_suite_ids_are_rfc9180s(access):
     assert (access.KEM_X25519(), access.KEM_MLKEM768_X25519()) == (X25519, HYBRID)
     assert (KeySuite.X25519.kem_id, KeySuite.MLKEM768_X25519.kem_id) == (X25519, HYBRID)
+
+
+def test_a_hybrid_readers_wrapped_key_fits_a_key_share(access):
+    assert MAX_WRAPPED_KEY_SIZE == KeySuite.MLKEM768_X25519.wrapped_key_size == 1183
+    assert access.MAX_WRAPPED_KEY_SIZE() >= MAX_WRAPPED_KEY_SIZE
 
 
 def test_members_publish_versioned_keys_of_either_kind(access, doctor):
