@@ -171,6 +171,11 @@ class RecipientKey:
     def from_x25519(cls, private_key: X25519PrivateKey) -> RecipientKey:
         return cls(KeySuite.X25519, private_key.private_bytes_raw())
 
+    @property
+    def hpke_private_key(self) -> X25519PrivateKey | hpke.MLKEM768X25519PrivateKey:
+        """The ``cryptography`` private key object HPKE opens with."""
+        return self._hpke_key
+
     def private_bytes_raw(self) -> bytes:
         """The 32 private bytes (X25519 scalar or X-Wing seed), for sealing in a keystore."""
         return self._private_bytes
@@ -260,7 +265,7 @@ def hpke_open(private_key: RecipientKey, sealed: bytes, info: bytes, *, suite: h
     ``suite`` defaults to the key's :meth:`KeySuite.hpke_suite` (a test may
     pass the same KEM and KDF with another AEAD). Raises ``InvalidTag``.
     """
-    return (suite or private_key.suite.hpke_suite()).decrypt(sealed, private_key._hpke_key, info=info)
+    return (suite or private_key.suite.hpke_suite()).decrypt(sealed, private_key.hpke_private_key, info=info)
 
 
 def parse_wrapped_key(wrapped: bytes) -> WrappedKeyHeader:
@@ -360,7 +365,7 @@ def _open_format_1(wrapped: bytes, private_key: RecipientKey, binding: bytes) ->
     ``context = header || recipient public key || binding``."""
     _, _, recipient_key_version, ephemeral = _FORMAT_1_HEADER.unpack_from(wrapped)
     try:
-        shared = private_key._hpke_key.exchange(X25519PublicKey.from_public_bytes(ephemeral))
+        shared = private_key.hpke_private_key.exchange(X25519PublicKey.from_public_bytes(ephemeral))
     except ValueError:
         raise KeyWrapError("invalid X25519 public key (low-order point)") from None
     context = bytes(wrapped[: _FORMAT_1_HEADER.size]) + private_key.public_key + binding

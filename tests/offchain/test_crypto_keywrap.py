@@ -213,6 +213,6 @@ def test_format_is_the_documented_construction(suite, reader, data_key, wrapped)
     info = b"MedShare key wrap v2" + wrapped[:HEADER] + reader.public_key + RECORD_ID + VERSION.to_bytes(32, "big")
     kem_ = {KeySuite.X25519: hpke.KEM.X25519, KeySuite.MLKEM768_X25519: hpke.KEM.MLKEM768_X25519}[suite]
     opened = hpke.Suite(kem_, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM).decrypt(
-        wrapped[HEADER:], reader._hpke_key, info=info
+        wrapped[HEADER:], reader.hpke_private_key, info=info
     )
     assert opened == data_key

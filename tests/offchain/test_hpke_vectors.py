@@ -85,6 +85,6 @@ def test_vector_opens_through_our_primitives(vector):
 
     # The vector's own ciphertext, sealed with aad "Count-0" (cryptography's aad entry point).
     opened = rust_openssl.hpke._decrypt_with_aad(
-        hpke_suite, enc + h(first["ct"]), key._hpke_key, info=info, aad=h(first["aad"])
+        hpke_suite, enc + h(first["ct"]), key.hpke_private_key, info=info, aad=h(first["aad"])
     )
     assert opened == plaintext
