@@ -156,7 +156,8 @@ class Keystore:
         return self.recipient_key(version).suite
 
     def private_key(self, version: int | None = None) -> X25519PrivateKey:
-        """Return the X25519 private key of ``version`` (default: current), an X25519 key."""
+        """Return the X25519 private key of ``version`` (default: current); for a key of another
+        suite, KeystoreError (see :meth:`recipient_key`)."""
         key = self.recipient_key(version)
         if key.suite is not KeySuite.X25519:
             raise KeystoreError(f"key version {version or self.current_version} is a {key.suite.value} key")
