@@ -3,6 +3,7 @@
 import os
 
 import ape
+import pytest
 from eth_utils import keccak
 
 from offchain.crypto import MAX_WRAPPED_KEY_SIZE, KeySuite, RecipientKey
@@ -80,3 +81,23 @@ def test_the_client_checks_the_bytes_against_the_commitment(access, doctor):
     assert client.publish_encryption_key(x25519) == 2
     assert client.encryption_key(doctor.address).public_key == x25519
     assert client.encryption_key_version(doctor.address) == 2
+
+
+def test_the_client_refuses_bytes_that_do_not_match_the_commitment(access, chain, doctor):
+    """A node serving state that disagrees with the event (here: the stored hash overwritten on anvil)."""
+    from offchain.chain import AccessClient
+    from offchain.crypto import KeyWrapError
+
+    client = AccessClient(access, doctor)
+    key = os.urandom(32)
+    client.publish_encryption_key(key)
+    member_word = bytes(12) + bytes.fromhex(doctor.address[2:])
+    slot = next(
+        base for base in range(256)
+        if bytes(chain.provider.get_storage(access.address, int.from_bytes(keccak(member_word + base.to_bytes(32, "big")), "big")))
+        == keccak(key)
+    )
+    hash_slot = int.from_bytes(keccak(member_word + slot.to_bytes(32, "big")), "big")
+    chain.provider.set_storage(access.address, hash_slot, keccak(os.urandom(32)))
+    with pytest.raises(KeyWrapError, match="do not match the key registry's commitment"):
+        client.encryption_key(doctor.address)
