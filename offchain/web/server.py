@@ -119,8 +119,9 @@ class Portal:
                 "errors": _error_notices(contract_type),
                 "fromBlock": self.client.from_block,
             },
-            "keyPublished": self.client.encryption_key(self.client.address)[1] > 0,
+            "keyPublished": self.client.encryption_key_version(self.client.address) > 0,
             "hasKeystore": keystore is not None,
+            "keySuite": keystore.suite().name if keystore is not None else None,
         }
 
 
