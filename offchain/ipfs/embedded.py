@@ -27,11 +27,11 @@ from typing import BinaryIO
 
 from offchain.crypto.atomic import atomic_write
 from offchain.ipfs.blockstore import Blockstore
-from offchain.ipfs.cid import CID, DAG_PB, RAW, InvalidCID
-from offchain.ipfs.errors import BlockNotFound, NotAFile, NotPinned, StoreError
+from offchain.ipfs.cid import CID, InvalidCID
+from offchain.ipfs.dag import dag_multihashes, file_pieces
+from offchain.ipfs.errors import NotPinned, StoreError
 from offchain.ipfs.importer import CHUNK_SIZE, FileImporter
 from offchain.ipfs.store import write_chunks
-from offchain.ipfs.unixfs import FileNode, decode_file_node
 from offchain.settings import Settings
 
 
@@ -88,13 +88,17 @@ class EmbeddedStore:
             self._change_pins(add=importer.cid)
 
     def iter_cat(self, cid: CID) -> Iterator[bytes]:
-        yield from self._file_pieces(cid, expected_size=None)
+        yield from file_pieces(self.blocks.get, cid)
 
     def cat(self, cid: CID, out: BinaryIO) -> int:
         return write_chunks(self.iter_cat(cid), out)
 
     def has(self, cid: CID) -> bool:
         return self.blocks.has(cid)
+
+    def verify(self, cid: CID) -> None:
+        for _ in self.iter_cat(cid):  # every block read and checked against its hash, nothing kept
+            pass
 
     def pin(self, cid: CID) -> None:
         """Pin ``cid``; every block of its DAG must be stored."""
@@ -140,55 +144,8 @@ class EmbeddedStore:
             kept = {multihash for pinned in self.pins() for multihash in self._dag(pinned)}
             return self.blocks.retain(kept)
 
-    def _file_pieces(self, cid: CID, expected_size: int | None) -> Iterator[bytes]:
-        """Yield the file under ``cid`` depth-first; returns its size (for the parent's check)."""
-        block = self.blocks.get(cid)
-        if cid.codec == RAW:
-            size = len(block)
-            if block:
-                yield block
-        else:
-            node = self._file_node(cid, block)
-            size = len(node.data)
-            if node.data:
-                yield node.data
-            for child, blocksize in zip(node.links, node.blocksizes):
-                size += yield from self._file_pieces(self._child(cid, child), blocksize)
-            if node.filesize is not None and size != node.filesize:
-                raise NotAFile(cid, f"it declares {node.filesize} bytes but holds {size}")
-        if expected_size is not None and size != expected_size:
-            raise NotAFile(cid, f"its parent declares {expected_size} bytes but it holds {size}")
-        return size
-
     def _dag(self, cid: CID) -> Iterator[bytes]:
-        """The multihash of every block in ``cid``'s DAG.
-
-        Raises if a block is missing, or if a node with links is corrupt; raw
-        leaves are only checked to be present (they are verified when read).
-        """
-        yield cid.multihash
-        if cid.codec == RAW:
-            if not self.blocks.has(cid):
-                raise BlockNotFound(cid)
-            return
-        for child in self._file_node(cid, self.blocks.get(cid)).links:
-            yield from self._dag(self._child(cid, child))
-
-    @staticmethod
-    def _file_node(cid: CID, block: bytes) -> FileNode:
-        if cid.codec != DAG_PB:
-            raise NotAFile(cid, f"unsupported codec 0x{cid.codec:x}")
-        try:
-            return decode_file_node(block)
-        except ValueError as error:
-            raise NotAFile(cid, str(error)) from None
-
-    @staticmethod
-    def _child(parent: CID, child: bytes) -> CID:
-        try:
-            return CID.from_bytes(child)
-        except InvalidCID as error:
-            raise NotAFile(parent, f"a link is not a CID ({error})") from None
+        return dag_multihashes(self.blocks.get, self.blocks.has, cid)
 
     def _change_pins(self, *, add: CID | None = None, remove: CID | None = None) -> None:
         with self._lock("pins.lock", fcntl.LOCK_EX):
