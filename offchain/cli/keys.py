@@ -1,12 +1,14 @@
 """``medshare keys``: the member's encryption key pair, and its publication in the key registry.
 
     medshare keys publish   create the keystore if needed, publish its current public key
+    medshare keys rotate    a new key pair, published; the old private keys stay in the keystore
     medshare keys show [ADDRESS]
 
 The keystore (X25519 private keys, sealed under a passphrase with scrypt)
 lives in ``$MEDSHARE_HOME/keys/<address>.json``; the passphrase comes from
 ``MEDSHARE_PASSPHRASE`` or a prompt. Keystore versions and on-chain key
-versions stay equal: each keystore key is published once, in order.
+versions stay equal: each keystore key is published once, in order
+(:mod:`offchain.records.member_keys`).
 """
 
 from __future__ import annotations
@@ -15,14 +17,13 @@ import click
 
 from offchain.cli.record import ADDRESS
 from offchain.cli.session import ChainOptions, chain_options, connected, keystore_path, passphrase, user_errors
-from offchain.crypto import Keystore
-from offchain.records import RecordError
+from offchain.records.member_keys import publish_key, rotate_key
 from offchain.settings import Settings
 
 
 @click.group()
 def keys() -> None:
-    """Create and publish your encryption key."""
+    """Create, publish and rotate your encryption key."""
 
 
 @keys.command()
@@ -30,26 +31,24 @@ def keys() -> None:
 @user_errors
 def publish(chain: ChainOptions) -> None:
     """Publish your keystore's current public key (creating the keystore on first use)."""
-    settings = Settings.from_env()
     with connected(chain) as client:
-        path = keystore_path(settings, client.address)
-        created = not path.exists()
-        if created:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            keystore = Keystore.create(path, passphrase(confirm=True))
-        else:
-            keystore = Keystore.open(path, passphrase())
-        published, version = client.encryption_key(client.address)
-        if version == keystore.current_version and published == keystore.public_key():
-            click.echo(f"{client.address}: key version {version} is already published")
-            return
-        if version + 1 != keystore.current_version:
-            raise RecordError(
-                f"the chain holds key version {version} for {client.address} but keystore {path} is at version "
-                f"{keystore.current_version}; publish keys in order (one publication per keystore version)"
-            )
-        version = client.publish_encryption_key(keystore.public_key())
-    click.echo(f"{client.address}: published key version {version}" + (f" (new keystore {path})" if created else ""))
+        path = keystore_path(Settings.from_env(), client.address)
+        done = publish_key(client, path, passphrase)
+    if not done.published:
+        click.echo(f"{client.address}: key version {done.version} is already published")
+    else:
+        click.echo(f"{client.address}: published key version {done.version}" + (f" (new keystore {path})" if done.created else ""))
+
+
+@keys.command()
+@chain_options
+@user_errors
+def rotate(chain: ChainOptions) -> None:
+    """Make a new key pair and publish it; older keys stay in the keystore, so older shares still open."""
+    with connected(chain) as client:
+        path = keystore_path(Settings.from_env(), client.address)
+        version = rotate_key(client, path, passphrase)
+    click.echo(f"{client.address}: published key version {version} (earlier versions kept in {path})")
 
 
 @keys.command()
