@@ -27,11 +27,13 @@ systems (1 ms a file in a crowded ext4 group).
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import hashlib
 import os
 import secrets
 import sqlite3
+import sys
 import threading
 from collections import defaultdict
 from collections.abc import Collection, Iterator, Sequence
@@ -296,8 +298,10 @@ class PackWriter:
                     self._entries[multihash] = (self._end, length)
                     self._end += length
                     parts.extend(block_parts)
+            end = self._end
         # Outside the lock: threads write their own ranges of the file at once.
         _write_at(self._fd, parts, start)
+        _start_writeback(self._fd, start, end - start)
 
     def seal(self) -> None:
         """Make every block written durable, then list them; an empty pack is deleted instead."""
@@ -338,6 +342,30 @@ def _read(location: BlockLocation) -> bytes:
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
     finally:
         os.close(fd)
+
+
+def _load_sync_file_range():
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        function = libc.sync_file_range
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    return function
+
+
+_sync_file_range = _load_sync_file_range() if sys.platform == "linux" else None
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing these bytes to disk now, without waiting (Linux's sync_file_range).
+
+    The seal's fsync then finds little left to write, so the disk works while the add goes on instead of
+    after it. Not a durability step: only the fsync is.
+    """
+    if _sync_file_range is not None and length > 0:
+        _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
 def _write_at(fd: int, parts: BlockParts, offset: int) -> None:
