@@ -37,7 +37,8 @@ def publish(chain: ChainOptions) -> None:
     if not done.published:
         click.echo(f"{client.address}: key version {done.version} is already published")
     else:
-        click.echo(f"{client.address}: published key version {done.version}" + (f" (new keystore {path})" if done.created else ""))
+        created = f" (new keystore {path})" if done.created else ""
+        click.echo(f"{client.address}: published key version {done.version}{created}")
 
 
 @keys.command()

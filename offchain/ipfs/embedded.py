@@ -2,8 +2,8 @@
 
 Layout under its root (``$MEDSHARE_HOME/ipfs``): ``blocks/`` (packs and
 their index, see :mod:`offchain.ipfs.blockstore`), ``pins`` (the line
-``medshare-pins 1``, then one CID a line) and two lock files. Adds hold the repository lock shared and garbage
-collection holds it exclusively, so a collection never removes the blocks,
+``medshare-pins 1``, then one CID a line) and two lock files. Adds hold the
+repository lock shared and garbage collection holds it exclusively, so a collection never removes the blocks,
 nor the unfinished pack, of an add in progress; pin-set changes are
 serialised by their own lock. Both are ``flock`` locks, so several processes
 may use one store. Reads take no lock.
