@@ -287,7 +287,7 @@ class _Api:
     async def download(self, request: web.Request) -> web.StreamResponse:
         record_id = _record(request)
         with _scratch(self.service) as path:
-            fetched = await self.portal.run(lambda: self.service.fetch(record_id, path))
+            fetched = await self.portal.run(lambda: self.service.fetch(record_id, path, overwrite=True))
             response = web.StreamResponse(headers={
                 "Content-Type": "application/octet-stream",
                 "Content-Length": str(fetched.size),
