@@ -6,6 +6,7 @@ from fl.client import LocalTrainingConfig
 from fl.compression import CompressionConfig
 from fl.data import federated_breast_cancer
 from fl.privacy import ClientLevelDPConfig, DPSGDConfig, update_norm
+from fl.secure_aggregation import SecureAggregationError
 from fl.simulation import FederatedConfig, SecureAggregationConfig, run_federated, train_centralized
 
 TRAINING = LocalTrainingConfig(learning_rate=0.05)
@@ -47,14 +48,21 @@ def test_secure_sum_gives_fedavg_up_to_fixed_point_rounding(three):
     assert 0.0 < update_norm(plain.parameters, secure.parameters) < 1e-5
 
 
-def test_a_dropped_hospital_is_left_out_of_the_secure_average(three):
-    dropped = SecureAggregationConfig(threshold=2, dropouts_per_round={1: ("hospital_2",)})
-    secure = run_federated(three, FederatedConfig(rounds=1, training=TRAINING, secure_aggregation=dropped))
-    without = dataclasses.replace(three, hospitals=tuple(h for h in three.hospitals if h.name != "hospital_2"))
+def test_a_dropped_hospital_is_left_out_of_the_secure_average(five):
+    dropped = SecureAggregationConfig(threshold=3, dropouts_per_round={1: ("hospital_2",)})
+    secure = run_federated(five, FederatedConfig(rounds=1, training=TRAINING, secure_aggregation=dropped))
+    without = dataclasses.replace(five, hospitals=tuple(h for h in five.hospitals if h.name != "hospital_2"))
     plain = run_federated(without, FederatedConfig(rounds=1, training=TRAINING))
     assert update_norm(plain.parameters, secure.parameters) < 1e-5
-    everyone = run_federated(three, FederatedConfig(rounds=1, training=TRAINING))
+    everyone = run_federated(five, FederatedConfig(rounds=1, training=TRAINING))
     assert update_norm(everyone.parameters, secure.parameters) > 1e-3
+
+
+def test_secure_aggregation_refuses_to_leave_two_survivors(three):
+    """Issue 10: with three hospitals and one dropout, each of the two survivors would learn the other's update."""
+    dropped = SecureAggregationConfig(threshold=2, dropouts_per_round={1: ("hospital_2",)})
+    with pytest.raises(SecureAggregationError, match="at least 3 must survive"):
+        run_federated(three, FederatedConfig(rounds=1, training=TRAINING, secure_aggregation=dropped))
 
 
 def test_a_byzantine_hospital_wrecks_fedavg_but_not_the_median(five):
