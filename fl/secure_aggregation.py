@@ -324,10 +324,10 @@ class InMemoryBulletinBoard(BulletinBoard):
         return tuple(session.postings[phase])
 
 
-def _encode(kind: str, session_id: bytes, body: Mapping[str, Any]) -> bytes:
+def _encode(kind: str, session_id: bytes, client_id: str, body: Mapping[str, Any]) -> bytes:
     """Canonical JSON: the same message always gives the same bytes (and CID)."""
     return json.dumps(
-        {"kind": kind, "session": session_id.hex(), **body}, sort_keys=True, separators=(",", ":")
+        {"kind": kind, "session": session_id.hex(), "client": client_id, **body}, sort_keys=True, separators=(",", ":")
     ).encode()
 
 
@@ -344,6 +344,9 @@ class _Fields:
             raise MalformedMessage(f"{self.where} is not a {kind}")
         if self.data.get("session") != session_id.hex():
             raise MalformedMessage(f"{self.where} belongs to another session")
+        claimed = self.get("client", str)
+        if claimed != sender:
+            raise MalformedMessage(f"{self.where} claims to come from {claimed!r}")
 
     def get(self, name: str, kind: type, data: Mapping[str, Any] | None = None) -> Any:
         value = (self.data if data is None else data).get(name)
@@ -359,10 +362,6 @@ class _Fields:
         if length is not None and len(value) != length:
             raise MalformedMessage(f"{self.where}: {name!r} must be {length} bytes, got {len(value)}")
         return value
-
-    def sender(self, claimed: str, sender: str) -> None:
-        if claimed != sender:
-            raise MalformedMessage(f"{self.where} claims to come from {claimed!r}")
 
 
 def _b64(raw: bytes) -> str:
@@ -396,8 +395,7 @@ class KeyAdvertisement:
     masking_public_key: bytes
 
     def to_bytes(self, session_id: bytes) -> bytes:
-        return _encode("key-advertisement", session_id, {
-            "client": self.client_id,
+        return _encode("key-advertisement", session_id, self.client_id, {
             "encryption_key": _b64(self.encryption_public_key),
             "masking_key": _b64(self.masking_public_key),
         })
@@ -406,7 +404,6 @@ class KeyAdvertisement:
     def from_bytes(cls, payload: bytes, session_id: bytes, sender: str) -> KeyAdvertisement:
         """The advertisement ``sender`` posted: it binds the keys to ``sender`` and to no one else."""
         fields = _Fields(payload, "key-advertisement", session_id, sender)
-        fields.sender(fields.get("client", str), sender)
         advertisement = cls(sender, fields.raw("encryption_key"), fields.raw("masking_key"))
         _check_public_key(advertisement.encryption_public_key, sender, "encryption")
         _check_public_key(advertisement.masking_public_key, sender, "masking")
@@ -427,8 +424,7 @@ class ShareKeysMessage:
     shares: tuple[EncryptedShare, ...]
 
     def to_bytes(self, session_id: bytes) -> bytes:
-        return _encode("share-keys", session_id, {
-            "client": self.client_id,
+        return _encode("share-keys", session_id, self.client_id, {
             "commitment": _b64(self.self_mask_commitment),
             "shares": [{"recipient": s.recipient, "ciphertext": _b64(s.ciphertext)} for s in self.shares],
         })
@@ -436,7 +432,6 @@ class ShareKeysMessage:
     @classmethod
     def from_bytes(cls, payload: bytes, session_id: bytes, sender: str) -> ShareKeysMessage:
         fields = _Fields(payload, "share-keys", session_id, sender)
-        fields.sender(fields.get("client", str), sender)
         shares = []
         for entry in fields.get("shares", list):
             if not isinstance(entry, dict):
@@ -451,15 +446,12 @@ class MaskedInput:
     vector: np.ndarray
 
     def to_bytes(self, session_id: bytes) -> bytes:
-        return _encode("masked-input", session_id, {
-            "client": self.client_id, "vector": _b64(self.vector.astype("<u8").tobytes()),
-        })
+        return _encode("masked-input", session_id, self.client_id, {"vector": _b64(self.vector.astype("<u8").tobytes())})
 
     @classmethod
     def from_bytes(cls, payload: bytes, session_id: bytes, sender: str, length: int) -> MaskedInput:
         """``length`` uint64 residues (the vector and the weight) or a ``MalformedMessage``."""
         fields = _Fields(payload, "masked-input", session_id, sender)
-        fields.sender(fields.get("client", str), sender)
         raw = fields.raw("vector", 8 * length)
         return cls(sender, np.frombuffer(raw, dtype="<u8").astype(np.uint64))
 
@@ -482,8 +474,7 @@ class UnmaskingResponse:
         def shares(mapping: Mapping[str, RevealedShare]) -> dict[str, Any]:
             return {peer: {"index": s.index, "share": _b64(s.share)} for peer, s in sorted(mapping.items())}
 
-        return _encode("unmasking", session_id, {
-            "client": self.client_id,
+        return _encode("unmasking", session_id, self.client_id, {
             "self_mask_shares": shares(self.self_mask_shares),
             "masking_key_shares": shares(self.masking_key_shares),
         })
@@ -491,7 +482,6 @@ class UnmaskingResponse:
     @classmethod
     def from_bytes(cls, payload: bytes, session_id: bytes, sender: str) -> UnmaskingResponse:
         fields = _Fields(payload, "unmasking", session_id, sender)
-        fields.sender(fields.get("client", str), sender)
 
         def shares(name: str) -> dict[str, RevealedShare]:
             parsed = {}
