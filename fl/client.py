@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -83,7 +83,10 @@ class HospitalClient:
         seed: int | None = None,
         *,
         seeded_noise: SeededNoise | None = None,
+        dp_history: Sequence[DPParameters] = (),
     ) -> None:
+        """``dp_history``: what this hospital's earlier updates of the study declared (e.g. read from the
+        chain by a node that restarted), so that the budget covers the whole study."""
         data = hospital.data
         if data.num_samples == 0:
             raise ValueError(f"hospital {hospital.name!r} has no training records")
@@ -102,8 +105,12 @@ class HospitalClient:
         self.dp = dp
         self.seed = seed
         self.seeded_noise = seeded_noise
+        if dp_history and dp is None:
+            raise ValueError(f"hospital {hospital.name!r} trains without DP-SGD but was given a DP history")
         self.ledger = (
-            PrivacyLedger(dp.delta, dp.epsilon_budget, noise_seeded=seeded_noise is not None)
+            PrivacyLedger(
+                dp.delta, dp.epsilon_budget, noise_seeded=seeded_noise is not None, history=list(dp_history)
+            )
             if dp is not None else None
         )
 
@@ -166,6 +173,13 @@ class HospitalClient:
             training_loss=loss,
             training_accuracy=accuracy,
         )
+
+    @property
+    def epsilon_after_next_round(self) -> float:
+        """The epsilon this hospital will have spent over the study after one more round (what its update declares)."""
+        if self.ledger is None:
+            raise ValueError(f"hospital {self.client_id!r} trains without DP-SGD")
+        return self.ledger.projected_total(self.dp_round_parameters)
 
     @property
     def last_round_privacy(self) -> RoundPrivacy | None:

@@ -287,6 +287,8 @@ class PrivacyLedger:
     def __post_init__(self) -> None:
         _check_delta(self.delta)
         _check_budget(self.epsilon_budget)
+        if not all(isinstance(release, DPParameters) for release in self.history):
+            raise ValueError("a privacy history holds DPParameters only")
 
     def _reported(self, epsilon: float) -> float | None:
         return None if self.noise_seeded else epsilon

@@ -9,7 +9,7 @@ from fl.aggregation import ClientModel
 from fl.client import HospitalClient, LocalTrainingConfig
 from fl.data import Dataset, HospitalData, federated_breast_cancer
 from fl.models import ModelSpec, ParameterLayout, evaluate, get_parameters, set_parameters
-from fl.privacy import DPParameters, DPSGDConfig, PrivacyBudgetExceeded, SeededNoise, update_norm
+from fl.privacy import DPParameters, DPSGDConfig, PrivacyBudgetExceeded, SeededNoise, epsilon_of, update_norm
 
 
 @pytest.fixture(scope="module")
@@ -207,6 +207,23 @@ def test_a_round_over_the_privacy_budget_is_refused_before_training(hospital, sp
     with pytest.raises(PrivacyBudgetExceeded, match="over the budget of 6"):
         client.train(initial, 2)
     assert client.ledger.total.epsilon == spent and len(client.ledger.rounds) == 1
+
+
+def test_a_restarted_node_carries_its_study_history_into_the_budget(hospital, spec, initial):
+    dp = DPSGDConfig(noise_multiplier=1.0, max_grad_norm=1.0, sample_rate=0.25, epsilon_budget=6.0)
+    fresh = HospitalClient(hospital, spec, dp=dp)
+    one_round = fresh.dp_round_parameters
+    assert fresh.epsilon_after_next_round == epsilon_of([one_round], dp.delta)
+    # What the chain says this hospital's earlier updates declared: one round already spent.
+    restarted = HospitalClient(hospital, spec, dp=dp, dp_history=[one_round])
+    assert restarted.epsilon_after_next_round == epsilon_of([one_round, one_round], dp.delta) > 6.0
+    with pytest.raises(PrivacyBudgetExceeded, match="over the budget of 6"):
+        restarted.train(initial, 2)
+    fresh.train(initial, 1)
+    with pytest.raises(ValueError, match="trains without DP-SGD but was given a DP history"):
+        HospitalClient(hospital, spec, dp_history=[one_round])
+    with pytest.raises(ValueError, match="holds DPParameters only"):
+        HospitalClient(hospital, spec, dp=dp, dp_history=[(1.0, 0.25, 4)])
 
 
 @pytest.mark.parametrize(

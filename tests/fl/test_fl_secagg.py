@@ -237,6 +237,16 @@ def test_unmasking_reveals_one_secret_per_peer_and_answers_only_once():
         run.clients["hospital_1"].unmask()
 
 
+def test_a_survivor_that_goes_silent_after_its_masked_input_still_counts():
+    run = Run(session(threshold=3), inputs(seed=2))
+    survivors = run.to_survivors(IDS)
+    for c in survivors[:-1]:  # hospital_5 sent its masked input, then went silent
+        run.clients[c].unmask()
+    result = run.server.finish()
+    assert np.array_equal(result.integer_sum, plain_integer_sum(run.data, run.params.codec, IDS)[0])
+    assert result.survivors == tuple(IDS) and result.dropped == ()
+
+
 def test_too_few_unmasking_responses_fail():
     run = Run(session(threshold=3), inputs())
     survivors = run.to_survivors(IDS)
