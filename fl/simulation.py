@@ -141,20 +141,13 @@ def run_federated(dataset: FederatedDataset, config: FederatedConfig) -> Federat
     client_dp = (
         ClientLevelDP(config.client_level_dp, seeded_noise=config.seeded_noise) if config.client_level_dp else None
     )
-    if client_dp is not None and client_dp.config.population != len(clients):
-        raise ValueError(
-            f"client-level DP is configured for a population of {client_dp.config.population}, "
-            f"but there are {len(clients)} hospitals"
-        )
     aggregator = create_aggregator(config.aggregator, dict(config.aggregator_config))
     records = []
     for round_number in range(1, config.rounds + 1):
         uploads = []
         uploaded_bytes = 0
-        participants = (
-            clients if client_dp is None
-            else [client for client in clients if client.client_id in set(client_dp.sample(names, round_number))]
-        )
+        drawn = set(names if client_dp is None else client_dp.sample(names, round_number))
+        participants = [client for client in clients if client.client_id in drawn]
         for client in participants:
             trained = client.train(global_parameters, round_number)
             if client.client_id in config.byzantine_clients:
