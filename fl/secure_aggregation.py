@@ -271,7 +271,7 @@ class InMemoryBulletinBoard(BulletinBoard):
     """A board in one process, for tests and the simulation.
 
     It trusts the ``sender`` its callers give: within one process there is no
-    one to authenticate against. Everything else the contract holds to.
+    one to authenticate against. It enforces every other guarantee above.
     """
 
     def __init__(self) -> None:
