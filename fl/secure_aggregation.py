@@ -488,7 +488,10 @@ class UnmaskingResponse:
             for peer, entry in fields.get(name, dict).items():
                 if not isinstance(entry, dict):
                     raise MalformedMessage(f"{fields.where}: the share of {peer!r} must be an object")
-                parsed[peer] = RevealedShare(fields.get("index", int, entry), fields.raw("share", _SECRET_BYTES, entry))
+                index = fields.get("index", int, entry)
+                if not 1 <= index < 1 << 16:
+                    raise MalformedMessage(f"{fields.where}: share index {index} of {peer!r} is out of range")
+                parsed[peer] = RevealedShare(index, fields.raw("share", _SECRET_BYTES, entry))
             return parsed
 
         return cls(sender, shares("self_mask_shares"), shares("masking_key_shares"))

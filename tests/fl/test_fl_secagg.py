@@ -1,8 +1,11 @@
+import base64
 import dataclasses
+import json
 
 import numpy as np
 import pytest
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fl.secure_aggregation import (
     BulletinBoardError,
@@ -402,6 +405,47 @@ def test_malformed_messages_are_refused_clearly(payload, message):
         payload = payload.replace(b"%s", sid.hex().encode())
     with pytest.raises(MalformedMessage, match=message):
         MaskedInput.from_bytes(payload, sid, "h1", length=2)
+
+
+_FIELD = st.sampled_from(["encryption_key", "masking_key", "commitment", "shares", "vector",
+                          "self_mask_shares", "masking_key_shares", "recipient", "ciphertext", "index", "share"])
+_B64 = st.binary(max_size=40).map(lambda raw: base64.b64encode(raw).decode())
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8) | _B64,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(_FIELD | st.text(max_size=4), children, max_size=3),
+    max_leaves=10,
+)
+_SID = b"round-0000001"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    kind=st.sampled_from(["key-advertisement", "share-keys", "masked-input", "unmasking"]),
+    body=st.dictionaries(_FIELD, _JSON),
+    junk=st.binary(max_size=30),
+    raw=st.booleans(),
+)
+def test_any_payload_parses_or_is_a_clear_refusal(kind, body, junk, raw):
+    payload = junk if raw else json.dumps({"kind": kind, "session": _SID.hex(), "client": "h1", **body}).encode()
+    for parse in (
+        KeyAdvertisement.from_bytes,
+        ShareKeysMessage.from_bytes,
+        lambda p, s, c: MaskedInput.from_bytes(p, s, c, length=2),
+        UnmaskingResponse.from_bytes,
+    ):
+        try:
+            parse(payload, _SID, "h1")
+        except SecureAggregationError:
+            pass
+
+
+@pytest.mark.parametrize("index", [0, -1, 1 << 16])
+def test_a_revealed_share_index_out_of_range_is_refused(index):
+    share = {"index": index, "share": base64.b64encode(bytes(32)).decode()}
+    payload = json.dumps({"kind": "unmasking", "session": _SID.hex(), "client": "h1",
+                          "self_mask_shares": {"h2": share}, "masking_key_shares": {}}).encode()
+    with pytest.raises(MalformedMessage, match=f"share index {index} of 'h2' is out of range"):
+        UnmaskingResponse.from_bytes(payload, _SID, "h1")
 
 
 def test_messages_round_trip_as_bytes_and_anyone_can_derive_the_sum_from_the_board():
