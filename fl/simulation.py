@@ -28,7 +28,7 @@ from fl.compression import CompressionConfig, ErrorFeedbackCompressor, compresse
 from fl.data import FederatedDataset, HospitalData
 from fl.models import Evaluation, ModelKind, ModelSpec, ParameterLayout, evaluate, get_parameters, set_parameters
 from fl.privacy import ClientLevelDP, ClientLevelDPConfig, DPSGDConfig, PrivacySpent, RoundPrivacy, SeededNoise
-from fl.secure_aggregation import FixedPointCodec, SessionParameters, secure_weighted_sum
+from fl.secure_aggregation import FixedPointCodec, SecureSum, SessionParameters, secure_weighted_sum
 
 #: Aggregators that only need the weighted sum, hence work under secure aggregation.
 SUM_BASED_AGGREGATORS = ("fedavg", "fedprox")
@@ -81,6 +81,9 @@ class RoundRecord:
     test: Evaluation
     uploaded_bytes: int
     privacy: Mapping[str, RoundPrivacy]
+    #: Under secure aggregation: whose masked input the sum holds, and who dropped after sharing keys.
+    survivors: tuple[str, ...] = ()
+    dropped: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,7 @@ def run_federated(dataset: FederatedDataset, config: FederatedConfig) -> Federat
     for round_number in range(1, config.rounds + 1):
         uploads = []
         uploaded_bytes = 0
+        survivors = dropped = ()
         drawn = set(names if client_dp is None else client_dp.sample(names, round_number))
         participants = [client for client in clients if client.client_id in drawn]
         for client in participants:
@@ -159,7 +163,10 @@ def run_federated(dataset: FederatedDataset, config: FederatedConfig) -> Federat
             uploaded_bytes += sent
             uploads.append(trained)
         if config.secure_aggregation is not None:
-            global_parameters = _secure_fedavg(global_parameters, uploads, config.secure_aggregation, round_number)
+            global_parameters, secure_sum = _secure_fedavg(
+                global_parameters, uploads, config.secure_aggregation, round_number
+            )
+            survivors, dropped = secure_sum.survivors, secure_sum.dropped
         elif client_dp is not None:
             global_parameters = client_dp.aggregate(round_number, global_parameters, uploads)
         else:
@@ -172,6 +179,8 @@ def run_federated(dataset: FederatedDataset, config: FederatedConfig) -> Federat
                 test=evaluate(model, dataset.test),
                 uploaded_bytes=uploaded_bytes,
                 privacy={c.client_id: c.last_round_privacy for c in participants if c.last_round_privacy},
+                survivors=survivors,
+                dropped=dropped,
             )
         )
     return FederatedResult(
@@ -204,7 +213,7 @@ def _secure_fedavg(
     uploads: Sequence[ClientModel],
     config: SecureAggregationConfig,
     round_number: int,
-) -> dict[str, torch.Tensor]:
+) -> tuple[dict[str, torch.Tensor], SecureSum]:
     """FedAvg weighted by sample counts, computed from the masked updates' sum alone."""
     layout = ParameterLayout.of(global_parameters)
     base = layout.flatten(global_parameters)
@@ -219,7 +228,7 @@ def _secure_fedavg(
         for upload in uploads
     }
     total = secure_weighted_sum(inputs, session, config.dropouts_per_round.get(round_number, ()))
-    return layout.unflatten(base + torch.from_numpy(total.mean))
+    return layout.unflatten(base + torch.from_numpy(total.mean)), total
 
 
 def train_centralized(

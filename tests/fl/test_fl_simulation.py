@@ -54,6 +54,8 @@ def test_a_dropped_hospital_is_left_out_of_the_secure_average(five):
     without = dataclasses.replace(five, hospitals=tuple(h for h in five.hospitals if h.name != "hospital_2"))
     plain = run_federated(without, FederatedConfig(rounds=1, training=TRAINING))
     assert update_norm(plain.parameters, secure.parameters) < 1e-5
+    assert secure.rounds[0].dropped == ("hospital_2",)
+    assert secure.rounds[0].survivors == ("hospital_1", "hospital_3", "hospital_4", "hospital_5")
     everyone = run_federated(five, FederatedConfig(rounds=1, training=TRAINING))
     assert update_norm(everyone.parameters, secure.parameters) > 1e-3
 
