@@ -1,4 +1,5 @@
-"""EIP-170: every contract MedShare deploys stays under 24,576 bytes of runtime code."""
+"""EIP-170: every contract MedShare deploys stays under 24,576 bytes of runtime code; and their errors
+share one namespace."""
 
 EIP170_LIMIT = 24_576
 DEPLOYED = ("MedicalAccess", "RoundRegistry")
@@ -19,3 +20,13 @@ def test_every_compiled_contract_fits_eip170(project):
     }
     assert set(DEPLOYED) <= set(sizes)
     assert all(size < EIP170_LIMIT for size in sizes.values()), sizes
+
+
+def test_error_names_are_unique_across_deployed_contracts(project):
+    """The units share one ABI namespace: a name used twice must be the same error (a shared unit's)."""
+    signatures: dict[str, set[str]] = {}
+    for name in DEPLOYED:
+        for error in project.get_contract(name).contract_type.errors:
+            signatures.setdefault(error.name, set()).add(error.signature)
+    assert {name: sigs for name, sigs in signatures.items() if len(sigs) > 1} == {}
+    assert {"NotParticipant", "QuorumNotMet", "AccessDenied", "InvalidCid"} <= set(signatures)
