@@ -15,8 +15,9 @@ import {AccessGrants} from "../grants/AccessGrants.sol";
 /// party rotates and grants from; readers' clients still check every share against the key
 /// commitment in the ciphertext's header.
 abstract contract KeyShares is AccessGrants {
-    /// @notice The largest wrapped key accepted (the off-chain format's is 89 bytes).
-    uint256 public constant MAX_WRAPPED_KEY_SIZE = 256;
+    /// @notice The largest wrapped key accepted (the off-chain format's are 95 bytes for an X25519
+    /// reader and 1,183 for a hybrid post-quantum MLKEM768-X25519 reader).
+    uint256 public constant MAX_WRAPPED_KEY_SIZE = 1280;
 
     /// @notice `sharedBy` published `wrappedKey`: the data key of `version` of `record`, sealed for
     /// `reader`'s encryption key.
@@ -50,19 +51,20 @@ abstract contract KeyShares is AccessGrants {
         external
     {
         RecordState r = _liveRecord(record);
-        _requireOwnerOrPatient(record, r);
+        bool byPatient = _requireOwnerOrPatient(record, r);
         if (version != r.version()) revert StaleRecordVersion(record, version, r.version());
         if (readers.length == 0 || readers.length != wrappedKeys.length) {
             revert KeySharesMismatch(readers.length, wrappedKeys.length);
         }
-        address owner = _ownerAccounts[r.ownerId()];
         address patient = r.patient();
+        // The owner's account is a cold slot: read only when the patient shares.
+        address owner = byPatient ? _ownerAccounts[r.ownerId()] : msg.sender;
         for (uint256 i = 0; i < readers.length; ++i) {
             address reader = readers[i];
             uint256 size = wrappedKeys[i].length;
             if (size == 0 || size > MAX_WRAPPED_KEY_SIZE) revert InvalidWrappedKey(reader);
             if (reader == owner) {
-                if (msg.sender != owner) revert MayNotShareWith(record, reader);
+                if (byPatient) revert MayNotShareWith(record, reader);
             } else if (reader != patient && !checkAccess(reader, record)) {
                 revert NotAReader(record, reader);
             }

@@ -36,7 +36,7 @@ def member(access, store, tmp_path):
             home.mkdir()
             keystore = Keystore.create(home / "keystore.json", PASSPHRASE) if publish else None
             if keystore:
-                access.publishEncryptionKey(keystore.public_key(), sender=account)
+                access.publishEncryptionKey(keystore.suite().kem_id, keystore.public_key(), sender=account)
             index = RecordIndex(home / "index.json")
             services[account.address] = RecordService(AccessClient(access, account), store, keystore, index)
         return services[account.address]
@@ -158,8 +158,8 @@ def test_tampered_ciphertext_fails_and_leaves_nothing(member, access, hospital, 
     with tampered.open("rb") as file:
         cid = owner.store.add(file)
     record_id = record_id_for(hospital.address, cid)
-    shares = [(who.address, wrap_data_key(data_key, *owner.client.encryption_key(who.address), record_id, 1))
-              for who in (hospital, doctor)]
+    keys = [owner.client.encryption_key(who.address) for who in (hospital, doctor)]
+    shares = [(key.member, wrap_data_key(data_key, key.public_key, key.version, record_id, 1)) for key in keys]
     owner.client.register_record(cid, patient.address, shares[:1])
     owner.client.grant(record_id, [doctor.address], chain.pending_timestamp + ONE_DAY, 1, shares[1:])
 
@@ -286,7 +286,8 @@ def test_a_wrong_key_shared_later_does_not_lock_a_reader_out(member, access, hos
     member(patient)
     record_id = owner.upload(scan, patient.address, "MRI_scan").record_bytes
     owner.grant(record_id, [doctor.address], chain.pending_timestamp + ONE_DAY)
-    poison = wrap_data_key(new_data_key(), *owner.client.encryption_key(doctor.address), record_id, 1)
+    key = owner.client.encryption_key(doctor.address)
+    poison = wrap_data_key(new_data_key(), key.public_key, key.version, record_id, 1, key.suite)
     access.shareDataKeys(record_id, 1, [doctor], [poison], sender=patient)
     assert reader.client.shared_keys(record_id, doctor.address, 1)[0] == poison
     reader.fetch(record_id, tmp_path / "copy")
@@ -303,7 +304,8 @@ def test_a_revocation_goes_through_even_when_the_rotation_cannot(member, access,
     with scan.open("rb") as source, owner.store.writer() as sink:
         encrypt_stream(source, sink, data_key, ZERO_RECORD_ID, 1)
     record_id = owner.client.register_record(sink.cid, patient.address, [])
-    wrapped = wrap_data_key(data_key, *owner.client.encryption_key(doctor.address), record_id, 1)
+    key = owner.client.encryption_key(doctor.address)
+    wrapped = wrap_data_key(data_key, key.public_key, key.version, record_id, 1, key.suite)
     owner.client.grant(record_id, [doctor.address], chain.pending_timestamp + ONE_DAY, 1, [(doctor.address, wrapped)])
     assert access.checkAccess(doctor, record_id)
     with pytest.raises(RecordError, match="no data key"):
