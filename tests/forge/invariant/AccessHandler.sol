@@ -1,0 +1,448 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {Consortium} from "../utils/Consortium.sol";
+import {Vm} from "../utils/Vm.sol";
+
+/// @notice The actor forge's invariant runner drives: every call is one transaction of the admin, the
+/// guardian, a hospital, a patient (directly or by a relayed signature), a reader or the stranger.
+/// Most calls stay in the current block; {advance} alone moves to a later block and time, so several
+/// transactions share a block, as on a real chain. Each successful step is written to a ghost history
+/// (a step counter, not block numbers) that the invariants read: what the contract answers must follow
+/// from that history, never from its packed storage.
+contract AccessHandler is Consortium {
+    Vm private constant vm = Vm(0x7109709ECfa91a80626fF3989D68f67F5b1DD12D);
+
+    /// @notice The ghost history of one (record, user) pair. Steps are numbered from 1; 0 is never.
+    struct Pair {
+        uint64 grantLanded; // step that wrote the current grant
+        uint64 grantLandedBlock;
+        uint64 grantIssued; // step at which its author decided it (signing, for a relayed signature)
+        uint64 grantIssuedBlock;
+        bool grantIssuedWithRole; // the grantee held a reading role when the grant was decided
+        uint64 expiry;
+        uint64 revoked; // step of the last revocation
+        uint64 consentLanded;
+        uint64 consentIssued;
+        uint64 consentBound; // expiry the patient agreed to with its consent (0: none stated)
+        uint64 withdrawn; // step of the last withdrawal of consent (or revocation)
+        uint64 emergencyOpened;
+        uint64 emergencyExpiry;
+        uint64 emergencyClosed;
+    }
+
+    /// @notice A patient's signature, issued now and relayed (or not) later.
+    struct Signature {
+        bool isGrant;
+        uint8 record;
+        uint8 reader;
+        uint64 expiry;
+        bool given;
+        uint256 nonce;
+        uint256 deadline;
+        bytes signature;
+        uint64 issued;
+        uint64 issuedBlock;
+        bool issuedWithRole;
+    }
+
+    uint256 internal constant DOCTOR_BIT = 1 << 3;
+    uint256 internal constant RESEARCHER_BIT = 1 << 4;
+    uint256 internal constant EMERGENCY_BIT = 1 << 6;
+    uint256 internal constant READING_BITS = DOCTOR_BIT | RESEARCHER_BIT | EMERGENCY_BIT;
+
+    /// @notice The accounts grants are made to and roles change for; the last is the stranger, who
+    /// is granted access but never given a role.
+    address[5] public readers;
+    /// @notice Every account the invariants ask `checkAccess` about.
+    address[9] public users;
+
+    uint64 public step;
+    uint256 public blockNow;
+    uint256 public timeNow;
+    mapping(uint256 record => bool) public retired;
+    mapping(uint256 record => mapping(address user => Pair)) internal _pairs;
+    mapping(address user => uint64) public lostAt;
+    mapping(address user => uint64) public lostAtBlock;
+    Signature[] internal _signatures;
+
+    /// @notice Set when a key was shared with someone the policy did not let read at that moment.
+    string public keyShareViolation;
+
+    /// @notice How often each kind of step succeeded, to see that the campaign reaches every path.
+    mapping(bytes32 kind => uint256) public successes;
+
+    constructor() {
+        _deployConsortium();
+        readers = [doctor, researcher, medic, shifter, stranger];
+        users = [doctor, researcher, medic, shifter, stranger, patient1, patient2, hospital, hospital2];
+        blockNow = block.number;
+        timeNow = block.timestamp;
+    }
+
+    // ----- views for the invariants -----
+
+    function accessContract() external view returns (address) {
+        return address(access);
+    }
+
+    function recordAt(uint256 i) external view returns (bytes32) {
+        return records[i];
+    }
+
+    function pair(uint256 record, address user) external view returns (Pair memory) {
+        return _pairs[record][user];
+    }
+
+    function strangerAccount() external view returns (address) {
+        return stranger;
+    }
+
+    function roles(address user) public view returns (uint256) {
+        return access.rolesOf(user);
+    }
+
+    /// @notice Whether the ghost history lets `user`'s break-glass access to `record` pass now.
+    function emergencyLive(uint256 record, address user) public view returns (bool) {
+        Pair memory p = _pairs[record][user];
+        return p.emergencyOpened > p.emergencyClosed && p.emergencyOpened > lostAt[user]
+            && p.emergencyExpiry > timeNow && roles(user) & EMERGENCY_BIT != 0;
+    }
+
+    /// @notice Whether consent landed after the last withdrawal and the last role loss.
+    function consentLanded(uint256 record, address user) public view returns (bool) {
+        Pair memory p = _pairs[record][user];
+        return p.consentLanded > p.withdrawn && p.consentLanded > lostAt[user];
+    }
+
+    // ----- the clock -----
+
+    /// @notice Mine: the next block, `seconds_` later (1 s to 20 days).
+    function advance(uint256 seconds_) external {
+        blockNow += 1;
+        timeNow += _bound(seconds_, 1, 20 days);
+        _sync();
+    }
+
+    // ----- the admin: roles, one at a time or swapped in one multicall -----
+
+    function grantRole(uint256 readerSeed, uint256 roleSeed) external {
+        _sync();
+        address account = _member(readerSeed);
+        bytes32 role = _readingOrPatientRole(roleSeed);
+        vm.prank(admin);
+        try access.grantRole(role, account) {
+            _count("grantRole");
+        } catch {}
+    }
+
+    function revokeRole(uint256 readerSeed, uint256 roleSeed, bool renounce) external {
+        _sync();
+        address account = _member(readerSeed);
+        bytes32 role = _readingOrPatientRole(roleSeed);
+        uint256 before = roles(account);
+        vm.prank(renounce ? account : admin);
+        if (renounce) {
+            try access.renounceRole(role, account) {} catch {}
+        } else {
+            try access.revokeRole(role, account) {} catch {}
+        }
+        _afterRoleChange(account, before, "revokeRole");
+    }
+
+    /// @notice Swap one reading role for another in one transaction (admin's multicall).
+    function swapRole(uint256 readerSeed, uint256 fromSeed, uint256 toSeed) external {
+        _sync();
+        address account = _member(readerSeed);
+        bytes[] memory calls = new bytes[](2);
+        calls[0] = abi.encodeCall(access.revokeRole, (_readingOrPatientRole(fromSeed), account));
+        calls[1] = abi.encodeCall(access.grantRole, (_readingOrPatientRole(toSeed), account));
+        uint256 before = roles(account);
+        vm.prank(admin);
+        try access.multicall(calls) {
+            _count("swapRole");
+            // Revoking and re-granting the same role in one transaction still loses it for a moment.
+            uint256 fromBit = _bitOf(fromSeed);
+            if (before & fromBit & READING_BITS != 0) _lose(account);
+        } catch {}
+        _afterRoleChange(account, before, "roleChange");
+    }
+
+    // ----- the guardian -----
+
+    function pause(uint256 seed) external {
+        _sync();
+        if (seed % 4 != 0) return; // pause shuts every pair off: keep it rare
+        vm.prank(guardian);
+        try access.pause() {
+            _count("pause");
+        } catch {}
+    }
+
+    function unpause() external {
+        _sync();
+        vm.prank(guardian);
+        try access.unpause() {
+            _count("unpause");
+        } catch {}
+    }
+
+    // ----- the record's owner or patient -----
+
+    function grant(uint256 recordSeed, uint256 readerSeed, uint256 duration, bool byPatient) external {
+        _sync();
+        (uint256 r, address reader) = (recordSeed % 3, readers[readerSeed % 5]);
+        uint64 expiry = uint64(timeNow + _bound(duration, 1, 60 days));
+        vm.prank(byPatient ? _patientOf(r) : _ownerOf(r));
+        try access.grantAccess(records[r], reader, expiry) {
+            _grantLanded(r, reader, expiry, byPatient, step, blockNow, _reads(reader));
+            _count("grant");
+        } catch {}
+    }
+
+    function grantBatch(uint256 recordSeed, uint256 readersMask, uint256 duration) external {
+        _sync();
+        uint256 r = recordSeed % 3;
+        address[] memory batch = new address[](2);
+        batch[0] = readers[readersMask % 5];
+        batch[1] = readers[(readersMask >> 8) % 5];
+        uint64 expiry = uint64(timeNow + _bound(duration, 1, 60 days));
+        vm.prank(_ownerOf(r));
+        try access.grantAccessBatch(records[r], batch, expiry) {
+            for (uint256 i; i < 2; ++i) _grantLanded(r, batch[i], expiry, false, step, blockNow, _reads(batch[i]));
+            _count("grantBatch");
+        } catch {}
+    }
+
+    function revoke(uint256 recordSeed, uint256 readerSeed, bool byPatient) external {
+        _sync();
+        (uint256 r, address reader) = (recordSeed % 3, readers[readerSeed % 5]);
+        vm.prank(byPatient ? _patientOf(r) : _ownerOf(r));
+        try access.revokeAccess(records[r], reader) {
+            Pair storage p = _pairs[r][reader];
+            p.revoked = step;
+            p.withdrawn = step;
+            _count("revoke");
+        } catch {}
+    }
+
+    function setConsent(uint256 recordSeed, uint256 readerSeed, bool given) external {
+        _sync();
+        (uint256 r, address reader) = (recordSeed % 3, readers[readerSeed % 5]);
+        vm.prank(_patientOf(r));
+        try access.setConsent(records[r], reader, given) {
+            _consentLanded(r, reader, given, step, 0);
+            _count(given ? bytes32("consent") : bytes32("withdraw"));
+        } catch {}
+    }
+
+    function retire(uint256 recordSeed, uint256 seed) external {
+        _sync();
+        if (seed % 16 != 0) return; // a retired record is shut for good: keep it rare
+        uint256 r = recordSeed % 3;
+        vm.prank(_ownerOf(r));
+        try access.retireRecord(records[r]) {
+            retired[r] = true;
+            _count("retire");
+        } catch {}
+    }
+
+    function rotate(uint256 recordSeed, uint256 cidSeed) external {
+        _sync();
+        uint256 r = recordSeed % 3;
+        vm.prank(_ownerOf(r));
+        try access.rotateRecord(records[r], cid(1000 + _bound(cidSeed, 0, 1 << 64))) {
+            _count("rotate");
+        } catch {}
+    }
+
+    /// @notice Share a data key with a reader, directly or in the owner's grant-and-share multicall.
+    /// Whoever receives a key must be the owner, the patient, or pass `checkAccess` at that moment.
+    function shareKey(uint256 recordSeed, uint256 readerSeed, bool withGrant, uint256 duration) external {
+        _sync();
+        (uint256 r, address reader) = (recordSeed % 3, readers[readerSeed % 5]);
+        bytes32 record = records[r];
+        uint32 version;
+        try access.currentCid(record) returns (bytes memory, uint32 v) {
+            version = v;
+        } catch {
+            return;
+        }
+        address[] memory to = new address[](1);
+        to[0] = reader;
+        bytes[] memory wrapped = new bytes[](1);
+        wrapped[0] = abi.encodePacked(bytes32(uint256(0xC0FFEE)));
+        bytes[] memory calls = new bytes[](withGrant ? 2 : 1);
+        uint64 expiry = uint64(timeNow + _bound(duration, 1, 60 days));
+        if (withGrant) calls[0] = abi.encodeCall(access.grantAccess, (record, reader, expiry));
+        calls[calls.length - 1] = abi.encodeCall(access.shareDataKeys, (record, version, to, wrapped));
+        vm.prank(_ownerOf(r));
+        try access.multicall(calls) {
+            if (withGrant) _grantLanded(r, reader, expiry, false, step, blockNow, _reads(reader));
+            // The share ran last in the transaction, so the policy's answer now is its answer then.
+            if (!access.checkAccess(reader, record)) keyShareViolation = "key shared with a reader without access";
+            _count(withGrant ? bytes32("grantAndShare") : bytes32("share"));
+        } catch {}
+    }
+
+    // ----- patients' signatures: issued now, relayed by the stranger now or much later -----
+
+    function patientSignsGrant(uint256 recordSeed, uint256 readerSeed, uint256 duration) external {
+        _sync();
+        (uint256 r, address reader) = (recordSeed % 3, readers[readerSeed % 5]);
+        address patient = _patientOf(r);
+        uint64 expiry = uint64(timeNow + _bound(duration, 1, 60 days));
+        uint256 nonce = access.nonces(patient);
+        uint256 deadline = timeNow + 30 days;
+        bytes memory sig = signGrant(patient, records[r], reader, expiry, nonce, deadline);
+        _signatures.push(
+            Signature(true, uint8(r), uint8(readerSeed % 5), expiry, true, nonce, deadline, sig, step, uint64(blockNow), _reads(reader))
+        );
+        _count("signGrant");
+    }
+
+    function patientSignsConsent(uint256 recordSeed, uint256 readerSeed, bool given) external {
+        _sync();
+        (uint256 r, address reader) = (recordSeed % 3, readers[readerSeed % 5]);
+        address patient = _patientOf(r);
+        uint256 nonce = access.nonces(patient);
+        uint256 deadline = timeNow + 30 days;
+        bytes memory sig = signConsent(patient, records[r], reader, given, nonce, deadline);
+        _signatures.push(
+            Signature(false, uint8(r), uint8(readerSeed % 5), 0, given, nonce, deadline, sig, step, uint64(blockNow), _reads(reader))
+        );
+        _count("signConsent");
+    }
+
+    function relay(uint256 signatureSeed) external {
+        _sync();
+        if (_signatures.length == 0) return;
+        Signature memory s = _signatures[signatureSeed % _signatures.length];
+        address reader = readers[s.reader];
+        vm.prank(stranger);
+        if (s.isGrant) {
+            try access.grantAccessBySig(records[s.record], reader, s.expiry, s.nonce, s.deadline, s.signature) {
+                _grantLanded(s.record, reader, s.expiry, true, s.issued, s.issuedBlock, s.issuedWithRole);
+                _count("relayGrant");
+            } catch {}
+        } else {
+            try access.setConsentBySig(records[s.record], reader, s.given, s.nonce, s.deadline, s.signature) {
+                _consentLanded(s.record, reader, s.given, s.issued, 0);
+                _count("relayConsent");
+            } catch {}
+        }
+    }
+
+    // ----- break-glass -----
+
+    function openEmergency(uint256 recordSeed, uint256 readerSeed, uint256 duration) external {
+        _sync();
+        (uint256 r, address reader) = (recordSeed % 3, readers[readerSeed % 5]);
+        uint64 d = uint64(_bound(duration, 1, 12 hours));
+        vm.prank(reader);
+        try access.openEmergencyAccess(records[r], keccak256("reason"), d) {
+            Pair storage p = _pairs[r][reader];
+            p.emergencyOpened = step;
+            p.emergencyExpiry = uint64(timeNow) + d;
+            _count("openEmergency");
+        } catch {}
+    }
+
+    function closeEmergency(uint256 recordSeed, uint256 readerSeed, uint256 bySeed) external {
+        _sync();
+        (uint256 r, address reader) = (recordSeed % 3, readers[readerSeed % 5]);
+        address by = [reader, _ownerOf(r), _patientOf(r)][bySeed % 3];
+        vm.prank(by);
+        try access.closeEmergencyAccess(records[r], reader) {
+            _pairs[r][reader].emergencyClosed = step;
+            _count("closeEmergency");
+        } catch {}
+    }
+
+    // ----- internals -----
+
+    /// @dev Every call starts in the handler's block and time, and counts as one step.
+    function _sync() internal {
+        vm.roll(blockNow);
+        vm.warp(timeNow);
+        step += 1;
+    }
+
+    function _count(bytes32 kind) internal {
+        successes[kind] += 1;
+    }
+
+    function _afterRoleChange(address account, uint256 before, bytes32 kind) internal {
+        uint256 after_ = roles(account);
+        if (after_ != before) _count(kind);
+        if (before & ~after_ & READING_BITS != 0) _lose(account);
+    }
+
+    function _lose(address account) internal {
+        lostAt[account] = step;
+        lostAtBlock[account] = uint64(blockNow);
+    }
+
+    function _bitOf(uint256 roleSeed) internal pure returns (uint256) {
+        return [DOCTOR_BIT, RESEARCHER_BIT, EMERGENCY_BIT, uint256(1 << 5)][roleSeed % 4];
+    }
+
+    function _grantLanded(
+        uint256 r,
+        address reader,
+        uint64 expiry,
+        bool byPatient,
+        uint64 issued,
+        uint256 issuedBlock,
+        bool issuedWithRole
+    ) internal {
+        Pair storage p = _pairs[r][reader];
+        p.grantLanded = step;
+        p.grantLandedBlock = uint64(blockNow);
+        p.grantIssued = issued;
+        p.grantIssuedBlock = uint64(issuedBlock);
+        p.grantIssuedWithRole = issuedWithRole;
+        p.expiry = expiry;
+        if (byPatient) _consentLanded(r, reader, true, issued, expiry);
+    }
+
+    function _consentLanded(uint256 r, address reader, bool given, uint64 issued, uint64 bound) internal {
+        Pair storage p = _pairs[r][reader];
+        if (given) {
+            p.consentLanded = step;
+            p.consentIssued = issued;
+            p.consentBound = bound;
+        } else {
+            p.withdrawn = step;
+        }
+    }
+
+    function _reads(address account) internal view returns (bool) {
+        return roles(account) & READING_BITS != 0;
+    }
+
+    /// @dev A reader whose roles may change: never the stranger.
+    function _member(uint256 seed) internal view returns (address) {
+        return readers[seed % 4];
+    }
+
+    function _readingOrPatientRole(uint256 seed) internal view returns (bytes32) {
+        uint256 i = seed % 4;
+        if (i == 0) return access.DOCTOR_ROLE();
+        if (i == 1) return access.RESEARCHER_ROLE();
+        if (i == 2) return access.EMERGENCY_ROLE();
+        return access.PATIENT_ROLE();
+    }
+
+    function _ownerOf(uint256 r) internal view returns (address) {
+        return r == 2 ? hospital2 : hospital;
+    }
+
+    function _patientOf(uint256 r) internal view returns (address) {
+        return r == 1 ? patient2 : patient1;
+    }
+
+    function _bound(uint256 x, uint256 lo, uint256 hi) internal pure returns (uint256) {
+        return lo + x % (hi - lo + 1);
+    }
+}
