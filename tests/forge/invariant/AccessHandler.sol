@@ -20,6 +20,7 @@ contract AccessHandler is Consortium {
         uint64 grantIssued; // step at which its author decided it (signing, for a relayed signature)
         uint64 grantIssuedBlock;
         bool grantIssuedWithRole; // the grantee held a reading role when the grant was decided
+        bool grantLandedAsDoctor; // the grantee held the doctor role when the grant was written
         uint64 expiry;
         uint64 revoked; // step of the last revocation
         uint64 consentLanded;
@@ -50,6 +51,7 @@ contract AccessHandler is Consortium {
     uint256 internal constant RESEARCHER_BIT = 1 << 4;
     uint256 internal constant EMERGENCY_BIT = 1 << 6;
     uint256 internal constant READING_BITS = DOCTOR_BIT | RESEARCHER_BIT | EMERGENCY_BIT;
+    bytes4 internal constant ENFORCED_PAUSE = bytes4(keccak256("EnforcedPause()"));
 
     /// @notice The accounts grants are made to and roles change for; the last is the stranger, who
     /// is granted access but never given a role.
@@ -68,6 +70,8 @@ contract AccessHandler is Consortium {
 
     /// @notice Set when a key was shared with someone the policy did not let read at that moment.
     string public keyShareViolation;
+    /// @notice Set when the pause refused a step that only reduces access (issue 11, item 6).
+    string public pauseBlockedReduction;
 
     /// @notice How often each kind of step succeeded, to see that the campaign reaches every path.
     mapping(bytes32 kind => uint256) public successes;
@@ -107,6 +111,14 @@ contract AccessHandler is Consortium {
         Pair memory p = _pairs[record][user];
         return p.emergencyOpened > p.emergencyClosed && p.emergencyOpened > lostAt[user]
             && p.emergencyExpiry > timeNow && roles(user) & EMERGENCY_BIT != 0;
+    }
+
+    /// @notice Whether the patient decided its consent (signed it, or sent it) after its last
+    /// withdrawal and the researcher's last role loss, and it is within the expiry the patient set.
+    function consentDecided(uint256 record, address user) public view returns (bool) {
+        Pair memory p = _pairs[record][user];
+        return p.consentIssued > p.withdrawn && p.consentIssued > lostAt[user]
+            && (p.consentBound == 0 || p.consentBound > timeNow);
     }
 
     /// @notice Whether consent landed after the last withdrawal and the last role loss.
@@ -223,7 +235,9 @@ contract AccessHandler is Consortium {
             p.revoked = step;
             p.withdrawn = step;
             _count("revoke");
-        } catch {}
+        } catch (bytes memory err) {
+            _noteReductionRefused(err, "revokeAccess");
+        }
     }
 
     function setConsent(uint256 recordSeed, uint256 readerSeed, bool given) external {
@@ -233,7 +247,9 @@ contract AccessHandler is Consortium {
         try access.setConsent(records[r], reader, given) {
             _consentLanded(r, reader, given, step, 0);
             _count(given ? bytes32("consent") : bytes32("withdraw"));
-        } catch {}
+        } catch (bytes memory err) {
+            if (!given) _noteReductionRefused(err, "setConsent(false)");
+        }
     }
 
     function retire(uint256 recordSeed, uint256 seed) external {
@@ -244,7 +260,9 @@ contract AccessHandler is Consortium {
         try access.retireRecord(records[r]) {
             retired[r] = true;
             _count("retire");
-        } catch {}
+        } catch (bytes memory err) {
+            _noteReductionRefused(err, "retireRecord");
+        }
     }
 
     function rotate(uint256 recordSeed, uint256 cidSeed) external {
@@ -356,7 +374,9 @@ contract AccessHandler is Consortium {
         try access.closeEmergencyAccess(records[r], reader) {
             _pairs[r][reader].emergencyClosed = step;
             _count("closeEmergency");
-        } catch {}
+        } catch (bytes memory err) {
+            _noteReductionRefused(err, "closeEmergencyAccess");
+        }
     }
 
     // ----- internals -----
@@ -366,6 +386,11 @@ contract AccessHandler is Consortium {
         vm.roll(blockNow);
         vm.warp(timeNow);
         step += 1;
+    }
+
+    /// @dev A step that only reduces access failed: note it if the pause was the reason.
+    function _noteReductionRefused(bytes memory err, string memory what) internal {
+        if (err.length >= 4 && bytes4(err) == ENFORCED_PAUSE) pauseBlockedReduction = what;
     }
 
     function _count(bytes32 kind) internal {
@@ -402,6 +427,7 @@ contract AccessHandler is Consortium {
         p.grantIssued = issued;
         p.grantIssuedBlock = uint64(issuedBlock);
         p.grantIssuedWithRole = issuedWithRole;
+        p.grantLandedAsDoctor = roles(reader) & DOCTOR_BIT != 0;
         p.expiry = expiry;
         if (byPatient) _consentLanded(r, reader, true, issued, expiry);
     }
