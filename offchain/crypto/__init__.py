@@ -31,6 +31,7 @@ from .stream import (
     encrypt_stream,
     new_data_key,
     plaintext_length,
+    verify_data_key,
 )
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "encrypt_stream",
     "new_data_key",
     "plaintext_length",
+    "verify_data_key",
     "raw_public_key",
     "unwrap_data_key",
     "wrap_data_key",
