@@ -85,14 +85,17 @@ contract AccessFuzzTest is TestBase, Consortium {
         vm.assume(key != PATIENT1_KEY);
         uint64 expiry = uint64(block.timestamp + 1 days);
         uint256 deadline = block.timestamp + 1 days;
-        uint256 nonce = access.nonces(patient1);
-        bytes32 structHash = keccak256(abi.encode(GRANT_TYPEHASH, records[0], doctor, expiry, nonce, deadline));
+        uint64 issued = uint64(block.number - 1); // the latest mined block the patient saw
+        bytes32 structHash =
+            keccak256(abi.encode(GRANT_TYPEHASH, records[0], doctor, expiry, uint256(7), issued, deadline));
         bytes32 digest = keccak256(abi.encodePacked("\x19\x01", domainSeparator(), structHash));
         (uint8 v, bytes32 r, bytes32 s) = vm.sign(key, digest);
+        vm.roll(block.number + 1);
         vm.prank(stranger);
         (bool ok,) = address(access).call(
             abi.encodeCall(
-                access.grantAccessBySig, (records[0], doctor, expiry, nonce, deadline, abi.encodePacked(r, s, v))
+                access.grantAccessBySig,
+                (records[0], doctor, expiry, 7, issued, deadline, abi.encodePacked(r, s, v))
             )
         );
         assertFalse(ok, "a foreign signature granted access");
@@ -101,20 +104,130 @@ contract AccessFuzzTest is TestBase, Consortium {
 
     /// @notice The patient's own signature, relayed by a stranger, grants access with consent (the
     /// researcher passes), once only.
-    function testFuzz_patientSignatureGrantsOnce(uint64 duration) public {
+    function testFuzz_patientSignatureGrantsOnce(uint64 duration, uint256 nonce) public {
         uint64 expiry = uint64(block.timestamp + 1 + duration % (365 days));
         uint256 deadline = block.timestamp + 1 days;
-        uint256 nonce = access.nonces(patient1);
-        bytes memory sig = signGrant(patient1, records[0], researcher, expiry, nonce, deadline);
+        uint64 issued = uint64(block.number - 1); // the latest mined block the patient saw
+        bytes memory sig = signGrant(patient1, records[0], researcher, expiry, nonce, issued, deadline);
+        vm.roll(block.number + 1);
         vm.prank(stranger);
-        access.grantAccessBySig(records[0], researcher, expiry, nonce, deadline, sig);
+        access.grantAccessBySig(records[0], researcher, expiry, nonce, issued, deadline, sig);
         vm.roll(block.number + 1);
         assertTrue(access.checkAccess(researcher, records[0]), "the signed grant did not pass");
         vm.prank(stranger);
         (bool replayed,) = address(access).call(
-            abi.encodeCall(access.grantAccessBySig, (records[0], researcher, expiry, nonce, deadline, sig))
+            abi.encodeCall(access.grantAccessBySig, (records[0], researcher, expiry, nonce, issued, deadline, sig))
         );
         assertFalse(replayed, "a signature was relayed twice");
+    }
+
+    /// @notice A grant signature held back past a revocation, a withdrawal of consent, the grantee's
+    /// loss of its role (even if given back) or the patient's cancellation is refused when relayed,
+    /// and the grantee does not pass (issue 11, item 1).
+    function testFuzz_heldBackGrantSignatureIsRefused(uint8 what, uint256 blocksLater, uint256 nonce) public {
+        what %= 4;
+        uint64 expiry = uint64(block.timestamp + 30 days);
+        uint256 deadline = block.timestamp + 30 days;
+        uint64 issued = uint64(block.number - 1); // the latest mined block the patient saw
+        address grantee = what == 1 ? researcher : doctor;
+        bytes memory sig = signGrant(patient1, records[0], grantee, expiry, nonce, issued, deadline);
+        vm.roll(block.number + blocksLater % 3);
+        if (what == 0) {
+            vm.startPrank(patient1);
+            access.grantAccess(records[0], grantee, expiry);
+            access.revokeAccess(records[0], grantee);
+            vm.stopPrank();
+        } else if (what == 1) {
+            vm.prank(hospital);
+            access.grantAccess(records[0], grantee, expiry);
+            vm.prank(patient1);
+            access.setConsent(records[0], grantee, 0);
+        } else if (what == 2) {
+            bytes32 role = access.DOCTOR_ROLE();
+            vm.startPrank(admin);
+            access.revokeRole(role, grantee);
+            access.grantRole(role, grantee);
+            vm.stopPrank();
+        } else {
+            vm.prank(patient1);
+            access.cancelSignature(nonce);
+        }
+        vm.roll(block.number + 1 + blocksLater % 5);
+        vm.prank(stranger);
+        (bool ok,) = address(access).call(
+            abi.encodeCall(access.grantAccessBySig, (records[0], grantee, expiry, nonce, issued, deadline, sig))
+        );
+        assertFalse(ok, "a held-back signature was relayed");
+        assertFalse(access.checkAccess(grantee, records[0]), "a held-back signature restored access");
+    }
+
+    /// @notice Consent is bounded by the expiry the patient agreed to: the hospital extending the
+    /// grant does not extend the researcher's access (issue 11, item 2).
+    function testFuzz_consentBoundedByThePatientsExpiry(uint64 agreed, uint64 extension, uint256 probe) public {
+        uint64 until = uint64(block.timestamp + 1 + agreed % (365 days));
+        uint64 extended = uint64(until + 1 + extension % (3650 days));
+        vm.prank(patient1);
+        access.grantAccess(records[0], researcher, until);
+        vm.roll(block.number + 1);
+        vm.prank(hospital);
+        access.grantAccess(records[0], researcher, extended);
+        vm.roll(block.number + 1);
+        uint256 at = until + probe % (extended - until);
+        vm.warp(at);
+        assertFalse(access.checkAccess(researcher, records[0]), "consent outlived the patient's expiry");
+    }
+
+    /// @notice A hospital's grant to a researcher without consent does not wake when the researcher
+    /// is made a doctor (issue 11, item 5); a grant to a member with no reading role is refused.
+    function testFuzz_dormantGrantsNeverWake(uint256 blocksLater) public {
+        vm.prank(hospital);
+        access.grantAccess(records[0], researcher, uint64(block.timestamp + 30 days));
+        vm.roll(block.number + 1 + blocksLater % 10);
+        bytes32 role = access.DOCTOR_ROLE();
+        vm.prank(admin);
+        access.grantRole(role, researcher);
+        vm.roll(block.number + 1);
+        assertFalse(access.checkAccess(researcher, records[0]), "a dormant grant woke");
+        vm.prank(hospital);
+        (bool ok,) = address(access).call(
+            abi.encodeCall(access.grantAccess, (records[0], stranger, uint64(block.timestamp + 1 days)))
+        );
+        assertFalse(ok, "a grant to a member without a reading role was accepted");
+    }
+
+    /// @notice While paused, every step that only reduces access runs (issue 11, item 6), and nothing passes.
+    function testFuzz_reductionsRunWhilePaused(uint8 which) public {
+        vm.prank(hospital);
+        access.grantAccess(records[0], doctor, uint64(block.timestamp + 1 days));
+        vm.prank(patient1);
+        access.grantAccess(records[0], researcher, uint64(block.timestamp + 1 days));
+        vm.prank(medic);
+        access.openEmergencyAccess(records[0], keccak256("reason"), 1 hours);
+        vm.roll(block.number + 1);
+        vm.prank(guardian);
+        access.pause();
+        which %= 4;
+        if (which == 0) {
+            vm.prank(patient1);
+            access.revokeAccess(records[0], doctor);
+        } else if (which == 1) {
+            vm.prank(patient1);
+            access.setConsent(records[0], researcher, 0);
+        } else if (which == 2) {
+            vm.prank(hospital);
+            access.closeEmergencyAccess(records[0], medic);
+        } else {
+            vm.prank(hospital);
+            access.retireRecord(records[0]);
+        }
+        vm.prank(guardian);
+        access.unpause();
+        address[3] memory reduced = [doctor, researcher, medic];
+        if (which < 3) {
+            assertFalse(access.checkAccess(reduced[which], records[0]), "a reduction made while paused was undone");
+        } else {
+            assertFalse(access.checkAccess(doctor, records[0]), "a record retired while paused still passes");
+        }
     }
 
     /// @notice A key can be shared only with someone who may read; granting and sharing in one

@@ -32,13 +32,13 @@ contract AccessHandler is Consortium {
         uint64 emergencyClosed;
     }
 
-    /// @notice A patient's signature, issued now and relayed (or not) later.
+    /// @notice A patient's signature, issued now and relayed (or not, or cancelled) later.
     struct Signature {
         bool isGrant;
         uint8 record;
         uint8 reader;
-        uint64 expiry;
-        bool given;
+        uint64 expiry; // for a consent, 0 withdraws
+        bool cancelled;
         uint256 nonce;
         uint256 deadline;
         bytes signature;
@@ -72,6 +72,12 @@ contract AccessHandler is Consortium {
     string public keyShareViolation;
     /// @notice Set when the pause refused a step that only reduces access (issue 11, item 6).
     string public pauseBlockedReduction;
+    /// @notice Set when break-glass opened more often than allowed, or within the cooldown.
+    string public breakGlassViolation;
+    mapping(uint256 record => mapping(address user => uint256)) public emergencyOpenings;
+    mapping(uint256 record => mapping(address user => uint256)) public emergencyClosedByOtherAt;
+    /// @notice Set when a signature its patient had cancelled was relayed.
+    string public cancelledSignatureRelayed;
 
     /// @notice How often each kind of step succeeded, to see that the campaign reaches every path.
     mapping(bytes32 kind => uint256) public successes;
@@ -240,12 +246,13 @@ contract AccessHandler is Consortium {
         }
     }
 
-    function setConsent(uint256 recordSeed, uint256 readerSeed, bool given) external {
+    function setConsent(uint256 recordSeed, uint256 readerSeed, bool given, uint256 duration) external {
         _sync();
         (uint256 r, address reader) = (recordSeed % 3, readers[readerSeed % 5]);
+        uint64 expiry = given ? uint64(timeNow + _bound(duration, 1, 60 days)) : 0;
         vm.prank(_patientOf(r));
-        try access.setConsent(records[r], reader, given) {
-            _consentLanded(r, reader, given, step, 0);
+        try access.setConsent(records[r], reader, expiry) {
+            _consentLanded(r, reader, given, step, expiry);
             _count(given ? bytes32("consent") : bytes32("withdraw"));
         } catch (bytes memory err) {
             if (!given) _noteReductionRefused(err, "setConsent(false)");
@@ -274,62 +281,116 @@ contract AccessHandler is Consortium {
         } catch {}
     }
 
-    /// @notice Share a data key with a reader, directly or in the owner's grant-and-share multicall.
-    /// Whoever receives a key must be the owner, the patient, or pass `checkAccess` at that moment.
-    function shareKey(uint256 recordSeed, uint256 readerSeed, bool withGrant, uint256 duration) external {
+    /// @notice Share a data key, as the owner or the patient, with a reader, the owner or the patient;
+    /// the owner may grant and share in one multicall. Whoever receives a key must be the owner, the
+    /// patient, or pass `checkAccess` at that moment, and only the owner publishes into the owner's
+    /// slot (issue 11, item 3).
+    function shareKey(uint256 recordSeed, uint256 toSeed, bool byPatient, bool withGrant, uint256 duration)
+        external
+    {
         _sync();
-        (uint256 r, address reader) = (recordSeed % 3, readers[readerSeed % 5]);
-        bytes32 record = records[r];
+        uint256 r = recordSeed % 3;
+        uint256 t = toSeed % 7;
+        address reader = t < 5 ? readers[t] : (t == 5 ? _ownerOf(r) : _patientOf(r));
+        address sharer = byPatient ? _patientOf(r) : _ownerOf(r);
+        withGrant = withGrant && t < 5;
+        uint64 expiry = uint64(timeNow + _bound(duration, 1, 60 days));
+        (bool ok, bytes[] memory calls) = _shareCalls(records[r], reader, withGrant, expiry);
+        if (!ok) return;
+        vm.prank(sharer);
+        try access.multicall(calls) {
+            if (withGrant) _grantLanded(r, reader, expiry, byPatient, step, blockNow, _reads(reader));
+            _checkShare(r, reader, sharer, t < 5);
+            _count(withGrant ? bytes32("grantAndShare") : bytes32("share"));
+        } catch {}
+    }
+
+    function _shareCalls(bytes32 record, address reader, bool withGrant, uint64 expiry)
+        internal
+        view
+        returns (bool ok, bytes[] memory calls)
+    {
         uint32 version;
         try access.currentCid(record) returns (bytes memory, uint32 v) {
             version = v;
         } catch {
-            return;
+            return (false, calls);
         }
         address[] memory to = new address[](1);
         to[0] = reader;
         bytes[] memory wrapped = new bytes[](1);
         wrapped[0] = abi.encodePacked(bytes32(uint256(0xC0FFEE)));
-        bytes[] memory calls = new bytes[](withGrant ? 2 : 1);
-        uint64 expiry = uint64(timeNow + _bound(duration, 1, 60 days));
+        calls = new bytes[](withGrant ? 2 : 1);
         if (withGrant) calls[0] = abi.encodeCall(access.grantAccess, (record, reader, expiry));
         calls[calls.length - 1] = abi.encodeCall(access.shareDataKeys, (record, version, to, wrapped));
-        vm.prank(_ownerOf(r));
-        try access.multicall(calls) {
-            if (withGrant) _grantLanded(r, reader, expiry, false, step, blockNow, _reads(reader));
-            // The share ran last in the transaction, so the policy's answer now is its answer then.
-            if (!access.checkAccess(reader, record)) keyShareViolation = "key shared with a reader without access";
-            _count(withGrant ? bytes32("grantAndShare") : bytes32("share"));
-        } catch {}
+        return (true, calls);
+    }
+
+    /// @dev After a successful share: only the owner fills the owner's slot, and a reader who got a
+    /// key passes now (the share ran last in its transaction, so the answer now is the answer then).
+    function _checkShare(uint256 r, address reader, address sharer, bool isReader) internal {
+        if (reader == _ownerOf(r) && sharer != reader) {
+            keyShareViolation = "a key was published into the owner's slot by someone else";
+        }
+        if (isReader && !access.checkAccess(reader, records[r])) {
+            keyShareViolation = "key shared with a reader without access";
+        }
     }
 
     // ----- patients' signatures: issued now, relayed by the stranger now or much later -----
 
-    function patientSignsGrant(uint256 recordSeed, uint256 readerSeed, uint256 duration) external {
+    /// @notice The patient signs a grant having seen the latest mined block (unordered nonce of its choosing).
+    function patientSignsGrant(uint256 recordSeed, uint256 readerSeed, uint256 duration, uint256 nonce) external {
         _sync();
-        (uint256 r, address reader) = (recordSeed % 3, readers[readerSeed % 5]);
-        address patient = _patientOf(r);
         uint64 expiry = uint64(timeNow + _bound(duration, 1, 60 days));
-        uint256 nonce = access.nonces(patient);
-        uint256 deadline = timeNow + 30 days;
-        bytes memory sig = signGrant(patient, records[r], reader, expiry, nonce, deadline);
-        _signatures.push(
-            Signature(true, uint8(r), uint8(readerSeed % 5), expiry, true, nonce, deadline, sig, step, uint64(blockNow), _reads(reader))
-        );
+        _sign(true, recordSeed % 3, readerSeed % 5, expiry, nonce % 64);
         _count("signGrant");
     }
 
-    function patientSignsConsent(uint256 recordSeed, uint256 readerSeed, bool given) external {
+    /// @notice The patient signs a consent until some time, or a withdrawal.
+    function patientSignsConsent(uint256 recordSeed, uint256 readerSeed, bool given, uint256 duration, uint256 nonce)
+        external
+    {
         _sync();
-        (uint256 r, address reader) = (recordSeed % 3, readers[readerSeed % 5]);
-        address patient = _patientOf(r);
-        uint256 nonce = access.nonces(patient);
-        uint256 deadline = timeNow + 30 days;
-        bytes memory sig = signConsent(patient, records[r], reader, given, nonce, deadline);
-        _signatures.push(
-            Signature(false, uint8(r), uint8(readerSeed % 5), 0, given, nonce, deadline, sig, step, uint64(blockNow), _reads(reader))
-        );
+        uint64 expiry = given ? uint64(timeNow + _bound(duration, 1, 60 days)) : 0;
+        _sign(false, recordSeed % 3, readerSeed % 5, expiry, nonce % 64);
         _count("signConsent");
+    }
+
+    /// @notice The patient cancels one of its outstanding signatures.
+    function patientCancels(uint256 signatureSeed) external {
+        _sync();
+        if (_signatures.length == 0) return;
+        Signature storage s = _signatures[signatureSeed % _signatures.length];
+        vm.prank(_patientOf(s.record));
+        try access.cancelSignature(s.nonce) {
+            s.cancelled = true;
+            _count("cancelSignature");
+        } catch {}
+    }
+
+    function _sign(bool isGrant, uint256 r, uint256 readerIndex, uint64 expiry, uint256 nonce) internal {
+        address patient = _patientOf(r);
+        address reader = readers[readerIndex];
+        uint256 deadline = timeNow + 30 days;
+        bytes memory sig = isGrant
+            ? signGrant(patient, records[r], reader, expiry, nonce, uint64(blockNow - 1), deadline)
+            : signConsent(patient, records[r], reader, expiry, nonce, uint64(blockNow - 1), deadline);
+        _signatures.push(
+            Signature(
+                isGrant,
+                uint8(r),
+                uint8(readerIndex),
+                expiry,
+                false,
+                nonce,
+                deadline,
+                sig,
+                step,
+                uint64(blockNow - 1),
+                _reads(reader)
+            )
+        );
     }
 
     function relay(uint256 signatureSeed) external {
@@ -337,18 +398,26 @@ contract AccessHandler is Consortium {
         if (_signatures.length == 0) return;
         Signature memory s = _signatures[signatureSeed % _signatures.length];
         address reader = readers[s.reader];
+        bytes32 record = records[s.record];
         vm.prank(stranger);
         if (s.isGrant) {
-            try access.grantAccessBySig(records[s.record], reader, s.expiry, s.nonce, s.deadline, s.signature) {
+            try access.grantAccessBySig(record, reader, s.expiry, s.nonce, s.issuedBlock, s.deadline, s.signature) {
                 _grantLanded(s.record, reader, s.expiry, true, s.issued, s.issuedBlock, s.issuedWithRole);
-                _count("relayGrant");
+                _relayed(s, "relayGrant");
             } catch {}
         } else {
-            try access.setConsentBySig(records[s.record], reader, s.given, s.nonce, s.deadline, s.signature) {
-                _consentLanded(s.record, reader, s.given, s.issued, 0);
-                _count("relayConsent");
-            } catch {}
+            try access.setConsentBySig(record, reader, s.expiry, s.nonce, s.issuedBlock, s.deadline, s.signature) {
+                _consentLanded(s.record, reader, s.expiry != 0, s.issued, s.expiry);
+                _relayed(s, "relayConsent");
+            } catch (bytes memory err) {
+                if (s.expiry == 0) _noteReductionRefused(err, "setConsentBySig(withdraw)");
+            }
         }
+    }
+
+    function _relayed(Signature memory s, bytes32 kind) internal {
+        if (s.cancelled) cancelledSignatureRelayed = "a cancelled signature was relayed";
+        _count(kind);
     }
 
     // ----- break-glass -----
@@ -362,6 +431,13 @@ contract AccessHandler is Consortium {
             Pair storage p = _pairs[r][reader];
             p.emergencyOpened = step;
             p.emergencyExpiry = uint64(timeNow) + d;
+            uint256 closedAt = emergencyClosedByOtherAt[r][reader];
+            if (++emergencyOpenings[r][reader] > access.MAX_EMERGENCY_OPENINGS()) {
+                breakGlassViolation = "break-glass opened more than MAX_EMERGENCY_OPENINGS times";
+            }
+            if (closedAt != 0 && timeNow < closedAt + access.EMERGENCY_COOLDOWN()) {
+                breakGlassViolation = "break-glass reopened within the cooldown after its closing";
+            }
             _count("openEmergency");
         } catch {}
     }
@@ -373,6 +449,7 @@ contract AccessHandler is Consortium {
         vm.prank(by);
         try access.closeEmergencyAccess(records[r], reader) {
             _pairs[r][reader].emergencyClosed = step;
+            if (by != reader) emergencyClosedByOtherAt[r][reader] = timeNow;
             _count("closeEmergency");
         } catch (bytes memory err) {
             _noteReductionRefused(err, "closeEmergencyAccess");

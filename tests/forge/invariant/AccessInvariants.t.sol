@@ -37,18 +37,13 @@ contract AccessInvariantsTest is TestBase {
         _checkResearcherNeedsLiveConsent();
         _checkKeySharedOnlyWithReaders();
         _checkLiveDoctorGrantPasses();
-    }
-
-    /// @notice The properties that issue 11's contract fixes (branch harden-contract) make true: held-back
-    /// signatures, grants made to non-doctors, consent bounds, access-reducing steps while paused.
-    function invariant_hardenedPolicy() public {
-        vm.skip(true, "waits for the contract fixes of issue 11 (harden-contract): held-back signatures still pass today");
-        _sync();
         _checkRevokedGrantSignatureNeverPasses();
         _checkSignatureBeforeRoleLossNeverPasses();
         _checkResearcherNeedsDecidedConsent();
         _checkOnlyDoctorGrantsPassWithoutConsent();
         _checkPauseNeverBlocksReductions();
+        _checkCancelledSignaturesNeverLand();
+        _checkBreakGlassIsBounded();
     }
 
     /// @notice A stranger (never given a role, though granted access and relayed signatures for) never passes.
@@ -127,6 +122,19 @@ contract AccessInvariantsTest is TestBase {
         assertTrue(bytes(refused).length == 0, string.concat("the pause refused ", refused));
     }
 
+    /// @notice A signature its patient cancelled is never relayed.
+    function _checkCancelledSignaturesNeverLand() internal view {
+        string memory violation = handler.cancelledSignatureRelayed();
+        assertTrue(bytes(violation).length == 0, violation);
+    }
+
+    /// @notice Break-glass access opens at most MAX_EMERGENCY_OPENINGS times per record and user, and
+    /// never within EMERGENCY_COOLDOWN of the record's owner or patient closing it.
+    function _checkBreakGlassIsBounded() internal view {
+        string memory violation = handler.breakGlassViolation();
+        assertTrue(bytes(violation).length == 0, violation);
+    }
+
     // ----- the checks, per (record, user) -----
 
     function _nothingPasses(uint256, address, bool passes) internal pure returns (bool) {
@@ -177,7 +185,7 @@ contract AccessInvariantsTest is TestBase {
     function _liveDoctorGrantPasses(uint256 r, address user, bool passes) internal view returns (bool) {
         if (passes || access.paused() || handler.retired(r) || handler.roles(user) & DOCTOR_BIT == 0) return true;
         AccessHandler.Pair memory p = handler.pair(r, user);
-        bool live = p.grantLanded > p.revoked && p.expiry > block.timestamp && p.grantIssuedWithRole
+        bool live = p.grantLanded > p.revoked && p.expiry > block.timestamp && p.grantLandedAsDoctor
             && p.grantIssued > handler.lostAt(user) && p.grantIssuedBlock > handler.lostAtBlock(user)
             && p.grantLandedBlock > handler.lostAtBlock(user);
         return !live;

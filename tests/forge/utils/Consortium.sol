@@ -11,10 +11,12 @@ import {Vm} from "./Vm.sol";
 abstract contract Consortium {
     Vm private constant _vm = Vm(0x7109709ECfa91a80626fF3989D68f67F5b1DD12D);
 
-    bytes32 internal constant GRANT_TYPEHASH =
-        keccak256("Grant(bytes32 record,address grantee,uint64 expiry,uint256 nonce,uint256 deadline)");
-    bytes32 internal constant CONSENT_TYPEHASH =
-        keccak256("Consent(bytes32 record,address researcher,bool given,uint256 nonce,uint256 deadline)");
+    bytes32 internal constant GRANT_TYPEHASH = keccak256(
+        "Grant(bytes32 record,address grantee,uint64 expiry,uint256 nonce,uint64 issuedBlock,uint256 deadline)"
+    );
+    bytes32 internal constant CONSENT_TYPEHASH = keccak256(
+        "Consent(bytes32 record,address researcher,uint64 expiry,uint256 nonce,uint64 issuedBlock,uint256 deadline)"
+    );
 
     uint256 internal constant PATIENT1_KEY = 0xA11CE;
     uint256 internal constant PATIENT2_KEY = 0xB0B;
@@ -84,24 +86,34 @@ abstract contract Consortium {
         return abi.encodePacked(r, s, v);
     }
 
-    function signGrant(address patient, bytes32 record, address grantee, uint64 expiry, uint256 nonce, uint256 deadline)
-        internal
-        view
-        returns (bytes memory)
-    {
-        return signStruct(patient, keccak256(abi.encode(GRANT_TYPEHASH, record, grantee, expiry, nonce, deadline)));
+    /// @notice `patient`'s signed grant, issued having seen block `issuedBlock`.
+    function signGrant(
+        address patient,
+        bytes32 record,
+        address grantee,
+        uint64 expiry,
+        uint256 nonce,
+        uint64 issuedBlock,
+        uint256 deadline
+    ) internal view returns (bytes memory) {
+        return signStruct(
+            patient, keccak256(abi.encode(GRANT_TYPEHASH, record, grantee, expiry, nonce, issuedBlock, deadline))
+        );
     }
 
+    /// @notice `patient`'s signed consent until `expiry` (0: withdrawal), issued having seen `issuedBlock`.
     function signConsent(
         address patient,
         bytes32 record,
         address researcher_,
-        bool given,
+        uint64 expiry,
         uint256 nonce,
+        uint64 issuedBlock,
         uint256 deadline
     ) internal view returns (bytes memory) {
         return signStruct(
-            patient, keccak256(abi.encode(CONSENT_TYPEHASH, record, researcher_, given, nonce, deadline))
+            patient,
+            keccak256(abi.encode(CONSENT_TYPEHASH, record, researcher_, expiry, nonce, issuedBlock, deadline))
         );
     }
 }
