@@ -42,27 +42,38 @@ abstract contract ConsortiumRoles is AccessControlEnumerable, Pausable {
     uint256 internal constant _PARTICIPANT_BIT = 1 << 8;
     /// @dev Roles whose loss voids the account's grants.
     uint256 internal constant _READING_BITS = _DOCTOR_BIT | _RESEARCHER_BIT | _EMERGENCY_BIT;
+    /// @dev Federated-learning roles, whose losses are counted (see {learningRoleLosses}).
+    uint256 internal constant _LEARNING_BITS = _COORDINATOR_BIT | _PARTICIPANT_BIT;
 
     mapping(address account => Membership) internal _memberships;
     /// @dev Data-owner ids are handed out on an account's first data-owner grant and never reused,
     /// so a record names its owner in 32 bits next to its patient.
     mapping(uint32 ownerId => address account) internal _ownerAccounts;
     uint32 private _ownerCount;
+    /// @dev Losses of a learning role so far (packed beside `_ownerCount`): see {learningRoleLosses}.
+    uint64 private _learningRoleLosses;
 
     /// @notice `role` is not one of the consortium's roles.
     error UnknownRole(bytes32 role);
+    /// @notice {holdersOf} answers for at most 256 accounts.
+    error TooManyAccounts(uint256 count);
     /// @notice The zero address cannot hold a role.
     error ZeroAddressMember();
+    /// @notice `account` is the last consortium admin: removing it (or its renouncing) would leave
+    /// every role unmanageable for good.
+    error LastAdmin(address account);
 
     /// @param admin The first consortium admin (holds `DEFAULT_ADMIN_ROLE`).
     constructor(address admin) {
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
     }
 
-    /// @notice Stop every state change except role removal (so a compromised member can be evicted
-    /// before the contract resumes) and the appointment of a guardian (so that evicting the last
-    /// guardian, or losing its key, cannot leave the contract paused for good). While paused,
-    /// `checkAccess` answers false. Guardian only.
+    /// @notice Stop every state change that could widen access. What only narrows it still runs:
+    /// role removal (so a compromised member can be evicted before the contract resumes), revoking,
+    /// withdrawing consent, closing break-glass, retiring or rotating a record, cancelling a
+    /// signature; so does the appointment of a guardian (so that evicting the last guardian, or
+    /// losing its key, cannot leave the contract paused for good). While paused, `checkAccess`
+    /// answers false. Guardian only.
     function pause() external onlyRole(GUARDIAN_ROLE) {
         _pause();
     }
@@ -76,6 +87,29 @@ abstract contract ConsortiumRoles is AccessControlEnumerable, Pausable {
     /// 3 doctor, 4 researcher, 5 patient, 6 emergency, 7 coordinator, 8 participant.
     function rolesOf(address account) external view returns (uint256) {
         return _memberships[account].roles();
+    }
+
+    /// @notice Which of `accounts` hold a role whose bit (see {rolesOf}) is set in `bits`: bit i of
+    /// `held` is set when `accounts[i]` does. At most 256 accounts.
+    function holdersOf(address[] calldata accounts, uint256 bits) external view returns (uint256 held) {
+        if (accounts.length > 256) revert TooManyAccounts(accounts.length);
+        bits &= 0xffff; // the roles bitmap of a {Membership}
+        // A loop of cold reads, run at every commit of a round whose participant was removed: in
+        // assembly it costs little more than the reads. An address with dirty high bits is no member.
+        assembly ("memory-safe") {
+            mstore(0x20, _memberships.slot)
+            for { let i := 0 } lt(i, accounts.length) { i := add(i, 1) } {
+                mstore(0x00, calldataload(add(accounts.offset, shl(5, i))))
+                if and(sload(keccak256(0x00, 0x40)), bits) { held := or(held, shl(i, 1)) }
+            }
+        }
+    }
+
+    /// @notice How many times an account lost the coordinator or participant role (revoked or
+    /// renounced). While it is unchanged, every account still holds the learning roles it was seen
+    /// to hold, so the round registry need not read those memberships again.
+    function learningRoleLosses() external view returns (uint256) {
+        return _learningRoleLosses;
     }
 
     /// @dev Refuses unknown role ids and the zero address, and refuses new members while paused,
@@ -99,7 +133,11 @@ abstract contract ConsortiumRoles is AccessControlEnumerable, Pausable {
     }
 
     /// @dev Allowed while paused. Losing a reading role voids what the account was granted so far.
+    /// The last admin cannot be removed, nor renounce.
     function _revokeRole(bytes32 role, address account) internal virtual override returns (bool revoked) {
+        if (role == DEFAULT_ADMIN_ROLE && getRoleMemberCount(role) == 1 && hasRole(role, account)) {
+            revert LastAdmin(account);
+        }
         revoked = super._revokeRole(role, account);
         if (revoked) {
             uint256 bit = _roleBit(role);
@@ -107,6 +145,7 @@ abstract contract ConsortiumRoles is AccessControlEnumerable, Pausable {
             m = m.withRoles(m.roles() & ~bit);
             if (bit & _READING_BITS != 0) m = m.withLostAt(uint40(block.number));
             _memberships[account] = m;
+            if (bit & _LEARNING_BITS != 0) ++_learningRoleLosses;
         }
     }
 

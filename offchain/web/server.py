@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from eth_utils import is_address, to_checksum_address
 
-from offchain.chain import AccessClient, Role
+from offchain.chain import AccessClient, Role, SignedGrant
 from offchain.contract_client import ChainRefusal
 from offchain.crypto import CryptoError
 from offchain.ipfs import StoreError
@@ -312,25 +312,35 @@ class _Api:
         record_id = _record(request)
         body = await _json(request)
         researcher = _address(body.get("researcher"), "researcher")
-        given = bool(body.get("given"))
-        await self.portal.run(lambda: self.service.set_consent(record_id, researcher, given))
-        return web.json_response({"record": "0x" + record_id.hex(), "researcher": researcher, "given": given})
+        days = None if body.get("withdraw") else _positive_number(body.get("days"), "days")
+
+        def consent() -> int:
+            expiry = 0 if days is None else self.portal.client.now() + int(days * SECONDS_PER_DAY)
+            self.service.set_consent(record_id, researcher, expiry)
+            return expiry
+
+        expiry = await self.portal.run(consent)
+        return web.json_response({"record": "0x" + record_id.hex(), "researcher": researcher, "until": expiry})
 
     async def relay_grant(self, request: web.Request) -> web.Response:
         body = await _json(request)
         try:
-            record_id = bytes.fromhex(str(body["record"]).removeprefix("0x"))
-            grantee = _address(body["grantee"], "grantee")
-            expiry, nonce, deadline = int(body["expiry"]), int(body["nonce"]), int(body["deadline"])
-            signature = bytes.fromhex(str(body["signature"]).removeprefix("0x"))
+            signed = SignedGrant(
+                record_id=bytes.fromhex(str(body["record"]).removeprefix("0x")),
+                grantee=_address(body["grantee"], "grantee"),
+                expiry=int(body["expiry"]),
+                nonce=int(body["nonce"]),
+                issued_block=int(body["issuedBlock"]),
+                deadline=int(body["deadline"]),
+                signature=bytes.fromhex(str(body["signature"]).removeprefix("0x")),
+            )
         except (KeyError, ValueError, TypeError) as error:
             raise BadRequest(f"not a patient-signed grant ({error}): paste the JSON the patient's page produced") from None
-        if len(record_id) != 32:
+        if len(signed.record_id) != 32:
             raise BadRequest("record must be 0x + 64 hex digits")
-        await self.portal.run(
-            lambda: self.service.relay_signed_grant(record_id, grantee, expiry, nonce, deadline, signature)
-        )
-        return web.json_response({"record": "0x" + record_id.hex(), "grantee": grantee, "expiry": expiry})
+        await self.portal.run(lambda: self.service.relay_signed_grant(signed))
+        return web.json_response({"record": "0x" + signed.record_id.hex(), "grantee": signed.grantee,
+                                  "expiry": signed.expiry})
 
 
 class _scratch:
