@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from ape.exceptions import ContractLogicError, CustomError
@@ -22,8 +23,10 @@ from eth_utils import keccak, to_checksum_address
 from web3.exceptions import ContractCustomError as Web3CustomError
 from web3.exceptions import ContractLogicError as Web3LogicError
 
+from offchain.errors import MedShareError
 
-class ChainRefusal(Exception):
+
+class ChainRefusal(MedShareError):
     """The contract refused a call or transaction; ``error`` is its custom error's name."""
 
     def __init__(self, error: str, inputs: dict[str, Any]) -> None:
@@ -88,6 +91,15 @@ def _decode_error(contract: Any, data: bytes) -> ChainRefusal:
     return ChainRefusal(abi.name, dict(inputs))
 
 
+@dataclass(frozen=True)
+class Sent:
+    """A transaction this client sent and saw mined: what front ends print (hash and gas)."""
+
+    tx_hash: str
+    gas_used: int
+    block: int
+
+
 class ContractClient:
     """A deployed contract (an Ape contract instance) and the account that signs for this client."""
 
@@ -96,6 +108,8 @@ class ContractClient:
         self.account = account
         self.from_block = from_block
         self._cached_chain_id: int | None = None
+        self.sent: list[Sent] = []
+        """Every transaction sent through this client, oldest first."""
 
     @property
     def address(self) -> str:
@@ -152,6 +166,7 @@ class ContractClient:
         receipt = web3.eth.wait_for_transaction_receipt(tx_hash, timeout=600, poll_latency=0.01 if local else 1.0)
         if receipt["status"] != 1:
             raise ChainRefusal("transaction reverted after its simulation passed", {"tx": tx_hash})
+        self.sent.append(Sent("0x" + bytes(tx_hash).hex(), int(receipt["gasUsed"]), int(receipt["blockNumber"])))
         confirmations = provider.network.required_confirmations
         while confirmations and web3.eth.block_number < receipt["blockNumber"] + confirmations:
             time.sleep(1.0)

@@ -17,6 +17,9 @@ from fl.artifacts import artifact_digest, encode_artifact
 from fl.data import federated_breast_cancer
 from fl.simulation import FederatedConfig, run_federated, train_centralized
 from offchain.chain import AccessClient
+from offchain.deploy import deploy
+from offchain.members import MemberChange, add_members
+from offchain.roles import Role
 from offchain.crypto import Keystore
 from offchain.ipfs import EmbeddedStore
 from offchain.records import AccessRefused, RecordIndex, RecordService
@@ -30,29 +33,35 @@ def step(text: str) -> None:
 
 
 def main() -> None:
-    admin, hospital, patient, doctor, researcher, stranger = accounts.test_accounts[:6]
+    # The accounts hold the roles they hold in the tests and in README's command session.
+    admin, hospital, doctor, patient, researcher = accounts.test_accounts[:5]
+    stranger = accounts.test_accounts[9]
     with tempfile.TemporaryDirectory(prefix="medshare-demo-") as folder:
         home = Path(folder)
         step("Consortium: deploy MedicalAccess and hand out roles")
-        access = admin.deploy(project.MedicalAccess, admin)
+        (deployed,) = deploy(admin, admin.address, path=home / "deployments.json")
+        access = project.MedicalAccess.at(deployed.address)
         click.echo(f"MedicalAccess deployed at {access.address} on chain {chain.chain_id}")
-        for role, member, label in [
-            (access.DATA_OWNER_ROLE(), hospital, "hospital_1 (data owner)"),
-            (access.PATIENT_ROLE(), patient, "patient_A"),
-            (access.DOCTOR_ROLE(), doctor, "doctor"),
-            (access.RESEARCHER_ROLE(), researcher, "researcher"),
-        ]:
-            access.grantRole(role, member, sender=admin)
-            click.echo(f"  {label}: {member.address}")
+        members = [
+            MemberChange(Role.DATA_OWNER, hospital.address, "hospital_1"),
+            MemberChange(Role.DOCTOR, doctor.address, "doctor"),
+            MemberChange(Role.PATIENT, patient.address, "patient_A"),
+            MemberChange(Role.RESEARCHER, researcher.address, "researcher"),
+        ]
+        admin_client = AccessClient(access, admin)
+        add_members(admin_client, members)
+        for member in members:
+            click.echo(f"  {member.label} ({member.role.label}): {member.address}")
+        click.echo(f"  one transaction: {admin_client.sent[-1].tx_hash} (gas {admin_client.sent[-1].gas_used:,})")
 
         step("Members create keystores and publish their X25519 keys")
         store = EmbeddedStore(home / "ipfs")
         services = {}
         for member in (hospital, patient, doctor, researcher, stranger):
             keystore = Keystore.create(home / f"{member.address}.keystore.json", DEMO_PASSPHRASE)
-            if member is not stranger:
-                access.publishEncryptionKey(keystore.public_key(), sender=member)
             client = AccessClient(access, member)
+            if member is not stranger:
+                client.publish_encryption_key(keystore.public_key())
             services[member] = RecordService(client, store, keystore, RecordIndex(home / f"{member.address}.index.json"))
         click.echo("  keys published for hospital_1, patient_A, doctor, researcher")
 
