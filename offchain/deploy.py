@@ -38,10 +38,11 @@ ConstructorArguments = Callable[[str, dict[str, str]], Sequence[Any]]
 
 CONTRACTS: list[tuple[str, ConstructorArguments]] = [
     ("MedicalAccess", lambda admin, deployed: [admin]),
+    # The round registry reads roles from the consortium's MedicalAccess (contracts/rounds/).
+    ("RoundRegistry", lambda admin, deployed: [deployed["MedicalAccess"]]),
 ]
-"""What a consortium deploys, in order. A contract that takes another's address reads it from
-``deployed``; the round registry joins here as ("RoundRegistry", its arguments) once it is a contract
-of its own (contracts/rounds/RoundRegistry.sol)."""
+"""What a consortium deploys, in order; a contract that takes another's address reads it from
+``deployed``. A contract the project does not compile (yet) is skipped."""
 
 
 def _contracts() -> list[tuple[str, ConstructorArguments]]:

@@ -39,8 +39,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="medshare-demo-") as folder:
         home = Path(folder)
         step("Consortium: deploy MedicalAccess and hand out roles")
-        (deployed,) = deploy(admin, admin.address, path=home / "deployments.json")
-        access = project.MedicalAccess.at(deployed.address)
+        deployed = {each.name: each for each in deploy(admin, admin.address, path=home / "deployments.json")}
+        access = project.MedicalAccess.at(deployed["MedicalAccess"].address)
         click.echo(f"MedicalAccess deployed at {access.address} on chain {chain.chain_id}")
         members = [
             MemberChange(Role.DATA_OWNER, hospital.address, "hospital_1"),

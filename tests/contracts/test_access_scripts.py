@@ -27,9 +27,18 @@ from offchain.settings import Settings
 # -- deploy ---------------------------------------------------------------------------------------
 
 
-def test_deploy_records_and_refuses_to_replace_a_live_deployment(chain, admin, hospital, tmp_path):
+def _access(deployed: list) -> deployment.Deployed:
+    return next(each for each in deployed if each.name == "MedicalAccess")
+
+
+def test_deploy_records_and_refuses_to_replace_a_live_deployment(project, chain, admin, hospital, tmp_path):
     path = tmp_path / "deployments.json"
-    (first,) = deployment.deploy(admin, hospital.address, path=path)
+    deployed = deployment.deploy(admin, hospital.address, path=path)
+    names = [each.name for each in deployed]
+    assert names == [name for name, _ in deployment.CONTRACTS if name in project.contracts]
+    for each in deployed:  # the round registry too, once it is a contract of its own
+        assert find_deployment(chain.chain_id, path, name=each.name).address == each.address
+    first = _access(deployed)
     recorded = find_deployment(chain.chain_id, path)
     assert recorded.address == first.address and recorded.deployer == admin.address
     assert recorded.transaction == first.deployment.transaction and len(recorded.abi_sha256) == 64
@@ -38,7 +47,7 @@ def test_deploy_records_and_refuses_to_replace_a_live_deployment(chain, admin, h
     with pytest.raises(deployment.AlreadyDeployed, match=f"already deployed on chain {chain.chain_id} at {first.address}.*--force"):
         deployment.deploy(admin, hospital.address, path=path)
     assert path.read_text() == before
-    (second,) = deployment.deploy(admin, hospital.address, force=True, path=path)
+    second = _access(deployment.deploy(admin, hospital.address, force=True, path=path))
     assert second.address != first.address and find_deployment(chain.chain_id, path).address == second.address
 
 
