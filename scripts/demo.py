@@ -17,10 +17,10 @@ from fl.artifacts import artifact_digest, encode_artifact
 from fl.data import federated_breast_cancer
 from fl.simulation import FederatedConfig, run_federated, train_centralized
 from offchain.chain import AccessClient
+from offchain.crypto import KeySuite, Keystore
 from offchain.deploy import deploy
 from offchain.members import MemberChange, add_members
 from offchain.roles import Role
-from offchain.crypto import Keystore
 from offchain.ipfs import EmbeddedStore
 from offchain.records import AccessRefused, RecordIndex, RecordService
 
@@ -54,14 +54,15 @@ def main() -> None:
             click.echo(f"  {member.label} ({member.role.label}): {member.address}")
         click.echo(f"  one transaction: {admin_client.sent[-1].tx_hash} (gas {admin_client.sent[-1].gas_used:,})")
 
-        step("Members create keystores and publish their X25519 keys")
+        step("Members create keystores and publish their keys (the doctor's is hybrid post-quantum)")
         store = EmbeddedStore(home / "ipfs")
         services = {}
         for member in (hospital, patient, doctor, researcher, stranger):
-            keystore = Keystore.create(home / f"{member.address}.keystore.json", DEMO_PASSPHRASE)
+            suite = KeySuite.MLKEM768_X25519 if member is doctor else KeySuite.X25519
+            keystore = Keystore.create(home / f"{member.address}.keystore.json", DEMO_PASSPHRASE, suite=suite)
             client = AccessClient(access, member)
             if member is not stranger:
-                client.publish_encryption_key(keystore.public_key())
+                client.publish_encryption_key(keystore.public_key(), keystore.suite())
             services[member] = RecordService(client, store, keystore, RecordIndex(home / f"{member.address}.index.json"))
         click.echo("  keys published for hospital_1, patient_A, doctor, researcher")
 
