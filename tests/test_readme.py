@@ -30,7 +30,7 @@ def test_readme_cli_session_works_as_written(tmp_path):
     script = "set -euo pipefail\ntrap './run medshare chain down >/dev/null 2>&1 || true' EXIT\n" + session
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDSHARE_")}
     env["MEDSHARE_HOME"] = str(tmp_path / "home")
-    done = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     assert "local chain started" in output and "local chain stopped" in output
