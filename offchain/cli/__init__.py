@@ -2,6 +2,7 @@
 
 import click
 
+from offchain.cli.fl import fl
 from offchain.cli.ipfs import ipfs
 from offchain.cli.keys import keys
 from offchain.cli.record import record
@@ -16,3 +17,4 @@ def main() -> None:
 main.add_command(ipfs)
 main.add_command(keys)
 main.add_command(record)
+main.add_command(fl)
