@@ -88,6 +88,14 @@ def _decode_error(contract: Any, data: bytes) -> ChainRefusal:
     return ChainRefusal(abi.name, dict(inputs))
 
 
+def _topic_value(canonical_type: str, topic: bytes) -> Any:
+    """An indexed event field from its topic: the value of a static type, the hash of a dynamic one."""
+    if canonical_type in ("bytes", "string") or canonical_type.endswith("]") or canonical_type.startswith("("):
+        return topic
+    (value,) = abi_decode([canonical_type], topic)
+    return to_checksum_address(value) if canonical_type == "address" else value
+
+
 class ContractClient:
     """A deployed contract (an Ape contract instance) and the account that signs for this client."""
 
@@ -165,11 +173,23 @@ class ContractClient:
     def _event_data(self, receipt: Any, event: str) -> tuple:
         """The non-indexed fields of the first ``event`` log the contract emitted in ``receipt``."""
         abi = getattr(self.contract, event).abi
+        fields = self._event_args(receipt, event)
+        return tuple(fields[item.name] for item in abi.inputs if not item.indexed)
+
+    def _event_args(self, receipt: Any, event: str) -> dict[str, Any]:
+        """Every field of the first ``event`` log the contract emitted in ``receipt``, by name; an
+        indexed field of a dynamic type is its topic (the hash of its value)."""
+        abi = getattr(self.contract, event).abi
         topic = keccak(text=abi.selector)
         for log in receipt["logs"]:
             if log["address"] == self.contract.address and bytes(log["topics"][0]) == topic:
-                types = [item.canonical_type for item in abi.inputs if not item.indexed]
-                return abi_decode(types, bytes(log["data"]))
+                data = iter(abi_decode([item.canonical_type for item in abi.inputs if not item.indexed],
+                                       bytes(log["data"])))
+                topics = iter(bytes(value) for value in log["topics"][1:])
+                return {
+                    item.name: _topic_value(item.canonical_type, next(topics)) if item.indexed else next(data)
+                    for item in abi.inputs
+                }
         raise ChainRefusal(f"no {event} event in the receipt", {})
 
     def _call(self, name: str, *args: Any, sender: str | None = None) -> tuple:

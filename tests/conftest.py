@@ -121,3 +121,41 @@ class PatientSigner:
 @pytest.fixture(scope="session")
 def patient_signer(access, chain):
     return PatientSigner(access, chain.chain_id)
+
+
+# -- federated-learning rounds -------------------------------------------------------------------
+
+
+def make_artifact(n: int) -> tuple[bytes, bytes]:
+    """A distinct (binary CID, SHA-256) pair per ``n``, as the round registry names an artifact."""
+    return make_cid(n), (n + 1 << 128).to_bytes(32, "big")
+
+
+def _funded_new_account(accounts, chain):
+    """A fresh test account with ether: roles handed out here never touch the named accounts'."""
+    account = accounts.generate_test_account()
+    chain.set_balance(account, 10**21)
+    return account
+
+
+@pytest.fixture(scope="session")
+def coordinator(accounts, chain):
+    """An account of its own that will hold the coordinator role (in the ``rounds`` fixture)."""
+    return _funded_new_account(accounts, chain)
+
+
+@pytest.fixture(scope="session")
+def hospitals(accounts, chain):
+    """Four accounts of their own that will hold the participant role (in the ``rounds`` fixture)."""
+    return [_funded_new_account(accounts, chain) for _ in range(4)]
+
+
+@pytest.fixture(scope="session")
+def rounds(project, access, admin, coordinator, hospitals):
+    """A RoundRegistry bound to ``access``; ``coordinator`` holds the coordinator role and every one
+    of ``hospitals`` the participant role."""
+    registry = admin.deploy(project.RoundRegistry, access)
+    access.grantRole(access.COORDINATOR_ROLE(), coordinator, sender=admin)
+    for member in hospitals:
+        access.grantRole(access.PARTICIPANT_ROLE(), member, sender=admin)
+    return registry

@@ -48,9 +48,13 @@ abstract contract ConsortiumRoles is AccessControlEnumerable, Pausable {
     /// so a record names its owner in 32 bits next to its patient.
     mapping(uint32 ownerId => address account) internal _ownerAccounts;
     uint32 private _ownerCount;
+    /// @dev Role revocations so far (packed beside `_ownerCount`): see {roleRevocations}.
+    uint64 private _roleRevocations;
 
     /// @notice `role` is not one of the consortium's roles.
     error UnknownRole(bytes32 role);
+    /// @notice {holdersOf} answers for at most 256 accounts.
+    error TooManyAccounts(uint256 count);
     /// @notice The zero address cannot hold a role.
     error ZeroAddressMember();
 
@@ -76,6 +80,22 @@ abstract contract ConsortiumRoles is AccessControlEnumerable, Pausable {
     /// 3 doctor, 4 researcher, 5 patient, 6 emergency, 7 coordinator, 8 participant.
     function rolesOf(address account) external view returns (uint256) {
         return _memberships[account].roles();
+    }
+
+    /// @notice Which of `accounts` hold a role whose bit (see {rolesOf}) is set in `bits`: bit i of
+    /// `held` is set when `accounts[i]` does. At most 256 accounts.
+    function holdersOf(address[] calldata accounts, uint256 bits) external view returns (uint256 held) {
+        if (accounts.length > 256) revert TooManyAccounts(accounts.length);
+        for (uint256 i; i < accounts.length; ++i) {
+            if (_memberships[accounts[i]].holdsAny(bits)) held |= 1 << i;
+        }
+    }
+
+    /// @notice How many role revocations (renunciations included) there have been. While it is
+    /// unchanged, every account still holds every role it was seen to hold, so another contract
+    /// (the round registry) need not read those memberships again.
+    function roleRevocations() external view returns (uint256) {
+        return _roleRevocations;
     }
 
     /// @dev Refuses unknown role ids and the zero address, and refuses new members while paused,
@@ -107,6 +127,7 @@ abstract contract ConsortiumRoles is AccessControlEnumerable, Pausable {
             m = m.withRoles(m.roles() & ~bit);
             if (bit & _READING_BITS != 0) m = m.withLostAt(uint40(block.number));
             _memberships[account] = m;
+            ++_roleRevocations;
         }
     }
 

@@ -1,0 +1,484 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {Multicall} from "@openzeppelin/contracts/utils/Multicall.sol";
+import {Cid} from "../records/Cid.sol";
+import {ConsortiumBound} from "./ConsortiumBound.sol";
+
+/// @title RoundRegistry
+/// @notice Federated-learning studies and their rounds as committed artifacts. A coordinator creates a
+/// study (genesis model, config digest, quorum); each round names its base model, which must be the
+/// study's last committed aggregate (an unbroken chain of custody), takes at most one update from
+/// each participant before its deadline, and is closed by committing an aggregate from at least the
+/// quorum of updates whose senders still hold the participant role, or cancelled after its deadline
+/// when it cannot reach that quorum.
+/// @dev An artifact (model, update, aggregate) is named by its CID and the SHA-256 of its bytes; its
+/// on-chain commitment is `keccak256(abi.encode(cid, sha256))`, one slot, with both in the events.
+/// Roles and pause come from the access policy ({ConsortiumBound}). Commit checks the submitters the
+/// coordinator lists against a running digest kept at submit time, and re-reads their roles only if
+/// a role was revoked anywhere since the round opened.
+/// Room to grow (secure-aggregation steps, per-participant privacy budgets): {Round} and {Study} end
+/// in mappings new fields can join, and {RoundHeader} has 48 spare bits.
+contract RoundRegistry is ConsortiumBound, Multicall {
+    /// @notice A round takes at most this many updates (its commit event's counted mask is one word).
+    uint256 public constant MAX_UPDATES = 256;
+    /// @notice A round's deadline is at most this far ahead, so no round can hold its study for good.
+    uint64 public constant MAX_ROUND_DURATION = 365 days;
+
+    enum RoundStatus {
+        None,
+        Open,
+        Committed,
+        Cancelled
+    }
+
+    /// @dev One slot.
+    struct StudyHeader {
+        address coordinator;
+        uint16 minUpdates;
+        uint32 roundCount;
+        uint32 latestRound; // the last committed round; 0: the genesis model is the latest
+    }
+
+    struct Study {
+        StudyHeader header;
+        bytes32 genesis; // the genesis model's commitment
+        bytes32 configDigest; // SHA-256 of the study's canonical JSON config
+        mapping(uint32 round => Round) rounds;
+    }
+
+    /// @dev One slot, written whole at open, commit and cancel.
+    struct RoundHeader {
+        uint64 deadline; // the last second an update is taken
+        RoundStatus status;
+        bool invites; // only invited participants may submit
+        uint32 baseRound; // the round whose aggregate is this round's base; 0: the genesis model
+        uint64 revocations; // the consortium's role-revocation count when the round opened
+        uint16 updateCount; // set when the round closes (the tally counts while it is open)
+        uint16 counted; // updates from accounts holding the participant role at commit
+    }
+
+    struct Round {
+        RoundHeader header;
+        // Open or cancelled: the submitters' running digest (high 224 bits) and their count (low 32
+        // bits). Committed: the aggregate's commitment. One slot serves both, as the digest is
+        // spent at commit.
+        bytes32 tally;
+        mapping(address participant => bytes32 commitment) updates;
+        mapping(address account => bool) invited;
+    }
+
+    /// @dev The running digest of a round without submitters (never zero, so the first submission
+    /// updates a slot instead of creating one).
+    uint256 private constant _TALLY_SEED = uint256(keccak256("MedShare.RoundRegistry.submitters")) << 32;
+    uint256 private constant _COUNT_MASK = 0xffffffff;
+
+    mapping(uint64 study => Study) private _studies;
+    uint64 private _studyCount;
+
+    /// @notice `coordinator` created `study`: round 1 starts from the genesis model.
+    event StudyCreated(
+        uint64 indexed study,
+        address indexed coordinator,
+        bytes genesisCid,
+        bytes32 genesisSha256,
+        bytes32 configDigest,
+        bytes configCid,
+        uint16 minUpdates
+    );
+    /// @notice Round `round` of `study` opened on the aggregate of `baseRound` (0: genesis); `invited`
+    /// empty means any participant.
+    event RoundOpened(
+        uint64 indexed study,
+        uint32 indexed round,
+        bytes32 baseCommitment,
+        uint32 baseRound,
+        uint64 deadline,
+        address[] invited
+    );
+    /// @notice `participant` submitted the round's `index`-th update (from 0), trained on `samples`.
+    event UpdateSubmitted(
+        uint64 indexed study,
+        uint32 indexed round,
+        address indexed participant,
+        uint16 index,
+        bytes cid,
+        bytes32 sha256,
+        uint64 samples
+    );
+    /// @notice The round's aggregate, from the `counted` updates whose bits are set in `countedMask`
+    /// (bit i: the i-th submitter, in submission order); it is now the study's latest model.
+    event RoundCommitted(
+        uint64 indexed study, uint32 indexed round, bytes cid, bytes32 sha256, uint256 countedMask, uint16 counted
+    );
+    /// @notice The round missed its quorum by its deadline; the study's latest model is unchanged.
+    event RoundCancelled(uint64 indexed study, uint32 indexed round);
+
+    /// @notice `account` does not hold the coordinator role.
+    error NotCoordinator(address account);
+    /// @notice `account` is not the coordinator of `study`.
+    error NotStudyCoordinator(uint64 study, address account);
+    /// @notice `account` does not hold the participant role.
+    error NotParticipant(address account);
+    /// @notice The round invites participants and `account` is not one of them.
+    error NotInvited(uint64 study, uint32 round, address account);
+    /// @notice No study has the id `study`.
+    error UnknownStudy(uint64 study);
+    /// @notice `study` has no round `round`.
+    error UnknownRound(uint64 study, uint32 round);
+    /// @notice The round is committed or cancelled (`status` 2 or 3).
+    error RoundNotOpen(uint64 study, uint32 round, RoundStatus status);
+    /// @notice The study's round `round` is still open: one round at a time.
+    error RoundStillOpen(uint64 study, uint32 round);
+    /// @notice The round stopped taking updates at `deadline`.
+    error DeadlinePassed(uint64 study, uint32 round, uint64 deadline);
+    /// @notice The round takes updates until `deadline`; it cannot be cancelled before.
+    error DeadlineNotReached(uint64 study, uint32 round, uint64 deadline);
+    /// @notice `participant` already submitted its update to the round.
+    error AlreadySubmitted(uint64 study, uint32 round, address participant);
+    /// @notice The round must start from the study's latest model, whose commitment is `expected`.
+    error StaleBase(uint64 study, bytes32 expected, bytes32 given);
+    /// @notice Only `counted` updates count (from accounts holding the participant role); `minUpdates` needed.
+    error QuorumNotMet(uint64 study, uint32 round, uint256 counted, uint256 minUpdates);
+    /// @notice The round has its quorum (`counted` of `minUpdates`): commit it instead.
+    error QuorumReached(uint64 study, uint32 round, uint256 counted, uint256 minUpdates);
+    /// @notice The submitters listed are not the round's submitters in submission order.
+    error SubmittersMismatch(uint64 study, uint32 round);
+    /// @notice A deadline must be after now and at most {MAX_ROUND_DURATION} ahead.
+    error BadDeadline(uint64 deadline);
+    /// @notice A study's quorum is between 1 and {MAX_UPDATES}.
+    error BadMinUpdates(uint256 minUpdates);
+    /// @notice Fewer participants invited than the quorum needs.
+    error TooFewInvited(uint256 invited, uint256 minUpdates);
+    /// @notice The round holds {MAX_UPDATES} updates already.
+    error RoundFull(uint64 study, uint32 round);
+    /// @notice A SHA-256 digest (of an artifact or of the config) is zero.
+    error ZeroDigest();
+    /// @notice An update must be trained on at least one sample.
+    error NoSamples();
+
+    /// @param consortium_ The deployed MedicalAccess whose roles and pause the registry follows.
+    constructor(address consortium_) ConsortiumBound(consortium_) {}
+
+    // Studies --------------------------------------------------------------------------------------
+
+    /// @notice Create a study whose rounds start from the genesis model; the caller becomes its
+    /// coordinator. Coordinators only.
+    /// @param genesisCid Binary CID (v0, or v1 raw or dag-pb; sha2-256) of the genesis model.
+    /// @param genesisSha256 SHA-256 of the genesis model's bytes.
+    /// @param configDigest SHA-256 of the study's config as canonical JSON.
+    /// @param configCid Binary CID of those JSON bytes in the store.
+    /// @param minUpdates The quorum: updates a round needs to be committed (1 to {MAX_UPDATES}).
+    /// @return study The new study's id (studies are numbered from 1).
+    function createStudy(
+        bytes calldata genesisCid,
+        bytes32 genesisSha256,
+        bytes32 configDigest,
+        bytes calldata configCid,
+        uint16 minUpdates
+    ) external returns (uint64 study) {
+        _requireNotPaused();
+        if (!_holds(msg.sender, _COORDINATOR_BIT)) revert NotCoordinator(msg.sender);
+        if (minUpdates == 0 || minUpdates > MAX_UPDATES) revert BadMinUpdates(minUpdates);
+        if (configDigest == 0) revert ZeroDigest();
+        Cid.parse(configCid);
+        bytes32 genesis = _commitment(genesisCid, genesisSha256);
+        study = ++_studyCount;
+        Study storage s = _studies[study];
+        s.header = StudyHeader(msg.sender, minUpdates, 0, 0);
+        s.genesis = genesis;
+        s.configDigest = configDigest;
+        emit StudyCreated(study, msg.sender, genesisCid, genesisSha256, configDigest, configCid, minUpdates);
+    }
+
+    // Rounds ---------------------------------------------------------------------------------------
+
+    /// @notice Open the study's next round on its latest model. The study's coordinator only, while
+    /// it holds the coordinator role; one open round per study at a time.
+    /// @param study The study.
+    /// @param baseCommitment The commitment of the study's latest model (its last committed aggregate,
+    /// or the genesis model before any): the round's base.
+    /// @param deadline The last second (unix time) an update is taken; at most {MAX_ROUND_DURATION} ahead.
+    /// @param invited The participants who may submit; empty: any participant. At least the quorum.
+    /// @return round The new round's number (rounds are numbered from 1 in each study).
+    function openRound(uint64 study, bytes32 baseCommitment, uint64 deadline, address[] calldata invited)
+        external
+        returns (uint32 round)
+    {
+        Study storage s = _studies[study];
+        StudyHeader memory header = s.header;
+        _requireCoordinator(study, header, true);
+        uint32 last = header.roundCount;
+        if (last != 0 && s.rounds[last].header.status == RoundStatus.Open) revert RoundStillOpen(study, last);
+        uint32 baseRound = header.latestRound;
+        bytes32 expected = baseRound == 0 ? s.genesis : s.rounds[baseRound].tally;
+        if (baseCommitment != expected) revert StaleBase(study, expected, baseCommitment);
+        if (deadline <= block.timestamp || deadline > block.timestamp + MAX_ROUND_DURATION) {
+            revert BadDeadline(deadline);
+        }
+        if (invited.length != 0 && invited.length < header.minUpdates) {
+            revert TooFewInvited(invited.length, header.minUpdates);
+        }
+
+        round = last + 1;
+        s.header.roundCount = round;
+        Round storage r = s.rounds[round];
+        r.header = RoundHeader({
+            deadline: deadline,
+            status: RoundStatus.Open,
+            invites: invited.length != 0,
+            baseRound: baseRound,
+            revocations: uint64(consortium.roleRevocations()),
+            updateCount: 0,
+            counted: 0
+        });
+        r.tally = bytes32(_TALLY_SEED);
+        for (uint256 i; i < invited.length; ++i) {
+            r.invited[invited[i]] = true;
+        }
+        emit RoundOpened(study, round, baseCommitment, baseRound, deadline, invited);
+    }
+
+    /// @notice Submit the caller's update to an open round, before its deadline. Participants only
+    /// (invited ones, when the round invites); once per round.
+    /// @param study The study.
+    /// @param round The round.
+    /// @param cid Binary CID of the update (as stored, i.e. encrypted).
+    /// @param sha256Digest SHA-256 of the update's bytes.
+    /// @param samples How many samples the update was trained on (its weight in a weighted aggregate).
+    function submitUpdate(uint64 study, uint32 round, bytes calldata cid, bytes32 sha256Digest, uint64 samples)
+        external
+    {
+        _requireNotPaused();
+        if (!_holds(msg.sender, _PARTICIPANT_BIT)) revert NotParticipant(msg.sender);
+        if (samples == 0) revert NoSamples();
+        Round storage r = _studies[study].rounds[round];
+        RoundHeader memory header = r.header;
+        _requireOpen(study, round, header.status);
+        if (block.timestamp > header.deadline) revert DeadlinePassed(study, round, header.deadline);
+        if (header.invites && !r.invited[msg.sender]) revert NotInvited(study, round, msg.sender);
+        if (r.updates[msg.sender] != 0) revert AlreadySubmitted(study, round, msg.sender);
+        uint256 tally = uint256(r.tally);
+        uint256 index = tally & _COUNT_MASK;
+        if (index == MAX_UPDATES) revert RoundFull(study, round);
+
+        r.updates[msg.sender] = _commitment(cid, sha256Digest);
+        r.tally = bytes32(_chain(tally & ~_COUNT_MASK, msg.sender) | (index + 1));
+        emit UpdateSubmitted(study, round, msg.sender, uint16(index), cid, sha256Digest, samples);
+    }
+
+    /// @notice Commit the round's aggregate, which becomes the study's latest model. The study's
+    /// coordinator only; once. Counts the updates whose senders hold the participant role now and
+    /// needs at least the study's quorum of them.
+    /// @param study The study.
+    /// @param round The round (open; its deadline may have passed).
+    /// @param submitters Every submitter of the round, in submission order (from the round's
+    /// {UpdateSubmitted} events).
+    /// @param cid Binary CID of the aggregate (as stored).
+    /// @param sha256Digest SHA-256 of the aggregate's bytes.
+    function commitAggregate(
+        uint64 study,
+        uint32 round,
+        address[] calldata submitters,
+        bytes calldata cid,
+        bytes32 sha256Digest
+    ) external {
+        Study storage s = _studies[study];
+        StudyHeader memory header = s.header;
+        // The coordinator's role is checked below, with the submitters', when a role was revoked.
+        _requireCoordinator(study, header, false);
+        Round storage r = s.rounds[round];
+        RoundHeader memory roundHeader = r.header;
+        _requireOpen(study, round, roundHeader.status);
+        (uint256 mask, uint256 counted) = _countParticipants(study, round, r.tally, roundHeader, submitters);
+        if (counted < header.minUpdates) revert QuorumNotMet(study, round, counted, header.minUpdates);
+
+        roundHeader.status = RoundStatus.Committed;
+        roundHeader.updateCount = uint16(submitters.length);
+        roundHeader.counted = uint16(counted);
+        r.header = roundHeader;
+        r.tally = _commitment(cid, sha256Digest);
+        s.header.latestRound = round;
+        emit RoundCommitted(study, round, cid, sha256Digest, mask, uint16(counted));
+    }
+
+    /// @notice Cancel a round that missed its quorum by its deadline; the next round starts from the
+    /// same base. The study's coordinator only.
+    /// @param study The study.
+    /// @param round The round (open, deadline passed).
+    /// @param submitters The round's submitters in submission order, needed only when the round has
+    /// the quorum of updates but some of their senders have since lost the participant role.
+    function cancelRound(uint64 study, uint32 round, address[] calldata submitters) external {
+        Study storage s = _studies[study];
+        StudyHeader memory header = s.header;
+        _requireCoordinator(study, header, true);
+        Round storage r = s.rounds[round];
+        RoundHeader memory roundHeader = r.header;
+        _requireOpen(study, round, roundHeader.status);
+        if (block.timestamp <= roundHeader.deadline) revert DeadlineNotReached(study, round, roundHeader.deadline);
+        bytes32 tally = r.tally;
+        uint256 updates = uint256(tally) & _COUNT_MASK;
+        if (updates >= header.minUpdates) {
+            (, uint256 counted) = _countParticipants(study, round, tally, roundHeader, submitters);
+            if (counted >= header.minUpdates) revert QuorumReached(study, round, counted, header.minUpdates);
+        }
+
+        roundHeader.status = RoundStatus.Cancelled;
+        roundHeader.updateCount = uint16(updates);
+        r.header = roundHeader;
+        emit RoundCancelled(study, round);
+    }
+
+    // Views ----------------------------------------------------------------------------------------
+
+    /// @notice How many studies there are (their ids run from 1 to this).
+    function studyCount() external view returns (uint64) {
+        return _studyCount;
+    }
+
+    /// @notice A study: its coordinator, quorum, rounds opened so far, last committed round (0:
+    /// none), genesis model commitment and config digest.
+    function studyOf(uint64 study)
+        external
+        view
+        returns (
+            address coordinator,
+            uint16 minUpdates,
+            uint32 roundCount,
+            uint32 latestRound,
+            bytes32 genesisCommitment,
+            bytes32 configDigest
+        )
+    {
+        Study storage s = _study(study);
+        StudyHeader memory header = s.header;
+        return (
+            header.coordinator, header.minUpdates, header.roundCount, header.latestRound, s.genesis, s.configDigest
+        );
+    }
+
+    /// @notice The study's latest model: the last committed round (0: the genesis model) and its
+    /// commitment. The next round's base.
+    function latestModel(uint64 study) external view returns (uint32 round, bytes32 commitment) {
+        Study storage s = _study(study);
+        round = s.header.latestRound;
+        commitment = _modelOf(s, round);
+    }
+
+    /// @notice A round: status (1 open, 2 committed, 3 cancelled), deadline, base (round and
+    /// commitment), whether it invites, updates submitted, updates counted at commit and the
+    /// aggregate's commitment (zero unless committed).
+    function roundOf(uint64 study, uint32 round)
+        external
+        view
+        returns (
+            RoundStatus status,
+            uint64 deadline,
+            uint32 baseRound,
+            bytes32 baseCommitment,
+            bool invites,
+            uint16 updateCount,
+            uint16 counted,
+            bytes32 aggregateCommitment
+        )
+    {
+        Study storage s = _study(study);
+        Round storage r = s.rounds[round];
+        RoundHeader memory header = r.header;
+        if (header.status == RoundStatus.None) revert UnknownRound(study, round);
+        status = header.status;
+        deadline = header.deadline;
+        baseRound = header.baseRound;
+        baseCommitment = _modelOf(s, baseRound);
+        invites = header.invites;
+        updateCount = status == RoundStatus.Open ? uint16(uint256(r.tally) & _COUNT_MASK) : header.updateCount;
+        counted = header.counted;
+        if (status == RoundStatus.Committed) aggregateCommitment = r.tally;
+    }
+
+    /// @notice The commitment of `participant`'s update to the round; zero if it submitted none.
+    function updateOf(uint64 study, uint32 round, address participant) external view returns (bytes32) {
+        return _studies[study].rounds[round].updates[participant];
+    }
+
+    /// @notice Whether the round lets `account` submit by invitation (true for all when it invites
+    /// no one in particular). Says nothing of the participant role.
+    function isInvited(uint64 study, uint32 round, address account) external view returns (bool) {
+        Round storage r = _studies[study].rounds[round];
+        return !r.header.invites || r.invited[account];
+    }
+
+    // Internals ------------------------------------------------------------------------------------
+
+    /// @dev The study's coordinator is the caller; with `checkRole`, it also holds the role now.
+    /// Refuses while the consortium is paused.
+    function _requireCoordinator(uint64 study, StudyHeader memory header, bool checkRole) private view {
+        if (header.coordinator == address(0)) revert UnknownStudy(study);
+        if (header.coordinator != msg.sender) revert NotStudyCoordinator(study, msg.sender);
+        _requireNotPaused();
+        if (checkRole && !_holds(msg.sender, _COORDINATOR_BIT)) revert NotCoordinator(msg.sender);
+    }
+
+    function _requireOpen(uint64 study, uint32 round, RoundStatus status) private pure {
+        if (status == RoundStatus.None) revert UnknownRound(study, round);
+        if (status != RoundStatus.Open) revert RoundNotOpen(study, round, status);
+    }
+
+    /// @dev Checks `submitters` against the round's tally, then which of them hold the participant
+    /// role now: all, if no role was revoked anywhere since the round opened (each held it when it
+    /// submitted, and the coordinator held its role at opening); else one batch read of their roles
+    /// (and the caller's coordinator role).
+    function _countParticipants(
+        uint64 study,
+        uint32 round,
+        bytes32 tally,
+        RoundHeader memory header,
+        address[] calldata submitters
+    ) private view returns (uint256 mask, uint256 counted) {
+        uint256 n = submitters.length;
+        if (n != uint256(tally) & _COUNT_MASK) revert SubmittersMismatch(study, round);
+        uint256 digest = _TALLY_SEED;
+        for (uint256 i; i < n; ++i) {
+            digest = _chain(digest, submitters[i]);
+        }
+        if (digest | n != uint256(tally)) revert SubmittersMismatch(study, round);
+
+        if (consortium.roleRevocations() == header.revocations) {
+            unchecked {
+                mask = (1 << n) - 1; // n <= 256: all ones for 256
+            }
+            return (mask, n);
+        }
+        if (!_holds(msg.sender, _COORDINATOR_BIT)) revert NotCoordinator(msg.sender);
+        mask = consortium.holdersOf(submitters, _PARTICIPANT_BIT);
+        for (uint256 bits = mask; bits != 0; bits &= bits - 1) {
+            ++counted;
+        }
+    }
+
+    /// @dev The next running digest of submitters (high 224 bits; the low 32 hold the count).
+    function _chain(uint256 digest, address submitter) private pure returns (uint256 next) {
+        assembly ("memory-safe") {
+            mstore(0x00, digest)
+            mstore(0x20, submitter)
+            next := shl(32, shr(32, keccak256(0x00, 0x40)))
+        }
+    }
+
+    /// @dev The commitment of the artifact (`cid`, `sha256Digest`); refuses a malformed CID or a zero digest.
+    function _commitment(bytes calldata cid, bytes32 sha256Digest) private pure returns (bytes32) {
+        Cid.parse(cid);
+        if (sha256Digest == 0) revert ZeroDigest();
+        return keccak256(abi.encode(cid, sha256Digest));
+    }
+
+    function _study(uint64 study) private view returns (Study storage s) {
+        s = _studies[study];
+        if (s.header.coordinator == address(0)) revert UnknownStudy(study);
+    }
+
+    /// @dev The commitment of the study's model after `round` (0: the genesis model).
+    function _modelOf(Study storage s, uint32 round) private view returns (bytes32) {
+        return round == 0 ? s.genesis : s.rounds[round].tally;
+    }
+}

@@ -1,0 +1,13 @@
+"""Federated-learning studies and rounds on chain: the round registry's client and its data."""
+
+from offchain.rounds.client import (
+    ArtifactRef,
+    MissingEvent,
+    RoundInfo,
+    RoundsClient,
+    RoundState,
+    StudyInfo,
+    UpdateInfo,
+)
+
+__all__ = ["ArtifactRef", "MissingEvent", "RoundInfo", "RoundState", "RoundsClient", "StudyInfo", "UpdateInfo"]
