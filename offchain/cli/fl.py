@@ -22,25 +22,17 @@ from pathlib import Path
 
 import click
 
-from fl.data import federated_breast_cancer
-from fl.models import ModelSpec
 from offchain.cli.errors import reported
 from offchain.cli.record import ADDRESS
 from offchain.cli.session import ChainOptions, chain_options, connected, open_keystore, passphrase, user_errors
-from offchain.ipfs import open_store
-from offchain.rounds.config import DEFAULT_ROUND_SECONDS, StudyConfig, StudyConfigError
-from offchain.rounds.coordinator import Coordinator
 from offchain.rounds.errors import RoundsError
-from offchain.rounds.participant import HospitalNode
-from offchain.rounds.runner import LastRun, RunSettings, run_study
-from offchain.rounds.status import study_status
-from offchain.rounds.study import Member
-from offchain.rounds.tables import load_table
-from offchain.rounds.verifier import report, verify_study
 from offchain.settings import Settings
 
+# The library below is imported inside each command: torch, opacus and scikit-learn take seconds to
+# load, and every other `medshare` command should not pay for them.
+
 HOLD_AT_ENV = "MEDSHARE_FL_HOLD_AT"
-rounds_errors = reported(RoundsError, StudyConfigError)
+rounds_errors = reported(RoundsError)
 
 registry_option = click.option(
     "--registry", default=None, help="RoundRegistry address (default: the deployment recorded for the chain)."
@@ -50,7 +42,9 @@ registry_option = click.option(
 @contextmanager
 def member_session(chain: ChainOptions, registry: str | None) -> Iterator[Member]:
     """This account as a study member: its access and rounds clients, the store, its keystore."""
+    from offchain.ipfs import open_store
     from offchain.rounds.network import rounds_client
+    from offchain.rounds.study import Member
 
     settings = Settings.from_env()
     with connected(chain) as access:
@@ -75,7 +69,7 @@ def study_options(command):
         click.option("--features", type=int, default=30, show_default=True,
                      help="Input width (30 for the bundled data)."),
         click.option("--min-updates", type=int, default=None, help="Quorum per round (default: every participant)."),
-        click.option("--round-seconds", type=int, default=DEFAULT_ROUND_SECONDS, show_default=True),
+        click.option("--round-seconds", type=int, default=None, help="Each round's length (default: 600)."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -84,8 +78,15 @@ def study_options(command):
 
 def study_config(participants, auditors, aggregator, params, kind, features, min_updates, round_seconds):
     """The config and quorum the study options describe."""
-    config = StudyConfig(ModelSpec(kind, features), tuple(participants), tuple(auditors), aggregator,
-                         _params(params), round_seconds=round_seconds)
+    from fl.models import ModelSpec
+    from offchain.rounds.config import DEFAULT_ROUND_SECONDS, StudyConfig
+
+    try:
+        model = ModelSpec(kind, features)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--features") from None
+    config = StudyConfig(model, tuple(participants), tuple(auditors), aggregator, _params(params),
+                         round_seconds=round_seconds or DEFAULT_ROUND_SECONDS)
     return config, min_updates or len(config.participants)
 
 
@@ -107,11 +108,13 @@ def create(chain, registry, **options):
 @chain_options
 @registry_option
 @click.option("--study", type=int, required=True)
-@click.option("--rounds", "target", type=int, default=None, help="Stop once this many rounds are committed.")
+@click.option("--rounds", "target", type=int, default=None, help="Stop once round N is closed (committed or cancelled).")
 @user_errors
 @rounds_errors
 def coordinator(chain, registry, study, target):
     """Run a study's rounds as its coordinator; restarted, it resumes from the chain's state."""
+    from offchain.rounds.coordinator import Coordinator
+
     with member_session(chain, registry) as member:
         Coordinator(member, study, target_rounds=target, log=click.echo, checkpoint=_checkpoint).run()
 
@@ -124,11 +127,13 @@ def coordinator(chain, registry, study, target):
 @click.option("--data", "table", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Train on your own CSV table instead.")
 @click.option("--label", default=None, help="The table's label column (0 or 1).")
-@click.option("--rounds", "target", type=int, default=None, help="Stop once this many rounds are committed.")
+@click.option("--rounds", "target", type=int, default=None, help="Stop once round N is closed (committed or cancelled).")
 @user_errors
 @rounds_errors
 def participant(chain, registry, study, share, table, label, target):
     """Take part in a study as a hospital: train on each round's model, submit the sealed update."""
+    from offchain.rounds.participant import HospitalNode
+
     with member_session(chain, registry) as member:
         model = member.study(study).config.model
         data = _hospital_data(share, table, label, model.num_features)
@@ -146,6 +151,9 @@ def participant(chain, registry, study, share, table, label, target):
 @rounds_errors
 def verify(chain, registry, study, round_number, every, as_json):
     """Re-derive and check every committed round from the chain, the store and your auditor key."""
+    from offchain.rounds.runner import LastRun
+    from offchain.rounds.verifier import report, verify_study
+
     if round_number is not None and every:
         raise click.UsageError("give --round N or --all, not both")
     if study is None:
@@ -174,6 +182,8 @@ def verify(chain, registry, study, round_number, every, as_json):
 @rounds_errors
 def status(chain, registry, study):
     """Show a study's rounds, their state and participants."""
+    from offchain.rounds.status import study_status
+
     with member_session(chain, registry) as member:
         for line in study_status(member, study).lines():
             click.echo(line)
@@ -189,6 +199,8 @@ def status(chain, registry, study):
 @rounds_errors
 def run(rounds, hospitals, aggregator, rpc, as_json):
     """Run a study on the bundled data: a coordinator and K hospital nodes as separate processes."""
+    from offchain.rounds.runner import RunSettings, run_study
+
     settings = RunSettings(rounds=rounds, hospitals=hospitals, aggregator=aggregator, rpc=rpc, passphrase=passphrase())
     result = run_study(settings, Settings.from_env(), echo=click.echo, progress=not as_json)
     for entry in result.rounds:
@@ -224,6 +236,9 @@ def _params(pairs: tuple[str, ...]) -> dict:
 
 
 def _hospital_data(share: str | None, table: Path | None, label: str | None, num_features: int):
+    from fl.data import federated_breast_cancer
+    from offchain.rounds.tables import load_table
+
     if (share is None) == (table is None):
         raise click.UsageError("give exactly one of --share I/K and --data FILE.csv")
     if table is not None:

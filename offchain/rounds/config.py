@@ -33,13 +33,10 @@ from fl.aggregation import AggregationError, create_aggregator
 from fl.client import LocalTrainingConfig
 from fl.models import ModelSpec
 from fl.privacy import DPSGDConfig
+from offchain.rounds.errors import StudyConfigError
 
 FORMAT = "medshare-study/1"
 DEFAULT_ROUND_SECONDS = 600
-
-
-class StudyConfigError(ValueError):
-    """A study config that is malformed, inconsistent, or does not match its on-chain digest."""
 
 
 @dataclass(frozen=True)

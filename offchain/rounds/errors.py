@@ -11,3 +11,7 @@ class ArtifactCheckFailed(RoundsError):
 
 class TableError(RoundsError):
     """A hospital's table cannot be trained on (missing column, non-numeric value, NaN, wrong width)."""
+
+
+class StudyConfigError(RoundsError, ValueError):
+    """A study config that is malformed, inconsistent, or does not match its on-chain digest."""

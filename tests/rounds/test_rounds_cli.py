@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +34,7 @@ def fl(consortium, monkeypatch):
 
 
 @pytest.mark.parametrize("table, message", [
-    ("a,b\n1,x\n", r"row 1: 1 feature columns besides 'b', the study's model expects 30"),
+    ("a,outcome\n1,0\n", r"row 1: 1 feature columns besides 'outcome', the study's model expects 30"),
     (",".join(f"f{i}" for i in range(30)) + ",outcome\n" + ",".join(["1"] * 30) + ",1\n"
      + ",".join(["1"] * 29) + ",oops,0\n", r"row 3, column 'f29': 'oops' is not a number"),
     (",".join(f"f{i}" for i in range(30)) + ",outcome\n" + ",".join(["1"] * 29) + ",NaN,1\n",
@@ -47,7 +48,7 @@ def test_participant_refuses_a_bad_table_in_one_line_and_submits_nothing(consort
     path.write_text(table)
     output = fl(3, "participant", "--study", str(study), "--data", str(path), "--label", "outcome", ok=False)
     assert output.count("\n") == 1 and output.startswith(f"Error: {path}")
-    assert __import__("re").search(message, output), output
+    assert re.search(message, output), output
     assert consortium.auditor.rounds.updates(study, 1) == []
 
 
