@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from offchain.contract_client import ChainRefusal
 from offchain.rounds.aggregate import RoundAggregation
 from offchain.rounds.errors import RoundsError
-from offchain.rounds.study import Member, Study, participants_holding_role
+from offchain.rounds.study import Member, Study
 
 Log = Callable[[str], None]
 CHECKPOINTS = ("opening", "opened", "aggregated", "sealed", "committed")
@@ -92,7 +92,7 @@ class Coordinator:
         everyone = {update.participant for update in updates} >= set(invited)
         if not (everyone or deadline_passed):
             return Step("waiting", number, f"{len(updates)} of {len(invited)} updates")
-        counted = set(participants_holding_role(self.member.access, [u.participant for u in updates]))
+        counted = set(self.member.participants_holding_role([u.participant for u in updates]))
         min_updates = self.study.info.min_updates
         if len(counted) < min_updates:
             if not deadline_passed:

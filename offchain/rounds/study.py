@@ -30,10 +30,6 @@ from offchain.rounds.config import StudyConfig, StudyConfigError
 from offchain.rounds.errors import ArtifactCheckFailed, RoundsError
 from offchain.rounds.sealed import AGGREGATE, GENESIS, UPDATE, Place, open_sealed, seal
 
-GENESIS_KIND = "genesis"
-AGGREGATE_KIND = "aggregate"
-
-
 @dataclass
 class Member:
     """A consortium member at work on studies: its chain clients, the store, and its keystore."""
@@ -69,6 +65,11 @@ class Member:
             keys[account] = (key, version)
         return keys
 
+    def participants_holding_role(self, accounts: Sequence[str]) -> list[str]:
+        """Those of ``accounts`` that hold PARTICIPANT now (what commitAggregate counts), in one call."""
+        (mask,) = self.access._call("holdersOf", list(accounts), int(Role.PARTICIPANT))
+        return [account for i, account in enumerate(accounts) if mask >> i & 1]
+
     @property
     def chain_id(self) -> int:
         return self.rounds._chain_id()
@@ -88,7 +89,7 @@ class Member:
         readers = self.public_keys([self.address, *config.members])
         if genesis is None:
             genesis = config.model.build(seed=secrets.randbits(63)).state_dict()
-        plaintext = encode_artifact(genesis, {"kind": GENESIS_KIND})
+        plaintext = encode_artifact(genesis, {"kind": GENESIS})
         number = self.rounds.studies()[-1] + 1 if self.rounds.studies() else 1
         place = Place(self.chain_id, self.rounds.contract.address, number, 0, GENESIS, self.address)
         genesis_ref = ArtifactRef(seal(self.store, plaintext, readers, place), hashlib.sha256(plaintext).digest())
@@ -180,15 +181,10 @@ class Study:
 
 def aggregate_bytes(study: int, round_number: int, tensors: Mapping[str, torch.Tensor]) -> bytes:
     """The canonical safetensors bytes of a round's aggregate (what the chain's SHA-256 names)."""
-    return encode_artifact(tensors, {"kind": AGGREGATE_KIND, "study": str(study), "round": str(round_number)})
+    return encode_artifact(tensors, {"kind": AGGREGATE, "study": str(study), "round": str(round_number)})
 
 
 def _read_all(store: Store, cid: CID) -> bytes:
     out = io.BytesIO()
     store.cat(cid, out)
     return out.getvalue()
-
-
-def participants_holding_role(access: AccessClient, accounts: Sequence[str]) -> list[str]:
-    """Those of ``accounts`` that hold PARTICIPANT now (what commitAggregate counts)."""
-    return [account for account in accounts if access.roles_of(account) & Role.PARTICIPANT]
