@@ -1,8 +1,12 @@
-"""Gas used by each MedicalAccess function on a local anvil, against the issue's targets.
+"""Gas used by each MedicalAccess and RoundRegistry function on a local anvil, against the issues' targets.
 
 Transactions are counted as their receipt's gas used; ``checkAccess``, a view, as its execution
 gas: eth_estimateGas (every slot cold in a fresh call) less the 21,000 intrinsic cost. The batch
-figure is the marginal cost of one more grantee: (batch of N - batch of 1) / (N - 1).
+figure is the marginal cost of one more grantee: (batch of N - batch of 1) / (N - 1). Rounds:
+``open_round`` (no invitations) and ``submit_update`` are the most any round or update of the run
+cost; ``commit_aggregate_10`` commits a round of 10 updates and ``commit_aggregate_marginal`` is
+(commit of 10 - commit of 2) / 8. The same two commits after some account outside the round lost
+the participant role (which makes the registry re-read every submitter's roles) are printed too.
 
 Prints a table (figure, gas, target, share of target), then as its last line a JSON object of the
 figures. Run: ./run bench gas
@@ -12,6 +16,8 @@ import json
 
 from ape import accounts, chain, networks, project
 from ape.logging import logger
+from eth_abi import encode as abi_encode
+from eth_utils import keccak
 
 # The patient-centric EHR design the issue cites reports about 78,000 gas per grant.
 PUBLISHED_GRANT_GAS = 78_000
@@ -21,8 +27,13 @@ TARGETS = {
     "grant_batch_marginal": 27_000,
     "revoke": 35_000,
     "check_access": 12_000,
+    "open_round": 100_000,
+    "submit_update": 75_000,
+    "commit_aggregate_10": 90_000,
+    "commit_aggregate_marginal": 2_600,
 }
 BATCH_SIZE = 5
+ROUND_SIZES = (2, 10)
 ONE_YEAR = 365 * 24 * 3600
 
 
@@ -54,7 +65,56 @@ def measure() -> dict[str, int]:
     figures["grant_batch_marginal"] = (batch - single) // (BATCH_SIZE - 1)
 
     figures["revoke"] = access.revokeAccess(record, doctor, sender=hospital).gas_used
+    figures.update(measure_rounds(admin, access))
     return figures
+
+
+def measure_rounds(admin, access) -> dict[str, int]:
+    """Rounds of one study: commits of 2 and 10 updates, then the same after a participant's removal."""
+    coordinator, *sites = (_funded_new_account() for _ in range(1 + ROUND_SIZES[-1]))
+    registry = admin.deploy(project.RoundRegistry, access)
+    access.grantRole(access.COORDINATOR_ROLE(), coordinator, sender=admin)
+    for site in sites:
+        access.grantRole(access.PARTICIPANT_ROLE(), site, sender=admin)
+    genesis = (_cid(1000), (1000).to_bytes(32, "big"))
+    study = registry.createStudy(*genesis, b"\x01" * 32, _cid(999), 2, sender=coordinator).return_value
+
+    bystander = _funded_new_account()  # a participant outside the rounds
+    base, opens, submits, commits = _commitment(*genesis), [], [], {}
+    for number, (size, removal) in enumerate([(n, removal) for removal in (False, True) for n in ROUND_SIZES], 1):
+        if removal:
+            access.grantRole(access.PARTICIPANT_ROLE(), bystander, sender=admin)
+        tx = registry.openRound(study, base, chain.pending_timestamp + ONE_YEAR, [], sender=coordinator)
+        opens.append(tx.gas_used)
+        for i, site in enumerate(sites[:size]):
+            update = (_cid(100 * number + i), (1).to_bytes(32, "big"))
+            submits.append(registry.submitUpdate(study, number, *update, 100, sender=site).gas_used)
+        if removal:  # a participant removed since the round opened: the registry re-reads the submitters'
+            access.revokeRole(access.PARTICIPANT_ROLE(), bystander, sender=admin)
+        aggregate = (_cid(100 * number + 99), (2).to_bytes(32, "big"))
+        tx = registry.commitAggregate(study, number, sites[:size], *aggregate, sender=coordinator)
+        commits[size, removal] = tx.gas_used
+        base = _commitment(*aggregate)
+
+    small, large = ROUND_SIZES
+    return {
+        "open_round": max(opens),
+        "submit_update": max(submits),
+        "commit_aggregate_10": commits[large, False],
+        "commit_aggregate_marginal": (commits[large, False] - commits[small, False]) // (large - small),
+        "commit_aggregate_10_after_removal": commits[large, True],
+        "commit_aggregate_marginal_after_removal": (commits[large, True] - commits[small, True]) // (large - small),
+    }
+
+
+def _funded_new_account():
+    account = accounts.test_accounts.generate_test_account()
+    chain.set_balance(account, 10**21)
+    return account
+
+
+def _commitment(cid: bytes, sha256: bytes) -> bytes:
+    return keccak(abi_encode(["bytes", "bytes32"], [cid, sha256]))
 
 
 def main() -> None:
@@ -62,9 +122,14 @@ def main() -> None:
     logger.set_level("WARNING")
     with networks.parse_network_choice("ethereum:local:foundry"):
         figures = measure()
-    print(f"{'figure':<22} {'gas':>8} {'target':>8} {'of target':>10}")
+    print(f"{'figure':<26} {'gas':>8} {'target':>8} {'of target':>10}")
     for name, gas in figures.items():
-        print(f"{name:<22} {gas:>8,} {TARGETS[name]:>8,} {gas / TARGETS[name]:>10.1%}")
+        if name in TARGETS:
+            print(f"{name:<26} {gas:>8,} {TARGETS[name]:>8,} {gas / TARGETS[name]:>10.1%}")
+    print(f"commit_aggregate per update in the round (2 -> 10 updates): {figures['commit_aggregate_marginal']:,}")
+    print(f"after a participant's removal (every submitter's roles re-read): commit of 10 "
+          f"{figures['commit_aggregate_10_after_removal']:,}, per update "
+          f"{figures['commit_aggregate_marginal_after_removal']:,}")
     print(f"grant vs published EHR design ({PUBLISHED_GRANT_GAS:,}): {figures['grant'] / PUBLISHED_GRANT_GAS:.1%}")
     print(json.dumps(figures))
 

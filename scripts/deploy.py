@@ -1,4 +1,4 @@
-"""Deploy MedicalAccess and record where it went.
+"""Deploy MedicalAccess and the RoundRegistry bound to it, and record where they went.
 
     ape run deploy [--network polygon:amoy:node] [--account ALIAS] [--admin ADDRESS]
 
@@ -11,15 +11,23 @@ import click
 from ape import chain, project
 from ape.cli import ConnectedProviderCommand, account_option
 
+from offchain.deployments import find_deployment
 from scripts._admin import parse_address, record_deployment, signer
 
 
 def deploy(deployer, admin: str):
-    """Deploy MedicalAccess with ``admin`` as consortium admin and record it; returns the contract."""
-    access = deployer.deploy(project.MedicalAccess, admin)
-    receipt = chain.provider.get_receipt(access.txn_hash)
-    record_deployment(access, deployer.address, receipt.block_number)
+    """Deploy MedicalAccess with ``admin`` as consortium admin, then its RoundRegistry, and record
+    both; returns MedicalAccess."""
+    access = _deploy_and_record(deployer, project.MedicalAccess, admin)
+    _deploy_and_record(deployer, project.RoundRegistry, access)
     return access
+
+
+def _deploy_and_record(deployer, contract_type, *args):
+    contract = deployer.deploy(contract_type, *args)
+    receipt = chain.provider.get_receipt(contract.txn_hash)
+    record_deployment(contract, deployer.address, receipt.block_number)
+    return contract
 
 
 @click.command(cls=ConnectedProviderCommand, help=__doc__)
@@ -30,3 +38,4 @@ def cli(account, admin):
     admin = parse_address(admin, "--admin") if admin else deployer.address
     access = deploy(deployer, admin)
     click.echo(f"MedicalAccess deployed at {access.address} on chain {chain.chain_id}; admin {admin}")
+    click.echo(f"RoundRegistry deployed at {find_deployment(chain.chain_id, name='RoundRegistry').address}")

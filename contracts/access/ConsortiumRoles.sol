@@ -42,14 +42,16 @@ abstract contract ConsortiumRoles is AccessControlEnumerable, Pausable {
     uint256 internal constant _PARTICIPANT_BIT = 1 << 8;
     /// @dev Roles whose loss voids the account's grants.
     uint256 internal constant _READING_BITS = _DOCTOR_BIT | _RESEARCHER_BIT | _EMERGENCY_BIT;
+    /// @dev Federated-learning roles, whose losses are counted (see {learningRoleLosses}).
+    uint256 internal constant _LEARNING_BITS = _COORDINATOR_BIT | _PARTICIPANT_BIT;
 
     mapping(address account => Membership) internal _memberships;
     /// @dev Data-owner ids are handed out on an account's first data-owner grant and never reused,
     /// so a record names its owner in 32 bits next to its patient.
     mapping(uint32 ownerId => address account) internal _ownerAccounts;
     uint32 private _ownerCount;
-    /// @dev Role revocations so far (packed beside `_ownerCount`): see {roleRevocations}.
-    uint64 private _roleRevocations;
+    /// @dev Losses of a learning role so far (packed beside `_ownerCount`): see {learningRoleLosses}.
+    uint64 private _learningRoleLosses;
 
     /// @notice `role` is not one of the consortium's roles.
     error UnknownRole(bytes32 role);
@@ -86,16 +88,23 @@ abstract contract ConsortiumRoles is AccessControlEnumerable, Pausable {
     /// `held` is set when `accounts[i]` does. At most 256 accounts.
     function holdersOf(address[] calldata accounts, uint256 bits) external view returns (uint256 held) {
         if (accounts.length > 256) revert TooManyAccounts(accounts.length);
-        for (uint256 i; i < accounts.length; ++i) {
-            if (_memberships[accounts[i]].holdsAny(bits)) held |= 1 << i;
+        bits &= 0xffff; // the roles bitmap of a {Membership}
+        // A loop of cold reads, run at every commit of a round whose participant was removed: in
+        // assembly it costs little more than the reads. An address with dirty high bits is no member.
+        assembly ("memory-safe") {
+            mstore(0x20, _memberships.slot)
+            for { let i := 0 } lt(i, accounts.length) { i := add(i, 1) } {
+                mstore(0x00, calldataload(add(accounts.offset, shl(5, i))))
+                if and(sload(keccak256(0x00, 0x40)), bits) { held := or(held, shl(i, 1)) }
+            }
         }
     }
 
-    /// @notice How many role revocations (renunciations included) there have been. While it is
-    /// unchanged, every account still holds every role it was seen to hold, so another contract
-    /// (the round registry) need not read those memberships again.
-    function roleRevocations() external view returns (uint256) {
-        return _roleRevocations;
+    /// @notice How many times an account lost the coordinator or participant role (revoked or
+    /// renounced). While it is unchanged, every account still holds the learning roles it was seen
+    /// to hold, so the round registry need not read those memberships again.
+    function learningRoleLosses() external view returns (uint256) {
+        return _learningRoleLosses;
     }
 
     /// @dev Refuses unknown role ids and the zero address, and refuses new members while paused,
@@ -127,7 +136,7 @@ abstract contract ConsortiumRoles is AccessControlEnumerable, Pausable {
             m = m.withRoles(m.roles() & ~bit);
             if (bit & _READING_BITS != 0) m = m.withLostAt(uint40(block.number));
             _memberships[account] = m;
-            ++_roleRevocations;
+            if (bit & _LEARNING_BITS != 0) ++_learningRoleLosses;
         }
     }
 

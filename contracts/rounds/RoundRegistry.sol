@@ -16,7 +16,7 @@ import {ConsortiumBound} from "./ConsortiumBound.sol";
 /// on-chain commitment is `keccak256(abi.encode(cid, sha256))`, one slot, with both in the events.
 /// Roles and pause come from the access policy ({ConsortiumBound}). Commit checks the submitters the
 /// coordinator lists against a running digest kept at submit time, and re-reads their roles only if
-/// a role was revoked anywhere since the round opened.
+/// an account lost the coordinator or participant role since the round opened.
 /// Room to grow (secure-aggregation steps, per-participant privacy budgets): {Round} and {Study} end
 /// in mappings new fields can join, and {RoundHeader} has 48 spare bits.
 contract RoundRegistry is ConsortiumBound, Multicall {
@@ -53,7 +53,7 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         RoundStatus status;
         bool invites; // only invited participants may submit
         uint32 baseRound; // the round whose aggregate is this round's base; 0: the genesis model
-        uint64 revocations; // the consortium's role-revocation count when the round opened
+        uint64 roleLosses; // the consortium's count of learning-role losses when the round opened
         uint16 updateCount; // set when the round closes (the tally counts while it is open)
         uint16 counted; // updates from accounts holding the participant role at commit
     }
@@ -228,7 +228,7 @@ contract RoundRegistry is ConsortiumBound, Multicall {
             status: RoundStatus.Open,
             invites: invited.length != 0,
             baseRound: baseRound,
-            revocations: uint64(consortium.roleRevocations()),
+            roleLosses: uint64(consortium.learningRoleLosses()),
             updateCount: 0,
             counted: 0
         });
@@ -285,7 +285,7 @@ contract RoundRegistry is ConsortiumBound, Multicall {
     ) external {
         Study storage s = _studies[study];
         StudyHeader memory header = s.header;
-        // The coordinator's role is checked below, with the submitters', when a role was revoked.
+        // The coordinator's role is checked below, with the submitters', when a learning role was lost.
         _requireCoordinator(study, header, false);
         Round storage r = s.rounds[round];
         RoundHeader memory roundHeader = r.header;
@@ -425,9 +425,9 @@ contract RoundRegistry is ConsortiumBound, Multicall {
     }
 
     /// @dev Checks `submitters` against the round's tally, then which of them hold the participant
-    /// role now: all, if no role was revoked anywhere since the round opened (each held it when it
-    /// submitted, and the coordinator held its role at opening); else one batch read of their roles
-    /// (and the caller's coordinator role).
+    /// role now: all, if no account lost a learning role since the round opened (each held it when
+    /// it submitted, and the coordinator held its role at opening); else one batch read of their
+    /// roles (and the caller's coordinator role).
     function _countParticipants(
         uint64 study,
         uint32 round,
@@ -438,12 +438,17 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         uint256 n = submitters.length;
         if (n != uint256(tally) & _COUNT_MASK) revert SubmittersMismatch(study, round);
         uint256 digest = _TALLY_SEED;
-        for (uint256 i; i < n; ++i) {
-            digest = _chain(digest, submitters[i]);
+        // {_chain} over calldata: an address with dirty high bits yields another digest, so refused.
+        assembly ("memory-safe") {
+            for { let i := 0 } lt(i, n) { i := add(i, 1) } {
+                mstore(0x00, digest)
+                mstore(0x20, calldataload(add(submitters.offset, shl(5, i))))
+                digest := shl(32, shr(32, keccak256(0x00, 0x40)))
+            }
         }
         if (digest | n != uint256(tally)) revert SubmittersMismatch(study, round);
 
-        if (consortium.roleRevocations() == header.revocations) {
+        if (consortium.learningRoleLosses() == header.roleLosses) {
             unchecked {
                 mask = (1 << n) - 1; // n <= 256: all ones for 256
             }
@@ -451,8 +456,18 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         }
         if (!_holds(msg.sender, _COORDINATOR_BIT)) revert NotCoordinator(msg.sender);
         mask = consortium.holdersOf(submitters, _PARTICIPANT_BIT);
-        for (uint256 bits = mask; bits != 0; bits &= bits - 1) {
-            ++counted;
+        counted = _popcount(mask);
+    }
+
+    /// @dev How many bits of `x` are set (SWAR, in 16-bit lanes so that 256 fits).
+    function _popcount(uint256 x) private pure returns (uint256) {
+        unchecked {
+            x -= (x >> 1) & 0x5555555555555555555555555555555555555555555555555555555555555555;
+            x = (x & 0x3333333333333333333333333333333333333333333333333333333333333333)
+                + ((x >> 2) & 0x3333333333333333333333333333333333333333333333333333333333333333);
+            x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f;
+            x = (x + (x >> 8)) & 0x00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff;
+            return (x * 0x0001000100010001000100010001000100010001000100010001000100010001) >> 240;
         }
     }
 

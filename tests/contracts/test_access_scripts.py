@@ -32,7 +32,7 @@ def admin_scripts(project, monkeypatch, tmp_path):
     return admin_helpers, deploy, grant, participants, revoke
 
 
-def test_deploy_records_the_contract_for_the_other_scripts(admin_scripts, chain, admin, tmp_path):
+def test_deploy_records_the_contract_for_the_other_scripts(admin_scripts, project, chain, admin, tmp_path):
     admin_helpers, deploy, *_ = admin_scripts
     with pytest.raises(click.ClickException, match=f"no MedicalAccess recorded for chain {chain.chain_id}"):
         admin_helpers.load_access(None)
@@ -42,6 +42,10 @@ def test_deploy_records_the_contract_for_the_other_scripts(admin_scripts, chain,
     assert recorded["transaction"] == access.txn_hash and len(recorded["abi_sha256"]) == 64
     assert admin_helpers.load_access(None).address == access.address
     assert access.hasRole(access.DEFAULT_ADMIN_ROLE(), admin)
+    # The round registry is deployed after it, bound to it, and recorded beside it.
+    rounds = json.loads((tmp_path / "deployments.json").read_text())[str(chain.chain_id)]["RoundRegistry"]
+    assert rounds["deployer"] == admin.address and rounds["block"] > recorded["block"]
+    assert project.RoundRegistry.at(rounds["address"]).consortium() == access.address
 
 
 def test_contract_address_must_hold_code(admin_scripts, stranger):
@@ -164,8 +168,9 @@ def test_command_lines_end_to_end(project, own_anvil, access, tmp_path, accounts
 
     deployed = ape_run("deploy")
     assert deployed.returncode == 0, deployed.stderr
-    address = json.loads((tmp_path / "deployments.json").read_text())["31337"]["MedicalAccess"]["address"]
-    assert address in deployed.stdout
+    recorded = json.loads((tmp_path / "deployments.json").read_text())["31337"]
+    address = recorded["MedicalAccess"]["address"]
+    assert address in deployed.stdout and recorded["RoundRegistry"]["address"] in deployed.stdout
     for role, member in [("data-owner", hospital), ("patient", patient), ("doctor", doctor)]:
         added = ape_run("participants", "add", role, member)
         assert added.returncode == 0, added.stderr

@@ -1,4 +1,5 @@
-"""EIP-170: every contract MedShare deploys stays under 24,576 bytes of runtime code."""
+"""EIP-170: every contract MedShare deploys stays under 24,576 bytes of runtime code; and their errors
+share one namespace."""
 
 EIP170_LIMIT = 24_576
 DEPLOYED = ("MedicalAccess", "RoundRegistry")
@@ -11,8 +12,21 @@ def test_every_deployed_contract_fits_eip170(chain, access, rounds):
 
 
 def test_every_compiled_contract_fits_eip170(project):
-    sizes = {}
+    """Every contract of the project with runtime code (abstract units and interfaces have none)."""
+    sizes = {
+        contract.name: len(contract.runtime_bytecode.bytecode) // 2 - 1
+        for contract in project.contracts.values()
+        if contract.runtime_bytecode and len(contract.runtime_bytecode.bytecode or "") > 2
+    }
+    assert set(DEPLOYED) <= set(sizes)
+    assert all(size < EIP170_LIMIT for size in sizes.values()), sizes
+
+
+def test_error_names_are_unique_across_deployed_contracts(project):
+    """The units share one ABI namespace: a name used twice must be the same error (a shared unit's)."""
+    signatures: dict[str, set[str]] = {}
     for name in DEPLOYED:
-        runtime = project.get_contract(name).contract_type.get_runtime_bytecode()
-        sizes[name] = len(runtime)
-    assert all(0 < size < EIP170_LIMIT for size in sizes.values()), sizes
+        for error in project.get_contract(name).contract_type.errors:
+            signatures.setdefault(error.name, set()).add(error.signature)
+    assert {name: sigs for name, sigs in signatures.items() if len(sigs) > 1} == {}
+    assert {"NotParticipant", "QuorumNotMet", "AccessDenied", "InvalidCid"} <= set(signatures)

@@ -326,8 +326,9 @@ def test_removals_can_leave_a_round_below_quorum(rounds, study, coordinator, hos
     assert tx.events == [rounds.RoundCommitted(study, 1, *make_artifact(50), 0b110, 2)]
 
 
-def test_a_revocation_elsewhere_still_counts_everyone(rounds, study, coordinator, access, admin, doctor, three_updates):
-    access.revokeRole(access.DOCTOR_ROLE(), doctor, sender=admin)  # forces the registry to re-read roles
+def test_removals_outside_the_round_still_count_everyone(rounds, study, coordinator, access, admin, doctor, hospitals, three_updates):
+    access.revokeRole(access.DOCTOR_ROLE(), doctor, sender=admin)  # not a learning role: nothing to re-read
+    access.revokeRole(access.PARTICIPANT_ROLE(), hospitals[3], sender=admin)  # a participant: re-read all
     tx = rounds.commitAggregate(study, 1, three_updates, *make_artifact(50), sender=coordinator)
     assert tx.events == [rounds.RoundCommitted(study, 1, *make_artifact(50), 0b111, 3)]
 

@@ -5,7 +5,7 @@ import pytest
 from conftest import ONE_DAY
 from offchain.contract_client import ChainRefusal
 from offchain.ipfs import CID, RAW
-from offchain.rounds import ArtifactRef, RoundsClient, RoundState
+from offchain.rounds import ArtifactRef, MissingEvent, RoundsClient, RoundState
 
 
 def artifact(n: int) -> ArtifactRef:
@@ -120,3 +120,10 @@ def test_commit_and_open_next_round_in_one_transaction(client, coordinator, hosp
     next_round = runner.commit_and_open(study, 1, runner.submitters(study, 1), artifact(50), runner.now() + ONE_DAY)
     assert next_round == 2
     assert runner.round(study, 2).base_commitment == artifact(50).commitment()
+
+
+def test_a_client_that_starts_reading_after_the_events_says_so(rounds, client, coordinator, study, chain):
+    late = RoundsClient(rounds, coordinator, from_block=chain.blocks.head.number + 1)
+    assert late.studies() == [study]  # state still reads
+    with pytest.raises(MissingEvent, match=f"no StudyCreated event for study {study} since block"):
+        late.study(study)
