@@ -8,6 +8,11 @@ cost; ``commit_aggregate_10`` commits a round of 10 updates and ``commit_aggrega
 (commit of 10 - commit of 2) / 8. The same two commits after some account outside the round lost
 the participant role (which makes the registry re-read every submitter's roles) are printed too.
 
+Key figures: ``publish_key`` and ``publish_key_pq`` are a member's first publication of an X25519
+(32-byte) and an MLKEM768-X25519 (1,216-byte) key; ``grant_pq`` is a grant with its key share to one
+hybrid reader (a 1,183-byte wrapped key) in one multicall, as ``medshare record grant`` sends it, and
+``grant_share`` the same for an X25519 reader (95 bytes), printed beside it.
+
 Prints a table (figure, gas, target, share of target), then as its last line a JSON object of the
 figures. Run: ./run bench gas
 """
@@ -18,6 +23,8 @@ from ape import accounts, chain, networks, project
 from ape.logging import logger
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
+
+from offchain.crypto import KeySuite, RecipientKey, new_data_key, wrap_data_key
 
 # The patient-centric EHR design the issue cites reports about 78,000 gas per grant.
 PUBLISHED_GRANT_GAS = 78_000
@@ -31,6 +38,9 @@ TARGETS = {
     "submit_update": 75_000,
     "commit_aggregate_10": 90_000,
     "commit_aggregate_marginal": 2_600,
+    "publish_key": 60_000,
+    "publish_key_pq": 85_000,
+    "grant_pq": 100_000,
 }
 BATCH_SIZE = 5
 ROUND_SIZES = (2, 10)
@@ -66,6 +76,31 @@ def measure() -> dict[str, int]:
 
     figures["revoke"] = access.revokeAccess(record, doctor, sender=hospital).gas_used
     figures.update(measure_rounds(admin, access))
+    figures.update(_measure_keys())
+    return figures
+
+
+def _measure_keys() -> dict[str, int]:
+    """First publication of a key of each kind, and a grant with its key share to a reader of each,
+    on a fresh deployment (every grant slot new, as for ``grant``)."""
+    admin, hospital, patient, classic_reader, hybrid_reader = accounts.test_accounts[:5]
+    access = admin.deploy(project.MedicalAccess, admin)
+    access.grantRole(access.DATA_OWNER_ROLE(), hospital, sender=admin)
+    access.grantRole(access.PATIENT_ROLE(), patient, sender=admin)
+    record = access.registerRecord(_cid(1), patient, sender=hospital).return_value
+    expiry = chain.pending_timestamp + ONE_YEAR
+    figures = {}
+    for reader, suite, name in [(classic_reader, KeySuite.X25519, "publish_key"),
+                                (hybrid_reader, KeySuite.MLKEM768_X25519, "publish_key_pq")]:
+        access.grantRole(access.DOCTOR_ROLE(), reader, sender=admin)
+        key = RecipientKey.generate(suite)
+        figures[name] = access.publishEncryptionKey(suite.kem_id, key.public_key, sender=reader).gas_used
+        wrapped = wrap_data_key(new_data_key(), key.public_key, 1, record, 1, suite)
+        calls = [access.grantAccess.encode_input(record, reader, expiry),
+                 access.shareDataKeys.encode_input(record, 1, [reader], [wrapped])]
+        figures["grant_share" if suite is KeySuite.X25519 else "grant_pq"] = (
+            access.multicall(calls, sender=hospital).gas_used
+        )
     return figures
 
 
@@ -126,6 +161,8 @@ def main() -> None:
     for name, gas in figures.items():
         if name in TARGETS:
             print(f"{name:<26} {gas:>8,} {TARGETS[name]:>8,} {gas / TARGETS[name]:>10.1%}")
+        else:
+            print(f"{name:<26} {gas:>8,} {'-':>8} {'-':>10}")
     print(f"commit_aggregate per update in the round (2 -> 10 updates): {figures['commit_aggregate_marginal']:,}")
     print(f"after a participant's removal (every submitter's roles re-read): commit of 10 "
           f"{figures['commit_aggregate_10_after_removal']:,}, per update "

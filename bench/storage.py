@@ -185,7 +185,7 @@ def measure_access_1mib(workdir: Path, repeats: int = 21) -> float:
 
         def member(account) -> RecordService:
             keystore = Keystore.create(workdir / f"{account.address}.keystore", "bench passphrase")
-            access.publishEncryptionKey(keystore.public_key(), sender=account)
+            access.publishEncryptionKey(keystore.suite().kem_id, keystore.public_key(), sender=account)
             index = RecordIndex(workdir / f"{account.address}.index.json")
             return RecordService(AccessClient(access, account), store, keystore, index)
 

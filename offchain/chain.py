@@ -14,7 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from eth_utils import keccak
+
 from offchain.contract_client import ContractClient
+from offchain.crypto import KeySuite, KeyWrapError
 from offchain.ipfs.cid import CID
 
 
@@ -42,6 +45,21 @@ class RecordInfo:
     version: int
     retired: bool
     cid: CID
+
+
+@dataclass(frozen=True)
+class PublishedKey:
+    """A member's current encryption key as the key registry holds it, its bytes checked
+    against the on-chain commitment. ``version`` 0 (and no suite, no bytes): none published."""
+
+    member: str
+    public_key: bytes
+    suite: KeySuite | None
+    version: int
+
+    @property
+    def published(self) -> bool:
+        return self.version > 0
 
 
 @dataclass(frozen=True)
@@ -98,10 +116,29 @@ class AccessClient(ContractClient):
     def is_paused(self) -> bool:
         return bool(self.contract.paused())
 
-    def encryption_key(self, member: str) -> tuple[bytes, int]:
-        """``member``'s published X25519 key and its version; version 0 when none was published."""
-        key, version = self.contract.encryptionKeyOf(member)
-        return bytes(key), int(version)
+    def encryption_key(self, member: str) -> PublishedKey:
+        """``member``'s current published key, its suite and version (version 0 when none was published).
+
+        Storage holds a commitment (keccak256, suite, version); the bytes come from the version's
+        EncryptionKeyPublished event and must match it, else KeyWrapError: a reader's key that does
+        not verify is never wrapped to.
+        """
+        key_hash, kem_id, version = self._call("encryptionKeyOf", member)
+        if version == 0:
+            return PublishedKey(member, b"", None, 0)
+        suite = KeySuite.from_kem_id(int(kem_id))
+        logs = self._logs("EncryptionKeyPublished", member=member, version=version)
+        key = bytes(logs[-1].key) if logs else b""
+        if not logs or keccak(key) != bytes(key_hash) or logs[-1].suite != kem_id:
+            raise KeyWrapError(
+                f"the key bytes published for {member} (key version {version}) do not match the key "
+                "registry's commitment; refusing to use them"
+            )
+        return PublishedKey(member, key, suite, int(version))
+
+    def encryption_key_version(self, member: str) -> int:
+        """The version of ``member``'s current key (0: none published), from storage alone."""
+        return int(self._call("encryptionKeyOf", member)[2])
 
     def shared_key(self, record_id: bytes, reader: str, version: int) -> bytes | None:
         """The latest wrapped data key shared with ``reader`` for that record version, if any."""
@@ -129,11 +166,10 @@ class AccessClient(ContractClient):
 
     # Transactions ----------------------------------------------------------
 
-    def publish_encryption_key(self, public_key: bytes) -> int:
-        """Publish the signer's X25519 public key; returns its version."""
-        receipt = self._send(self.contract.publishEncryptionKey, public_key)
-        _, version = self._event_data(receipt, "EncryptionKeyPublished")
-        return int(version)
+    def publish_encryption_key(self, public_key: bytes, suite: KeySuite = KeySuite.X25519) -> int:
+        """Publish the signer's public key of ``suite``; returns its version."""
+        self._send(self.contract.publishEncryptionKey, suite.kem_id, public_key)
+        return self.encryption_key(self.address).version
 
     def register_record(self, cid: CID, patient: str, shares: Sequence[tuple[str, bytes]]) -> None:
         """Register ``cid`` as a new record for ``patient`` and share its key, in one transaction."""

@@ -17,7 +17,7 @@ from fl.artifacts import artifact_digest, encode_artifact
 from fl.data import federated_breast_cancer
 from fl.simulation import FederatedConfig, run_federated, train_centralized
 from offchain.chain import AccessClient
-from offchain.crypto import Keystore
+from offchain.crypto import KeySuite, Keystore
 from offchain.ipfs import EmbeddedStore
 from offchain.records import AccessRefused, RecordIndex, RecordService
 
@@ -45,13 +45,14 @@ def main() -> None:
             access.grantRole(role, member, sender=admin)
             click.echo(f"  {label}: {member.address}")
 
-        step("Members create keystores and publish their X25519 keys")
+        step("Members create keystores and publish their keys (the doctor's is hybrid post-quantum)")
         store = EmbeddedStore(home / "ipfs")
         services = {}
         for member in (hospital, patient, doctor, researcher, stranger):
-            keystore = Keystore.create(home / f"{member.address}.keystore.json", DEMO_PASSPHRASE)
+            suite = KeySuite.MLKEM768_X25519 if member is doctor else KeySuite.X25519
+            keystore = Keystore.create(home / f"{member.address}.keystore.json", DEMO_PASSPHRASE, suite=suite)
             if member is not stranger:
-                access.publishEncryptionKey(keystore.public_key(), sender=member)
+                access.publishEncryptionKey(keystore.suite().kem_id, keystore.public_key(), sender=member)
             client = AccessClient(access, member)
             services[member] = RecordService(client, store, keystore, RecordIndex(home / f"{member.address}.index.json"))
         click.echo("  keys published for hospital_1, patient_A, doctor, researcher")

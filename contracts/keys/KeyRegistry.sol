@@ -5,35 +5,60 @@ import {ConsortiumRoles} from "../access/ConsortiumRoles.sol";
 import {Membership} from "../access/Membership.sol";
 
 /// @title KeyRegistry
-/// @notice Members' X25519 public keys, to which others wrap data keys. Each publication bumps the
-/// member's key version, so wrapped keys can name the key they were made for.
+/// @notice Members' HPKE (RFC 9180) public keys, to which others wrap data keys. A key is X25519
+/// (32 bytes) or the hybrid post-quantum MLKEM768-X25519 (1,216 bytes), named by its HPKE KEM id.
+/// Storage keeps only a commitment, `keccak256(key)` with the key's suite and version (packed in the
+/// member's {Membership} word); the key bytes travel in {EncryptionKeyPublished}, and clients check
+/// them against the commitment. Each publication bumps the member's key version, so wrapped keys can
+/// name the key they were made for.
 abstract contract KeyRegistry is ConsortiumRoles {
-    mapping(address member => bytes32 key) private _encryptionKeys;
+    /// @notice HPKE KEM id of DHKEM(X25519, HKDF-SHA256): 32-byte keys.
+    uint16 public constant KEM_X25519 = 0x0020;
+    /// @notice HPKE KEM id of MLKEM768-X25519 (X-Wing): 1,216-byte keys (ML-KEM-768 || X25519).
+    uint16 public constant KEM_MLKEM768_X25519 = 0x647a;
 
-    /// @notice `member` published `key` (X25519, 32 bytes) as its key version `version`.
-    event EncryptionKeyPublished(address indexed member, bytes32 key, uint32 version);
+    mapping(address member => bytes32 keyHash) private _keyHashes;
+
+    /// @notice `member` published `key`, of HPKE KEM `suite`, as its key version `version`.
+    event EncryptionKeyPublished(address indexed member, uint32 indexed version, uint16 suite, bytes key);
 
     /// @notice `account` holds no consortium role.
     error NotAMember(address account);
     /// @notice The all-zero key is not a valid X25519 public key.
     error InvalidEncryptionKey();
+    /// @notice `suite` is not a KEM this registry accepts ({KEM_X25519}, {KEM_MLKEM768_X25519}).
+    error UnsupportedKeySuite(uint16 suite);
+    /// @notice A `suite` key is `expected` bytes long, not `length`.
+    error EncryptionKeyLength(uint16 suite, uint256 length, uint256 expected);
 
-    /// @notice Publish the caller's X25519 public key; any role holder may call.
-    /// @param key The 32-byte X25519 public key; not zero.
+    /// @notice Publish the caller's public key; any role holder may call.
+    /// @param suite The key's HPKE KEM id: {KEM_X25519} or {KEM_MLKEM768_X25519}.
+    /// @param key The raw public key: 32 bytes (X25519, not zero) or 1,216 bytes (MLKEM768-X25519).
     /// @return version The key's version (1 for the first key, then +1 on each publication).
-    function publishEncryptionKey(bytes32 key) external whenNotPaused returns (uint32 version) {
+    function publishEncryptionKey(uint16 suite, bytes calldata key) external whenNotPaused returns (uint32 version) {
         Membership m = _memberships[msg.sender];
         if (m.roles() == 0) revert NotAMember(msg.sender);
-        if (key == 0) revert InvalidEncryptionKey();
+        uint256 expected = _keyLength(suite);
+        if (key.length != expected) revert EncryptionKeyLength(suite, key.length, expected);
+        if (suite == KEM_X25519 && bytes32(key) == 0) revert InvalidEncryptionKey();
         version = m.keyVersion() + 1;
-        _encryptionKeys[msg.sender] = key;
-        _memberships[msg.sender] = m.withKeyVersion(version);
-        emit EncryptionKeyPublished(msg.sender, key, version);
+        _keyHashes[msg.sender] = keccak256(key);
+        _memberships[msg.sender] = m.withKey(version, suite);
+        emit EncryptionKeyPublished(msg.sender, version, suite, key);
     }
 
-    /// @notice `member`'s current X25519 public key and its version; (0, 0) when none was published.
+    /// @notice The commitment to `member`'s current key: its keccak256, HPKE KEM id and version;
+    /// (0, 0, 0) when none was published. The key's bytes are in the {EncryptionKeyPublished} event
+    /// of (`member`, `version`).
     /// @param member Any account.
-    function encryptionKeyOf(address member) external view returns (bytes32 key, uint32 version) {
-        return (_encryptionKeys[member], _memberships[member].keyVersion());
+    function encryptionKeyOf(address member) external view returns (bytes32 keyHash, uint16 suite, uint32 version) {
+        Membership m = _memberships[member];
+        return (_keyHashes[member], m.keySuite(), m.keyVersion());
+    }
+
+    function _keyLength(uint16 suite) private pure returns (uint256) {
+        if (suite == KEM_X25519) return 32;
+        if (suite == KEM_MLKEM768_X25519) return 1216;
+        revert UnsupportedKeySuite(suite);
     }
 }

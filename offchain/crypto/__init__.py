@@ -4,9 +4,10 @@
   streaming AES-256-GCM of one record version under a random data key
   (:func:`new_data_key`), in bounded memory.
 - :func:`wrap_data_key` / :func:`unwrap_data_key`: the data key sealed for one
-  reader's X25519 public key.
-- :class:`Keystore`: a member's X25519 private keys by version, in a file
-  sealed under a passphrase.
+  reader's public key with HPKE (RFC 9180), in the reader's :class:`KeySuite`
+  (X25519, or the hybrid post-quantum MLKEM768-X25519).
+- :class:`Keystore`: a member's private keys (:class:`RecipientKey`) by
+  version, in a file sealed under a passphrase.
 
 Every failure raises a :class:`CryptoError`.
 """
@@ -14,8 +15,14 @@ Every failure raises a :class:`CryptoError`.
 from .errors import CryptoError, FormatError, IntegrityError, KeystoreError, KeyWrapError
 from .keystore import Keystore
 from .keywrap import (
+    DEFAULT_SUITE,
+    MAX_WRAPPED_KEY_SIZE,
     PUBLIC_KEY_SIZE,
-    WRAPPED_KEY_SIZE,
+    KeySuite,
+    RecipientKey,
+    WrappedKeyHeader,
+    check_public_key,
+    parse_wrapped_key,
     raw_public_key,
     unwrap_data_key,
     wrap_data_key,
@@ -36,20 +43,26 @@ from .stream import (
 __all__ = [
     "DATA_KEY_SIZE",
     "DEFAULT_SEGMENT_SIZE",
+    "DEFAULT_SUITE",
     "HEADER_SIZE",
+    "MAX_WRAPPED_KEY_SIZE",
     "PUBLIC_KEY_SIZE",
-    "WRAPPED_KEY_SIZE",
     "CryptoError",
     "FormatError",
     "IntegrityError",
+    "KeySuite",
     "KeyWrapError",
     "Keystore",
     "KeystoreError",
+    "RecipientKey",
+    "WrappedKeyHeader",
+    "check_public_key",
     "ciphertext_length",
     "decrypt_stream",
     "decrypt_to_path",
     "encrypt_stream",
     "new_data_key",
+    "parse_wrapped_key",
     "plaintext_length",
     "raw_public_key",
     "unwrap_data_key",

@@ -1,4 +1,4 @@
-"""A member's X25519 private keys, by version, in a file sealed under a passphrase.
+"""A member's private keys, by version, in a file sealed under a passphrase.
 
 The file is JSON, mode 0600, replaced atomically on every change::
 
@@ -6,9 +6,15 @@ The file is JSON, mode 0600, replaced atomically on every change::
      "kdf": {"name": "scrypt", "log2_n": 15, "r": 8, "p": 1, "salt": <base64>},
      "cipher": {"name": "aes-256-gcm", "nonce": <base64>},
      "public_keys": {"1": <hex>, "2": <hex>},
+     "key_suites": {"2": "mlkem768-x25519"},
      "ciphertext": <base64>}
 
-``ciphertext`` seals the private keys (version u32 || raw key, per key) with
+Each key has a suite (:class:`~offchain.crypto.keywrap.KeySuite`):
+``key_suites`` names those that are not X25519 (files holding only X25519
+keys, as all did before the hybrid suite, have no such field).
+
+``ciphertext`` seals the private keys (version u32 || 32 raw bytes, per key: an
+X25519 scalar or an MLKEM768-X25519 seed) with
 an AES-256-GCM key derived from the passphrase by scrypt; its associated data
 is the canonical JSON of every other field except the nonce, so changing the
 KDF settings or the public key list is detected like a wrong passphrase. The
@@ -29,11 +35,17 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from .atomic import atomic_write
 from .errors import KeystoreError, KeyWrapError
-from .keywrap import PUBLIC_KEY_SIZE, check_key_version, raw_public_key, unwrap_data_key, wrapped_key_recipient_version
+from .keywrap import (
+    DEFAULT_SUITE,
+    KeySuite,
+    RecipientKey,
+    check_key_version,
+    parse_wrapped_key,
+    unwrap_data_key,
+)
 
 FORMAT = "medshare-keystore"
 FORMAT_VERSION = 1
@@ -54,7 +66,7 @@ class Keystore:
     ``repr`` or in error messages.
     """
 
-    def __init__(self, path: Path, kdf: dict[str, Any], file_key: bytes, keys: dict[int, X25519PrivateKey]) -> None:
+    def __init__(self, path: Path, kdf: dict[str, Any], file_key: bytes, keys: dict[int, RecipientKey]) -> None:
         # Use create() or open(); this only assembles an unlocked keystore.
         self.path = path
         self._kdf = kdf
@@ -63,13 +75,20 @@ class Keystore:
 
     @classmethod
     def create(
-        cls, path: str | os.PathLike[str], passphrase: str, *, scrypt_log2_n: int = MIN_SCRYPT_LOG2_N
+        cls,
+        path: str | os.PathLike[str],
+        passphrase: str,
+        *,
+        scrypt_log2_n: int = MIN_SCRYPT_LOG2_N,
+        suite: KeySuite = DEFAULT_SUITE,
     ) -> "Keystore":
-        """Create a keystore at ``path`` holding a new key, version 1.
+        """Create a keystore at ``path`` holding a new key of ``suite``, version 1.
 
         Never overwrites an existing file. ``scrypt_log2_n`` sets scrypt's
         cost, N = 2**scrypt_log2_n (15 to 20).
         """
+        if not isinstance(suite, KeySuite):
+            raise TypeError(f"suite must be a KeySuite, not {type(suite).__name__}")
         target = Path(path)
         if not MIN_SCRYPT_LOG2_N <= scrypt_log2_n <= MAX_SCRYPT_LOG2_N:
             raise ValueError(
@@ -79,7 +98,7 @@ class Keystore:
             raise _exists_error(target)
         salt = _b64(secrets.token_bytes(_SALT_SIZE))
         kdf = {"name": "scrypt", "log2_n": scrypt_log2_n, "r": _SCRYPT_R, "p": _SCRYPT_P, "salt": salt}
-        keystore = cls(target, kdf, _derive_file_key(passphrase, kdf), {1: X25519PrivateKey.generate()})
+        keystore = cls(target, kdf, _derive_file_key(passphrase, kdf), {1: RecipientKey.generate(suite)})
         keystore._save(overwrite=False)
         return keystore
 
@@ -103,12 +122,16 @@ class Keystore:
             raise KeystoreError(
                 f"cannot unlock keystore {target}: wrong passphrase, or the file was modified"
             ) from None
-        keys = {version: X25519PrivateKey.from_private_bytes(raw) for version, raw in _KEY_ENTRY.iter_unpack(plaintext)}
+        suites = _key_suites(document)
+        keys = {
+            version: RecipientKey(suites.get(version, KeySuite.X25519), raw)
+            for version, raw in _KEY_ENTRY.iter_unpack(plaintext)
+        }
         return cls(target, document["kdf"], file_key, keys)
 
     @staticmethod
     def read_public_keys(path: str | os.PathLike[str]) -> dict[int, bytes]:
-        """Return the raw 32-byte public keys by version, without the passphrase.
+        """Return the raw public keys by version, without the passphrase.
 
         These are not authenticated until the keystore is opened.
         """
@@ -125,11 +148,23 @@ class Keystore:
         return max(self._keys)
 
     def public_key(self, version: int | None = None) -> bytes:
-        """Return the raw 32-byte X25519 public key of ``version`` (default: current)."""
-        return raw_public_key(self.private_key(version).public_key())
+        """Return the raw public key of ``version`` (default: current): 32 bytes, or 1,216 for MLKEM768-X25519."""
+        return self.recipient_key(version).public_key
+
+    def suite(self, version: int | None = None) -> KeySuite:
+        """Return the suite of the key of ``version`` (default: current)."""
+        return self.recipient_key(version).suite
 
     def private_key(self, version: int | None = None) -> X25519PrivateKey:
-        """Return the private key of ``version`` (default: current)."""
+        """Return the X25519 private key of ``version`` (default: current); for a key of another
+        suite, KeystoreError (see :meth:`recipient_key`)."""
+        key = self.recipient_key(version)
+        if key.suite is not KeySuite.X25519:
+            raise KeystoreError(f"key version {version or self.current_version} is a {key.suite.value} key")
+        return X25519PrivateKey.from_private_bytes(key.private_bytes_raw())
+
+    def recipient_key(self, version: int | None = None) -> RecipientKey:
+        """Return the private key of ``version`` (default: current), of either suite."""
         if version is None:
             version = self.current_version
         try:
@@ -139,14 +174,15 @@ class Keystore:
                 f"keystore {self.path} holds no key version {version} (it holds {self._describe_versions()})"
             ) from None
 
-    def rotate(self) -> int:
+    def rotate(self, suite: KeySuite | None = None) -> int:
         """Add a new key as the current version, save the file, and return the version.
 
-        Older keys stay, so data wrapped for them can still be unwrapped.
+        The new key is of ``suite`` (default: the current key's). Older keys
+        stay, so data wrapped for them can still be unwrapped.
         """
         version = self.current_version + 1
         check_key_version(version)
-        self._keys[version] = X25519PrivateKey.generate()
+        self._keys[version] = RecipientKey.generate(suite or self.suite())
         try:
             self._save()
         except BaseException:
@@ -156,7 +192,7 @@ class Keystore:
 
     def unwrap_data_key(self, wrapped: bytes, record_id: bytes, record_version: int) -> bytes:
         """Unwrap a data key with the private key of the version it was wrapped for."""
-        version = wrapped_key_recipient_version(wrapped)
+        version = parse_wrapped_key(wrapped).recipient_key_version
         if version not in self._keys:
             raise KeyWrapError(
                 f"the data key was wrapped for key version {version}, "
@@ -178,10 +214,13 @@ class Keystore:
             "format_version": FORMAT_VERSION,
             "kdf": self._kdf,
             "cipher": {"name": _CIPHER, "nonce": _b64(nonce)},
-            "public_keys": {str(version): raw_public_key(key.public_key()).hex() for version, key in keys},
+            "public_keys": {str(version): key.public_key.hex() for version, key in keys},
         }
+        suites = {str(version): key.suite.value for version, key in keys if key.suite is not KeySuite.X25519}
+        if suites:
+            document["key_suites"] = suites
         plaintext = b"".join(
-            _KEY_ENTRY.pack(version, key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()))
+            _KEY_ENTRY.pack(version, key.private_bytes_raw())
             for version, key in keys
         )
         document["ciphertext"] = _b64(AESGCM(self._file_key).encrypt(nonce, plaintext, _associated_data(document)))
@@ -252,21 +291,32 @@ def _check_document(path: Path, document: Any) -> None:
     public_keys = document.get("public_keys")
     require(isinstance(public_keys, dict) and len(public_keys) > 0, "public_keys is missing or empty")
     try:
+        suites = _key_suites(document)
+    except (ValueError, TypeError, AttributeError):
+        require(False, "key_suites must map versions to " + ", ".join(repr(s.value) for s in KeySuite))
+    require(set(suites) <= set(map(int, filter(str.isdigit, public_keys))), "key_suites names a version with no key")
+    try:
         _public_keys(document)
     except (ValueError, TypeError):
-        require(False, "public_keys must map versions to 32-byte hex keys")
+        require(False, "public_keys must map versions to hex keys of their suite's size")
 
 
 def _public_keys(document: dict[str, Any]) -> dict[int, bytes]:
+    suites = _key_suites(document)
     keys = {}
     for version_text, key_hex in document["public_keys"].items():
         version = int(version_text)
         check_key_version(version)
         key = bytes.fromhex(key_hex)
-        if len(key) != PUBLIC_KEY_SIZE:
-            raise ValueError("public key is not 32 bytes")
+        if len(key) != suites.get(version, KeySuite.X25519).public_key_size:
+            raise ValueError("public key is not the size of its suite's")
         keys[version] = key
     return keys
+
+
+def _key_suites(document: dict[str, Any]) -> dict[int, KeySuite]:
+    """The suite of each key version that is not X25519 (the field is absent when none is)."""
+    return {int(version): KeySuite(name) for version, name in document.get("key_suites", {}).items()}
 
 
 def _derive_file_key(passphrase: str, kdf: dict[str, Any]) -> bytes:

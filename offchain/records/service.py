@@ -3,7 +3,7 @@
 A record version is a file encrypted under its own random data key
 (:mod:`offchain.crypto`) and added to a store (:mod:`offchain.ipfs`); its CID
 is registered in MedicalAccess under the patient. The data key reaches each
-reader wrapped for the X25519 key the reader published in the contract's key
+reader wrapped (HPKE) for the key the reader published in the contract's key
 registry, as a ``DataKeyShared`` event beside the grant; the owner shares it
 with itself too, so it can grant and rotate later from the chain alone.
 
@@ -234,8 +234,10 @@ class RecordService:
     def _wrap(self, data_key: bytes, record_id: bytes, version: int, readers: Sequence[str]) -> list[tuple[str, bytes]]:
         shares = []
         for reader in dict.fromkeys(readers):
-            public_key, key_version = self.client.encryption_key(reader)
-            shares.append((reader, wrap_data_key(data_key, public_key, key_version, record_id, version)))
+            key = self.client.encryption_key(reader)
+            if not key.published:
+                raise RecordError(f"{reader} has published no encryption key (`medshare keys publish`)")
+            shares.append((reader, wrap_data_key(data_key, key.public_key, key.version, record_id, version, key.suite)))
         return shares
 
     def _own_data_key(self, record: RecordInfo) -> bytes:
@@ -287,12 +289,13 @@ class RecordService:
         return self.keystore
 
     def _published_key(self, member: str) -> bool:
-        return self.client.encryption_key(member)[1] > 0
+        return self.client.encryption_key_version(member) > 0
 
     def _require_own_key_published(self) -> None:
         keystore = self._require_keystore()
-        public_key, version = self.client.encryption_key(self.client.address)
-        if version != keystore.current_version or public_key != keystore.public_key():
+        published = self.client.encryption_key(self.client.address)
+        version = published.version
+        if version != keystore.current_version or published.public_key != keystore.public_key():
             raise RecordError(
                 f"the key published for {self.client.address} (version {version}) is not your keystore's current "
                 f"key (version {keystore.current_version}); run `medshare keys publish`"

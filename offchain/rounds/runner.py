@@ -209,12 +209,12 @@ def ensure_published_key(access: AccessClient, settings: Settings, passphrase: s
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
         keystore = Keystore.create(path, passphrase)
-    published, version = access.encryption_key(access.address)
-    if version != keystore.current_version or published != keystore.public_key():
-        if version + 1 != keystore.current_version:
-            raise RoundsError(f"{access.address}: the chain holds key version {version}, keystore {path} is at "
-                              f"{keystore.current_version}")
-        access.publish_encryption_key(keystore.public_key())
+    published = access.encryption_key(access.address)
+    if published.version != keystore.current_version or published.public_key != keystore.public_key():
+        if published.version + 1 != keystore.current_version:
+            raise RoundsError(f"{access.address}: the chain holds key version {published.version}, keystore {path} "
+                              f"is at {keystore.current_version}")
+        access.publish_encryption_key(keystore.public_key(), keystore.suite())
     return keystore
 
 

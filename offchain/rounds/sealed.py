@@ -3,13 +3,13 @@
 A model, update or aggregate is stored as one file (the CID on chain names it)::
 
     "MSRA" | format u8 (1) | reader count u16
-    | reader count x (reader address, 20 bytes | wrapped data key, 89 bytes)
+    | reader count x (reader address, 20 bytes | wrapped key length u16 | wrapped data key)
     | AES-256-GCM stream of the safetensors bytes under the data key
 
 The wrapped keys travel inside the file they open, so one CID on chain names
 both and nothing else must be found or kept: each key is the file's random
-data key wrapped (:mod:`offchain.crypto.keywrap`) for a reader's X25519 key
-from MedicalAccess's key registry. The stream and every wrap are bound to the
+data key wrapped (:mod:`offchain.crypto.keywrap`, HPKE) for a reader's key
+from MedicalAccess's key registry, in that key's suite. The stream and every wrap are bound to the
 artifact's place: (chain, registry, study, round, kind, author) hashed into
 the 32-byte id the crypto layer binds, and the round as its version, so a
 ciphertext cannot be replayed as another round's or another hospital's.
@@ -30,8 +30,16 @@ from dataclasses import dataclass
 
 from eth_utils import to_canonical_address, to_checksum_address
 
-from offchain.crypto import CryptoError, Keystore, decrypt_stream, encrypt_stream, new_data_key, wrap_data_key
-from offchain.crypto.keywrap import WRAPPED_KEY_SIZE
+from offchain.crypto import (
+    MAX_WRAPPED_KEY_SIZE,
+    CryptoError,
+    KeySuite,
+    Keystore,
+    decrypt_stream,
+    encrypt_stream,
+    new_data_key,
+    wrap_data_key,
+)
 from offchain.ipfs import CID, Store, StoreError
 from offchain.ipfs.store import open_cat
 from offchain.rounds.errors import ArtifactCheckFailed
@@ -39,8 +47,7 @@ from offchain.rounds.errors import ArtifactCheckFailed
 MAGIC = b"MSRA"
 FORMAT_VERSION = 1
 _PREAMBLE = struct.Struct(">4sBH")
-_ADDRESS_SIZE = 20
-_ENTRY_SIZE = _ADDRESS_SIZE + WRAPPED_KEY_SIZE
+_ENTRY_HEAD = struct.Struct(">20sH")  # reader address, wrapped key length
 MAX_READERS = 1024
 
 GENESIS = "genesis"
@@ -69,8 +76,11 @@ class Place:
         return f"study {self.study} round {self.round} {self.kind}{who}"
 
 
-def seal(store: Store, plaintext: bytes, readers: Mapping[str, tuple[bytes, int]], place: Place) -> CID:
-    """Encrypt ``plaintext`` for ``readers`` (address -> (public key, key version)), add it, return its CID."""
+Reader = tuple[bytes, int, KeySuite]  # a published public key, its version and suite
+
+
+def seal(store: Store, plaintext: bytes, readers: Mapping[str, Reader], place: Place) -> CID:
+    """Encrypt ``plaintext`` for ``readers`` (address -> published key), add it, return its CID."""
     if not readers:
         raise ArtifactCheckFailed(f"{place.describe()}: nobody to seal it for")
     if len(readers) > MAX_READERS:
@@ -78,8 +88,9 @@ def seal(store: Store, plaintext: bytes, readers: Mapping[str, tuple[bytes, int]
     data_key = new_data_key()
     bound = place.binding_id()
     entries = [_PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(readers))]
-    for address, (public_key, key_version) in sorted(readers.items(), key=lambda item: item[0].lower()):
-        entries.append(to_canonical_address(address) + wrap_data_key(data_key, public_key, key_version, bound, place.round))
+    for address, (public_key, key_version, suite) in sorted(readers.items(), key=lambda item: item[0].lower()):
+        wrapped = wrap_data_key(data_key, public_key, key_version, bound, place.round, suite)
+        entries.append(_ENTRY_HEAD.pack(to_canonical_address(address), len(wrapped)) + wrapped)
     with store.writer(cid_version=1) as sink:
         sink.write(b"".join(entries))
         encrypt_stream(io.BytesIO(plaintext), sink, data_key, bound, place.round)
@@ -124,10 +135,16 @@ def _read_entries(source, cid: CID) -> dict[str, bytes]:
         raise ArtifactCheckFailed(f"{cid} is not a sealed round artifact of format {FORMAT_VERSION}")
     if not 0 < count <= MAX_READERS:
         raise ArtifactCheckFailed(f"{cid} names {count} readers")
-    table = source.read(count * _ENTRY_SIZE)
-    if len(table) != count * _ENTRY_SIZE:
-        raise ArtifactCheckFailed(f"{cid} is truncated in its key table")
-    return {
-        to_checksum_address(table[i : i + _ADDRESS_SIZE]): table[i + _ADDRESS_SIZE : i + _ENTRY_SIZE]
-        for i in range(0, len(table), _ENTRY_SIZE)
-    }
+    entries = {}
+    for _ in range(count):
+        head = source.read(_ENTRY_HEAD.size)
+        if len(head) != _ENTRY_HEAD.size:
+            raise ArtifactCheckFailed(f"{cid} is truncated in its key table")
+        address, length = _ENTRY_HEAD.unpack(head)
+        if length > MAX_WRAPPED_KEY_SIZE:
+            raise ArtifactCheckFailed(f"{cid} holds a {length}-byte wrapped key, at most {MAX_WRAPPED_KEY_SIZE}")
+        wrapped = source.read(length)
+        if len(wrapped) != length:
+            raise ArtifactCheckFailed(f"{cid} is truncated in its key table")
+        entries[to_checksum_address(address)] = wrapped
+    return entries

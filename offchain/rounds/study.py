@@ -28,7 +28,7 @@ from offchain.ipfs import CID, Store, StoreError
 from offchain.rounds.client import ArtifactRef, RoundsClient
 from offchain.rounds.config import StudyConfig, StudyConfigError
 from offchain.rounds.errors import ArtifactCheckFailed, RoundsError
-from offchain.rounds.sealed import AGGREGATE, GENESIS, UPDATE, Place, open_sealed, seal
+from offchain.rounds.sealed import AGGREGATE, GENESIS, UPDATE, Place, Reader, open_sealed, seal
 
 @dataclass
 class Member:
@@ -55,14 +55,14 @@ class Member:
         if not self.access.roles_of(account) & role:
             raise RoundsError(f"{account} does not hold the {what} role in MedicalAccess {self.access.contract.address}")
 
-    def public_keys(self, accounts: Iterable[str]) -> dict[str, tuple[bytes, int]]:
-        """Each account's published X25519 key and version; refuses an account that published none."""
+    def public_keys(self, accounts: Iterable[str]) -> dict[str, Reader]:
+        """Each account's published key, version and suite; refuses an account that published none."""
         keys = {}
         for account in dict.fromkeys(accounts):
-            key, version = self.access.encryption_key(account)
-            if version == 0:
+            published = self.access.encryption_key(account)
+            if not published.published:
                 raise RoundsError(f"{account} has published no encryption key; they must run `medshare keys publish`")
-            keys[account] = (key, version)
+            keys[account] = (published.public_key, published.version, published.suite)
         return keys
 
     def participants_holding_role(self, accounts: Sequence[str]) -> list[str]:

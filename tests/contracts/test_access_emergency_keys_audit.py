@@ -1,4 +1,4 @@
-"""Break-glass access, the X25519 key registry, and the on-chain read log."""
+"""Break-glass access and the on-chain read log (the key registry: test_access_key_registry.py)."""
 
 import ape
 import pytest
@@ -99,35 +99,6 @@ def test_break_glass_and_a_grant_are_independent(access, admin, hospital, medic,
     access.openEmergencyAccess(record, REASON, HOUR, sender=medic)
     access.revokeAccess(record, medic, sender=hospital)
     assert access.checkAccess(medic, record), "revoking the grant leaves break-glass open"
-
-
-def test_members_publish_versioned_keys(access, doctor):
-    assert access.encryptionKeyOf(doctor) == (b"\x00" * 32, 0)
-    first, second = b"\x11" * 32, b"\x22" * 32
-    tx = access.publishEncryptionKey(first, sender=doctor)
-    assert tx.return_value == 1
-    assert tx.events == [access.EncryptionKeyPublished(doctor, first, 1)]
-    assert access.encryptionKeyOf(doctor) == (first, 1)
-    access.publishEncryptionKey(second, sender=doctor)
-    assert access.encryptionKeyOf(doctor) == (second, 2)
-
-
-def test_key_version_survives_role_changes(access, admin, doctor):
-    access.publishEncryptionKey(b"\x11" * 32, sender=doctor)
-    access.grantRole(access.RESEARCHER_ROLE(), doctor, sender=admin)
-    access.revokeRole(access.DOCTOR_ROLE(), doctor, sender=admin)
-    assert access.encryptionKeyOf(doctor) == (b"\x11" * 32, 1)
-    assert access.rolesOf(doctor) == 1 << 4
-
-
-def test_key_publication_refusals(access, guardian, doctor, stranger):
-    with ape.reverts(access.NotAMember, account=stranger):
-        access.publishEncryptionKey(b"\x11" * 32, sender=stranger)
-    with ape.reverts(access.InvalidEncryptionKey):
-        access.publishEncryptionKey(b"\x00" * 32, sender=doctor)
-    access.pause(sender=guardian)
-    with ape.reverts(access.EnforcedPause):
-        access.publishEncryptionKey(b"\x11" * 32, sender=doctor)
 
 
 def test_a_read_is_logged_with_who_what_when(access, hospital, doctor, medic, record, in_a_day):

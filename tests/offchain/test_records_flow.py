@@ -36,7 +36,7 @@ def member(access, store, tmp_path):
             home.mkdir()
             keystore = Keystore.create(home / "keystore.json", PASSPHRASE) if publish else None
             if keystore:
-                access.publishEncryptionKey(keystore.public_key(), sender=account)
+                access.publishEncryptionKey(keystore.suite().kem_id, keystore.public_key(), sender=account)
             index = RecordIndex(home / "index.json")
             services[account.address] = RecordService(AccessClient(access, account), store, keystore, index)
         return services[account.address]
@@ -157,8 +157,8 @@ def test_tampered_ciphertext_fails_and_leaves_nothing(member, access, hospital, 
     with tampered.open("rb") as file:
         cid = owner.store.add(file)
     record_id = cid.digest
-    shares = [(who.address, wrap_data_key(data_key, *owner.client.encryption_key(who.address), record_id, 1))
-              for who in (hospital, doctor)]
+    keys = [owner.client.encryption_key(who.address) for who in (hospital, doctor)]
+    shares = [(key.member, wrap_data_key(data_key, key.public_key, key.version, record_id, 1)) for key in keys]
     owner.client.register_record(cid, patient.address, shares[:1])
     owner.client.grant(record_id, [doctor.address], chain.pending_timestamp + ONE_DAY, 1, shares[1:])
 

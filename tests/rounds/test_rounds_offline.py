@@ -72,7 +72,7 @@ def test_sealed_artifact_opens_for_each_reader_and_checks_everything(tmp_path, k
     store = EmbeddedStore(tmp_path / "ipfs")
     plaintext = encode_artifact({"w": __import__("torch").arange(6.0)}, {"kind": "x"})
     digest = hashlib.sha256(plaintext).digest()
-    readers = {who: (keystores[who].public_key(), 1) for who in (B, C)}
+    readers = {who: (keystores[who].public_key(), 1, keystores[who].suite()) for who in (B, C)}
     cid = seal(store, plaintext, readers, place())
     assert set(readers_of(store, cid)) == {B, C}
     for who in (B, C):
@@ -93,7 +93,7 @@ def test_sealed_artifact_opens_for_each_reader_and_checks_everything(tmp_path, k
 def test_tampered_block_in_store_is_refused(tmp_path, keystores):
     store = EmbeddedStore(tmp_path / "ipfs")
     plaintext = b"\x00" * 300_000
-    cid = seal(store, plaintext, {B: (keystores[B].public_key(), 1)}, place())
+    cid = seal(store, plaintext, {B: (keystores[B].public_key(), 1, keystores[B].suite())}, place())
     flip_stored_byte(store, cid)
     with pytest.raises(ArtifactCheckFailed, match="cannot be read from the store|does not decrypt"):
         open_sealed(store, cid, hashlib.sha256(plaintext).digest(), keystores[B], B, place())
