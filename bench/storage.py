@@ -15,8 +15,8 @@ Figures (last line, JSON):
 - ``peak_rss_mib``: peak resident memory of this process, Ape and the chain
   client included (target <= 256).
 Context figures: the baselines in MB/s; this disk's sequential write speed
-into one file, in the store's 256 KiB writes and, like the store, without
-fsync, which bounds any add (``encrypt_add_over_disk``, and ``disk_bound``
+into one file, in the store's 256 KiB writes and, like the store, fsynced
+once at the end, which bounds any add (``encrypt_add_over_disk``, and ``disk_bound``
 when the add reaches 80 % of it, so only a faster disk would speed it up);
 the add's CPU time, all threads, over the floor's (``encrypt_add_cpu_over_floor``:
 below 1 means work beyond AES and SHA, such as copies and writes); our CIDv1
@@ -145,7 +145,8 @@ def measure_cat(store: EmbeddedStore, cid: CID, size: int) -> float:
 
 
 def measure_file_write(path: Path, size: int) -> float:
-    """This disk's sequential write MB/s into one new file, in the store's write size and without fsync."""
+    """This disk's sequential write MB/s into one new file, in the store's write size, fsynced once at the end
+    (as the store fsyncs a pack once an add)."""
     data = memoryview(os.urandom(4 << 20))  # more than a core's cache, like the store's fresh chunks
 
     def write() -> None:
@@ -153,6 +154,7 @@ def measure_file_write(path: Path, size: int) -> float:
             for start in range(0, size - CHUNK_SIZE + 1, CHUNK_SIZE):
                 offset = start % len(data)
                 file.write(data[offset : offset + CHUNK_SIZE])
+            os.fsync(file.fileno())
 
     best = 0.0
     for _ in range(REPEATS):
@@ -195,11 +197,11 @@ def measure_access_1mib(workdir: Path, repeats: int = 21) -> float:
         record_id = owner.upload(record, patient.address, "record").record_bytes
         owner.grant(record_id, [doctor.address], chain.pending_timestamp + 86400)
         out = workdir / "fetched.bin"
-        reader.fetch(record_id, out)  # warm-up: first-call caches in Ape and web3
+        reader.fetch(record_id, out, overwrite=True)  # warm-up: first-call caches in Ape and web3
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
-            reader.fetch(record_id, out)
+            reader.fetch(record_id, out, overwrite=True)
             times.append((time.perf_counter() - start) * 1000)
         if out.read_bytes() != record.read_bytes():
             raise SystemExit("access bench: fetched bytes differ from the record")

@@ -2,12 +2,14 @@
 
     medshare keys create [--kem x25519|mlkem768-x25519]   create the keystore with a key of that kind
     medshare keys publish   create the keystore if needed (X25519), publish its current public key
+    medshare keys rotate [--kem ...]   a new key pair, published; the old private keys stay in the keystore
     medshare keys show [ADDRESS]
 
 The keystore (private keys, sealed under a passphrase with scrypt)
 lives in ``$MEDSHARE_HOME/keys/<address>.json``; the passphrase comes from
 ``MEDSHARE_PASSPHRASE`` or a prompt. Keystore versions and on-chain key
-versions stay equal: each keystore key is published once, in order.
+versions stay equal: each keystore key is published once, in order
+(:mod:`offchain.records.member_keys`).
 """
 
 from __future__ import annotations
@@ -16,32 +18,36 @@ import click
 
 from offchain.cli.record import ADDRESS
 from offchain.cli.session import ChainOptions, chain_options, connected, keystore_path, passphrase, user_errors
-from offchain.crypto import DEFAULT_SUITE, KeySuite, Keystore
-from offchain.records import RecordError
+from offchain.crypto import DEFAULT_SUITE, KeySuite
+from offchain.records.member_keys import create_keystore, publish_key, rotate_key
 from offchain.settings import Settings
 
 
 @click.group()
 def keys() -> None:
-    """Create and publish your encryption key."""
+    """Create, publish and rotate your encryption key."""
+
+
+def _kem_option(default: KeySuite | None):
+    return click.option(
+        "--kem", "suite", type=click.Choice([suite.value for suite in KeySuite]),
+        default=default.value if default else None, show_default=bool(default),
+        callback=lambda _ctx, _param, value: KeySuite(value) if value else None,
+        help="The key's kind: X25519, or the hybrid post-quantum MLKEM768-X25519 (for records that must stay "
+        "secret for decades; 1,216-byte public key, 1,183-byte wrapped keys)."
+        + ("" if default else " Default: the current key's kind."),
+    )
 
 
 @keys.command()
 @chain_options
-@click.option(
-    "--kem", "suite", type=click.Choice([suite.value for suite in KeySuite]), default=DEFAULT_SUITE.value,
-    show_default=True, callback=lambda _ctx, _param, value: KeySuite(value),
-    help="The key's kind: X25519, or the hybrid post-quantum MLKEM768-X25519 (for records that must stay "
-    "secret for decades; 1,216-byte public key, 1,183-byte wrapped keys).",
-)
+@_kem_option(DEFAULT_SUITE)
 @user_errors
 def create(chain: ChainOptions, suite: KeySuite) -> None:
     """Create your keystore with a new key of the chosen kind (then run `medshare keys publish`)."""
-    settings = Settings.from_env()
     with connected(chain) as client:
-        path = keystore_path(settings, client.address)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    keystore = Keystore.create(path, passphrase(confirm=True), suite=suite)
+        path = keystore_path(Settings.from_env(), client.address)
+        keystore = create_keystore(client, path, passphrase, suite)
     click.echo(f"{client.address}: created keystore {path} with a {suite.value} key (version {keystore.current_version})")
 
 
@@ -50,27 +56,26 @@ def create(chain: ChainOptions, suite: KeySuite) -> None:
 @user_errors
 def publish(chain: ChainOptions) -> None:
     """Publish your keystore's current public key (creating the keystore on first use)."""
-    settings = Settings.from_env()
     with connected(chain) as client:
-        path = keystore_path(settings, client.address)
-        created = not path.exists()
-        if created:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            keystore = Keystore.create(path, passphrase(confirm=True))
-        else:
-            keystore = Keystore.open(path, passphrase())
-        published = client.encryption_key(client.address)
-        version = published.version
-        if version == keystore.current_version and published.public_key == keystore.public_key():
-            click.echo(f"{client.address}: key version {version} is already published")
-            return
-        if version + 1 != keystore.current_version:
-            raise RecordError(
-                f"the chain holds key version {version} for {client.address} but keystore {path} is at version "
-                f"{keystore.current_version}; publish keys in order (one publication per keystore version)"
-            )
-        version = client.publish_encryption_key(keystore.public_key(), keystore.suite())
-    click.echo(f"{client.address}: published key version {version}" + (f" (new keystore {path})" if created else ""))
+        path = keystore_path(Settings.from_env(), client.address)
+        done = publish_key(client, path, passphrase)
+    if not done.published:
+        click.echo(f"{client.address}: key version {done.version} is already published")
+    else:
+        created = f" (new keystore {path})" if done.created else ""
+        click.echo(f"{client.address}: published key version {done.version}{created}")
+
+
+@keys.command()
+@chain_options
+@_kem_option(None)
+@user_errors
+def rotate(chain: ChainOptions, suite: KeySuite | None) -> None:
+    """Make a new key pair and publish it; older keys stay in the keystore, so older shares still open."""
+    with connected(chain) as client:
+        path = keystore_path(Settings.from_env(), client.address)
+        version = rotate_key(client, path, passphrase, suite)
+    click.echo(f"{client.address}: published key version {version} (earlier versions kept in {path})")
 
 
 @keys.command()

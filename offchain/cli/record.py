@@ -3,7 +3,7 @@
     medshare record upload FILE --patient ADDRESS --name NAME
     medshare record grant RECORD GRANTEE... (--days N | --until UNIX_TIME)
     medshare record share RECORD READER...
-    medshare record fetch RECORD -o PATH
+    medshare record fetch RECORD -o PATH [--force]
     medshare record revoke RECORD GRANTEE [--rotate]
     medshare record ls [--rebuild]
 
@@ -138,15 +138,20 @@ def share(chain: ChainOptions, record_ref: str, readers: tuple[str, ...]) -> Non
 @chain_options
 @click.argument("record_ref", metavar="RECORD")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Where to write the decrypted record.")
+              help="Where to write the decrypted record (an existing file only with --force).")
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 @user_errors
-def fetch(chain: ChainOptions, record_ref: str, output: Path) -> None:
-    """Read RECORD: checked and logged on chain, fetched, decrypted and verified into OUTPUT."""
+def fetch(chain: ChainOptions, record_ref: str, output: Path, force: bool) -> None:
+    """Read RECORD into OUTPUT: checked, logged on chain, fetched, decrypted and verified.
+
+    Everything checkable first (OUTPUT writable, your access, your key, the record's blocks present and intact),
+    so a read that would fail is not logged.
+    """
     with connected(chain) as client:
         service = record_service(client)
         record_id = resolve_record(service, client, record_ref)
         with _progress(None, "fetch+decrypt") as progress:
-            fetched = service.fetch(record_id, output, progress=progress)
+            fetched = service.fetch(record_id, output, overwrite=force, progress=progress)
     click.echo(f"record 0x{record_id.hex()} version {fetched.version}: {fetched.size} bytes to {fetched.path}")
 
 

@@ -31,11 +31,12 @@ def atomic_write(path: str | os.PathLike[str], *, overwrite: bool = True) -> Ite
             os.link(temp_name, target)
     finally:
         Path(temp_name).unlink(missing_ok=True)
-    _fsync_directory(target.parent)
+    fsync_directory(target.parent)
 
 
-def _fsync_directory(directory: Path) -> None:
-    # The rename or link is durable only once the directory entry itself is on disk.
+def fsync_directory(directory: str | os.PathLike[str]) -> None:
+    """Make the directory's entries (a created, renamed, linked or deleted file) durable."""
+    # A rename or link is durable only once the directory entry itself is on disk.
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -3,7 +3,7 @@
 The file is JSON, mode 0600, replaced atomically on every change::
 
     {"format": "medshare-keystore", "format_version": 1,
-     "kdf": {"name": "scrypt", "log2_n": 15, "r": 8, "p": 1, "salt": <base64>},
+     "kdf": {"name": "scrypt", "log2_n": 17, "r": 8, "p": 1, "salt": <base64>},
      "cipher": {"name": "aes-256-gcm", "nonce": <base64>},
      "public_keys": {"1": <hex>, "2": <hex>},
      "key_suites": {"2": "mlkem768-x25519"},
@@ -20,14 +20,29 @@ is the canonical JSON of every other field except the nonce, so changing the
 KDF settings or the public key list is detected like a wrong passphrase. The
 public keys stay readable without the passphrase, for publishing to the key
 registry.
+
+Cost: new files are sealed with scrypt N = 2**17 at least (``MIN_NEW_SCRYPT_LOG2_N``);
+files written with N = 2**15 or 2**16 by earlier versions still open, and are
+resealed at 2**17 (with a new salt) the next time they are saved.
+
+Concurrency: :meth:`Keystore.rotate` holds an exclusive ``flock`` on the
+keystore's folder (the file itself is replaced on each save, so a lock on it
+would not hold) while it reads the file again, adds the key and saves, so two
+processes rotating at once get two successive versions and neither key is
+lost; :func:`keystore_lock` lets a caller hold that lock across more steps
+(e.g. rotating and publishing the new key).
 """
 
 import base64
+import fcntl
 import json
 import os
 import secrets
 import struct
+import threading
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +64,8 @@ from .keywrap import (
 
 FORMAT = "medshare-keystore"
 FORMAT_VERSION = 1
-MIN_SCRYPT_LOG2_N = 15
+MIN_SCRYPT_LOG2_N = 15  # the lowest cost a file may have been written with (by earlier versions)
+MIN_NEW_SCRYPT_LOG2_N = 17  # the lowest cost a file is written with now
 MAX_SCRYPT_LOG2_N = 20
 _SCRYPT_R = 8
 _SCRYPT_P = 1
@@ -71,6 +87,8 @@ class Keystore:
         self.path = path
         self._kdf = kdf
         self._file_key = file_key
+        # What the file on disk is sealed with; differs from the above until an older, cheaper file is resealed.
+        self._sealed_kdf, self._sealed_file_key = kdf, file_key
         self._keys = keys
 
     @classmethod
@@ -79,26 +97,26 @@ class Keystore:
         path: str | os.PathLike[str],
         passphrase: str,
         *,
-        scrypt_log2_n: int = MIN_SCRYPT_LOG2_N,
+        scrypt_log2_n: int = MIN_NEW_SCRYPT_LOG2_N,
         suite: KeySuite = DEFAULT_SUITE,
     ) -> "Keystore":
         """Create a keystore at ``path`` holding a new key of ``suite``, version 1.
 
         Never overwrites an existing file. ``scrypt_log2_n`` sets scrypt's
-        cost, N = 2**scrypt_log2_n (15 to 20).
+        cost, N = 2**scrypt_log2_n (17 to 20).
         """
         if not isinstance(suite, KeySuite):
             raise TypeError(f"suite must be a KeySuite, not {type(suite).__name__}")
         target = Path(path)
-        if not MIN_SCRYPT_LOG2_N <= scrypt_log2_n <= MAX_SCRYPT_LOG2_N:
+        if not MIN_NEW_SCRYPT_LOG2_N <= scrypt_log2_n <= MAX_SCRYPT_LOG2_N:
             raise ValueError(
-                f"scrypt_log2_n must be {MIN_SCRYPT_LOG2_N} to {MAX_SCRYPT_LOG2_N}, got {scrypt_log2_n}"
+                f"scrypt_log2_n must be {MIN_NEW_SCRYPT_LOG2_N} to {MAX_SCRYPT_LOG2_N}, got {scrypt_log2_n}"
             )
         if target.exists():  # checked early to spare the key derivation; the write re-checks atomically
             raise _exists_error(target)
-        salt = _b64(secrets.token_bytes(_SALT_SIZE))
-        kdf = {"name": "scrypt", "log2_n": scrypt_log2_n, "r": _SCRYPT_R, "p": _SCRYPT_P, "salt": salt}
-        keystore = cls(target, kdf, _derive_file_key(passphrase, kdf), {1: RecipientKey.generate(suite)})
+        _derive_file_key(passphrase, None)  # refuse a bad passphrase before anything else
+        kdf, file_key = _new_kdf(passphrase, scrypt_log2_n)
+        keystore = cls(target, kdf, file_key, {1: RecipientKey.generate(suite)})
         keystore._save(overwrite=False)
         return keystore
 
@@ -113,25 +131,16 @@ class Keystore:
         target = Path(path)
         document = _load_document(target)
         file_key = _derive_file_key(passphrase, document["kdf"])
-        try:
-            nonce = _unb64(document["cipher"]["nonce"])
-            plaintext = AESGCM(file_key).decrypt(
-                nonce, _unb64(document["ciphertext"]), _associated_data(document)
-            )
-        except InvalidTag:
-            raise KeystoreError(
-                f"cannot unlock keystore {target}: wrong passphrase, or the file was modified"
-            ) from None
-        suites = _key_suites(document)
-        keys = {
-            version: RecipientKey(suites.get(version, KeySuite.X25519), raw)
-            for version, raw in _KEY_ENTRY.iter_unpack(plaintext)
-        }
-        return cls(target, document["kdf"], file_key, keys)
+        keystore = cls(target, document["kdf"], file_key, _unseal(target, document, file_key))
+        if document["kdf"]["log2_n"] < MIN_NEW_SCRYPT_LOG2_N:
+            # An older, cheaper file: the next save reseals it at today's cost.
+            keystore._kdf, keystore._file_key = _new_kdf(passphrase, MIN_NEW_SCRYPT_LOG2_N)
+            keystore._sealed_kdf, keystore._sealed_file_key = document["kdf"], file_key
+        return keystore
 
     @staticmethod
     def read_public_keys(path: str | os.PathLike[str]) -> dict[int, bytes]:
-        """Return the raw public keys by version, without the passphrase.
+        """Return the raw 32-byte public keys by version, without the passphrase.
 
         These are not authenticated until the keystore is opened.
         """
@@ -179,16 +188,35 @@ class Keystore:
 
         The new key is of ``suite`` (default: the current key's). Older keys
         stay, so data wrapped for them can still be unwrapped.
+        Under the keystore's lock, the file is read again first: keys another
+        process added since this one opened it are kept, and the new key
+        follows them.
         """
-        version = self.current_version + 1
-        check_key_version(version)
-        self._keys[version] = RecipientKey.generate(suite or self.suite())
-        try:
-            self._save()
-        except BaseException:
-            del self._keys[version]
-            raise
+        with keystore_lock(self.path):
+            self._reload()
+            version = self.current_version + 1
+            check_key_version(version)
+            self._keys[version] = RecipientKey.generate(suite or self.suite())
+            try:
+                self._save()
+            except BaseException:
+                del self._keys[version]
+                raise
         return version
+
+    def _reload(self) -> None:
+        """Merge in the keys the file holds now (another process may have rotated since we opened it)."""
+        document = _load_document(self.path)
+        if document["kdf"] != self._sealed_kdf:
+            raise KeystoreError(
+                f"keystore {self.path} was resealed by another process since it was opened; open it again"
+            )
+        on_disk = _unseal(self.path, document, self._sealed_file_key)
+        for version, key in on_disk.items():
+            mine = self._keys.get(version)
+            if mine is not None and (mine.suite, mine.private_bytes_raw()) != (key.suite, key.private_bytes_raw()):
+                raise KeystoreError(f"keystore {self.path} holds a different key version {version}; open it again")
+        self._keys.update(on_disk)
 
     def unwrap_data_key(self, wrapped: bytes, record_id: bytes, record_version: int) -> bytes:
         """Unwrap a data key with the private key of the version it was wrapped for."""
@@ -219,10 +247,7 @@ class Keystore:
         suites = {str(version): key.suite.value for version, key in keys if key.suite is not KeySuite.X25519}
         if suites:
             document["key_suites"] = suites
-        plaintext = b"".join(
-            _KEY_ENTRY.pack(version, key.private_bytes_raw())
-            for version, key in keys
-        )
+        plaintext = b"".join(_KEY_ENTRY.pack(version, key.private_bytes_raw()) for version, key in keys)
         document["ciphertext"] = _b64(AESGCM(self._file_key).encrypt(nonce, plaintext, _associated_data(document)))
         try:
             with atomic_write(self.path, overwrite=overwrite) as file:
@@ -231,6 +256,66 @@ class Keystore:
             raise _exists_error(self.path) from None
         except OSError as error:
             raise KeystoreError(f"cannot write keystore {self.path}: {error.strerror}") from None
+        self._sealed_kdf, self._sealed_file_key = self._kdf, self._file_key
+
+
+_held_locks: dict[Path, int] = {}  # keystore lock files this process holds, and how deeply
+_held_locks_guard = threading.Lock()
+
+
+@contextmanager
+def keystore_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold the keystore's exclusive lock (an ``flock`` on its folder) against other processes.
+
+    Re-entrant within a process, so a caller may hold it around :meth:`Keystore.rotate`.
+    """
+    folder = Path(path).resolve().parent
+    with _held_locks_guard:
+        depth = _held_locks.get(folder, 0)
+        if depth:
+            _held_locks[folder] = depth + 1
+    if depth:
+        try:
+            yield
+        finally:
+            with _held_locks_guard:
+                _held_locks[folder] -= 1
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as error:
+        raise KeystoreError(f"cannot lock keystore {path}: {error.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with _held_locks_guard:
+            _held_locks[folder] = 1
+        try:
+            yield
+        finally:
+            with _held_locks_guard:
+                del _held_locks[folder]
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
+def _unseal(path: Path, document: dict[str, Any], file_key: bytes) -> dict[int, RecipientKey]:
+    try:
+        nonce = _unb64(document["cipher"]["nonce"])
+        plaintext = AESGCM(file_key).decrypt(nonce, _unb64(document["ciphertext"]), _associated_data(document))
+    except InvalidTag:
+        raise KeystoreError(f"cannot unlock keystore {path}: wrong passphrase, or the file was modified") from None
+    suites = _key_suites(document)
+    return {
+        version: RecipientKey(suites.get(version, KeySuite.X25519), raw)
+        for version, raw in _KEY_ENTRY.iter_unpack(plaintext)
+    }
+
+
+def _new_kdf(passphrase: str, log2_n: int) -> tuple[dict[str, Any], bytes]:
+    """Fresh scrypt settings (a new salt) at cost 2**log2_n, and the file key they derive."""
+    kdf = {"name": "scrypt", "log2_n": log2_n, "r": _SCRYPT_R, "p": _SCRYPT_P,
+           "salt": _b64(secrets.token_bytes(_SALT_SIZE))}
+    return kdf, _derive_file_key(passphrase, kdf)
 
 
 def _exists_error(path: Path) -> KeystoreError:
@@ -319,11 +404,14 @@ def _key_suites(document: dict[str, Any]) -> dict[int, KeySuite]:
     return {int(version): KeySuite(name) for version, name in document.get("key_suites", {}).items()}
 
 
-def _derive_file_key(passphrase: str, kdf: dict[str, Any]) -> bytes:
+def _derive_file_key(passphrase: str, kdf: dict[str, Any] | None) -> bytes:
+    """The file key ``kdf`` derives from ``passphrase``; with ``kdf`` None, only check the passphrase."""
     if not isinstance(passphrase, str):
         raise TypeError(f"passphrase must be a str, not {type(passphrase).__name__}")
     if not passphrase:
         raise KeystoreError("the passphrase is empty")
+    if kdf is None:
+        return b""
     salt = _unb64(kdf["salt"])
     scrypt = Scrypt(salt=salt, length=32, n=2 ** kdf["log2_n"], r=kdf["r"], p=kdf["p"])
     # NFC so that the same passphrase typed on different systems gives the same bytes.

@@ -1,30 +1,45 @@
 """The embedded store: Kubo-compatible UnixFS import into a local blockstore.
 
 Layout under its root (``$MEDSHARE_HOME/ipfs``): ``blocks/`` (packs and
-their index, see :mod:`offchain.ipfs.blockstore`), ``pins`` (one CID a line)
-and two lock files. Adds hold the repository lock shared and garbage
-collection holds it exclusively, so a collection never removes the blocks,
+their index, see :mod:`offchain.ipfs.blockstore`), ``pins`` (the line
+``medshare-pins 1``, then one CID a line) and two lock files. Adds hold the
+repository lock shared and garbage collection holds it exclusively, so a collection never removes the blocks,
 nor the unfinished pack, of an add in progress; pin-set changes are
 serialised by their own lock. Both are ``flock`` locks, so several processes
 may use one store. Reads take no lock.
+
+Durability: an add returns its CID only once its blocks, their index entries
+and its pin are on disk (fsynced); the pin list is replaced atomically and its
+directory fsynced. The pin list is what garbage collection keeps, so one that
+is missing (while blocks are stored), empty or unreadable stops every pin
+change and every collection with a :class:`StoreError`, rather than being
+taken for "nothing pinned" and losing every block. A new store starts with an
+empty list, header included.
 """
 
 from __future__ import annotations
 
 import fcntl
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from offchain.crypto.atomic import atomic_write
 from offchain.ipfs.blockstore import Blockstore
-from offchain.ipfs.cid import CID, DAG_PB, RAW, InvalidCID
-from offchain.ipfs.errors import BlockNotFound, NotAFile, NotPinned, StoreError
+from offchain.ipfs.cid import CID, InvalidCID
+from offchain.ipfs.dag import dag_multihashes, file_pieces
+from offchain.ipfs.errors import NotPinned, StoreError
 from offchain.ipfs.importer import CHUNK_SIZE, FileImporter
 from offchain.ipfs.store import write_chunks
-from offchain.ipfs.unixfs import FileNode, decode_file_node
 from offchain.settings import Settings
+
+
+PINS_HEADER = "medshare-pins 1"
+_NEW_PIN_LIST = (
+    f"To start over with nothing pinned, write a file holding the line {PINS_HEADER!r} there, "
+    "then pin again what must be kept."
+)
 
 
 class EmbeddedStore:
@@ -35,6 +50,12 @@ class EmbeddedStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self.blocks = Blockstore(self.root / "blocks")
         self._workers = workers
+        if not self._pins_path.exists() and not self.blocks.root.exists():
+            self._start_pin_list()
+
+    @property
+    def _pins_path(self) -> Path:
+        return self.root / "pins"
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> EmbeddedStore:
@@ -67,13 +88,17 @@ class EmbeddedStore:
             self._change_pins(add=importer.cid)
 
     def iter_cat(self, cid: CID) -> Iterator[bytes]:
-        yield from self._file_pieces(cid, expected_size=None)
+        yield from file_pieces(self.blocks.get, cid)
 
     def cat(self, cid: CID, out: BinaryIO) -> int:
         return write_chunks(self.iter_cat(cid), out)
 
     def has(self, cid: CID) -> bool:
         return self.blocks.has(cid)
+
+    def verify(self, cid: CID) -> None:
+        for _ in self.iter_cat(cid):  # every block read and checked against its hash, nothing kept
+            pass
 
     def pin(self, cid: CID) -> None:
         """Pin ``cid``; every block of its DAG must be stored."""
@@ -86,71 +111,41 @@ class EmbeddedStore:
         self._change_pins(remove=cid)
 
     def pins(self) -> list[CID]:
-        path = self.root / "pins"
+        """The pinned CIDs; StoreError if the pin list is missing while blocks are stored, empty or unreadable."""
+        path = self._pins_path
         try:
-            lines = path.read_text().split()
+            lines = path.read_text().split("\n")
         except FileNotFoundError:
-            return []
+            if not self.blocks.root.exists() or next(self.blocks.multihashes(), None) is None:
+                return []  # nothing stored, so nothing a pin list could have kept
+            raise StoreError(
+                f"the pin list {path} is missing, yet the store holds blocks; restore it from a backup "
+                f"(pin changes and gc refuse to run without it, as gc would delete every block). {_NEW_PIN_LIST}"
+            ) from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise StoreError(f"the pin list {path} cannot be read: {error}") from None
+        if lines[0] == PINS_HEADER:
+            lines = lines[1:]
+        elif not lines[0].strip():
+            # Not even the header: truncated, or zeroed, by a crash of an earlier version or a damaged disk.
+            raise StoreError(f"the pin list {path} is empty, so it is damaged (gc would delete every block). "
+                             + _NEW_PIN_LIST)
         try:
-            return [CID.parse(line) for line in lines]
+            return [CID.parse(line) for line in lines if line.strip()]
         except InvalidCID as error:
             raise StoreError(f"the pin list {path} is damaged: {error}") from None
 
     def gc(self) -> int:
-        """Delete every block no pin reaches; returns how many were deleted."""
+        """Delete every block no pin reaches; returns how many were deleted.
+
+        Refuses (StoreError) when the pin list is missing, empty or damaged.
+        """
         with self._lock("repo.lock", fcntl.LOCK_EX):
             kept = {multihash for pinned in self.pins() for multihash in self._dag(pinned)}
             return self.blocks.retain(kept)
 
-    def _file_pieces(self, cid: CID, expected_size: int | None) -> Iterator[bytes]:
-        """Yield the file under ``cid`` depth-first; returns its size (for the parent's check)."""
-        block = self.blocks.get(cid)
-        if cid.codec == RAW:
-            size = len(block)
-            if block:
-                yield block
-        else:
-            node = self._file_node(cid, block)
-            size = len(node.data)
-            if node.data:
-                yield node.data
-            for child, blocksize in zip(node.links, node.blocksizes):
-                size += yield from self._file_pieces(self._child(cid, child), blocksize)
-            if node.filesize is not None and size != node.filesize:
-                raise NotAFile(cid, f"it declares {node.filesize} bytes but holds {size}")
-        if expected_size is not None and size != expected_size:
-            raise NotAFile(cid, f"its parent declares {expected_size} bytes but it holds {size}")
-        return size
-
     def _dag(self, cid: CID) -> Iterator[bytes]:
-        """The multihash of every block in ``cid``'s DAG.
-
-        Raises if a block is missing, or if a node with links is corrupt; raw
-        leaves are only checked to be present (they are verified when read).
-        """
-        yield cid.multihash
-        if cid.codec == RAW:
-            if not self.blocks.has(cid):
-                raise BlockNotFound(cid)
-            return
-        for child in self._file_node(cid, self.blocks.get(cid)).links:
-            yield from self._dag(self._child(cid, child))
-
-    @staticmethod
-    def _file_node(cid: CID, block: bytes) -> FileNode:
-        if cid.codec != DAG_PB:
-            raise NotAFile(cid, f"unsupported codec 0x{cid.codec:x}")
-        try:
-            return decode_file_node(block)
-        except ValueError as error:
-            raise NotAFile(cid, str(error)) from None
-
-    @staticmethod
-    def _child(parent: CID, child: bytes) -> CID:
-        try:
-            return CID.from_bytes(child)
-        except InvalidCID as error:
-            raise NotAFile(parent, f"a link is not a CID ({error})") from None
+        return dag_multihashes(self.blocks.get, self.blocks.has, cid)
 
     def _change_pins(self, *, add: CID | None = None, remove: CID | None = None) -> None:
         with self._lock("pins.lock", fcntl.LOCK_EX):
@@ -161,9 +156,20 @@ class EmbeddedStore:
                 pinned.remove(remove)
             if add is not None and add not in pinned:
                 pinned.append(add)
-            temporary = self.root / f".pins.{os.getpid()}.tmp"
-            temporary.write_text("".join(f"{cid}\n" for cid in pinned))
-            os.replace(temporary, self.root / "pins")
+            self._write_pins(pinned)
+
+    def _write_pins(self, pinned: list[CID], *, overwrite: bool = True) -> None:
+        """Replace the pin list, durably: fsynced, renamed into place, its directory fsynced."""
+        with atomic_write(self._pins_path, overwrite=overwrite) as file:
+            file.write("".join(f"{line}\n" for line in [PINS_HEADER, *map(str, pinned)]).encode())
+
+    def _start_pin_list(self) -> None:
+        """A new store's empty pin list; never replaces one (another process may have pinned already)."""
+        with self._lock("pins.lock", fcntl.LOCK_EX):
+            try:
+                self._write_pins([], overwrite=False)
+            except FileExistsError:
+                pass
 
     @contextmanager
     def _lock(self, name: str, mode: int) -> Iterator[None]:

@@ -47,6 +47,10 @@ class Store(Protocol):
         """Whether the block named ``cid`` is available locally."""
         ...
 
+    def verify(self, cid: CID) -> None:
+        """Check that every block of the file ``cid`` is present and matches its hash; StoreError if not."""
+        ...
+
     def pin(self, cid: CID) -> None:
         """Keep ``cid`` and everything it links to from garbage collection."""
         ...

@@ -139,34 +139,41 @@ class RecordService:
 
     # Fetch ------------------------------------------------------------------
 
-    def fetch(self, record_id: bytes, out: Path, *, progress: Progress | None = None) -> Fetched:
-        """Read the record into ``out``: checked and logged on chain, decrypted and verified.
+    def fetch(self, record_id: bytes, out: Path, *, overwrite: bool = False,
+              progress: Progress | None = None) -> Fetched:
+        """Read the record into ``out``: checked, logged on chain, decrypted and verified.
 
-        The request is logged on chain (``logAccess``, which reverts without
-        access) while the key is looked up and the content fetched and
-        decrypted; ``out`` appears only once both succeeded, and never holds
-        an unauthenticated byte.
+        Whatever can be checked without the chain's log is checked first, so a
+        read that would fail leaves no ``AccessLogged`` entry: ``out`` can be
+        written (its folder exists and takes files; an existing file only with
+        ``overwrite``), the reader may read now (``checkAccess``), a data key
+        was shared with them and unwraps, and every block of the version is in
+        the store and matches its hash. Only then is the read logged
+        (``logAccess``), while the content is decrypted into a temporary file;
+        ``out`` appears only once both succeeded, and never holds an
+        unauthenticated byte.
         """
         out = Path(out)
-        if out.is_dir():
-            raise RecordError(f"output path {out} is a directory; name a file")
+        _check_output(out, overwrite)
         keystore = self._require_keystore()
-        with ThreadPoolExecutor(max_workers=1) as pool:  # leaving waits for the log, on errors too
-            logged = pool.submit(self.client.log_access, record_id)
-            cid, version = self._current_cid(record_id)
-            wrapped = self.client.shared_key(record_id, self.client.address, version)
-            if wrapped is None:
-                self._logged_version(logged, record_id)
-                raise RecordError(
-                    f"no data key for version {version} of record 0x{record_id.hex()} was shared with "
-                    f"{self.client.address}; ask the record's owner to grant again"
-                )
-            data_key = keystore.unwrap_data_key(wrapped, record_id, version)
-            with atomic_write(out) as file, open_cat(self.store, cid) as source:
+        cid, version = self._current_cid(record_id)
+        if not self.client.check_access(self.client.address, record_id):
+            raise AccessRefused(self._why_no_access(record_id))
+        wrapped = self.client.shared_key(record_id, self.client.address, version)
+        if wrapped is None:
+            raise RecordError(
+                f"no data key for version {version} of record 0x{record_id.hex()} was shared with "
+                f"{self.client.address}; ask the record's owner to grant again"
+            )
+        data_key = keystore.unwrap_data_key(wrapped, record_id, version)
+        self.store.verify(cid)
+        with atomic_write(out, overwrite=overwrite) as file, ThreadPoolExecutor(max_workers=1) as pool:
+            logged = pool.submit(self.client.log_access, record_id)  # leaving waits for it, on errors too
+            with open_cat(self.store, cid) as source:
                 size = decrypt_stream(source, file, data_key, stream_record_id(record_id, version), version,
                                       progress=progress)
-                if self._logged_version(logged, record_id) != version:
-                    raise RecordError(f"record 0x{record_id.hex()} moved to a new version during the read; fetch again")
+            if self._logged_version(logged, record_id) != version:
+                raise RecordError(f"record 0x{record_id.hex()} moved to a new version during the read; fetch again")
         return Fetched(record_id, version, size, out)
 
     def _logged_version(self, logged: Future[int], record_id: bytes) -> int:
@@ -317,6 +324,19 @@ class RecordService:
         if not roles & Role.DOCTOR and not grant.consent:
             return f"researcher {user} lacks the patient's consent for record {record_hex}"
         return f"{user} may not read record {record_hex} now"
+
+
+def _check_output(out: Path, overwrite: bool) -> None:
+    """Refuse an output path the decrypted record could not be written to, before anything is read or logged."""
+    folder = out.parent
+    if out.is_dir():
+        raise RecordError(f"output path {out} is a directory; name a file")
+    if not folder.is_dir():
+        raise RecordError(f"output folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise RecordError(f"output folder {folder} is not writable")
+    if out.exists() and not overwrite:
+        raise RecordError(f"{out} already exists; use --force to replace it")
 
 
 def _readable(path: Path) -> Path:

@@ -4,15 +4,20 @@ import base64
 import errno
 import json
 import logging
+import multiprocessing
 import os
 from pathlib import Path
 
 import pytest
+
+import offchain.crypto.keystore as keystore_module
 from offchain.crypto import (
     CryptoError,
     KeystoreError,
+    KeySuite,
     KeyWrapError,
     Keystore,
+    RecipientKey,
     new_data_key,
     raw_public_key,
     wrap_data_key,
@@ -75,7 +80,7 @@ def test_file_holds_no_private_key_in_clear(keystore_path: Path):
         assert secret not in text
     assert PASSPHRASE not in text
     document = json.loads(text)
-    assert document["kdf"] == {**document["kdf"], "name": "scrypt", "log2_n": 15, "r": 8, "p": 1}
+    assert document["kdf"] == {**document["kdf"], "name": "scrypt", "log2_n": 17, "r": 8, "p": 1}
     assert document["public_keys"] == {"1": keystore.public_key().hex()}
 
 
@@ -222,8 +227,8 @@ def test_create_refuses_to_overwrite_and_weak_settings(saved, keystore_path: Pat
     with pytest.raises(KeystoreError, match="already exists; refusing to overwrite"):
         Keystore.create(path, PASSPHRASE)
     assert path.read_bytes() == before
-    with pytest.raises(ValueError, match="scrypt_log2_n must be 15 to 20"):
-        Keystore.create(keystore_path, PASSPHRASE, scrypt_log2_n=14)
+    with pytest.raises(ValueError, match="scrypt_log2_n must be 17 to 20"):
+        Keystore.create(keystore_path, PASSPHRASE, scrypt_log2_n=16)
     with pytest.raises(KeystoreError, match="passphrase is empty"):
         Keystore.create(keystore_path, "")
     with pytest.raises(TypeError, match="passphrase must be a str"):
@@ -232,8 +237,8 @@ def test_create_refuses_to_overwrite_and_weak_settings(saved, keystore_path: Pat
 
 
 def test_stronger_scrypt_cost_is_recorded_and_used(keystore_path: Path):
-    Keystore.create(keystore_path, PASSPHRASE, scrypt_log2_n=16)
-    assert json.loads(keystore_path.read_text())["kdf"]["log2_n"] == 16
+    Keystore.create(keystore_path, PASSPHRASE, scrypt_log2_n=18)
+    assert json.loads(keystore_path.read_text())["kdf"]["log2_n"] == 18
     assert Keystore.open(keystore_path, PASSPHRASE).versions == (1,)
 
 
@@ -273,3 +278,58 @@ def test_atomic_write_without_overwrite_never_clobbers(tmp_path: Path):
             raise RuntimeError("interrupted")
     assert target.read_bytes() == b"first"
     assert os.listdir(tmp_path) == ["keys.json"]
+
+
+def write_old_keystore(path: Path, log2_n: int) -> Keystore:
+    """A keystore file as earlier versions wrote it, at a cost below today's minimum."""
+    kdf, file_key = keystore_module._new_kdf(PASSPHRASE, log2_n)
+    old = Keystore(path, kdf, file_key, {1: RecipientKey.generate(KeySuite.X25519)})
+    old._save(overwrite=False)
+    return old
+
+
+@pytest.mark.parametrize("log2_n", [15, 16])
+def test_older_cheaper_keystores_open_and_are_resealed_at_today_s_cost(keystore_path: Path, log2_n: int):
+    old = write_old_keystore(keystore_path, log2_n)
+    opened = Keystore.open(keystore_path, PASSPHRASE)
+    assert opened.public_key(1) == old.public_key(1)
+    assert json.loads(keystore_path.read_text())["kdf"]["log2_n"] == log2_n  # opening writes nothing
+    assert opened.rotate() == 2
+    document = json.loads(keystore_path.read_text())
+    assert document["kdf"]["log2_n"] == keystore_module.MIN_NEW_SCRYPT_LOG2_N == 17
+    assert document["kdf"]["salt"] != old._kdf["salt"]
+    reopened = Keystore.open(keystore_path, PASSPHRASE)
+    assert reopened.versions == (1, 2) and reopened.public_key(1) == old.public_key(1)
+
+
+def open_and_rotate(path: str, barrier, results) -> None:
+    keystore = Keystore.open(path, PASSPHRASE)
+    barrier.wait(timeout=120)  # both hold the same one-key keystore before either rotates
+    version = keystore.rotate()
+    results.put((version, keystore.public_key(version).hex()))
+
+
+def test_two_processes_rotating_at_once_lose_no_key(keystore_path: Path):
+    Keystore.create(keystore_path, PASSPHRASE)
+    context = multiprocessing.get_context("fork")
+    barrier, results = context.Barrier(2), context.Queue()
+    workers = [context.Process(target=open_and_rotate, args=(str(keystore_path), barrier, results)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    rotated = dict(results.get(timeout=300) for _ in workers)
+    for worker in workers:
+        worker.join()
+    assert sorted(rotated) == [2, 3]
+    keystore = Keystore.open(keystore_path, PASSPHRASE)
+    assert keystore.versions == (1, 2, 3)
+    assert {version: keystore.public_key(version).hex() for version in (2, 3)} == rotated
+    assert os.listdir(keystore_path.parent) == [keystore_path.name]
+
+
+def test_a_rotation_keeps_the_keys_another_process_added_since_open(keystore_path: Path):
+    mine = Keystore.create(keystore_path, PASSPHRASE)
+    theirs = Keystore.open(keystore_path, PASSPHRASE)
+    assert theirs.rotate() == 2
+    assert mine.rotate() == 3
+    assert mine.versions == (1, 2, 3) and mine.public_key(2) == theirs.public_key(2)
+    assert Keystore.open(keystore_path, PASSPHRASE).versions == (1, 2, 3)

@@ -1,13 +1,21 @@
-"""The Kubo backend against a real daemon at IPFS_API; skipped when none answers there."""
+"""The Kubo backend: against a real daemon at IPFS_API (skipped when none answers there), and its checks
+against a lying test double of the daemon's API (see FakeKubo: no Kubo binary can be had here)."""
 
+import email.parser
+import http.server
 import io
 import ipaddress
+import json
 import random
 import socket
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from offchain.ipfs import CID, EmbeddedStore, KuboStore, NotPinned, Store, StoreError
+from offchain.ipfs import CID, CorruptBlock, EmbeddedStore, KuboStore, NotPinned, Store, StoreError
 from offchain.settings import Settings
 
 CHUNK = 262_144
@@ -138,3 +146,163 @@ def test_a_malformed_address_is_a_store_error_naming_it(address):
 def test_kubo_refuses_bad_cid_versions_before_calling_the_node(unreachable):
     with pytest.raises(ValueError, match="CID version must be 0 or 1"):
         unreachable.add(io.BytesIO(b"x"), cid_version=2)
+
+
+# A daemon that lies ------------------------------------------------------------------------------------------------
+
+
+class FakeKubo(http.server.ThreadingHTTPServer):
+    """A test double of a Kubo daemon: the few RPC endpoints KuboStore calls, served on 127.0.0.1.
+
+    No Kubo binary can be had on this machine, so the checks that must not trust the daemon are tested
+    against this real HTTP server instead. It keeps blocks in a real embedded store (so its honest answers
+    are Kubo's CIDs and blocks) and lies on demand: ``lie_cid`` answers an add with another file's CID,
+    and ``lie_block`` returns blocks with one byte changed.
+    """
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(("127.0.0.1", 0), FakeKuboHandler)
+        self.store = EmbeddedStore(root)
+        self.lie_cid = self.lie_block = False
+        self.calls: list[str] = []
+
+    @property
+    def api(self) -> str:
+        return f"/ip4/127.0.0.1/tcp/{self.server_address[1]}/http"
+
+
+class FakeKuboHandler(http.server.BaseHTTPRequestHandler):
+    server: FakeKubo
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+    def do_POST(self) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        endpoint = url.path.removeprefix("/api/v0/")
+        query = urllib.parse.parse_qs(url.query)
+        self.server.calls.append(endpoint)
+        arg = query.get("arg", [""])[0]
+        handler = getattr(self, "_" + endpoint.replace("/", "_"), None)
+        body = self._body()
+        if handler is None:
+            return self._reply(404, {"Message": f"no endpoint {endpoint}", "Code": 0, "Type": "error"})
+        try:
+            handler(arg, query, body)
+        except StoreError as error:
+            self._reply(500, {"Message": str(error), "Code": 0, "Type": "error"})
+
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            pieces = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0], 16)
+                if not size:
+                    self.rfile.readline()
+                    return b"".join(pieces)
+                pieces.append(self.rfile.read(size))
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def _reply(self, status: int, payload: dict | bytes) -> None:
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/octet-stream" if isinstance(payload, bytes) else "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _version(self, arg, query, body) -> None:
+        self._reply(200, {"Version": "0.0.0-test-double"})
+
+    def _add(self, arg, query, body) -> None:
+        message = email.parser.BytesParser().parsebytes(
+            b"Content-Type: " + self.headers["Content-Type"].encode() + b"\r\n\r\n" + body
+        )
+        (part,) = message.get_payload()
+        data = part.get_payload(decode=True)
+        version = int(query["cid-version"][0])
+        only_hash = query.get("only-hash", ["false"])[0].lower() == "true"
+        if self.server.lie_cid:
+            data += b" and something else"
+        cid = self.server.store.add(io.BytesIO(data), cid_version=version, only_hash=only_hash)
+        self._reply(200, {"Name": "file", "Hash": str(cid), "Size": str(len(data))})
+
+    def _block_get(self, arg, query, body) -> None:
+        block = bytearray(self.server.store.blocks.get(CID.parse(arg)))
+        if self.server.lie_block and block:
+            block[len(block) // 2] ^= 1
+        self._reply(200, bytes(block))
+
+    def _block_stat(self, arg, query, body) -> None:
+        if not self.server.store.has(CID.parse(arg)):
+            return self._reply(500, {"Message": "block was not found locally (offline)", "Code": 0, "Type": "error"})
+        self._reply(200, {"Key": arg, "Size": len(self.server.store.blocks.get(CID.parse(arg)))})
+
+    def _pin_add(self, arg, query, body) -> None:
+        self.server.store.pin(CID.parse(arg))
+        self._reply(200, {"Pins": [arg]})
+
+    def _pin_rm(self, arg, query, body) -> None:
+        try:
+            self.server.store.unpin(CID.parse(arg))
+        except NotPinned:
+            return self._reply(500, {"Message": "not pinned or pinned indirectly", "Code": 0, "Type": "error"})
+        self._reply(200, {"Pins": [arg]})
+
+    def _pin_ls(self, arg, query, body) -> None:
+        self._reply(200, {"Keys": {str(cid): {"Type": "recursive"} for cid in self.server.store.pins()}})
+
+
+@pytest.fixture
+def fake_kubo(tmp_path) -> Iterator[FakeKubo]:
+    server = FakeKubo(tmp_path / "daemon")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.mark.parametrize("version", [0, 1])
+def test_an_honest_daemon_round_trips_through_the_checks(fake_kubo, tmp_path, version):
+    store = KuboStore(fake_kubo.api, timeout=30)
+    data = random.Random(version).randbytes(3 * CHUNK + 17)
+    cid = store.add(io.BytesIO(data), cid_version=version)
+    assert cid == EmbeddedStore(tmp_path / "oracle").add(io.BytesIO(data), cid_version=version, only_hash=True)
+    out = io.BytesIO()
+    assert store.cat(cid, out) == len(data) and out.getvalue() == data
+    store.verify(cid)
+    assert cid in store.pins() and store.has(cid)
+    with store.writer(cid_version=version) as sink:
+        sink.write(data)
+    assert sink.cid == cid
+
+
+@pytest.mark.parametrize("only_hash", [False, True])
+def test_an_add_answered_with_a_wrong_cid_is_refused_and_unpinned(fake_kubo, tmp_path, only_hash):
+    store = KuboStore(fake_kubo.api, timeout=30)
+    fake_kubo.lie_cid = True
+    data = random.Random(5).randbytes(CHUNK + 1)
+    expected = EmbeddedStore(tmp_path / "oracle").add(io.BytesIO(data), only_hash=True)
+    with pytest.raises(StoreError, match=f"Kubo at {store.api} answered CID .* for content whose CID is {expected}"):
+        store.add(io.BytesIO(data), only_hash=only_hash)
+    assert fake_kubo.store.pins() == []  # the node's pin of its wrong answer is dropped
+    with pytest.raises(StoreError, match="answered CID"), store.writer() as sink:
+        sink.write(data)
+
+
+@pytest.mark.parametrize("version", [0, 1])
+def test_a_daemon_returning_wrong_bytes_is_caught_on_cat_and_verify(fake_kubo, version):
+    store = KuboStore(fake_kubo.api, timeout=30)
+    data = random.Random(9).randbytes(2 * CHUNK + 3)
+    cid = store.add(io.BytesIO(data), cid_version=version)
+    fake_kubo.lie_block = True
+    with pytest.raises(CorruptBlock, match=f"is corrupt: its content at Kubo at {store.api}"):
+        store.cat(cid, io.BytesIO())
+    with pytest.raises(CorruptBlock):
+        store.verify(cid)
+    assert "cat" not in fake_kubo.calls  # bytes come block by block, each checked

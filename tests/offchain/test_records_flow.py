@@ -165,7 +165,7 @@ def test_tampered_ciphertext_fails_and_leaves_nothing(member, access, hospital, 
     out = tmp_path / "report.bin"
     out.write_bytes(b"previous contents")
     with pytest.raises(IntegrityError):
-        reader.fetch(record_id, out)
+        reader.fetch(record_id, out, overwrite=True)  # even where replacing is allowed, a failed read replaces nothing
     assert out.read_bytes() == b"previous contents"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".report")] == []
 
