@@ -5,15 +5,23 @@ held-out split (143 patients, so one patient is 0.7 points). In the same run:
 the centralized baseline (all training records pooled), FedAvg on IID and on
 label-skewed (Dirichlet) shares of 5 hospitals, FedProx, FedAvg computed by
 secure aggregation, FedAvg with compressed uploads, DP-SGD at every hospital
-within epsilon 4 (delta 1e-5), and a Byzantine hospital (sign-flipped update
-scaled by 10) against FedAvg and the robust rules. Which hospital attacks
-matters on skewed shares (losing a rare-label hospital costs more), so each of
-the 5 takes the attacker's role in turn and the figures are means over the 5
-runs, with the worst case beside them.
+within epsilon 4 (delta 1e-5) over the whole study, client-level DP (Poisson
+sampling of hospitals) at the accountant's epsilon <= 4, and a Byzantine
+hospital (sign-flipped update scaled by 10) against FedAvg and the robust
+rules. Which hospital attacks matters on skewed shares (losing a rare-label
+hospital costs more), so each of the 5 takes the attacker's role in turn and
+the figures are means over the 5 runs, with the worst case beside them.
 
-Targets: FedAvg (non-IID) within 1.5 points of centralized; DP within 3 points
-of centralized at epsilon <= 4; the best robust rule within 3 points of clean
-FedAvg while FedAvg under attack visibly degrades.
+DP noise and sampling come from the OS, so DP figures vary from run to run:
+each DP setting runs 5 times and reports the mean with the spread. They are
+computed in one process (``dp_inprocess_acc``); the on-chain rounds of issue 9
+will report the same training as ``dp_chain_acc``.
+
+Targets: FedAvg (non-IID) within 1.5 points of centralized; DP-SGD (mean of 5
+runs) within 3 points of centralized at epsilon <= 4; the best robust rule
+within 3 points of clean FedAvg while FedAvg under attack visibly degrades.
+Client-level DP has no accuracy target: with 5 hospitals each one's whole
+update is what the noise must hide.
 """
 from __future__ import annotations
 
@@ -30,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fl.client import LocalTrainingConfig  # noqa: E402
 from fl.compression import CompressionConfig  # noqa: E402
 from fl.data import federated_breast_cancer  # noqa: E402
-from fl.privacy import DPSGDConfig, calibrate_noise_multiplier  # noqa: E402
+from fl.privacy import ClientLevelDPConfig, DPSGDConfig, calibrate_noise_multiplier  # noqa: E402
 from fl.simulation import (  # noqa: E402
     FederatedConfig,
     SecureAggregationConfig,
@@ -53,6 +61,17 @@ DP_ROUNDS = 20
 DP_SAMPLE_RATE = 0.25
 DP_CLIP = 1.0
 DP_TRAINING = LocalTrainingConfig(epochs=1, learning_rate=1.0)
+DP_RUNS = 5
+
+# Client-level DP: few rounds of long local training, each hospital drawn with probability 4/5 per round.
+CLIENT_DP_ROUNDS = 3
+CLIENT_DP_EXPECTED = 4
+CLIENT_DP_CLIP = 1.0
+CLIENT_DP_TRAINING = LocalTrainingConfig(epochs=10, learning_rate=0.1)
+
+
+def spread(values: list[float]) -> str:
+    return f"mean {100 * sum(values) / len(values):.2f}%, min {100 * min(values):.2f}%, max {100 * max(values):.2f}%"
 
 
 def main() -> None:
@@ -82,13 +101,40 @@ def main() -> None:
     # The steps each hospital will take (HospitalClient.dp_steps_per_round), so the noise covers every one.
     steps = DP_ROUNDS * DP_TRAINING.epochs * math.ceil(1 / DP_SAMPLE_RATE)
     noise = calibrate_noise_multiplier(DP_TARGET_EPSILON, DP_DELTA, DP_SAMPLE_RATE, steps)
-    dp_result = run_federated(skewed, FederatedConfig(
-        rounds=DP_ROUNDS, training=DP_TRAINING, seed=SEED,
-        dp=DPSGDConfig(noise_multiplier=noise, max_grad_norm=DP_CLIP, sample_rate=DP_SAMPLE_RATE, delta=DP_DELTA),
-    ))
-    dp_epsilon = max(spent.epsilon for spent in dp_result.hospital_privacy.values())
-    rows.append((f"DP-SGD FedAvg, Dirichlet ({DP_ROUNDS} rounds)", dp_result.test_accuracy,
-                 f"epsilon {dp_epsilon:.2f} at delta {DP_DELTA:g} per hospital, noise {noise:.2f}"))
+    dp_runs = [
+        run_federated(skewed, FederatedConfig(
+            rounds=DP_ROUNDS, training=DP_TRAINING, seed=SEED,
+            dp=DPSGDConfig(noise_multiplier=noise, max_grad_norm=DP_CLIP, sample_rate=DP_SAMPLE_RATE, delta=DP_DELTA),
+        ))
+        for _ in range(DP_RUNS)
+    ]
+    assert not any(result.noise_seeded for result in dp_runs)
+    dp_accuracies = [result.test_accuracy for result in dp_runs]
+    dp_acc = sum(dp_accuracies) / len(dp_accuracies)
+    dp_epsilon = max(spent.epsilon for result in dp_runs for spent in result.hospital_privacy.values())
+    rows.append((f"DP-SGD FedAvg, Dirichlet ({DP_ROUNDS} rounds)", dp_acc,
+                 f"{spread(dp_accuracies)} over {DP_RUNS} runs; epsilon {dp_epsilon:.2f} at delta {DP_DELTA:g} "
+                 f"per hospital, noise {noise:.2f}"))
+
+    client_dp = ClientLevelDPConfig(
+        clip_norm=CLIENT_DP_CLIP,
+        noise_multiplier=calibrate_noise_multiplier(
+            DP_TARGET_EPSILON, DP_DELTA, CLIENT_DP_EXPECTED / HOSPITALS, CLIENT_DP_ROUNDS),
+        clients_per_round=CLIENT_DP_EXPECTED, population=HOSPITALS, delta=DP_DELTA,
+    )
+    client_runs = [
+        run_federated(skewed, FederatedConfig(
+            rounds=CLIENT_DP_ROUNDS, training=CLIENT_DP_TRAINING, seed=SEED, client_level_dp=client_dp))
+        for _ in range(DP_RUNS)
+    ]
+    assert not any(result.noise_seeded for result in client_runs)
+    client_accuracies = [result.test_accuracy for result in client_runs]
+    client_dp_acc = sum(client_accuracies) / len(client_accuracies)
+    client_dp_epsilon = max(result.client_level_privacy.epsilon for result in client_runs)
+    rows.append((f"client-level DP FedAvg, Dirichlet ({CLIENT_DP_ROUNDS} rounds)", client_dp_acc,
+                 f"{spread(client_accuracies)} over {DP_RUNS} runs; epsilon {client_dp_epsilon:.2f} at delta "
+                 f"{DP_DELTA:g} per hospital, Poisson q={client_dp.sample_rate:g}, "
+                 f"noise {client_dp.noise_multiplier:.2f}"))
 
     def under_attack(rule: str, config: dict) -> tuple[float, float]:
         """Mean and worst test accuracy over the choice of attacking hospital."""
@@ -113,8 +159,9 @@ def main() -> None:
     print(f"best robust rule: {best_rule}; total time {time.perf_counter() - started:.1f} s")
     for target, met in (
         ("FedAvg (Dirichlet) within 1.5 points of centralized", central.accuracy - fedavg_noniid <= 0.015),
-        (f"DP-SGD within 3 points of centralized at epsilon <= {DP_TARGET_EPSILON:g}",
-         central.accuracy - dp_result.test_accuracy <= 0.03 and dp_epsilon <= DP_TARGET_EPSILON),
+        (f"DP-SGD (mean of {DP_RUNS} runs) within 3 points of centralized at epsilon <= {DP_TARGET_EPSILON:g}",
+         central.accuracy - dp_acc <= 0.03 and dp_epsilon <= DP_TARGET_EPSILON),
+        (f"client-level DP at the accountant's epsilon <= {DP_TARGET_EPSILON:g}", client_dp_epsilon <= DP_TARGET_EPSILON),
         ("best robust rule within 3 points of clean FedAvg", fedavg_noniid - robust[best_rule][0] <= 0.03),
         ("FedAvg under attack visibly degraded (over 10 points)", fedavg_noniid - fedavg_byzantine > 0.10),
     ):
@@ -122,9 +169,15 @@ def main() -> None:
     print(json.dumps({
         "centralized_acc": round(central.accuracy, 4),
         "fedavg_noniid_acc": round(fedavg_noniid, 4),
-        "dp_acc": round(dp_result.test_accuracy, 4),
-        "dp_epsilon": round(dp_epsilon, 3),
+        "dp_inprocess_acc": round(dp_acc, 4),
+        "dp_inprocess_acc_runs": [round(accuracy, 4) for accuracy in dp_accuracies],
+        "dp_inprocess_acc_spread": round(max(dp_accuracies) - min(dp_accuracies), 4),
+        "dp_inprocess_epsilon": round(dp_epsilon, 3),
         "dp_delta": DP_DELTA,
+        "client_dp_acc": round(client_dp_acc, 4),
+        "client_dp_acc_runs": [round(accuracy, 4) for accuracy in client_accuracies],
+        "client_dp_epsilon": round(client_dp_epsilon, 3),
+        "client_dp_sample_rate": client_dp.sample_rate,
         "fedavg_byzantine_acc": round(fedavg_byzantine, 4),
         "fedavg_byzantine_worst_acc": round(fedavg_byzantine_worst, 4),
         "robust_byzantine_acc": round(robust[best_rule][0], 4),

@@ -8,11 +8,9 @@ is added after privatisation and costs no privacy.
 """
 from __future__ import annotations
 
-import hashlib
 import math
-import secrets
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -24,7 +22,18 @@ from torch.nn import functional
 from fl.aggregation import ClientModel
 from fl.data import Dataset, HospitalData
 from fl.models import ModelSpec, evaluate, get_parameters, logits, set_parameters
-from fl.privacy import DPSGDConfig, PrivacyLedger, RoundPrivacy
+from fl.privacy import (
+    DPParameters,
+    DPSGDConfig,
+    PrivacyLedger,
+    RoundPrivacy,
+    SeededNoise,
+    derive_seed,
+    noise_generator,
+    os_generator,
+)
+
+__all__ = ["HospitalClient", "LocalTrainingConfig", "derive_seed"]
 
 
 @dataclass(frozen=True)
@@ -52,21 +61,17 @@ class LocalTrainingConfig:
             raise ValueError(f"mu must be a non-negative finite number, got {self.mu}")
 
 
-def derive_seed(*parts: object) -> int:
-    """A 63-bit seed from any labels (stable across runs and processes, unlike ``hash``)."""
-    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
-
-
 class HospitalClient:
     """One hospital: trains the global model on its own records and returns a ``ClientModel``.
 
-    Without a ``seed`` every call to ``train`` draws its batches and DP noise
-    from fresh OS entropy. A fixed ``seed`` makes training reproducible, for
-    simulations and tests only: under DP-SGD anyone who knows it (the seed, the
-    hospital's name and the round) can regenerate the noise and subtract it,
-    and two trainings of one round would share their noise, so it cancels in
-    their difference; either voids the privacy guarantee.
+    Under DP-SGD every call to ``train`` draws its record sampling and its
+    noise from fresh OS entropy, whatever ``seed`` says: noise derived from a
+    seed (and the hospital's name and the round) could be regenerated and
+    subtracted, and two trainings of one round would share it, so it would
+    cancel in their difference. ``seed`` fixes only the batch order of
+    training without DP, where no randomness protects anyone. Tests that need
+    reproducible DP-SGD opt in with ``seeded_noise``; the ledger then reports
+    no epsilon.
     """
 
     def __init__(
@@ -76,7 +81,12 @@ class HospitalClient:
         training: LocalTrainingConfig = LocalTrainingConfig(),
         dp: DPSGDConfig | None = None,
         seed: int | None = None,
+        *,
+        seeded_noise: SeededNoise | None = None,
+        dp_history: Sequence[DPParameters] = (),
     ) -> None:
+        """``dp_history``: what this hospital's earlier updates of the study declared (e.g. read from the
+        chain by a node that restarted), so that the budget covers the whole study."""
         data = hospital.data
         if data.num_samples == 0:
             raise ValueError(f"hospital {hospital.name!r} has no training records")
@@ -94,7 +104,15 @@ class HospitalClient:
         self.training = training
         self.dp = dp
         self.seed = seed
-        self.ledger = PrivacyLedger(dp.delta, dp.epsilon_budget) if dp is not None else None
+        self.seeded_noise = seeded_noise
+        if dp_history and dp is None:
+            raise ValueError(f"hospital {hospital.name!r} trains without DP-SGD but was given a DP history")
+        self.ledger = (
+            PrivacyLedger(
+                dp.delta, dp.epsilon_budget, noise_seeded=seeded_noise is not None, history=list(dp_history)
+            )
+            if dp is not None else None
+        )
 
     @property
     def client_id(self) -> str:
@@ -105,6 +123,18 @@ class HospitalClient:
         if self.dp is None:
             raise ValueError(f"hospital {self.client_id!r} trains without DP-SGD")
         return self.training.epochs * math.ceil(1.0 / self.dp.sample_rate)
+
+    @property
+    def dp_round_parameters(self) -> DPParameters:
+        """What one round of this hospital's DP-SGD releases, as an update declares it."""
+        if self.dp is None:
+            raise ValueError(f"hospital {self.client_id!r} trains without DP-SGD")
+        return DPParameters(
+            noise_multiplier=self.dp.noise_multiplier,
+            sample_rate=self.dp.sample_rate,
+            steps=self.dp_steps_per_round,
+            clipping_norm=self.dp.max_grad_norm,
+        )
 
     def train(self, global_parameters: Mapping[str, torch.Tensor], round_number: int) -> ClientModel:
         """Train from ``global_parameters`` for this round and return the resulting model.
@@ -123,14 +153,17 @@ class HospitalClient:
         model = self.model_spec.build(seed=0)
         set_parameters(model, global_parameters)
         anchor = {name: p.detach().clone() for name, p in model.named_parameters()}
-        seed = secrets.randbits(63) if self.seed is None else derive_seed(self.seed, self.client_id, round_number)
-        generator = torch.Generator().manual_seed(seed)
         data = self.hospital.data
         if self.dp is None:
+            generator = (
+                os_generator() if self.seed is None
+                else torch.Generator().manual_seed(derive_seed(self.seed, self.client_id, round_number))
+            )
             self._train_plain(model, anchor, data, generator)
             local = evaluate(model, data)
             loss, accuracy = local.loss, local.accuracy
         else:
+            generator = noise_generator(self.seeded_noise, self.client_id, round_number)
             self._train_dp(model, anchor, data, generator, round_number)
             loss = accuracy = None
         return ClientModel(
@@ -140,6 +173,13 @@ class HospitalClient:
             training_loss=loss,
             training_accuracy=accuracy,
         )
+
+    @property
+    def epsilon_after_next_round(self) -> float:
+        """The epsilon this hospital will have spent over the study after one more round (what its update declares)."""
+        if self.ledger is None:
+            raise ValueError(f"hospital {self.client_id!r} trains without DP-SGD")
+        return self.ledger.projected_total(self.dp_round_parameters)
 
     @property
     def last_round_privacy(self) -> RoundPrivacy | None:
@@ -184,8 +224,8 @@ class HospitalClient:
     ) -> None:
         dp = self.dp
         assert dp is not None and self.ledger is not None
-        steps = self.dp_steps_per_round
-        self.ledger.ensure_affordable(dp.noise_multiplier, dp.sample_rate, steps)
+        release = self.dp_round_parameters
+        self.ledger.ensure_affordable(release)
         # Per-record gradients of the summed loss; DPOptimizer divides the
         # clipped, noised sum by the expected batch size, as DP-SGD prescribes
         # for Poisson sampling (dividing by the drawn size would leak it).
@@ -198,7 +238,7 @@ class HospitalClient:
             loss_reduction="mean",
             generator=generator,
         )
-        for _ in range(steps):
+        for _ in range(release.steps):
             optimizer.zero_grad()
             drawn = torch.rand(data.num_samples, generator=generator) < dp.sample_rate
             loss = functional.binary_cross_entropy_with_logits(
@@ -213,4 +253,4 @@ class HospitalClient:
                 raise RuntimeError("opacus skipped a DP-SGD step; gradient accumulation is not used here")
             self._proximal_gradient(model, anchor)
             optimizer.original_optimizer.step()
-        self.ledger.record(round_number, dp.noise_multiplier, dp.sample_rate, steps)
+        self.ledger.record(round_number, release)

@@ -6,16 +6,31 @@ Two levels:
   clipping and Gaussian noise) so that its update protects every patient
   record; a ``PrivacyLedger`` per hospital composes the cost of its rounds,
   since every round touches the same records;
-* client level (``ClientLevelDP``): each hospital's whole update is clipped and
-  the server adds Gaussian noise to the aggregate, so that the model protects
-  each hospital's participation; worth it for consortia with many members,
-  where the sampling rate of clients per round is small.
+* client level (``ClientLevelDP``): hospitals are Poisson-sampled each round,
+  each sampled hospital's whole update is clipped and the server adds
+  Gaussian noise to the aggregate, so that the model protects each
+  hospital's participation; worth it for consortia with many members, where
+  the sampling rate of clients per round is small.
+
+Randomness that protects anyone (DP noise, record and hospital sampling)
+comes from the OS: a fresh ``torch.Generator`` seeded from ``os.urandom`` for
+every use (opacus's ``secure_mode`` needs torchcsprng, which has no build for
+this torch). A seed may fix data splits and model initialisation only. Tests
+that need reproducible noise opt in with ``SeededNoise``; whatever it produces
+is marked ``noise_seeded`` and reports no epsilon, since whoever knows the seed
+can regenerate the noise and subtract it.
+
+``epsilon_of`` is the accountant other parties use: from the DP parameters an
+update declares it computes the epsilon deterministically (opacus's RDP
+analysis), so a hospital node can compute its spend after an update and a
+verifier can recompute a declared epsilon.
 """
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
-import secrets
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -25,29 +40,75 @@ from opacus.accountants import RDPAccountant
 from opacus.accountants.analysis import rdp as rdp_analysis
 from opacus.accountants.utils import get_noise_multiplier
 
-from fl.aggregation import ClientModel, create_aggregator
+from fl.aggregation import ClientModel
 
 DEFAULT_DELTA = 1e-5
 
 
-class PrivacyBudgetExceeded(RuntimeError):
+class PrivacyError(RuntimeError):
+    """A privacy rule refuses the operation (budget, declared epsilon...)."""
+
+
+class PrivacyBudgetExceeded(PrivacyError):
     """Training one more round would spend more epsilon than the budget allows."""
+
+
+class DeclaredEpsilonMismatch(PrivacyError):
+    """An update declares an epsilon that its declared DP parameters do not give."""
+
+
+def derive_seed(*parts: object) -> int:
+    """A 63-bit seed from any labels (stable across runs and processes, unlike ``hash``)."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def os_generator() -> torch.Generator:
+    """A torch generator seeded with 64 fresh bits from the OS: nobody can regenerate what it draws."""
+    return torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "big"))
+
+
+@dataclass(frozen=True)
+class SeededNoise:
+    """Reproducible DP noise and sampling, for tests only (an explicit opt-in).
+
+    Whoever knows ``seed`` can regenerate the noise and subtract it, so
+    everything produced with it is marked ``noise_seeded`` and reports no
+    epsilon.
+    """
+
+    seed: int
+
+    def generator(self, *labels: object) -> torch.Generator:
+        return torch.Generator().manual_seed(derive_seed("dp-noise", self.seed, *labels))
+
+
+def noise_generator(seeded: SeededNoise | None, *labels: object) -> torch.Generator:
+    """The generator for DP noise and sampling: the OS's, unless a test opted into ``seeded``."""
+    return os_generator() if seeded is None else seeded.generator(*labels)
 
 
 @dataclass(frozen=True)
 class PrivacySpent:
-    epsilon: float
+    """(epsilon, delta) spent; ``epsilon`` is None when the noise was seeded (no guarantee holds)."""
+
+    epsilon: float | None
     delta: float
+    noise_seeded: bool = False
 
 
 @dataclass(frozen=True)
 class RoundPrivacy:
-    """The cost of one round alone and the total after it (composition over rounds)."""
+    """The cost of one round alone and the total after it (composition over rounds).
+
+    Both epsilons are None when the noise was seeded.
+    """
 
     round_number: int
-    round_epsilon: float
-    total_epsilon: float
+    round_epsilon: float | None
+    total_epsilon: float | None
     delta: float
+    noise_seeded: bool = False
 
 
 def _check_delta(delta: float) -> None:
@@ -114,7 +175,7 @@ def calibrate_noise_multiplier(
 def _rdp_per_step(noise_multiplier: float, sample_rate: float) -> np.ndarray:
     """RDP of one sampled-Gaussian step at RDPAccountant's default orders.
 
-    RDP composes additively, so a round of ``k`` steps costs ``k`` times this.
+    RDP composes additively, so ``k`` steps cost ``k`` times this.
     Cached because opacus evaluates its fractional orders slowly (about half a
     second per call) and a run asks again with the same settings every round.
     """
@@ -125,59 +186,131 @@ def _rdp_per_step(noise_multiplier: float, sample_rate: float) -> np.ndarray:
     )
 
 
+@dataclass(frozen=True)
+class DPParameters:
+    """What one DP release (a hospital's update, or a server's noised round) declares it was made with.
+
+    ``steps`` sampled-Gaussian steps, each sampling every record (or
+    hospital) with probability ``sample_rate`` and adding Gaussian noise of
+    standard deviation ``noise_multiplier * clipping_norm``. The clipping norm
+    does not change epsilon (the noise scales with it) but belongs to the
+    declaration: noise below it would void the guarantee.
+    """
+
+    noise_multiplier: float
+    sample_rate: float
+    steps: int
+    clipping_norm: float
+
+    def __post_init__(self) -> None:
+        _check_noise_and_norm(self.noise_multiplier, self.clipping_norm, "clipping_norm")
+        if not 0.0 < self.sample_rate <= 1.0:
+            raise ValueError(f"sample_rate must be in (0, 1], got {self.sample_rate}")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 0:
+            raise ValueError(f"steps must be a non-negative integer, got {self.steps!r}")
+
+
+def _history_rdp(history: Sequence[DPParameters]) -> np.ndarray:
+    total = np.zeros(len(RDPAccountant.DEFAULT_ALPHAS))
+    for release in history:
+        total = total + release.steps * _rdp_per_step(float(release.noise_multiplier), float(release.sample_rate))
+    return total
+
+
+def _epsilon_of_rdp(rdp: np.ndarray, delta: float) -> float:
+    if not rdp.any():
+        return 0.0
+    epsilon, _ = rdp_analysis.get_privacy_spent(orders=RDPAccountant.DEFAULT_ALPHAS, rdp=rdp, delta=delta)
+    return float(epsilon)
+
+
+def epsilon_of(history: Sequence[DPParameters], delta: float) -> float:
+    """The epsilon at ``delta`` of all releases in ``history`` together (opacus RDP accountant).
+
+    A pure function of its arguments: the same declarations give the same
+    epsilon on every machine, so a verifier can recompute a declared one.
+    Equal to ``opacus.accountants.RDPAccountant`` with that history.
+    """
+    _check_delta(delta)
+    return _epsilon_of_rdp(_history_rdp(history), delta)
+
+
+def check_declared_epsilon(
+    history: Sequence[DPParameters], delta: float, declared: float, rel_tol: float = 1e-9
+) -> None:
+    """Raise ``DeclaredEpsilonMismatch`` unless ``declared`` is the epsilon of ``history`` at ``delta``."""
+    actual = epsilon_of(history, delta)
+    if not (math.isfinite(declared) and math.isclose(declared, actual, rel_tol=rel_tol, abs_tol=1e-12)):
+        raise DeclaredEpsilonMismatch(
+            f"declared epsilon {declared!r} differs from {actual!r}, the epsilon of the declared DP parameters "
+            f"at delta {delta:g}"
+        )
+
+
+@dataclass(frozen=True)
+class PrivacyBudget:
+    """A party's (epsilon, delta) budget over a whole study."""
+
+    epsilon: float
+    delta: float = DEFAULT_DELTA
+
+    def __post_init__(self) -> None:
+        _check_budget(self.epsilon)
+        _check_delta(self.delta)
+
+    def check(self, history: Sequence[DPParameters], update: DPParameters) -> float:
+        """The epsilon spent after ``update``; ``PrivacyBudgetExceeded`` if that passes the budget."""
+        spent = epsilon_of(history, self.delta)
+        after = epsilon_of([*history, update], self.delta)
+        if after > self.epsilon:
+            raise PrivacyBudgetExceeded(
+                f"this update would bring epsilon from {spent:.3f} to {after:.3f} "
+                f"(delta {self.delta:g}), over the budget of {self.epsilon:g}"
+            )
+        return after
+
+
 @dataclass
 class PrivacyLedger:
-    """Composition of sampled-Gaussian releases about one fixed set of records (opacus RDP)."""
+    """Composition of sampled-Gaussian releases about one fixed set of records (opacus RDP).
+
+    A ledger of ``noise_seeded`` releases still enforces the budget but
+    reports no epsilon.
+    """
 
     delta: float = DEFAULT_DELTA
     epsilon_budget: float | None = None
+    noise_seeded: bool = False
     rounds: list[RoundPrivacy] = field(default_factory=list)
-    _rdp: np.ndarray = field(default_factory=lambda: np.zeros(len(RDPAccountant.DEFAULT_ALPHAS)), repr=False)
+    history: list[DPParameters] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         _check_delta(self.delta)
         _check_budget(self.epsilon_budget)
+        if not all(isinstance(release, DPParameters) for release in self.history):
+            raise ValueError("a privacy history holds DPParameters only")
 
-    def _epsilon(self, rdp: np.ndarray) -> float:
-        if not rdp.any():
-            return 0.0
-        epsilon, _ = rdp_analysis.get_privacy_spent(
-            orders=RDPAccountant.DEFAULT_ALPHAS, rdp=rdp, delta=self.delta
-        )
-        return float(epsilon)
+    def _reported(self, epsilon: float) -> float | None:
+        return None if self.noise_seeded else epsilon
 
-    @staticmethod
-    def _round_rdp(noise_multiplier: float, sample_rate: float, steps: int) -> np.ndarray:
-        if steps < 0:
-            raise ValueError(f"steps must be non-negative, got {steps}")
-        return steps * _rdp_per_step(float(noise_multiplier), float(sample_rate))
+    def projected_total(self, release: DPParameters) -> float:
+        """The total epsilon if ``release`` were added now."""
+        return epsilon_of([*self.history, release], self.delta)
 
-    def projected_total(self, noise_multiplier: float, sample_rate: float, steps: int) -> float:
-        """The total epsilon if a round of ``steps`` steps were added now."""
-        return self._epsilon(self._rdp + self._round_rdp(noise_multiplier, sample_rate, steps))
+    def ensure_affordable(self, release: DPParameters) -> None:
+        """Raise ``PrivacyBudgetExceeded`` if ``release`` would overspend the budget."""
+        if self.epsilon_budget is not None:
+            PrivacyBudget(self.epsilon_budget, self.delta).check(self.history, release)
 
-    def ensure_affordable(self, noise_multiplier: float, sample_rate: float, steps: int) -> None:
-        """Raise ``PrivacyBudgetExceeded`` if such a round would overspend the budget."""
-        if self.epsilon_budget is None:
-            return
-        projected = self.projected_total(noise_multiplier, sample_rate, steps)
-        if projected > self.epsilon_budget:
-            raise PrivacyBudgetExceeded(
-                f"this round would bring epsilon from {self.total.epsilon:.3f} to {projected:.3f} "
-                f"(delta {self.delta:g}), over the budget of {self.epsilon_budget:g}"
-            )
-
-    def record(
-        self, round_number: int, noise_multiplier: float, sample_rate: float, steps: int
-    ) -> RoundPrivacy:
-        """Account one round: ``steps`` sampled-Gaussian steps."""
-        round_rdp = self._round_rdp(noise_multiplier, sample_rate, steps)
-        self._rdp = self._rdp + round_rdp
+    def record(self, round_number: int, release: DPParameters) -> RoundPrivacy:
+        """Account one round's release."""
+        self.history.append(release)
         cost = RoundPrivacy(
             round_number=round_number,
-            round_epsilon=self._epsilon(round_rdp),
-            total_epsilon=self._epsilon(self._rdp),
+            round_epsilon=self._reported(epsilon_of([release], self.delta)),
+            total_epsilon=self._reported(epsilon_of(self.history, self.delta)),
             delta=self.delta,
+            noise_seeded=self.noise_seeded,
         )
         self.rounds.append(cost)
         return cost
@@ -185,17 +318,23 @@ class PrivacyLedger:
     @property
     def total(self) -> PrivacySpent:
         """(epsilon, delta) spent over all recorded rounds together."""
-        return PrivacySpent(epsilon=self._epsilon(self._rdp), delta=self.delta)
+        return PrivacySpent(
+            epsilon=self._reported(epsilon_of(self.history, self.delta)),
+            delta=self.delta,
+            noise_seeded=self.noise_seeded,
+        )
 
 
 @dataclass(frozen=True)
 class ClientLevelDPConfig:
     """Client-level DP (DP-FedAvg, McMahan et al. 2018).
 
-    ``clip_norm`` bounds each hospital's whole update (L2 over all
-    parameters); ``clients_per_round`` of the ``population`` hospitals take
-    part in each round, and the accountant treats that share as the sampling
-    rate of clients.
+    Each round every one of the ``population`` hospitals takes part
+    independently with probability ``clients_per_round / population``
+    (Poisson sampling: the number taking part varies, ``clients_per_round`` is
+    its expectation), which is the sampling the accountant's amplification
+    assumes. ``clip_norm`` bounds each hospital's whole update (L2 over all
+    parameters).
     """
 
     clip_norm: float
@@ -219,6 +358,11 @@ class ClientLevelDPConfig:
     def sample_rate(self) -> float:
         return self.clients_per_round / self.population
 
+    @property
+    def round_release(self) -> DPParameters:
+        """What one round releases about any hospital: one sampled-Gaussian step."""
+        return DPParameters(self.noise_multiplier, self.sample_rate, 1, self.clip_norm)
+
 
 def update_norm(
     parameters: Mapping[str, torch.Tensor], reference: Mapping[str, torch.Tensor]
@@ -232,17 +376,31 @@ def update_norm(
 
 
 class ClientLevelDP:
-    """Clips whole updates and noises their average; keeps the ledger over rounds.
+    """Samples hospitals, clips whole updates and noises their sum; keeps the ledger over rounds.
 
-    The noise comes from OS entropy unless a ``seed`` is given; a seed makes
-    it reproducible, for simulations and tests only, since whoever knows the
-    seed can subtract the noise.
+    Sampling and noise come from the OS unless a test opts into
+    ``seeded_noise``; the ledger then reports no epsilon.
     """
 
-    def __init__(self, config: ClientLevelDPConfig, seed: int | None = None) -> None:
+    def __init__(self, config: ClientLevelDPConfig, seeded_noise: SeededNoise | None = None) -> None:
         self.config = config
-        self.ledger = PrivacyLedger(delta=config.delta, epsilon_budget=config.epsilon_budget)
-        self._generator = torch.Generator().manual_seed(secrets.randbits(63) if seed is None else seed)
+        self.seeded_noise = seeded_noise
+        self.ledger = PrivacyLedger(
+            delta=config.delta, epsilon_budget=config.epsilon_budget, noise_seeded=seeded_noise is not None
+        )
+
+    def sample(self, hospitals: Sequence[str], round_number: int) -> list[str]:
+        """This round's participants: each hospital independently with probability ``sample_rate``."""
+        if len(hospitals) != self.config.population:
+            raise ValueError(
+                f"client-level DP is configured for a population of {self.config.population}, "
+                f"but there are {len(hospitals)} hospitals"
+            )
+        draws = torch.rand(
+            len(hospitals), generator=noise_generator(self.seeded_noise, "participants", round_number),
+            dtype=torch.float64,
+        )
+        return [hospital for hospital, draw in zip(hospitals, draws.tolist()) if draw < self.config.sample_rate]
 
     def clip(
         self, global_parameters: Mapping[str, torch.Tensor], client_model: ClientModel
@@ -268,28 +426,28 @@ class ClientLevelDP:
         global_parameters: Mapping[str, torch.Tensor],
         client_models: Sequence[ClientModel],
     ) -> dict[str, torch.Tensor]:
-        """Uniform average of clipped updates plus Gaussian noise of std ``noise * clip / m``.
+        """Global model plus (sum of clipped updates + Gaussian noise of std ``noise * clip``) / ``m``.
 
-        Weights are uniform and the denominator is the fixed ``clients_per_round``
-        so one hospital's influence is bounded by ``clip_norm / m`` whatever its
-        size.
+        ``m`` is the expected ``clients_per_round``, fixed whoever was drawn:
+        dividing by the drawn count would leak it, and weighting by sample
+        counts would let one hospital count more than ``clip_norm / m``. A
+        round where nobody was drawn still adds noise and is still accounted.
         """
-        if len(client_models) != self.config.clients_per_round:
-            raise ValueError(
-                f"expected {self.config.clients_per_round} clients this round, got {len(client_models)}"
-            )
-        self.ledger.ensure_affordable(self.config.noise_multiplier, self.config.sample_rate, 1)
+        ids = [model.client_id for model in client_models]
+        if len(set(ids)) != len(ids) or len(ids) > self.config.population:
+            raise ValueError(f"client models must come from distinct hospitals of the population, got {ids}")
+        release = self.config.round_release
+        self.ledger.ensure_affordable(release)
+        generator = noise_generator(self.seeded_noise, "client-level", round_number)
+        expected = self.config.clients_per_round
+        std = self.config.noise_multiplier * self.config.clip_norm
         clipped = [self.clip(global_parameters, model) for model in client_models]
-        average = create_aggregator("fedavg", {}).aggregate(
-            clipped, client_weights=[1.0] * len(clipped)
-        ).parameters
-        std = self.config.noise_multiplier * self.config.clip_norm / self.config.clients_per_round
-        noisy = {
-            name: (
-                tensor.double()
-                + std * torch.randn(tensor.shape, generator=self._generator, dtype=torch.float64)
-            ).to(tensor.dtype)
-            for name, tensor in average.items()
-        }
-        self.ledger.record(round_number, self.config.noise_multiplier, self.config.sample_rate, 1)
+        noisy = {}
+        for name, tensor in global_parameters.items():
+            total = torch.zeros(tensor.shape, dtype=torch.float64)
+            for model in clipped:
+                total += model.parameters[name].double() - tensor.double()
+            total += std * torch.randn(tensor.shape, generator=generator, dtype=torch.float64)
+            noisy[name] = (tensor.double() + total / expected).to(tensor.dtype)
+        self.ledger.record(round_number, release)
         return noisy

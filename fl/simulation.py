@@ -6,10 +6,16 @@ uploads may be compressed with error feedback; the server combines them by
 a named aggregator from ``fl.aggregation``, by secure aggregation (FedAvg on
 masked updates, the server seeing only their sum), or with client-level DP.
 The global model is scored on the common test split after every round.
+
+``FederatedConfig.seed`` fixes the model's initialisation and the batch order
+of training without DP; DP noise, record sampling, the choice of hospitals
+under client-level DP and secure aggregation's keys and masks come from the
+OS, unless a test opts into ``seeded_noise`` (then the result is marked
+``noise_seeded`` and reports no epsilon).
 """
 from __future__ import annotations
 
-import random
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,12 +23,12 @@ from typing import Any
 import torch
 
 from fl.aggregation import ClientModel, create_aggregator
-from fl.client import HospitalClient, LocalTrainingConfig, derive_seed
+from fl.client import HospitalClient, LocalTrainingConfig
 from fl.compression import CompressionConfig, ErrorFeedbackCompressor, compressed_size, decompress
 from fl.data import FederatedDataset, HospitalData
 from fl.models import Evaluation, ModelKind, ModelSpec, ParameterLayout, evaluate, get_parameters, set_parameters
-from fl.privacy import ClientLevelDP, ClientLevelDPConfig, DPSGDConfig, PrivacySpent, RoundPrivacy
-from fl.secure_aggregation import FixedPointCodec, SessionParameters, secure_weighted_sum
+from fl.privacy import ClientLevelDP, ClientLevelDPConfig, DPSGDConfig, PrivacySpent, RoundPrivacy, SeededNoise
+from fl.secure_aggregation import FixedPointCodec, SecureSum, SessionParameters, secure_weighted_sum
 
 #: Aggregators that only need the weighted sum, hence work under secure aggregation.
 SUM_BASED_AGGREGATORS = ("fedavg", "fedprox")
@@ -53,6 +59,8 @@ class FederatedConfig:
     byzantine_clients: tuple[str, ...] = ()
     byzantine_scale: float = 10.0
     seed: int = 0
+    #: Tests only: reproducible DP noise and sampling, at the price of every epsilon.
+    seeded_noise: SeededNoise | None = None
 
     def __post_init__(self) -> None:
         if self.rounds < 1:
@@ -73,6 +81,9 @@ class RoundRecord:
     test: Evaluation
     uploaded_bytes: int
     privacy: Mapping[str, RoundPrivacy]
+    #: Under secure aggregation: whose masked input the sum holds, and who dropped after sharing keys.
+    survivors: tuple[str, ...] = ()
+    dropped: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,12 @@ class FederatedResult:
     @property
     def test_accuracy(self) -> float:
         return self.rounds[-1].test.accuracy
+
+    @property
+    def noise_seeded(self) -> bool:
+        """Whether DP noise came from a seed: then no epsilon holds, and none is reported."""
+        spent = [*self.hospital_privacy.values(), *([self.client_level_privacy] if self.client_level_privacy else [])]
+        return any(privacy.noise_seeded for privacy in spent)
 
 
 def poison(global_parameters: Mapping[str, torch.Tensor], model: ClientModel, scale: float) -> ClientModel:
@@ -117,25 +134,24 @@ def run_federated(dataset: FederatedDataset, config: FederatedConfig) -> Federat
     model = spec.build(config.seed)
     global_parameters = get_parameters(model)
     clients = [
-        HospitalClient(hospital, spec, config.training, config.dp, seed=config.seed)
+        HospitalClient(hospital, spec, config.training, config.dp, seed=config.seed, seeded_noise=config.seeded_noise)
         for hospital in dataset.hospitals
     ]
     compressors = (
         {name: ErrorFeedbackCompressor(config.compression) for name in names}
         if config.compression is not None else {}
     )
-    client_dp = ClientLevelDP(config.client_level_dp, seed=config.seed) if config.client_level_dp else None
-    if client_dp is not None and client_dp.config.population != len(clients):
-        raise ValueError(
-            f"client-level DP is configured for a population of {client_dp.config.population}, "
-            f"but there are {len(clients)} hospitals"
-        )
+    client_dp = (
+        ClientLevelDP(config.client_level_dp, seeded_noise=config.seeded_noise) if config.client_level_dp else None
+    )
     aggregator = create_aggregator(config.aggregator, dict(config.aggregator_config))
     records = []
     for round_number in range(1, config.rounds + 1):
         uploads = []
         uploaded_bytes = 0
-        participants = _participants(clients, client_dp, config.seed, round_number)
+        survivors = dropped = ()
+        drawn = set(names if client_dp is None else client_dp.sample(names, round_number))
+        participants = [client for client in clients if client.client_id in drawn]
         for client in participants:
             trained = client.train(global_parameters, round_number)
             if client.client_id in config.byzantine_clients:
@@ -147,7 +163,10 @@ def run_federated(dataset: FederatedDataset, config: FederatedConfig) -> Federat
             uploaded_bytes += sent
             uploads.append(trained)
         if config.secure_aggregation is not None:
-            global_parameters = _secure_fedavg(global_parameters, uploads, config.secure_aggregation, round_number, config.seed)
+            global_parameters, secure_sum = _secure_fedavg(
+                global_parameters, uploads, config.secure_aggregation, round_number
+            )
+            survivors, dropped = secure_sum.survivors, secure_sum.dropped
         elif client_dp is not None:
             global_parameters = client_dp.aggregate(round_number, global_parameters, uploads)
         else:
@@ -160,6 +179,8 @@ def run_federated(dataset: FederatedDataset, config: FederatedConfig) -> Federat
                 test=evaluate(model, dataset.test),
                 uploaded_bytes=uploaded_bytes,
                 privacy={c.client_id: c.last_round_privacy for c in participants if c.last_round_privacy},
+                survivors=survivors,
+                dropped=dropped,
             )
         )
     return FederatedResult(
@@ -168,22 +189,6 @@ def run_federated(dataset: FederatedDataset, config: FederatedConfig) -> Federat
         hospital_privacy={c.client_id: c.ledger.total for c in clients if c.ledger is not None},
         client_level_privacy=client_dp.ledger.total if client_dp is not None else None,
     )
-
-
-def _participants(
-    clients: Sequence[HospitalClient], client_dp: ClientLevelDP | None, seed: int, round_number: int
-) -> list[HospitalClient]:
-    """Everyone, or under client-level DP a fresh seeded sample of ``clients_per_round``.
-
-    The accountant treats the fixed-size sample as Poisson sampling at rate
-    m/N, the usual approximation of DP-FedAvg (McMahan et al. 2018).
-    """
-    if client_dp is None:
-        return list(clients)
-    chosen = random.Random(derive_seed("participants", seed, round_number)).sample(
-        range(len(clients)), client_dp.config.clients_per_round
-    )
-    return [clients[index] for index in sorted(chosen)]
 
 
 def _compress_upload(
@@ -208,13 +213,12 @@ def _secure_fedavg(
     uploads: Sequence[ClientModel],
     config: SecureAggregationConfig,
     round_number: int,
-    seed: int,
-) -> dict[str, torch.Tensor]:
+) -> tuple[dict[str, torch.Tensor], SecureSum]:
     """FedAvg weighted by sample counts, computed from the masked updates' sum alone."""
     layout = ParameterLayout.of(global_parameters)
     base = layout.flatten(global_parameters)
     session = SessionParameters(
-        session_id=derive_seed("secagg", seed, round_number).to_bytes(8, "big"),
+        session_id=os.urandom(16),
         threshold=config.threshold,
         vector_length=layout.size,
         codec=config.codec,
@@ -224,7 +228,7 @@ def _secure_fedavg(
         for upload in uploads
     }
     total = secure_weighted_sum(inputs, session, config.dropouts_per_round.get(round_number, ()))
-    return layout.unflatten(base + torch.from_numpy(total.mean))
+    return layout.unflatten(base + torch.from_numpy(total.mean)), total
 
 
 def train_centralized(

@@ -192,32 +192,45 @@ def test_result_keeps_state_dict_order_and_shapes():
         assert parameters["a"].shape == (4, 1, 1)
 
 
-def adam_reference(global_model, averages, lr, betas, eps):
-    """torch.optim.Adam with the pseudo-gradient (global - average) as gradient."""
-    parameter = torch.nn.Parameter(global_model.clone())
-    optimizer = torch.optim.Adam([parameter], lr=lr, betas=betas, eps=eps, foreach=False)
+def fedadam_reference(global_model, averages, lr, betas, tau):
+    """Reddi et al. (ICLR 2021), Algorithm 2, FedAdam: no bias correction.
+
+    With the pseudo-gradient delta = average - x: m = b1 m + (1 - b1) delta,
+    v = b2 v + (1 - b2) delta^2, x = x + lr m / (sqrt(v) + tau).
+    """
+    x = global_model.double().clone()
+    m = torch.zeros_like(x)
+    v = torch.zeros_like(x)
     history = []
     for average in averages:
-        parameter.grad = parameter.detach() - average
-        optimizer.step()
-        history.append(parameter.detach().clone())
+        delta = average.double() - x
+        m = betas[0] * m + (1 - betas[0]) * delta
+        v = betas[1] * v + (1 - betas[1]) * delta * delta
+        x = x + lr * m / (v.sqrt() + tau)
+        history.append(x.to(global_model.dtype))
     return history
 
 
-def test_fedadam_first_step_is_learning_rate_times_sign():
+def test_fedadam_first_step_follows_reddi_algorithm_2_without_bias_correction():
+    """Adam's bias correction made the first step lr * sign(delta) whatever its size; Reddi et al.'s
+    FedAdam has none, so the first step is lr * 0.1 delta / (sqrt(0.001) |delta| + tau)."""
     global_model = {"w": torch.tensor([1.0, -2.0, 0.5])}
     clients = [client("a", 1, w=[0.0, 0.0, 1.5]), client("b", 1, w=[1.0, 0.0, 1.5])]
     result = aggregate_models(clients, "fedadam", {"learning_rate": 0.1}, global_model=global_model)
-    # Bias-corrected first step: lr * g / (|g| + eps) with g = global - average = [0.5, -2, -1].
-    torch.testing.assert_close(result.parameters["w"], torch.tensor([0.9, -1.9, 0.6]))
+    delta = torch.tensor([-0.5, 2.0, 1.0], dtype=torch.float64)
+    expected = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64) + 0.1 * 0.1 * delta / (
+        math.sqrt(0.001) * delta.abs() + 1e-3
+    )
+    torch.testing.assert_close(result.parameters["w"], expected.float())
     assert result.metadata["step"] == 1
     assert result.metadata["beta1"] == 0.9 and result.metadata["beta2"] == 0.999
-    assert result.metadata["epsilon"] == 1e-8 and result.metadata["learning_rate"] == 0.1
+    # The default tau (config key ``epsilon``) is Reddi et al.'s suggested 1e-3, not Adam's 1e-8.
+    assert result.metadata["epsilon"] == 1e-3 and result.metadata["learning_rate"] == 0.1
 
 
-def test_fedadam_matches_torch_adam_over_rounds():
+def test_fedadam_matches_reddi_algorithm_2_over_rounds():
     generator = torch.Generator().manual_seed(3)
-    config = {"learning_rate": 0.05, "beta1": 0.8, "beta2": 0.99, "epsilon": 1e-6}
+    config = {"learning_rate": 0.05, "beta1": 0.8, "beta2": 0.99, "epsilon": 1e-2}
     aggregator = create_aggregator("fedadam", config)
     global_model = {"w": torch.randn(6, 4, generator=generator), "steps": torch.tensor(0)}
     start = global_model["w"].clone()
@@ -231,7 +244,8 @@ def test_fedadam_matches_torch_adam_over_rounds():
         result = aggregator.aggregate(clients, global_model=global_model)
         global_model = result.parameters
         assert global_model["steps"].item() == round_number  # integer buffers take the plain average
-    expected = adam_reference(start, averages, 0.05, (0.8, 0.99), 1e-6)[-1]
+    # The reference replays the same averages from the same start (each round's average is of that round's clients).
+    expected = fedadam_reference(start, averages, 0.05, (0.8, 0.99), 1e-2)[-1]
     torch.testing.assert_close(global_model["w"], expected, rtol=1e-5, atol=1e-6)
     assert aggregator.step == 4
 

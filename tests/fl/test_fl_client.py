@@ -9,7 +9,7 @@ from fl.aggregation import ClientModel
 from fl.client import HospitalClient, LocalTrainingConfig
 from fl.data import Dataset, HospitalData, federated_breast_cancer
 from fl.models import ModelSpec, ParameterLayout, evaluate, get_parameters, set_parameters
-from fl.privacy import DPSGDConfig, PrivacyBudgetExceeded, update_norm
+from fl.privacy import DPParameters, DPSGDConfig, PrivacyBudgetExceeded, SeededNoise, epsilon_of, update_norm
 
 
 @pytest.fixture(scope="module")
@@ -106,10 +106,11 @@ def test_proximal_term_keeps_the_model_near_the_global_one(hospital, spec, initi
     assert distances[0] > distances[1] > distances[2] > 0.0
 
 
-def test_dp_sgd_is_deterministic_accounted_and_reports_no_metrics(hospital, spec, initial):
+def test_dp_sgd_is_accounted_and_reports_no_metrics(hospital, spec, initial):
     dp = DPSGDConfig(noise_multiplier=1.1, max_grad_norm=1.0, sample_rate=0.25)
-    client = HospitalClient(hospital, spec, LocalTrainingConfig(epochs=2), dp=dp, seed=0)
+    client = HospitalClient(hospital, spec, LocalTrainingConfig(epochs=2), dp=dp)
     assert client.dp_steps_per_round == 8
+    assert client.dp_round_parameters == DPParameters(noise_multiplier=1.1, sample_rate=0.25, steps=8, clipping_norm=1.0)
     first = client.train(initial, 1)
     assert first.training_loss is None and first.training_accuracy is None
     client.train(initial, 2)
@@ -127,11 +128,36 @@ def test_dp_sgd_is_deterministic_accounted_and_reports_no_metrics(hospital, spec
     assert math.isclose(client.ledger.total.epsilon, two_rounds, rel_tol=1e-9)
     assert one_round < two_rounds < 2 * one_round  # RDP composes better than adding epsilons
     assert client.last_round_privacy == rounds[1]
-
-    again = HospitalClient(hospital, spec, LocalTrainingConfig(epochs=2), dp=dp, seed=0).train(initial, 1)
-    assert distance(first.parameters, again.parameters) == 0.0
     plain = HospitalClient(hospital, spec, LocalTrainingConfig(epochs=2), seed=0).train(initial, 1)
     assert distance(first.parameters, plain.parameters) > 0.0
+
+
+def test_a_seed_does_not_fix_dp_noise_or_sampling(hospital, spec, initial):
+    """Issue 10: a seed fixed every hospital's DP-SGD noise and batches, so anyone with the config could
+    regenerate the noise and subtract it. Now a seed leaves DP-SGD to the OS's randomness."""
+    dp = DPSGDConfig(noise_multiplier=1.0, max_grad_norm=1.0, sample_rate=0.25)
+    first, again = (
+        HospitalClient(hospital, spec, LocalTrainingConfig(epochs=2), dp=dp, seed=0).train(initial, 1).parameters
+        for _ in range(2)
+    )
+    assert distance(first, again) > 0.0
+    client = HospitalClient(hospital, spec, LocalTrainingConfig(epochs=2), dp=dp, seed=0)
+    client.train(initial, 1)
+    assert client.ledger.total.epsilon > 0 and not client.ledger.total.noise_seeded
+
+
+def test_seeded_noise_is_an_explicit_test_only_opt_in_that_reports_no_epsilon(hospital, spec, initial):
+    dp = DPSGDConfig(noise_multiplier=1.1, max_grad_norm=1.0, sample_rate=0.25)
+
+    def client():
+        return HospitalClient(hospital, spec, LocalTrainingConfig(epochs=2), dp=dp, seeded_noise=SeededNoise(0))
+
+    seeded = client()
+    first = seeded.train(initial, 1)
+    assert distance(first.parameters, client().train(initial, 1).parameters) == 0.0
+    assert distance(first.parameters, client().train(initial, 2).parameters) > 0.0
+    assert seeded.last_round_privacy.round_epsilon is None and seeded.last_round_privacy.noise_seeded
+    assert seeded.ledger.total.epsilon is None and seeded.ledger.total.noise_seeded
 
 
 def test_dp_noise_is_fresh_for_every_training_without_a_seed(hospital, spec, initial):
@@ -163,10 +189,12 @@ def test_proximal_term_still_works_under_dp_sgd(hospital, spec, initial):
     dp = DPSGDConfig(noise_multiplier=0.5, max_grad_norm=1.0, sample_rate=0.25)
 
     def moved(mu):
-        client = HospitalClient(hospital, spec, LocalTrainingConfig(epochs=5, learning_rate=0.5, mu=mu), dp=dp, seed=0)
+        client = HospitalClient(
+            hospital, spec, LocalTrainingConfig(epochs=5, learning_rate=0.5, mu=mu), dp=dp, seeded_noise=SeededNoise(0)
+        )
         return distance(client.train(initial, 1).parameters, initial)
 
-    # Same seed, so the same records and the same noise: only the proximal pull differs.
+    # Same seeded noise, so the same records and the same noise: only the proximal pull differs.
     assert moved(0.0) > moved(2.0) > 0.0
 
 
@@ -179,6 +207,23 @@ def test_a_round_over_the_privacy_budget_is_refused_before_training(hospital, sp
     with pytest.raises(PrivacyBudgetExceeded, match="over the budget of 6"):
         client.train(initial, 2)
     assert client.ledger.total.epsilon == spent and len(client.ledger.rounds) == 1
+
+
+def test_a_restarted_node_carries_its_study_history_into_the_budget(hospital, spec, initial):
+    dp = DPSGDConfig(noise_multiplier=1.0, max_grad_norm=1.0, sample_rate=0.25, epsilon_budget=6.0)
+    fresh = HospitalClient(hospital, spec, dp=dp)
+    one_round = fresh.dp_round_parameters
+    assert fresh.epsilon_after_next_round == epsilon_of([one_round], dp.delta)
+    # What the chain says this hospital's earlier updates declared: one round already spent.
+    restarted = HospitalClient(hospital, spec, dp=dp, dp_history=[one_round])
+    assert restarted.epsilon_after_next_round == epsilon_of([one_round, one_round], dp.delta) > 6.0
+    with pytest.raises(PrivacyBudgetExceeded, match="over the budget of 6"):
+        restarted.train(initial, 2)
+    fresh.train(initial, 1)
+    with pytest.raises(ValueError, match="trains without DP-SGD but was given a DP history"):
+        HospitalClient(hospital, spec, dp_history=[one_round])
+    with pytest.raises(ValueError, match="holds DPParameters only"):
+        HospitalClient(hospital, spec, dp=dp, dp_history=[(1.0, 0.25, 4)])
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,16 @@ from fl.aggregation import ClientModel
 from fl.privacy import (
     ClientLevelDP,
     ClientLevelDPConfig,
+    DeclaredEpsilonMismatch,
+    DPParameters,
+    PrivacyBudget,
     PrivacyBudgetExceeded,
+    PrivacyError,
     PrivacyLedger,
+    SeededNoise,
     calibrate_noise_multiplier,
+    check_declared_epsilon,
+    epsilon_of,
     update_norm,
 )
 
@@ -27,30 +34,89 @@ def opacus_epsilon(history, delta):
     return accountant.get_epsilon(delta=delta)
 
 
+def release(noise, rate, steps, clip=1.0):
+    return DPParameters(noise_multiplier=noise, sample_rate=rate, steps=steps, clipping_norm=clip)
+
+
 def test_ledger_matches_opacus_accountant_across_mixed_rounds():
     ledger = PrivacyLedger(delta=1e-5)
     assert ledger.total.epsilon == 0.0
-    ledger.record(1, 1.2, 0.25, 8)
-    ledger.record(2, 2.0, 0.5, 4)
-    ledger.record(3, 1.2, 0.25, 8)
+    ledger.record(1, release(1.2, 0.25, 8))
+    ledger.record(2, release(2.0, 0.5, 4))
+    ledger.record(3, release(1.2, 0.25, 8))
     expected = opacus_epsilon([(1.2, 0.25, 8), (2.0, 0.5, 4), (1.2, 0.25, 8)], 1e-5)
     assert math.isclose(ledger.total.epsilon, expected, rel_tol=1e-9)
     assert math.isclose(ledger.rounds[1].round_epsilon, opacus_epsilon([(2.0, 0.5, 4)], 1e-5), rel_tol=1e-9)
     totals = [r.total_epsilon for r in ledger.rounds]
     assert totals == sorted(totals) and totals[-1] == ledger.total.epsilon
-    assert ledger.total.delta == 1e-5
+    assert ledger.total.delta == 1e-5 and not ledger.total.noise_seeded
 
 
 def test_projection_and_budget():
     ledger = PrivacyLedger(delta=1e-5, epsilon_budget=6.0)
-    projected = ledger.projected_total(1.0, 0.25, 4)
-    ledger.ensure_affordable(1.0, 0.25, 4)
-    ledger.record(1, 1.0, 0.25, 4)
+    projected = ledger.projected_total(release(1.0, 0.25, 4))
+    ledger.ensure_affordable(release(1.0, 0.25, 4))
+    ledger.record(1, release(1.0, 0.25, 4))
     assert math.isclose(ledger.total.epsilon, projected)
     with pytest.raises(PrivacyBudgetExceeded, match=r"from \d+\.\d+ to \d+\.\d+ \(delta 1e-05\), over the budget of 6"):
-        ledger.ensure_affordable(1.0, 0.25, 400)
-    with pytest.raises(ValueError, match="steps must be non-negative"):
-        ledger.record(2, 1.0, 0.25, -1)
+        ledger.ensure_affordable(release(1.0, 0.25, 400))
+    with pytest.raises(ValueError, match="steps must be a non-negative integer"):
+        release(1.0, 0.25, -1)
+
+
+def test_a_seeded_ledger_still_enforces_the_budget_but_reports_no_epsilon():
+    ledger = PrivacyLedger(delta=1e-5, epsilon_budget=6.0, noise_seeded=True)
+    cost = ledger.record(1, release(1.0, 0.25, 4))
+    assert cost.round_epsilon is None and cost.total_epsilon is None and cost.noise_seeded
+    assert ledger.total.epsilon is None and ledger.total.noise_seeded
+    with pytest.raises(PrivacyBudgetExceeded):
+        ledger.ensure_affordable(release(1.0, 0.25, 400))
+
+
+def test_the_accountant_is_a_pure_function_of_the_declared_parameters():
+    history = [release(1.1, 0.25, 8, clip=2.0), release(0.9, 0.1, 40, clip=0.5)]
+    epsilon = epsilon_of(history, 1e-5)
+    assert epsilon == epsilon_of(list(history), 1e-5)  # deterministic, bit for bit
+    assert math.isclose(epsilon, opacus_epsilon([(1.1, 0.25, 8), (0.9, 0.1, 40)], 1e-5), rel_tol=1e-12)
+    assert epsilon_of([], 1e-5) == 0.0
+    assert epsilon_of(history, 1e-6) > epsilon  # a smaller delta costs more epsilon
+    # A verifier recomputes a declared epsilon and refuses a wrong one.
+    check_declared_epsilon(history, 1e-5, epsilon)
+    with pytest.raises(DeclaredEpsilonMismatch, match=r"declared epsilon 1\.0 differs from"):
+        check_declared_epsilon(history, 1e-5, 1.0)
+    with pytest.raises(DeclaredEpsilonMismatch):
+        check_declared_epsilon(history, 1e-5, float("nan"))
+    assert issubclass(DeclaredEpsilonMismatch, PrivacyError) and issubclass(PrivacyBudgetExceeded, PrivacyError)
+    with pytest.raises(ValueError, match="delta must be in"):
+        epsilon_of(history, 0.0)
+
+
+def test_the_budget_check_gives_the_spend_after_an_update_or_refuses_it():
+    budget = PrivacyBudget(epsilon=4.0, delta=1e-5)
+    history = [release(3.0, 0.1, 40)]
+    after = budget.check(history, release(3.0, 0.1, 40))
+    assert math.isclose(after, opacus_epsilon([(3.0, 0.1, 80)], 1e-5), rel_tol=1e-9) and after <= 4.0
+    with pytest.raises(PrivacyBudgetExceeded, match=r"over the budget of 4"):
+        budget.check(history, release(0.5, 0.5, 100))
+    for kwargs, message in [({"epsilon": 0.0}, "epsilon_budget must be a positive"), ({"epsilon": 1.0, "delta": 1.0}, "delta")]:
+        with pytest.raises(ValueError, match=message):
+            PrivacyBudget(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"noise_multiplier": 0.0}, "noise_multiplier must be a positive"),
+        ({"clipping_norm": float("inf")}, "clipping_norm must be a positive"),
+        ({"sample_rate": 0.0}, "sample_rate must be in"),
+        ({"sample_rate": 1.5}, "sample_rate must be in"),
+        ({"steps": 1.5}, "steps must be a non-negative integer"),
+        ({"steps": True}, "steps must be a non-negative integer"),
+    ],
+)
+def test_bad_declared_parameters_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DPParameters(**{"noise_multiplier": 1.0, "sample_rate": 0.1, "steps": 1, "clipping_norm": 1.0, **kwargs})
 
 
 def test_calibrated_noise_meets_the_target_and_no_less_noise_would():
@@ -73,31 +139,63 @@ def test_clip_scales_only_updates_over_the_norm():
     assert big.client_id == "a" and big.data_samples == 10
 
 
-def test_client_level_noise_has_the_calibrated_scale_and_is_accounted():
+def test_client_level_noise_has_the_calibrated_scale_comes_from_the_os_and_is_accounted():
     config = ClientLevelDPConfig(clip_norm=1.0, noise_multiplier=2.0, clients_per_round=2, population=20)
-    dp = ClientLevelDP(config, seed=3)
     size = 20000
     zero = {"w": torch.zeros(size)}
     models = [ClientModel("a", {"w": torch.zeros(size)}, 5), ClientModel("b", {"w": torch.zeros(size)}, 50)]
+    dp = ClientLevelDP(config)
     noisy = dp.aggregate(1, zero, models)["w"]
     # std = noise_multiplier * clip_norm / clients_per_round = 1.0
     assert abs(float(noisy.std()) - 1.0) < 0.03
     assert abs(float(noisy.mean())) < 0.03
     assert math.isclose(dp.ledger.total.epsilon, opacus_epsilon([(2.0, 0.1, 1)], 1e-5), rel_tol=1e-9)
-    again = ClientLevelDP(config, seed=3).aggregate(1, zero, models)["w"]
-    assert torch.equal(noisy, again)
-    # Without a seed the noise comes from OS entropy: nobody can rebuild and subtract it.
-    unseeded = [ClientLevelDP(config).aggregate(1, zero, models)["w"] for _ in range(2)]
-    assert not torch.equal(unseeded[0], unseeded[1]) and not torch.equal(unseeded[0], noisy)
+    # The noise comes from the OS: nobody can rebuild and subtract it.
+    again = ClientLevelDP(config).aggregate(1, zero, models)["w"]
+    assert not torch.equal(noisy, again)
+    # Seeded noise (tests only) repeats, and is marked: no epsilon.
+    seeded = [ClientLevelDP(config, seeded_noise=SeededNoise(3)) for _ in range(2)]
+    first, second = (dp.aggregate(1, zero, models)["w"] for dp in seeded)
+    assert torch.equal(first, second)
+    assert seeded[0].ledger.total.epsilon is None and seeded[0].ledger.total.noise_seeded
+
+
+def test_client_level_sampling_is_poisson_from_the_os():
+    """Issue 10: a fixed-size sample of m hospitals was accounted as Poisson sampling at m/N. Now each
+    hospital takes part independently with probability m/N, so the count varies round to round."""
+    config = ClientLevelDPConfig(clip_norm=1.0, noise_multiplier=1.0, clients_per_round=3, population=10)
+    hospitals = [f"h{i}" for i in range(10)]
+    dp = ClientLevelDP(config)
+    draws = [dp.sample(hospitals, round_number) for round_number in range(1, 401)]
+    counts = [len(drawn) for drawn in draws]
+    assert len(set(counts)) > 3  # Binomial(10, 0.3), not always 3
+    assert abs(sum(counts) / len(counts) - 3.0) < 0.3
+    assert 0 in counts or min(counts) <= 1
+    frequency = {h: sum(h in drawn for drawn in draws) / len(draws) for h in hospitals}
+    assert all(abs(f - 0.3) < 0.1 for f in frequency.values())
+    assert all(drawn == sorted(drawn, key=hospitals.index) for drawn in draws)
+    with pytest.raises(ValueError, match="population of 10, but there are 3 hospitals"):
+        dp.sample(hospitals[:3], 1)
+    seeded = ClientLevelDP(config, seeded_noise=SeededNoise(1))
+    assert [seeded.sample(hospitals, r) for r in (1, 2)] == [
+        ClientLevelDP(config, seeded_noise=SeededNoise(1)).sample(hospitals, r) for r in (1, 2)
+    ]
 
 
 @pytest.mark.filterwarnings("ignore:Optimal order")  # negligible noise on purpose
-def test_client_level_average_is_uniform_over_clipped_updates():
+def test_client_level_average_divides_by_the_expected_count_whoever_was_drawn():
     config = ClientLevelDPConfig(clip_norm=1.0, noise_multiplier=1e-9, clients_per_round=2, population=4)
     dp = ClientLevelDP(config)
     # A large hospital with a huge update counts no more than a small one.
     result = dp.aggregate(1, GLOBAL, [client("a", [100.0, 0, 0, 0], samples=1000), client("b", [0, 0.5, 0, 0], samples=1)])
     assert torch.allclose(result["w"], torch.tensor([0.5, 0.25, 0.0, 0.0]), atol=1e-6)
+    # One drawn hospital of an expected two: its clipped update still counts half (the drawn count is not revealed).
+    alone = dp.aggregate(2, GLOBAL, [client("a", [100.0, 0, 0, 0])])
+    assert torch.allclose(alone["w"], torch.tensor([0.5, 0.0, 0.0, 0.0]), atol=1e-6)
+    # Nobody drawn: noise only, and the round is still accounted.
+    empty = dp.aggregate(3, GLOBAL, [])
+    assert torch.allclose(empty["w"], torch.zeros(4), atol=1e-6)
+    assert [r.round_number for r in dp.ledger.rounds] == [1, 2, 3]
 
 
 def test_client_level_budget_and_bad_settings_are_refused():
@@ -107,8 +205,8 @@ def test_client_level_budget_and_bad_settings_are_refused():
         dp.aggregate(1, GLOBAL, [client("a", [0, 0, 0, 0]), client("b", [0, 0, 0, 0])])
     assert dp.ledger.rounds == []
     ok = ClientLevelDP(ClientLevelDPConfig(clip_norm=1.0, noise_multiplier=1.0, clients_per_round=2, population=4))
-    with pytest.raises(ValueError, match="expected 2 clients this round, got 1"):
-        ok.aggregate(1, GLOBAL, [client("a", [0, 0, 0, 0])])
+    with pytest.raises(ValueError, match="distinct hospitals"):
+        ok.aggregate(1, GLOBAL, [client("a", [0, 0, 0, 0]), client("a", [0, 0, 0, 0])])
     for kwargs, message in [
         ({"clip_norm": 0.0}, "clip_norm must be a positive"),
         ({"clip_norm": float("nan")}, "clip_norm must be a positive"),

@@ -1,15 +1,31 @@
+import base64
 import dataclasses
+import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fl.secure_aggregation import (
+    BulletinBoardError,
     FixedPointCodec,
+    InMemoryBulletinBoard,
+    InvalidPublicKey,
+    KeyAdvertisement,
+    MalformedMessage,
+    MaskedInput,
+    Phase,
     RevealedShare,
     SecureAggregationClient,
     SecureAggregationError,
     SecureAggregationServer,
     SessionParameters,
+    ShareKeysMessage,
+    SurvivorSetMismatch,
+    UnmaskingResponse,
+    board_roster,
+    secure_sum_from_board,
     secure_weighted_sum,
 )
 
@@ -32,26 +48,34 @@ def plain_integer_sum(data, codec, included):
 
 
 class Run:
-    """The four rounds step by step, so tests can intercept messages between them."""
+    """The four rounds step by step over an in-memory board, so tests can act between them."""
 
-    def __init__(self, params, data):
+    def __init__(self, params, data, advertise=None):
+        self.params = params
         self.data = data
-        self.clients = {c: SecureAggregationClient(c, params) for c in data}
-        self.server = SecureAggregationServer(params)
-        self.roster = self.server.collect_keys([c.advertise_keys() for c in self.clients.values()])
-        self.share_messages = [c.share_keys(self.roster) for c in self.clients.values()]
+        self.board = InMemoryBulletinBoard()
+        self.board.open_session(params.session_id, list(data))
+        self.clients = {c: SecureAggregationClient(c, params, self.board) for c in data}
+        self.server = SecureAggregationServer(params, self.board)
+        for c in advertise or data:
+            self.clients[c].advertise_keys()
+        self.roster = self.server.close_keys()
 
-    def route(self):
-        self.inboxes = self.server.route_shares(self.share_messages)
-        return self.inboxes
+    def share(self, senders=None):
+        for c in senders or self.data:
+            self.clients[c].share_keys()
+        return self.server.close_shares()
 
     def mask(self, senders):
-        return [self.clients[c].masked_input(*self.data[c], self.inboxes[c]) for c in senders]
+        return [self.clients[c].masked_input(*self.data[c]) for c in senders]
 
-    def to_survivors(self, senders):
-        self.route()
+    def to_survivors(self, senders, sharers=None):
+        self.share(sharers)
         self.masked = self.mask(senders)
-        return self.server.collect_masked_inputs(self.masked)
+        return self.server.close_masked_inputs()
+
+    def post(self, phase, sender, message):
+        self.board.post(self.params.session_id, phase, sender, message.to_bytes(self.params.session_id))
 
 
 @pytest.mark.parametrize("modulus_bits", [64, 48])
@@ -81,26 +105,31 @@ def test_up_to_n_minus_t_dropouts_are_recovered(dropped):
     assert result.dropped == tuple(sorted(dropped))
 
 
+
+
 def test_more_than_n_minus_t_dropouts_fail_clearly():
-    with pytest.raises(SecureAggregationError, match=r"3 of 5 clients dropped out; at most 2 may \(threshold 3\)"):
+    with pytest.raises(
+        SecureAggregationError, match=r"3 of 5 clients dropped out, leaving 2; at least 3 must survive"
+    ):
         secure_weighted_sum(inputs(), session(threshold=3), dropouts=IDS[:3])
 
 
 def test_clients_that_never_share_keys_are_left_out_of_the_masks():
     run = Run(session(threshold=3), inputs())
-    run.share_messages = run.share_messages[:4]  # hospital_5 vanished before sharing keys
-    survivors = run.to_survivors(IDS[:4])
-    result = run.server.unmask([run.clients[c].unmask(survivors) for c in survivors])
+    survivors = run.to_survivors(IDS[:4], sharers=IDS[:4])  # hospital_5 vanished before sharing keys
+    for c in survivors:
+        run.clients[c].unmask(survivors)
+    result = run.server.finish()
     integers, _ = plain_integer_sum(run.data, session().codec, IDS[:4])
     assert np.array_equal(result.integer_sum, integers)
+    assert result.dropped == ()
 
 
 def test_masked_vectors_look_random_and_unrelated_to_the_inputs():
     zeros = {c: (np.zeros(4096), 1) for c in IDS}
     run = Run(session(length=4096), zeros)
-    run.route()
-    masked = run.mask(IDS)
-    vectors = [m.vector for m in masked]
+    run.share()
+    vectors = [m.vector for m in run.mask(IDS)]
     # Identical inputs, yet pairwise unrelated outputs (a coincidence has chance 2^-64 per entry).
     for i in range(len(vectors)):
         for j in range(i + 1, len(vectors)):
@@ -108,38 +137,79 @@ def test_masked_vectors_look_random_and_unrelated_to_the_inputs():
     # Every bit of the masked zeros is set about half the time.
     bits = np.unpackbits(vectors[0].view(np.uint8)).reshape(-1, 64).mean(axis=0)
     assert np.all(np.abs(bits - 0.5) < 0.05)
-    encoded = run.server.session.codec.encode(np.zeros(4096), 1)
+    encoded = run.params.codec.encode(np.zeros(4096), 1)
     assert np.count_nonzero(vectors[0] == encoded) == 0
 
 
 def test_the_same_input_is_masked_differently_in_each_session():
     data = {c: (np.ones(LENGTH), 2) for c in IDS}
     first = Run(session(session_id=b"round-0000001"), data)
-    first.route()
+    first.share()
     second = Run(session(session_id=b"round-0000002"), data)
-    second.route()
+    second.share()
     assert np.count_nonzero(first.mask(IDS[:1])[0].vector == second.mask(IDS[:1])[0].vector) == 0
 
 
-def test_a_tampered_encrypted_share_is_rejected():
-    run = Run(session(), inputs())
-    inboxes = run.route()
-    victim = inboxes["hospital_2"]
-    share = victim[0]
-    flipped = bytes([share.ciphertext[-1] ^ 1])
-    tampered = dataclasses.replace(share, ciphertext=share.ciphertext[:-1] + flipped)
-    with pytest.raises(SecureAggregationError, match=f"share from '{share.sender}' to 'hospital_2' failed authentication"):
-        run.clients["hospital_2"].masked_input(*run.data["hospital_2"], (tampered,) + victim[1:])
-    misrouted = dataclasses.replace(inboxes["hospital_3"][0], recipient="hospital_2")
-    with pytest.raises(SecureAggregationError, match="failed authentication"):
-        run.clients["hospital_2"].masked_input(*run.data["hospital_2"], (misrouted,) + tuple(s for s in victim if s.sender != misrouted.sender))
+class TamperingBoard(InMemoryBulletinBoard):
+    """A board whose postings by one sender in one phase pass through ``tamper``: a client that lies."""
+
+    def __init__(self, sender, phase, tamper):
+        super().__init__()
+        self.target, self.tamper = (sender, phase), tamper
+
+    def post(self, session_id, phase, sender, payload):
+        if (sender, phase) == self.target:
+            payload = self.tamper(payload, session_id, sender)
+        super().post(session_id, phase, sender, payload)
 
 
-def _corrupt(response, field, owner):
-    shares = dict(getattr(response, field))
-    share = shares[owner]
-    shares[owner] = RevealedShare(share.index, bytes([share.share[0] ^ 0xFF]) + share.share[1:])
-    return dataclasses.replace(response, **{field: shares})
+def tampered_run(params, data, sender, phase, tamper):
+    run = Run.__new__(Run)
+    run.params, run.data = params, data
+    run.board = TamperingBoard(sender, phase, tamper)
+    run.board.open_session(params.session_id, list(data))
+    run.clients = {c: SecureAggregationClient(c, params, run.board) for c in data}
+    run.server = SecureAggregationServer(params, run.board)
+    for c in data:
+        run.clients[c].advertise_keys()
+    run.roster = run.server.close_keys()
+    return run
+
+
+def _rewrite_share(to_hospital_2):
+    def tamper(payload, session_id, sender):
+        message = ShareKeysMessage.from_bytes(payload, session_id, sender)
+        shares = tuple(to_hospital_2(share, message) if share.recipient == "hospital_2" else share for share in message.shares)
+        return dataclasses.replace(message, shares=shares).to_bytes(session_id)
+    return tamper
+
+
+@pytest.mark.parametrize(
+    "to_hospital_2",
+    [
+        # a flipped bit in the ciphertext
+        lambda share, message: dataclasses.replace(share, ciphertext=share.ciphertext[:-1] + bytes([share.ciphertext[-1] ^ 1])),
+        # the share meant for hospital_3, addressed to hospital_2
+        lambda share, message: dataclasses.replace(
+            next(s for s in message.shares if s.recipient == "hospital_3"), recipient="hospital_2"),
+    ],
+)
+def test_a_tampered_or_misrouted_encrypted_share_is_rejected(to_hospital_2):
+    run = tampered_run(session(), inputs(), "hospital_1", Phase.SHARES, _rewrite_share(to_hospital_2))
+    run.share()
+    with pytest.raises(SecureAggregationError, match="share from 'hospital_1' to 'hospital_2' failed authentication"):
+        run.clients["hospital_2"].masked_input(*run.data["hospital_2"])
+    run.clients["hospital_3"].masked_input(*run.data["hospital_3"])  # the others' shares are intact
+
+
+def _corrupt(field, owner):
+    def tamper(payload, session_id, sender):
+        response = UnmaskingResponse.from_bytes(payload, session_id, sender)
+        shares = dict(getattr(response, field))
+        share = shares[owner]
+        shares[owner] = RevealedShare(share.index, bytes([share.share[0] ^ 0xFF]) + share.share[1:])
+        return dataclasses.replace(response, **{field: shares}).to_bytes(session_id)
+    return tamper
 
 
 @pytest.mark.parametrize(
@@ -150,12 +220,14 @@ def _corrupt(response, field, owner):
     ],
 )
 def test_a_tampered_revealed_share_is_detected(field, owner, message):
-    run = Run(session(threshold=3), inputs())
-    survivors = run.to_survivors(IDS[:4])
-    responses = [run.clients[c].unmask(survivors) for c in survivors]
-    responses[0] = _corrupt(responses[0], field, owner)
+    run = tampered_run(session(threshold=3), inputs(), "hospital_2", Phase.UNMASKING, _corrupt(field, owner))
+    run.share()
+    run.mask(IDS[:4])
+    survivors = run.server.close_masked_inputs()
+    for c in survivors:
+        run.clients[c].unmask(survivors)
     with pytest.raises(SecureAggregationError, match=message):
-        run.server.unmask(responses)
+        run.server.finish()
 
 
 def test_unmasking_reveals_one_secret_per_peer_and_answers_only_once():
@@ -165,15 +237,26 @@ def test_unmasking_reveals_one_secret_per_peer_and_answers_only_once():
     assert set(response.self_mask_shares) == set(IDS[:4])
     assert set(response.masking_key_shares) == {"hospital_5"}
     with pytest.raises(SecureAggregationError, match="already answered"):
-        run.clients["hospital_1"].unmask(IDS[:3])
+        run.clients["hospital_1"].unmask()
+
+
+def test_a_survivor_that_goes_silent_after_its_masked_input_still_counts():
+    run = Run(session(threshold=3), inputs(seed=2))
+    survivors = run.to_survivors(IDS)
+    for c in survivors[:-1]:  # hospital_5 sent its masked input, then went silent
+        run.clients[c].unmask()
+    result = run.server.finish()
+    assert np.array_equal(result.integer_sum, plain_integer_sum(run.data, run.params.codec, IDS)[0])
+    assert result.survivors == tuple(IDS) and result.dropped == ()
 
 
 def test_too_few_unmasking_responses_fail():
     run = Run(session(threshold=3), inputs())
     survivors = run.to_survivors(IDS)
-    responses = [run.clients[c].unmask(survivors) for c in survivors[:2]]
+    for c in survivors[:2]:
+        run.clients[c].unmask()
     with pytest.raises(SecureAggregationError, match="only 2 unmasking responses; threshold 3"):
-        run.server.unmask(responses)
+        run.server.finish()
 
 
 @pytest.mark.parametrize(
@@ -189,10 +272,201 @@ def test_wrong_threshold_or_too_few_clients_are_refused(num_clients, threshold, 
     with pytest.raises(SecureAggregationError, match=message):
         secure_weighted_sum(inputs(ids=ids), session(threshold=threshold))
     params = session(threshold=threshold)
-    clients = [SecureAggregationClient(c, params) for c in ids]
-    roster = [c.advertise_keys() for c in clients]
-    with pytest.raises(SecureAggregationError, match=message):  # clients check too, not only the server
-        clients[0].share_keys(roster)
+    board = InMemoryBulletinBoard()
+    board.open_session(params.session_id, ids)
+    clients = [SecureAggregationClient(c, params, board) for c in ids]
+    for client in clients:
+        client.advertise_keys()
+    board.close(params.session_id, Phase.KEYS)  # whoever closes the phase, clients check too
+    with pytest.raises(SecureAggregationError, match=message):
+        clients[0].share_keys()
+
+
+def test_split_survivor_views_are_refused_n7_t4():
+    """Issue 10: with n=7, t=4 a server that showed the victim only a1..a3 as holders, told a1..a3 that
+    b1..b3 dropped and b1..b3 that a1..a3 dropped, collected 4 self-mask shares of the victim and 4 masking-key
+    shares of each a_i, and so unmasked the victim's input alone. With the board every client reads one set of
+    holders and one survivor set, and refuses any other."""
+    ids = ["v", "a1", "a2", "a3", "b1", "b2", "b3"]
+    params = session(threshold=4)
+    run = Run(params, inputs(ids=ids))
+    survivors = run.to_survivors(ids)
+    assert survivors == tuple(sorted(ids))
+    victim_holders = run.clients["v"]._share_holders
+    assert victim_holders == tuple(sorted(ids))  # the victim masked with everyone on the board
+    split_views = {
+        "v": ["v", "a1", "a2", "a3"],
+        **{a: [a, "v", "b1", "b2", "b3"] for a in ("a1", "a2", "a3")},
+        **{b: ["b1", "b2", "b3", "v"] for b in ("b1", "b2", "b3")},
+    }
+    for client, view in split_views.items():
+        with pytest.raises(SurvivorSetMismatch, match=f"'{client}' was asked to unmask for survivors"):
+            run.clients[client].unmask(view)
+    # Nothing was revealed: every client still answers, for the board's set only.
+    for client in ids:
+        response = run.clients[client].unmask(list(reversed(survivors)))  # order does not matter
+        assert response.masking_key_shares == {}
+    result = run.server.finish()
+    assert np.array_equal(result.integer_sum, plain_integer_sum(run.data, params.codec, ids)[0])
+
+
+def test_two_survivors_of_three_are_refused():
+    """Issue 10: the sum of two inputs hands each survivor the other's input."""
+    ids = ["h1", "h2", "h3"]
+    with pytest.raises(SecureAggregationError, match="leaving 2; at least 3 must survive"):
+        secure_weighted_sum(inputs(ids=ids), session(threshold=2), dropouts=["h3"])
+    run = Run(session(threshold=2), inputs(ids=ids))
+    run.share()
+    run.mask(["h1", "h2"])
+    run.board.close(run.params.session_id, Phase.MASKED_INPUTS)  # a coordinator that does not check
+    with pytest.raises(SecureAggregationError, match="leaving 2; at least 3 must survive"):
+        run.clients["h1"].unmask()
+
+
+def test_a_low_order_key_is_a_clear_domain_error():
+    def low_order(payload, session_id, sender):
+        advertisement = KeyAdvertisement.from_bytes(payload, session_id, sender)
+        return dataclasses.replace(advertisement, masking_public_key=bytes(32)).to_bytes(session_id)
+
+    with pytest.raises(InvalidPublicKey, match="masking key advertised by 'hospital_4' is a low-order X25519 point"):
+        tampered_run(session(), inputs(), "hospital_4", Phase.KEYS, low_order)
+
+    def short(payload, session_id, sender):
+        advertisement = KeyAdvertisement.from_bytes(payload, session_id, sender)
+        return dataclasses.replace(advertisement, encryption_public_key=bytes(31)).to_bytes(session_id)
+
+    with pytest.raises(InvalidPublicKey, match="encryption key advertised by 'hospital_4' is 31 bytes"):
+        tampered_run(session(), inputs(), "hospital_4", Phase.KEYS, short)
+
+
+def test_key_advertisements_are_bound_to_the_identity_that_posted_them():
+    params = session()
+    board = InMemoryBulletinBoard()
+    board.open_session(params.session_id, IDS)
+    clients = {c: SecureAggregationClient(c, params, board) for c in IDS}
+    for c in IDS[1:]:
+        clients[c].advertise_keys()
+    # hospital_2 (or a server that could post) advertises its own keys under hospital_1's name.
+    impostor = dataclasses.replace(clients["hospital_2"].key_advertisement, client_id="hospital_1")
+    with pytest.raises(BulletinBoardError, match="'hospital_2' already posted"):
+        board.post(params.session_id, Phase.KEYS, "hospital_2", impostor.to_bytes(params.session_id))
+    with pytest.raises(BulletinBoardError, match="'server' is not on the roster"):
+        board.post(params.session_id, Phase.KEYS, "server", impostor.to_bytes(params.session_id))
+    other = InMemoryBulletinBoard()
+    other.open_session(params.session_id, IDS)
+    other.post(params.session_id, Phase.KEYS, "hospital_2", impostor.to_bytes(params.session_id))
+    other.close(params.session_id, Phase.KEYS)
+    with pytest.raises(MalformedMessage, match="key-advertisement posted by 'hospital_2' claims to come from 'hospital_1'"):
+        board_roster(other, params)
+
+
+def test_the_board_keeps_phases_in_order_and_reads_only_closed_ones():
+    params = session()
+    board = InMemoryBulletinBoard()
+    board.open_session(params.session_id, IDS)
+    sid = params.session_id
+    with pytest.raises(BulletinBoardError, match="already open"):
+        board.open_session(sid, IDS)
+    with pytest.raises(BulletinBoardError, match="distinct non-empty identities"):
+        board.open_session(b"round-0000009", ["a", "a"])
+    with pytest.raises(BulletinBoardError, match="no session"):
+        board.post(b"round-0000009", Phase.KEYS, "hospital_1", b"{}")
+    with pytest.raises(BulletinBoardError, match="phase 'shares' is not open yet: 'keys' is still open"):
+        board.post(sid, Phase.SHARES, "hospital_1", b"{}")
+    with pytest.raises(BulletinBoardError, match="phase 'keys' is still open: its postings are not final"):
+        board.read(sid, Phase.KEYS)
+    with pytest.raises(BulletinBoardError, match="payloads are bytes"):
+        board.post(sid, Phase.KEYS, "hospital_1", "text")
+    board.post(sid, Phase.KEYS, "hospital_1", b"{}")
+    board.close(sid, Phase.KEYS)
+    with pytest.raises(BulletinBoardError, match="phase 'keys' is closed"):
+        board.post(sid, Phase.KEYS, "hospital_2", b"{}")
+    with pytest.raises(BulletinBoardError, match="phase 'keys' is closed"):
+        board.close(sid, Phase.KEYS)
+    assert [p.sender for p in board.read(sid, Phase.KEYS)] == ["hospital_1"]
+    with pytest.raises(MalformedMessage, match="key-advertisement posted by 'hospital_1' is not a key-advertisement"):
+        KeyAdvertisement.from_bytes(b"{}", sid, "hospital_1")
+
+
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        (b"\xff\xfe", "is not JSON"),
+        (b"[]", "is not a masked-input"),
+        (b'{"kind":"masked-input","session":"00"}', "belongs to another session"),
+        (b'{"kind":"masked-input","session":"%s","client":"h1","vector":"!!"}', "'vector' is not base64"),
+        (b'{"kind":"masked-input","session":"%s","client":"h1","vector":"AAAA"}', "'vector' must be 16 bytes, got 3"),
+        (b'{"kind":"masked-input","session":"%s","client":7,"vector":"AAAA"}', "'client' must be a str"),
+    ],
+)
+def test_malformed_messages_are_refused_clearly(payload, message):
+    sid = session().session_id
+    if b"%s" in payload:
+        payload = payload.replace(b"%s", sid.hex().encode())
+    with pytest.raises(MalformedMessage, match=message):
+        MaskedInput.from_bytes(payload, sid, "h1", length=2)
+
+
+_FIELD = st.sampled_from(["encryption_key", "masking_key", "commitment", "shares", "vector",
+                          "self_mask_shares", "masking_key_shares", "recipient", "ciphertext", "index", "share"])
+_B64 = st.binary(max_size=40).map(lambda raw: base64.b64encode(raw).decode())
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8) | _B64,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(_FIELD | st.text(max_size=4), children, max_size=3),
+    max_leaves=10,
+)
+_SID = b"round-0000001"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    kind=st.sampled_from(["key-advertisement", "share-keys", "masked-input", "unmasking"]),
+    body=st.dictionaries(_FIELD, _JSON),
+    junk=st.binary(max_size=30),
+    raw=st.booleans(),
+)
+def test_any_payload_parses_or_is_a_clear_refusal(kind, body, junk, raw):
+    payload = junk if raw else json.dumps({"kind": kind, "session": _SID.hex(), "client": "h1", **body}).encode()
+    for parse in (
+        KeyAdvertisement.from_bytes,
+        ShareKeysMessage.from_bytes,
+        lambda p, s, c: MaskedInput.from_bytes(p, s, c, length=2),
+        UnmaskingResponse.from_bytes,
+    ):
+        try:
+            parse(payload, _SID, "h1")
+        except SecureAggregationError:
+            pass
+
+
+@pytest.mark.parametrize("index", [0, -1, 1 << 16])
+def test_a_revealed_share_index_out_of_range_is_refused(index):
+    share = {"index": index, "share": base64.b64encode(bytes(32)).decode()}
+    payload = json.dumps({"kind": "unmasking", "session": _SID.hex(), "client": "h1",
+                          "self_mask_shares": {"h2": share}, "masking_key_shares": {}}).encode()
+    with pytest.raises(MalformedMessage, match=f"share index {index} of 'h2' is out of range"):
+        UnmaskingResponse.from_bytes(payload, _SID, "h1")
+
+
+def test_messages_round_trip_as_bytes_and_anyone_can_derive_the_sum_from_the_board():
+    run = Run(session(threshold=3), inputs(seed=4))
+    survivors = run.to_survivors(IDS[:4])
+    responses = [run.clients[c].unmask(survivors) for c in survivors]
+    sid = run.params.session_id
+    run.server.finish()
+    for phase, parse in (
+        (Phase.KEYS, KeyAdvertisement.from_bytes),
+        (Phase.SHARES, ShareKeysMessage.from_bytes),
+        (Phase.UNMASKING, UnmaskingResponse.from_bytes),
+    ):
+        for posting in run.board.read(sid, phase):
+            assert parse(posting.payload, sid, posting.sender).to_bytes(sid) == posting.payload
+    assert [UnmaskingResponse.from_bytes(p.payload, sid, p.sender) for p in run.board.read(sid, Phase.UNMASKING)] == responses
+    # A verifier with no key at all recomputes the exact sum from the board.
+    verified = secure_sum_from_board(run.board, run.params)
+    integers, weight = plain_integer_sum(run.data, run.params.codec, IDS[:4])
+    assert np.array_equal(verified.integer_sum, integers) and verified.total_weight == weight
+    assert verified.survivors == tuple(IDS[:4]) and verified.dropped == ("hospital_5",)
 
 
 def test_protocol_misuse_is_refused():
@@ -203,43 +477,29 @@ def test_protocol_misuse_is_refused():
         session(session_id=b"r1")
     with pytest.raises(ValueError, match="vector_length must be at least 1"):
         session(length=0)
-    outsider = SecureAggregationClient("outsider", params)
-    run = Run(params, inputs())
-    with pytest.raises(SecureAggregationError, match="'outsider' is missing from the roster"):
-        outsider.share_keys(run.roster)
-    with pytest.raises(SecureAggregationError, match="duplicate client ids"):
-        run.server.collect_keys([run.roster[0], run.roster[0], run.roster[1], run.roster[2]])
-    with pytest.raises(SecureAggregationError, match="only 2 of 5 clients shared keys"):
-        run.server.route_shares(run.share_messages[:2])
-    ghost_message = dataclasses.replace(run.share_messages[0], client_id="ghost")
-    with pytest.raises(SecureAggregationError, match=r"share messages from clients that are not on the roster: \['ghost'\]"):
-        run.server.route_shares(run.share_messages + [ghost_message])
-    with pytest.raises(SecureAggregationError, match="did not send one share to each roster member"):
-        run.server.route_shares([dataclasses.replace(run.share_messages[0], shares=run.share_messages[0].shares[:-1])] + run.share_messages[1:])
-    with pytest.raises(SecureAggregationError, match="sent shares under another sender's name"):
-        run.server.route_shares([run.share_messages[1]] + [dataclasses.replace(run.share_messages[1], client_id="hospital_1")] + run.share_messages[2:])
+    run = Run(params, inputs(), advertise=IDS[1:])
+    late = run.clients["hospital_1"]
+    with pytest.raises(BulletinBoardError, match="phase 'keys' is closed"):
+        late.advertise_keys()
+    with pytest.raises(SecureAggregationError, match="'hospital_1' is missing from the roster"):
+        late.share_keys()
     with pytest.raises(SecureAggregationError, match="share_keys must run before masked_input"):
-        outsider.masked_input(np.zeros(LENGTH), 1, ())
+        late.masked_input(np.zeros(LENGTH), 1)
     with pytest.raises(SecureAggregationError, match="masked_input must run before unmask"):
-        run.clients["hospital_1"].unmask(IDS)
-    inboxes = run.route()
+        run.clients["hospital_2"].unmask(IDS)
+    with pytest.raises(BulletinBoardError, match="phase 'masked-inputs' is not open yet: 'shares' is still open"):
+        run.board.post(params.session_id, Phase.MASKED_INPUTS, "hospital_2", b"{}")
+    run.share(IDS[1:])
     with pytest.raises(ValueError, match=f"expected {LENGTH} values, got 3"):
-        run.clients["hospital_1"].masked_input(np.zeros(3), 1, inboxes["hospital_1"])
-    with pytest.raises(SecureAggregationError, match="did not receive its own share"):
-        run.clients["hospital_1"].masked_input(np.zeros(LENGTH), 1, inboxes["hospital_2"][:0])
-    masked = run.mask(IDS)
-    with pytest.raises(SecureAggregationError, match="is not 65 uint64 values"):
-        run.server.collect_masked_inputs([dataclasses.replace(masked[0], vector=masked[0].vector[:-1])] + masked[1:])
-    with pytest.raises(SecureAggregationError, match=r"masked inputs from clients that did not share keys: \['ghost'\]"):
-        run.server.collect_masked_inputs(masked + [dataclasses.replace(masked[0], client_id="ghost")])
-    survivors = run.server.collect_masked_inputs(masked[:4])
-    responses = [run.clients[c].unmask(survivors) for c in survivors]
-    with pytest.raises(SecureAggregationError, match=r"unmasking responses from clients that are not survivors: \['hospital_5'\]"):
-        run.server.unmask(responses + [dataclasses.replace(responses[0], client_id="hospital_5")])
-    with pytest.raises(SecureAggregationError, match="duplicate client ids among the unmasking responses"):
-        run.server.unmask(responses + responses[:1])
-    with pytest.raises(SecureAggregationError, match=r"survivors \['ghost'\] never shared keys"):
-        run.clients["hospital_5"].unmask(list(survivors) + ["ghost"])
+        run.clients["hospital_2"].masked_input(np.zeros(3), 1)
+    masked = run.mask(IDS[1:])
+    with pytest.raises(SecureAggregationError, match="already sent its masked input"):
+        run.clients["hospital_2"].masked_input(*run.data["hospital_2"])
+    survivors = run.server.close_masked_inputs()
+    assert survivors == tuple(IDS[1:]) and len(masked) == 4
+    with pytest.raises(SecureAggregationError, match=r"unmasking postings from clients that are not survivors"):
+        run.post(Phase.UNMASKING, "hospital_1", UnmaskingResponse("hospital_1", {}, {}))
+        run.server.finish()
     with pytest.raises(ValueError, match="cannot drop unknown clients"):
         secure_weighted_sum(inputs(), params, dropouts=["ghost"])
 
@@ -289,18 +549,20 @@ def test_codec_rejects_bad_settings(kwargs, message):
 
 
 def test_a_second_masked_input_in_one_session_is_refused():
-    """Both inputs would carry the same masks, so their difference would reach the server unmasked."""
+    """Both inputs would carry the same masks, so their difference would reach the aggregator unmasked."""
     run = Run(session(), inputs())
-    inboxes = run.route()
+    run.share()
     client = run.clients["hospital_1"]
     with pytest.raises(ValueError, match="exceeds value_bound"):  # a refused input may be retried...
-        client.masked_input(np.full(LENGTH, 1e6), 1, inboxes["hospital_1"])
-    first = client.masked_input(*run.data["hospital_1"], inboxes["hospital_1"])
+        client.masked_input(np.full(LENGTH, 1e6), 1)
+    client.masked_input(*run.data["hospital_1"])
     with pytest.raises(SecureAggregationError, match="'hospital_1' already sent its masked input in this session"):
-        client.masked_input(np.zeros(LENGTH), 1, inboxes["hospital_1"])  # ...a sent one may not
-    masked = [first] + run.mask(IDS[1:])
-    survivors = run.server.collect_masked_inputs(masked)
-    result = run.server.unmask([run.clients[c].unmask(survivors) for c in survivors])
+        client.masked_input(np.zeros(LENGTH), 1)  # ...a sent one may not
+    run.mask(IDS[1:])
+    survivors = run.server.close_masked_inputs()
+    for c in survivors:
+        run.clients[c].unmask(survivors)
+    result = run.server.finish()
     assert np.array_equal(result.integer_sum, plain_integer_sum(run.data, session().codec, IDS)[0])
 
 

@@ -5,7 +5,8 @@ import pytest
 from fl.client import LocalTrainingConfig
 from fl.compression import CompressionConfig
 from fl.data import federated_breast_cancer
-from fl.privacy import ClientLevelDPConfig, DPSGDConfig, update_norm
+from fl.privacy import ClientLevelDPConfig, DPSGDConfig, SeededNoise, update_norm
+from fl.secure_aggregation import SecureAggregationError
 from fl.simulation import FederatedConfig, SecureAggregationConfig, run_federated, train_centralized
 
 TRAINING = LocalTrainingConfig(learning_rate=0.05)
@@ -47,14 +48,23 @@ def test_secure_sum_gives_fedavg_up_to_fixed_point_rounding(three):
     assert 0.0 < update_norm(plain.parameters, secure.parameters) < 1e-5
 
 
-def test_a_dropped_hospital_is_left_out_of_the_secure_average(three):
-    dropped = SecureAggregationConfig(threshold=2, dropouts_per_round={1: ("hospital_2",)})
-    secure = run_federated(three, FederatedConfig(rounds=1, training=TRAINING, secure_aggregation=dropped))
-    without = dataclasses.replace(three, hospitals=tuple(h for h in three.hospitals if h.name != "hospital_2"))
+def test_a_dropped_hospital_is_left_out_of_the_secure_average(five):
+    dropped = SecureAggregationConfig(threshold=3, dropouts_per_round={1: ("hospital_2",)})
+    secure = run_federated(five, FederatedConfig(rounds=1, training=TRAINING, secure_aggregation=dropped))
+    without = dataclasses.replace(five, hospitals=tuple(h for h in five.hospitals if h.name != "hospital_2"))
     plain = run_federated(without, FederatedConfig(rounds=1, training=TRAINING))
     assert update_norm(plain.parameters, secure.parameters) < 1e-5
-    everyone = run_federated(three, FederatedConfig(rounds=1, training=TRAINING))
+    assert secure.rounds[0].dropped == ("hospital_2",)
+    assert secure.rounds[0].survivors == ("hospital_1", "hospital_3", "hospital_4", "hospital_5")
+    everyone = run_federated(five, FederatedConfig(rounds=1, training=TRAINING))
     assert update_norm(everyone.parameters, secure.parameters) > 1e-3
+
+
+def test_secure_aggregation_refuses_to_leave_two_survivors(three):
+    """Issue 10: with three hospitals and one dropout, each of the two survivors would learn the other's update."""
+    dropped = SecureAggregationConfig(threshold=2, dropouts_per_round={1: ("hospital_2",)})
+    with pytest.raises(SecureAggregationError, match="at least 3 must survive"):
+        run_federated(three, FederatedConfig(rounds=1, training=TRAINING, secure_aggregation=dropped))
 
 
 def test_a_byzantine_hospital_wrecks_fedavg_but_not_the_median(five):
@@ -80,17 +90,41 @@ def test_dp_sgd_runs_report_privacy_per_round_and_in_total(three):
     assert result.test_accuracy > 0.8
 
 
-def test_client_level_dp_samples_hospitals_and_is_accounted(three):
+def test_a_seed_fixes_neither_dp_noise_nor_the_choice_of_hospitals(three):
+    """Issue 10: every hospital's DP-SGD noise, its batches, the server's client-level noise and the choice
+    of hospitals came from ``config.seed``, so anyone with the config could subtract the noise."""
+    dp = DPSGDConfig(noise_multiplier=1.5, max_grad_norm=1.0, sample_rate=0.25)
+    config = FederatedConfig(rounds=1, training=LocalTrainingConfig(learning_rate=0.5), dp=dp, seed=0)
+    first, again = run_federated(three, config), run_federated(three, config)
+    assert update_norm(first.parameters, again.parameters) > 0.0
+    assert not first.noise_seeded and all(spent.epsilon > 0 for spent in first.hospital_privacy.values())
+    client_dp = ClientLevelDPConfig(clip_norm=1.0, noise_multiplier=0.5, clients_per_round=3, population=3)
+    config = FederatedConfig(rounds=1, training=TRAINING, client_level_dp=client_dp, seed=0)
+    assert update_norm(run_federated(three, config).parameters, run_federated(three, config).parameters) > 0.0
+
+
+def test_seeded_noise_reproduces_a_dp_run_and_voids_its_epsilon(three):
+    dp = DPSGDConfig(noise_multiplier=1.5, max_grad_norm=1.0, sample_rate=0.25)
+    config = FederatedConfig(rounds=2, training=LocalTrainingConfig(learning_rate=0.5), dp=dp, seeded_noise=SeededNoise(7))
+    first, again = run_federated(three, config), run_federated(three, config)
+    assert update_norm(first.parameters, again.parameters) == 0.0
+    assert first.noise_seeded
+    assert all(spent.epsilon is None and spent.noise_seeded for spent in first.hospital_privacy.values())
+    assert all(cost.total_epsilon is None for record in first.rounds for cost in record.privacy.values())
+
+
+def test_client_level_dp_samples_hospitals_by_poisson_and_is_accounted(three):
     dp = ClientLevelDPConfig(clip_norm=1.0, noise_multiplier=0.5, clients_per_round=2, population=3)
-    result = run_federated(three, FederatedConfig(rounds=4, training=TRAINING, client_level_dp=dp))
-    chosen = [record.participants for record in result.rounds]
-    assert all(len(participants) == 2 for participants in chosen)
-    assert len(set(chosen)) > 1
-    assert result.client_level_privacy.epsilon > 0
+    result = run_federated(three, FederatedConfig(rounds=12, training=TRAINING, client_level_dp=dp))
+    counts = [len(record.participants) for record in result.rounds]
+    # Each hospital takes part with probability 2/3 each round: the count varies (P(all 12 equal) < 1e-4).
+    assert len(set(counts)) > 1 and all(0 <= count <= 3 for count in counts)
+    assert result.client_level_privacy.epsilon > 0 and not result.noise_seeded
     assert result.hospital_privacy == {}
     everyone = ClientLevelDPConfig(clip_norm=1.0, noise_multiplier=0.5, clients_per_round=3, population=3)
-    full = run_federated(three, FederatedConfig(rounds=4, training=TRAINING, client_level_dp=everyone))
-    # Sampling two of three hospitals per round amplifies privacy.
+    full = run_federated(three, FederatedConfig(rounds=12, training=TRAINING, client_level_dp=everyone))
+    assert all(record.participants == ("hospital_1", "hospital_2", "hospital_3") for record in full.rounds)
+    # Poisson sampling at 2/3 earns the amplification the accountant credits it with.
     assert result.client_level_privacy.epsilon < full.client_level_privacy.epsilon
     wrong = ClientLevelDPConfig(clip_norm=1.0, noise_multiplier=0.5, clients_per_round=2, population=10)
     with pytest.raises(ValueError, match="population of 10, but there are 3 hospitals"):
