@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from eth_utils import keccak
+from eth_utils import keccak, to_canonical_address
 
 from offchain.contract_client import ContractClient
 from offchain.crypto import KeySuite, KeyWrapError
@@ -64,11 +64,24 @@ class PublishedKey:
 
 @dataclass(frozen=True)
 class Grant:
-    """A (record, user) pair's grant expiry, consent and break-glass expiry (0 when none)."""
+    """A (record, user) pair's grant expiry, the patient's consent expiry and the break-glass expiry
+    (0 when none). Access as a researcher ends at the earlier of ``expiry`` and ``consent_expiry``."""
 
     expiry: int
-    consent: bool
+    consent_expiry: int
     emergency_expiry: int
+
+    @property
+    def consent(self) -> bool:
+        """Whether the patient consented (perhaps expired since; compare ``consent_expiry`` with now)."""
+        return self.consent_expiry > 0
+
+
+def record_id_for(owner: str, cid: CID) -> bytes:
+    """The id ``owner`` registers ``cid`` as: keccak256(owner address || sha2-256 digest of the CID).
+
+    Binding the id to its owner means nobody who sees the CID first can claim it."""
+    return keccak(to_canonical_address(owner) + cid.digest)
 
 
 @dataclass(frozen=True)
@@ -98,17 +111,18 @@ class AccessClient(ContractClient):
         cid, version = self._call("currentCid", record_id)
         return CID.from_bytes(bytes(cid)), int(version)
 
-    def record_id_of(self, cid: CID) -> bytes:
-        """The id ``cid`` registers (or registered) as: the digest of a record's first CID."""
-        (record_id,) = self._call("recordIdOf", bytes(cid))
+    def record_id_of(self, cid: CID, owner: str | None = None) -> bytes:
+        """The record ``cid`` belongs to under ``owner`` (default: the signer): the record a rotation
+        moved to it, else the id it registers (or registered) as."""
+        (record_id,) = self._call("recordIdOf", owner or self.address, bytes(cid))
         return bytes(record_id)
 
     def check_access(self, user: str, record_id: bytes) -> bool:
         return bool(self.contract.checkAccess(user, record_id))
 
     def grant_of(self, record_id: bytes, user: str) -> Grant:
-        expiry, consent, emergency = self.contract.grantOf(record_id, user)
-        return Grant(expiry, consent, emergency)
+        expiry, consent_expiry, emergency = self.contract.grantOf(record_id, user)
+        return Grant(int(expiry), int(consent_expiry), int(emergency))
 
     def roles_of(self, member: str) -> Role:
         return Role(int(self.contract.rolesOf(member)))
@@ -140,10 +154,13 @@ class AccessClient(ContractClient):
         """The version of ``member``'s current key (0: none published), from storage alone."""
         return int(self._call("encryptionKeyOf", member)[2])
 
-    def shared_key(self, record_id: bytes, reader: str, version: int) -> bytes | None:
-        """The latest wrapped data key shared with ``reader`` for that record version, if any."""
+    def shared_keys(self, record_id: bytes, reader: str, version: int) -> list[bytes]:
+        """Every wrapped data key shared with ``reader`` for that record version, newest first.
+
+        The newest is not always the right one (a party may publish a wrong key): callers keep the
+        first that unwraps and matches the ciphertext's key commitment."""
         logs = self._logs("DataKeyShared", record=record_id, reader=reader, version=version)
-        return bytes(logs[-1].wrappedKey) if logs else None
+        return [bytes(log.wrappedKey) for log in reversed(logs)]
 
     def granted_users(self, record_id: bytes) -> list[str]:
         """Everyone ever granted access to the record, in order of first grant."""
@@ -171,13 +188,15 @@ class AccessClient(ContractClient):
         self._send(self.contract.publishEncryptionKey, suite.kem_id, public_key)
         return self.encryption_key(self.address).version
 
-    def register_record(self, cid: CID, patient: str, shares: Sequence[tuple[str, bytes]]) -> None:
-        """Register ``cid`` as a new record for ``patient`` and share its key, in one transaction."""
-        record_id = cid.digest
+    def register_record(self, cid: CID, patient: str, shares: Sequence[tuple[str, bytes]]) -> bytes:
+        """Register ``cid`` as a new record for ``patient`` and share its key, in one transaction;
+        returns the record id."""
+        record_id = record_id_for(self.address, cid)
         self._multicall(
             [self.contract.registerRecord.encode_input(bytes(cid), patient)]
             + self._share_calls(record_id, 1, shares)
         )
+        return record_id
 
     def grant(self, record_id: bytes, grantees: Sequence[str], expiry: int, version: int,
               shares: Sequence[tuple[str, bytes]]) -> None:
@@ -198,12 +217,13 @@ class AccessClient(ContractClient):
         """End ``grantee``'s grant on the record."""
         self._send(self.contract.revokeAccess, record_id, grantee)
 
-    def revoke_and_rotate(self, record_id: bytes, grantees: Sequence[str], cid: CID, version: int,
-                          shares: Sequence[tuple[str, bytes]]) -> None:
-        """Revoke ``grantees``, move the record to ``cid`` (its ``version``) and share the new key, at once."""
-        calls = [self.contract.revokeAccess.encode_input(record_id, grantee) for grantee in grantees]
-        calls.append(self.contract.rotateRecord.encode_input(record_id, bytes(cid)))
-        self._multicall(calls + self._share_calls(record_id, version, shares))
+    def rotate(self, record_id: bytes, cid: CID, version: int, shares: Sequence[tuple[str, bytes]]) -> None:
+        """Move the record to ``cid`` (its ``version``) and share the new key, in one transaction.
+
+        A revocation goes out on its own before (:meth:`revoke`): it must never depend on a rotation
+        succeeding."""
+        self._multicall([self.contract.rotateRecord.encode_input(record_id, bytes(cid))]
+                        + self._share_calls(record_id, version, shares))
 
     def log_access(self, record_id: bytes) -> int:
         """Record the signer's read on chain (reverts AccessDenied without access); returns the version read."""

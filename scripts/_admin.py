@@ -80,8 +80,8 @@ def parse_address(value: str, what: str = "address") -> str:
     return to_checksum_address(value)
 
 
-def parse_record(access, value: str) -> bytes:
-    """A record id from its 0x-prefixed 32-byte hex, or from any CID of its first version."""
+def parse_record(access, value: str, owner: str) -> bytes:
+    """A record id from its 0x-prefixed 32-byte hex, or from the CID of any version of ``owner``'s record."""
     if value.startswith("0x") and len(value) == 66:
         try:
             return bytes.fromhex(value[2:])
@@ -91,7 +91,7 @@ def parse_record(access, value: str) -> bytes:
         cid = CID.parse(value)
     except InvalidCID as err:
         raise click.ClickException(f"record: {value!r} is neither a 0x-prefixed record id nor a CID ({err})") from None
-    return bytes(transact_or_fail(access, lambda: access.recordIdOf(bytes(cid))))
+    return bytes(transact_or_fail(access, lambda: access.recordIdOf(owner, bytes(cid))))
 
 
 def live_record(access, record: bytes) -> tuple[str, str]:

@@ -3,7 +3,8 @@
     ape run grant RECORD GRANTEE... (--days N | --until UNIX_TIME)
         [--network polygon:amoy:node] [--account ALIAS] [--contract ADDRESS]
 
-RECORD is the record id (0x + 64 hex digits) or any CID of the record's first version. The account
+RECORD is the record id (0x + 64 hex digits) or the CID of any version of a record
+the account owns (record ids are bound to their owner). The account
 must be the record's data owner or its patient (a patient's grant carries the patient's consent;
 a researcher granted by the owner also needs the patient's consent to read). Several grantees go
 in one batch transaction. The contract comes from .medshare/deployments.json (see deploy).
@@ -50,7 +51,7 @@ def cli(account, contract_address, days, until, record, grantees):
         raise click.UsageError("give exactly one of --days and --until")
     sender = signer(account)
     access = load_access(contract_address)
-    record_id = parse_record(access, record)
+    record_id = parse_record(access, record, sender.address)
     expiry = until if until is not None else chain.pending_timestamp + int(days * 24 * 3600)
     addresses = [parse_address(g, "grantee") for g in grantees]
     receipt = grant(access, sender, record_id, addresses, expiry)

@@ -2,7 +2,8 @@
 
     ape run revoke RECORD GRANTEE [--network polygon:amoy:node] [--account ALIAS] [--contract ADDRESS]
 
-RECORD is the record id (0x + 64 hex digits) or any CID of the record's first version. The account
+RECORD is the record id (0x + 64 hex digits) or the CID of any version of a record
+the account owns (record ids are bound to their owner). The account
 must be the record's data owner or its patient. Consent attached to the grant goes with it. The
 contract comes from .medshare/deployments.json (see deploy).
 """
@@ -38,7 +39,7 @@ def revoke(access, sender, record: bytes, grantee: str):
 def cli(account, contract_address, record, grantee):
     sender = signer(account)
     access = load_access(contract_address)
-    record_id = parse_record(access, record)
+    record_id = parse_record(access, record, sender.address)
     address = parse_address(grantee, "grantee")
     receipt = revoke(access, sender, record_id, address)
     click.echo(f"revoked {address} on record 0x{record_id.hex()} (tx {receipt.txn_hash})")

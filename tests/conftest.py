@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from eth_account.messages import encode_typed_data
+from eth_utils import keccak, to_canonical_address
 
 ONE_DAY = 24 * 3600
 
@@ -18,6 +19,11 @@ def make_cid(n: int, kind: str = "v1-raw") -> bytes:
     digest = n.to_bytes(32, "big")
     prefix = {"v0": "1220", "v1-raw": "01551220", "v1-dag-pb": "01701220"}[kind]
     return bytes.fromhex(prefix) + digest
+
+
+def record_id(owner, cid: bytes) -> bytes:
+    """The id ``owner`` registers ``cid`` as: keccak256(owner address || the CID's sha2-256 digest)."""
+    return keccak(to_canonical_address(getattr(owner, "address", owner)) + cid[-32:])
 
 
 def _named_account(index: int, role: str):
@@ -73,7 +79,11 @@ def in_a_day(chain):
 
 @dataclass(frozen=True)
 class PatientSigner:
-    """Builds a patient's EIP-712 ``Grant`` and ``Consent`` signatures for a deployed MedicalAccess."""
+    """Builds a patient's EIP-712 ``Grant`` and ``Consent`` signatures for a deployed MedicalAccess.
+
+    A signature names the block it is issued in (``issuedBlock``: the chain's latest block when the
+    patient signs) and any unused nonce the patient picks.
+    """
 
     contract: Any
     chain_id: int
@@ -84,13 +94,15 @@ class PatientSigner:
             {"name": "grantee", "type": "address"},
             {"name": "expiry", "type": "uint64"},
             {"name": "nonce", "type": "uint256"},
+            {"name": "issuedBlock", "type": "uint64"},
             {"name": "deadline", "type": "uint256"},
         ],
         "Consent": [
             {"name": "record", "type": "bytes32"},
             {"name": "researcher", "type": "address"},
-            {"name": "given", "type": "bool"},
+            {"name": "expiry", "type": "uint64"},
             {"name": "nonce", "type": "uint256"},
+            {"name": "issuedBlock", "type": "uint64"},
             {"name": "deadline", "type": "uint256"},
         ],
     }

@@ -21,7 +21,7 @@ _medshare_quietly() {
 
 _medshare_install() {
   local venv="$ROOT/.venv" tools="$ROOT/.tools"
-  local py_stamp node_stamp solc_version anvil_bin
+  local py_stamp node_stamp solc_version anvil_bin forge_bin
   mkdir -p "$tools"
 
   py_stamp="$(_medshare_stamp "$ROOT/pyproject.toml")"
@@ -52,11 +52,40 @@ _medshare_install() {
   ln -sfn "$ROOT/tools/solc-facade.cjs" "$tools/solcx/solc-v$solc_version"
   # ape-foundry signals the process it starts; link the real anvil binary, not
   # npm's node wrapper, so that signal reaches anvil itself.
-  anvil_bin="$(cd "$ROOT/node_modules/@foundry-rs/anvil" && node -p "
-    const arch = {x64: 'amd64', arm64: 'arm64'}[process.arch];
-    const pkg = require.resolve('@foundry-rs/anvil-' + process.platform + '-' + arch + '/package.json');
-    require('path').join(pkg, '..', 'bin', 'anvil')")"
+  anvil_bin="$(_medshare_platform_binary anvil)"
   ln -sfn "$anvil_bin" "$tools/bin/anvil"
+  # forge (Solidity fuzz and invariant tests, and the build Halmos and Slither read) ships its
+  # real binary the same way.
+  forge_bin="$(_medshare_platform_binary forge)"
+  ln -sfn "$forge_bin" "$tools/bin/forge"
+
+  # Halmos and Slither each get a virtualenv of their own: halmos pins rich<14.1 below the
+  # project's, and slither-analyzer brings solc-select, whose `solc` shim must not land on PATH
+  # (it would try to download compilers). Only their entry points are linked into .tools/bin.
+  _medshare_tool_venv halmos
+  _medshare_tool_venv slither
+}
+
+# The real binary npm installed for @foundry-rs/NAME on this platform.
+_medshare_platform_binary() {
+  (cd "$ROOT/node_modules/@foundry-rs/$1" && node -p "
+    const arch = {x64: 'amd64', arm64: 'arm64'}[process.arch];
+    const pkg = require.resolve('@foundry-rs/$1-' + process.platform + '-' + arch + '/package.json');
+    require('path').join(pkg, '..', 'bin', '$1')")
+}
+
+# A virtualenv .tools/NAME from tools/requirements-NAME.txt (exact pins), its command NAME linked
+# into .tools/bin; skipped while the requirements file is unchanged.
+_medshare_tool_venv() {
+  local name="$1" venv="$ROOT/.tools/$1" requirements="$ROOT/tools/requirements-$1.txt" stamp
+  stamp="$(_medshare_stamp "$requirements")"
+  if [ "$(cat "$venv/.medshare-stamp" 2>/dev/null)" != "$stamp" ]; then
+    _medshare_log "installing $name into .tools/$name"
+    [ -x "$venv/bin/python" ] || "$MEDSHARE_PYTHON" -m venv "$venv"
+    _medshare_quietly "$ROOT/.tools/$name-pip.log" "$venv/bin/python" -m pip install --disable-pip-version-check -r "$requirements"
+    echo "$stamp" > "$venv/.medshare-stamp"
+  fi
+  ln -sfn "$venv/bin/$name" "$ROOT/.tools/bin/$name"
 }
 
 medshare_bootstrap() {

@@ -59,16 +59,21 @@ abstract contract ConsortiumRoles is AccessControlEnumerable, Pausable {
     error TooManyAccounts(uint256 count);
     /// @notice The zero address cannot hold a role.
     error ZeroAddressMember();
+    /// @notice `account` is the last consortium admin: removing it (or its renouncing) would leave
+    /// every role unmanageable for good.
+    error LastAdmin(address account);
 
     /// @param admin The first consortium admin (holds `DEFAULT_ADMIN_ROLE`).
     constructor(address admin) {
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
     }
 
-    /// @notice Stop every state change except role removal (so a compromised member can be evicted
-    /// before the contract resumes) and the appointment of a guardian (so that evicting the last
-    /// guardian, or losing its key, cannot leave the contract paused for good). While paused,
-    /// `checkAccess` answers false. Guardian only.
+    /// @notice Stop every state change that could widen access. What only narrows it still runs:
+    /// role removal (so a compromised member can be evicted before the contract resumes), revoking,
+    /// withdrawing consent, closing break-glass, retiring or rotating a record, cancelling a
+    /// signature; so does the appointment of a guardian (so that evicting the last guardian, or
+    /// losing its key, cannot leave the contract paused for good). While paused, `checkAccess`
+    /// answers false. Guardian only.
     function pause() external onlyRole(GUARDIAN_ROLE) {
         _pause();
     }
@@ -128,7 +133,11 @@ abstract contract ConsortiumRoles is AccessControlEnumerable, Pausable {
     }
 
     /// @dev Allowed while paused. Losing a reading role voids what the account was granted so far.
+    /// The last admin cannot be removed, nor renounce.
     function _revokeRole(bytes32 role, address account) internal virtual override returns (bool revoked) {
+        if (role == DEFAULT_ADMIN_ROLE && getRoleMemberCount(role) == 1 && hasRole(role, account)) {
+            revert LastAdmin(account);
+        }
         revoked = super._revokeRole(role, account);
         if (revoked) {
             uint256 bit = _roleBit(role);

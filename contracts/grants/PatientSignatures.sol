@@ -3,33 +3,54 @@ pragma solidity ^0.8.24;
 
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
-import {Nonces} from "@openzeppelin/contracts/utils/Nonces.sol";
 import {RecordState} from "../records/RecordState.sol";
+import {GrantState} from "./GrantState.sol";
 import {AccessGrants} from "./AccessGrants.sol";
 
 /// @title PatientSignatures
 /// @notice A patient's grants and consents as EIP-712 signatures that anyone may relay. Each signature
-/// carries a deadline and the patient's next nonce (OpenZeppelin {Nonces}); the domain binds chain id
-/// and contract. The patient may be an EOA or an ERC-1271 contract wallet.
-abstract contract PatientSignatures is AccessGrants, EIP712, Nonces {
+/// carries a deadline, an unordered nonce of the patient's choosing (signatures for different records
+/// or grantees never wait for each other; the patient may cancel any outstanding one) and the block
+/// it was issued at (the latest mined block the patient saw): it is refused once anything in a later
+/// block changed the pair's grant or consent (a revocation, a withdrawal, another grant) or the
+/// grantee lost a reading role, so a held-back signature cannot undo them. The domain binds chain id and contract. The patient may be an EOA or
+/// an ERC-1271 contract wallet.
+abstract contract PatientSignatures is AccessGrants, EIP712 {
     /// @notice EIP-712 type of a patient's grant.
-    bytes32 public constant GRANT_TYPEHASH =
-        keccak256("Grant(bytes32 record,address grantee,uint64 expiry,uint256 nonce,uint256 deadline)");
-    /// @notice EIP-712 type of a patient's consent.
-    bytes32 public constant CONSENT_TYPEHASH =
-        keccak256("Consent(bytes32 record,address researcher,bool given,uint256 nonce,uint256 deadline)");
+    bytes32 public constant GRANT_TYPEHASH = keccak256(
+        "Grant(bytes32 record,address grantee,uint64 expiry,uint256 nonce,uint64 issuedBlock,uint256 deadline)"
+    );
+    /// @notice EIP-712 type of a patient's consent (`expiry` 0 withdraws).
+    bytes32 public constant CONSENT_TYPEHASH = keccak256(
+        "Consent(bytes32 record,address researcher,uint64 expiry,uint256 nonce,uint64 issuedBlock,uint256 deadline)"
+    );
+
+    /// @dev Used or cancelled nonces: bit `nonce % 256` of word `nonce / 256`.
+    mapping(address patient => mapping(uint256 word => uint256 bits)) private _usedNonces;
+
+    /// @notice `patient` cancelled its signature with `nonce` before anyone relayed it.
+    event SignatureCancelled(address indexed patient, uint256 nonce);
 
     /// @notice The signature's deadline has passed.
     error SignatureExpired(uint256 deadline);
     /// @notice The signature is not `patient`'s, the patient of `record`.
     error InvalidPatientSignature(bytes32 record, address patient);
+    /// @notice `patient`'s signature with `nonce` was used or cancelled already.
+    error NonceAlreadyUsed(address patient, uint256 nonce);
+    /// @notice The signature claims to be issued at a block not mined before this transaction's.
+    error SignatureFromFuture(uint64 issuedBlock);
+    /// @notice The signature was issued at `issuedBlock`, before a later block changed the pair's grant
+    /// or consent (a revocation, a withdrawal, another grant) or took a reading role from the
+    /// grantee: it no longer speaks for the patient.
+    error SignatureSuperseded(bytes32 record, address grantee, uint64 issuedBlock);
 
     /// @notice Relay the patient's signed {Grant}: `grantee` may read `record` until `expiry`, with the
-    /// patient's consent. Anyone may call.
+    /// patient's consent until then. Anyone may call.
     /// @param record The record id.
     /// @param grantee The reader (a doctor or researcher).
     /// @param expiry Unix time at which the grant stops passing; must be in the future.
-    /// @param nonce The patient's current nonce (`nonces(patient)`).
+    /// @param nonce Any nonce of the patient's not used or cancelled yet (see {nonceUsed}).
+    /// @param issuedBlock The latest mined block when the patient signed.
     /// @param deadline Unix time after which the signature is refused.
     /// @param signature The patient's EIP-712 signature.
     function grantAccessBySig(
@@ -37,42 +58,66 @@ abstract contract PatientSignatures is AccessGrants, EIP712, Nonces {
         address grantee,
         uint64 expiry,
         uint256 nonce,
+        uint64 issuedBlock,
         uint256 deadline,
         bytes calldata signature
     ) external whenNotPaused {
-        bytes32 structHash = keccak256(abi.encode(GRANT_TYPEHASH, record, grantee, expiry, nonce, deadline));
-        address patient = _usePatientSignature(record, structHash, nonce, deadline, signature);
-        _requireFuture(expiry);
-        _grant(_grants[record], record, grantee, expiry, true, patient);
+        bytes32 structHash =
+            keccak256(abi.encode(GRANT_TYPEHASH, record, grantee, expiry, nonce, issuedBlock, deadline));
+        address patient = _usePatientSignature(record, grantee, structHash, nonce, issuedBlock, deadline, signature);
+        _grant(_grants[record], record, grantee, _checkExpiry(expiry), true, patient);
     }
 
-    /// @notice Relay the patient's signed {Consent}: give or withdraw consent for `researcher` to read
-    /// `record`. Anyone may call.
+    /// @notice Relay the patient's signed {Consent}: consent until `expiry` for `researcher` to read
+    /// `record`, or withdraw it (`expiry` 0; runs while paused). Anyone may call.
     /// @param record The record id.
     /// @param researcher A holder of the researcher role (any account when withdrawing).
-    /// @param given True to consent, false to withdraw.
-    /// @param nonce The patient's current nonce (`nonces(patient)`).
+    /// @param expiry Unix time at which the consent ends (in the future), or 0 to withdraw.
+    /// @param nonce Any nonce of the patient's not used or cancelled yet (see {nonceUsed}).
+    /// @param issuedBlock The latest mined block when the patient signed.
     /// @param deadline Unix time after which the signature is refused.
     /// @param signature The patient's EIP-712 signature.
     function setConsentBySig(
         bytes32 record,
         address researcher,
-        bool given,
+        uint64 expiry,
         uint256 nonce,
+        uint64 issuedBlock,
         uint256 deadline,
         bytes calldata signature
-    ) external whenNotPaused {
-        bytes32 structHash = keccak256(abi.encode(CONSENT_TYPEHASH, record, researcher, given, nonce, deadline));
-        address patient = _usePatientSignature(record, structHash, nonce, deadline, signature);
-        _setConsent(record, researcher, given, patient);
+    ) external {
+        if (expiry != 0) _requireNotPaused();
+        bytes32 structHash =
+            keccak256(abi.encode(CONSENT_TYPEHASH, record, researcher, expiry, nonce, issuedBlock, deadline));
+        address patient =
+            _usePatientSignature(record, researcher, structHash, nonce, issuedBlock, deadline, signature);
+        _setConsent(record, researcher, expiry, patient);
+    }
+
+    /// @notice Cancel the caller's outstanding signature with `nonce`, so that nobody can relay it.
+    /// Runs while paused.
+    /// @param nonce The nonce the signature carries.
+    function cancelSignature(uint256 nonce) external {
+        _useNonce(msg.sender, nonce);
+        emit SignatureCancelled(msg.sender, nonce);
+    }
+
+    /// @notice Whether `patient`'s `nonce` was used or cancelled.
+    /// @param patient The signer.
+    /// @param nonce The nonce.
+    function nonceUsed(address patient, uint256 nonce) external view returns (bool) {
+        return _usedNonces[patient][nonce >> 8] & (1 << (nonce & 0xff)) != 0;
     }
 
     /// @dev Checks the deadline, the record, the patient's role, consumes the nonce (a replay fails
-    /// with {InvalidAccountNonce}) and verifies the signature. Returns the patient.
+    /// with {NonceAlreadyUsed}), checks the issue block against the pair's history and verifies the
+    /// signature. Returns the patient.
     function _usePatientSignature(
         bytes32 record,
+        address grantee,
         bytes32 structHash,
         uint256 nonce,
+        uint64 issuedBlock,
         uint256 deadline,
         bytes calldata signature
     ) private returns (address patient) {
@@ -80,9 +125,22 @@ abstract contract PatientSignatures is AccessGrants, EIP712, Nonces {
         RecordState r = _liveRecord(record);
         patient = r.patient();
         _requireRoleBit(_memberships[patient], _PATIENT_BIT, PATIENT_ROLE, patient);
-        _useCheckedNonce(patient, nonce);
+        _useNonce(patient, nonce);
+        if (issuedBlock >= block.number) revert SignatureFromFuture(issuedBlock);
+        GrantState g = _grants[record][grantee];
+        if (
+            issuedBlock < g.grantedAt() || issuedBlock < g.consentAt()
+                || issuedBlock < _memberships[grantee].lostAt()
+        ) revert SignatureSuperseded(record, grantee, issuedBlock);
         if (!SignatureChecker.isValidSignatureNow(patient, _hashTypedDataV4(structHash), signature)) {
             revert InvalidPatientSignature(record, patient);
         }
+    }
+
+    function _useNonce(address patient, uint256 nonce) private {
+        uint256 bit = 1 << (nonce & 0xff);
+        uint256 bits = _usedNonces[patient][nonce >> 8];
+        if (bits & bit != 0) revert NonceAlreadyUsed(patient, nonce);
+        _usedNonces[patient][nonce >> 8] = bits | bit;
     }
 }

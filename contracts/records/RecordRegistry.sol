@@ -8,14 +8,18 @@ import {RecordState, RecordStateLib} from "./RecordState.sol";
 
 /// @title RecordRegistry
 /// @notice Records: encrypted files on IPFS, bound to the data owner that registered them and to the
-/// patient they describe. A record's id is the sha2-256 digest of its first CID, so it is known before
-/// registration. The owner may rotate a record to a new CID (re-encryption): grants follow the record.
-/// No CID digest is ever claimed twice, across records and across versions.
+/// patient they describe. A record's id is `keccak256(owner address, sha2-256 digest of its first
+/// CID)`, so the owner knows it before registration and nobody else can claim it: a rival who sees a
+/// CID in the mempool or on IPFS can only register it under its own ids. The owner may rotate a record
+/// to a new CID (re-encryption): grants follow the record. No CID digest is claimed twice within one
+/// owner's records and versions.
 abstract contract RecordRegistry is ConsortiumRoles {
-    /// @dev Keyed by digest: a record (keyed by its id, the first digest) or a rotation's claim.
-    mapping(bytes32 digest => RecordState) internal _records;
-    /// @dev The current digest of a rotated record (unset while the record is at version 1).
-    mapping(bytes32 record => bytes32 digest) private _rotatedDigests;
+    /// @dev Keyed by (owner, digest) key: a record (keyed by its id, its first key) or a rotation's claim.
+    mapping(bytes32 key => RecordState) internal _records;
+    /// @dev The CID digest of each record's current version (the id does not reveal it).
+    mapping(bytes32 record => bytes32 digest) private _digests;
+    /// @dev The record a rotation's (owner, digest) key belongs to.
+    mapping(bytes32 key => bytes32 record) private _versionRecords;
 
     /// @notice `owner` registered `record` for `patient`; `cid` is its binary CID (version 1).
     event RecordRegistered(bytes32 indexed record, address indexed owner, address indexed patient, bytes cid);
@@ -24,7 +28,7 @@ abstract contract RecordRegistry is ConsortiumRoles {
     /// @notice `owner` retired `record`: no access to it passes ever again.
     event RecordRetired(bytes32 indexed record, address indexed owner);
 
-    /// @notice The CID's digest is already held by a record or a record version.
+    /// @notice The CID's digest is already held by one of the caller's records or record versions.
     error CidAlreadyClaimed(bytes32 digest);
     /// @notice No record has the id `record`.
     error UnknownRecord(bytes32 record);
@@ -41,39 +45,43 @@ abstract contract RecordRegistry is ConsortiumRoles {
     /// Data owners only. CIDv0 and CIDv1 (raw or dag-pb), sha2-256.
     /// @param cid The binary CID of the encrypted record.
     /// @param patient The patient the record belongs to; must hold the patient role.
-    /// @return record The record id: the CID's sha2-256 digest.
+    /// @return record The record id: `keccak256(abi.encodePacked(caller, digest))`.
     function registerRecord(bytes calldata cid, address patient) external whenNotPaused returns (bytes32 record) {
         Membership caller = _memberships[msg.sender];
         _requireRoleBit(caller, _DATA_OWNER_BIT, DATA_OWNER_ROLE, msg.sender);
         if (!_memberships[patient].holdsAny(_PATIENT_BIT)) revert PatientNotEnrolled(patient);
-        uint8 format;
-        (format, record) = Cid.parse(cid);
-        if (_records[record].isClaimed()) revert CidAlreadyClaimed(record);
+        (uint8 format, bytes32 digest) = Cid.parse(cid);
+        record = _keyOf(msg.sender, digest);
+        if (_records[record].isClaimed()) revert CidAlreadyClaimed(digest);
         _records[record] = RecordStateLib.pack(patient, caller.ownerId(), 1, format, 0);
+        _digests[record] = digest;
         emit RecordRegistered(record, msg.sender, patient, cid);
     }
 
     /// @notice Move `record` to a new CID (e.g. after re-encryption); its version goes up by one and
-    /// every grant stays. Record owner only; the new CID must never have been claimed.
+    /// every grant stays. Record owner only; the new CID must never have been claimed by the owner.
+    /// Runs while paused (re-encrypting narrows access: readers cut off meanwhile get no new key).
     /// @param record The record id.
     /// @param cid The binary CID of the record's new version.
     /// @return version The record's new version.
-    function rotateRecord(bytes32 record, bytes calldata cid) external whenNotPaused returns (uint32 version) {
+    function rotateRecord(bytes32 record, bytes calldata cid) external returns (uint32 version) {
         RecordState r = _liveRecord(record);
         _requireOwner(record, r);
         (uint8 format, bytes32 digest) = Cid.parse(cid);
-        if (_records[digest].isClaimed()) revert CidAlreadyClaimed(digest);
+        bytes32 key = _keyOf(msg.sender, digest);
+        if (_records[key].isClaimed()) revert CidAlreadyClaimed(digest);
         version = r.version() + 1;
-        _records[digest] = RecordStateLib.pack(address(0), 0, 0, 0, RecordStateLib.ALIAS);
+        _records[key] = RecordStateLib.pack(address(0), 0, 0, 0, RecordStateLib.ALIAS);
+        _versionRecords[key] = record;
         _records[record] = r.rotated(version, format);
-        _rotatedDigests[record] = digest;
+        _digests[record] = digest;
         emit RecordRotated(record, msg.sender, version, cid);
     }
 
     /// @notice Retire `record` for good: `checkAccess` is false for it from now on and it can no
-    /// longer be changed. Record owner only.
+    /// longer be changed. Record owner only. Runs while paused.
     /// @param record The record id.
-    function retireRecord(bytes32 record) external whenNotPaused {
+    function retireRecord(bytes32 record) external {
         RecordState r = _liveRecord(record);
         _requireOwner(record, r);
         _records[record] = r.retired();
@@ -103,15 +111,24 @@ abstract contract RecordRegistry is ConsortiumRoles {
     /// @param record The record id.
     function currentCid(bytes32 record) external view returns (bytes memory cid, uint32 version) {
         RecordState r = _knownRecord(record);
-        bytes32 digest = r.version() == 1 ? record : _rotatedDigests[record];
-        return (Cid.encode(r.format(), digest), r.version());
+        return (Cid.encode(r.format(), _digests[record]), r.version());
     }
 
-    /// @notice The record id a CID registers as (its sha2-256 digest); reverts {Cid.InvalidCid} for
-    /// anything but a CIDv0 or a raw/dag-pb CIDv1 with a sha2-256 digest.
+    /// @notice The record `cid` belongs to under `owner`: the record a rotation moved to it, else the
+    /// id it registers (or registered) as. Reverts {Cid.InvalidCid} for anything but a CIDv0 or a
+    /// raw/dag-pb CIDv1 with a sha2-256 digest.
+    /// @param owner The data owner's account.
     /// @param cid A binary CID.
-    function recordIdOf(bytes calldata cid) external pure returns (bytes32 record) {
-        (, record) = Cid.parse(cid);
+    function recordIdOf(address owner, bytes calldata cid) external view returns (bytes32 record) {
+        (, bytes32 digest) = Cid.parse(cid);
+        bytes32 key = _keyOf(owner, digest);
+        record = _versionRecords[key];
+        if (record == 0) record = key;
+    }
+
+    /// @dev The id of `owner`'s claim on `digest`.
+    function _keyOf(address owner, bytes32 digest) private pure returns (bytes32) {
+        return keccak256(abi.encodePacked(owner, digest));
     }
 
     function _knownRecord(bytes32 record) internal view returns (RecordState r) {

@@ -5,10 +5,12 @@
     medshare record share RECORD READER...
     medshare record fetch RECORD -o PATH [--force]
     medshare record revoke RECORD GRANTEE [--rotate]
+    medshare record rotate RECORD
     medshare record ls [--rebuild]
 
-RECORD is a record id (0x + 64 hex digits), any CID of the record's first
-version, or PATIENT/NAME from this hospital's index. Every command takes
+RECORD is a record id (0x + 64 hex digits), the CID of any version of one of
+this account's records (ids are bound to their owner), or PATIENT/NAME from
+this hospital's index. Every command takes
 --network, --rpc, --account and --contract (see ``medshare record upload --help``).
 """
 
@@ -57,7 +59,7 @@ def _progress(total: int | None, label: str) -> Iterator:
 
 
 def resolve_record(service: RecordService, client: AccessClient, value: str) -> bytes:
-    """A record id from ``0x`` + 64 hex digits, a CID of its first version, or PATIENT/NAME."""
+    """A record id from ``0x`` + 64 hex digits, a CID of one of the signer's records, or PATIENT/NAME."""
     if value.startswith("0x") and len(value) == 66:
         try:
             return bytes.fromhex(value[2:])
@@ -171,6 +173,23 @@ def revoke(chain: ChainOptions, record_ref: str, grantee: str, rotate: bool) -> 
             info = service.revoke(record_id, grantee, rotate=rotate, progress=progress)
     rotated = f"; now version {info.version} at {info.cid}" if rotate else ""
     click.echo(f"revoked {grantee} on record 0x{record_id.hex()}{rotated}")
+
+
+@record.command()
+@chain_options
+@click.argument("record_ref", metavar="RECORD")
+@user_errors
+def rotate(chain: ChainOptions, record_ref: str) -> None:
+    """Re-encrypt RECORD under a new key given only to those who may read it now (owner only).
+
+    Takes the current key away from anyone whose access already ended (a grant voided by a lost
+    role, or expired), whom `revoke` cannot name."""
+    with connected(chain) as client:
+        service = record_service(client)
+        record_id = resolve_record(service, client, record_ref)
+        with _progress(None, "re-encrypt") as progress:
+            info = service.rotate(record_id, progress=progress)
+    click.echo(f"rotated record 0x{record_id.hex()}: now version {info.version} at {info.cid}")
 
 
 @record.command(name="ls")

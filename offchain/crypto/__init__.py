@@ -38,6 +38,7 @@ from .stream import (
     encrypt_stream,
     new_data_key,
     plaintext_length,
+    verify_data_key,
 )
 
 __all__ = [
@@ -64,6 +65,7 @@ __all__ = [
     "new_data_key",
     "parse_wrapped_key",
     "plaintext_length",
+    "verify_data_key",
     "raw_public_key",
     "unwrap_data_key",
     "wrap_data_key",

@@ -8,8 +8,11 @@ Layout::
 
     header || segment_0 || segment_1 || ... || segment_{n-1}
 
-    header   = magic "MSEC" | format version u8 | AEAD id u8 | KDF id u8
+    header   = magic "MSEC" | format version u8 (2) | AEAD id u8 | KDF id u8
                | segment size u32 | salt (32 bytes) | nonce prefix (7 bytes)
+               | key commitment (32 bytes)
+    commitment = HKDF-SHA256(ikm = data key, salt = salt,
+                             info = "MedShare key commitment v2" || header up to the commitment)
     subkey   = HKDF-SHA256(ikm = data key, salt = salt,
                            info = "MedShare stream subkey v1" || header)
     nonce_i  = nonce prefix | i as u32 | last flag u8 (1 for the last segment, else 0)
@@ -30,13 +33,23 @@ segments. Hence:
 - cutting the stream anywhere, even at a segment boundary, fails, because the
   new final segment was not sealed as last; appended bytes fail likewise;
 - segments spliced from another file fail, because each file's random salt
-  gives it its own subkey.
+  gives it its own subkey;
+- a key other than the one the stream was made with is refused before any
+  segment is opened, by the key commitment: AES-GCM alone does not commit to
+  its key, so without it one ciphertext could be made to open, under two keys,
+  to two plaintexts (an owner showing different readers different records
+  under one CID), and a reader could not tell a wrong shared key from a
+  damaged file. :func:`verify_data_key` checks a candidate key cheaply.
+
+Format version 1 (the same header without the commitment) is still read; its
+keys are checked by opening the first segment.
 
 Decryption writes a segment's plaintext only after that segment verified, but
 the stream as a whole is authentic only once the call returns: use
 :func:`decrypt_to_path`, which publishes the output file only then.
 """
 
+import hmac
 import os
 import secrets
 import struct
@@ -62,17 +75,21 @@ MIN_SEGMENT_SIZE = 64
 MAX_SEGMENT_SIZE = 8 << 20
 
 MAGIC = b"MSEC"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+LEGACY_FORMAT_VERSION = 1
 AEAD_AES_256_GCM = 1
 KDF_HKDF_SHA256 = 1
 
 _SALT_SIZE = 32
 _NONCE_PREFIX_SIZE = 7
+_COMMITMENT_SIZE = 32
 _HEADER = struct.Struct(f">4sBBBI{_SALT_SIZE}s{_NONCE_PREFIX_SIZE}s")
-HEADER_SIZE = _HEADER.size
+_LEGACY_HEADER_SIZE = _HEADER.size
+HEADER_SIZE = _HEADER.size + _COMMITMENT_SIZE
 _SEGMENT_POSITION = struct.Struct(">IB")  # segment index, last flag
 _MAX_SEGMENTS = 2**32
 _SUBKEY_LABEL = b"MedShare stream subkey v1"
+_COMMITMENT_LABEL = b"MedShare key commitment v2"
 
 ProgressCallback = Callable[[int], None]
 
@@ -126,6 +143,7 @@ def encrypt_stream(
     _check_segment_size(segment_size, ValueError)
     check_data_key(data_key)
     header = _Header(segment_size, secrets.token_bytes(_SALT_SIZE), secrets.token_bytes(_NONCE_PREFIX_SIZE))
+    header = header.committed_to(data_key)
     cipher = _SegmentCipher(data_key, header, record_binding(record_id, record_version))
     _write_all(dst, memoryview(cipher.header_bytes))
     return HEADER_SIZE + _transform_segments(src, dst, segment_size, cipher.seal, progress)
@@ -146,16 +164,38 @@ def decrypt_stream(
     was already written is an unauthenticated prefix and must be discarded:
     prefer :func:`decrypt_to_path`. Raises :class:`FormatError` if ``src`` is
     not a stream of this format and :class:`IntegrityError` if it does not
-    authenticate under this key, record id and version.
+    authenticate under this key, record id and version (a key that does not
+    match the header's commitment is refused before any segment is read).
     """
     check_data_key(data_key)
     binding = record_binding(record_id, record_version)
-    header_bytes = memoryview(bytearray(HEADER_SIZE))
-    if _fill(src, header_bytes) < HEADER_SIZE:
-        raise FormatError("ciphertext is shorter than the stream header")
-    header = _Header.decode(header_bytes)
+    header = _read_header(src)
+    if not header.commits_to(data_key):
+        raise IntegrityError("wrong data key: it does not match the stream's key commitment")
     cipher = _SegmentCipher(data_key, header, binding)
     return _transform_segments(src, dst, header.segment_size + TAG_SIZE, cipher.open, progress)
+
+
+def verify_data_key(src: BinaryIO, data_key: bytes, record_id: bytes, record_version: int) -> bool:
+    """Whether ``data_key`` is the key the stream read from ``src`` was made with.
+
+    Reads only the header (and, for a format-1 stream, which has no key
+    commitment, the first segment, which must authenticate). Raises
+    :class:`FormatError` if ``src`` is not a stream of a known format.
+    """
+    check_data_key(data_key)
+    header = _read_header(src)
+    if header.commitment is not None:
+        return header.commits_to(data_key)
+    sealed_size = header.segment_size + TAG_SIZE
+    first = memoryview(bytearray(sealed_size + 1))
+    filled = _fill(src, first)
+    cipher = _SegmentCipher(data_key, header, record_binding(record_id, record_version))
+    try:
+        cipher.open(0, filled <= sealed_size, first[: min(filled, sealed_size)])
+    except IntegrityError:
+        return False
+    return True
 
 
 def decrypt_to_path(
@@ -183,19 +223,43 @@ class _Header:
     segment_size: int
     salt: bytes
     nonce_prefix: bytes
+    commitment: bytes | None = None  # None: a format-1 stream
+
+    def _prefix(self) -> bytes:
+        version = LEGACY_FORMAT_VERSION if self.commitment is None else FORMAT_VERSION
+        return _HEADER.pack(
+            MAGIC, version, AEAD_AES_256_GCM, KDF_HKDF_SHA256, self.segment_size, self.salt, self.nonce_prefix
+        )
 
     def encode(self) -> bytes:
-        return _HEADER.pack(
+        return self._prefix() + (self.commitment or b"")
+
+    def _commitment_of(self, data_key: bytes) -> bytes:
+        prefix = _HEADER.pack(
             MAGIC, FORMAT_VERSION, AEAD_AES_256_GCM, KDF_HKDF_SHA256, self.segment_size, self.salt, self.nonce_prefix
         )
+        return HKDF(
+            algorithm=hashes.SHA256(), length=_COMMITMENT_SIZE, salt=self.salt, info=_COMMITMENT_LABEL + prefix
+        ).derive(bytes(data_key))
+
+    def committed_to(self, data_key: bytes) -> "_Header":
+        return _Header(self.segment_size, self.salt, self.nonce_prefix, self._commitment_of(data_key))
+
+    def commits_to(self, data_key: bytes) -> bool:
+        """False only when the header carries a commitment that ``data_key`` does not match."""
+        return self.commitment is None or hmac.compare_digest(self.commitment, self._commitment_of(data_key))
 
     @classmethod
     def decode(cls, data: memoryview) -> "_Header":
+        """Parse the fixed part of a header (the commitment, if any, follows it)."""
         magic, version, aead, kdf, segment_size, salt, nonce_prefix = _HEADER.unpack(data)
         if magic != MAGIC:
             raise FormatError("not a MedShare encrypted stream (wrong magic bytes)")
-        if version != FORMAT_VERSION:
-            raise FormatError(f"unsupported stream format version {version} (this build reads {FORMAT_VERSION})")
+        if version not in (LEGACY_FORMAT_VERSION, FORMAT_VERSION):
+            raise FormatError(
+                f"unsupported stream format version {version} (this build reads {LEGACY_FORMAT_VERSION} and "
+                f"{FORMAT_VERSION})"
+            )
         if aead != AEAD_AES_256_GCM:
             raise FormatError(
                 f"unsupported AEAD algorithm id {aead} (this build reads {AEAD_AES_256_GCM}: AES-256-GCM)"
@@ -203,7 +267,20 @@ class _Header:
         if kdf != KDF_HKDF_SHA256:
             raise FormatError(f"unsupported KDF id {kdf} (this build reads {KDF_HKDF_SHA256}: HKDF-SHA256)")
         _check_segment_size(segment_size, FormatError)
-        return cls(segment_size, salt, nonce_prefix)
+        return cls(segment_size, salt, nonce_prefix, None if version == LEGACY_FORMAT_VERSION else b"")
+
+
+def _read_header(src: BinaryIO) -> _Header:
+    fixed = memoryview(bytearray(_LEGACY_HEADER_SIZE))
+    if _fill(src, fixed) < _LEGACY_HEADER_SIZE:
+        raise FormatError("ciphertext is shorter than the stream header")
+    header = _Header.decode(fixed)
+    if header.commitment is None:
+        return header
+    commitment = memoryview(bytearray(_COMMITMENT_SIZE))
+    if _fill(src, commitment) < _COMMITMENT_SIZE:
+        raise FormatError("ciphertext is shorter than the stream header")
+    return _Header(header.segment_size, header.salt, header.nonce_prefix, bytes(commitment))
 
 
 class _SegmentCipher:

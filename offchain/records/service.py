@@ -8,9 +8,14 @@ registry, as a ``DataKeyShared`` event beside the grant; the owner shares it
 with itself too, so it can grant and rotate later from the chain alone.
 
 Stream binding: segments are bound to (record id, version). A record's id is
-the digest of its first CID, so version 1 cannot name its record before its
-bytes exist; it binds the all-zero id, and is tied to its record by the id
-being the hash of the ciphertext itself. Later versions bind the record id.
+derived from its owner and the digest of its first CID, so version 1 cannot
+name its record before its bytes exist; it binds the all-zero id, and is tied
+to its record by the id committing to the hash of the ciphertext itself. Later
+versions bind the record id.
+
+Key shares are checked, never trusted: of the data keys shared with a member
+for a version, newest first, the first that unwraps and matches the key
+commitment in the ciphertext's header is used.
 """
 
 from __future__ import annotations
@@ -23,9 +28,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from offchain.chain import AccessClient, RecordInfo, Role
+from offchain.chain import AccessClient, RecordInfo, Role, record_id_for
 from offchain.contract_client import ChainRefusal
-from offchain.crypto import Keystore, decrypt_stream, encrypt_stream, new_data_key, wrap_data_key
+from offchain.crypto import (
+    CryptoError,
+    Keystore,
+    decrypt_stream,
+    encrypt_stream,
+    new_data_key,
+    verify_data_key,
+    wrap_data_key,
+)
 from offchain.crypto.atomic import atomic_write
 from offchain.ipfs.cid import CID
 from offchain.ipfs.store import Store, open_cat
@@ -81,7 +94,7 @@ class RecordService:
         data_key = new_data_key()
         with open(_readable(path), "rb") as source:
             cid = self._encrypt_into_store(source, data_key, ZERO_RECORD_ID, 1, progress)
-        record_id = cid.digest
+        record_id = record_id_for(self.client.address, cid)
         readers = [self.client.address] + ([patient] if self._published_key(patient) else [])
         try:
             self.client.register_record(cid, patient, self._wrap(data_key, record_id, 1, readers))
@@ -106,7 +119,7 @@ class RecordService:
             self._require_role(grantee, Role.DOCTOR | Role.RESEARCHER, "the doctor or researcher role",
                                who=f"grantee {grantee}")
             if (self.client.address != record.patient and not self.client.roles_of(grantee) & Role.DOCTOR
-                    and not self.client.grant_of(record_id, grantee).consent):
+                    and self.client.grant_of(record_id, grantee).consent_expiry <= self.client.now()):
                 raise AccessRefused(
                     f"researcher {grantee} needs the patient's consent to read record 0x{record_id.hex()}: the patient "
                     "grants them (consent included) or gives consent first"
@@ -159,13 +172,7 @@ class RecordService:
         cid, version = self._current_cid(record_id)
         if not self.client.check_access(self.client.address, record_id):
             raise AccessRefused(self._why_no_access(record_id))
-        wrapped = self.client.shared_key(record_id, self.client.address, version)
-        if wrapped is None:
-            raise RecordError(
-                f"no data key for version {version} of record 0x{record_id.hex()} was shared with "
-                f"{self.client.address}; ask the record's owner to grant again"
-            )
-        data_key = keystore.unwrap_data_key(wrapped, record_id, version)
+        data_key = self._data_key(keystore, record_id, version, cid)
         self.store.verify(cid)
         with atomic_write(out, overwrite=overwrite) as file, ThreadPoolExecutor(max_workers=1) as pool:
             logged = pool.submit(self.client.log_access, record_id)  # leaving waits for it, on errors too
@@ -188,32 +195,45 @@ class RecordService:
 
     def revoke(self, record_id: bytes, grantee: str, *, rotate: bool = False,
                progress: Progress | None = None) -> RecordInfo:
-        """End ``grantee``'s access; with ``rotate``, also re-encrypt under a new key that they never get."""
+        """End ``grantee``'s access; with ``rotate``, also re-encrypt under a new key that they never get.
+
+        The revocation is its own transaction, sent first: it never depends on the rotation
+        succeeding. With ``rotate``, a grantee without a live grant (e.g. voided by a lost role) is
+        simply rotated out."""
         record = self._live_record(record_id)
-        if self.client.grant_of(record_id, grantee).expiry == 0:
-            raise RecordError(f"{grantee} holds no grant on record 0x{record_id.hex()}")
-        if not rotate:
-            self._require_owner_or_patient(record)
-            self.client.revoke(record_id, grantee)
-            return self._live_record(record_id)
-        if record.owner != self.client.address:
-            raise AccessRefused(
-                f"only the record's owner {record.owner} can rotate record 0x{record_id.hex()}; "
-                "revoke without --rotate"
+        has_grant = self.client.grant_of(record_id, grantee).expiry != 0
+        if not has_grant and not rotate:
+            raise RecordError(
+                f"{grantee} holds no grant on record 0x{record_id.hex()}; to take away a key they may still hold, "
+                "rotate the record (`medshare record rotate`)"
             )
-        old_key = self._own_data_key(record)
+        if rotate:
+            self._require_rotating_owner(record)
+        else:
+            self._require_owner_or_patient(record)
+        if has_grant:
+            self.client.revoke(record_id, grantee)
+        if not rotate:
+            return self._live_record(record_id)
+        return self.rotate(record_id, progress=progress)
+
+    def rotate(self, record_id: bytes, *, progress: Progress | None = None) -> RecordInfo:
+        """Re-encrypt the record under a new key and give it only to whoever may read now (the owner,
+        the patient, live readers): anyone whose access ended, by revocation, expiry or a lost role,
+        loses the current key too. The record's owner only."""
+        record = self._live_record(record_id)
+        self._require_rotating_owner(record)
+        old_key = self._data_key(self._require_keystore(), record_id, record.version, record.cid)
         new_key, version = new_data_key(), record.version + 1
         bound_id = stream_record_id(record_id, record.version)
         with open_cat(self.store, record.cid) as source, \
                 _DecryptingReader(source, old_key, bound_id, record.version) as plaintext:
             cid = self._encrypt_into_store(plaintext, new_key, record_id, version, progress)
-        keep = [user for user in self.client.granted_users(record_id)
-                if user != grantee and self.client.check_access(user, record_id)]
+        keep = [user for user in self.client.granted_users(record_id) if self.client.check_access(user, record_id)]
         readers = [self.client.address, *([record.patient] if self._published_key(record.patient) else []),
                    *(user for user in keep if self._published_key(user))]
         try:
-            self.client.revoke_and_rotate(record_id, [grantee], cid, version,
-                                          self._wrap(new_key, record_id, version, readers))
+            self.client.rotate(record_id, cid, version, self._wrap(new_key, record_id, version, readers))
         except ChainRefusal:
             self._forget(cid)
             raise
@@ -248,15 +268,31 @@ class RecordService:
         return shares
 
     def _own_data_key(self, record: RecordInfo) -> bytes:
-        keystore = self._require_keystore()
-        wrapped = self.client.shared_key(record.record_id, self.client.address, record.version)
-        if wrapped is None:
+        return self._data_key(self._require_keystore(), record.record_id, record.version, record.cid)
+
+    def _data_key(self, keystore: Keystore, record_id: bytes, version: int, cid: CID) -> bytes:
+        """The data key of the version, from the keys shared with us: newest first, the first that
+        unwraps and matches the ciphertext's key commitment (a party may have published a wrong one)."""
+        shared = self.client.shared_keys(record_id, self.client.address, version)
+        for wrapped in shared:
+            try:
+                data_key = keystore.unwrap_data_key(wrapped, record_id, version)
+            except CryptoError:
+                continue
+            with open_cat(self.store, cid) as source:
+                if verify_data_key(source, data_key, stream_record_id(record_id, version), version):
+                    return data_key
+        if not shared:
             raise RecordError(
-                f"{self.client.address} holds no data key for version {record.version} of record "
-                f"0x{record.record_id.hex()} (each version's key goes to its owner, and to its patient if the patient "
-                "had published a key by then)"
+                f"no data key for version {version} of record 0x{record_id.hex()} was shared with "
+                f"{self.client.address} (each version's key goes to its owner, to its patient if the patient had "
+                "published a key by then, and to its readers); ask the record's owner to grant or share again"
             )
-        return keystore.unwrap_data_key(wrapped, record.record_id, record.version)
+        raise RecordError(
+            f"none of the {len(shared)} data key(s) shared with {self.client.address} for version {version} of record "
+            f"0x{record_id.hex()} opens it (wrong key published, or your keystore lacks the key they were sealed "
+            "for); ask the record's owner to share again"
+        )
 
     def _current_cid(self, record_id: bytes) -> tuple[CID, int]:
         with self._known_record(record_id):
@@ -284,6 +320,13 @@ class RecordService:
             raise AccessRefused(
                 f"{self.client.address} is neither the owner ({record.owner}) nor the patient ({record.patient}) "
                 f"of record 0x{record.record_id.hex()}"
+            )
+
+    def _require_rotating_owner(self, record: RecordInfo) -> None:
+        if record.owner != self.client.address:
+            raise AccessRefused(
+                f"only the record's owner {record.owner} can rotate record 0x{record.record_id.hex()}; "
+                "revoke without --rotate"
             )
 
     def _require_role(self, account: str, bits: Role, role: str, *, who: str | None = None) -> None:
@@ -321,8 +364,8 @@ class RecordService:
         roles = self.client.roles_of(user)
         if not roles & (Role.DOCTOR | Role.RESEARCHER):
             return f"{user} no longer holds a reading role (doctor or researcher)"
-        if not roles & Role.DOCTOR and not grant.consent:
-            return f"researcher {user} lacks the patient's consent for record {record_hex}"
+        if not roles & Role.DOCTOR and grant.consent_expiry <= self.client.now():
+            return f"researcher {user} lacks the patient's live consent for record {record_hex}"
         return f"{user} may not read record {record_hex} now"
 
 

@@ -18,8 +18,8 @@ def test_break_glass_opens_short_logged_access(access, chain, medic, patient, re
     tx = access.openEmergencyAccess(record, REASON, HOUR, sender=medic)
     expiry = tx.timestamp + HOUR
     assert tx.return_value == expiry
-    assert tx.events == [access.EmergencyAccessOpened(record, medic, patient, REASON, expiry)]
-    assert access.grantOf(record, medic) == (0, False, expiry)
+    assert tx.events == [access.EmergencyAccessOpened(record, medic, patient, REASON, expiry, 1)]
+    assert access.grantOf(record, medic) == (0, 0, expiry)
     assert access.checkAccess(medic, record)
     chain.mine(timestamp=expiry)
     assert not access.checkAccess(medic, record)
@@ -78,16 +78,18 @@ def test_expired_or_voided_break_glass_cannot_be_closed(access, chain, admin, me
         access.closeEmergencyAccess(record, medic, sender=patient)
 
 
-def test_pause_stops_break_glass(access, guardian, medic, patient, record):
+def test_pause_stops_opening_break_glass_but_not_closing_it(access, guardian, medic, patient, record):
     access.openEmergencyAccess(record, REASON, HOUR, sender=medic)
     access.pause(sender=guardian)
     assert not access.checkAccess(medic, record)
     with ape.reverts(access.EnforcedPause):
         access.openEmergencyAccess(record, REASON, HOUR, sender=medic)
-    with ape.reverts(access.EnforcedPause):
-        access.closeEmergencyAccess(record, medic, sender=patient)
     access.unpause(sender=guardian)
     assert access.checkAccess(medic, record)
+    access.pause(sender=guardian)
+    access.closeEmergencyAccess(record, medic, sender=patient)
+    access.unpause(sender=guardian)
+    assert not access.checkAccess(medic, record)
 
 
 def test_break_glass_and_a_grant_are_independent(access, admin, hospital, medic, record, in_a_day):
@@ -124,7 +126,7 @@ def test_history_is_rebuilt_from_logs(access, chain, hospital, patient, doctor, 
     """Every policy change and read of a record shows up in its event log, in order."""
     access.grantAccess(record, doctor, in_a_day, sender=hospital)
     access.grantAccess(record, researcher, in_a_day, sender=hospital)
-    access.setConsent(record, researcher, True, sender=patient)
+    access.setConsent(record, researcher, in_a_day, sender=patient)
     access.logAccess(record, sender=doctor)
     access.revokeAccess(record, doctor, sender=patient)
     kinds = [

@@ -12,7 +12,7 @@ ZERO = "0x0000000000000000000000000000000000000000"
 def test_owner_grant_passes_until_expiry(access, chain, hospital, doctor, record, in_a_day):
     tx = access.grantAccess(record, doctor, in_a_day, sender=hospital)
     assert tx.events == [access.AccessGranted(record, doctor, hospital, in_a_day)]
-    assert access.grantOf(record, doctor) == (in_a_day, False, 0)
+    assert access.grantOf(record, doctor) == (in_a_day, 0, 0)
     assert access.checkAccess(doctor, record)
     chain.mine(timestamp=in_a_day - 1)
     assert access.checkAccess(doctor, record)
@@ -58,17 +58,6 @@ def test_zero_grantee_and_empty_batch_are_refused(access, hospital, doctor, reco
     assert not access.checkAccess(doctor, record)
 
 
-def test_grant_to_a_non_reader_is_dormant_until_it_holds_a_reading_role(
-    access, admin, hospital, stranger, record, in_a_day
-):
-    access.grantAccess(record, stranger, in_a_day, sender=hospital)
-    assert not access.checkAccess(stranger, record)
-    access.grantRole(access.PATIENT_ROLE(), stranger, sender=admin)
-    assert not access.checkAccess(stranger, record), "a patient is not a reader"
-    access.grantRole(access.DOCTOR_ROLE(), stranger, sender=admin)
-    assert access.checkAccess(stranger, record)
-
-
 def test_batch_grants_every_grantee(access, admin, hospital, doctor, medic, stranger, record, in_a_day):
     access.grantRole(access.DOCTOR_ROLE(), stranger, sender=admin)
     access.grantRole(access.DOCTOR_ROLE(), medic, sender=admin)
@@ -83,7 +72,7 @@ def test_revoke_ends_access_at_once_and_regrant_works(access, hospital, patient,
     tx = access.revokeAccess(record, doctor, sender=patient)
     assert tx.events == [access.AccessRevoked(record, doctor, patient)]
     assert not access.checkAccess(doctor, record)
-    assert access.grantOf(record, doctor) == (0, False, 0)
+    assert access.grantOf(record, doctor) == (0, 0, 0)
     with ape.reverts(access.NoGrant, record=record, grantee=doctor):
         access.revokeAccess(record, doctor, sender=hospital)
     access.grantAccess(record, doctor, in_a_day, sender=hospital)
@@ -94,23 +83,23 @@ def test_an_expired_grant_can_still_be_revoked(access, chain, hospital, doctor, 
     access.grantAccess(record, doctor, in_a_day, sender=hospital)
     chain.mine(timestamp=in_a_day + 1)
     access.revokeAccess(record, doctor, sender=hospital)
-    assert access.grantOf(record, doctor) == (0, False, 0)
+    assert access.grantOf(record, doctor) == (0, 0, 0)
 
 
 def test_researcher_needs_a_grant_and_the_patients_consent(access, hospital, patient, researcher, record, in_a_day):
     access.grantAccess(record, researcher, in_a_day, sender=hospital)
     assert not access.checkAccess(researcher, record)
-    tx = access.setConsent(record, researcher, True, sender=patient)
-    assert tx.events == [access.ConsentSet(record, researcher, patient, True)]
-    assert access.grantOf(record, researcher) == (in_a_day, True, 0)
+    tx = access.setConsent(record, researcher, in_a_day, sender=patient)
+    assert tx.events == [access.ConsentSet(record, researcher, patient, in_a_day)]
+    assert access.grantOf(record, researcher) == (in_a_day, in_a_day, 0)
     assert access.checkAccess(researcher, record)
-    tx = access.setConsent(record, researcher, False, sender=patient)
-    assert tx.events == [access.ConsentSet(record, researcher, patient, False)]
+    tx = access.setConsent(record, researcher, 0, sender=patient)
+    assert tx.events == [access.ConsentSet(record, researcher, patient, 0)]
     assert not access.checkAccess(researcher, record)
 
 
 def test_consent_before_the_grant_and_across_renewals(access, hospital, patient, researcher, record, in_a_day):
-    access.setConsent(record, researcher, True, sender=patient)
+    access.setConsent(record, researcher, in_a_day + ONE_DAY, sender=patient)
     assert not access.checkAccess(researcher, record)
     access.grantAccess(record, researcher, in_a_day, sender=hospital)
     assert access.checkAccess(researcher, record)
@@ -120,7 +109,7 @@ def test_consent_before_the_grant_and_across_renewals(access, hospital, patient,
 
 def test_revocation_drops_consent(access, hospital, patient, researcher, record, in_a_day):
     access.grantAccess(record, researcher, in_a_day, sender=hospital)
-    access.setConsent(record, researcher, True, sender=patient)
+    access.setConsent(record, researcher, in_a_day, sender=patient)
     access.revokeAccess(record, researcher, sender=hospital)
     access.grantAccess(record, researcher, in_a_day, sender=hospital)
     assert not access.checkAccess(researcher, record), "a new grant needs new consent"
@@ -133,14 +122,14 @@ def test_a_patients_grant_carries_consent(access, patient, researcher, record, i
 
 
 def test_only_the_patient_consents_and_only_for_researchers(
-    access, hospital, other_patient, patient, doctor, researcher, record
+    access, hospital, other_patient, patient, doctor, researcher, record, in_a_day
 ):
     for caller in (hospital, other_patient, researcher):
         with ape.reverts(access.NotRecordPatient, record=record, caller=caller):
-            access.setConsent(record, researcher, True, sender=caller)
+            access.setConsent(record, researcher, in_a_day, sender=caller)
     with ape.reverts(access.NotAResearcher, account=doctor):
-        access.setConsent(record, doctor, True, sender=patient)
-    access.setConsent(record, doctor, False, sender=patient)  # withdrawing is always allowed
+        access.setConsent(record, doctor, in_a_day, sender=patient)
+    access.setConsent(record, doctor, 0, sender=patient)  # withdrawing is always allowed
 
 
 def test_a_doctor_who_is_also_a_researcher_needs_no_consent(access, admin, hospital, doctor, record, in_a_day):
@@ -151,18 +140,17 @@ def test_a_doctor_who_is_also_a_researcher_needs_no_consent(access, admin, hospi
     assert not access.checkAccess(doctor, record)
 
 
-def test_pause_denies_reads_and_stops_grant_changes(
+def test_pause_denies_reads_and_stops_what_widens_access(
     access, guardian, hospital, patient, doctor, researcher, record, in_a_day
 ):
     access.grantAccess(record, doctor, in_a_day, sender=hospital)
     access.pause(sender=guardian)
     assert not access.checkAccess(doctor, record)
-    assert access.grantOf(record, doctor) == (in_a_day, False, 0)
+    assert access.grantOf(record, doctor) == (in_a_day, 0, 0)
     for call in (
         lambda: access.grantAccess(record, doctor, in_a_day, sender=hospital),
         lambda: access.grantAccessBatch(record, [doctor], in_a_day, sender=hospital),
-        lambda: access.revokeAccess(record, doctor, sender=hospital),
-        lambda: access.setConsent(record, researcher, True, sender=patient),
+        lambda: access.setConsent(record, researcher, in_a_day, sender=patient),
         lambda: access.logAccess(record, sender=doctor),
     ):
         with ape.reverts(access.EnforcedPause):
@@ -180,11 +168,15 @@ def test_batch_and_consent_refuse_unknown_and_retired_records(
     with ape.reverts(access.RecordIsRetired, record=record):
         access.grantAccessBatch(record, [doctor], in_a_day, sender=hospital)
     with ape.reverts(access.RecordIsRetired, record=record):
-        access.setConsent(record, researcher, True, sender=patient)
+        access.setConsent(record, researcher, in_a_day, sender=patient)
 
 
-def test_a_grant_voided_by_role_loss_is_gone_for_revocation(access, admin, hospital, doctor, record, in_a_day):
+def test_a_grant_voided_by_role_loss_reads_as_none_and_can_still_be_revoked(
+    access, admin, hospital, doctor, record, in_a_day
+):
     access.grantAccess(record, doctor, in_a_day, sender=hospital)
     access.revokeRole(access.DOCTOR_ROLE(), doctor, sender=admin)
+    assert access.grantOf(record, doctor) == (0, 0, 0)
+    access.revokeAccess(record, doctor, sender=hospital)
     with ape.reverts(access.NoGrant, record=record, grantee=doctor):
         access.revokeAccess(record, doctor, sender=hospital)

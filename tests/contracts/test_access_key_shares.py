@@ -2,7 +2,7 @@
 
 import ape
 
-from conftest import make_cid
+from conftest import make_cid, record_id
 
 WRAPPED = b"\x42" * 89
 
@@ -67,11 +67,15 @@ def test_malformed_share_lists_and_keys_are_refused(access, hospital, patient, r
     access.shareDataKeys(record, 1, [hospital], [b"x" * limit], sender=hospital)
 
 
-def test_retired_record_and_pause_refuse_shares(access, hospital, guardian, record):
+def test_while_paused_only_the_owner_and_patient_get_keys(access, hospital, patient, doctor, guardian, record, in_a_day):
+    access.grantAccess(record, doctor, in_a_day, sender=hospital)
     access.pause(sender=guardian)
-    with ape.reverts(access.EnforcedPause):
-        access.shareDataKeys(record, 1, [hospital], [WRAPPED], sender=hospital)
-    access.unpause(sender=guardian)
+    access.shareDataKeys(record, 1, [hospital, patient], [WRAPPED, WRAPPED], sender=hospital)
+    with ape.reverts(access.NotAReader, record=record, reader=doctor):
+        access.shareDataKeys(record, 1, [doctor], [WRAPPED], sender=hospital)
+
+
+def test_retired_record_refuses_shares(access, hospital, record):
     access.retireRecord(record, sender=hospital)
     with ape.reverts(access.RecordIsRetired, record=record):
         access.shareDataKeys(record, 1, [hospital], [WRAPPED], sender=hospital)
@@ -79,7 +83,8 @@ def test_retired_record_and_pause_refuse_shares(access, hospital, guardian, reco
 
 def test_multicall_registers_and_shares_in_one_transaction(access, hospital, patient):
     cid = make_cid(7)
-    record = access.recordIdOf(cid)
+    record = access.recordIdOf(hospital, cid)
+    assert record == record_id(hospital, cid)
     tx = access.multicall(
         [
             access.registerRecord.encode_input(cid, patient),

@@ -18,7 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from web3.exceptions import ContractCustomError
 
-from conftest import make_cid
+from conftest import make_cid, record_id
 
 # Reader i holds READING_ROLES[i] at the start.
 READING_ROLES = ("DOCTOR_ROLE", "RESEARCHER_ROLE", "EMERGENCY_ROLE")
@@ -33,6 +33,11 @@ users = st.integers(0, 2)
 records = st.integers(0, MAX_RECORDS - 1)
 durations = st.integers(60, 3 * 24 * 3600)
 emergency_durations = st.integers(60, 12 * 3600)
+# 0 withdraws consent; otherwise the consent lasts this many seconds.
+consent_durations = st.one_of(st.just(0), durations)
+MAX_EMERGENCY_OPENINGS = 3
+EMERGENCY_COOLDOWN = 24 * 3600
+GRANTABLE_ROLES = {"DOCTOR_ROLE", "RESEARCHER_ROLE"}
 # Pausing and retiring act on one draw in four: each shuts every pair off, and the search finds more
 # when most steps leave the policy open.
 rare = st.integers(0, 3)
@@ -40,11 +45,17 @@ rare = st.integers(0, 3)
 
 @dataclass
 class Access:
-    """The model of one (user, record) pair."""
+    """The model of one (user, record) pair. A part voided by a role loss keeps its stored values."""
 
     expiry: int = 0
-    consent: bool = False
+    for_doctor: bool = False
+    grant_void: bool = False
+    consent_expiry: int = 0
+    consent_void: bool = False
     emergency_expiry: int = 0
+    emergency_void: bool = False
+    emergency_openings: int = 0
+    reopen_after: int = 0  # set when the patient closes break-glass access: the cooldown's end
 
 
 @dataclass
@@ -59,8 +70,9 @@ class Model:
     def pair(self, user: int, record: int) -> Access:
         return self.access.setdefault((user, record), Access())
 
-    def record_error(self, record: int) -> str | None:
-        if self.paused:
+    def record_error(self, record: int, *, widens: bool = True) -> str | None:
+        """The error a step on ``record`` fails with first; only steps that widen access stop while paused."""
+        if self.paused and widens:
             return "EnforcedPause"
         if record >= len(self.retired):
             return "UnknownRecord"
@@ -73,17 +85,18 @@ class Model:
         self.user_roles[user].discard(role)
         for (u, _), pair in self.access.items():
             if u == user:
-                pair.expiry, pair.consent, pair.emergency_expiry = 0, False, 0
+                pair.grant_void = pair.consent_void = pair.emergency_void = True
 
     def may_read(self, user: int, record: int, now: int) -> bool:
         if self.paused or record >= len(self.retired) or self.retired[record]:
             return False
         roles, pair = self.user_roles[user], self.pair(user, record)
-        if pair.expiry > now and (
-            "DOCTOR_ROLE" in roles or ("RESEARCHER_ROLE" in roles and pair.consent)
-        ):
-            return True
-        return pair.emergency_expiry > now and "EMERGENCY_ROLE" in roles
+        if pair.expiry > now and not pair.grant_void:
+            if pair.for_doctor and "DOCTOR_ROLE" in roles:
+                return True
+            if pair.consent_expiry > now and not pair.consent_void and "RESEARCHER_ROLE" in roles:
+                return True
+        return pair.emergency_expiry > now and not pair.emergency_void and "EMERGENCY_ROLE" in roles
 
 
 class RawContract:
@@ -162,7 +175,7 @@ class PolicyMachine(RuleBasedStateMachine):
         cid = make_cid(self.next_cid)
         error = "EnforcedPause" if self.model.paused else None
         if self._attempt(error, "registerRecord", cid, self.patient, sender=self.hospital):
-            self.record_ids.append(cid[-32:])
+            self.record_ids.append(record_id(self.hospital, cid))
             self.model.retired.append(False)
 
     @rule(record=records, user=users, by_patient=st.booleans(), duration=durations)
@@ -182,6 +195,10 @@ class PolicyMachine(RuleBasedStateMachine):
         grantees = [self.readers[u] for u in batch_users]
         rid = self._record_id(record)
         error = self.model.record_error(record)
+        if error is None:
+            error = next((
+                "GranteeCannotRead" for user in batch_users if not self.model.user_roles[user] & GRANTABLE_ROLES
+            ), None)
         if batch:
             receipt = self._attempt(error, "grantAccessBatch", rid, grantees, expiry, sender=granter)
         else:
@@ -189,51 +206,69 @@ class PolicyMachine(RuleBasedStateMachine):
         if receipt:
             for user in batch_users:
                 pair = self.model.pair(user, record)
-                pair.expiry = expiry
-                pair.consent = pair.consent or by_patient
+                pair.expiry, pair.grant_void = expiry, False
+                pair.for_doctor = "DOCTOR_ROLE" in self.model.user_roles[user]
+                if by_patient:
+                    pair.consent_expiry, pair.consent_void = expiry, False
 
     @rule(record=records, user=users, by_patient=st.booleans())
     def revoke(self, record, user, by_patient):
-        error = self.model.record_error(record)
+        error = self.model.record_error(record, widens=False)
         if error is None and self.model.pair(user, record).expiry == 0:
-            error = "NoGrant"
+            error = "NoGrant"  # a grant voided by a role loss is still there to revoke
         revoker = self.patient if by_patient else self.hospital
         if self._attempt(error, "revokeAccess", self._record_id(record), self.readers[user], sender=revoker):
             pair = self.model.pair(user, record)
-            pair.expiry, pair.consent = 0, False
+            pair.expiry, pair.consent_expiry = 0, 0
 
-    @rule(record=records, user=users, given=st.booleans())
-    def consent(self, record, user, given):
-        error = self.model.record_error(record)
-        if error is None and given and "RESEARCHER_ROLE" not in self.model.user_roles[user]:
+    @rule(record=records, user=users, duration=consent_durations)
+    def consent(self, record, user, duration):
+        expiry = self._now() + duration if duration else 0
+        error = self.model.record_error(record, widens=bool(expiry))
+        if error is None and expiry and "RESEARCHER_ROLE" not in self.model.user_roles[user]:
             error = "NotAResearcher"
         rid = self._record_id(record)
-        if self._attempt(error, "setConsent", rid, self.readers[user], given, sender=self.patient):
-            self.model.pair(user, record).consent = given
+        if self._attempt(error, "setConsent", rid, self.readers[user], expiry, sender=self.patient):
+            pair = self.model.pair(user, record)
+            pair.consent_expiry, pair.consent_void = expiry, False
 
     @rule(record=records, user=users, duration=emergency_durations)
     def open_emergency(self, record, user, duration):
         error = self.model.record_error(record)
+        pair = self.model.pair(user, record)
         if error is None and "EMERGENCY_ROLE" not in self.model.user_roles[user]:
             error = "AccessControlUnauthorizedAccount"
+        if error is None and pair.emergency_openings >= MAX_EMERGENCY_OPENINGS:
+            error = "EmergencyOpeningsExhausted"
+        if error is None and pair.reopen_after:
+            now = self._now()
+            if now < pair.reopen_after <= now + TIME_MARGIN:
+                return
+            if now < pair.reopen_after:
+                error = "EmergencyCooldown"
         rid = self._record_id(record)
         receipt = self._attempt(error, "openEmergencyAccess", rid, REASON, duration, sender=self.readers[user])
         if receipt:
             opened = self.raw.web3.eth.get_block(receipt.blockNumber)["timestamp"]
-            self.model.pair(user, record).emergency_expiry = opened + duration
+            pair.emergency_expiry, pair.emergency_void = opened + duration, False
+            pair.emergency_openings += 1
+            pair.reopen_after = 0
 
     @rule(record=records, user=users)
     def close_emergency(self, record, user):
-        error = self.model.record_error(record)
+        error = self.model.record_error(record, widens=False)
+        pair = self.model.pair(user, record)
         if error is None:
-            emergency_expiry, now = self.model.pair(user, record).emergency_expiry, self._now()
-            if now < emergency_expiry <= now + TIME_MARGIN:
+            now = self._now()
+            if now < pair.emergency_expiry <= now + TIME_MARGIN:
                 return
-            if emergency_expiry <= now:
+            if pair.emergency_expiry <= now or pair.emergency_void:
                 error = "NoEmergencyAccess"
         rid = self._record_id(record)
-        if self._attempt(error, "closeEmergencyAccess", rid, self.readers[user], sender=self.patient):
-            self.model.pair(user, record).emergency_expiry = 0
+        receipt = self._attempt(error, "closeEmergencyAccess", rid, self.readers[user], sender=self.patient)
+        if receipt:
+            closed = self.raw.web3.eth.get_block(receipt.blockNumber)["timestamp"]
+            pair.emergency_expiry, pair.reopen_after = closed, closed + EMERGENCY_COOLDOWN
 
     @rule(user=users)
     def toggle_role(self, user):
@@ -259,14 +294,15 @@ class PolicyMachine(RuleBasedStateMachine):
     @rule(record=records)
     def rotate(self, record):
         self.next_cid += 1
-        error = self.model.record_error(record)
+        error = self.model.record_error(record, widens=False)
         self._attempt(error, "rotateRecord", self._record_id(record), make_cid(self.next_cid), sender=self.hospital)
 
     @rule(record=records, roll=rare)
     def retire(self, record, roll):
         if roll:
             return
-        if self._attempt(self.model.record_error(record), "retireRecord", self._record_id(record), sender=self.hospital):
+        error = self.model.record_error(record, widens=False)
+        if self._attempt(error, "retireRecord", self._record_id(record), sender=self.hospital):
             self.model.retired[record] = True
 
     @rule(seconds=st.integers(1, 2 * 24 * 3600))

@@ -1,9 +1,9 @@
-"""Records: registration by CID, the one-claim-per-digest rule, rotation and retirement."""
+"""Records: registration by CID, ids bound to their owner, one claim per digest and owner, rotation, retirement."""
 
 import ape
 import pytest
 
-from conftest import make_cid
+from conftest import make_cid, record_id
 
 KINDS = ["v0", "v1-raw", "v1-dag-pb"]
 
@@ -13,12 +13,12 @@ def test_register_binds_cid_owner_and_patient(access, hospital, patient, kind):
     cid = make_cid(7, kind)
     tx = access.registerRecord(cid, patient, sender=hospital)
     record = tx.return_value
-    assert record == (7).to_bytes(32, "big")
+    assert record == record_id(hospital, cid)
     assert tx.events == [access.RecordRegistered(record, hospital, patient, cid)]
     assert access.recordOf(record) == (hospital.address, patient.address, 1, False)
     assert access.ownerOf(record) == hospital
     assert access.currentCid(record) == (cid, 1)
-    assert access.recordIdOf(cid) == record
+    assert access.recordIdOf(hospital, cid) == record
 
 
 @pytest.mark.parametrize(
@@ -39,15 +39,15 @@ def test_invalid_cids_are_refused(access, hospital, patient, cid):
     with ape.reverts(access.InvalidCid, cid=cid):
         access.registerRecord(cid, patient, sender=hospital)
     with ape.reverts(access.InvalidCid, cid=cid):
-        access.recordIdOf(cid)
+        access.recordIdOf(hospital, cid)
 
 
-def test_a_digest_is_claimed_once_in_any_format(access, hospital, other_hospital, patient, record):
+def test_a_digest_is_claimed_once_per_owner_in_any_format(access, hospital, other_hospital, patient, record):
+    digest = (1).to_bytes(32, "big")
     for kind in KINDS:
-        with ape.reverts(access.CidAlreadyClaimed, digest=record):
-            access.registerRecord(make_cid(1, kind), patient, sender=other_hospital)
-        with ape.reverts(access.CidAlreadyClaimed, digest=record):
+        with ape.reverts(access.CidAlreadyClaimed, digest=digest):
             access.registerRecord(make_cid(1, kind), patient, sender=hospital)
+    access.registerRecord(make_cid(1, "v0"), patient, sender=other_hospital)  # its own id: no squatting
 
 
 def test_only_data_owners_register_for_enrolled_patients(access, doctor, hospital, stranger, patient):
@@ -72,19 +72,19 @@ def test_rotation_moves_the_cid_and_keeps_grants(access, hospital, doctor, recor
     assert access.checkAccess(doctor, record)
 
 
-def test_rotated_cids_stay_claimed_and_are_not_records(access, hospital, other_hospital, patient, record):
+def test_rotated_cids_stay_claimed_and_are_not_records(access, hospital, patient, record):
     access.rotateRecord(record, make_cid(2), sender=hospital)
     access.rotateRecord(record, make_cid(3), sender=hospital)
     for n in (1, 2, 3):
         with ape.reverts(access.CidAlreadyClaimed, digest=(n).to_bytes(32, "big")):
-            access.registerRecord(make_cid(n, "v0"), patient, sender=other_hospital)
+            access.registerRecord(make_cid(n, "v0"), patient, sender=hospital)
         with ape.reverts(access.CidAlreadyClaimed, digest=(n).to_bytes(32, "big")):
             access.rotateRecord(record, make_cid(n), sender=hospital)
-    alias = (2).to_bytes(32, "big")
+    alias = record_id(hospital, make_cid(2))
     with ape.reverts(access.UnknownRecord, record=alias):
         access.recordOf(alias)
-    other = access.registerRecord(make_cid(9), patient, sender=other_hospital).return_value
-    with ape.reverts(access.CidAlreadyClaimed, digest=other):
+    access.registerRecord(make_cid(9), patient, sender=hospital)
+    with ape.reverts(access.CidAlreadyClaimed, digest=(9).to_bytes(32, "big")):
         access.rotateRecord(record, make_cid(9), sender=hospital)
 
 
@@ -142,19 +142,18 @@ def test_unknown_record_is_refused_everywhere(access, hospital, doctor, medic, p
     with ape.reverts(missing, record=unknown):
         access.retireRecord(unknown, sender=hospital)
     with ape.reverts(missing, record=unknown):
-        access.setConsent(unknown, doctor, False, sender=patient)
+        access.setConsent(unknown, doctor, 0, sender=patient)
     with ape.reverts(missing, record=unknown):
         access.openEmergencyAccess(unknown, b"\x01" * 32, 60, sender=medic)
     assert not access.checkAccess(doctor, unknown)
 
 
-def test_pause_stops_record_changes_but_not_views(access, guardian, hospital, patient, record):
+def test_pause_stops_registration_but_not_rotation_retirement_or_views(access, guardian, hospital, patient, record):
     access.pause(sender=guardian)
     with ape.reverts(access.EnforcedPause):
         access.registerRecord(make_cid(2), patient, sender=hospital)
-    with ape.reverts(access.EnforcedPause):
-        access.rotateRecord(record, make_cid(2), sender=hospital)
-    with ape.reverts(access.EnforcedPause):
-        access.retireRecord(record, sender=hospital)
     assert access.recordOf(record) == (hospital.address, patient.address, 1, False)
-    assert access.currentCid(record) == (make_cid(1), 1)
+    access.rotateRecord(record, make_cid(3), sender=hospital)
+    assert access.currentCid(record) == (make_cid(3), 2)
+    access.retireRecord(record, sender=hospital)
+    assert access.recordOf(record) == (hospital.address, patient.address, 2, True)

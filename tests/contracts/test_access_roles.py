@@ -125,7 +125,7 @@ def test_losing_doctor_role_ends_access_at_once_and_for_good(access, admin, hosp
     assert not access.checkAccess(doctor, record)
     access.grantRole(access.DOCTOR_ROLE(), doctor, sender=admin)
     assert not access.checkAccess(doctor, record), "re-admission must not revive old grants"
-    assert access.grantOf(record, doctor) == (0, False, 0)
+    assert access.grantOf(record, doctor) == (0, 0, 0)
     access.grantAccess(record, doctor, in_a_day, sender=hospital)
     assert access.checkAccess(doctor, record)
 
@@ -141,7 +141,7 @@ def test_what_was_given_in_the_block_of_the_role_loss_is_void(access, admin, doc
     access.multicall(
         [
             access.grantAccess.encode_input(record, doctor, in_a_day),
-            access.setConsent.encode_input(record, researcher, True),
+            access.setConsent.encode_input(record, researcher, in_a_day),
             access.openEmergencyAccess.encode_input(record, b"\x01" * 32, 3600),
             *(access.revokeRole.encode_input(role, member) for role, member in losses),
         ],
@@ -152,9 +152,9 @@ def test_what_was_given_in_the_block_of_the_role_loss_is_void(access, admin, doc
     access.grantAccess(record, researcher, in_a_day, sender=admin)  # the owner's grant: consent still needed
     for reader in (doctor, researcher, admin):
         assert not access.checkAccess(reader, record), reader
-    assert access.grantOf(record, doctor) == (0, False, 0)
-    assert access.grantOf(record, researcher) == (in_a_day, False, 0)
-    assert access.grantOf(record, admin) == (0, False, 0)
+    assert access.grantOf(record, doctor) == (0, 0, 0)
+    assert access.grantOf(record, researcher) == (in_a_day, 0, 0)
+    assert access.grantOf(record, admin) == (0, 0, 0)
 
 
 def test_losing_a_role_that_is_not_a_reading_role_keeps_grants(access, admin, hospital, doctor, record, in_a_day):
@@ -175,7 +175,7 @@ def test_losing_researcher_role_voids_consent_too(access, admin, patient, resear
     assert access.checkAccess(researcher, record)
     access.revokeRole(access.RESEARCHER_ROLE(), researcher, sender=admin)
     access.grantRole(access.RESEARCHER_ROLE(), researcher, sender=admin)
-    assert access.grantOf(record, researcher) == (0, False, 0)
+    assert access.grantOf(record, researcher) == (0, 0, 0)
 
 
 def test_losing_data_owner_role_ends_every_owner_power(access, admin, hospital, patient, doctor, record, in_a_day):
@@ -206,7 +206,7 @@ def test_losing_patient_role_ends_patient_powers(access, admin, hospital, patien
     with ape.reverts(refused, account=patient, neededRole=role):
         access.grantAccess(record, researcher, in_a_day, sender=patient)
     with ape.reverts(refused, account=patient, neededRole=role):
-        access.setConsent(record, researcher, True, sender=patient)
+        access.setConsent(record, researcher, in_a_day, sender=patient)
     with ape.reverts(access.PatientNotEnrolled, patient=patient):
         access.registerRecord(make_cid(4), patient, sender=hospital)
 

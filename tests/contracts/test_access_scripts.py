@@ -15,7 +15,7 @@ import pytest
 from cid import CIDv0, CIDv1
 from web3 import HTTPProvider, Web3
 
-from conftest import make_cid
+from conftest import make_cid, record_id
 
 
 @pytest.fixture
@@ -62,18 +62,18 @@ def test_local_signer_defaults_to_the_first_test_account(admin_scripts, accounts
     assert admin_helpers.signer(doctor) == doctor
 
 
-def test_records_are_named_by_id_or_by_any_cid(admin_scripts, access, record):
+def test_records_are_named_by_id_or_by_any_cid_of_the_owner(admin_scripts, access, hospital, record):
     admin_helpers, *_ = admin_scripts
-    assert admin_helpers.parse_record(access, "0x" + record.hex()) == record
+    assert admin_helpers.parse_record(access, "0x" + record.hex(), hospital.address) == record
     multihash = make_cid(1, "v0")
     for cid in (CIDv0(multihash), CIDv0(multihash).to_v1(), CIDv1("raw", multihash)):
-        assert admin_helpers.parse_record(access, cid.encode().decode()) == record
+        assert admin_helpers.parse_record(access, cid.encode().decode(), hospital.address) == record
     with pytest.raises(click.ClickException, match="neither a 0x-prefixed record id nor a CID"):
-        admin_helpers.parse_record(access, "not-a-cid")
+        admin_helpers.parse_record(access, "not-a-cid", hospital.address)
     # A well-formed CID the contract does not take (sha2-512): the contract's own error, decoded.
     sha512 = CIDv1("raw", bytes([0x13, 64]) + bytes(64)).encode().decode()
     with pytest.raises(click.ClickException, match=r"refused by the contract: InvalidCid\(cid=0x0155134"):
-        admin_helpers.parse_record(access, sha512)
+        admin_helpers.parse_record(access, sha512, hospital.address)
 
 
 def test_grant_script_grants_one_or_a_batch(admin_scripts, access, admin, hospital, doctor, researcher, record, in_a_day):
@@ -99,7 +99,7 @@ def test_grant_script_refuses_bad_input_and_changes_nothing(
     for sender, rec, grantees, expiry, message in cases:
         with pytest.raises(click.ClickException, match=message):
             grant.grant(access, sender, rec, grantees, expiry)
-    assert access.grantOf(record, doctor) == (0, False, 0)
+    assert access.grantOf(record, doctor) == (0, 0, 0)
 
 
 def test_revoke_script(admin_scripts, access, hospital, patient, doctor, record, in_a_day):
@@ -184,17 +184,18 @@ def test_command_lines_end_to_end(project, own_anvil, access, tmp_path, accounts
 
     cid = make_cid(5, "v0")
     call("registerRecord", cid, patient, sender=hospital)
+    rid = record_id(hospital, cid)
     cid_text = CIDv0(cid).encode().decode()
     granted = ape_run("grant", cid_text, doctor, "--days", "1", "--account", "TEST::1")
     assert granted.returncode == 0, granted.stderr
-    assert call("checkAccess", doctor, cid[-32:])[-1] == 1
+    assert call("checkAccess", doctor, rid)[-1] == 1
 
     listed = ape_run("participants", "list", "doctor")
     assert listed.returncode == 0 and f"doctor: {doctor}" in listed.stdout
 
-    revoked = ape_run("revoke", "0x" + cid[-32:].hex(), doctor, "--account", "TEST::3")
+    revoked = ape_run("revoke", "0x" + rid.hex(), doctor, "--account", "TEST::3")
     assert revoked.returncode == 0, revoked.stderr
-    assert call("checkAccess", doctor, cid[-32:])[-1] == 0
+    assert call("checkAccess", doctor, rid)[-1] == 0
 
     unknown = ape_run("grant", "0x" + "ab" * 32, doctor, "--days", "1", "--account", "TEST::1")
     assert unknown.returncode == 1 and "is not registered" in unknown.stderr

@@ -23,6 +23,7 @@ from offchain.crypto import (
     encrypt_stream,
     new_data_key,
     plaintext_length,
+    verify_data_key,
 )
 
 SEGMENT = 64
@@ -186,7 +187,7 @@ def test_wrong_record_or_version_is_detected(ciphertext: bytes, record_id: bytes
 
 
 def test_wrong_key_is_detected(ciphertext: bytes):
-    with pytest.raises(IntegrityError, match="segment 0"):
+    with pytest.raises(IntegrityError, match="key commitment"):
         decrypt(ciphertext, key=new_data_key())
 
 
@@ -194,15 +195,16 @@ def test_wrong_key_is_detected(ciphertext: bytes):
     "offset, value, error, message",
     [
         pytest.param(0, b"MSED", FormatError, "wrong magic", id="magic"),
-        pytest.param(4, b"\x02", FormatError, "format version 2", id="format-version"),
+        pytest.param(4, b"\x03", FormatError, "format version 3", id="format-version"),
         pytest.param(4, b"\x00", FormatError, "format version 0", id="format-version-0"),
         pytest.param(5, b"\x02", FormatError, "AEAD algorithm id 2", id="aead-id"),
         pytest.param(6, b"\x02", FormatError, "KDF id 2", id="kdf-id"),
         pytest.param(7, struct.pack(">I", 63), FormatError, "segment size must be 64", id="segment-size-too-small"),
         pytest.param(7, struct.pack(">I", (8 << 20) + 1), FormatError, "segment size", id="segment-size-too-large"),
-        pytest.param(7, struct.pack(">I", 2 * SEGMENT), IntegrityError, "segment 0", id="segment-size-valid-other"),
-        pytest.param(11, b"\x00" * 32, IntegrityError, "segment 0", id="salt"),
-        pytest.param(43, b"\x00" * 7, IntegrityError, "segment 0", id="nonce-prefix"),
+        pytest.param(7, struct.pack(">I", 2 * SEGMENT), IntegrityError, "key commitment", id="segment-size-valid-other"),
+        pytest.param(11, b"\x00" * 32, IntegrityError, "key commitment", id="salt"),
+        pytest.param(43, b"\x00" * 7, IntegrityError, "key commitment", id="nonce-prefix"),
+        pytest.param(50, b"\x00" * 32, IntegrityError, "key commitment", id="commitment"),
     ],
 )
 def test_header_changes_are_detected(ciphertext: bytes, offset: int, value: bytes, error, message: str):
@@ -358,8 +360,9 @@ def test_errors_share_one_base():
 def reference_open(ciphertext: bytes, key: bytes, record_id: bytes, version: int) -> bytes:
     """Decrypt by the construction documented in ``offchain.crypto.stream``, with raw AES-GCM."""
     header = ciphertext[:HEADER_SIZE]
-    magic, format_version, aead_id, kdf_id, segment_size, salt, prefix = struct.unpack(">4sBBBI32s7s", header)
-    assert (magic, format_version, aead_id, kdf_id) == (b"MSEC", 1, 1, 1)
+    magic, format_version, aead_id, kdf_id, segment_size, salt, prefix = struct.unpack(">4sBBBI32s7s", header[:50])
+    assert (magic, format_version, aead_id, kdf_id) == (b"MSEC", 2, 1, 1)
+    assert header[50:] == HKDF(hashes.SHA256(), 32, salt, b"MedShare key commitment v2" + header[:50]).derive(key)
     subkey = HKDF(hashes.SHA256(), 32, salt, b"MedShare stream subkey v1" + header).derive(key)
     body = ciphertext[HEADER_SIZE:]
     parts = [body[i : i + segment_size + 16] for i in range(0, len(body), segment_size + 16)]
@@ -377,3 +380,35 @@ def test_format_is_the_documented_construction(plaintext: bytes, ciphertext: byt
     assert reference_open(empty, KEY, RECORD_ID, VERSION) == b""
     full = os.urandom(2 * SEGMENT)
     assert reference_open(encrypt(full), KEY, RECORD_ID, VERSION) == full
+
+
+def reference_seal_v1(plaintext: bytes, key: bytes, record_id: bytes, version: int) -> bytes:
+    """A format-1 stream (no key commitment), as builds before the commitment wrote them."""
+    salt, prefix = os.urandom(32), os.urandom(7)
+    header = struct.pack(">4sBBBI32s7s", b"MSEC", 1, 1, 1, SEGMENT, salt, prefix)
+    subkey = HKDF(hashes.SHA256(), 32, salt, b"MedShare stream subkey v1" + header).derive(key)
+    parts = [plaintext[i : i + SEGMENT] for i in range(0, len(plaintext), SEGMENT)] or [b""]
+    sealed = b""
+    for index, part in enumerate(parts):
+        position = struct.pack(">IB", index, index == len(parts) - 1)
+        aad = header + record_id + version.to_bytes(32, "big") + position
+        sealed += AESGCM(subkey).encrypt(prefix + position, part, aad)
+    return header + sealed
+
+
+@pytest.mark.parametrize("size", [0, 10, SEGMENT, 3 * SEGMENT + 5])
+def test_format_1_streams_stay_readable_and_their_keys_checkable(size: int):
+    data = os.urandom(size)
+    legacy = reference_seal_v1(data, KEY, RECORD_ID, VERSION)
+    assert decrypt(legacy) == data
+    assert verify_data_key(io.BytesIO(legacy), KEY, RECORD_ID, VERSION)
+    assert not verify_data_key(io.BytesIO(legacy), new_data_key(), RECORD_ID, VERSION)
+    with pytest.raises(IntegrityError, match="segment 0"):
+        decrypt(legacy, key=new_data_key())
+
+
+def test_verify_data_key_reads_only_the_commitment(ciphertext: bytes):
+    assert verify_data_key(io.BytesIO(ciphertext[:HEADER_SIZE]), KEY, RECORD_ID, VERSION)
+    assert not verify_data_key(io.BytesIO(ciphertext[:HEADER_SIZE]), new_data_key(), RECORD_ID, VERSION)
+    with pytest.raises(FormatError, match="shorter than the stream header"):
+        verify_data_key(io.BytesIO(ciphertext[: HEADER_SIZE - 1]), KEY, RECORD_ID, VERSION)

@@ -45,7 +45,7 @@ def test_hybrid_and_x25519_readers_in_one_record_then_rotation(member, hospital,
 
     for service, suite in [(hybrid, KeySuite.MLKEM768_X25519), (classic, KeySuite.X25519),
                            (member(patient), KeySuite.MLKEM768_X25519), (owner, KeySuite.X25519)]:
-        wrapped = service.client.shared_key(record_id, service.client.address, 1)
+        wrapped = service.client.shared_keys(record_id, service.client.address, 1)[0]
         assert parse_wrapped_key(wrapped).suite is suite and len(wrapped) == suite.wrapped_key_size
     for service in (hybrid, classic):
         out = tmp_path / f"{service.client.address}.bin"
@@ -57,7 +57,7 @@ def test_hybrid_and_x25519_readers_in_one_record_then_rotation(member, hospital,
     hybrid.keystore.rotate()
     assert hybrid.client.publish_encryption_key(hybrid.keystore.public_key(), hybrid.keystore.suite()) == 2
     rotated = owner.revoke(record_id, researcher.address, rotate=True)
-    wrapped = hybrid.client.shared_key(record_id, doctor.address, rotated.version)
+    wrapped = hybrid.client.shared_keys(record_id, doctor.address, rotated.version)[0]
     header = parse_wrapped_key(wrapped)
     assert (header.suite, header.recipient_key_version) == (KeySuite.MLKEM768_X25519, 2)
     out = tmp_path / "v2.bin"

@@ -53,6 +53,9 @@ def test_keys_publish_then_upload_grant_fetch_ls_revoke(medshare, hospital, pati
     assert "Error: " in refused and "no grant" in refused
     assert not (tmp_path / "again").exists()
     assert f"{record_id}  v2" in medshare(1, "record", "ls", "--rebuild")
+    assert "only the record's owner" in medshare(2, "record", "rotate", record_id, ok=False)
+    assert "now version 3" in medshare(1, "record", "rotate", f"{patient.address}/diagnosis_report")
+    assert f"{record_id}  v3" in medshare(1, "record", "ls")
 
 
 def test_cli_refusals_are_one_clear_line(medshare, access, doctor, tmp_path):

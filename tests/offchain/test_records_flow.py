@@ -9,7 +9,7 @@ import os
 import pytest
 
 from conftest import ONE_DAY
-from offchain.chain import AccessClient
+from offchain.chain import AccessClient, record_id_for
 from offchain.contract_client import ChainRefusal
 from offchain.crypto import IntegrityError, Keystore, decrypt_stream, encrypt_stream, new_data_key, wrap_data_key
 from offchain.ipfs import CID, CorruptBlock, EmbeddedStore
@@ -71,7 +71,8 @@ def test_upload_grant_fetch_round_trip(member, access, hospital, patient, doctor
     assert [(log.reader, log.version) for log in reads] == [(doctor.address, 1)]
 
     # The patient got the key at upload and may share it on; the patient's own grant carries consent.
-    assert member(patient).client.shared_key(record_id, patient.address, 1) is not None
+    assert member(patient).client.shared_keys(record_id, patient.address, 1)
+    assert record_id == record_id_for(hospital.address, CID.parse(entry.cid))
 
 
 def test_patient_grants_a_researcher_who_then_reads(member, hospital, patient, researcher, scan, tmp_path, chain):
@@ -90,8 +91,8 @@ def test_owner_cannot_grant_a_researcher_without_consent(member, access, hospita
     until = chain.pending_timestamp + ONE_DAY
     with pytest.raises(AccessRefused, match="needs the patient's consent"):
         owner.grant(record_id, [researcher.address], until)
-    assert access.grantOf(record_id, researcher) == (0, False, 0)
-    access.setConsent(record_id, researcher, True, sender=patient)
+    assert access.grantOf(record_id, researcher) == (0, 0, 0)
+    access.setConsent(record_id, researcher, until, sender=patient)
     owner.grant(record_id, [researcher.address], until)
     assert access.checkAccess(researcher, record_id)
 
@@ -156,7 +157,7 @@ def test_tampered_ciphertext_fails_and_leaves_nothing(member, access, hospital, 
     tampered.write_bytes(ciphertext)
     with tampered.open("rb") as file:
         cid = owner.store.add(file)
-    record_id = cid.digest
+    record_id = record_id_for(hospital.address, cid)
     keys = [owner.client.encryption_key(who.address) for who in (hospital, doctor)]
     shares = [(key.member, wrap_data_key(data_key, key.public_key, key.version, record_id, 1)) for key in keys]
     owner.client.register_record(cid, patient.address, shares[:1])
@@ -196,7 +197,7 @@ def test_revoke_with_rotation_locks_out_the_revoked_reader(
     until = chain.pending_timestamp + ONE_DAY
     owner.grant(record_id, [doctor.address], until)
     member(patient).grant(record_id, [researcher.address], until)
-    old_wrapped = member(doctor).client.shared_key(record_id, doctor.address, 1)
+    old_wrapped = member(doctor).client.shared_keys(record_id, doctor.address, 1)[0]
     old_key = member(doctor).keystore.unwrap_data_key(old_wrapped, record_id, 1)
 
     rotated = owner.revoke(record_id, doctor.address, rotate=True)
@@ -207,11 +208,11 @@ def test_revoke_with_rotation_locks_out_the_revoked_reader(
     # Those who keep access read the new version; the owner can rotate again later.
     member(researcher).fetch(record_id, tmp_path / "r.bin")
     assert (tmp_path / "r.bin").read_bytes() == scan.read_bytes()
-    assert owner.client.shared_key(record_id, hospital.address, 2) is not None
+    assert owner.client.shared_keys(record_id, hospital.address, 2)
     # The revoked doctor: refused on chain, no key for version 2, and the old key opens nothing new.
     with pytest.raises(AccessRefused):
         member(doctor).fetch(record_id, tmp_path / "d.bin")
-    assert member(doctor).client.shared_key(record_id, doctor.address, 2) is None
+    assert member(doctor).client.shared_keys(record_id, doctor.address, 2) == []
     with open_cat(owner.store, rotated.cid) as source, pytest.raises(IntegrityError):
         decrypt_stream(source, open(os.devnull, "wb"), old_key, stream_record_id(record_id, 2), 2)
 
@@ -275,3 +276,57 @@ def test_index_is_rebuilt_from_chain_events(member, hospital, patient, other_pat
     assert by_id[first.record_id].name == "MRI_scan" and by_id[first.record_id].version == 2
     assert by_id[second.record_id].name == f"record-{second.record_id[2:14]}"
     assert by_id[second.record_id].cid == second.cid
+
+
+def test_a_wrong_key_shared_later_does_not_lock_a_reader_out(member, access, hospital, patient, doctor, scan, tmp_path,
+                                                             chain):
+    """The patient publishes a wrong data key for the doctor after the owner's right one: the newest
+    share is not trusted, the one matching the ciphertext's key commitment is used."""
+    owner, reader = member(hospital), member(doctor)
+    member(patient)
+    record_id = owner.upload(scan, patient.address, "MRI_scan").record_bytes
+    owner.grant(record_id, [doctor.address], chain.pending_timestamp + ONE_DAY)
+    key = owner.client.encryption_key(doctor.address)
+    poison = wrap_data_key(new_data_key(), key.public_key, key.version, record_id, 1, key.suite)
+    access.shareDataKeys(record_id, 1, [doctor], [poison], sender=patient)
+    assert reader.client.shared_keys(record_id, doctor.address, 1)[0] == poison
+    reader.fetch(record_id, tmp_path / "copy")
+    assert (tmp_path / "copy").read_bytes() == scan.read_bytes()
+
+
+def test_a_revocation_goes_through_even_when_the_rotation_cannot(member, access, hospital, patient, doctor, scan,
+                                                                 tmp_path, chain):
+    """The owner holds no key share of its own here, so the rotation fails off chain; the revocation,
+    sent on its own first, has still ended the doctor's access."""
+    owner = member(hospital)
+    member(doctor)
+    data_key = new_data_key()
+    with scan.open("rb") as source, owner.store.writer() as sink:
+        encrypt_stream(source, sink, data_key, ZERO_RECORD_ID, 1)
+    record_id = owner.client.register_record(sink.cid, patient.address, [])
+    key = owner.client.encryption_key(doctor.address)
+    wrapped = wrap_data_key(data_key, key.public_key, key.version, record_id, 1, key.suite)
+    owner.client.grant(record_id, [doctor.address], chain.pending_timestamp + ONE_DAY, 1, [(doctor.address, wrapped)])
+    assert access.checkAccess(doctor, record_id)
+    with pytest.raises(RecordError, match="no data key"):
+        owner.revoke(record_id, doctor.address, rotate=True)
+    assert not access.checkAccess(doctor, record_id)
+    assert access.grantOf(record_id, doctor) == (0, 0, 0)
+
+
+def test_a_reader_whose_grant_was_voided_is_rotated_out(member, access, admin, hospital, patient, doctor, scan,
+                                                        tmp_path, chain):
+    owner = member(hospital)
+    member(doctor)
+    record_id = owner.upload(scan, patient.address, "MRI_scan").record_bytes
+    owner.grant(record_id, [doctor.address], chain.pending_timestamp + ONE_DAY)
+    access.revokeRole(access.DOCTOR_ROLE(), doctor, sender=admin)
+    access.grantRole(access.DOCTOR_ROLE(), doctor, sender=admin)  # re-admitted: the old grant stays void
+    with pytest.raises(RecordError, match="holds no grant"):
+        owner.revoke(record_id, doctor.address)
+    rotated = owner.revoke(record_id, doctor.address, rotate=True)
+    assert rotated.version == 2
+    assert member(doctor).client.shared_keys(record_id, doctor.address, 2) == []
+    assert owner.rotate(record_id).version == 3  # the owner's own key of version 2 opened it
+    with pytest.raises(AccessRefused, match="only the record's owner"):
+        member(patient).rotate(record_id)
