@@ -10,9 +10,10 @@ ROOT = Path(__file__).resolve().parents[1]
 INTRO = "`tests/test_readme.py` runs this very session:\n\n"
 
 
-def readme_session() -> str:
+def readme_session(intro: str = INTRO) -> str:
+    """The indented code block that follows ``intro`` in README."""
     text = (ROOT / "README.md").read_text()
-    block = text[text.index(INTRO) + len(INTRO):].split("\n\n", 1)[0]
+    block = text[text.index(intro) + len(intro):].split("\n\n", 1)[0]
     lines = block.splitlines()
     assert lines and all(line.startswith("    ") for line in lines), "the session must be one indented code block"
     return "\n".join(line[4:] for line in lines)

@@ -6,6 +6,7 @@ import click
 
 from offchain.cli.chain import chain
 from offchain.cli.deploy import deploy
+from offchain.cli.fl import fl
 from offchain.cli.ipfs import ipfs
 from offchain.cli.keys import keys
 from offchain.cli.members import members
@@ -23,7 +24,7 @@ def main() -> None:
         raise click.ClickException(str(error)) from None
 
 
-for command in (chain, deploy, members, keys, record, ipfs):
+for command in (chain, deploy, members, keys, record, ipfs, fl):
     main.add_command(command)
 
 
