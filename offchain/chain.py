@@ -9,7 +9,6 @@ the contract's custom error.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,20 +18,7 @@ from eth_utils import keccak, to_canonical_address
 from offchain.contract_client import ContractClient
 from offchain.crypto import KeySuite, KeyWrapError
 from offchain.ipfs.cid import CID
-
-
-class Role(enum.IntFlag):
-    """The bits of ``rolesOf(account)``, as ConsortiumRoles.sol assigns them."""
-
-    ADMIN = 1 << 0
-    GUARDIAN = 1 << 1
-    DATA_OWNER = 1 << 2
-    DOCTOR = 1 << 3
-    RESEARCHER = 1 << 4
-    PATIENT = 1 << 5
-    EMERGENCY = 1 << 6
-    COORDINATOR = 1 << 7
-    PARTICIPANT = 1 << 8
+from offchain.roles import Role
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,12 @@ as :class:`ChainRefusal` carrying the contract's custom error.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from ape.exceptions import ContractLogicError, CustomError
@@ -22,8 +24,10 @@ from eth_utils import keccak, to_checksum_address
 from web3.exceptions import ContractCustomError as Web3CustomError
 from web3.exceptions import ContractLogicError as Web3LogicError
 
+from offchain.errors import MedShareError
 
-class ChainRefusal(Exception):
+
+class ChainRefusal(MedShareError):
     """The contract refused a call or transaction; ``error`` is its custom error's name."""
 
     def __init__(self, error: str, inputs: dict[str, Any]) -> None:
@@ -96,6 +100,24 @@ def _topic_value(canonical_type: str, topic: bytes) -> Any:
     return to_checksum_address(value) if canonical_type == "address" else value
 
 
+LOG_PAGE_BLOCKS = int(os.environ.get("MEDSHARE_LOG_PAGE_BLOCKS") or 1000)
+"""The most blocks one ``eth_getLogs`` asks for (``MEDSHARE_LOG_PAGE_BLOCKS``; public Polygon endpoints
+refuse ranges beyond 1,000 to 10,000 blocks)."""
+
+REORG_DEPTH = 16
+"""Logs in the last this many blocks are never cached: a reorg that deep is rare on Polygon PoS
+(milestones finalize within about 16 blocks) and would otherwise leave a stale log behind."""
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A transaction this client sent and saw mined: what front ends print (hash and gas)."""
+
+    tx_hash: str
+    gas_used: int
+    block: int
+
+
 class ContractClient:
     """A deployed contract (an Ape contract instance) and the account that signs for this client."""
 
@@ -104,6 +126,9 @@ class ContractClient:
         self.account = account
         self.from_block = from_block
         self._cached_chain_id: int | None = None
+        self.sent: list[Sent] = []
+        self._log_cache: dict[tuple, tuple[list[Any], int]] = {}
+        """Every transaction sent through this client, oldest first."""
 
     @property
     def address(self) -> str:
@@ -115,12 +140,29 @@ class ContractClient:
         return int(self.contract.chain_manager.pending_timestamp)
 
     def _logs(self, event: str, **topics: Any) -> list[Any]:
-        """The contract's ``event`` logs matching the indexed ``topics``, oldest first (one eth_getLogs)."""
-        query = LogFilter.from_event(
-            getattr(self.contract, event), search_topics=topics, addresses=[self.contract.address],
-            start_block=self.from_block,
-        )
-        return list(self.contract.provider.get_contract_logs(query))
+        """The contract's ``event`` logs matching the indexed ``topics``, oldest first.
+
+        Public endpoints cap the block range of one ``eth_getLogs`` (often at
+        1,000 to 10,000 blocks), so the range from the deployment block on is
+        read in pages of :data:`LOG_PAGE_BLOCKS`. Logs older than the last
+        :data:`REORG_DEPTH` blocks are kept, so a later read of the same query
+        fetches only the blocks since; the recent blocks are read again every
+        time, so a short reorg never leaves a stale log behind.
+        """
+        key = (event, tuple(sorted((name, repr(value)) for name, value in topics.items())))
+        settled_logs, settled_to = self._log_cache.get(key, ([], self.from_block - 1))
+        head = int(self.contract.provider.web3.eth.block_number)
+        fresh = []
+        for start in range(settled_to + 1, head + 1, LOG_PAGE_BLOCKS):
+            query = LogFilter.from_event(
+                getattr(self.contract, event), search_topics=topics, addresses=[self.contract.address],
+                start_block=start, stop_block=min(head, start + LOG_PAGE_BLOCKS - 1),
+            )
+            fresh.extend(self.contract.provider.get_contract_logs(query))
+        settled = head - REORG_DEPTH
+        if settled > settled_to:
+            self._log_cache[key] = (settled_logs + [log for log in fresh if log.block_number <= settled], settled)
+        return settled_logs + fresh
 
     def _multicall(self, calls: list[bytes]) -> Any:
         return self._send(self.contract.multicall, calls)
@@ -160,6 +202,7 @@ class ContractClient:
         receipt = web3.eth.wait_for_transaction_receipt(tx_hash, timeout=600, poll_latency=0.01 if local else 1.0)
         if receipt["status"] != 1:
             raise ChainRefusal("transaction reverted after its simulation passed", {"tx": tx_hash})
+        self.sent.append(Sent("0x" + bytes(tx_hash).hex(), int(receipt["gasUsed"]), int(receipt["blockNumber"])))
         confirmations = provider.network.required_confirmations
         while confirmations and web3.eth.block_number < receipt["blockNumber"] + confirmations:
             time.sleep(1.0)

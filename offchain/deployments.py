@@ -20,13 +20,14 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from offchain.errors import MedShareError
 from offchain.settings import Settings
 
 
 ACCESS_CONTRACT = "MedicalAccess"
 
 
-class DeploymentNotFound(LookupError):
+class DeploymentNotFound(MedShareError, LookupError):
     """No deployment of the contract is recorded for the chain."""
 
 

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from offchain.errors import InvalidInput
+
 DEFAULT_IPFS_API = "/ip4/127.0.0.1/tcp/5001/http"
 IPFS_BACKENDS = ("embedded", "kubo")
 
@@ -26,7 +28,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         if self.ipfs_backend not in IPFS_BACKENDS:
-            raise ValueError(f"MEDSHARE_IPFS_BACKEND must be one of {', '.join(IPFS_BACKENDS)}, not {self.ipfs_backend!r}")
+            raise InvalidInput(f"MEDSHARE_IPFS_BACKEND must be one of {', '.join(IPFS_BACKENDS)}, not {self.ipfs_backend!r}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:

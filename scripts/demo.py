@@ -18,6 +18,9 @@ from fl.data import federated_breast_cancer
 from fl.simulation import FederatedConfig, run_federated, train_centralized
 from offchain.chain import AccessClient
 from offchain.crypto import KeySuite, Keystore
+from offchain.deploy import deploy
+from offchain.members import MemberChange, add_members
+from offchain.roles import Role
 from offchain.ipfs import EmbeddedStore
 from offchain.records import AccessRefused, RecordIndex, RecordService
 
@@ -30,20 +33,26 @@ def step(text: str) -> None:
 
 
 def main() -> None:
-    admin, hospital, patient, doctor, researcher, stranger = accounts.test_accounts[:6]
+    # The accounts hold the roles they hold in the tests and in README's command session.
+    admin, hospital, doctor, patient, researcher = accounts.test_accounts[:5]
+    stranger = accounts.test_accounts[9]
     with tempfile.TemporaryDirectory(prefix="medshare-demo-") as folder:
         home = Path(folder)
         step("Consortium: deploy MedicalAccess and hand out roles")
-        access = admin.deploy(project.MedicalAccess, admin)
+        deployed = {each.name: each for each in deploy(admin, admin.address, path=home / "deployments.json")}
+        access = project.MedicalAccess.at(deployed["MedicalAccess"].address)
         click.echo(f"MedicalAccess deployed at {access.address} on chain {chain.chain_id}")
-        for role, member, label in [
-            (access.DATA_OWNER_ROLE(), hospital, "hospital_1 (data owner)"),
-            (access.PATIENT_ROLE(), patient, "patient_A"),
-            (access.DOCTOR_ROLE(), doctor, "doctor"),
-            (access.RESEARCHER_ROLE(), researcher, "researcher"),
-        ]:
-            access.grantRole(role, member, sender=admin)
-            click.echo(f"  {label}: {member.address}")
+        members = [
+            MemberChange(Role.DATA_OWNER, hospital.address, "hospital_1"),
+            MemberChange(Role.DOCTOR, doctor.address, "doctor"),
+            MemberChange(Role.PATIENT, patient.address, "patient_A"),
+            MemberChange(Role.RESEARCHER, researcher.address, "researcher"),
+        ]
+        admin_client = AccessClient(access, admin)
+        add_members(admin_client, members)
+        for member in members:
+            click.echo(f"  {member.label} ({member.role.label}): {member.address}")
+        click.echo(f"  one transaction: {admin_client.sent[-1].tx_hash} (gas {admin_client.sent[-1].gas_used:,})")
 
         step("Members create keystores and publish their keys (the doctor's is hybrid post-quantum)")
         store = EmbeddedStore(home / "ipfs")
@@ -51,9 +60,9 @@ def main() -> None:
         for member in (hospital, patient, doctor, researcher, stranger):
             suite = KeySuite.MLKEM768_X25519 if member is doctor else KeySuite.X25519
             keystore = Keystore.create(home / f"{member.address}.keystore.json", DEMO_PASSPHRASE, suite=suite)
-            if member is not stranger:
-                access.publishEncryptionKey(keystore.suite().kem_id, keystore.public_key(), sender=member)
             client = AccessClient(access, member)
+            if member is not stranger:
+                client.publish_encryption_key(keystore.public_key(), keystore.suite())
             services[member] = RecordService(client, store, keystore, RecordIndex(home / f"{member.address}.index.json"))
         click.echo("  keys published for hospital_1, patient_A, doctor, researcher")
 

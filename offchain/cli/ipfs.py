@@ -44,7 +44,10 @@ def ipfs() -> None:
 @click.argument("file", type=click.File("rb"))
 @_store_errors_as_messages
 def add(cid_version: str, only_hash: bool, file: BinaryIO) -> None:
-    """Add FILE ('-' for standard input) and print its CID alone, as `ipfs add -Q`."""
+    """Add FILE ('-' for standard input) as it is and print its CID alone, as `ipfs add -Q`.
+
+    The bytes are stored in plaintext, readable by anyone who has the CID; patient data goes
+    through `medshare record upload`, which encrypts it first."""
     click.echo(open_store().add(file, cid_version=int(cid_version), only_hash=only_hash))
 
 

@@ -1,17 +1,18 @@
 """``medshare record``: the seed's workflow from the command line.
 
     medshare record upload FILE --patient ADDRESS --name NAME
-    medshare record grant RECORD GRANTEE... (--days N | --until UNIX_TIME)
+    medshare record grant RECORD GRANTEE... (--days N | --until TIME)   or   --csv FILE
     medshare record share RECORD READER...
     medshare record fetch RECORD -o PATH [--force]
-    medshare record revoke RECORD GRANTEE [--rotate]
+    medshare record revoke RECORD GRANTEE [--rotate]                    or   --csv FILE
     medshare record rotate RECORD
     medshare record ls [--rebuild]
 
-RECORD is a record id (0x + 64 hex digits), the CID of any version of one of
-this account's records (ids are bound to their owner), or PATIENT/NAME from
-this hospital's index. Every command takes
---network, --rpc, --account and --contract (see ``medshare record upload --help``).
+RECORD is a record id (0x + 64 hex digits), which names it on any machine, the
+CID of any version of one of this account's records (ids are bound to their
+owner), or PATIENT/NAME, which only this hospital's index knows. Every command
+takes --network, --rpc, --account and --contract (see ``medshare record upload
+--help``). ``ape run grant`` and ``ape run revoke`` are these same commands.
 """
 
 from __future__ import annotations
@@ -21,30 +22,27 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import click
-from eth_utils import is_address, to_checksum_address
 from tqdm import tqdm
 
+from offchain import inputs
 from offchain.chain import AccessClient
-from offchain.cli.session import ChainOptions, chain_options, connected, record_service, user_errors
-from offchain.ipfs.cid import CID, InvalidCID
-from offchain.records import RecordError, RecordService
+from offchain.cli.session import (
+    ADDRESS,
+    ChainOptions,
+    chain_options,
+    connected,
+    echo_sent,
+    record_service,
+    user_errors,
+)
+from offchain.records import RecordService
+from offchain.records.batch import BatchStopped, grant_batch, read_batch, revoke_batch
+from offchain.records.batch import resolve_record as _resolve
 
 # Files at least this large get a progress bar (on a terminal).
 PROGRESS_THRESHOLD = 16 << 20
 
-
-class AddressParam(click.ParamType):
-    """An Ethereum address, checksummed."""
-
-    name = "ADDRESS"
-
-    def convert(self, value, param, ctx) -> str:
-        if not is_address(value):
-            self.fail(f"{value!r} is not an Ethereum address", param, ctx)
-        return to_checksum_address(value)
-
-
-ADDRESS = AddressParam()
+CSV_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 @contextmanager
@@ -59,25 +57,16 @@ def _progress(total: int | None, label: str) -> Iterator:
 
 
 def resolve_record(service: RecordService, client: AccessClient, value: str) -> bytes:
-    """A record id from ``0x`` + 64 hex digits, a CID of one of the signer's records, or PATIENT/NAME."""
-    if value.startswith("0x") and len(value) == 66:
-        try:
-            return bytes.fromhex(value[2:])
-        except ValueError:
-            pass
-    if "/" in value:
-        patient, _, name = value.partition("/")
-        if is_address(patient):
-            entry = service.index.get(to_checksum_address(patient), name)
-            if entry is None:
-                raise RecordError(f"no record {name!r} for patient {patient} in {service.index.path}")
-            return entry.record_bytes
-    try:
-        return client.record_id_of(CID.parse(value))
-    except InvalidCID as error:
-        raise click.BadParameter(
-            f"{value!r} is not a record id (0x + 64 hex digits), a CID or PATIENT/NAME ({error})", param_hint="RECORD"
-        ) from None
+    """A record id from ``0x`` + 64 hex digits, a CID of its first version, or PATIENT/NAME."""
+    return _resolve(service, value)
+
+
+def _one_or_csv(record_ref: str | None, users: tuple[str, ...], csv: Path | None, what: str) -> None:
+    """Refuse a command line that gives both, or neither, of RECORD USER... and --csv."""
+    if csv is not None and (record_ref or users):
+        raise click.UsageError(f"give either RECORD {what}... or --csv FILE, not both")
+    if csv is None and not (record_ref and users):
+        raise click.UsageError(f"give RECORD and at least one {what}, or --csv FILE")
 
 
 @click.group()
@@ -98,27 +87,47 @@ def upload(chain: ChainOptions, file: Path, patient: str, name: str) -> None:
         with _progress(file.stat().st_size, "encrypt+add") as progress:
             entry = service.upload(file, patient, name, progress=progress)
     click.echo(f"{entry.patient}/{entry.name}: record {entry.record_id} version {entry.version} cid {entry.cid}")
+    echo_sent(client.sent)
 
 
 @record.command()
 @chain_options
-@click.argument("record_ref", metavar="RECORD")
-@click.argument("grantees", nargs=-1, required=True, type=ADDRESS)
-@click.option("--days", type=click.FloatRange(min=0, min_open=True), help="Grant for this many days from now.")
-@click.option("--until", type=int, help="Grant until this Unix time.")
+@click.argument("record_ref", metavar="RECORD", required=False)
+@click.argument("grantees", metavar="GRANTEE...", nargs=-1, type=ADDRESS)
+@click.option("--days", metavar="N", help="Grant for N days from now (a decimal number, e.g. 7 or 0.5).")
+@click.option("--until", metavar="TIME", help="Grant until TIME: a Unix time or an ISO date (2027-01-31).")
+@click.option("--csv", type=CSV_FILE, help="Grant every row of FILE (columns record,grantee,days) instead.")
 @user_errors
-def grant(chain: ChainOptions, record_ref: str, grantees: tuple[str, ...], days: float | None,
-          until: int | None) -> None:
-    """Let GRANTEES (doctors or researchers) read RECORD until an expiry, and give them its key."""
-    if (days is None) == (until is None):
+def grant(chain: ChainOptions, record_ref: str | None, grantees: tuple[str, ...], days: str | None,
+          until: str | None, csv: Path | None) -> None:
+    """Let GRANTEES (doctors, or researchers with the patient's consent) read RECORD until an expiry, and
+    give them its key in the same transaction."""
+    _one_or_csv(record_ref, grantees, csv, "GRANTEE")
+    if csv is not None and (days or until):
+        raise click.UsageError("with --csv, each row gives its own days")
+    if csv is None and (days is None) == (until is None):
         raise click.UsageError("give exactly one of --days and --until")
     with connected(chain) as client:
         service = record_service(client)
+        if csv is not None:
+            rows = read_batch(service, csv, grant=True)
+            try:
+                grant_batch(service, rows)
+            except BatchStopped:
+                echo_sent(client.sent)
+                raise
+            for row in rows:
+                click.echo(f"row {row.number}: granted {row.grantee} record 0x{row.record_id.hex()} "
+                           f"until {inputs.show_time(row.expiry)}")
+            echo_sent(client.sent)
+            return
+        expiry = inputs.expiry(days=days, until=until, now=client.now())
         record_id = resolve_record(service, client, record_ref)
-        expiry = until if until is not None else client.now() + int(days * 86400)
         info = service.grant(record_id, list(grantees), expiry)
     for grantee in grantees:
-        click.echo(f"granted {grantee} record 0x{record_id.hex()} version {info.version} until {expiry}")
+        click.echo(f"granted {grantee} record 0x{record_id.hex()} version {info.version} "
+                   f"until {inputs.show_time(expiry)}")
+    echo_sent(client.sent)
 
 
 @record.command()
@@ -134,6 +143,7 @@ def share(chain: ChainOptions, record_ref: str, readers: tuple[str, ...]) -> Non
         info = service.share(record_id, list(readers))
     for reader in readers:
         click.echo(f"shared the key of record 0x{record_id.hex()} version {info.version} with {reader}")
+    echo_sent(client.sent)
 
 
 @record.command()
@@ -159,20 +169,34 @@ def fetch(chain: ChainOptions, record_ref: str, output: Path, force: bool) -> No
 
 @record.command()
 @chain_options
-@click.argument("record_ref", metavar="RECORD")
-@click.argument("grantee", type=ADDRESS)
+@click.argument("record_ref", metavar="RECORD", required=False)
+@click.argument("grantee", required=False, type=ADDRESS)
 @click.option("--rotate", is_flag=True,
               help="Also re-encrypt under a new key shared only with those who keep access (owner only).")
+@click.option("--csv", type=CSV_FILE, help="Revoke every row of FILE (columns record,grantee[,days]) instead.")
 @user_errors
-def revoke(chain: ChainOptions, record_ref: str, grantee: str, rotate: bool) -> None:
+def revoke(chain: ChainOptions, record_ref: str | None, grantee: str | None, rotate: bool, csv: Path | None) -> None:
     """End GRANTEE's access to RECORD at once."""
+    _one_or_csv(record_ref, (grantee,) if grantee else (), csv, "GRANTEE")
     with connected(chain) as client:
         service = record_service(client)
+        if csv is not None:
+            rows = read_batch(service, csv, grant=False)
+            try:
+                revoke_batch(service, rows, rotate=rotate)
+            except BatchStopped:
+                echo_sent(client.sent)
+                raise
+            for row in rows:
+                click.echo(f"row {row.number}: revoked {row.grantee} on record 0x{row.record_id.hex()}")
+            echo_sent(client.sent)
+            return
         record_id = resolve_record(service, client, record_ref)
         with _progress(None, "re-encrypt") as progress:
             info = service.revoke(record_id, grantee, rotate=rotate, progress=progress)
     rotated = f"; now version {info.version} at {info.cid}" if rotate else ""
     click.echo(f"revoked {grantee} on record 0x{record_id.hex()}{rotated}")
+    echo_sent(client.sent)
 
 
 @record.command()
@@ -190,6 +214,7 @@ def rotate(chain: ChainOptions, record_ref: str) -> None:
         with _progress(None, "re-encrypt") as progress:
             info = service.rotate(record_id, progress=progress)
     click.echo(f"rotated record 0x{record_id.hex()}: now version {info.version} at {info.cid}")
+    echo_sent(client.sent)
 
 
 @record.command(name="ls")

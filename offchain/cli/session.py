@@ -1,39 +1,40 @@
-"""What every chain-facing command shares: network, account, contract, keystore, clear errors.
+"""What every chain-facing front end shares: network, account, contract, keystore, clear errors.
 
-Options (on each command): ``--network`` (an Ape network choice, default the
-local anvil), ``--rpc`` (the node's URL, e.g. a long-running ``anvil``),
-``--account`` (an Ape account alias, or ``TEST::N`` on a local network) and
-``--contract`` (default: the deployment recorded for the chain). Inside a
-process that is already connected (``ape run``, ``ape test``) the commands
-use that connection.
+Options (on each command, and on each Ape script, which are the same
+commands): ``--network`` (an Ape network choice, default the local chain:
+``medshare chain up``'s if it runs), ``--rpc`` (a node's URL, which must
+answer), ``--account`` (an Ape account alias, or ``TEST::N`` on a local
+network) and ``--contract`` (default: the deployment recorded for the chain).
+How the node is chosen: :mod:`offchain.network`.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
+from offchain import inputs
 from offchain.chain import AccessClient
-from offchain.contract_client import ChainRefusal
 from offchain.cli.errors import reported
-from offchain.crypto import CryptoError, Keystore
-from offchain.deployments import DeploymentNotFound, find_deployment
-from offchain.ipfs import StoreError, open_store
-from offchain.records import RecordError, RecordIndex, RecordIndexError, RecordService
+from offchain.contract_client import Sent
+from offchain.crypto import Keystore
+from offchain.deployments import find_deployment
+from offchain.errors import ChainUnavailable, InvalidInput, MedShareError
+from offchain.ipfs import open_store
+from offchain.network import DEFAULT_NETWORK, connect
+from offchain.records import RecordIndex, RecordService
 from offchain.settings import Settings
 
-DEFAULT_NETWORK = "ethereum:local:foundry"
 PASSPHRASE_ENV = "MEDSHARE_PASSPHRASE"
-user_errors = reported(
-    RecordError, ChainRefusal, CryptoError, StoreError, RecordIndexError, DeploymentNotFound, OSError
-)
+user_errors = reported(MedShareError, OSError)
 """Show the library's refusals as one clear line and exit status 1, never a traceback."""
 
 
@@ -42,41 +43,93 @@ class ChainOptions:
     network: str | None
     rpc: str | None
     account: str | None
-    contract: str | None
+    contract: str | None = None
+
+
+def _checked(parse: Callable[[str], Any]) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A click callback running one of :mod:`offchain.inputs`' parsers (None passes through)."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except InvalidInput as error:
+            raise click.BadParameter(str(error).split(": ", 1)[-1], ctx, param) from None
+
+    return callback
+
+
+class AddressParam(click.ParamType):
+    """An Ethereum address, checksummed; mixed case must carry a correct EIP-55 checksum."""
+
+    name = "ADDRESS"
+
+    def convert(self, value, param, ctx) -> str:
+        try:
+            return inputs.address(value, "address")
+        except InvalidInput as error:
+            self.fail(str(error).split(": ", 1)[-1], param, ctx)
+
+
+ADDRESS = AddressParam()
+
+
+def network_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--network``, ``--rpc`` and ``--account``; the command receives them as ``chain``."""
+
+    @click.option("--network", default=None, metavar="ECOSYSTEM:NETWORK:PROVIDER",
+                  help=f"Ape network choice (default: {DEFAULT_NETWORK}, on the chain of `medshare chain up` "
+                       "if it runs).")
+    @click.option("--rpc", default=None, metavar="URL",
+                  help="The node's RPC URL, e.g. http://127.0.0.1:8545; it must answer.")
+    @click.option("--account", default=None, metavar="ALIAS",
+                  help="Ape account alias (`ape accounts import ALIAS`); TEST::N for a local test account.")
+    @functools.wraps(command)
+    def with_options(network, rpc, account, **kwargs):
+        return command(chain=ChainOptions(network, rpc, account), **kwargs)
+
+    return with_options
 
 
 def chain_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add the network, account and contract options; the command receives them as ``chain``."""
+    """:func:`network_options` plus ``--contract``; the command receives them as ``chain``."""
 
-    @click.option("--network", default=None, help=f"Ape network choice (default: {DEFAULT_NETWORK}).")
-    @click.option("--rpc", default=None, help="The node's RPC URL, e.g. http://127.0.0.1:8545 for your own anvil.")
-    @click.option("--account", default=None, help="Ape account alias; TEST::N for a local test account.")
-    @click.option("--contract", default=None, help="MedicalAccess address (default: the recorded deployment).")
+    @network_options
+    @click.option("--contract", default=None, metavar="ADDRESS", callback=_checked(inputs.address),
+                  help="MedicalAccess address (default: the deployment recorded for the chain).")
     @functools.wraps(command)
-    def with_options(network, rpc, account, contract, **kwargs):
-        return command(chain=ChainOptions(network, rpc, account, contract), **kwargs)
+    def with_options(chain: ChainOptions, contract, **kwargs):
+        return command(chain=ChainOptions(chain.network, chain.rpc, chain.account, contract), **kwargs)
 
     return with_options
 
 
 @contextmanager
+def connected_account(options: ChainOptions) -> Iterator[Any]:
+    """The signing Ape account, connected to the chosen network."""
+    from ape import accounts, networks
+
+    with connect(options.network, options.rpc):
+        yield _account(accounts, networks, options.account)
+
+
+@contextmanager
 def connected(options: ChainOptions) -> Iterator[AccessClient]:
     """An :class:`AccessClient` for the chosen network, account and contract."""
-    from ape import accounts, chain, networks, project
+    from ape import chain, project
 
-    with ExitStack() as stack:
-        provider = networks.active_provider
-        if provider is None or not provider.is_connected or options.network or options.rpc:
-            settings = {"host": options.rpc} if options.rpc else {}
-            stack.enter_context(networks.parse_network_choice(options.network or DEFAULT_NETWORK, settings))
-        account = _account(accounts, networks, options.account)
+    with connected_account(options) as account:
         from_block = 0
         address = options.contract
         if address is None:
             deployment = find_deployment(chain.chain_id)
             address, from_block = deployment.address, deployment.block
         if not chain.provider.get_code(address):
-            raise click.ClickException(f"no contract code at {address} on chain {chain.chain_id}")
+            raise ChainUnavailable(
+                f"no contract code at {address} on chain {chain.chain_id} (a throwaway anvil forgets its "
+                "deployments when its command exits: start one with `medshare chain up`, then deploy)"
+            )
         yield AccessClient(project.MedicalAccess.at(address), account, from_block=from_block)
 
 
@@ -84,16 +137,24 @@ def _account(accounts: Any, networks: Any, alias: str | None) -> Any:
     if alias is None:
         if networks.provider.network.is_local:
             return accounts.test_accounts[0]
-        raise click.ClickException("--account ALIAS is required on a live network")
+        raise InvalidInput("--account ALIAS is required on a live network")
     if alias.upper().startswith("TEST::"):
+        if not networks.provider.network.is_local:
+            raise InvalidInput(f"--account {alias}: test accounts exist only on a local network")
         try:
             return accounts.test_accounts[int(alias[6:])]
         except (ValueError, IndexError):
-            raise click.ClickException(f"--account {alias}: no such test account") from None
-    try:
-        return accounts.load(alias)
-    except Exception as error:  # noqa: BLE001 - Ape raises several types for an unknown alias
-        raise click.ClickException(f"--account {alias}: {error}") from None
+            raise InvalidInput(f"--account {alias}: no such test account") from None
+    if alias not in accounts.aliases:
+        known = ", ".join(accounts.aliases) or "none yet; import one with `ape accounts import ALIAS`"
+        raise InvalidInput(f"--account {alias}: no such Ape account (known: {known})")
+    return accounts.load(alias)
+
+
+def echo_sent(sent: Sequence[Sent]) -> None:
+    """Print each transaction sent: its hash and the gas it used."""
+    for transaction in sent:
+        click.echo(f"  tx {transaction.tx_hash} (gas {transaction.gas_used:,}, block {transaction.block})")
 
 
 def keystore_path(settings: Settings, address: str) -> Path:
@@ -102,10 +163,12 @@ def keystore_path(settings: Settings, address: str) -> Path:
 
 
 def passphrase(*, confirm: bool = False) -> str:
-    """The keystore passphrase: ``MEDSHARE_PASSPHRASE`` if set, else asked for (never echoed)."""
+    """The keystore passphrase: ``MEDSHARE_PASSPHRASE`` if set, else asked for (never echoed) on a terminal."""
     from_env = os.environ.get(PASSPHRASE_ENV)
     if from_env:
         return from_env
+    if not sys.stdin.isatty():
+        raise InvalidInput(f"the keystore needs a passphrase and this run cannot ask for one: set {PASSPHRASE_ENV}")
     return click.prompt("Keystore passphrase", hide_input=True, confirmation_prompt=confirm)
 
 

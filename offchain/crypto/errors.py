@@ -6,8 +6,10 @@ refuse a record catches that one class. Messages name what failed and where
 passphrases.
 """
 
+from offchain.errors import MedShareError
 
-class CryptoError(Exception):
+
+class CryptoError(MedShareError):
     """Base class of every error raised by ``offchain.crypto``."""
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from offchain.errors import MedShareError
 from offchain.ipfs.cid import CID
 
 
-class StoreError(Exception):
+class StoreError(MedShareError):
     """A store could not do what was asked."""
 
 

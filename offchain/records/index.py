@@ -17,12 +17,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from offchain.chain import RecordVersion
+from offchain.errors import MedShareError
 from offchain.ipfs.cid import CID
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
-class RecordIndexError(ValueError):
+class RecordIndexError(MedShareError, ValueError):
     """A bad record name, or a name already used for that patient."""
 
 

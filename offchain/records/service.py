@@ -42,6 +42,7 @@ from offchain.crypto import (
     wrap_data_key,
 )
 from offchain.crypto.atomic import atomic_write
+from offchain.errors import MedShareError
 from offchain.ipfs.cid import CID
 from offchain.ipfs.store import Store, open_cat
 from offchain.records.index import IndexEntry, RecordIndex, check_name
@@ -51,7 +52,7 @@ ZERO_RECORD_ID = bytes(32)
 Progress = Callable[[int], None]
 
 
-class RecordError(Exception):
+class RecordError(MedShareError):
     """A record operation cannot go ahead; the message says why and what to do."""
 
 

@@ -30,20 +30,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from eth_utils import is_address, to_checksum_address
 
 from offchain.chain import AccessClient, Role, SignedGrant
 from offchain.contract_client import ChainRefusal
-from offchain.crypto import CryptoError
+from offchain import inputs
+from offchain.errors import MedShareError
 from offchain.ipfs import StoreError
-from offchain.records import AccessRefused, RecordError, RecordIndexError, RecordService
+from offchain.records import AccessRefused, RecordService
 from offchain.web.errors import explain_refusal
 from offchain.web.vendor import VENDOR_FILES, vendor_path
 
 TOKEN_HEADER = "X-MedShare-Token"
 STATIC = Path(__file__).parent / "static"
 CHUNK = 1 << 20
-SECONDS_PER_DAY = 86_400
 
 
 @dataclass(frozen=True)
@@ -136,18 +135,16 @@ def _error_notices(contract_type: Any) -> dict[str, str]:
     return notices
 
 
-# Domain errors become one line for the page; the status says whose fault it is.
+# Domain errors become one line for the page; the status says whose fault it is (first match wins).
 _USER_ERRORS: tuple[tuple[type[BaseException], int], ...] = (
     (AccessRefused, 403),
-    (RecordError, 400),
-    (RecordIndexError, 400),
-    (CryptoError, 400),
     (StoreError, 502),
+    (MedShareError, 400),
 )
 
 
-class BadRequest(ValueError):
-    """The request itself is malformed (a missing field, a bad address or number)."""
+class BadRequest(MedShareError):
+    """The request itself is malformed (a missing field, a body that is not JSON)."""
 
 
 def create_app(portal: Portal, security: PortalSecurity) -> web.Application:
@@ -202,8 +199,6 @@ def _errors(portal: Portal) -> Callable[..., Awaitable[web.StreamResponse]]:
     async def errors(request: web.Request, handler: Callable[..., Awaitable[web.StreamResponse]]):
         try:
             return await handler(request)
-        except BadRequest as error:
-            return _refuse(400, str(error))
         except ChainRefusal as refusal:
             return _refuse(409, explain_refusal(refusal, portal.client.contract.contract_type), refusal.error)
         except tuple(kind for kind, _ in _USER_ERRORS) as error:
@@ -247,7 +242,7 @@ class _Api:
         return web.json_response([entry.__dict__ for entry in entries])
 
     async def upload(self, request: web.Request) -> web.Response:
-        patient = _address(request.query.get("patient"), "patient")
+        patient = inputs.address(request.query.get("patient") or "", "patient")
         name = request.query.get("name") or ""
         with _scratch(self.service) as path:
             with open(path, "wb") as sink:
@@ -260,10 +255,10 @@ class _Api:
         record_id = _record(request)
         body = await _json(request)
         grantees = [_address(value, "grantee") for value in _list(body, "grantees")]
-        days = _positive_number(body.get("days"), "days")
+        days = body.get("days")
 
         def grant() -> dict[str, Any]:
-            expiry = self.portal.client.now() + int(days * SECONDS_PER_DAY)
+            expiry = inputs.expiry(days=days, until=None, now=self.portal.client.now())
             info = self.service.grant(record_id, grantees, expiry)
             return {"record": "0x" + record_id.hex(), "version": info.version, "expiry": expiry, "grantees": grantees}
 
@@ -304,7 +299,7 @@ class _Api:
         record_id = _record(request)
         body = await _json(request)
         reason = str(body.get("reason") or "").strip()
-        hours = _positive_number(body.get("hours", 12), "hours")
+        hours = _hours(body.get("hours", 12))
         opened = await self.portal.run(lambda: self.service.open_emergency_access(record_id, reason, int(hours * 3600)))
         return web.json_response({"record": "0x" + record_id.hex(), "until": opened})
 
@@ -312,10 +307,10 @@ class _Api:
         record_id = _record(request)
         body = await _json(request)
         researcher = _address(body.get("researcher"), "researcher")
-        days = None if body.get("withdraw") else _positive_number(body.get("days"), "days")
+        withdraw, days = bool(body.get("withdraw")), body.get("days")
 
         def consent() -> int:
-            expiry = 0 if days is None else self.portal.client.now() + int(days * SECONDS_PER_DAY)
+            expiry = 0 if withdraw else inputs.expiry(days=days, until=None, now=self.portal.client.now())
             self.service.set_consent(record_id, researcher, expiry)
             return expiry
 
@@ -389,18 +384,16 @@ def _list(body: dict[str, Any], key: str) -> list[Any]:
 
 
 def _address(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not is_address(value):
+    if not isinstance(value, str):
         raise BadRequest(f"{what}: {value!r} is not an Ethereum address")
-    if value != value.lower() and value != to_checksum_address(value):
-        raise BadRequest(f"{what}: {value} has a broken EIP-55 checksum (a typo?)")
-    return to_checksum_address(value)
+    return inputs.address(value, what)
 
 
-def _positive_number(value: Any, what: str) -> float:
+def _hours(value: Any) -> float:
     try:
-        number = float(value)
+        hours = float(value)
     except (TypeError, ValueError):
-        raise BadRequest(f"{what} must be a number") from None
-    if not 0 < number < 36_500:  # finite, and an expiry a uint64 holds
-        raise BadRequest(f"{what} must be more than 0 and less than 36,500")
-    return number
+        raise BadRequest(f"hours: {value!r} is not a number") from None
+    if not 0 < hours <= 24:  # the contract caps break-glass far below a day; past that is a typo
+        raise BadRequest(f"hours: {value!r} must be more than 0 and at most 24")
+    return hours

@@ -154,9 +154,10 @@ BAD_GRANTS = [
     ({"grantees": ["0x1234"], "days": 1}, "not an Ethereum address"),
     ({"grantees": [], "days": 1}, "non-empty list"),
     ({"grantees": ["0x3c44cdddb6a900fa2b585dd299e03d12fa4293bC"], "days": 1}, "checksum"),
-    ({"grantees": ["0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"], "days": "inf"}, "less than"),
-    ({"grantees": ["0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"], "days": "nan"}, "more than 0"),
-    ({"grantees": ["0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"], "days": 1e300}, "less than"),
+    ({"grantees": ["0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"], "days": "inf"}, "finite"),
+    ({"grantees": ["0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"], "days": "nan"}, "finite"),
+    ({"grantees": ["0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"], "days": 1e300}, "largest expiry"),
+    ({"grantees": ["0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"], "days": -1}, "not a positive"),
     ({"grantees": ["0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"], "days": 1}, "no record 0x1111"),
 ]
 

@@ -237,11 +237,11 @@
       $card.append($('<div class="card-header">').text('Record ').append(code(recordId)).append($('<span class="ms-2 small">').text('held by ' + log.args.owner)));
       const $body = $('<div class="card-body">').appendTo($card);
       const grantees = unique((await logs(contract.filters.AccessGranted(recordId))).map((entry) => entry.args.grantee));
-      const $grants = $('<table class="table table-sm grants"><thead><tr><th>Who may read</th><th>Until</th><th>Consent</th><th>Now</th></tr></thead><tbody></tbody></table>');
+      const $grants = $('<table class="table table-sm grants"><thead><tr><th>Who may read</th><th>Until</th><th>Consent until</th><th>Now</th></tr></thead><tbody></tbody></table>');
       for (const grantee of grantees) {
         const [grant, canRead] = await Promise.all([contract.grantOf(recordId, grantee), contract.checkAccess(grantee, recordId)]);
         $grants.find('tbody').append($('<tr>').append($('<td>').append(code(grantee)), $('<td>').text(when(grant[0])),
-          $('<td>').text(grant[1] ? 'yes' : 'no'), $('<td>').text(canRead ? 'yes' : 'no')));
+          $('<td>').text(when(grant[1])), $('<td>').text(canRead ? 'yes' : 'no')));
       }
       const $reads = $('<table class="table table-sm reads"><thead><tr><th>Read by</th><th>Version</th><th>When</th></tr></thead><tbody></tbody></table>');
       (await logs(contract.filters.AccessLogged(recordId))).forEach((entry) => {
@@ -260,9 +260,13 @@
   function consent(event) {
     event.preventDefault();
     const recordId = $('#consent-record').val().trim();
-    const body = { researcher: $('#consent-researcher').val().trim(), given: $('#consent-given').val() === 'true' };
+    const withdraw = $('#consent-given').val() === 'false';
+    const body = { researcher: $('#consent-researcher').val().trim(), withdraw: withdraw, days: Number($('#consent-days').val()) };
     busy($('#consent-submit'), api('POST', '/api/records/' + recordId + '/consent', body)
-      .then((answer) => { say('success', (answer.given ? 'Consent given to ' : 'Consent withdrawn from ') + answer.researcher); return loadMyData(); })
+      .then((answer) => {
+        say('success', answer.until ? 'Consent given to ' + answer.researcher + ' until ' + when(answer.until) : 'Consent withdrawn from ' + answer.researcher);
+        return loadMyData();
+      })
       .catch(fail));
   }
 
@@ -275,24 +279,27 @@
     await busy($('#sign-submit'), (async () => {
       const [wallet] = await window.ethereum.request({ method: 'eth_requestAccounts' });
       const patient = ethers.getAddress(wallet);
+      // The signature speaks for the patient as of the latest mined block: a later revocation or
+      // withdrawal supersedes it. Nonces are unordered, so a random one never blocks another signature.
       const latest = await contract.runner.provider.getBlock('latest');
       const expiry = Number(latest.timestamp) + Math.round(days * 86400);
       const deadline = Number(latest.timestamp) + 7 * 86400;
-      const nonce = await contract.nonces(patient);
+      const nonce = ethers.toBigInt(ethers.randomBytes(16));
       const typed = {
         types: {
           EIP712Domain: [{ name: 'name', type: 'string' }, { name: 'version', type: 'string' },
             { name: 'chainId', type: 'uint256' }, { name: 'verifyingContract', type: 'address' }],
           Grant: [{ name: 'record', type: 'bytes32' }, { name: 'grantee', type: 'address' }, { name: 'expiry', type: 'uint64' },
-            { name: 'nonce', type: 'uint256' }, { name: 'deadline', type: 'uint256' }],
+            { name: 'nonce', type: 'uint256' }, { name: 'issuedBlock', type: 'uint64' }, { name: 'deadline', type: 'uint256' }],
         },
         primaryType: 'Grant',
         domain: { name: 'MedicalAccess', version: '1', chainId: session.chainId, verifyingContract: session.contract.address },
-        message: { record: recordId, grantee: ethers.getAddress(grantee), expiry: expiry, nonce: nonce.toString(), deadline: deadline },
+        message: { record: recordId, grantee: ethers.getAddress(grantee), expiry: expiry, nonce: nonce.toString(),
+          issuedBlock: latest.number, deadline: deadline },
       };
       const signature = await window.ethereum.request({ method: 'eth_signTypedData_v4', params: [patient, JSON.stringify(typed)] });
       $('#signed-grant').val(JSON.stringify({ record: recordId, grantee: typed.message.grantee, expiry: expiry,
-        nonce: typed.message.nonce, deadline: deadline, signature: signature }, null, 1));
+        nonce: typed.message.nonce, issuedBlock: latest.number, deadline: deadline, signature: signature }, null, 1));
       say('success', 'Signed. Give the text below to the hospital holding the record.');
     })().catch(fail));
   }

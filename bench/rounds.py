@@ -1,0 +1,171 @@
+"""Federated rounds on chain: what a round costs beyond training, and a large model's round.
+
+Figures (last line, JSON):
+- ``round_overhead_ms_3`` and ``round_overhead_ms_10``: median wall time of a
+  round with 3 and 10 hospitals on a local anvil, minus the hospitals'
+  training (so: fetching and checking the base, sealing and storing updates,
+  the chain's transactions, fetching and checking updates, aggregating,
+  sealing and committing the aggregate); targets <= 1,000 and <= 2,000. The
+  parties run one after another in this process, through the same steps
+  (``Coordinator.step``, ``HospitalNode.step``) the node processes run, so
+  the figure holds no polling delay and no process start-up.
+- ``large_model_round_s``: one round of 5 hospitals each submitting a
+  25.6 M-parameter float32 update (about 100 MB; random tensors, training
+  skipped), from the first submission to the committed aggregate (the
+  coordinator fetching, decrypting and checking the five updates, FedAvg,
+  sealing and storing the aggregate, the commit); target <= 6. Beside it,
+  ``large_model_floor_s``, the floor this machine gives, measured in the
+  same run: encrypt-and-add of the aggregate's bytes, fetch-and-decrypt of
+  the five updates' bytes (the speeds ``bench/storage`` measures, single
+  threaded) and FedAvg's read pass over the five updates; and
+  ``large_model_over_floor``, their ratio.
+
+Run: ./run bench rounds [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from measure import MB, peak_rss_mib, print_figures, print_table
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+LARGE_PARAMETERS = 25_600_000
+LARGE_HOSPITALS = 5
+PASSPHRASE = "bench passphrase (never use a fixed one for real keys)"
+
+
+def consortium(home: Path, hospitals: int, spec, *, round_seconds: int = 600):
+    """A fresh deployment, a coordinator, ``hospitals`` hospitals and an auditor, and a study for them."""
+    from ape import accounts, project
+
+    from offchain.rounds.config import StudyConfig
+    from offchain.rounds.runner import enrol
+    from offchain.settings import Settings
+
+    test_accounts = accounts.test_accounts
+    admin, coordinator, auditor = test_accounts[0], test_accounts[1], test_accounts[2]
+    nodes = [test_accounts[3 + i] for i in range(hospitals)]
+    access = admin.deploy(project.MedicalAccess, admin)
+    registry = admin.deploy(project.RoundRegistry, access)
+    members = enrol(access, registry, admin, coordinator, nodes, [auditor], Settings(home=home), PASSPHRASE)
+    config = StudyConfig(spec, tuple(n.address for n in nodes), (auditor.address,), round_seconds=round_seconds)
+    study = members[coordinator.address].create_study(config, min_updates=hospitals)
+    return members[coordinator.address], [members[n.address] for n in nodes], study.number
+
+
+def measure_round_overhead(home: Path, hospitals: int, rounds: int) -> float:
+    """Median ms per round, training excluded, with ``hospitals`` hospitals on the bundled data."""
+    from fl.data import federated_breast_cancer
+    from fl.models import ModelSpec
+    from offchain.rounds.coordinator import Coordinator
+    from offchain.rounds.participant import HospitalNode
+
+    data = federated_breast_cancer(hospitals)
+    coordinator_member, hospital_members, study = consortium(home, hospitals, ModelSpec("logistic", data.num_features))
+    coordinator = Coordinator(coordinator_member, study)
+    training: list[float] = []
+    nodes = [HospitalNode(member, study, share, training_time=training.append)
+             for member, share in zip(hospital_members, data.hospitals)]
+    overheads = []
+    for _ in range(rounds + 1):  # the first round warms Ape's and web3's caches up
+        training.clear()
+        start = time.perf_counter()
+        assert coordinator.step().action == "opened"
+        for node in nodes:
+            assert node.step().action == "submitted"
+        assert coordinator.step().action == "committed"
+        overheads.append((time.perf_counter() - start - sum(training)) * 1000)
+    return statistics.median(overheads[1:])
+
+
+def measure_large_round(home: Path) -> tuple[float, float, dict[str, float]]:
+    """Seconds from the first submission to the committed aggregate, and the floor, with its parts."""
+    import torch
+
+    from fl.aggregation import ClientModel, aggregate_models
+    from fl.artifacts import encode_client_model
+    from fl.models import ModelSpec
+    from offchain.crypto import decrypt_stream, encrypt_stream, new_data_key
+    from offchain.ipfs.store import open_cat
+    from offchain.rounds.coordinator import Coordinator
+
+    spec = ModelSpec("logistic", LARGE_PARAMETERS - 1)  # weight 1 x (N - 1) and one bias: N parameters
+    coordinator_member, hospital_members, study = consortium(home, LARGE_HOSPITALS, spec)
+    coordinator = Coordinator(coordinator_member, study)
+    assert coordinator.step().action == "opened"
+    updates = []
+    for index, member in enumerate(hospital_members):
+        parameters = {"0.weight": torch.randn(1, LARGE_PARAMETERS - 1), "0.bias": torch.randn(1)}
+        model = ClientModel(client_id=member.address, parameters=parameters, data_samples=100 + index)
+        view = member.study(study)
+        updates.append((member, view.seal_update(1, encode_client_model(model, 1)), model))
+    start = time.perf_counter()
+    for member, ref, model in updates:
+        member.rounds.submit_update(study, 1, ref, model.data_samples)
+    step = coordinator.step()
+    elapsed = time.perf_counter() - start
+    assert step.action == "committed", step
+
+    # The floor, on the same bytes: one encrypt-and-add, five fetch-and-decrypts, one FedAvg pass.
+    store = coordinator_member.store
+    plaintext = encode_client_model(updates[0][2], 1)
+    size = len(plaintext)
+    key, bound = new_data_key(), bytes(32)
+    begin = time.perf_counter()
+    with store.writer() as sink:
+        encrypt_stream(io.BytesIO(plaintext), sink, key, bound, 1)
+    encrypt_add = time.perf_counter() - begin
+    begin = time.perf_counter()
+    with open_cat(store, sink.cid) as source:
+        decrypt_stream(source, io.BytesIO(), key, bound, 1)
+    fetch_decrypt = time.perf_counter() - begin
+    begin = time.perf_counter()
+    aggregate_models([model for _, _, model in updates], "fedavg")
+    fedavg = time.perf_counter() - begin
+    floor = encrypt_add + LARGE_HOSPITALS * fetch_decrypt + fedavg
+    parts = {"encrypt_add_mb_s": size / MB / encrypt_add, "fetch_decrypt_mb_s": size / MB / fetch_decrypt,
+             "fedavg_pass_s": fedavg, "update_mb": size / MB}
+    return elapsed, floor, parts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds per hospital count")
+    arguments = parser.parse_args()
+    from ape import networks
+
+    figures: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="medshare-bench-rounds-") as folder:
+        with networks.parse_network_choice("ethereum:local:foundry", disconnect_after=True):
+            for hospitals in (3, 10):
+                home = Path(folder) / f"k{hospitals}"
+                figures[f"round_overhead_ms_{hospitals}"] = measure_round_overhead(home, hospitals, arguments.rounds)
+            elapsed, floor, parts = measure_large_round(Path(folder) / "large")
+    figures["large_model_round_s"] = elapsed
+    figures["large_model_floor_s"] = floor
+    figures["large_model_over_floor"] = elapsed / floor
+    figures["peak_rss_mib"] = peak_rss_mib()
+    print_table("federated rounds on a local anvil (targets: 1,000 ms, 2,000 ms, 6 s)", [
+        ("round overhead, 3 hospitals", figures["round_overhead_ms_3"], "ms"),
+        ("round overhead, 10 hospitals", figures["round_overhead_ms_10"], "ms"),
+        ("large-model round (5 x 25.6 M params)", elapsed, "s"),
+        ("  its floor on this machine", floor, "s"),
+        ("  encrypt+add", parts["encrypt_add_mb_s"], "MB/s"),
+        ("  fetch+decrypt", parts["fetch_decrypt_mb_s"], "MB/s"),
+        ("  FedAvg pass over 5 updates", parts["fedavg_pass_s"], "s"),
+        ("peak memory", figures["peak_rss_mib"], "MiB"),
+    ])
+    print_figures({name: round(value, 3) for name, value in figures.items()})
+
+
+if __name__ == "__main__":
+    main()

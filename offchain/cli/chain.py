@@ -1,0 +1,55 @@
+"""``medshare chain``: a local anvil that outlives the command, for a session of commands.
+
+    medshare chain up [--port 8545] [--chain-id 31337] [--block-time SECONDS]
+    medshare chain status
+    medshare chain down
+
+While it runs, every command on the default network uses it. Its accounts
+are anvil's test accounts (``--account TEST::N``).
+"""
+
+from __future__ import annotations
+
+import click
+
+from offchain import localchain
+from offchain.cli.session import user_errors
+
+
+@click.group()
+def chain() -> None:
+    """Start, inspect and stop a local anvil chain that outlives the command."""
+
+
+@chain.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=localchain.DEFAULT_PORT, show_default=True,
+              help="The loopback port to listen on.")
+@click.option("--chain-id", type=click.IntRange(1, 2**63 - 1), default=localchain.DEFAULT_CHAIN_ID,
+              show_default=True, help="The chain id anvil reports (80002 to rehearse Amoy).")
+@click.option("--block-time", type=click.FloatRange(0, 3600, min_open=True), default=None,
+              help="Mine a block every this many seconds (default: one block per transaction).")
+@user_errors
+def up(port: int, chain_id: int, block_time: float | None) -> None:
+    """Start a local anvil in the background (nothing happens if one runs already)."""
+    local, started = localchain.up(port=port, chain_id=chain_id, block_time=block_time)
+    state = "started" if started else "already running"
+    click.echo(f"local chain {state}: {local.url} (chain id {local.chain_id}, pid {local.pid}, log {local.log})")
+
+
+@chain.command()
+@user_errors
+def status() -> None:
+    """Say whether the local chain runs, and where."""
+    local = localchain.running()
+    if local is None:
+        click.echo("no local chain runs (start one with `medshare chain up`)")
+        raise SystemExit(1)
+    click.echo(f"local chain running: {local.url} (chain id {local.chain_id}, pid {local.pid})")
+
+
+@chain.command()
+@user_errors
+def down() -> None:
+    """Stop the local chain; everything on it is gone."""
+    local = localchain.down()
+    click.echo(f"local chain stopped (pid {local.pid})" if local else "no local chain was recorded")

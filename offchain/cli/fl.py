@@ -1,0 +1,245 @@
+"""``medshare fl``: federated studies whose every round is a committed, verifiable artifact on chain.
+
+    medshare fl create --participant ADDR... [--auditor ADDR...] [--aggregator NAME] ...   (a coordinator)
+    medshare fl coordinator --study S [--rounds N]        open, aggregate, commit; resumes from the chain
+    medshare fl participant --study S (--share I/K | --data FILE.csv --label COLUMN) [--rounds N]
+    medshare fl verify [--study S] [--round N | --all] [--json]
+    medshare fl status --study S
+    medshare fl run --rounds N --hospitals K [--aggregator NAME] [--rpc URL] [--json]
+
+Each command is one account (``--account``) with its own keystore in
+``$MEDSHARE_HOME/keys``; nodes talk only through the chain and the store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from offchain.cli.record import ADDRESS
+from offchain.cli.session import ChainOptions, chain_options, connected, open_keystore, passphrase, user_errors
+from offchain.settings import Settings
+
+# The library below is imported inside each command: torch, opacus and scikit-learn take seconds to
+# load, and every other `medshare` command should not pay for them.
+
+HOLD_AT_ENV = "MEDSHARE_FL_HOLD_AT"
+
+registry_option = click.option(
+    "--registry", default=None, help="RoundRegistry address (default: the deployment recorded for the chain)."
+)
+
+
+@contextmanager
+def member_session(chain: ChainOptions, registry: str | None) -> Iterator[Member]:
+    """This account as a study member: its access and rounds clients, the store, its keystore."""
+    from offchain.ipfs import open_store
+    from offchain.rounds.network import rounds_client
+    from offchain.rounds.study import Member
+
+    settings = Settings.from_env()
+    with connected(chain) as access:
+        rounds = rounds_client(access, registry)
+        yield Member(rounds, access, open_store(settings), open_keystore(settings, access.address))
+
+
+@click.group()
+def fl() -> None:
+    """Federated studies: rounds committed on chain, updates and models sealed in the store."""
+
+
+def study_options(command):
+    """The options that make a study's config (shared with `ape run rounds create`)."""
+    options = [
+        click.option("--participant", "participants", multiple=True, required=True, type=ADDRESS,
+                     help="A hospital of the study (repeat)."),
+        click.option("--auditor", "auditors", multiple=True, type=ADDRESS, help="An auditor of the study (repeat)."),
+        click.option("--aggregator", default="fedavg", show_default=True, help="An aggregator from fl.aggregation."),
+        click.option("--param", "params", multiple=True, help="Aggregator setting KEY=VALUE (a JSON value)."),
+        click.option("--model", "kind", type=click.Choice(["logistic", "mlp"]), default="logistic", show_default=True),
+        click.option("--features", type=int, default=30, show_default=True,
+                     help="Input width (30 for the bundled data)."),
+        click.option("--min-updates", type=int, default=None, help="Quorum per round (default: every participant)."),
+        click.option("--round-seconds", type=int, default=None, help="Each round's length (default: 600)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def study_config(participants, auditors, aggregator, params, kind, features, min_updates, round_seconds):
+    """The config and quorum the study options describe."""
+    from fl.models import ModelSpec
+    from offchain.rounds.config import DEFAULT_ROUND_SECONDS, StudyConfig
+
+    try:
+        model = ModelSpec(kind, features)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--features") from None
+    config = StudyConfig(model, tuple(participants), tuple(auditors), aggregator, _params(params),
+                         round_seconds=round_seconds or DEFAULT_ROUND_SECONDS)
+    return config, min_updates or len(config.participants)
+
+
+@fl.command()
+@chain_options
+@registry_option
+@study_options
+@user_errors
+def create(chain, registry, **options):
+    """Create a study (you must hold COORDINATOR); prints its number."""
+    config, min_updates = study_config(**options)
+    with member_session(chain, registry) as member:
+        study = member.create_study(config, min_updates)
+    click.echo(f"study {study.number} created (config {study.info.config_cid})")
+
+
+@fl.command()
+@chain_options
+@registry_option
+@click.option("--study", type=int, required=True)
+@click.option("--rounds", "target", type=int, default=None, help="Stop once round N is closed (committed or cancelled).")
+@user_errors
+def coordinator(chain, registry, study, target):
+    """Run a study's rounds as its coordinator; restarted, it resumes from the chain's state."""
+    from offchain.rounds.coordinator import Coordinator
+
+    with member_session(chain, registry) as member:
+        Coordinator(member, study, target_rounds=target, log=click.echo, checkpoint=_checkpoint).run()
+
+
+@fl.command()
+@chain_options
+@registry_option
+@click.option("--study", type=int, required=True)
+@click.option("--share", default=None, help="I/K: train on share I of the bundled breast-cancer data cut K ways.")
+@click.option("--data", "table", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Train on your own CSV table instead.")
+@click.option("--label", default=None, help="The table's label column (0 or 1).")
+@click.option("--rounds", "target", type=int, default=None, help="Stop once round N is closed (committed or cancelled).")
+@user_errors
+def participant(chain, registry, study, share, table, label, target):
+    """Take part in a study as a hospital: train on each round's model, submit the sealed update."""
+    from offchain.rounds.participant import HospitalNode
+
+    with member_session(chain, registry) as member:
+        model = member.study(study).config.model
+        data = _hospital_data(share, table, label, model.num_features)
+        HospitalNode(member, study, data, target_rounds=target, log=click.echo).run()
+
+
+@fl.command()
+@chain_options
+@registry_option
+@click.option("--study", type=int, default=None, help="Default: the latest study `medshare fl run` made here.")
+@click.option("--round", "round_number", type=int, default=None)
+@click.option("--all", "every", is_flag=True, help="Every round (the default).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary last.")
+@user_errors
+def verify(chain, registry, study, round_number, every, as_json):
+    """Re-derive and check every committed round from the chain, the store and your auditor key."""
+    from offchain.rounds.runner import LastRun
+    from offchain.rounds.verifier import report, verify_study
+
+    if round_number is not None and every:
+        raise click.UsageError("give --round N or --all, not both")
+    if study is None:
+        last = LastRun.load(Settings.from_env())
+        study = last.study
+        chain = ChainOptions(chain.network, chain.rpc, chain.account or last.auditor,
+                             chain.contract or last.access)
+        registry = registry or last.registry
+    with member_session(chain, registry) as member:
+        verdicts = []
+        for verdict in verify_study(member, study, None if round_number is None else [round_number]):
+            verdicts.append(verdict)
+            click.echo(verdict.line())
+    summary = report(verdicts, study)
+    if as_json:
+        click.echo(json.dumps(summary))
+    if not summary["ok"]:
+        raise SystemExit(1)
+
+
+@fl.command()
+@chain_options
+@registry_option
+@click.option("--study", type=int, required=True)
+@user_errors
+def status(chain, registry, study):
+    """Show a study's rounds, their state and participants."""
+    from offchain.rounds.status import study_status
+
+    with member_session(chain, registry) as member:
+        for line in study_status(member, study).lines():
+            click.echo(line)
+
+
+@fl.command()
+@click.option("--rounds", "rounds", type=int, required=True)
+@click.option("--hospitals", type=int, required=True)
+@click.option("--aggregator", default="fedavg", show_default=True)
+@click.option("--rpc", default=None, help="Use this node (default: start an anvil for the run).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary last.")
+@user_errors
+def run(rounds, hospitals, aggregator, rpc, as_json):
+    """Run a study on the bundled data: a coordinator and K hospital nodes as separate processes."""
+    from offchain.rounds.runner import RunSettings, run_study
+
+    settings = RunSettings(rounds=rounds, hospitals=hospitals, aggregator=aggregator, rpc=rpc, passphrase=passphrase())
+    result = run_study(settings, Settings.from_env(), echo=click.echo, progress=not as_json)
+    for entry in result.rounds:
+        mark = "verified" if entry.verified else "NOT VERIFIED"
+        click.echo(f"round {entry.round}: test accuracy {entry.test_accuracy:.3f}, "
+                   f"{len(entry.participants)} updates, {mark}")
+    click.echo(f"plot: {result.plot}")
+    if as_json:
+        click.echo(json.dumps(result.to_json()))
+    if not all(entry.verified for entry in result.rounds):
+        raise SystemExit(1)
+
+
+def _checkpoint(point: str) -> None:
+    """With ``MEDSHARE_FL_HOLD_AT=POINT``, stop at that point of a step (for crash-recovery tests to kill us there)."""
+    if os.environ.get(HOLD_AT_ENV) == point:
+        click.echo(f"holding at {point}")
+        while True:
+            time.sleep(3600)
+
+
+def _params(pairs: tuple[str, ...]) -> dict:
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--param")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def _hospital_data(share: str | None, table: Path | None, label: str | None, num_features: int):
+    from fl.data import federated_breast_cancer
+    from offchain.rounds.tables import load_table
+
+    if (share is None) == (table is None):
+        raise click.UsageError("give exactly one of --share I/K and --data FILE.csv")
+    if table is not None:
+        if label is None:
+            raise click.UsageError("--data needs --label COLUMN")
+        return load_table(table, label, num_features)
+    try:
+        index, count = (int(part) for part in share.split("/"))
+    except ValueError:
+        raise click.BadParameter(f"{share!r} is not I/K", param_hint="--share") from None
+    if not 1 <= index <= count:
+        raise click.BadParameter(f"share {index} of {count} does not exist", param_hint="--share")
+    return federated_breast_cancer(count).hospitals[index - 1]

@@ -1,0 +1,61 @@
+"""Which node a command talks to, chosen the same way for every front end.
+
+* ``--rpc URL``: that node, which must answer (it is named in the error if
+  not); nothing is started in its place.
+* ``--network CHOICE``: an Ape network (``ecosystem:network:provider``),
+  checked against the installed choices; its configured endpoint must answer.
+* Neither: the default local network. It is the chain ``medshare chain up``
+  started, if one runs; otherwise ape-foundry starts a throwaway anvil that
+  vanishes with the command. Only this default may start a node.
+
+Inside a process that is already connected (``ape test``, the demo) and given
+neither option, the command uses that connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
+from offchain import inputs, localchain
+from offchain.errors import ChainUnavailable
+from offchain.settings import Settings
+
+DEFAULT_NETWORK = "ethereum:local:foundry"
+
+
+def network_choices() -> list[str]:
+    """Every installed ``ecosystem:network:provider`` choice."""
+    from ape import networks
+
+    return sorted(choice for choice in networks.get_network_choices() if choice.count(":") == 2
+                  and all(choice.split(":")))
+
+
+@contextmanager
+def connect(network: str | None = None, rpc: str | None = None, settings: Settings | None = None) -> Iterator[None]:
+    """Connect Ape to the node chosen as the module describes, for the duration of the block."""
+    from ape import networks
+    from ape.exceptions import ApeException
+
+    provider = networks.active_provider
+    if provider is not None and provider.is_connected and network is None and rpc is None:
+        yield
+        return
+    choice = inputs.network(network, network_choices()) if network else DEFAULT_NETWORK
+    provider_settings: dict[str, str] = {}
+    if rpc is not None:
+        url = inputs.rpc_url(rpc)
+        inputs.node_chain_id(url)
+        provider_settings = {"host": url} if choice.endswith(":foundry") else {"uri": url}
+    elif choice == DEFAULT_NETWORK:
+        local = localchain.running(settings)
+        if local is not None:
+            provider_settings = {"host": local.url}
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(networks.parse_network_choice(choice, provider_settings))
+        except ApeException as error:
+            where = provider_settings.get("host") or provider_settings.get("uri") or choice
+            raise ChainUnavailable(f"cannot connect to {where}: {str(error).splitlines()[0]}") from None
+        yield

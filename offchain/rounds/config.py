@@ -1,0 +1,135 @@
+"""A study's config: what every party must agree on, as canonical JSON.
+
+The coordinator writes it once, adds its bytes to the store and puts their
+SHA-256 on chain (``createStudy``); hospitals and auditors fetch it by the
+CID the chain names and refuse it unless its digest matches. Canonical means
+sorted keys, no whitespace, ASCII only, so the same config always gives the
+same bytes and digest in any process::
+
+    {"aggregator": {"name": "fedavg", "params": {}},
+     "auditors": ["0x..."], "dp": null | {"max_grad_norm": ..., "noise_multiplier": ..., ...},
+     "format": "medshare-study/1",
+     "model": {"kind": "logistic", "num_features": 30},
+     "participants": ["0x...", ...],
+     "round_seconds": 600, "secure_aggregation": null,
+     "training": {"batch_size": 16, "epochs": 1, "learning_rate": 0.1, "mu": 0.0}}
+
+``participants`` are the hospitals of the study (the coordinator invites them
+to each round, and the aggregate is encrypted for them); ``auditors`` may read
+every update and aggregate and re-derive each round.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from eth_utils import is_address, to_checksum_address
+
+from fl.aggregation import AggregationError, create_aggregator
+from fl.client import LocalTrainingConfig
+from fl.models import ModelSpec
+from fl.privacy import DPSGDConfig
+from offchain.rounds.errors import StudyConfigError
+
+FORMAT = "medshare-study/1"
+DEFAULT_ROUND_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Model, aggregator, local training, DP, the study's hospitals and auditors, and the round length."""
+
+    model: ModelSpec
+    participants: tuple[str, ...]
+    auditors: tuple[str, ...] = ()
+    aggregator: str = "fedavg"
+    aggregator_params: Mapping[str, Any] = field(default_factory=dict)
+    training: LocalTrainingConfig = LocalTrainingConfig()
+    dp: DPSGDConfig | None = None
+    round_seconds: int = DEFAULT_ROUND_SECONDS
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "participants", _addresses(self.participants, "participants"))
+        object.__setattr__(self, "auditors", _addresses(self.auditors, "auditors"))
+        object.__setattr__(self, "aggregator_params", dict(self.aggregator_params))
+        if not self.participants:
+            raise StudyConfigError("a study needs at least one participant")
+        if isinstance(self.round_seconds, bool) or not isinstance(self.round_seconds, int) or self.round_seconds < 1:
+            raise StudyConfigError(f"round_seconds must be a positive int, got {self.round_seconds!r}")
+        try:
+            create_aggregator(self.aggregator, self.aggregator_params)
+        except AggregationError as error:
+            raise StudyConfigError(f"aggregator: {error}") from None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "model": {"kind": self.model.kind, "num_features": self.model.num_features},
+            "aggregator": {"name": self.aggregator, "params": dict(self.aggregator_params)},
+            "training": asdict(self.training),
+            "dp": asdict(self.dp) if self.dp is not None else None,
+            "secure_aggregation": None,
+            "participants": list(self.participants),
+            "auditors": list(self.auditors),
+            "round_seconds": self.round_seconds,
+        }
+
+    def canonical_bytes(self) -> bytes:
+        """The bytes that go in the store, whose SHA-256 goes on chain."""
+        return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                          allow_nan=False).encode()
+
+    def digest(self) -> bytes:
+        return hashlib.sha256(self.canonical_bytes()).digest()
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        """Participants and auditors (the coordinator comes from the chain), each once."""
+        return tuple(dict.fromkeys((*self.participants, *self.auditors)))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, expected_digest: bytes | None = None) -> StudyConfig:
+        """Parse canonical bytes; with ``expected_digest`` (from the chain), refuse any other bytes."""
+        if expected_digest is not None and hashlib.sha256(data).digest() != bytes(expected_digest):
+            raise StudyConfigError("the study config's bytes do not hash to the digest on chain")
+        try:
+            document = json.loads(data)
+            if document.get("format") != FORMAT:
+                raise StudyConfigError(f"unknown study config format {document.get('format')!r} (this build reads {FORMAT})")
+            if document.get("secure_aggregation") is not None:
+                raise StudyConfigError("secure aggregation is not supported by this build")
+            dp = document["dp"]
+            config = cls(
+                model=ModelSpec(**document["model"]),
+                participants=tuple(document["participants"]),
+                auditors=tuple(document["auditors"]),
+                aggregator=document["aggregator"]["name"],
+                aggregator_params=document["aggregator"]["params"],
+                training=LocalTrainingConfig(**document["training"]),
+                dp=DPSGDConfig(**dp) if dp is not None else None,
+                round_seconds=document["round_seconds"],
+            )
+        except StudyConfigError:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise StudyConfigError(f"malformed study config: {error!r}") from None
+        if config.canonical_bytes() != bytes(data):
+            raise StudyConfigError("the study config is not in canonical form")
+        return config
+
+
+def _addresses(values: Sequence[str], what: str) -> tuple[str, ...]:
+    if isinstance(values, str):
+        raise StudyConfigError(f"{what} must be a list of addresses")
+    checked = []
+    for value in values:
+        if not isinstance(value, str) or not is_address(value):
+            raise StudyConfigError(f"{what}: {value!r} is not an Ethereum address")
+        checked.append(to_checksum_address(value))
+    if len(set(checked)) != len(checked):
+        raise StudyConfigError(f"{what} lists an address twice")
+    return tuple(checked)

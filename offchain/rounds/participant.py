@@ -1,0 +1,105 @@
+"""The hospital node: watches the chain, trains on each round's base model, submits its sealed update.
+
+Like the coordinator it acts on what the chain says now (:meth:`HospitalNode.step`):
+an open round it is invited to, has not submitted to, and whose deadline has
+not passed. It fetches the round's base model (the study's latest committed
+model, whose commitment must equal the round's base on chain), trains it
+with :class:`fl.client.HospitalClient` (FedProx, and DP-SGD when the study
+says so, its noise from the OS), seals the update for the coordinator and
+the auditors, and submits its CID, SHA-256 and sample count.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fl.artifacts import encode_client_model
+from fl.client import HospitalClient
+from fl.data import HospitalData
+from offchain.chain import Role
+from offchain.contract_client import ChainRefusal
+from offchain.rounds.errors import ArtifactCheckFailed, RoundsError
+from offchain.rounds.study import Member, Study
+
+Log = Callable[[str], None]
+Timer = Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one step did: ``submitted``, ``waiting`` or ``done``, and for which round."""
+
+    action: str
+    round: int
+    detail: str = ""
+
+
+class HospitalNode:
+    """One hospital in one study, training on ``data``."""
+
+    def __init__(self, member: Member, study: int, data: HospitalData, *, target_rounds: int | None = None,
+                 log: Log | None = None, training_time: Timer | None = None) -> None:
+        self.member = member
+        self.study = Study(member, study)
+        config = self.study.config
+        if member.address not in config.participants:
+            raise RoundsError(f"{member.address} is not a participant of study {study}")
+        member.require_role(Role.PARTICIPANT, "participant")
+        member.require_keystore()
+        try:
+            self.client = HospitalClient(data, config.model, config.training, config.dp)
+        except ValueError as error:
+            raise RoundsError(f"cannot train study {study}'s model on {data.name}: {error}") from None
+        self.target_rounds = target_rounds
+        self.log = log or (lambda message: None)
+        self.training_time = training_time
+
+    def step(self) -> Step:
+        self.study.refresh()
+        rounds = self.member.rounds
+        current = self.study.info.round_count
+        if current == 0:
+            return Step("waiting", 0, "no round opened yet")
+        state = rounds.round(self.study.number, current)
+        if state.state != "open":
+            if self.target_rounds is not None and current >= self.target_rounds:
+                return Step("done", current)
+            return Step("waiting", current, f"round {current} is {state.state}")
+        if state.invited and self.member.address not in state.invited:
+            return Step("waiting", current, "not invited")
+        if rounds.now() > state.deadline:
+            return Step("waiting", current, "deadline passed")
+        if any(update.participant == self.member.address for update in rounds.updates(self.study.number, current)):
+            return Step("waiting", current, "submitted")
+        return self._train_and_submit(current, state)
+
+    def run(self, *, poll_seconds: float = 0.2) -> None:
+        while self.step().action != "done":
+            time.sleep(poll_seconds)
+
+    def _train_and_submit(self, number: int, state) -> Step:
+        base_round, base = self.member.rounds.latest_model(self.study.number)
+        if base.commitment() != state.base_commitment:
+            raise ArtifactCheckFailed(
+                f"study {self.study.number} round {number}: its base is not the latest committed model "
+                f"(round {base_round}, {base.cid})"
+            )
+        parameters = self.study.model(base_round)
+        started = time.perf_counter()
+        trained = self.client.train(parameters, number)
+        if self.training_time is not None:
+            self.training_time(time.perf_counter() - started)
+        model = type(trained)(client_id=self.member.address, parameters=trained.parameters,
+                              data_samples=trained.data_samples, training_loss=trained.training_loss,
+                              training_accuracy=trained.training_accuracy)
+        update = self.study.seal_update(number, encode_client_model(model, number))
+        try:
+            self.member.rounds.submit_update(self.study.number, number, update, model.data_samples)
+        except ChainRefusal as refusal:
+            if refusal.error in ("AlreadySubmitted", "RoundNotOpen", "DeadlinePassed"):
+                return Step("waiting", number, refusal.error)
+            raise
+        self.log(f"round {number}: submitted {update.cid} ({model.data_samples} samples)")
+        return Step("submitted", number, str(update.cid))

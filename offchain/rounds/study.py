@@ -1,0 +1,190 @@
+"""One member's view of a study: its chain state, its config, and its models, fetched and checked.
+
+Everything a coordinator, a hospital node and an auditor must agree on is
+read from the chain (the round registry, and MedicalAccess for roles and
+keys) and from the store by the CIDs the chain names, checked against the
+SHA-256 the chain holds. Nothing is shared between parties but those two.
+
+Who reads what (:mod:`offchain.rounds.sealed`): an update is sealed for the
+study's coordinator and auditors; the genesis model and every aggregate for
+the coordinator, the study's participants and its auditors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+
+from fl.artifacts import ArtifactError, decode_artifact, encode_artifact
+from offchain.chain import AccessClient, Role
+from offchain.crypto import Keystore
+from offchain.ipfs import CID, Store, StoreError
+from offchain.rounds.client import ArtifactRef, RoundsClient
+from offchain.rounds.config import StudyConfig, StudyConfigError
+from offchain.rounds.errors import ArtifactCheckFailed, RoundsError
+from offchain.rounds.sealed import AGGREGATE, GENESIS, UPDATE, Place, Reader, open_sealed, seal
+
+@dataclass
+class Member:
+    """A consortium member at work on studies: its chain clients, the store, and its keystore."""
+
+    rounds: RoundsClient
+    access: AccessClient
+    store: Store
+    keystore: Keystore | None
+
+    @property
+    def address(self) -> str:
+        return self.rounds.address
+
+    def require_keystore(self) -> Keystore:
+        if self.keystore is None:
+            raise RoundsError(
+                f"{self.address} has no keystore here: create it and publish its key with `medshare keys publish`"
+            )
+        return self.keystore
+
+    def require_role(self, role: Role, what: str, account: str | None = None) -> None:
+        account = account or self.address
+        if not self.access.roles_of(account) & role:
+            raise RoundsError(f"{account} does not hold the {what} role in MedicalAccess {self.access.contract.address}")
+
+    def public_keys(self, accounts: Iterable[str]) -> dict[str, Reader]:
+        """Each account's published key, version and suite; refuses an account that published none."""
+        keys = {}
+        for account in dict.fromkeys(accounts):
+            published = self.access.encryption_key(account)
+            if not published.published:
+                raise RoundsError(f"{account} has published no encryption key; they must run `medshare keys publish`")
+            keys[account] = (published.public_key, published.version, published.suite)
+        return keys
+
+    def participants_holding_role(self, accounts: Sequence[str]) -> list[str]:
+        """Those of ``accounts`` that hold PARTICIPANT now (what commitAggregate counts), in one call."""
+        (mask,) = self.access._call("holdersOf", list(accounts), int(Role.PARTICIPANT))
+        return [account for i, account in enumerate(accounts) if mask >> i & 1]
+
+    @property
+    def chain_id(self) -> int:
+        return self.rounds._chain_id()
+
+    def study(self, study: int) -> Study:
+        return Study(self, study)
+
+    # Creating a study -------------------------------------------------------
+
+    def create_study(self, config: StudyConfig, min_updates: int, genesis: Mapping[str, torch.Tensor] | None = None) -> Study:
+        """Register a study run by this member (a coordinator): store its config and sealed genesis model."""
+        self.require_role(Role.COORDINATOR, "coordinator")
+        if not 1 <= min_updates <= len(config.participants):
+            raise RoundsError(f"min updates must be 1 to {len(config.participants)} (the participants), got {min_updates}")
+        for participant in config.participants:
+            self.require_role(Role.PARTICIPANT, "participant", participant)
+        readers = self.public_keys([self.address, *config.members])
+        if genesis is None:
+            genesis = config.model.build(seed=secrets.randbits(63)).state_dict()
+        plaintext = encode_artifact(genesis, {"kind": GENESIS})
+        number = self.rounds.studies()[-1] + 1 if self.rounds.studies() else 1
+        place = Place(self.chain_id, self.rounds.contract.address, number, 0, GENESIS, self.address)
+        genesis_ref = ArtifactRef(seal(self.store, plaintext, readers, place), hashlib.sha256(plaintext).digest())
+        config_cid = self.store.add(io.BytesIO(config.canonical_bytes()))
+        created = self.rounds.create_study(genesis_ref, config.digest(), config_cid, min_updates)
+        if created != number:
+            # Another coordinator created a study meanwhile: our genesis is bound to the wrong number.
+            raise RoundsError(f"study {number} was taken while this one was being created (got {created}); create again")
+        return self.study(created)
+
+
+class Study:
+    """A study as ``member`` sees it: the chain's record, its config (checked), its models."""
+
+    def __init__(self, member: Member, number: int) -> None:
+        self.member = member
+        self.number = number
+        self.info = member.rounds.study(number)
+
+    def refresh(self) -> None:
+        self.info = self.member.rounds.study(self.number)
+
+    @cached_property
+    def config(self) -> StudyConfig:
+        """The study's config from the store, refused unless it hashes to the digest on chain."""
+        try:
+            data = _read_all(self.member.store, self.info.config_cid)
+        except StoreError as error:
+            raise ArtifactCheckFailed(f"study {self.number}: config {self.info.config_cid} is unreadable: {error}") from None
+        try:
+            return StudyConfig.from_bytes(data, self.info.config_digest)
+        except StudyConfigError as error:
+            raise ArtifactCheckFailed(f"study {self.number}: config {self.info.config_cid}: {error}") from None
+
+    @property
+    def coordinator(self) -> str:
+        return self.info.coordinator
+
+    def update_readers(self) -> list[str]:
+        return list(dict.fromkeys([self.coordinator, *self.config.auditors]))
+
+    def model_readers(self) -> list[str]:
+        return list(dict.fromkeys([self.coordinator, *self.config.members]))
+
+    def place(self, round_number: int, kind: str, author: str | None = None) -> Place:
+        return Place(self.member.chain_id, self.member.rounds.contract.address, self.number, round_number, kind,
+                     author or self.coordinator)
+
+    # Models ----------------------------------------------------------------
+
+    def model_ref(self, round_number: int) -> ArtifactRef:
+        """The model committed by ``round_number`` (0: the genesis model)."""
+        if round_number == 0:
+            return self.info.genesis
+        aggregate = self.member.rounds.round(self.number, round_number).aggregate
+        if aggregate is None:
+            raise RoundsError(f"study {self.number} round {round_number} has no committed aggregate")
+        return aggregate
+
+    def model(self, round_number: int) -> dict[str, torch.Tensor]:
+        """The tensors of the model committed by ``round_number`` (0: genesis), fetched and checked."""
+        ref = self.model_ref(round_number)
+        kind = GENESIS if round_number == 0 else AGGREGATE
+        data = self.open(ref, self.place(round_number, kind))
+        return self._tensors(data, ref, f"study {self.number} round {round_number} {kind}").tensors
+
+    def seal_aggregate(self, round_number: int, plaintext: bytes) -> ArtifactRef:
+        """Seal a round's aggregate (its canonical bytes) for the study's members."""
+        readers = self.member.public_keys(self.model_readers())
+        cid = seal(self.member.store, plaintext, readers, self.place(round_number, AGGREGATE))
+        return ArtifactRef(cid, hashlib.sha256(plaintext).digest())
+
+    def seal_update(self, round_number: int, plaintext: bytes) -> ArtifactRef:
+        readers = self.member.public_keys(self.update_readers())
+        cid = seal(self.member.store, plaintext, readers, self.place(round_number, UPDATE, self.member.address))
+        return ArtifactRef(cid, hashlib.sha256(plaintext).digest())
+
+    def open(self, ref: ArtifactRef, place: Place) -> bytes:
+        keystore = self.member.require_keystore()
+        return open_sealed(self.member.store, ref.cid, ref.sha256, keystore, self.member.address, place)
+
+    @staticmethod
+    def _tensors(data: bytes, ref: ArtifactRef, what: str):
+        try:
+            return decode_artifact(data)  # open() checked its SHA-256
+        except ArtifactError as error:
+            raise ArtifactCheckFailed(f"{what} ({ref.cid}): {error}") from None
+
+
+def aggregate_bytes(study: int, round_number: int, tensors: Mapping[str, torch.Tensor]) -> bytes:
+    """The canonical safetensors bytes of a round's aggregate (what the chain's SHA-256 names)."""
+    return encode_artifact(tensors, {"kind": AGGREGATE, "study": str(study), "round": str(round_number)})
+
+
+def _read_all(store: Store, cid: CID) -> bytes:
+    out = io.BytesIO()
+    store.cat(cid, out)
+    return out.getvalue()

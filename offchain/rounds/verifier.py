@@ -1,0 +1,170 @@
+"""The verifier: re-derive every committed aggregate from chain data, the store and an auditor's key.
+
+For each round it runs these checks in order and reports the first that fails:
+
+``config``    the study's config in the store hashes to the digest on chain
+``custody``   the round's base is the study's previous committed model (the genesis for the first)
+``quorum``    the commit counted at least the study's minimum of updates
+``roles``     every counted update came from an account holding PARTICIPANT at the commit's block,
+              and every submitter that held it was counted
+``updates``   every counted update is in the store under its CID, decrypts, hashes to its SHA-256
+              on chain, and is a client update for this round
+``rederive``  the study's aggregator over the counted updates gives, bit for bit, the bytes whose
+              SHA-256 the chain committed
+``aggregate`` the committed aggregate is in the store under its CID, decrypts and hashes to that SHA-256
+
+A cancelled round is reported as such and passes when it committed nothing;
+an open round is reported and not checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from offchain.chain import Role
+from offchain.rounds.aggregate import RoundAggregation, committed_base_round
+from offchain.rounds.errors import ArtifactCheckFailed, RoundsError
+from offchain.rounds.sealed import AGGREGATE
+from offchain.rounds.study import Member, Study
+
+CHECKS = ("config", "custody", "quorum", "roles", "updates", "rederive", "aggregate")
+
+
+@dataclass(frozen=True)
+class RoundVerdict:
+    """One round's outcome: ``verified`` unless ``failed_check`` names the first check that failed."""
+
+    round: int
+    state: str
+    verified: bool
+    failed_check: str | None = None
+    detail: str = ""
+    updates: int = 0
+    aggregate_cid: str | None = None
+
+    def line(self) -> str:
+        if self.state == "open":
+            return f"round {self.round}: open, not yet committed"
+        if self.state == "cancelled":
+            return f"round {self.round}: cancelled" + ("" if self.verified else f"  FAILED {self.failed_check}: {self.detail}")
+        if self.verified:
+            return f"round {self.round}: verified ({self.updates} updates, aggregate {self.aggregate_cid})"
+        return f"round {self.round}: FAILED {self.failed_check}: {self.detail}"
+
+    def to_json(self) -> dict:
+        return {"round": self.round, "verified": self.verified, "failed_check": self.failed_check}
+
+
+class _Failed(Exception):
+    def __init__(self, check: str, detail: str) -> None:
+        super().__init__(detail)
+        self.check = check
+        self.detail = detail
+
+
+def verify_study(member: Member, study: int, rounds: list[int] | None = None) -> Iterator[RoundVerdict]:
+    """Yield a verdict per round (all rounds by default), in order."""
+    view = Study(member, study)
+    if member.address not in (view.coordinator, *_auditors(view)):
+        raise RoundsError(f"{member.address} is neither an auditor nor the coordinator of study {study}: it holds no key")
+    member.require_keystore()
+    count = view.info.round_count
+    wanted = list(range(1, count + 1)) if rounds is None else rounds
+    for number in wanted:
+        if not 1 <= number <= count:
+            raise RoundsError(f"study {study} has rounds 1 to {count}, not {number}")
+    try:
+        view.config
+    except ArtifactCheckFailed as error:
+        for number in wanted:
+            yield RoundVerdict(number, "unknown", False, "config", str(error))
+        return
+    aggregation = RoundAggregation(view)
+    for number in wanted:
+        yield _verify_round(view, aggregation, number)
+
+
+def _auditors(view: Study) -> tuple[str, ...]:
+    try:
+        return view.config.auditors
+    except ArtifactCheckFailed:
+        return ()
+
+
+def _verify_round(view: Study, aggregation: RoundAggregation, number: int) -> RoundVerdict:
+    rounds = view.member.rounds
+    info = rounds.round(view.number, number)
+    if info.state == "open":
+        return RoundVerdict(number, "open", True)
+    if info.state == "cancelled":
+        if info.aggregate is not None:
+            return RoundVerdict(number, "cancelled", False, "custody", "a cancelled round holds an aggregate")
+        return RoundVerdict(number, "cancelled", True)
+    try:
+        updates = _check(view, aggregation, number, info)
+    except _Failed as failure:
+        return RoundVerdict(number, info.state, False, failure.check, failure.detail)
+    return RoundVerdict(number, info.state, True, updates=updates, aggregate_cid=str(info.aggregate.cid))
+
+
+def _check(view: Study, aggregation: RoundAggregation, number: int, info) -> int:
+    rounds = view.member.rounds
+    # custody
+    base_round = committed_base_round(view, number)
+    expected_base = view.model_ref(base_round)
+    if expected_base.commitment() != info.base_commitment:
+        raise _Failed("custody", f"the round's base is not the model of round {base_round} ({expected_base.cid})")
+    # quorum
+    counted = list(info.counted_submitters)
+    if len(counted) < view.info.min_updates:
+        raise _Failed("quorum", f"{len(counted)} counted updates, the study needs {view.info.min_updates}")
+    # roles
+    updates = rounds.updates(view.number, number)
+    submitters = [update.participant for update in updates]
+    block = _commit_block(view, number)
+    for account in submitters:
+        held = bool(Role(_roles_at(view, account, block)) & Role.PARTICIPANT)
+        if held != (account in counted):
+            state = "held" if held else "did not hold"
+            listed = "counted" if account in counted else "not counted"
+            raise _Failed("roles", f"{account} {state} PARTICIPANT at the commit (block {block}) but was {listed}")
+    if not set(counted) <= set(submitters):
+        raise _Failed("roles", "the commit counted an account that submitted nothing")
+    accepted = [update for update in updates if update.participant in set(counted)]
+    # updates + rederive
+    try:
+        rederived = aggregation.aggregate(number, base_round, accepted)
+    except ArtifactCheckFailed as error:
+        raise _Failed("updates", str(error)) from None
+    except RoundsError as error:
+        raise _Failed("rederive", str(error)) from None
+    if hashlib.sha256(rederived).digest() != info.aggregate.sha256:
+        raise _Failed("rederive", f"the counted updates aggregate to bytes other than the committed SHA-256 "
+                                  f"0x{info.aggregate.sha256.hex()}")
+    # aggregate
+    try:
+        stored = view.open(info.aggregate, view.place(number, AGGREGATE))
+    except ArtifactCheckFailed as error:
+        raise _Failed("aggregate", str(error)) from None
+    if stored != rederived:
+        raise _Failed("aggregate", "the stored aggregate differs from the re-derived one")
+    return len(accepted)
+
+
+def _commit_block(view: Study, number: int) -> int:
+    logs = view.member.rounds._logs("RoundCommitted", study=view.number, round=number)
+    if not logs:
+        raise _Failed("roles", "no RoundCommitted event for a committed round")
+    return int(logs[-1].block_number)
+
+
+def _roles_at(view: Study, account: str, block: int) -> int:
+    contract = view.member.access.contract
+    return int(contract.rolesOf(account, block_id=block))
+
+
+def report(verdicts: list[RoundVerdict], study: int) -> dict:
+    """The JSON the CLI prints last: ``{study, rounds: [{round, verified, failed_check}], ok}``."""
+    return {"study": study, "rounds": [v.to_json() for v in verdicts], "ok": all(v.verified for v in verdicts)}

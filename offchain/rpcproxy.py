@@ -1,0 +1,93 @@
+"""A JSON-RPC proxy that behaves like a public endpoint: it refuses ``eth_getLogs`` over wide ranges.
+
+Public Polygon endpoints refuse a log query spanning more than some
+thousands of blocks. Put this proxy in front of a local anvil to rehearse
+against that limit: every request is forwarded unchanged, except an
+``eth_getLogs`` whose block range exceeds ``max_log_blocks``, which gets the
+error such endpoints return. It listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+DEFAULT_MAX_LOG_BLOCKS = 1000
+
+
+class LogRangeProxy:
+    """Forward JSON-RPC to ``upstream``; refuse ``eth_getLogs`` wider than ``max_log_blocks`` blocks."""
+
+    def __init__(self, upstream: str, *, max_log_blocks: int = DEFAULT_MAX_LOG_BLOCKS, port: int = 0) -> None:
+        self.upstream = upstream
+        self.max_log_blocks = max_log_blocks
+        self.refused = 0
+        self.log_queries = 0
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server hook's name
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                answer = proxy._answer(json.loads(body))
+                data = json.dumps(answer).encode() if answer is not None else proxy._forward(body)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> LogRangeProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _forward(self, body: bytes) -> bytes:
+        request = urllib.request.Request(self.upstream, data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.read()
+
+    def _answer(self, message: Any) -> Any:
+        """The proxy's own answer to ``message`` (a refusal), or None to forward it."""
+        if isinstance(message, list):
+            return None if all(self._answer(item) is None for item in message) else [
+                self._answer(item) or json.loads(self._forward(json.dumps(item).encode())) for item in message
+            ]
+        if message.get("method") != "eth_getLogs":
+            return None
+        self.log_queries += 1
+        query = (message.get("params") or [{}])[0]
+        if "blockHash" in query:
+            return None
+        start, stop = (self._block(query.get(name, "latest")) for name in ("fromBlock", "toBlock"))
+        if stop - start + 1 <= self.max_log_blocks:
+            return None
+        self.refused += 1
+        return {"jsonrpc": "2.0", "id": message.get("id"), "error": {
+            "code": -32005, "message": f"block range is too wide: {stop - start + 1} > {self.max_log_blocks} blocks"}}
+
+    def _block(self, tag: Any) -> int:
+        if isinstance(tag, int):
+            return tag
+        if isinstance(tag, str) and tag.startswith("0x"):
+            return int(tag, 16)
+        if tag == "earliest":
+            return 0
+        head = json.loads(self._forward(json.dumps(
+            {"jsonrpc": "2.0", "id": 0, "method": "eth_blockNumber", "params": []}).encode()))
+        return int(head["result"], 16)

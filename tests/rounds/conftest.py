@@ -1,0 +1,67 @@
+"""A consortium for round tests: MedicalAccess and RoundRegistry on the session's anvil, a coordinator,
+three hospitals and an auditor with published keys, a shared embedded store, and a helper that
+creates a fresh study per test (Ape rolls the chain back after each test; the store keeps content
+by CID, so tests share it safely)."""
+
+from dataclasses import dataclass
+
+import pytest
+
+from fl.data import federated_breast_cancer
+from fl.models import ModelSpec
+from offchain.rounds.config import StudyConfig
+from offchain.rounds.coordinator import Coordinator
+from offchain.rounds.participant import HospitalNode
+from offchain.rounds.runner import enrol
+from offchain.rounds.study import Member
+from offchain.settings import Settings
+
+PASSPHRASE = "round tests passphrase"
+HOSPITALS = 3
+
+
+@dataclass
+class Consortium:
+    access: object
+    registry: object
+    admin: object
+    coordinator: Member
+    hospitals: list[Member]
+    auditor: Member
+    stranger: Member
+    home: object
+
+    def study(self, *, min_updates: int = 2, aggregator: str = "fedavg", params: dict | None = None,
+              round_seconds: int = 600, participants: list[Member] | None = None) -> int:
+        participants = participants or self.hospitals
+        config = StudyConfig(ModelSpec("logistic", 30), tuple(m.address for m in participants), (self.auditor.address,),
+                             aggregator, params or {}, round_seconds=round_seconds)
+        return self.coordinator.create_study(config, min_updates).number
+
+    def nodes(self, study: int, members: list[Member] | None = None) -> list[HospitalNode]:
+        members = members or self.hospitals
+        shares = federated_breast_cancer(len(members)).hospitals
+        return [HospitalNode(member, study, share) for member, share in zip(members, shares)]
+
+    def run_round(self, study: int, nodes=None) -> int:
+        """Open a round, have every node submit, commit; returns the round."""
+        coordinator = Coordinator(self.coordinator, study)
+        opened = coordinator.step()
+        assert opened.action == "opened", opened
+        for node in nodes or self.nodes(study):
+            assert node.step().action == "submitted"
+        committed = coordinator.step()
+        assert committed.action == "committed", committed
+        return committed.round
+
+
+@pytest.fixture(scope="session")
+def consortium(accounts, project, tmp_path_factory):
+    admin, coordinator, auditor, *hospitals = accounts[:3 + HOSPITALS]
+    stranger = accounts[9]
+    access = admin.deploy(project.MedicalAccess, admin)
+    registry = admin.deploy(project.RoundRegistry, access)
+    home = tmp_path_factory.mktemp("rounds-home")
+    members = enrol(access, registry, admin, coordinator, hospitals, [auditor, stranger], Settings(home=home), PASSPHRASE)
+    return Consortium(access, registry, admin, members[coordinator.address], [members[h.address] for h in hospitals],
+                      members[auditor.address], members[stranger.address], home)
