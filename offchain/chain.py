@@ -240,7 +240,7 @@ class AccessClient(ContractClient):
             signed.record_id, signed.grantee, signed.expiry, signed.nonce, signed.issued_block, signed.deadline,
             signed.signature,
         )
-        self._multicall([grant] + self._share_calls(record_id, version, shares))
+        self._multicall([grant] + self._share_calls(signed.record_id, version, shares))
 
     def log_access(self, record_id: bytes) -> int:
         """Record the signer's read on chain (reverts AccessDenied without access); returns the version read."""

@@ -11,6 +11,7 @@ from offchain.cli.ipfs import ipfs
 from offchain.cli.keys import keys
 from offchain.cli.members import members
 from offchain.cli.record import record
+from offchain.cli.rounds import rounds
 from offchain.cli.web import web
 from offchain.settings import Settings
 
@@ -25,7 +26,7 @@ def main() -> None:
         raise click.ClickException(str(error)) from None
 
 
-for command in (chain, deploy, members, keys, record, ipfs, fl, web):
+for command in (chain, deploy, members, keys, record, ipfs, fl, rounds, web):
     main.add_command(command)
 
 

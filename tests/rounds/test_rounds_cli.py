@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import PASSPHRASE
-from tamper import flip_stored_byte
+from .conftest import PASSPHRASE
+from .tamper import flip_stored_byte
 
 from offchain.cli import main
 from offchain.rounds.coordinator import Coordinator

@@ -14,7 +14,7 @@ from offchain.rounds.errors import RoundsError
 from offchain.rounds.status import study_status
 from offchain.rounds.study import aggregate_bytes
 from offchain.rounds.verifier import verify_study
-from tamper import flip_stored_byte
+from .tamper import flip_stored_byte
 
 
 def verdicts(consortium, study):

@@ -19,7 +19,7 @@ from offchain.rounds.config import StudyConfig, StudyConfigError
 from offchain.rounds.errors import ArtifactCheckFailed, TableError
 from offchain.rounds.sealed import AGGREGATE, UPDATE, Place, open_sealed, readers_of, seal
 from offchain.rounds.tables import load_table
-from tamper import flip_stored_byte
+from .tamper import flip_stored_byte
 
 A = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 B = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"

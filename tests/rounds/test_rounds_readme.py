@@ -10,7 +10,9 @@ INTRO = "`tests/rounds/test_rounds_readme.py` runs this very session:\n\n"
 
 def test_readme_study_session_works_as_written(tmp_path):
     session = readme_session(INTRO).replace("8545", str(free_port()))
-    script = "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n" + session
+    script = ("set -euo pipefail\n"
+              "trap 'kill $(jobs -p) 2>/dev/null || true; ./run medshare chain down >/dev/null 2>&1 || true' EXIT\n"
+              + session)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDSHARE_")}
     env["MEDSHARE_HOME"] = str(tmp_path / "home")
     done = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from conftest import PASSPHRASE
+from .conftest import PASSPHRASE
 
 from offchain.rounds.coordinator import CHECKPOINTS
 from offchain.rounds.verifier import verify_study

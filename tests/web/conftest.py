@@ -117,9 +117,11 @@ def portal(access, chain, portal_home, browser, request, tmp_path) -> Iterator:
         if failed:
             page.screenshot(path=str(tmp_path / f"portal-account-{index}.png"), full_page=True)
         page.context.close()
-    for server in servers:
+    for number, server in enumerate(servers):
         server.terminate()
         server.wait(timeout=30)
+        if failed:  # the server's own account of what went wrong, beside the screenshots
+            (tmp_path / f"portal-server-{number}.log").write_text(server.stderr.read())
         server.stdout.close()
         server.stderr.close()
 
