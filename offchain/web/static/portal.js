@@ -279,9 +279,12 @@
     await busy($('#sign-submit'), (async () => {
       const [wallet] = await window.ethereum.request({ method: 'eth_requestAccounts' });
       const patient = ethers.getAddress(wallet);
-      // The signature speaks for the patient as of the latest mined block: a later revocation or
-      // withdrawal supersedes it. Nonces are unordered, so a random one never blocks another signature.
+      // The signature speaks for the patient as of a mined block: anything a later block changes (a
+      // revocation, a withdrawal) supersedes it. The block before the latest is named because nodes
+      // simulate the relay in the latest block's context, where the latest itself is not yet "before".
+      // Nonces are unordered, so a random one never blocks another signature.
       const latest = await contract.runner.provider.getBlock('latest');
+      const issuedBlock = Math.max(latest.number - 1, 0);
       const expiry = Number(latest.timestamp) + Math.round(days * 86400);
       const deadline = Number(latest.timestamp) + 7 * 86400;
       const nonce = ethers.toBigInt(ethers.randomBytes(16));
@@ -295,11 +298,11 @@
         primaryType: 'Grant',
         domain: { name: 'MedicalAccess', version: '1', chainId: session.chainId, verifyingContract: session.contract.address },
         message: { record: recordId, grantee: ethers.getAddress(grantee), expiry: expiry, nonce: nonce.toString(),
-          issuedBlock: latest.number, deadline: deadline },
+          issuedBlock: issuedBlock, deadline: deadline },
       };
       const signature = await window.ethereum.request({ method: 'eth_signTypedData_v4', params: [patient, JSON.stringify(typed)] });
       $('#signed-grant').val(JSON.stringify({ record: recordId, grantee: typed.message.grantee, expiry: expiry,
-        nonce: typed.message.nonce, issuedBlock: latest.number, deadline: deadline, signature: signature }, null, 1));
+        nonce: typed.message.nonce, issuedBlock: issuedBlock, deadline: deadline, signature: signature }, null, 1));
       say('success', 'Signed. Give the text below to the hospital holding the record.');
     })().catch(fail));
   }
