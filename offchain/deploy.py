@@ -83,7 +83,7 @@ def deploy(account: Any, admin: str, *, force: bool = False, path: Path | None =
         with logger.at_level(LogLevel.WARNING):  # the caller reports each deployment in one line
             instance = account.deploy(container, *arguments(admin, addresses))
         receipt = chain.provider.get_receipt(instance.txn_hash)
-        abi = [entry.model_dump(mode="json", by_alias=True) for entry in container.contract_type.abi]
+        abi = deployments.abi_json(container.contract_type)
         deployment = deployments.Deployment(
             instance.address, account.address, receipt.block_number, receipt.txn_hash, deployments.abi_digest(abi)
         )

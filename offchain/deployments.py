@@ -19,6 +19,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from offchain.errors import MedShareError
 from offchain.settings import Settings
@@ -40,6 +41,11 @@ class Deployment:
     block: int
     transaction: str = ""
     abi_sha256: str = ""
+
+
+def abi_json(contract_type: Any) -> list[dict]:
+    """A compiled contract's ABI as plain JSON: what its digest is taken of, and what a page's ethers reads."""
+    return [entry.model_dump(mode="json", by_alias=True) for entry in contract_type.abi]
 
 
 def abi_digest(abi: list[dict]) -> str:

@@ -34,6 +34,7 @@ from aiohttp import web
 from offchain.chain import AccessClient, Role, SignedGrant
 from offchain.contract_client import ChainRefusal
 from offchain import inputs
+from offchain.deployments import abi_json
 from offchain.errors import MedShareError
 from offchain.ipfs import StoreError
 from offchain.records import AccessRefused, RecordService
@@ -114,7 +115,7 @@ class Portal:
             "rpcUrl": self.rpc_url,
             "contract": {
                 "address": self.client.contract.address,
-                "abi": [entry.model_dump(mode="json", by_alias=True) for entry in contract_type.abi],
+                "abi": abi_json(contract_type),
                 "errors": _error_notices(contract_type),
                 "fromBlock": self.client.from_block,
             },
