@@ -140,7 +140,9 @@ def run_workload(root: str, trace_path: str, stop_at: int | None) -> None:
 
 
 def _read_trace(path: Path) -> list[list[str]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    """The complete lines: polled while the child appends, the last one may be caught half written."""
+    complete = path.read_text().rpartition("\n")[0]
+    return [json.loads(line) for line in complete.splitlines()]
 
 
 def _run_child(root: Path, trace: Path, stop_at: int | None) -> list[list[str]]:
