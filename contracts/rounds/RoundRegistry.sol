@@ -17,11 +17,23 @@ import {ConsortiumBound} from "./ConsortiumBound.sol";
 /// Roles and pause come from the access policy ({ConsortiumBound}). Commit checks the submitters the
 /// coordinator lists against a running digest kept at submit time, and re-reads their roles only if
 /// an account lost the coordinator or participant role since the round opened.
-/// Room to grow (secure-aggregation steps, per-participant privacy budgets): {Round} and {Study} end
-/// in mappings new fields can join, and {RoundHeader} has 48 spare bits.
+/// Privacy budgets: before its first round, a study's coordinator may give hospitals an (epsilon,
+/// delta) budget for the whole study ({setPrivacyBudgets}); the study's rounds then take only
+/// {submitPrivateUpdate}, which declares the DP parameters the update was trained with and the
+/// hospital's cumulative epsilon after it, and is refused if that total passes the budget or falls.
+/// The registry cannot run the accountant; auditors recompute every declared epsilon off chain
+/// from the declared parameters ({PrivacySpent} events). Budget and spend share one slot per hospital.
+/// Room to grow (secure-aggregation steps): {Round} and {Study} end in mappings new fields can join,
+/// and {RoundHeader} has 40 spare bits.
 contract RoundRegistry is ConsortiumBound, Multicall {
     /// @notice A round takes at most this many updates (its commit event's counted mask is one word).
     uint256 public constant MAX_UPDATES = 256;
+    /// @notice Epsilons (budgets and spends) are in millionths.
+    uint64 public constant EPSILON_SCALE = 1e6;
+    /// @notice Deltas are in units of 1e-18 (a delta is below 1, so below this).
+    uint64 public constant DELTA_SCALE = 1e18;
+    /// @notice Noise multipliers, sample rates and clipping norms are in units of 1e-9.
+    uint64 public constant DP_PARAMETER_SCALE = 1e9;
     /// @notice A round's deadline is at most this far ahead, so no round can hold its study for good.
     uint64 public constant MAX_ROUND_DURATION = 365 days;
 
@@ -38,6 +50,7 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         uint16 minUpdates;
         uint32 roundCount;
         uint32 latestRound; // the last committed round; 0: the genesis model is the latest
+        bool budgeted; // hospitals have privacy budgets: updates must declare their DP spend
     }
 
     struct Study {
@@ -45,6 +58,26 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         bytes32 genesis; // the genesis model's commitment
         bytes32 configDigest; // SHA-256 of the study's canonical JSON config
         mapping(uint32 round => Round) rounds;
+        mapping(address hospital => PrivacyAccount) privacy;
+    }
+
+    /// @dev One slot per hospital and study: its budget for the whole study and what it has spent.
+    struct PrivacyAccount {
+        uint64 epsilonBudget; // in 1/EPSILON_SCALE; 0: no budget (the hospital cannot submit)
+        uint64 delta; // in 1/DELTA_SCALE; every epsilon of this hospital is at this delta
+        uint64 epsilonSpent; // in 1/EPSILON_SCALE, over all its updates to the study
+    }
+
+    /// @notice What an update to a budgeted study declares: the DP-SGD it was trained with
+    /// (`steps` steps sampling each record with probability `sampleRate`, gradients clipped to
+    /// `clippingNorm`, Gaussian noise of `noiseMultiplier` times that norm; in 1/DP_PARAMETER_SCALE)
+    /// and the hospital's cumulative epsilon after it (in 1/EPSILON_SCALE, at its budget's delta).
+    struct DPDeclaration {
+        uint64 noiseMultiplier;
+        uint64 sampleRate;
+        uint64 clippingNorm;
+        uint32 steps;
+        uint64 epsilonSpent;
     }
 
     /// @dev One slot, written whole at open, commit and cancel.
@@ -56,6 +89,7 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         uint64 roleLosses; // the consortium's count of learning-role losses when the round opened
         uint16 updateCount; // set when the round closes (the tally counts while it is open)
         uint16 counted; // updates from accounts holding the participant role at commit
+        bool budgeted; // the study's, copied at open: updates must declare their DP spend
     }
 
     struct Round {
@@ -113,6 +147,21 @@ contract RoundRegistry is ConsortiumBound, Multicall {
     );
     /// @notice The round missed its quorum by its deadline; the study's latest model is unchanged.
     event RoundCancelled(uint64 indexed study, uint32 indexed round);
+    /// @notice `hospital` may spend at most `epsilonBudget` (in millionths) at `delta` (in 1e-18)
+    /// over the whole study.
+    event PrivacyBudgetSet(uint64 indexed study, address indexed hospital, uint64 epsilonBudget, uint64 delta);
+    /// @notice `participant`'s update to the round was trained with these DP parameters (in 1e-9)
+    /// and brings its spend in the study to `epsilonSpent` (in millionths).
+    event PrivacySpent(
+        uint64 indexed study,
+        uint32 indexed round,
+        address indexed participant,
+        uint64 noiseMultiplier,
+        uint64 sampleRate,
+        uint64 clippingNorm,
+        uint32 steps,
+        uint64 epsilonSpent
+    );
 
     /// @notice `account` does not hold the coordinator role.
     error NotCoordinator(address account);
@@ -156,6 +205,25 @@ contract RoundRegistry is ConsortiumBound, Multicall {
     error ZeroDigest();
     /// @notice An update must be trained on at least one sample.
     error NoSamples();
+    /// @notice A budget's epsilon must be positive, its delta in (0, 1), and it needs hospitals.
+    error BadPrivacyBudget(uint64 epsilonBudget, uint64 delta);
+    /// @notice Budgets are set before the study's first round only.
+    error PrivacyBudgetsFrozen(uint64 study);
+    /// @notice `hospital` already has a budget in `study`.
+    error PrivacyBudgetAlreadySet(uint64 study, address hospital);
+    /// @notice `account` has no privacy budget in the budgeted `study`, so it cannot submit.
+    error NoPrivacyBudget(uint64 study, address account);
+    /// @notice The study has privacy budgets: an update must declare its DP spend ({submitPrivateUpdate}).
+    error PrivacyDeclarationRequired(uint64 study, uint32 round);
+    /// @notice The study has no privacy budgets: submit with {submitUpdate}.
+    error RoundNotPrivate(uint64 study, uint32 round);
+    /// @notice A DP declaration needs a positive noise multiplier, clipping norm and step count and
+    /// a sample rate in (0, 1].
+    error BadDPDeclaration();
+    /// @notice `participant` declared a cumulative epsilon of `declared`, over its `budget`.
+    error PrivacyBudgetExceeded(uint64 study, address participant, uint64 declared, uint64 budget);
+    /// @notice `participant` declared a cumulative epsilon of `declared`, below the `spent` it declared before.
+    error PrivacySpendDecreased(uint64 study, address participant, uint64 declared, uint64 spent);
 
     /// @param consortium_ The deployed MedicalAccess whose roles and pause the registry follows.
     constructor(address consortium_) ConsortiumBound(consortium_) {}
@@ -185,10 +253,37 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         bytes32 genesis = _commitment(genesisCid, genesisSha256);
         study = ++_studyCount;
         Study storage s = _studies[study];
-        s.header = StudyHeader(msg.sender, minUpdates, 0, 0);
+        s.header = StudyHeader(msg.sender, minUpdates, 0, 0, false);
         s.genesis = genesis;
         s.configDigest = configDigest;
         emit StudyCreated(study, msg.sender, genesisCid, genesisSha256, configDigest, configCid, minUpdates);
+    }
+
+    /// @notice Give `hospitals` an (epsilon, delta) budget for the whole study: from then on every
+    /// update to the study must declare its DP parameters and its sender's cumulative epsilon
+    /// ({submitPrivateUpdate}), and only hospitals with a budget may submit. The study's coordinator
+    /// only, before its first round (e.g. in one multicall with {createStudy}); each hospital once.
+    /// @param study The study.
+    /// @param hospitals The hospitals that get this budget.
+    /// @param epsilonBudget Each one's epsilon for the whole study, in millionths (> 0).
+    /// @param delta The delta every epsilon of theirs is computed at, in 1e-18 (0 < delta < 1e18).
+    function setPrivacyBudgets(uint64 study, address[] calldata hospitals, uint64 epsilonBudget, uint64 delta)
+        external
+    {
+        Study storage s = _studies[study];
+        StudyHeader memory header = s.header;
+        _requireCoordinator(study, header, true);
+        if (header.roundCount != 0) revert PrivacyBudgetsFrozen(study);
+        if (epsilonBudget == 0 || delta == 0 || delta >= DELTA_SCALE || hospitals.length == 0) {
+            revert BadPrivacyBudget(epsilonBudget, delta);
+        }
+        for (uint256 i; i < hospitals.length; ++i) {
+            address hospital = hospitals[i];
+            if (s.privacy[hospital].epsilonBudget != 0) revert PrivacyBudgetAlreadySet(study, hospital);
+            s.privacy[hospital] = PrivacyAccount(epsilonBudget, delta, 0);
+            emit PrivacyBudgetSet(study, hospital, epsilonBudget, delta);
+        }
+        if (!header.budgeted) s.header.budgeted = true;
     }
 
     // Rounds ---------------------------------------------------------------------------------------
@@ -230,7 +325,8 @@ contract RoundRegistry is ConsortiumBound, Multicall {
             baseRound: baseRound,
             roleLosses: uint64(consortium.learningRoleLosses()),
             updateCount: 0,
-            counted: 0
+            counted: 0,
+            budgeted: header.budgeted
         });
         r.tally = bytes32(_TALLY_SEED);
         for (uint256 i; i < invited.length; ++i) {
@@ -240,7 +336,8 @@ contract RoundRegistry is ConsortiumBound, Multicall {
     }
 
     /// @notice Submit the caller's update to an open round, before its deadline. Participants only
-    /// (invited ones, when the round invites); once per round.
+    /// (invited ones, when the round invites); once per round. Not for a study with privacy budgets
+    /// ({submitPrivateUpdate}).
     /// @param study The study.
     /// @param round The round.
     /// @param cid Binary CID of the update (as stored, i.e. encrypted).
@@ -249,22 +346,45 @@ contract RoundRegistry is ConsortiumBound, Multicall {
     function submitUpdate(uint64 study, uint32 round, bytes calldata cid, bytes32 sha256Digest, uint64 samples)
         external
     {
-        _requireNotPaused();
-        if (!_holds(msg.sender, _PARTICIPANT_BIT)) revert NotParticipant(msg.sender);
-        if (samples == 0) revert NoSamples();
-        Round storage r = _studies[study].rounds[round];
-        RoundHeader memory header = r.header;
-        _requireOpen(study, round, header.status);
-        if (block.timestamp > header.deadline) revert DeadlinePassed(study, round, header.deadline);
-        if (header.invites && !r.invited[msg.sender]) revert NotInvited(study, round, msg.sender);
-        if (r.updates[msg.sender] != 0) revert AlreadySubmitted(study, round, msg.sender);
-        uint256 tally = uint256(r.tally);
-        uint256 index = tally & _COUNT_MASK;
-        if (index == MAX_UPDATES) revert RoundFull(study, round);
+        _submit(study, round, cid, sha256Digest, samples, false);
+    }
 
-        r.updates[msg.sender] = _commitment(cid, sha256Digest);
-        r.tally = bytes32(_chain(tally & ~_COUNT_MASK, msg.sender) | (index + 1));
-        emit UpdateSubmitted(study, round, msg.sender, uint16(index), cid, sha256Digest, samples);
+    /// @notice Submit the caller's update to an open round of a study with privacy budgets, declaring
+    /// the DP parameters it was trained with and the caller's cumulative epsilon after it, which is
+    /// recorded. As {submitUpdate}, and refused if that epsilon passes the caller's budget or is
+    /// below what it declared before.
+    /// @param study The study.
+    /// @param round The round.
+    /// @param cid Binary CID of the update (as stored, i.e. encrypted).
+    /// @param sha256Digest SHA-256 of the update's bytes.
+    /// @param samples How many samples the update was trained on.
+    /// @param dp The DP-SGD parameters and the cumulative epsilon ({DPDeclaration}).
+    function submitPrivateUpdate(
+        uint64 study,
+        uint32 round,
+        bytes calldata cid,
+        bytes32 sha256Digest,
+        uint64 samples,
+        DPDeclaration calldata dp
+    ) external {
+        _submit(study, round, cid, sha256Digest, samples, true);
+        if (
+            dp.noiseMultiplier == 0 || dp.clippingNorm == 0 || dp.steps == 0 || dp.sampleRate == 0
+                || dp.sampleRate > DP_PARAMETER_SCALE
+        ) revert BadDPDeclaration();
+        PrivacyAccount storage account = _studies[study].privacy[msg.sender];
+        PrivacyAccount memory spend = account;
+        if (spend.epsilonBudget == 0) revert NoPrivacyBudget(study, msg.sender);
+        if (dp.epsilonSpent < spend.epsilonSpent) {
+            revert PrivacySpendDecreased(study, msg.sender, dp.epsilonSpent, spend.epsilonSpent);
+        }
+        if (dp.epsilonSpent > spend.epsilonBudget) {
+            revert PrivacyBudgetExceeded(study, msg.sender, dp.epsilonSpent, spend.epsilonBudget);
+        }
+        account.epsilonSpent = dp.epsilonSpent;
+        emit PrivacySpent(
+            study, round, msg.sender, dp.noiseMultiplier, dp.sampleRate, dp.clippingNorm, dp.steps, dp.epsilonSpent
+        );
     }
 
     /// @notice Commit the round's aggregate, which becomes the study's latest model. The study's
@@ -408,7 +528,50 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         return !r.header.invites || r.invited[account];
     }
 
+    /// @notice `account`'s privacy budget in the study and its spend so far (epsilons in millionths,
+    /// delta in 1e-18); all zero if it has none.
+    function privacyOf(uint64 study, address account)
+        external
+        view
+        returns (uint64 epsilonBudget, uint64 delta, uint64 epsilonSpent)
+    {
+        PrivacyAccount memory spend = _studies[study].privacy[account];
+        return (spend.epsilonBudget, spend.delta, spend.epsilonSpent);
+    }
+
     // Internals ------------------------------------------------------------------------------------
+
+    /// @dev An update's checks and records, shared by both submissions; `declaresPrivacy` must match
+    /// whether the round's study has privacy budgets.
+    function _submit(
+        uint64 study,
+        uint32 round,
+        bytes calldata cid,
+        bytes32 sha256Digest,
+        uint64 samples,
+        bool declaresPrivacy
+    ) private {
+        _requireNotPaused();
+        if (!_holds(msg.sender, _PARTICIPANT_BIT)) revert NotParticipant(msg.sender);
+        if (samples == 0) revert NoSamples();
+        Round storage r = _studies[study].rounds[round];
+        RoundHeader memory header = r.header;
+        _requireOpen(study, round, header.status);
+        if (header.budgeted != declaresPrivacy) {
+            if (header.budgeted) revert PrivacyDeclarationRequired(study, round);
+            revert RoundNotPrivate(study, round);
+        }
+        if (block.timestamp > header.deadline) revert DeadlinePassed(study, round, header.deadline);
+        if (header.invites && !r.invited[msg.sender]) revert NotInvited(study, round, msg.sender);
+        if (r.updates[msg.sender] != 0) revert AlreadySubmitted(study, round, msg.sender);
+        uint256 tally = uint256(r.tally);
+        uint256 index = tally & _COUNT_MASK;
+        if (index == MAX_UPDATES) revert RoundFull(study, round);
+
+        r.updates[msg.sender] = _commitment(cid, sha256Digest);
+        r.tally = bytes32(_chain(tally & ~_COUNT_MASK, msg.sender) | (index + 1));
+        emit UpdateSubmitted(study, round, msg.sender, uint16(index), cid, sha256Digest, samples);
+    }
 
     /// @dev The study's coordinator is the caller; with `checkRole`, it also holds the role now.
     /// Refuses while the consortium is paused.

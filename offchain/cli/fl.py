@@ -5,7 +5,7 @@
     medshare fl participant --study S (--share I/K | --data FILE.csv --label COLUMN) [--rounds N]
     medshare fl verify [--study S] [--round N | --all] [--json]
     medshare fl status --study S
-    medshare fl run --rounds N --hospitals K [--aggregator NAME] [--rpc URL] [--json]
+    medshare fl run --rounds N --hospitals K [--aggregator NAME] [--rpc URL] [--dp-epsilon E [--dp-delta D]] [--json]
 
 Each command is one account (``--account``) with its own keystore in
 ``$MEDSHARE_HOME/keys``; nodes talk only through the chain and the store.
@@ -174,10 +174,13 @@ def verify(chain, registry, study, round_number, every, as_json):
 @user_errors
 def status(chain, registry, study):
     """Show a study's rounds, their state and participants."""
+    from offchain.rounds.privacy import privacy_spend, status_lines
     from offchain.rounds.status import study_status
 
     with member_session(chain, registry) as member:
         for line in study_status(member, study).lines():
+            click.echo(line)
+        for line in status_lines(privacy_spend(member, study)):
             click.echo(line)
 
 
@@ -186,18 +189,27 @@ def status(chain, registry, study):
 @click.option("--hospitals", type=int, required=True)
 @click.option("--aggregator", default="fedavg", show_default=True)
 @click.option("--rpc", default=None, help="Use this node (default: start an anvil for the run).")
+@click.option("--dp-epsilon", type=float, default=None,
+              help="DP-SGD at every hospital within this epsilon over the whole study (its budget on chain).")
+@click.option("--dp-delta", type=float, default=None, help="The delta of --dp-epsilon (default 1e-5).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary last.")
 @user_errors
-def run(rounds, hospitals, aggregator, rpc, as_json):
+def run(rounds, hospitals, aggregator, rpc, dp_epsilon, dp_delta, as_json):
     """Run a study on the bundled data: a coordinator and K hospital nodes as separate processes."""
+    from fl.privacy import DEFAULT_DELTA
     from offchain.rounds.runner import RunSettings, run_study
 
-    settings = RunSettings(rounds=rounds, hospitals=hospitals, aggregator=aggregator, rpc=rpc, passphrase=passphrase())
+    if dp_delta is not None and dp_epsilon is None:
+        raise click.UsageError("--dp-delta needs --dp-epsilon")
+    settings = RunSettings(rounds=rounds, hospitals=hospitals, aggregator=aggregator, rpc=rpc, passphrase=passphrase(),
+                           dp_epsilon=dp_epsilon, dp_delta=DEFAULT_DELTA if dp_delta is None else dp_delta)
     result = run_study(settings, Settings.from_env(), echo=click.echo, progress=not as_json)
     for entry in result.rounds:
         mark = "verified" if entry.verified else "NOT VERIFIED"
         click.echo(f"round {entry.round}: test accuracy {entry.test_accuracy:.3f}, "
                    f"{len(entry.participants)} updates, {mark}")
+    for name, spent in result.epsilon_spent.items():
+        click.echo(f"{name}: epsilon {spent:.3f} of {result.epsilon_budget[name]:g} spent (delta {settings.dp_delta:g})")
     click.echo(f"plot: {result.plot}")
     if as_json:
         click.echo(json.dumps(result.to_json()))

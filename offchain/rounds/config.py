@@ -32,7 +32,7 @@ from eth_utils import is_address, to_checksum_address
 from fl.aggregation import AggregationError, create_aggregator
 from fl.client import LocalTrainingConfig
 from fl.models import ModelSpec
-from fl.privacy import DPSGDConfig
+from fl.privacy import DPSGDConfig, PrivacyBudget
 from offchain.rounds.errors import StudyConfigError
 
 FORMAT = "medshare-study/1"
@@ -85,6 +85,14 @@ class StudyConfig:
 
     def digest(self) -> bytes:
         return hashlib.sha256(self.canonical_bytes()).digest()
+
+    @property
+    def privacy_budget(self) -> PrivacyBudget | None:
+        """Each hospital's (epsilon, delta) budget for the whole study, which goes on chain; None
+        when the study sets none (no DP, or DP without a budget)."""
+        if self.dp is None or self.dp.epsilon_budget is None:
+            return None
+        return PrivacyBudget(self.dp.epsilon_budget, self.dp.delta)
 
     @property
     def members(self) -> tuple[str, ...]:

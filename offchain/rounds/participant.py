@@ -20,7 +20,9 @@ from fl.client import HospitalClient
 from fl.data import HospitalData
 from offchain.chain import Role
 from offchain.contract_client import ChainRefusal
+from fl.privacy import PrivacyBudgetExceeded
 from offchain.rounds.errors import ArtifactCheckFailed, RoundsError
+from offchain.rounds.privacy import HospitalSpend, submit_private_update
 from offchain.rounds.study import Member, Study
 
 Log = Callable[[str], None]
@@ -52,6 +54,10 @@ class HospitalNode:
             self.client = HospitalClient(data, config.model, config.training, config.dp)
         except ValueError as error:
             raise RoundsError(f"cannot train study {study}'s model on {data.name}: {error}") from None
+        # A study with privacy budgets: each update declares its DP spend, and none goes past the budget.
+        self.spend = HospitalSpend.of(member.rounds, study)
+        if self.spend is not None and config.dp is None:
+            raise RoundsError(f"study {study} sets privacy budgets but its config trains without DP-SGD")
         self.target_rounds = target_rounds
         self.log = log or (lambda message: None)
         self.training_time = training_time
@@ -87,6 +93,13 @@ class HospitalNode:
                 f"(round {base_round}, {base.cid})"
             )
         parameters = self.study.model(base_round)
+        declared = None
+        if self.spend is not None:
+            try:
+                declared = self.spend.next(self.client.dp_round_parameters)
+            except PrivacyBudgetExceeded as refusal:
+                self.log(f"round {number}: not training: {refusal}")
+                return Step("done", number, "privacy budget spent")
         started = time.perf_counter()
         trained = self.client.train(parameters, number)
         if self.training_time is not None:
@@ -96,10 +109,15 @@ class HospitalNode:
                               training_accuracy=trained.training_accuracy)
         update = self.study.seal_update(number, encode_client_model(model, number))
         try:
-            self.member.rounds.submit_update(self.study.number, number, update, model.data_samples)
+            if declared is None:
+                self.member.rounds.submit_update(self.study.number, number, update, model.data_samples)
+            else:
+                submit_private_update(self.member.rounds, self.study.number, number, update, model.data_samples,
+                                      declared)
         except ChainRefusal as refusal:
             if refusal.error in ("AlreadySubmitted", "RoundNotOpen", "DeadlinePassed"):
                 return Step("waiting", number, refusal.error)
             raise
-        self.log(f"round {number}: submitted {update.cid} ({model.data_samples} samples)")
+        spent = "" if declared is None else f", epsilon {declared.epsilon:.3f} of {self.spend.budget.epsilon:g} spent"
+        self.log(f"round {number}: submitted {update.cid} ({model.data_samples} samples{spent})")
         return Step("submitted", number, str(update.cid))

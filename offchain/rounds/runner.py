@@ -34,9 +34,11 @@ from offchain.deploy import deploy
 from offchain.deployments import ACCESS_CONTRACT, find_deployment
 from offchain.deployments import DeploymentNotFound
 from offchain.ipfs import open_store
+from fl.client import LocalTrainingConfig
 from offchain.rounds.config import StudyConfig
 from offchain.rounds.errors import RoundsError
 from offchain.rounds.network import REGISTRY_CONTRACT, rounds_client
+from offchain.rounds.privacy import DP_LEARNING_RATE, budgeted_dp, spend_by_name
 from offchain.rounds.study import Member
 from offchain.rounds.verifier import verify_study
 from offchain.settings import Settings
@@ -57,6 +59,8 @@ class RunSettings:
     rpc: str | None = None
     passphrase: str = ""
     round_seconds: int = 600
+    dp_epsilon: float | None = None  # each hospital's budget over the whole study (DP-SGD calibrated to it)
+    dp_delta: float = 1e-5
 
     def __post_init__(self) -> None:
         if self.rounds < 1:
@@ -82,10 +86,13 @@ class RunResult:
     access: str
     rounds: list[RoundResult] = field(default_factory=list)
     plot: str = ""
+    epsilon_spent: dict[str, float] = field(default_factory=dict)  # by hospital name; empty without budgets
+    epsilon_budget: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {"study": self.study, "contract": self.contract, "access": self.access,
-                "rounds": [asdict(entry) for entry in self.rounds], "plot": self.plot}
+                "rounds": [asdict(entry) for entry in self.rounds], "plot": self.plot,
+                "epsilon_spent": self.epsilon_spent, "epsilon_budget": self.epsilon_budget}
 
 
 @dataclass(frozen=True)
@@ -141,8 +148,13 @@ def run_study(run: RunSettings, settings: Settings, *, echo: Echo, progress: boo
         from fl.data import load_split
 
         train, test = load_split()
+        training, dp = LocalTrainingConfig(), None
+        if run.dp_epsilon is not None:
+            training = LocalTrainingConfig(learning_rate=DP_LEARNING_RATE)
+            dp = budgeted_dp(run.dp_epsilon, run.dp_delta, run.rounds, training)
         config = StudyConfig(ModelSpec("logistic", test.num_features), tuple(h.address for h in hospitals),
-                             (auditor.address,), run.aggregator, round_seconds=run.round_seconds)
+                             (auditor.address,), run.aggregator, training=training, dp=dp,
+                             round_seconds=run.round_seconds)
         study = members[coordinator.address].create_study(config, min_updates=len(hospitals))
         echo(f"study {study.number} on chain {provider.chain_id}: RoundRegistry {registry_contract.address}, "
              f"{run.hospitals} hospitals, {run.rounds} rounds, aggregator {run.aggregator}")
@@ -172,6 +184,7 @@ def run_study(run: RunSettings, settings: Settings, *, echo: Echo, progress: boo
         result.rounds = [RoundResult(**{**asdict(entry), "verified": verdicts[entry.round].verified})
                          for entry in result.rounds]
         result.contract, result.access = registry_contract.address, access_contract.address
+        result.epsilon_spent, result.epsilon_budget = spend_by_name(auditor_member, study.number, names)
         result.plot = str(plot_accuracy(result, settings.home / "fl" / f"study-{study.number}-accuracy.png"))
         return result
 

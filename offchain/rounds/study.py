@@ -28,6 +28,7 @@ from offchain.ipfs import CID, Store, StoreError
 from offchain.rounds.client import ArtifactRef, RoundsClient
 from offchain.rounds.config import StudyConfig, StudyConfigError
 from offchain.rounds.errors import ArtifactCheckFailed, RoundsError
+from offchain.rounds.privacy import ChainBudget, create_study_with_budgets
 from offchain.rounds.sealed import AGGREGATE, GENESIS, UPDATE, Place, Reader, open_sealed, seal
 
 @dataclass
@@ -94,7 +95,12 @@ class Member:
         place = Place(self.chain_id, self.rounds.contract.address, number, 0, GENESIS, self.address)
         genesis_ref = ArtifactRef(seal(self.store, plaintext, readers, place), hashlib.sha256(plaintext).digest())
         config_cid = self.store.add(io.BytesIO(config.canonical_bytes()))
-        created = self.rounds.create_study(genesis_ref, config.digest(), config_cid, min_updates)
+        budget = config.privacy_budget
+        if budget is None:
+            created = self.rounds.create_study(genesis_ref, config.digest(), config_cid, min_updates)
+        else:
+            created = create_study_with_budgets(self.rounds, number, genesis_ref, config.digest(), config_cid,
+                                                min_updates, config.participants, ChainBudget.of(budget))
         if created != number:
             # Another coordinator created a study meanwhile: our genesis is bound to the wrong number.
             raise RoundsError(f"study {number} was taken while this one was being created (got {created}); create again")

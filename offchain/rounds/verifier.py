@@ -7,6 +7,8 @@ For each round it runs these checks in order and reports the first that fails:
 ``quorum``    the commit counted at least the study's minimum of updates
 ``roles``     every counted update came from an account holding PARTICIPANT at the commit's block,
               and every submitter that held it was counted
+``privacy``   in a study with privacy budgets, every update's declared epsilon is what its hospital's
+              declared DP parameters give with the accountant (:mod:`offchain.rounds.privacy`)
 ``updates``   every counted update is in the store under its CID, decrypts, hashes to its SHA-256
               on chain, and is a client update for this round
 ``rederive``  the study's aggregator over the counted updates gives, bit for bit, the bytes whose
@@ -26,10 +28,12 @@ from dataclasses import dataclass
 from offchain.chain import Role
 from offchain.rounds.aggregate import RoundAggregation, committed_base_round
 from offchain.rounds.errors import ArtifactCheckFailed, RoundsError
+from offchain.rounds.privacy import PrivacyCheckFailed
+from offchain.rounds.privacy import check_round as check_privacy
 from offchain.rounds.sealed import AGGREGATE
 from offchain.rounds.study import Member, Study
 
-CHECKS = ("config", "custody", "quorum", "roles", "updates", "rederive", "aggregate")
+CHECKS = ("config", "custody", "quorum", "roles", "privacy", "updates", "rederive", "aggregate")
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,11 @@ def _check(view: Study, aggregation: RoundAggregation, number: int, info) -> int
     if not set(counted) <= set(submitters):
         raise _Failed("roles", "the commit counted an account that submitted nothing")
     accepted = [update for update in updates if update.participant in set(counted)]
+    # privacy
+    try:
+        check_privacy(rounds, view.number, number, submitters)
+    except PrivacyCheckFailed as error:
+        raise _Failed("privacy", str(error)) from None
     # updates + rederive
     try:
         rederived = aggregation.aggregate(number, base_round, accepted)

@@ -1,0 +1,294 @@
+"""Each hospital's privacy budget on chain: declared at study creation, spent by every update, checked by all.
+
+A study whose config gives DP-SGD an ``epsilon_budget`` gets, in the same
+transaction as its creation, that (epsilon, delta) budget for each of its
+hospitals in the RoundRegistry (``setPrivacyBudgets``). Every update to it
+then goes through ``submitPrivateUpdate``, which declares the DP-SGD
+parameters the update was trained with and the hospital's cumulative epsilon
+after it; the registry records the spend and refuses a total over the budget
+or below the last one.
+
+The registry cannot run the accountant, so the numbers are fixed-point
+(:data:`EPSILON_SCALE`, :data:`DELTA_SCALE`, :data:`DP_PARAMETER_SCALE`, the
+contract's constants) and rounded so they never flatter the hospital: a
+declared noise multiplier is rounded down, a sample rate and a clipping norm
+up, a declared epsilon up. A hospital node trains with what it declares
+(:func:`declare` of its round's parameters), computes its cumulative epsilon
+from its declarations on chain with :func:`fl.privacy.epsilon_of` before it
+trains, and refuses to train past its budget; an auditor recomputes every
+declared epsilon from the declared parameters with the same accountant
+(:func:`check_round`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+
+from fl.privacy import DPParameters, PrivacyBudget, PrivacyBudgetExceeded, epsilon_of
+from offchain.rounds.client import ArtifactRef, RoundsClient
+from offchain.rounds.errors import RoundsError
+
+EPSILON_SCALE = 10**6  # RoundRegistry.EPSILON_SCALE: epsilons in millionths
+DELTA_SCALE = 10**18  # RoundRegistry.DELTA_SCALE
+DP_PARAMETER_SCALE = 10**9  # RoundRegistry.DP_PARAMETER_SCALE: noise multiplier, sample rate, clipping norm
+_UINT64 = 2**64 - 1
+
+
+class PrivacyCheckFailed(RoundsError):
+    """A declared epsilon is not what the declared DP parameters give, or passes the budget."""
+
+
+@dataclass(frozen=True)
+class ChainBudget:
+    """A hospital's budget for a study as the registry holds it: fixed-point epsilon and delta."""
+
+    epsilon_units: int  # in 1/EPSILON_SCALE
+    delta_units: int  # in 1/DELTA_SCALE
+
+    @classmethod
+    def of(cls, budget: PrivacyBudget) -> ChainBudget:
+        """The fixed-point budget that allows no more than ``budget``: epsilon and delta rounded down."""
+        epsilon = math.floor(Fraction(budget.epsilon) * EPSILON_SCALE)
+        delta = math.floor(Fraction(budget.delta) * DELTA_SCALE)
+        if not 0 < epsilon <= _UINT64 or not 0 < delta < DELTA_SCALE:
+            raise RoundsError(f"a privacy budget of ({budget.epsilon:g}, {budget.delta:g}) has no on-chain form")
+        return cls(epsilon, delta)
+
+    @property
+    def epsilon(self) -> float:
+        return self.epsilon_units / EPSILON_SCALE
+
+    @property
+    def delta(self) -> float:
+        return self.delta_units / DELTA_SCALE
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """What one update declares on chain (``PrivacySpent``): its DP-SGD parameters and the
+    hospital's cumulative epsilon after it, all fixed-point as the registry takes them."""
+
+    noise_multiplier: int  # in 1/DP_PARAMETER_SCALE
+    sample_rate: int  # in 1/DP_PARAMETER_SCALE
+    clipping_norm: int  # in 1/DP_PARAMETER_SCALE
+    steps: int
+    epsilon_units: int  # cumulative, in 1/EPSILON_SCALE
+
+    def parameters(self) -> DPParameters:
+        """The parameters as the accountant reads them."""
+        return DPParameters(
+            noise_multiplier=self.noise_multiplier / DP_PARAMETER_SCALE,
+            sample_rate=self.sample_rate / DP_PARAMETER_SCALE,
+            steps=self.steps,
+            clipping_norm=self.clipping_norm / DP_PARAMETER_SCALE,
+        )
+
+    @property
+    def epsilon(self) -> float:
+        return self.epsilon_units / EPSILON_SCALE
+
+    def as_tuple(self) -> tuple[int, int, int, int, int]:
+        """The ``DPDeclaration`` struct's fields, in order."""
+        return self.noise_multiplier, self.sample_rate, self.clipping_norm, self.steps, self.epsilon_units
+
+
+@dataclass(frozen=True)
+class SpentDeclaration:
+    """A ``PrivacySpent`` event: who declared what, in which round."""
+
+    round: int
+    participant: str
+    declaration: Declaration
+
+
+def declare(parameters: DPParameters) -> DPParameters:
+    """``parameters`` as the registry can hold them, never more private than what ran: the noise
+    multiplier rounded down, the sample rate and the clipping norm rounded up (in 1e-9)."""
+    noise = math.floor(Fraction(parameters.noise_multiplier) * DP_PARAMETER_SCALE)
+    rate = min(math.ceil(Fraction(parameters.sample_rate) * DP_PARAMETER_SCALE), DP_PARAMETER_SCALE)
+    clip = math.ceil(Fraction(parameters.clipping_norm) * DP_PARAMETER_SCALE)
+    if noise == 0 or clip > _UINT64 or noise > _UINT64:
+        raise RoundsError(f"DP parameters {parameters} have no on-chain form")
+    return DPParameters(noise / DP_PARAMETER_SCALE, rate / DP_PARAMETER_SCALE, parameters.steps,
+                        clip / DP_PARAMETER_SCALE)
+
+
+def epsilon_units(history: Sequence[DPParameters], delta: float) -> int:
+    """The epsilon of ``history`` at ``delta`` (opacus RDP), in 1/EPSILON_SCALE rounded up."""
+    return math.ceil(Fraction(epsilon_of(history, delta)) * EPSILON_SCALE)
+
+
+def declaration(history: Sequence[DPParameters], update: DPParameters, budget: ChainBudget) -> Declaration:
+    """The declaration of ``update`` after ``history`` (both as declared); PrivacyBudgetExceeded if its
+    cumulative epsilon passes ``budget``."""
+    release = declare(update)
+    total = epsilon_units([*history, release], budget.delta)
+    if total > budget.epsilon_units:
+        raise PrivacyBudgetExceeded(
+            f"this update would bring epsilon to {total / EPSILON_SCALE:.6f} (delta {budget.delta:g}), over the "
+            f"budget of {budget.epsilon:g} on chain"
+        )
+    return Declaration(
+        round(release.noise_multiplier * DP_PARAMETER_SCALE), round(release.sample_rate * DP_PARAMETER_SCALE),
+        round(release.clipping_norm * DP_PARAMETER_SCALE), release.steps, total,
+    )
+
+
+# The chain ------------------------------------------------------------------------------------------
+
+
+def create_study_with_budgets(rounds: RoundsClient, number: int, genesis: ArtifactRef, config_digest: bytes,
+                              config_cid, min_updates: int, hospitals: Sequence[str], budget: ChainBudget) -> int:
+    """Create study ``number`` (the next) and give ``hospitals`` their budget, in one transaction."""
+    contract = rounds.contract
+    receipt = rounds._multicall([
+        contract.createStudy.encode_input(bytes(genesis.cid), genesis.sha256, config_digest, bytes(config_cid),
+                                          min_updates),
+        contract.setPrivacyBudgets.encode_input(number, list(hospitals), budget.epsilon_units, budget.delta_units),
+    ])
+    return int(rounds._event_args(receipt, "StudyCreated")["study"])
+
+
+def submit_private_update(rounds: RoundsClient, study: int, round: int, update: ArtifactRef, samples: int,
+                          spend: Declaration) -> None:
+    """Submit the signer's update to a budgeted study's round with its DP declaration."""
+    rounds._send(rounds.contract.submitPrivateUpdate, study, round, bytes(update.cid), update.sha256, samples,
+                 spend.as_tuple())
+
+
+def budget_of(rounds: RoundsClient, study: int, account: str) -> tuple[ChainBudget | None, int]:
+    """``account``'s budget in the study (None if it has none) and its spend so far, in 1/EPSILON_SCALE."""
+    epsilon, delta, spent = rounds._call("privacyOf", study, account)
+    return (ChainBudget(int(epsilon), int(delta)) if epsilon else None), int(spent)
+
+
+def budgeted_hospitals(rounds: RoundsClient, study: int) -> list[str]:
+    """The hospitals given a budget in the study (none: the study has no budgets), in the order set."""
+    return list(dict.fromkeys(log.hospital for log in rounds._logs("PrivacyBudgetSet", study=study)))
+
+
+def declarations(rounds: RoundsClient, study: int, **topics) -> list[SpentDeclaration]:
+    """The study's ``PrivacySpent`` events (optionally of one ``round`` or ``participant``), oldest first."""
+    return [
+        SpentDeclaration(int(log.round), log.participant, Declaration(
+            int(log.noiseMultiplier), int(log.sampleRate), int(log.clippingNorm), int(log.steps),
+            int(log.epsilonSpent)))
+        for log in rounds._logs("PrivacySpent", study=study, **topics)
+    ]
+
+
+def privacy_spend(member_or_client, study: int) -> dict[str, tuple[float, float]]:
+    """Each budgeted hospital's (epsilon spent, epsilon budget) in the study, by account; empty
+    for a study without budgets. Reads the chain only (for ``medshare fl status`` and the portal)."""
+    rounds: RoundsClient = getattr(member_or_client, "rounds", member_or_client)
+    spend = {}
+    for account in budgeted_hospitals(rounds, study):
+        budget, spent = budget_of(rounds, study, account)
+        if budget is not None:
+            spend[account] = (spent / EPSILON_SCALE, budget.epsilon)
+    return spend
+
+
+def status_lines(spend: dict[str, tuple[float, float]], names: dict[str, str] | None = None) -> list[str]:
+    """One line per hospital: its epsilon spent against its budget."""
+    names = names or {}
+    return [f"privacy {names.get(account, account)}: epsilon {spent:.3f} of {budget:g} spent"
+            for account, (spent, budget) in spend.items()]
+
+
+# The hospital node ---------------------------------------------------------------------------------
+
+
+class HospitalSpend:
+    """A hospital node's privacy account in one study: its budget on chain and its declarations."""
+
+    def __init__(self, rounds: RoundsClient, study: int) -> None:
+        self.rounds = rounds
+        self.study = study
+        self.budget, _ = budget_of(rounds, study, rounds.address)
+
+    @staticmethod
+    def of(rounds: RoundsClient, study: int) -> HospitalSpend | None:
+        """The signer's account in the study; None if the study has no budgets."""
+        if not budgeted_hospitals(rounds, study):
+            return None
+        spend = HospitalSpend(rounds, study)
+        if spend.budget is None:
+            raise RoundsError(f"{rounds.address} has no privacy budget in study {study}: it may not submit to it")
+        return spend
+
+    def history(self) -> list[DPParameters]:
+        """What this hospital declared so far in the study, oldest first."""
+        return [spent.declaration.parameters()
+                for spent in declarations(self.rounds, self.study, participant=self.rounds.address)]
+
+    def next(self, update: DPParameters) -> Declaration:
+        """The declaration of one more update trained with ``update``; PrivacyBudgetExceeded if it
+        would take the hospital past its budget (then do not train)."""
+        return declaration(self.history(), update, self.budget)
+
+
+# The auditor -----------------------------------------------------------------------------------------
+
+
+def check_round(rounds: RoundsClient, study: int, round: int, submitters: Iterable[str]) -> None:
+    """PrivacyCheckFailed unless every update of a budgeted study's round declared a spend and every
+    declared epsilon is the accountant's epsilon of its hospital's declarations so far, within budget.
+    A study without budgets passes."""
+    if not budgeted_hospitals(rounds, study):
+        return
+    spent = {entry.participant: entry for entry in declarations(rounds, study, round=round)}
+    for account in submitters:
+        entry = spent.get(account)
+        if entry is None:
+            raise PrivacyCheckFailed(f"{account}'s update declares no DP spend in a study with privacy budgets")
+        budget, _ = budget_of(rounds, study, account)
+        if budget is None:
+            raise PrivacyCheckFailed(f"{account} submitted with no privacy budget in the study")
+        history = [item.declaration.parameters() for item in declarations(rounds, study, participant=account)
+                   if item.round <= round]
+        expected = epsilon_units(history, budget.delta)
+        declared = entry.declaration.epsilon_units
+        if declared != expected:
+            raise PrivacyCheckFailed(
+                f"{account} declared epsilon {declared / EPSILON_SCALE:.6f} after round {round}, but its declared "
+                f"DP parameters give {expected / EPSILON_SCALE:.6f} at delta {budget.delta:g}")
+        if declared > budget.epsilon_units:
+            raise PrivacyCheckFailed(f"{account} spent epsilon {declared / EPSILON_SCALE:.6f}, over its budget "
+                                     f"of {budget.epsilon:g}")
+
+
+# A study's DP settings ------------------------------------------------------------------------------
+
+# DP-SGD of a study with a budget (as bench/fl_quality.py's in-process DP runs): one epoch a round,
+# each record sampled with probability 1/4 a step, gradients clipped to 1, a large step size.
+DP_SAMPLE_RATE = 0.25
+DP_CLIPPING_NORM = 1.0
+DP_LEARNING_RATE = 1.0
+
+
+def budgeted_dp(epsilon: float, delta: float, rounds: int, training):
+    """DP-SGD whose noise is calibrated so that ``rounds`` rounds of ``training`` spend at most
+    ``epsilon`` at ``delta``, with that budget: the noise multiplier rounded up to what the chain
+    can declare exactly (so the declared epsilon is the epsilon of what ran)."""
+    from fl.privacy import DPSGDConfig, calibrate_noise_multiplier
+
+    try:
+        budget = PrivacyBudget(epsilon, delta)
+    except ValueError as error:
+        raise RoundsError(f"privacy budget: {error}") from None
+    steps = rounds * training.epochs * math.ceil(1 / DP_SAMPLE_RATE)
+    noise = calibrate_noise_multiplier(budget.epsilon, budget.delta, DP_SAMPLE_RATE, steps)
+    noise = math.ceil(Fraction(noise) * DP_PARAMETER_SCALE) / DP_PARAMETER_SCALE
+    return DPSGDConfig(noise_multiplier=noise, max_grad_norm=DP_CLIPPING_NORM, sample_rate=DP_SAMPLE_RATE,
+                       delta=budget.delta, epsilon_budget=budget.epsilon)
+
+
+def spend_by_name(member_or_client, study: int, names: dict[str, str]) -> tuple[dict[str, float], dict[str, float]]:
+    """(epsilon spent, epsilon budget), each by hospital name (``names``: address to name)."""
+    spend = privacy_spend(member_or_client, study)
+    return ({names.get(account, account): spent for account, (spent, _) in spend.items()},
+            {names.get(account, account): budget for account, (_, budget) in spend.items()})
