@@ -7,6 +7,8 @@ figure is the marginal cost of one more grantee: (batch of N - batch of 1) / (N 
 cost; ``commit_aggregate_10`` commits a round of 10 updates and ``commit_aggregate_marginal`` is
 (commit of 10 - commit of 2) / 8. The same two commits after some account outside the round lost
 the participant role (which makes the registry re-read every submitter's roles) are printed too.
+``submit_private_update`` is the most an update to a study with privacy budgets costs (its DP
+declaration, the checked and recorded spend, its event), held to ``submit_update``'s target.
 
 Key figures: ``publish_key`` and ``publish_key_pq`` are a member's first publication of an X25519
 (32-byte) and an MLKEM768-X25519 (1,216-byte) key; ``grant_pq`` is a grant with its key share to one
@@ -25,6 +27,7 @@ from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
 from offchain.crypto import KeySuite, RecipientKey, new_data_key, wrap_data_key
+from offchain.rounds.privacy import Declaration
 
 # The patient-centric EHR design the issue cites reports about 78,000 gas per grant.
 PUBLISHED_GRANT_GAS = 78_000
@@ -39,6 +42,7 @@ TARGETS = {
     "grant_pq": 100_000,
     "open_round": 100_000,
     "submit_update": 75_000,
+    "submit_private_update": 75_000,
     "commit_aggregate_10": 90_000,
     "commit_aggregate_marginal": 2_600,
 }
@@ -77,6 +81,7 @@ def measure() -> dict[str, int]:
     figures["revoke"] = access.revokeAccess(record, doctor, sender=hospital).gas_used
     figures.update(_measure_keys())
     figures.update(measure_rounds(admin, access))
+    figures.update(measure_private_rounds(admin, access))
     return figures
 
 
@@ -140,6 +145,31 @@ def measure_rounds(admin, access) -> dict[str, int]:
         "commit_aggregate_10_after_removal": commits[large, True],
         "commit_aggregate_marginal_after_removal": (commits[large, True] - commits[small, True]) // (large - small),
     }
+
+
+def measure_private_rounds(admin, access) -> dict[str, int]:
+    """``submit_private_update``: the most any update to a study with privacy budgets costs, its DP
+    declaration and recorded spend included, over two rounds (the first spend and a later one)."""
+    coordinator, *sites = (_funded_new_account() for _ in range(1 + ROUND_SIZES[0]))
+    registry = admin.deploy(project.RoundRegistry, access)
+    access.grantRole(access.COORDINATOR_ROLE(), coordinator, sender=admin)
+    for site in sites:
+        access.grantRole(access.PARTICIPANT_ROLE(), site, sender=admin)
+    genesis = (_cid(2000), (2000).to_bytes(32, "big"))
+    study = registry.createStudy(*genesis, b"\x01" * 32, _cid(999), len(sites), sender=coordinator).return_value
+    registry.setPrivacyBudgets(study, sites, 4_000_000, 10**13, sender=coordinator)
+    base, submits = _commitment(*genesis), []
+    for number in (1, 2):
+        registry.openRound(study, base, chain.pending_timestamp + ONE_YEAR, [], sender=coordinator)
+        for i, site in enumerate(sites):
+            update = (_cid(300 * number + i), (1).to_bytes(32, "big"))
+            # noise 1.123456789, sample rate 0.25, clipping norm 1, 4 steps, epsilon 1.234567 a round
+            declaration = Declaration(1_123_456_789, 250_000_000, 1_000_000_000, 4, 1_234_567 * number).packed()
+            submits.append(registry.submitPrivateUpdate(study, number, *update, 100, declaration, sender=site).gas_used)
+        aggregate = (_cid(300 * number + 99), (2).to_bytes(32, "big"))
+        registry.commitAggregate(study, number, sites, *aggregate, sender=coordinator)
+        base = _commitment(*aggregate)
+    return {"submit_private_update": max(submits)}
 
 
 def _funded_new_account():

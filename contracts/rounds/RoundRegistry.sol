@@ -68,17 +68,7 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         uint64 epsilonSpent; // in 1/EPSILON_SCALE, over all its updates to the study
     }
 
-    /// @notice What an update to a budgeted study declares: the DP-SGD it was trained with
-    /// (`steps` steps sampling each record with probability `sampleRate`, gradients clipped to
-    /// `clippingNorm`, Gaussian noise of `noiseMultiplier` times that norm; in 1/DP_PARAMETER_SCALE)
-    /// and the hospital's cumulative epsilon after it (in 1/EPSILON_SCALE, at its budget's delta).
-    struct DPDeclaration {
-        uint64 noiseMultiplier;
-        uint64 sampleRate;
-        uint64 clippingNorm;
-        uint32 steps;
-        uint64 epsilonSpent;
-    }
+
 
     /// @dev One slot, written whole at open, commit and cancel.
     struct RoundHeader {
@@ -150,18 +140,12 @@ contract RoundRegistry is ConsortiumBound, Multicall {
     /// @notice `hospital` may spend at most `epsilonBudget` (in millionths) at `delta` (in 1e-18)
     /// over the whole study.
     event PrivacyBudgetSet(uint64 indexed study, address indexed hospital, uint64 epsilonBudget, uint64 delta);
-    /// @notice `participant`'s update to the round was trained with these DP parameters (in 1e-9)
-    /// and brings its spend in the study to `epsilonSpent` (in millionths).
-    event PrivacySpent(
-        uint64 indexed study,
-        uint32 indexed round,
-        address indexed participant,
-        uint64 noiseMultiplier,
-        uint64 sampleRate,
-        uint64 clippingNorm,
-        uint32 steps,
-        uint64 epsilonSpent
-    );
+    /// @notice The update logged just before this event, in the same transaction ({UpdateSubmitted}:
+    /// its study, round and participant), declares `declaration` (see {submitPrivateUpdate}): the DP
+    /// parameters it was trained with and its sender's cumulative epsilon in the study after it.
+    /// @dev Study, round and participant are not repeated: each indexed topic would cost 375 gas an
+    /// update, which would take a declared update past its 75,000 gas target.
+    event PrivacySpent(uint256 declaration);
 
     /// @notice `account` does not hold the coordinator role.
     error NotCoordinator(address account);
@@ -358,33 +342,36 @@ contract RoundRegistry is ConsortiumBound, Multicall {
     /// @param cid Binary CID of the update (as stored, i.e. encrypted).
     /// @param sha256Digest SHA-256 of the update's bytes.
     /// @param samples How many samples the update was trained on.
-    /// @param dp The DP-SGD parameters and the cumulative epsilon ({DPDeclaration}).
+    /// @param declaration One word (calldata and the {PrivacySpent} event cost gas by the word), from
+    /// the high bits: the DP-SGD noise multiplier (64 bits), the sample rate of records per step (32),
+    /// the clipping norm (64), all three in 1/DP_PARAMETER_SCALE, the steps (32), and the caller's
+    /// cumulative epsilon in the study after this update (64, in 1/EPSILON_SCALE, at its budget's delta).
     function submitPrivateUpdate(
         uint64 study,
         uint32 round,
         bytes calldata cid,
         bytes32 sha256Digest,
         uint64 samples,
-        DPDeclaration calldata dp
+        uint256 declaration
     ) external {
         _submit(study, round, cid, sha256Digest, samples, true);
+        uint64 epsilonSpent = uint64(declaration);
+        uint256 sampleRate = uint32(declaration >> 160);
         if (
-            dp.noiseMultiplier == 0 || dp.clippingNorm == 0 || dp.steps == 0 || dp.sampleRate == 0
-                || dp.sampleRate > DP_PARAMETER_SCALE
+            declaration >> 192 == 0 || uint64(declaration >> 96) == 0 || uint32(declaration >> 64) == 0
+                || sampleRate == 0 || sampleRate > DP_PARAMETER_SCALE
         ) revert BadDPDeclaration();
         PrivacyAccount storage account = _studies[study].privacy[msg.sender];
         PrivacyAccount memory spend = account;
         if (spend.epsilonBudget == 0) revert NoPrivacyBudget(study, msg.sender);
-        if (dp.epsilonSpent < spend.epsilonSpent) {
-            revert PrivacySpendDecreased(study, msg.sender, dp.epsilonSpent, spend.epsilonSpent);
+        if (epsilonSpent < spend.epsilonSpent) {
+            revert PrivacySpendDecreased(study, msg.sender, epsilonSpent, spend.epsilonSpent);
         }
-        if (dp.epsilonSpent > spend.epsilonBudget) {
-            revert PrivacyBudgetExceeded(study, msg.sender, dp.epsilonSpent, spend.epsilonBudget);
+        if (epsilonSpent > spend.epsilonBudget) {
+            revert PrivacyBudgetExceeded(study, msg.sender, epsilonSpent, spend.epsilonBudget);
         }
-        account.epsilonSpent = dp.epsilonSpent;
-        emit PrivacySpent(
-            study, round, msg.sender, dp.noiseMultiplier, dp.sampleRate, dp.clippingNorm, dp.steps, dp.epsilonSpent
-        );
+        account.epsilonSpent = epsilonSpent;
+        emit PrivacySpent(declaration);
     }
 
     /// @notice Commit the round's aggregate, which becomes the study's latest model. The study's

@@ -35,6 +35,7 @@ EPSILON_SCALE = 10**6  # RoundRegistry.EPSILON_SCALE: epsilons in millionths
 DELTA_SCALE = 10**18  # RoundRegistry.DELTA_SCALE
 DP_PARAMETER_SCALE = 10**9  # RoundRegistry.DP_PARAMETER_SCALE: noise multiplier, sample rate, clipping norm
 _UINT64 = 2**64 - 1
+_PACKING = (64, 32, 64, 32, 64)  # the bits of each Declaration field in the packed word, high first
 
 
 class PrivacyCheckFailed(RoundsError):
@@ -91,8 +92,25 @@ class Declaration:
         return self.epsilon_units / EPSILON_SCALE
 
     def as_tuple(self) -> tuple[int, int, int, int, int]:
-        """The ``DPDeclaration`` struct's fields, in order."""
         return self.noise_multiplier, self.sample_rate, self.clipping_norm, self.steps, self.epsilon_units
+
+    def packed(self) -> int:
+        """The one word ``submitPrivateUpdate`` takes and ``PrivacySpent`` logs, from the high bits:
+        noise multiplier (64 bits), sample rate (32), clipping norm (64), steps (32), epsilon (64)."""
+        word = 0
+        for value, bits in zip(self.as_tuple(), _PACKING):
+            if not 0 <= value < 1 << bits:
+                raise RoundsError(f"DP declaration field {value} does not fit in {bits} bits")
+            word = word << bits | value
+        return word
+
+    @classmethod
+    def unpack(cls, word: int) -> Declaration:
+        values = []
+        for bits in reversed(_PACKING):
+            values.append(word & ((1 << bits) - 1))
+            word >>= bits
+        return cls(*reversed(values))
 
 
 @dataclass(frozen=True)
@@ -156,7 +174,7 @@ def submit_private_update(rounds: RoundsClient, study: int, round: int, update: 
                           spend: Declaration) -> None:
     """Submit the signer's update to a budgeted study's round with its DP declaration."""
     rounds._send(rounds.contract.submitPrivateUpdate, study, round, bytes(update.cid), update.sha256, samples,
-                 spend.as_tuple())
+                 spend.packed())
 
 
 def budget_of(rounds: RoundsClient, study: int, account: str) -> tuple[ChainBudget | None, int]:
@@ -170,14 +188,23 @@ def budgeted_hospitals(rounds: RoundsClient, study: int) -> list[str]:
     return list(dict.fromkeys(log.hospital for log in rounds._logs("PrivacyBudgetSet", study=study)))
 
 
-def declarations(rounds: RoundsClient, study: int, **topics) -> list[SpentDeclaration]:
-    """The study's ``PrivacySpent`` events (optionally of one ``round`` or ``participant``), oldest first."""
-    return [
-        SpentDeclaration(int(log.round), log.participant, Declaration(
-            int(log.noiseMultiplier), int(log.sampleRate), int(log.clippingNorm), int(log.steps),
-            int(log.epsilonSpent)))
-        for log in rounds._logs("PrivacySpent", study=study, **topics)
-    ]
+def declarations(rounds: RoundsClient, study: int, *, round: int | None = None,
+                 participant: str | None = None) -> list[SpentDeclaration]:
+    """The study's declarations (optionally of one ``round`` or ``participant``), oldest first.
+
+    A ``PrivacySpent`` log carries the declaration only (topics cost gas): its study, round and
+    participant are those of the ``UpdateSubmitted`` log just before it in the same transaction.
+    """
+    updates = {(log.transaction_hash, log.log_index): log for log in rounds._logs("UpdateSubmitted", study=study)}
+    found = []
+    for log in rounds._logs("PrivacySpent"):
+        update = updates.get((log.transaction_hash, log.log_index - 1))
+        if update is None:  # another study's
+            continue
+        if (round is None or int(update.round) == round) and (participant is None or update.participant == participant):
+            found.append(SpentDeclaration(int(update.round), update.participant,
+                                          Declaration.unpack(int(log.declaration))))
+    return found
 
 
 def privacy_spend(member_or_client, study: int) -> dict[str, tuple[float, float]]:

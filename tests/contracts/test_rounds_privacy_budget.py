@@ -7,6 +7,7 @@ from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
 from conftest import ONE_DAY, make_artifact, make_cid
+from offchain.rounds.privacy import Declaration
 
 CONFIG_DIGEST = b"\x0c" * 32
 GENESIS = make_artifact(2000)
@@ -19,7 +20,7 @@ def commitment(artifact):
 
 
 def declaration(epsilon_spent, noise=1_100_000_000, rate=250_000_000, clip=1_000_000_000, steps=4):
-    return (noise, rate, clip, steps, epsilon_spent)
+    return Declaration(noise, rate, clip, steps, epsilon_spent).packed()
 
 
 @pytest.fixture
@@ -39,10 +40,10 @@ def private_submit(rounds, study, round_, member, n, spend):
 
 def test_spend_is_recorded_and_logged(rounds, budgeted, hospitals):
     tx = private_submit(rounds, budgeted, 1, hospitals[0], 1, declaration(1_500_000))
-    (event,) = [log for log in tx.events if log.event_name == "PrivacySpent"]
-    assert (event.study, event.round, event.participant) == (budgeted, 1, hospitals[0].address)
-    assert (event.noiseMultiplier, event.sampleRate, event.clippingNorm, event.steps, event.epsilonSpent) == \
-        declaration(1_500_000)
+    update, event = tx.events  # the declaration follows the update it declares for
+    assert (update.event_name, event.event_name) == ("UpdateSubmitted", "PrivacySpent")
+    assert (update.study, update.round, update.participant) == (budgeted, 1, hospitals[0].address)
+    assert Declaration.unpack(event.declaration) == Declaration(1_100_000_000, 250_000_000, 1_000_000_000, 4, 1_500_000)
     assert rounds.privacyOf(budgeted, hospitals[0]) == (EPSILON, DELTA, 1_500_000)
     assert rounds.privacyOf(budgeted, hospitals[1]) == (EPSILON, DELTA, 0)
     assert rounds.privacyOf(budgeted, hospitals[2]) == (0, 0, 0)
