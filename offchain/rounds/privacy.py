@@ -297,16 +297,21 @@ DP_CLIPPING_NORM = 1.0
 DP_LEARNING_RATE = 1.0
 
 
+def checked_budget(epsilon: float, delta: float) -> PrivacyBudget:
+    """The (epsilon, delta) budget; RoundsError, in one line, unless both are in range."""
+    try:
+        return PrivacyBudget(epsilon, delta)
+    except ValueError as error:
+        raise RoundsError(f"privacy budget: {error}") from None
+
+
 def budgeted_dp(epsilon: float, delta: float, rounds: int, training):
     """DP-SGD whose noise is calibrated so that ``rounds`` rounds of ``training`` spend at most
     ``epsilon`` at ``delta``, with that budget: the noise multiplier rounded up to what the chain
     can declare exactly (so the declared epsilon is the epsilon of what ran)."""
     from fl.privacy import DPSGDConfig, calibrate_noise_multiplier
 
-    try:
-        budget = PrivacyBudget(epsilon, delta)
-    except ValueError as error:
-        raise RoundsError(f"privacy budget: {error}") from None
+    budget = checked_budget(epsilon, delta)
     steps = rounds * training.epochs * math.ceil(1 / DP_SAMPLE_RATE)
     noise = calibrate_noise_multiplier(budget.epsilon, budget.delta, DP_SAMPLE_RATE, steps)
     noise = math.ceil(Fraction(noise) * DP_PARAMETER_SCALE) / DP_PARAMETER_SCALE

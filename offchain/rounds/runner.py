@@ -38,7 +38,7 @@ from fl.client import LocalTrainingConfig
 from offchain.rounds.config import StudyConfig
 from offchain.rounds.errors import RoundsError
 from offchain.rounds.network import REGISTRY_CONTRACT, rounds_client
-from offchain.rounds.privacy import DP_LEARNING_RATE, budgeted_dp, spend_by_name
+from offchain.rounds.privacy import DP_LEARNING_RATE, budgeted_dp, checked_budget, spend_by_name
 from offchain.rounds.study import Member
 from offchain.rounds.verifier import verify_study
 from offchain.settings import Settings
@@ -67,6 +67,8 @@ class RunSettings:
             raise RoundsError(f"--rounds must be at least 1, got {self.rounds}")
         if not 1 <= self.hospitals <= 50:
             raise RoundsError(f"--hospitals must be 1 to 50, got {self.hospitals}")
+        if self.dp_epsilon is not None:
+            checked_budget(self.dp_epsilon, self.dp_delta)
 
 
 @dataclass(frozen=True)
