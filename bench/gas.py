@@ -132,7 +132,7 @@ def measure_rounds(admin, access) -> dict[str, int]:
         if removal:  # a participant removed since the round opened: the registry re-reads the submitters'
             access.revokeRole(access.PARTICIPANT_ROLE(), bystander, sender=admin)
         aggregate = (_cid(100 * number + 99), (2).to_bytes(32, "big"))
-        tx = registry.commitAggregate(study, number, sites[:size], *aggregate, sender=coordinator)
+        tx = registry.commitAggregate(study, number, sites[:size], 0, *aggregate, sender=coordinator)
         commits[size, removal] = tx.gas_used
         base = _commitment(*aggregate)
 

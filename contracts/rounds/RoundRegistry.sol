@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {Multicall} from "@openzeppelin/contracts/utils/Multicall.sol";
 import {Cid} from "../records/Cid.sol";
 import {ConsortiumBound} from "./ConsortiumBound.sol";
+import {IConsortium} from "./IConsortium.sol";
 
 /// @title RoundRegistry
 /// @notice Federated-learning studies and their rounds as committed artifacts. A coordinator creates a
@@ -131,12 +132,21 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         uint64 samples
     );
     /// @notice The round's aggregate, from the `counted` updates whose bits are set in `countedMask`
-    /// (bit i: the i-th submitter, in submission order); it is now the study's latest model.
+    /// (bit i: the i-th submitter, in submission order); it is now the study's latest model. Bits set
+    /// in `rejectedMask` are the updates the coordinator refused as malformed (they are not counted;
+    /// any auditor can re-run that check).
     event RoundCommitted(
-        uint64 indexed study, uint32 indexed round, bytes cid, bytes32 sha256, uint256 countedMask, uint16 counted
+        uint64 indexed study,
+        uint32 indexed round,
+        bytes cid,
+        bytes32 sha256,
+        uint256 countedMask,
+        uint256 rejectedMask,
+        uint16 counted
     );
-    /// @notice The round missed its quorum by its deadline; the study's latest model is unchanged.
-    event RoundCancelled(uint64 indexed study, uint32 indexed round);
+    /// @notice The round missed its quorum by its deadline, not counting the updates the coordinator
+    /// refused as malformed (bits of `rejectedMask`); the study's latest model is unchanged.
+    event RoundCancelled(uint64 indexed study, uint32 indexed round, uint256 rejectedMask);
     /// @notice `hospital` may spend at most `epsilonBudget` (in millionths) at `delta` (in 1e-18)
     /// over the whole study.
     event PrivacyBudgetSet(uint64 indexed study, address indexed hospital, uint64 epsilonBudget, uint64 delta);
@@ -177,6 +187,8 @@ contract RoundRegistry is ConsortiumBound, Multicall {
     error QuorumReached(uint64 study, uint32 round, uint256 counted, uint256 minUpdates);
     /// @notice The submitters listed are not the round's submitters in submission order.
     error SubmittersMismatch(uint64 study, uint32 round);
+    /// @notice `rejectedMask` sets a bit at or above the round's `updates` (bit i: the i-th submitter).
+    error RejectedOutOfRange(uint64 study, uint32 round, uint256 rejectedMask, uint256 updates);
     /// @notice A deadline must be after now and at most {MAX_ROUND_DURATION} ahead.
     error BadDeadline(uint64 deadline);
     /// @notice A study's quorum is between 1 and {MAX_UPDATES}.
@@ -376,17 +388,21 @@ contract RoundRegistry is ConsortiumBound, Multicall {
 
     /// @notice Commit the round's aggregate, which becomes the study's latest model. The study's
     /// coordinator only; once. Counts the updates whose senders hold the participant role now and
-    /// needs at least the study's quorum of them.
+    /// that the coordinator did not reject, and needs at least the study's quorum of them.
     /// @param study The study.
     /// @param round The round (open; its deadline may have passed).
     /// @param submitters Every submitter of the round, in submission order (from the round's
     /// {UpdateSubmitted} events).
+    /// @param rejectedMask Bit i set: the coordinator refused the i-th submitter's update, which failed
+    /// its off-chain check (unreadable, undecryptable, undecodable, or not the model's shape); it is
+    /// not counted. Recorded in {RoundCommitted} for auditors to re-check.
     /// @param cid Binary CID of the aggregate (as stored).
     /// @param sha256Digest SHA-256 of the aggregate's bytes.
     function commitAggregate(
         uint64 study,
         uint32 round,
         address[] calldata submitters,
+        uint256 rejectedMask,
         bytes calldata cid,
         bytes32 sha256Digest
     ) external {
@@ -397,16 +413,20 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         Round storage r = s.rounds[round];
         RoundHeader memory roundHeader = r.header;
         _requireOpen(study, round, roundHeader.status);
-        (uint256 mask, uint256 counted) = _countParticipants(study, round, r.tally, roundHeader, submitters);
-        if (counted < header.minUpdates) revert QuorumNotMet(study, round, counted, header.minUpdates);
+        uint256 mask;
+        {
+            uint256 counted;
+            (mask, counted) = _countParticipants(study, round, r, submitters, rejectedMask);
+            if (counted < header.minUpdates) revert QuorumNotMet(study, round, counted, header.minUpdates);
+            roundHeader.counted = uint16(counted);
+        }
 
         roundHeader.status = RoundStatus.Committed;
         roundHeader.updateCount = uint16(submitters.length);
-        roundHeader.counted = uint16(counted);
         r.header = roundHeader;
         r.tally = _commitment(cid, sha256Digest);
         s.header.latestRound = round;
-        emit RoundCommitted(study, round, cid, sha256Digest, mask, uint16(counted));
+        emit RoundCommitted(study, round, cid, sha256Digest, mask, rejectedMask, roundHeader.counted);
     }
 
     /// @notice Cancel a round that missed its quorum by its deadline; the next round starts from the
@@ -414,8 +434,13 @@ contract RoundRegistry is ConsortiumBound, Multicall {
     /// @param study The study.
     /// @param round The round (open, deadline passed).
     /// @param submitters The round's submitters in submission order, needed only when the round has
-    /// the quorum of updates but some of their senders have since lost the participant role.
-    function cancelRound(uint64 study, uint32 round, address[] calldata submitters) external {
+    /// the quorum of updates but some of their senders have since lost the participant role or some
+    /// of their updates were rejected.
+    /// @param rejectedMask As for {commitAggregate}: the updates the coordinator refused as malformed,
+    /// which do not count towards the quorum. Recorded in {RoundCancelled}.
+    function cancelRound(uint64 study, uint32 round, address[] calldata submitters, uint256 rejectedMask)
+        external
+    {
         Study storage s = _studies[study];
         StudyHeader memory header = s.header;
         _requireCoordinator(study, header, true);
@@ -426,14 +451,16 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         bytes32 tally = r.tally;
         uint256 updates = uint256(tally) & _COUNT_MASK;
         if (updates >= header.minUpdates) {
-            (, uint256 counted) = _countParticipants(study, round, tally, roundHeader, submitters);
+            (, uint256 counted) = _countParticipants(study, round, r, submitters, rejectedMask);
             if (counted >= header.minUpdates) revert QuorumReached(study, round, counted, header.minUpdates);
+        } else if (rejectedMask >> updates != 0) {
+            revert RejectedOutOfRange(study, round, rejectedMask, updates);
         }
 
         roundHeader.status = RoundStatus.Cancelled;
         roundHeader.updateCount = uint16(updates);
         r.header = roundHeader;
-        emit RoundCancelled(study, round);
+        emit RoundCancelled(study, round, rejectedMask);
     }
 
     // Views ----------------------------------------------------------------------------------------
@@ -575,18 +602,20 @@ contract RoundRegistry is ConsortiumBound, Multicall {
     }
 
     /// @dev Checks `submitters` against the round's tally, then which of them hold the participant
-    /// role now: all, if no account lost a learning role since the round opened (each held it when
-    /// it submitted, and the coordinator held its role at opening); else one batch read of their
-    /// roles (and the caller's coordinator role).
+    /// role now and were not rejected: all held it, if no account lost a learning role since the round
+    /// opened (each held it when it submitted, and the coordinator held its role at opening); else
+    /// one batch read of their roles (and the caller's coordinator role).
     function _countParticipants(
         uint64 study,
         uint32 round,
-        bytes32 tally,
-        RoundHeader memory header,
-        address[] calldata submitters
+        Round storage r,
+        address[] calldata submitters,
+        uint256 rejectedMask
     ) private view returns (uint256 mask, uint256 counted) {
+        uint256 tally = uint256(r.tally);
         uint256 n = submitters.length;
-        if (n != uint256(tally) & _COUNT_MASK) revert SubmittersMismatch(study, round);
+        if (n != tally & _COUNT_MASK) revert SubmittersMismatch(study, round);
+        if (rejectedMask >> n != 0) revert RejectedOutOfRange(study, round, rejectedMask, n);
         uint256 digest = _TALLY_SEED;
         // {_chain} over calldata: an address with dirty high bits yields another digest, so refused.
         assembly ("memory-safe") {
@@ -596,17 +625,42 @@ contract RoundRegistry is ConsortiumBound, Multicall {
                 digest := shl(32, shr(32, keccak256(0x00, 0x40)))
             }
         }
-        if (digest | n != uint256(tally)) revert SubmittersMismatch(study, round);
+        if (digest | n != tally) revert SubmittersMismatch(study, round);
 
-        if (consortium.learningRoleLosses() == header.roleLosses) {
+        if (consortium.learningRoleLosses() == r.header.roleLosses) {
             unchecked {
                 mask = (1 << n) - 1; // n <= 256: all ones for 256
             }
-            return (mask, n);
+            if (rejectedMask == 0) return (mask, n);
+        } else {
+            if (!_holds(msg.sender, _COORDINATOR_BIT)) revert NotCoordinator(msg.sender);
+            mask = _participantsAmong(submitters);
         }
-        if (!_holds(msg.sender, _COORDINATOR_BIT)) revert NotCoordinator(msg.sender);
-        mask = consortium.holdersOf(submitters, _PARTICIPANT_BIT);
+        mask &= ~rejectedMask;
         counted = _popcount(mask);
+    }
+
+    /// @dev {IConsortium-holdersOf}`(accounts, participant bit)`, its arguments copied from calldata as
+    /// they stand (Solidity's encoder would re-encode each address: a few hundred gas an account).
+    function _participantsAmong(address[] calldata accounts) private view returns (uint256 held) {
+        address target = address(consortium);
+        bytes4 selector = IConsortium.holdersOf.selector;
+        uint256 bit = _PARTICIPANT_BIT;
+        assembly ("memory-safe") {
+            let n := accounts.length
+            let data := mload(0x40)
+            mstore(data, selector)
+            mstore(add(data, 0x04), 0x40)
+            mstore(add(data, 0x24), bit)
+            mstore(add(data, 0x44), n)
+            calldatacopy(add(data, 0x64), accounts.offset, shl(5, n))
+            if iszero(staticcall(gas(), target, data, add(0x64, shl(5, n)), 0x00, 0x20)) {
+                returndatacopy(data, 0, returndatasize())
+                revert(data, returndatasize())
+            }
+            if lt(returndatasize(), 0x20) { revert(0, 0) }
+            held := mload(0x00)
+        }
     }
 
     /// @dev How many bits of `x` are set (SWAR, in 16-bit lanes so that 256 fits).

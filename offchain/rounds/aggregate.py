@@ -1,9 +1,12 @@
 """A round's aggregate from its updates: what the coordinator commits and the verifier re-derives.
 
-One function serves both, so the aggregate is defined once. Each counted
-update is fetched and checked (CID, SHA-256, binding), decoded from
-safetensors, and must be a client update for this round by this account;
-it enters the aggregator as ``ClientModel(client_id=<account>,
+One function serves both, so the aggregate is defined once. Each update is
+fetched and checked (CID, SHA-256, binding), decoded from safetensors, and
+must be a client update for this round shaped as the round's base model,
+all finite (:meth:`RoundAggregation.check_update`). One that fails is
+malformed: the coordinator rejects it (the registry records the rejection)
+and every auditor re-runs the same check on it. A well-formed update
+enters the aggregator as ``ClientModel(client_id=<account>,
 data_samples=<samples declared on chain>)``. The study's aggregator then
 combines them (its result does not depend on their order) from the round's
 base model. Stateful aggregators (FedAdam's moments) are replayed from the
@@ -12,16 +15,29 @@ study's first committed round, so the state too comes from the chain alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import torch
 
 from fl.aggregation import AggregationError, Aggregator, ClientModel, create_aggregator
 from fl.artifacts import ArtifactError, decode_client_model
 from offchain.rounds.errors import ArtifactCheckFailed, RoundsError
-from offchain.rounds.sealed import UPDATE
+from offchain.rounds.sealed import UPDATE, readers_of
 from offchain.rounds.study import Study, aggregate_bytes
 
 FETCH_THREADS = 2
+
+
+@dataclass(frozen=True)
+class Screening:
+    """A round's updates sorted by the one check every party runs: well-formed (with their decoded
+    models) or malformed (with the reason), each in submission order."""
+
+    accepted: list[tuple[Any, ClientModel]]
+    rejected: list[tuple[Any, str]]
 
 
 class RoundAggregation:
@@ -33,35 +49,81 @@ class RoundAggregation:
         self.aggregator: Aggregator = create_aggregator(config.aggregator, config.aggregator_params)
         self.stateful = hasattr(self.aggregator, "load_state_dict")
         self.applied_through = 0  # rounds whose aggregation the aggregator's state includes
+        self.last_result: tuple[int, dict[str, torch.Tensor]] | None = None  # the last aggregate's tensors
 
-    def fetch_updates(self, round_number: int, updates: Sequence) -> list[ClientModel]:
-        """Each update fetched, checked and decoded (two at a time: decryption and hashing release the GIL)."""
+    def check_update(self, round_number: int, update, base: Mapping[str, torch.Tensor]) -> ClientModel:
+        """The update fetched, checked and decoded; ArtifactCheckFailed if it is malformed.
 
-        def fetch(update) -> ClientModel:
-            place = self.study.place(round_number, UPDATE, update.participant)
-            data = self.study.open(update.artifact, place)
+        Malformed: not in the store under its CID, no key for one of the study's update readers
+        (coordinator, auditors), does not decrypt, does not
+        hash to its SHA-256 on chain, is not safetensors, is not a client update for this round, or
+        its tensors are not the base model's (same names, shapes and dtypes) or not all finite. The
+        coordinator rejects such an update and auditors re-run this very check on it.
+        """
+        place = self.study.place(round_number, UPDATE, update.participant)
+        data = self.study.open(update.artifact, place)
+        # Sealed for every reader the study names, or the coordinator and an auditor could disagree.
+        carried = {reader.lower() for reader in readers_of(self.study.member.store, update.artifact.cid)}
+        unreadable = [reader for reader in self.study.update_readers() if reader.lower() not in carried]
+        if unreadable:
+            raise ArtifactCheckFailed(f"{place.describe()}: carries no key for {', '.join(unreadable)}")
+        try:
+            model, declared_round = decode_client_model(data)  # open() checked its SHA-256
+        except ArtifactError as error:
+            raise ArtifactCheckFailed(f"{place.describe()}: {error}") from None
+        if declared_round != round_number:
+            raise ArtifactCheckFailed(f"{place.describe()}: the update says it is for round {declared_round}")
+        parameters = model.parameters
+        if parameters.keys() != base.keys():
+            raise ArtifactCheckFailed(f"{place.describe()}: its tensors {sorted(parameters)} are not the model's "
+                                      f"{sorted(base)}")
+        for name, tensor in parameters.items():
+            expected = base[name]
+            if tensor.shape != expected.shape or tensor.dtype != expected.dtype:
+                raise ArtifactCheckFailed(f"{place.describe()}: {name} is {tensor.dtype} {tuple(tensor.shape)}, the "
+                                          f"model's is {expected.dtype} {tuple(expected.shape)}")
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise ArtifactCheckFailed(f"{place.describe()}: {name} holds NaN or infinite values")
+        return ClientModel(client_id=update.participant, parameters=parameters, data_samples=update.samples)
+
+    def screen(self, round_number: int, base_round: int, updates: Sequence) -> Screening:
+        """Run :meth:`check_update` on each of ``updates`` (two at a time: decryption and hashing
+        release the GIL)."""
+        base = self.study.model(base_round)
+
+        def check(update):
             try:
-                model, declared_round = decode_client_model(data)  # open() checked its SHA-256
-            except ArtifactError as error:
-                raise ArtifactCheckFailed(f"{place.describe()}: {error}") from None
-            if declared_round != round_number:
-                raise ArtifactCheckFailed(f"{place.describe()}: the update says it is for round {declared_round}")
-            return ClientModel(client_id=update.participant, parameters=model.parameters, data_samples=update.samples)
+                return update, self.check_update(round_number, update, base)
+            except ArtifactCheckFailed as error:
+                return update, error
 
+        accepted, rejected = [], []
         with ThreadPoolExecutor(FETCH_THREADS) as pool:
-            return list(pool.map(fetch, updates))
+            for update, outcome in pool.map(check, updates):
+                if isinstance(outcome, ArtifactCheckFailed):
+                    rejected.append((update, str(outcome)))
+                else:
+                    accepted.append((update, outcome))
+        return Screening(accepted, rejected)
 
     def aggregate(self, round_number: int, base_round: int, updates: Sequence,
-                  progress: Callable[[str], None] | None = None) -> bytes:
-        """The aggregate's canonical bytes for ``round_number`` from the counted ``updates``."""
+                  progress: Callable[[str], None] | None = None, *,
+                  clients: Sequence[ClientModel] | None = None) -> bytes:
+        """The aggregate's canonical bytes for ``round_number`` from the counted ``updates``
+        (ArtifactCheckFailed if one is malformed); ``clients``: those updates already screened."""
         self.catch_up(round_number, progress)
+        if clients is None:
+            screening = self.screen(round_number, base_round, updates)
+            if screening.rejected:
+                raise ArtifactCheckFailed(screening.rejected[0][1])
+            clients = [client for _, client in screening.accepted]
         base = self.study.model(base_round)
-        clients = self.fetch_updates(round_number, updates)
         try:
-            result = self.aggregator.aggregate(clients, global_model=base)
+            result = self.aggregator.aggregate(list(clients), global_model=base)
         except AggregationError as error:
             raise RoundsError(f"study {self.study.number} round {round_number}: cannot aggregate: {error}") from None
         self.applied_through = round_number
+        self.last_result = (round_number, result.parameters)
         return aggregate_bytes(self.study.number, round_number, result.parameters)
 
     def catch_up(self, round_number: int, progress: Callable[[str], None] | None = None) -> None:

@@ -91,6 +91,8 @@ class RoundInfo:
     update_count: int
     aggregate: ArtifactRef | None  # set once committed
     counted_submitters: tuple[str, ...]  # the submitters whose updates counted at commit
+    rejected_submitters: tuple[str, ...] = ()  # those whose updates the coordinator refused (commit or cancel)
+    closed_block: int | None = None  # the block of the commit or cancel
 
 
 class RoundsClient(ContractClient):
@@ -126,15 +128,21 @@ class RoundsClient(ContractClient):
         state = _STATES[int(status)]
         aggregate = None
         counted: tuple[str, ...] = ()
-        if state is RoundState.COMMITTED:
-            committed = self._one_log("RoundCommitted", study=study, round=round)
-            aggregate = self._checked(ArtifactRef(CID.from_bytes(committed.cid), bytes(committed.sha256)),
-                                      bytes(aggregate_commitment))
-            mask = int(committed.countedMask)
-            counted = tuple(u.participant for u in self.updates(study, round) if mask >> u.index & 1)
+        rejected: tuple[str, ...] = ()
+        closed_block = None
+        if state is not RoundState.OPEN:
+            event = "RoundCommitted" if state is RoundState.COMMITTED else "RoundCancelled"
+            closed = self._one_log(event, study=study, round=round)
+            closed_block = int(closed.block_number)
+            submitters = self.submitters(study, round)
+            rejected = _members(submitters, int(closed.rejectedMask))
+            if state is RoundState.COMMITTED:
+                aggregate = self._checked(ArtifactRef(CID.from_bytes(closed.cid), bytes(closed.sha256)),
+                                          bytes(aggregate_commitment))
+                counted = _members(submitters, int(closed.countedMask))
         return RoundInfo(
             study, round, state, int(base_round), bytes(base_commitment), int(deadline), tuple(opened.invited),
-            int(update_count), aggregate, counted,
+            int(update_count), aggregate, counted, rejected, closed_block,
         )
 
     def updates(self, study: int, round: int) -> list[UpdateInfo]:
@@ -189,29 +197,36 @@ class RoundsClient(ContractClient):
         """Submit the signer's update (trained on ``samples`` samples) to the round."""
         self._send(self.contract.submitUpdate, study, round, bytes(update.cid), update.sha256, samples)
 
-    def commit_aggregate(self, study: int, round: int, submitters: Sequence[str], aggregate: ArtifactRef) -> None:
-        """Commit the round's aggregate; ``submitters`` are all the round's submitters in order."""
-        self._send(self.contract.commitAggregate, *self._commit_args(study, round, submitters, aggregate))
+    def commit_aggregate(self, study: int, round: int, submitters: Sequence[str], aggregate: ArtifactRef,
+                         rejected: Sequence[str] = ()) -> None:
+        """Commit the round's aggregate; ``submitters`` are all the round's submitters in order,
+        ``rejected`` those whose updates the coordinator refused as malformed (not counted)."""
+        self._send(self.contract.commitAggregate, *self._commit_args(study, round, submitters, aggregate, rejected))
 
     def commit_and_open(self, study: int, round: int, submitters: Sequence[str], aggregate: ArtifactRef,
-                        deadline: int, invited: Sequence[str] = ()) -> int:
+                        deadline: int, invited: Sequence[str] = (), rejected: Sequence[str] = ()) -> int:
         """Commit the round's aggregate and open the next round on it, in one transaction; returns
         the new round's number."""
         receipt = self._multicall([
-            self.contract.commitAggregate.encode_input(*self._commit_args(study, round, submitters, aggregate)),
+            self.contract.commitAggregate.encode_input(
+                *self._commit_args(study, round, submitters, aggregate, rejected)),
             self.contract.openRound.encode_input(study, aggregate.commitment(), deadline, list(invited)),
         ])
         return int(self._event_args(receipt, "RoundOpened")["round"])
 
-    def cancel_round(self, study: int, round: int) -> None:
-        """Cancel a round that missed its quorum by its deadline."""
-        self._send(self.contract.cancelRound, study, round, self.submitters(study, round))
+    def cancel_round(self, study: int, round: int, rejected: Sequence[str] = (),
+                     submitters: Sequence[str] | None = None) -> None:
+        """Cancel a round that missed its quorum by its deadline, not counting the ``rejected`` updates."""
+        submitters = self.submitters(study, round) if submitters is None else list(submitters)
+        self._send(self.contract.cancelRound, study, round, submitters, rejected_mask(submitters, rejected))
 
     # Helpers ---------------------------------------------------------------
 
     @staticmethod
-    def _commit_args(study: int, round: int, submitters: Sequence[str], aggregate: ArtifactRef) -> tuple:
-        return study, round, list(submitters), bytes(aggregate.cid), aggregate.sha256
+    def _commit_args(study: int, round: int, submitters: Sequence[str], aggregate: ArtifactRef,
+                     rejected: Sequence[str]) -> tuple:
+        return (study, round, list(submitters), rejected_mask(submitters, rejected), bytes(aggregate.cid),
+                aggregate.sha256)
 
     def _one_log(self, event: str, **topics: int):
         logs = self._logs(event, **topics)
@@ -225,3 +240,18 @@ class RoundsClient(ContractClient):
         if artifact.commitment() != commitment:
             raise MissingEvent(f"the logged artifact {artifact.cid} does not match the chain's commitment")
         return artifact
+
+
+def rejected_mask(submitters: Sequence[str], rejected: Sequence[str]) -> int:
+    """The registry's mask of ``rejected`` among ``submitters`` (bit i: the i-th submitter)."""
+    position = {account.lower(): i for i, account in enumerate(submitters)}
+    mask = 0
+    for account in rejected:
+        if account.lower() not in position:
+            raise ValueError(f"{account} submitted no update to the round: it cannot be rejected")
+        mask |= 1 << position[account.lower()]
+    return mask
+
+
+def _members(submitters: Sequence[str], mask: int) -> tuple[str, ...]:
+    return tuple(account for i, account in enumerate(submitters) if mask >> i & 1)

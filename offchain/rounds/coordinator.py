@@ -5,6 +5,10 @@ study's state from the chain and takes the one action that state calls for,
 so a coordinator killed at any point and started again carries on where the
 chain says it stands:
 
+- it never counts a malformed update: each is checked as it arrives
+  (:meth:`RoundAggregation.check_update`: fetch, decrypt, decode, the base
+  model's shapes) and one that fails is rejected, recorded as such on chain
+  at commit (or cancel), so one bad update cannot block a round;
 - it never commits a round twice: a committed round is closed on chain, and
   the contract refuses a second commit;
 - it never skips a submitted update: it aggregates every update the chain
@@ -21,9 +25,10 @@ behind: the next step aggregates again (bit-identically) and seals afresh.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from fl.aggregation import ClientModel
 from offchain.contract_client import ChainRefusal
 from offchain.rounds.aggregate import RoundAggregation
 from offchain.rounds.errors import RoundsError
@@ -43,18 +48,25 @@ class Step:
 
 
 class Coordinator:
-    """Drives one study; with ``target_rounds``, until that round is closed (committed or cancelled)."""
+    """Drives one study; with ``target_rounds``, until that round is closed (committed or cancelled).
+
+    ``select``: invite at most this many participants a round (:mod:`offchain.rounds.selection`);
+    None invites every participant of the study.
+    """
 
     def __init__(self, member: Member, study: int, *, target_rounds: int | None = None, log: Log | None = None,
-                 checkpoint: Log | None = None) -> None:
+                 checkpoint: Log | None = None, select: int | None = None) -> None:
         self.member = member
         self.study = Study(member, study)
         if self.study.coordinator != member.address:
             raise RoundsError(f"{member.address} is not the coordinator of study {study} ({self.study.coordinator} is)")
         member.require_keystore()
         self.target_rounds = target_rounds
+        self.select = select
         self.log = log or (lambda message: None)
         self.aggregation = RoundAggregation(self.study)
+        # Updates checked so far, by (round, participant): a submitted update never changes.
+        self._screened: dict[tuple[int, str], tuple[object, ClientModel | str]] = {}
         # Called at each point a crash could split a step (CHECKPOINTS); tests kill the process there.
         self.checkpoint = checkpoint or (lambda point: None)
 
@@ -70,7 +82,7 @@ class Coordinator:
             return self._open(current + 1)
         return self._close(current, state)
 
-    def run(self, *, poll_seconds: float = 0.2) -> None:
+    def run(self, *, poll_seconds: float = 0.05) -> None:
         """Step until round ``target_rounds`` is closed."""
         while True:
             step = self.step()
@@ -81,60 +93,104 @@ class Coordinator:
 
     def _open(self, number: int) -> Step:
         self.checkpoint("opening")
-        opened = open_next_round(self.study, self.log)
+        opened = open_next_round(self.study, self.log, select=self.select)
         self.checkpoint("opened")
         return Step("opened", opened)
 
     def _close(self, number: int, state) -> Step:
         updates = self.member.rounds.updates(self.study.number, number)
+        # Check what arrived while others are still training: the close then only aggregates.
+        screened = self._screen(number, state.base_round, updates)
         invited = state.invited or self.study.config.participants
         deadline_passed = self.member.rounds.now() > state.deadline
         everyone = {update.participant for update in updates} >= set(invited)
         if not (everyone or deadline_passed):
             return Step("waiting", number, f"{len(updates)} of {len(invited)} updates")
-        counted = set(self.member.participants_holding_role([u.participant for u in updates]))
+        holders = set(self.member.participants_holding_role([u.participant for u in updates]))
+        accepted = [(u, screened[u.participant]) for u in updates
+                    if u.participant in holders and isinstance(screened[u.participant], ClientModel)]
+        rejected = [u.participant for u in updates
+                    if u.participant in holders and not isinstance(screened[u.participant], ClientModel)]
         min_updates = self.study.info.min_updates
-        if len(counted) < min_updates:
+        if len(accepted) < min_updates:
             if not deadline_passed:
-                return Step("waiting", number, f"{len(counted)} counted updates, quorum {min_updates}")
-            cancel_round(self.study, number)
-            self.log(f"round {number}: cancelled, {len(counted)} counted updates by the deadline, quorum {min_updates}")
+                return Step("waiting", number, f"{len(accepted)} counted updates, quorum {min_updates}")
+            cancel_round(self.study, number, rejected)
+            self.log(f"round {number}: cancelled, {len(accepted)} counted updates by the deadline "
+                     f"({len(rejected)} rejected), quorum {min_updates}")
             return Step("cancelled", number)
-        return self._commit(number, updates, counted)
+        return self._commit(number, state, updates, accepted, rejected)
 
-    def _commit(self, number: int, updates, counted: set[str]) -> Step:
-        base_round, base = self.member.rounds.latest_model(self.study.number)
-        accepted = [update for update in updates if update.participant in counted]
-        plaintext = self.aggregation.aggregate(number, base_round, accepted, self.log)
+    def _screen(self, number: int, base_round: int, updates) -> dict[str, ClientModel | str]:
+        """Each update's outcome of the one check (its decoded model, or why it is malformed)."""
+        fresh = [u for u in updates if self._screened.get((number, u.participant), (None,))[0] != u.artifact]
+        if fresh:
+            screening = self.aggregation.screen(number, base_round, fresh)
+            for update, client in screening.accepted:
+                self._screened[number, update.participant] = (update.artifact, client)
+            for update, reason in screening.rejected:
+                self._screened[number, update.participant] = (update.artifact, reason)
+                self.log(f"round {number}: rejecting the update of {update.participant}: {reason}")
+        return {u.participant: self._screened[number, u.participant][1] for u in updates}
+
+    def _commit(self, number: int, state, updates, accepted, rejected: list[str]) -> Step:
+        plaintext = self.aggregation.aggregate(number, state.base_round, [u for u, _ in accepted], self.log,
+                                               clients=[client for _, client in accepted])
+        tensors = self.aggregation.last_result[1]
         self.checkpoint("aggregated")
         aggregate = self.study.seal_aggregate(number, plaintext)
         self.checkpoint("sealed")
         submitters = [update.participant for update in updates]
+        rounds = self.member.rounds
+        more = self.target_rounds is None or number < self.target_rounds
         try:
-            self.member.rounds.commit_aggregate(self.study.number, number, submitters, aggregate)
+            if more:
+                # Commit and open the next round on the new aggregate in one transaction.
+                deadline, invited = next_round_terms(self.study, self.select)
+                rounds.commit_and_open(self.study.number, number, submitters, aggregate, deadline, invited,
+                                       rejected=rejected)
+            else:
+                rounds.commit_aggregate(self.study.number, number, submitters, aggregate, rejected=rejected)
         except ChainRefusal as refusal:
-            if refusal.error in ("SubmittersMismatch", "RoundNotOpen"):
-                # An update landed, or the round closed, since we read it: look again next step.
+            if refusal.error in ("SubmittersMismatch", "RoundNotOpen", "QuorumNotMet"):
+                # An update landed, a role was lost, or the round closed since we read it: look again.
                 self.aggregation = RoundAggregation(self.study)  # its state took this round in: replay afresh
                 return Step("waiting", number, refusal.error)
             raise
-        self.log(f"round {number}: committed {aggregate.cid} from {len(accepted)} updates")
+        self.study.remember_model(number, tensors)
+        self._screened = {key: value for key, value in self._screened.items() if key[0] > number}
+        self.log(f"round {number}: committed {aggregate.cid} from {len(accepted)} updates"
+                 + (f", {len(rejected)} rejected" if rejected else ""))
         self.checkpoint("committed")
+        if more:
+            self.log(f"round {number + 1}: opened on the model of round {number} ({aggregate.cid})")
         return Step("committed", number, str(aggregate.cid))
 
 
-def open_next_round(study: Study, log: Log | None = None) -> int:
-    """Open the study's next round on its latest committed model, inviting its participants."""
-    member = study.member
+def next_round_terms(study: Study, select: int | None = None) -> tuple[int, list[str]]:
+    """The next round's deadline and invited participants (all of the study's, or a selection)."""
     config = study.config
+    deadline = study.member.rounds.now() + config.round_seconds
+    if select is None:
+        return deadline, list(config.participants)
+    from offchain.rounds.selection import select_participants
+
+    return deadline, select_participants(study, select)
+
+
+def open_next_round(study: Study, log: Log | None = None, *, select: int | None = None) -> int:
+    """Open the study's next round on its latest committed model, inviting its participants (or a selection)."""
+    member = study.member
     base_round, base = member.rounds.latest_model(study.number)
-    deadline = member.rounds.now() + config.round_seconds
-    opened = member.rounds.open_round(study.number, base, deadline, list(config.participants))
+    deadline, invited = next_round_terms(study, select)
+    opened = member.rounds.open_round(study.number, base, deadline, invited)
     if log is not None:
-        log(f"round {opened}: opened on the model of round {base_round} ({base.cid}), deadline {deadline}")
+        log(f"round {opened}: opened on the model of round {base_round} ({base.cid}), deadline {deadline}"
+            + (f", inviting {len(invited)}" if select is not None else ""))
     return opened
 
 
-def cancel_round(study: Study, number: int) -> None:
-    """Cancel a round that missed its quorum by its deadline (the contract refuses any other)."""
-    study.member.rounds.cancel_round(study.number, number)
+def cancel_round(study: Study, number: int, rejected: Sequence[str] = ()) -> None:
+    """Cancel a round that missed its quorum by its deadline (the contract refuses any other), not
+    counting the ``rejected`` (malformed) updates."""
+    study.member.rounds.cancel_round(study.number, number, rejected)

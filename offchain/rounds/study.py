@@ -110,10 +110,14 @@ class Member:
 class Study:
     """A study as ``member`` sees it: the chain's record, its config (checked), its models."""
 
+    MODELS_KEPT = 2  # the base a round trains on and the aggregate it yields
+
     def __init__(self, member: Member, number: int) -> None:
         self.member = member
         self.number = number
         self.info = member.rounds.study(number)
+        # A committed model never changes (its commitment is on chain): decrypted once, kept by round.
+        self._models: dict[int, dict[str, torch.Tensor]] = {}
 
     def refresh(self) -> None:
         self.info = self.member.rounds.study(self.number)
@@ -157,10 +161,20 @@ class Study:
 
     def model(self, round_number: int) -> dict[str, torch.Tensor]:
         """The tensors of the model committed by ``round_number`` (0: genesis), fetched and checked."""
-        ref = self.model_ref(round_number)
-        kind = GENESIS if round_number == 0 else AGGREGATE
-        data = self.open(ref, self.place(round_number, kind))
-        return self._tensors(data, ref, f"study {self.number} round {round_number} {kind}").tensors
+        cached = self._models.get(round_number)
+        if cached is None:
+            ref = self.model_ref(round_number)
+            kind = GENESIS if round_number == 0 else AGGREGATE
+            data = self.open(ref, self.place(round_number, kind))
+            cached = self._tensors(data, ref, f"study {self.number} round {round_number} {kind}").tensors
+            self.remember_model(round_number, cached)
+        return dict(cached)
+
+    def remember_model(self, round_number: int, tensors: Mapping[str, torch.Tensor]) -> None:
+        """Keep the model committed by ``round_number`` (whose bytes this member checked or made)."""
+        self._models[round_number] = dict(tensors)
+        for stale in sorted(self._models)[:-self.MODELS_KEPT]:
+            del self._models[stale]
 
     def seal_aggregate(self, round_number: int, plaintext: bytes) -> ArtifactRef:
         """Seal a round's aggregate (its canonical bytes) for the study's members."""

@@ -6,7 +6,10 @@ For each round it runs these checks in order and reports the first that fails:
 ``custody``   the round's base is the study's previous committed model (the genesis for the first)
 ``quorum``    the commit counted at least the study's minimum of updates
 ``roles``     every counted update came from an account holding PARTICIPANT at the commit's block,
-              and every submitter that held it was counted
+              and every submitter that held it was counted unless the coordinator rejected it
+``rejections`` every update the coordinator rejected (at commit or cancel) really is malformed: the
+              same check the coordinator runs (fetch, decrypt, decode, the base model's shapes)
+              fails on it; so no well-formed update was kept out
 ``privacy``   in a study with privacy budgets, every update's declared epsilon is what its hospital's
               declared DP parameters give with the accountant (:mod:`offchain.rounds.privacy`)
 ``updates``   every counted update is in the store under its CID, decrypts, hashes to its SHA-256
@@ -15,7 +18,8 @@ For each round it runs these checks in order and reports the first that fails:
               SHA-256 the chain committed
 ``aggregate`` the committed aggregate is in the store under its CID, decrypts and hashes to that SHA-256
 
-A cancelled round is reported as such and passes when it committed nothing;
+A cancelled round is reported as such and passes when it committed nothing
+and rejected only malformed updates;
 an open round is reported and not checked.
 """
 
@@ -33,7 +37,7 @@ from offchain.rounds.privacy import check_round as check_privacy
 from offchain.rounds.sealed import AGGREGATE
 from offchain.rounds.study import Member, Study
 
-CHECKS = ("config", "custody", "quorum", "roles", "privacy", "updates", "rederive", "aggregate")
+CHECKS = ("config", "custody", "quorum", "roles", "rejections", "privacy", "updates", "rederive", "aggregate")
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,10 @@ def _verify_round(view: Study, aggregation: RoundAggregation, number: int) -> Ro
     if info.state == "cancelled":
         if info.aggregate is not None:
             return RoundVerdict(number, "cancelled", False, "custody", "a cancelled round holds an aggregate")
+        try:
+            _check_rejections(view, aggregation, number, info, rounds.updates(view.number, number))
+        except _Failed as failure:
+            return RoundVerdict(number, "cancelled", False, failure.check, failure.detail)
         return RoundVerdict(number, "cancelled", True)
     try:
         updates = _check(view, aggregation, number, info)
@@ -127,15 +135,20 @@ def _check(view: Study, aggregation: RoundAggregation, number: int, info) -> int
     # roles
     updates = rounds.updates(view.number, number)
     submitters = [update.participant for update in updates]
-    block = _commit_block(view, number)
+    block = info.closed_block
+    rejected = set(info.rejected_submitters)
     for account in submitters:
         held = bool(Role(_roles_at(view, account, block)) & Role.PARTICIPANT)
+        if held and account in rejected:
+            continue
         if held != (account in counted):
             state = "held" if held else "did not hold"
             listed = "counted" if account in counted else "not counted"
             raise _Failed("roles", f"{account} {state} PARTICIPANT at the commit (block {block}) but was {listed}")
     if not set(counted) <= set(submitters):
         raise _Failed("roles", "the commit counted an account that submitted nothing")
+    # rejections
+    _check_rejections(view, aggregation, number, info, updates)
     accepted = [update for update in updates if update.participant in set(counted)]
     # privacy
     try:
@@ -162,11 +175,14 @@ def _check(view: Study, aggregation: RoundAggregation, number: int, info) -> int
     return len(accepted)
 
 
-def _commit_block(view: Study, number: int) -> int:
-    logs = view.member.rounds._logs("RoundCommitted", study=view.number, round=number)
-    if not logs:
-        raise _Failed("roles", "no RoundCommitted event for a committed round")
-    return int(logs[-1].block_number)
+def _check_rejections(view: Study, aggregation: RoundAggregation, number: int, info, updates) -> None:
+    rejected = [update for update in updates if update.participant in set(info.rejected_submitters)]
+    if not rejected:
+        return
+    screening = aggregation.screen(number, info.base_round, rejected)
+    for update, _ in screening.accepted:
+        raise _Failed("rejections", f"the coordinator rejected the update of {update.participant} "
+                                    f"({update.artifact.cid}), which is well formed")
 
 
 def _roles_at(view: Study, account: str, block: int) -> int:

@@ -95,7 +95,7 @@ def test_several_studies_run_at_once(rounds, new_study, open_round, coordinator,
     assert open_round(second, base=make_artifact(2000)) == 1
     submit(rounds, first, 1, hospitals[0], 1)
     submit(rounds, second, 1, hospitals[0], 2)  # one update per round, not per account
-    rounds.commitAggregate(second, 1, [hospitals[0]], *make_artifact(3), sender=coordinator)
+    rounds.commitAggregate(second, 1, [hospitals[0]], 0, *make_artifact(3), sender=coordinator)
     assert rounds.latestModel(second) == (1, commitment(make_artifact(3)))
     assert rounds.latestModel(first) == (0, commitment(GENESIS))
     assert rounds.roundOf(first, 1)[0] == OPEN
@@ -119,8 +119,8 @@ def test_round_from_open_to_commit(rounds, study, open_round, coordinator, hospi
     assert rounds.roundOf(study, 1)[5] == 3
 
     aggregate = make_artifact(20)
-    tx = rounds.commitAggregate(study, 1, hospitals[:3], *aggregate, sender=coordinator)
-    assert tx.events == [rounds.RoundCommitted(study, 1, *aggregate, 0b111, 3)]
+    tx = rounds.commitAggregate(study, 1, hospitals[:3], 0, *aggregate, sender=coordinator)
+    assert tx.events == [rounds.RoundCommitted(study, 1, *aggregate, 0b111, 0, 3)]
     assert rounds.roundOf(study, 1) == (
         COMMITTED, deadline, 0, commitment(GENESIS), False, 3, 3, commitment(aggregate)
     )
@@ -138,7 +138,7 @@ def test_chain_of_custody_across_rounds(rounds, study, open_round, coordinator, 
         submit(rounds, study, round_, hospitals[0], 100 * round_)
         submit(rounds, study, round_, hospitals[1], 100 * round_ + 1)
         aggregate = make_artifact(100 * round_ + 50)
-        rounds.commitAggregate(study, round_, hospitals[:2], *aggregate, sender=coordinator)
+        rounds.commitAggregate(study, round_, hospitals[:2], 0, *aggregate, sender=coordinator)
         base = aggregate
     # Every earlier model is stale now, the genesis included.
     for stale in (GENESIS, make_artifact(150), make_artifact(250)):
@@ -151,7 +151,7 @@ def test_commit_before_the_deadline_closes_the_round(rounds, study, open_round, 
     open_round(study)
     submit(rounds, study, 1, hospitals[0], 1)
     submit(rounds, study, 1, hospitals[1], 2)
-    rounds.commitAggregate(study, 1, hospitals[:2], *make_artifact(3), sender=coordinator)
+    rounds.commitAggregate(study, 1, hospitals[:2], 0, *make_artifact(3), sender=coordinator)
     with ape.reverts(rounds.RoundNotOpen, study=study, round=1, status=COMMITTED):
         submit(rounds, study, 1, hospitals[2], 4)
 
@@ -161,7 +161,7 @@ def test_commit_after_the_deadline_with_quorum(rounds, study, open_round, coordi
     submit(rounds, study, 1, hospitals[0], 1)
     submit(rounds, study, 1, hospitals[1], 2)
     chain.mine(timestamp=deadline + 60)
-    rounds.commitAggregate(study, 1, hospitals[:2], *make_artifact(3), sender=coordinator)
+    rounds.commitAggregate(study, 1, hospitals[:2], 0, *make_artifact(3), sender=coordinator)
     assert rounds.latestModel(study)[0] == 1
 
 
@@ -172,7 +172,7 @@ def test_commit_and_open_in_one_transaction(rounds, study, open_round, coordinat
     aggregate = make_artifact(3)
     tx = rounds.multicall(
         [
-            rounds.commitAggregate.encode_input(study, 1, hospitals[:2], *aggregate),
+            rounds.commitAggregate.encode_input(study, 1, hospitals[:2], 0, *aggregate),
             rounds.openRound.encode_input(study, commitment(aggregate), deadline + 1, []),
         ],
         sender=coordinator,
@@ -222,7 +222,7 @@ def test_invited_round(rounds, study, open_round, hospitals, coordinator):
         submit(rounds, study, 1, hospitals[0], 1)
     submit(rounds, study, 1, hospitals[1], 2)
     submit(rounds, study, 1, hospitals[2], 3)
-    rounds.commitAggregate(study, 1, hospitals[1:3], *make_artifact(4), sender=coordinator)
+    rounds.commitAggregate(study, 1, hospitals[1:3], 0, *make_artifact(4), sender=coordinator)
     logs = list(rounds.RoundOpened.range(0, None, search_topics={"study": study}))
     assert logs[0].invited == [member.address for member in hospitals[1:3]]
 
@@ -259,10 +259,10 @@ def test_removed_coordinator_can_no_longer_run_its_study(rounds, study, open_rou
     submit(rounds, study, 1, hospitals[1], 2)
     access.revokeRole(access.COORDINATOR_ROLE(), coordinator, sender=admin)
     with ape.reverts(rounds.NotCoordinator, account=coordinator.address):
-        rounds.commitAggregate(study, 1, hospitals[:2], *make_artifact(3), sender=coordinator)
+        rounds.commitAggregate(study, 1, hospitals[:2], 0, *make_artifact(3), sender=coordinator)
     chain.mine(timestamp=deadline + 1)
     with ape.reverts(rounds.NotCoordinator, account=coordinator.address):
-        rounds.cancelRound(study, 1, hospitals[:2], sender=coordinator)
+        rounds.cancelRound(study, 1, hospitals[:2], 0, sender=coordinator)
 
 
 # -- committing -----------------------------------------------------------------------------------
@@ -280,18 +280,18 @@ def three_updates(rounds, study, open_round, hospitals):
 def test_commit_refusals(rounds, study, coordinator, hospitals, three_updates):
     aggregate = make_artifact(50)
     with ape.reverts(rounds.NotStudyCoordinator, study=study, account=hospitals[0].address):
-        rounds.commitAggregate(study, 1, three_updates, *aggregate, sender=hospitals[0])
+        rounds.commitAggregate(study, 1, three_updates, 0, *aggregate, sender=hospitals[0])
     with ape.reverts(rounds.UnknownRound, study=study, round=2):
-        rounds.commitAggregate(study, 2, three_updates, *aggregate, sender=coordinator)
+        rounds.commitAggregate(study, 2, three_updates, 0, *aggregate, sender=coordinator)
     a, b, c = three_updates
     for wrong in ([a, b], [a, c, b], [c, b, a], [a, b, c, a], [a, b, hospitals[3]], []):
         with ape.reverts(rounds.SubmittersMismatch, study=study, round=1):
-            rounds.commitAggregate(study, 1, wrong, *aggregate, sender=coordinator)
+            rounds.commitAggregate(study, 1, wrong, 0, *aggregate, sender=coordinator)
     with ape.reverts(rounds.ZeroDigest):
-        rounds.commitAggregate(study, 1, three_updates, aggregate[0], bytes(32), sender=coordinator)
-    rounds.commitAggregate(study, 1, three_updates, *aggregate, sender=coordinator)
+        rounds.commitAggregate(study, 1, three_updates, 0, aggregate[0], bytes(32), sender=coordinator)
+    rounds.commitAggregate(study, 1, three_updates, 0, *aggregate, sender=coordinator)
     with ape.reverts(rounds.RoundNotOpen, study=study, round=1, status=COMMITTED):
-        rounds.commitAggregate(study, 1, three_updates, *make_artifact(51), sender=coordinator)
+        rounds.commitAggregate(study, 1, three_updates, 0, *make_artifact(51), sender=coordinator)
     assert rounds.latestModel(study) == (1, commitment(aggregate))
 
 
@@ -299,18 +299,18 @@ def test_commit_below_quorum(rounds, new_study, open_round, coordinator, hospita
     study = new_study(3)
     open_round(study)
     with ape.reverts(rounds.QuorumNotMet, study=study, round=1, counted=0, minUpdates=3):
-        rounds.commitAggregate(study, 1, [], *make_artifact(50), sender=coordinator)
+        rounds.commitAggregate(study, 1, [], 0, *make_artifact(50), sender=coordinator)
     submit(rounds, study, 1, hospitals[0], 1)
     submit(rounds, study, 1, hospitals[1], 2)
     with ape.reverts(rounds.QuorumNotMet, study=study, round=1, counted=2, minUpdates=3):
-        rounds.commitAggregate(study, 1, hospitals[:2], *make_artifact(50), sender=coordinator)
+        rounds.commitAggregate(study, 1, hospitals[:2], 0, *make_artifact(50), sender=coordinator)
 
 
 def test_update_of_a_removed_participant_does_not_count(rounds, study, coordinator, hospitals, access, admin, three_updates):
     a, b, c = three_updates
     access.revokeRole(access.PARTICIPANT_ROLE(), b, sender=admin)
-    tx = rounds.commitAggregate(study, 1, three_updates, *make_artifact(50), sender=coordinator)
-    assert tx.events == [rounds.RoundCommitted(study, 1, *make_artifact(50), 0b101, 2)]
+    tx = rounds.commitAggregate(study, 1, three_updates, 0, *make_artifact(50), sender=coordinator)
+    assert tx.events == [rounds.RoundCommitted(study, 1, *make_artifact(50), 0b101, 0, 2)]
     assert rounds.roundOf(study, 1)[5:7] == (3, 2)
 
 
@@ -319,18 +319,18 @@ def test_removals_can_leave_a_round_below_quorum(rounds, study, coordinator, hos
     access.revokeRole(access.PARTICIPANT_ROLE(), a, sender=admin)
     access.revokeRole(access.PARTICIPANT_ROLE(), c, sender=admin)
     with ape.reverts(rounds.QuorumNotMet, study=study, round=1, counted=1, minUpdates=2):
-        rounds.commitAggregate(study, 1, three_updates, *make_artifact(50), sender=coordinator)
+        rounds.commitAggregate(study, 1, three_updates, 0, *make_artifact(50), sender=coordinator)
     # Re-admitted before commit: holding the role at commit is what counts.
     access.grantRole(access.PARTICIPANT_ROLE(), c, sender=admin)
-    tx = rounds.commitAggregate(study, 1, three_updates, *make_artifact(50), sender=coordinator)
-    assert tx.events == [rounds.RoundCommitted(study, 1, *make_artifact(50), 0b110, 2)]
+    tx = rounds.commitAggregate(study, 1, three_updates, 0, *make_artifact(50), sender=coordinator)
+    assert tx.events == [rounds.RoundCommitted(study, 1, *make_artifact(50), 0b110, 0, 2)]
 
 
 def test_removals_outside_the_round_still_count_everyone(rounds, study, coordinator, access, admin, doctor, hospitals, three_updates):
     access.revokeRole(access.DOCTOR_ROLE(), doctor, sender=admin)  # not a learning role: nothing to re-read
     access.revokeRole(access.PARTICIPANT_ROLE(), hospitals[3], sender=admin)  # a participant: re-read all
-    tx = rounds.commitAggregate(study, 1, three_updates, *make_artifact(50), sender=coordinator)
-    assert tx.events == [rounds.RoundCommitted(study, 1, *make_artifact(50), 0b111, 3)]
+    tx = rounds.commitAggregate(study, 1, three_updates, 0, *make_artifact(50), sender=coordinator)
+    assert tx.events == [rounds.RoundCommitted(study, 1, *make_artifact(50), 0b111, 0, 3)]
 
 
 # -- cancelling -----------------------------------------------------------------------------------
@@ -340,18 +340,18 @@ def test_cancel_a_round_that_missed_its_quorum(rounds, study, open_round, coordi
     open_round(study)
     submit(rounds, study, 1, hospitals[0], 1)
     with ape.reverts(rounds.DeadlineNotReached, study=study, round=1, deadline=deadline):
-        rounds.cancelRound(study, 1, [], sender=coordinator)
+        rounds.cancelRound(study, 1, [], 0, sender=coordinator)
     chain.mine(timestamp=deadline + 1)
     with ape.reverts(rounds.NotStudyCoordinator, study=study, account=hospitals[0].address):
-        rounds.cancelRound(study, 1, [], sender=hospitals[0])
-    tx = rounds.cancelRound(study, 1, [], sender=coordinator)
-    assert tx.events == [rounds.RoundCancelled(study, 1)]
+        rounds.cancelRound(study, 1, [], 0, sender=hospitals[0])
+    tx = rounds.cancelRound(study, 1, [], 0, sender=coordinator)
+    assert tx.events == [rounds.RoundCancelled(study, 1, 0)]
     assert rounds.roundOf(study, 1)[:6] == (CANCELLED, deadline, 0, commitment(GENESIS), False, 1)
     assert rounds.latestModel(study) == (0, commitment(GENESIS))
     with ape.reverts(rounds.RoundNotOpen, study=study, round=1, status=CANCELLED):
-        rounds.cancelRound(study, 1, [], sender=coordinator)
+        rounds.cancelRound(study, 1, [], 0, sender=coordinator)
     with ape.reverts(rounds.RoundNotOpen, study=study, round=1, status=CANCELLED):
-        rounds.commitAggregate(study, 1, hospitals[:1], *make_artifact(5), sender=coordinator)
+        rounds.commitAggregate(study, 1, hospitals[:1], 0, *make_artifact(5), sender=coordinator)
 
     # The next round starts from the same base.
     with ape.reverts(rounds.StaleBase):
@@ -363,15 +363,15 @@ def test_cancel_a_round_that_missed_its_quorum(rounds, study, open_round, coordi
 def test_cancel_refused_with_quorum(rounds, study, coordinator, hospitals, chain, deadline, access, admin, three_updates):
     chain.mine(timestamp=deadline + 1)
     with ape.reverts(rounds.QuorumReached, study=study, round=1, counted=3, minUpdates=2):
-        rounds.cancelRound(study, 1, three_updates, sender=coordinator)
+        rounds.cancelRound(study, 1, three_updates, 0, sender=coordinator)
     with ape.reverts(rounds.SubmittersMismatch, study=study, round=1):
-        rounds.cancelRound(study, 1, [], sender=coordinator)
+        rounds.cancelRound(study, 1, [], 0, sender=coordinator)
     # Two of three removed: the round can no longer reach its quorum, so it may be cancelled.
     access.revokeRole(access.PARTICIPANT_ROLE(), three_updates[0], sender=admin)
     with ape.reverts(rounds.QuorumReached, study=study, round=1, counted=2, minUpdates=2):
-        rounds.cancelRound(study, 1, three_updates, sender=coordinator)
+        rounds.cancelRound(study, 1, three_updates, 0, sender=coordinator)
     access.revokeRole(access.PARTICIPANT_ROLE(), three_updates[1], sender=admin)
-    rounds.cancelRound(study, 1, three_updates, sender=coordinator)
+    rounds.cancelRound(study, 1, three_updates, 0, sender=coordinator)
     assert rounds.roundOf(study, 1)[0] == CANCELLED
 
 
@@ -388,12 +388,12 @@ def test_every_state_change_stops_while_the_consortium_is_paused(rounds, study, 
     with ape.reverts(rounds.ConsortiumPaused):
         submit(rounds, study, 1, hospitals[1], 2)
     with ape.reverts(rounds.ConsortiumPaused):
-        rounds.commitAggregate(study, 1, hospitals[:1], *make_artifact(3), sender=coordinator)
+        rounds.commitAggregate(study, 1, hospitals[:1], 0, *make_artifact(3), sender=coordinator)
     chain.mine(timestamp=deadline + 1)
     with ape.reverts(rounds.ConsortiumPaused):
-        rounds.cancelRound(study, 1, [], sender=coordinator)
+        rounds.cancelRound(study, 1, [], 0, sender=coordinator)
     access.unpause(sender=guardian)
-    rounds.cancelRound(study, 1, [], sender=coordinator)
+    rounds.cancelRound(study, 1, [], 0, sender=coordinator)
     access.pause(sender=guardian)
     with ape.reverts(rounds.ConsortiumPaused):
         open_round(study, until=chain.pending_timestamp + ONE_DAY)
@@ -402,3 +402,48 @@ def test_every_state_change_stops_while_the_consortium_is_paused(rounds, study, 
 def test_registry_needs_a_contract(project, admin, stranger):
     with ape.reverts(project.RoundRegistry.ConsortiumNotAContract, consortium=stranger.address):
         admin.deploy(project.RoundRegistry, stranger)
+
+
+# -- rejecting malformed updates --------------------------------------------------------------------
+
+
+def test_rejected_updates_do_not_count(rounds, study, coordinator, hospitals, three_updates):
+    with ape.reverts(rounds.RejectedOutOfRange, study=study, round=1, rejectedMask=0b1000, updates=3):
+        rounds.commitAggregate(study, 1, three_updates, 0b1000, *make_artifact(50), sender=coordinator)
+    # Two of three rejected: one counted, below the quorum of two.
+    with ape.reverts(rounds.QuorumNotMet, study=study, round=1, counted=1, minUpdates=2):
+        rounds.commitAggregate(study, 1, three_updates, 0b011, *make_artifact(50), sender=coordinator)
+    tx = rounds.commitAggregate(study, 1, three_updates, 0b010, *make_artifact(50), sender=coordinator)
+    assert tx.events == [rounds.RoundCommitted(study, 1, *make_artifact(50), 0b101, 0b010, 2)]
+    assert rounds.roundOf(study, 1)[5:7] == (3, 2)
+
+
+def test_rejections_and_removals_together(rounds, study, coordinator, hospitals, access, admin, three_updates):
+    access.revokeRole(access.PARTICIPANT_ROLE(), three_updates[0], sender=admin)
+    with ape.reverts(rounds.QuorumNotMet, study=study, round=1, counted=1, minUpdates=2):
+        rounds.commitAggregate(study, 1, three_updates, 0b100, *make_artifact(50), sender=coordinator)
+    tx = rounds.commitAggregate(study, 1, three_updates, 0b001, *make_artifact(50), sender=coordinator)
+    assert tx.events == [rounds.RoundCommitted(study, 1, *make_artifact(50), 0b110, 0b001, 2)]
+
+
+def test_cancel_a_round_whose_quorum_rests_on_rejected_updates(rounds, study, coordinator, chain, deadline, three_updates):
+    chain.mine(timestamp=deadline + 1)
+    with ape.reverts(rounds.QuorumReached, study=study, round=1, counted=2, minUpdates=2):
+        rounds.cancelRound(study, 1, three_updates, 0b100, sender=coordinator)
+    with ape.reverts(rounds.RejectedOutOfRange, study=study, round=1, rejectedMask=0b1000, updates=3):
+        rounds.cancelRound(study, 1, three_updates, 0b1000, sender=coordinator)
+    tx = rounds.cancelRound(study, 1, three_updates, 0b110, sender=coordinator)
+    assert tx.events == [rounds.RoundCancelled(study, 1, 0b110)]
+    assert rounds.roundOf(study, 1)[0] == CANCELLED
+    assert rounds.latestModel(study) == (0, commitment(GENESIS))
+
+
+def test_cancel_below_quorum_refuses_a_mask_beyond_its_updates(rounds, new_study, open_round, coordinator, hospitals, chain, deadline):
+    study = new_study(3)
+    open_round(study)
+    submit(rounds, study, 1, hospitals[0], 1)
+    chain.mine(timestamp=deadline + 1)
+    with ape.reverts(rounds.RejectedOutOfRange, study=study, round=1, rejectedMask=0b10, updates=1):
+        rounds.cancelRound(study, 1, [], 0b10, sender=coordinator)
+    tx = rounds.cancelRound(study, 1, [], 0b1, sender=coordinator)
+    assert tx.events == [rounds.RoundCancelled(study, 1, 0b1)]

@@ -44,10 +44,15 @@ class Consortium:
         return [HospitalNode(member, study, share) for member, share in zip(members, shares)]
 
     def run_round(self, study: int, nodes=None) -> int:
-        """Open a round, have every node submit, commit; returns the round."""
-        coordinator = Coordinator(self.coordinator, study)
-        opened = coordinator.step()
-        assert opened.action == "opened", opened
+        """Open a round (unless the last commit opened it), have every node submit, commit; returns the round."""
+        rounds = self.coordinator.rounds
+        current = rounds.study(study).round_count
+        is_open = current and rounds.round(study, current).state == "open"
+        # Its target is this round: the commit opens no next one.
+        coordinator = Coordinator(self.coordinator, study, target_rounds=current if is_open else current + 1)
+        if not is_open:
+            opened = coordinator.step()
+            assert opened.action == "opened", opened
         for node in nodes or self.nodes(study):
             assert node.step().action == "submitted"
         committed = coordinator.step()

@@ -1,7 +1,6 @@
 """A study's rounds in one process on the session's anvil: open, train, submit, commit, verify,
 and every refusal the issue lists, each through the library the nodes and the CLI use."""
 
-import hashlib
 
 import pytest
 import torch
@@ -18,7 +17,8 @@ from .tamper import flip_stored_byte
 
 
 def verdicts(consortium, study):
-    return list(verify_study(consortium.auditor, study))
+    """The closed rounds' verdicts (a coordinator with no target opens the next round at each commit)."""
+    return [verdict for verdict in verify_study(consortium.auditor, study) if verdict.state != "open"]
 
 
 def test_two_rounds_commit_and_verify(consortium):
@@ -155,18 +155,89 @@ def test_aggregate_that_differs_from_its_updates_fails_verification(consortium):
     assert (verdict.verified, verdict.failed_check) == (False, "rederive"), verdict
 
 
-def test_update_for_another_round_is_refused_by_the_coordinator(consortium):
-    study = consortium.study()
+def _submit_malformed(consortium, study, hospital, plaintext_of):
+    """``hospital`` seals and submits the bytes ``plaintext_of(view)`` as its round-1 update."""
+    view = hospital.study(study)
+    hospital.rounds.submit_update(study, 1, view.seal_update(1, plaintext_of(view)), 10)
+
+
+def test_malformed_updates_are_rejected_and_the_round_commits(consortium):
+    study = consortium.study(min_updates=2)
     coordinator = Coordinator(consortium.coordinator, study)
     coordinator.step()
-    hospital = consortium.hospitals[0]
-    view = hospital.study(study)
-    parameters = view.model(0)
-    replayed = encode_client_model(ClientModel(hospital.address, parameters, 10), 7)
-    hospital.rounds.submit_update(study, 1, view.seal_update(1, replayed), 10)
+    bad = consortium.hospitals[0]
+    # For another round (a replay), sealed correctly: the coordinator refuses it, the rest commit.
+    replayed = lambda view: encode_client_model(ClientModel(bad.address, view.model(0), 10), 7)  # noqa: E731
+    _submit_malformed(consortium, study, bad, replayed)
     for node in consortium.nodes(study)[1:]:
         node.step()
-    with pytest.raises(RoundsError, match="for round 7"):
-        coordinator.step()
-    assert hashlib.sha256(replayed).digest() == hospital.rounds.updates(study, 1)[0].artifact.sha256
-    assert torch.equal(parameters["0.bias"], view.model(0)["0.bias"])
+    assert coordinator.step().action == "committed"
+    info = consortium.auditor.rounds.round(study, 1)
+    assert info.rejected_submitters == (bad.address,)
+    assert set(info.counted_submitters) == {h.address for h in consortium.hospitals[1:]}
+    assert [(v.verified, v.updates) for v in verdicts(consortium, study)] == [(True, 2)]
+
+
+@pytest.mark.parametrize("malformed", ["wrong shape", "not a client update", "not finite"])
+def test_each_kind_of_malformed_update_is_rejected(consortium, malformed):
+    study = consortium.study(min_updates=2)
+    coordinator = Coordinator(consortium.coordinator, study)
+    coordinator.step()
+    bad = consortium.hospitals[1]
+
+    def plaintext(view):
+        model = view.model(0)
+        if malformed == "wrong shape":
+            model["0.weight"] = torch.zeros(1, 29)
+        elif malformed == "not finite":
+            model["0.bias"] = torch.tensor([float("nan")])
+        else:
+            return aggregate_bytes(study, 1, model)
+        return encode_client_model(ClientModel(bad.address, model, 10), 1)
+
+    _submit_malformed(consortium, study, bad, plaintext)
+    nodes = consortium.nodes(study)
+    for node in (nodes[0], nodes[2]):
+        node.step()
+    assert coordinator.step().action == "committed"
+    assert consortium.auditor.rounds.round(study, 1).rejected_submitters == (bad.address,)
+    assert [v.verified for v in verdicts(consortium, study)] == [True]
+
+
+def test_coordinator_rejecting_a_well_formed_update_fails_verification(consortium):
+    study = consortium.study(min_updates=2)
+    coordinator = Coordinator(consortium.coordinator, study)
+    coordinator.step()
+    for node in consortium.nodes(study):
+        node.step()
+    view = consortium.coordinator.study(study)
+    updates = consortium.coordinator.rounds.updates(study, 1)
+    good, kept = updates[0], updates[1:]
+    # A dishonest coordinator drops a good update, calling it malformed, and commits the rest honestly.
+    aggregation = coordinator.aggregation
+    plaintext = aggregation.aggregate(1, 0, kept)
+    ref = view.seal_aggregate(1, plaintext)
+    consortium.coordinator.rounds.commit_aggregate(study, 1, [u.participant for u in updates], ref,
+                                                   rejected=[good.participant])
+    (verdict,) = verdicts(consortium, study)
+    assert (verdict.verified, verdict.failed_check) == (False, "rejections"), verdict
+    assert good.participant in verdict.detail
+
+
+def test_round_whose_quorum_rests_on_malformed_updates_is_cancelled(consortium, chain):
+    study = consortium.study(min_updates=3, round_seconds=100)
+    coordinator = Coordinator(consortium.coordinator, study)
+    coordinator.step()
+    bad = consortium.hospitals[2]
+    _submit_malformed(consortium, study, bad, lambda view: b"not safetensors at all")
+    for node in consortium.nodes(study)[:2]:
+        node.step()
+    # Three updates, the quorum, but one is malformed: the contract would refuse a cancel without the
+    # rejection, and a commit with it.
+    assert coordinator.step().action == "waiting"
+    chain.mine(timestamp=chain.pending_timestamp + 200)
+    assert coordinator.step().action == "cancelled"
+    info = consortium.auditor.rounds.round(study, 1)
+    assert (info.state, info.rejected_submitters) == ("cancelled", (bad.address,))
+    assert [v.line() for v in verdicts(consortium, study)] == ["round 1: cancelled"]
+    assert coordinator.step().action == "opened"
