@@ -167,7 +167,7 @@ def measure_private_rounds(admin, access) -> dict[str, int]:
             declaration = Declaration(1_123_456_789, 250_000_000, 1_000_000_000, 4, 1_234_567 * number).packed()
             submits.append(registry.submitPrivateUpdate(study, number, *update, 100, declaration, sender=site).gas_used)
         aggregate = (_cid(300 * number + 99), (2).to_bytes(32, "big"))
-        registry.commitAggregate(study, number, sites, *aggregate, sender=coordinator)
+        registry.commitAggregate(study, number, sites, 0, *aggregate, sender=coordinator)
         base = _commitment(*aggregate)
     return {"submit_private_update": max(submits)}
 

@@ -1,6 +1,6 @@
 """``medshare fl``: federated studies whose every round is a committed, verifiable artifact on chain.
 
-    medshare fl create --participant ADDR... [--auditor ADDR...] [--aggregator NAME] ...   (a coordinator)
+    medshare fl create --participant ADDR... [--auditor ADDR...] [--aggregator NAME] [--dp-epsilon E --dp-rounds N] ...
     medshare fl coordinator --study S [--rounds N]        open, aggregate, commit; resumes from the chain
     medshare fl participant --study S (--share I/K | --data FILE.csv --label COLUMN) [--rounds N]
     medshare fl verify [--study S] [--round N | --all] [--json]
@@ -67,23 +67,41 @@ def study_options(command):
                      help="Input width (30 for the bundled data)."),
         click.option("--min-updates", type=int, default=None, help="Quorum per round (default: every participant)."),
         click.option("--round-seconds", type=int, default=None, help="Each round's length (default: 600)."),
+        click.option("--dp-epsilon", type=float, default=None,
+                     help="DP-SGD at every hospital, each with this epsilon budget for the whole study, on chain."),
+        click.option("--dp-delta", type=float, default=None, help="The delta of --dp-epsilon (default 1e-5)."),
+        click.option("--dp-rounds", type=int, default=None,
+                     help="The rounds the budget must last: the noise is calibrated to spend it over them."),
     ]
     for option in reversed(options):
         command = option(command)
     return command
 
 
-def study_config(participants, auditors, aggregator, params, kind, features, min_updates, round_seconds):
+def study_config(participants, auditors, aggregator, params, kind, features, min_updates, round_seconds,
+                 dp_epsilon=None, dp_delta=None, dp_rounds=None):
     """The config and quorum the study options describe."""
+    from fl.client import LocalTrainingConfig
     from fl.models import ModelSpec
+    from fl.privacy import DEFAULT_DELTA
     from offchain.rounds.config import DEFAULT_ROUND_SECONDS, StudyConfig
+    from offchain.rounds.privacy import DP_LEARNING_RATE, budgeted_dp
 
     try:
         model = ModelSpec(kind, features)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--features") from None
+    training, dp = LocalTrainingConfig(), None
+    if dp_epsilon is None:
+        if dp_delta is not None or dp_rounds is not None:
+            raise click.UsageError("--dp-delta and --dp-rounds need --dp-epsilon")
+    else:
+        if dp_rounds is None or dp_rounds < 1:
+            raise click.UsageError("--dp-epsilon needs --dp-rounds N (N >= 1): the rounds the budget must last")
+        training = LocalTrainingConfig(learning_rate=DP_LEARNING_RATE)
+        dp = budgeted_dp(dp_epsilon, DEFAULT_DELTA if dp_delta is None else dp_delta, dp_rounds, training)
     config = StudyConfig(model, tuple(participants), tuple(auditors), aggregator, _params(params),
-                         round_seconds=round_seconds or DEFAULT_ROUND_SECONDS)
+                         training=training, dp=dp, round_seconds=round_seconds or DEFAULT_ROUND_SECONDS)
     return config, min_updates or len(config.participants)
 
 

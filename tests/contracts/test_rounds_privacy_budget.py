@@ -53,7 +53,7 @@ def test_spend_over_budget_or_backwards_is_refused(rounds, budgeted, hospitals, 
     with ape.reverts(rounds.PrivacyBudgetExceeded, study=budgeted, participant=hospitals[0].address, declared=EPSILON + 1, budget=EPSILON):
         private_submit(rounds, budgeted, 1, hospitals[0], 1, declaration(EPSILON + 1))
     private_submit(rounds, budgeted, 1, hospitals[0], 1, declaration(EPSILON))  # the whole budget is allowed
-    rounds.commitAggregate(budgeted, 1, [hospitals[0].address], *make_artifact(50), sender=coordinator)
+    rounds.commitAggregate(budgeted, 1, [hospitals[0].address], 0, *make_artifact(50), sender=coordinator)
     rounds.openRound(budgeted, commitment(make_artifact(50)), chain.pending_timestamp + ONE_DAY, [], sender=coordinator)
     with ape.reverts(rounds.PrivacySpendDecreased, study=budgeted, participant=hospitals[0].address, declared=EPSILON - 1, spent=EPSILON):
         private_submit(rounds, budgeted, 2, hospitals[0], 2, declaration(EPSILON - 1))

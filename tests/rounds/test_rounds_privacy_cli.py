@@ -54,3 +54,19 @@ def test_fl_run_refuses_bad_dp_options_in_one_line(tmp_path, monkeypatch):
                                             "--dp-delta", delta])
         assert refused.exit_code == 1 and refused.output.startswith("Error: privacy budget: "), refused.output
         assert refused.output.count("\n") == 1
+
+
+def test_create_puts_each_hospitals_budget_on_chain(consortium, fl):  # noqa: F811
+    from offchain.rounds.privacy import privacy_spend
+
+    participants = [arg for member in consortium.hospitals for arg in ("--participant", member.address)]
+    created = fl(1, "create", *participants, "--auditor", consortium.auditor.address, "--dp-epsilon", "2.5",
+                 "--dp-delta", "1e-6", "--dp-rounds", "3")
+    study = int(created.split()[1])
+    assert privacy_spend(consortium.auditor, study) == {m.address: (0.0, 2.5) for m in consortium.hospitals}
+    config = consortium.auditor.study(study).config
+    assert (config.dp.epsilon_budget, config.dp.delta) == (2.5, 1e-6)
+    missing = fl(1, "create", *participants, "--dp-epsilon", "2.5", ok=False)
+    assert "--dp-epsilon needs --dp-rounds" in missing
+    lonely = fl(1, "create", *participants, "--dp-rounds", "3", ok=False)
+    assert "need --dp-epsilon" in lonely
