@@ -24,7 +24,6 @@ behind: the next step aggregates again (bit-identically) and seals afresh.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -82,14 +81,16 @@ class Coordinator:
             return self._open(current + 1)
         return self._close(current, state)
 
-    def run(self, *, poll_seconds: float = 0.05) -> None:
-        """Step until round ``target_rounds`` is closed."""
+    def run(self, *, idle_seconds: float = 1.0) -> None:
+        """Step until round ``target_rounds`` is closed; while waiting, step again at each new block
+        (or after ``idle_seconds``, for a deadline to pass)."""
+        seen = None
         while True:
+            head = self.member.rounds.wait_for_block(seen, timeout=idle_seconds)
             step = self.step()
             if step.action == "done":
                 return
-            if step.action == "waiting":
-                time.sleep(poll_seconds)
+            seen = head if step.action == "waiting" else None
 
     def _open(self, number: int) -> Step:
         self.checkpoint("opening")
