@@ -1,11 +1,11 @@
 """``medshare fl``: federated studies whose every round is a committed, verifiable artifact on chain.
 
     medshare fl create --participant ADDR... [--auditor ADDR...] [--aggregator NAME] [--dp-epsilon E --dp-rounds N] ...
-    medshare fl coordinator --study S [--rounds N]        open, aggregate, commit; resumes from the chain
+    medshare fl coordinator --study S [--rounds N] [--select K]   open, aggregate, commit; resumes from the chain
     medshare fl participant --study S (--share I/K | --data FILE.csv --label COLUMN) [--rounds N]
     medshare fl verify [--study S] [--round N | --all] [--json]
     medshare fl status --study S
-    medshare fl run --rounds N --hospitals K [--aggregator NAME] [--rpc URL] [--dp-epsilon E [--dp-delta D]] [--json]
+    medshare fl run --rounds N --hospitals K [--aggregator NAME] [--rpc URL] [--select K] [--dp-epsilon E [--dp-delta D]] [--json]
 
 Each command is one account (``--account``) with its own keystore in
 ``$MEDSHARE_HOME/keys``; nodes talk only through the chain and the store.
@@ -123,13 +123,15 @@ def create(chain, registry, **options):
 @registry_option
 @click.option("--study", type=int, required=True)
 @click.option("--rounds", "target", type=int, default=None, help="Stop once round N is closed (committed or cancelled).")
+@click.option("--select", type=click.IntRange(min=1), default=None,
+              help="Invite K participants a round (at least the quorum): the live ones with the most samples.")
 @user_errors
-def coordinator(chain, registry, study, target):
+def coordinator(chain, registry, study, target, select):
     """Run a study's rounds as its coordinator; restarted, it resumes from the chain's state."""
     from offchain.rounds.coordinator import Coordinator
 
     with member_session(chain, registry) as member:
-        Coordinator(member, study, target_rounds=target, log=click.echo, checkpoint=_checkpoint).run()
+        Coordinator(member, study, target_rounds=target, log=click.echo, checkpoint=_checkpoint, select=select).run()
 
 
 @fl.command()
@@ -207,12 +209,14 @@ def status(chain, registry, study):
 @click.option("--hospitals", type=int, required=True)
 @click.option("--aggregator", default="fedavg", show_default=True)
 @click.option("--rpc", default=None, help="Use this node (default: start an anvil for the run).")
+@click.option("--select", type=click.IntRange(min=1), default=None,
+              help="Invite K hospitals a round (the quorum): the live ones with the most samples.")
 @click.option("--dp-epsilon", type=float, default=None,
               help="DP-SGD at every hospital within this epsilon over the whole study (its budget on chain).")
 @click.option("--dp-delta", type=float, default=None, help="The delta of --dp-epsilon (default 1e-5).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary last.")
 @user_errors
-def run(rounds, hospitals, aggregator, rpc, dp_epsilon, dp_delta, as_json):
+def run(rounds, hospitals, aggregator, rpc, select, dp_epsilon, dp_delta, as_json):
     """Run a study on the bundled data: a coordinator and K hospital nodes as separate processes."""
     from fl.privacy import DEFAULT_DELTA
     from offchain.rounds.runner import RunSettings, run_study
@@ -220,7 +224,8 @@ def run(rounds, hospitals, aggregator, rpc, dp_epsilon, dp_delta, as_json):
     if dp_delta is not None and dp_epsilon is None:
         raise click.UsageError("--dp-delta needs --dp-epsilon")
     settings = RunSettings(rounds=rounds, hospitals=hospitals, aggregator=aggregator, rpc=rpc, passphrase=passphrase(),
-                           dp_epsilon=dp_epsilon, dp_delta=DEFAULT_DELTA if dp_delta is None else dp_delta)
+                           select=select, dp_epsilon=dp_epsilon,
+                           dp_delta=DEFAULT_DELTA if dp_delta is None else dp_delta)
     result = run_study(settings, Settings.from_env(), echo=click.echo, progress=not as_json)
     for entry in result.rounds:
         mark = "verified" if entry.verified else "NOT VERIFIED"

@@ -11,11 +11,15 @@ the contract's custom error.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
 
+from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
-from eth_utils import keccak
+from eth_utils import keccak, to_checksum_address
 
 from offchain.contract_client import ContractClient
 from offchain.ipfs.cid import CID
@@ -95,6 +99,20 @@ class RoundInfo:
     closed_block: int | None = None  # the block of the commit or cancel
 
 
+@dataclass(frozen=True)
+class ParticipantView:
+    """A round as one participant sees it (:meth:`RoundsClient.round_for`)."""
+
+    study: int
+    round: int
+    state: RoundState
+    deadline: int
+    base_round: int
+    base_commitment: bytes
+    invited: bool  # True also when the round invites anyone
+    submitted: bool
+
+
 class RoundsClient(ContractClient):
     """A RoundRegistry contract and the account that signs for this client."""
 
@@ -107,13 +125,11 @@ class RoundsClient(ContractClient):
 
     def study(self, study: int) -> StudyInfo:
         """The study now; ChainRefusal(UnknownStudy) if there is none."""
-        coordinator, min_updates, round_count, latest_round, genesis_commitment, config_digest = self._call(
-            "studyOf", study
-        )
-        created = self._one_log("StudyCreated", study=study)
-        genesis = self._checked(ArtifactRef(CID.from_bytes(created.genesisCid), bytes(created.genesisSha256)),
-                                bytes(genesis_commitment))
-        _, latest_commitment = self._call("latestModel", study)
+        (coordinator, min_updates, round_count, latest_round, genesis_commitment, config_digest), \
+            (_, latest_commitment) = self._batch(("studyOf", study), ("latestModel", study))
+        created = self._one_log("StudyCreated", lambda log: _artifact(log, "genesis").commitment()
+                                == bytes(genesis_commitment), study=study)
+        genesis = self._checked(_artifact(created, "genesis"), bytes(genesis_commitment))
         return StudyInfo(
             study, coordinator, genesis, bytes(config_digest), CID.from_bytes(bytes(created.configCid)),
             int(min_updates), int(round_count), int(latest_round), bytes(latest_commitment),
@@ -124,7 +140,8 @@ class RoundsClient(ContractClient):
         status, deadline, base_round, base_commitment, _, update_count, _, aggregate_commitment = self._call(
             "roundOf", study, round
         )
-        opened = self._one_log("RoundOpened", study=study, round=round)
+        opened = self._one_log("RoundOpened", lambda log: int(log.deadline) == int(deadline)
+                               and bytes(log.baseCommitment) == bytes(base_commitment), study=study, round=round)
         state = _STATES[int(status)]
         aggregate = None
         counted: tuple[str, ...] = ()
@@ -132,13 +149,23 @@ class RoundsClient(ContractClient):
         closed_block = None
         if state is not RoundState.OPEN:
             event = "RoundCommitted" if state is RoundState.COMMITTED else "RoundCancelled"
-            closed = self._one_log(event, study=study, round=round)
+            closed = self._one_log(event, lambda log: state is RoundState.CANCELLED
+                                   or _artifact(log).commitment() == bytes(aggregate_commitment),
+                                   study=study, round=round)
             closed_block = int(closed.block_number)
-            submitters = self.submitters(study, round)
+            final = self.__dict__.setdefault("_final_updates", {})
+            if (study, round) not in final:
+                # A closed round takes no more updates: its list is read once (and dropped with the
+                # study's kept events when its opening no longer matches the chain).
+                updates = self.updates(study, round)
+                if len(updates) != int(update_count):
+                    raise MissingEvent(f"study {study} round {round}: {len(updates)} UpdateSubmitted events "
+                                       f"since block {self.from_block}, the chain counts {update_count}")
+                final[study, round] = tuple(updates)
+            submitters = [update.participant for update in final[study, round]]
             rejected = _members(submitters, int(closed.rejectedMask))
             if state is RoundState.COMMITTED:
-                aggregate = self._checked(ArtifactRef(CID.from_bytes(closed.cid), bytes(closed.sha256)),
-                                          bytes(aggregate_commitment))
+                aggregate = self._checked(_artifact(closed), bytes(aggregate_commitment))
                 counted = _members(submitters, int(closed.countedMask))
         return RoundInfo(
             study, round, state, int(base_round), bytes(base_commitment), int(deadline), tuple(opened.invited),
@@ -167,16 +194,46 @@ class RoundsClient(ContractClient):
         (invited,) = self._call("isInvited", study, round, account)
         return bool(invited)
 
+    def round_for(self, study: int, round: int, participant: str) -> ParticipantView:
+        """What a hospital node needs of a round, in one call: its state, deadline, base, and whether
+        ``participant`` is invited and has submitted."""
+        (status, deadline, base_round, base_commitment, *_), (invited,), (update,) = self._batch(
+            ("roundOf", study, round), ("isInvited", study, round, participant),
+            ("updateOf", study, round, participant))
+        return ParticipantView(study, round, _STATES[int(status)], int(deadline), int(base_round),
+                               bytes(base_commitment), bool(invited), any(update))
+
+    def committed_aggregate(self, study: int, round: int, commitment: bytes) -> ArtifactRef:
+        """The aggregate a round committed, whose commitment the caller read from the chain (e.g. the
+        next round's base commitment); MissingEvent if its event names another."""
+        committed = self._one_log("RoundCommitted", lambda log: _artifact(log).commitment() == commitment,
+                                  study=study, round=round)
+        return self._checked(_artifact(committed), commitment)
+
     def latest_model(self, study: int) -> tuple[int, ArtifactRef]:
         """The study's latest model: the last committed round (0: genesis) and its artifact."""
         round, commitment = self._call("latestModel", study)
+        commitment = bytes(commitment)
         if round == 0:
-            created = self._one_log("StudyCreated", study=study)
-            artifact = ArtifactRef(CID.from_bytes(created.genesisCid), bytes(created.genesisSha256))
+            created = self._one_log("StudyCreated", lambda log: _artifact(log, "genesis").commitment() == commitment,
+                                    study=study)
+            artifact = _artifact(created, "genesis")
         else:
-            committed = self._one_log("RoundCommitted", study=study, round=round)
-            artifact = ArtifactRef(CID.from_bytes(committed.cid), bytes(committed.sha256))
-        return int(round), self._checked(artifact, bytes(commitment))
+            committed = self._one_log("RoundCommitted", lambda log: _artifact(log).commitment() == commitment,
+                                      study=study, round=round)
+            artifact = _artifact(committed)
+        return int(round), self._checked(artifact, commitment)
+
+    def wait_for_block(self, seen: int | None, *, timeout: float, poll: float = 0.02) -> int:
+        """The head block number once it is past ``seen`` or ``timeout`` seconds have passed (what a
+        node waits for between steps: the chain's state changes only with a block)."""
+        web3 = self.contract.provider.web3
+        give_up = time.monotonic() + timeout
+        while True:
+            head = int(web3.eth.block_number)
+            if seen is None or head > seen or time.monotonic() >= give_up:
+                return head
+            time.sleep(poll)
 
     # Transactions ----------------------------------------------------------
 
@@ -191,7 +248,7 @@ class RoundsClient(ContractClient):
     def open_round(self, study: int, base: ArtifactRef, deadline: int, invited: Sequence[str] = ()) -> int:
         """Open the study's next round on ``base`` (its latest model) until ``deadline``; returns its number."""
         receipt = self._send(self.contract.openRound, study, base.commitment(), deadline, list(invited))
-        return int(self._event_args(receipt, "RoundOpened")["round"])
+        return self._opened(receipt)
 
     def submit_update(self, study: int, round: int, update: ArtifactRef, samples: int) -> None:
         """Submit the signer's update (trained on ``samples`` samples) to the round."""
@@ -212,7 +269,7 @@ class RoundsClient(ContractClient):
                 *self._commit_args(study, round, submitters, aggregate, rejected)),
             self.contract.openRound.encode_input(study, aggregate.commitment(), deadline, list(invited)),
         ])
-        return int(self._event_args(receipt, "RoundOpened")["round"])
+        return self._opened(receipt)
 
     def cancel_round(self, study: int, round: int, rejected: Sequence[str] = (),
                      submitters: Sequence[str] | None = None) -> None:
@@ -228,12 +285,57 @@ class RoundsClient(ContractClient):
         return (study, round, list(submitters), rejected_mask(submitters, rejected), bytes(aggregate.cid),
                 aggregate.sha256)
 
-    def _one_log(self, event: str, **topics: int):
-        logs = self._logs(event, **topics)
-        if not logs:
-            shown = ", ".join(f"{name} {value}" for name, value in topics.items())
-            raise MissingEvent(f"no {event} event for {shown} since block {self.from_block}")
-        return logs[-1]
+    def _opened(self, receipt) -> int:
+        """The round a receipt opened; its RoundOpened event is kept as if read from the logs."""
+        fields = self._event_args(receipt, "RoundOpened")
+        fields["invited"] = [to_checksum_address(account) for account in fields["invited"]]
+        log = SimpleNamespace(**fields, block_number=int(receipt["blockNumber"]))
+        self.__dict__.setdefault("_once", {})[
+            ("RoundOpened", (("round", int(fields["round"])), ("study", int(fields["study"]))))] = log
+        return int(fields["round"])
+
+    def _one_log(self, event: str, matches: Callable[[Any], bool] | None = None, **topics: int):
+        """The event a study or round emits once (creation, opening, commit, cancel).
+
+        Kept once seen, so each is read once. What the chain's state says of it (``matches``: the
+        commitment, deadline or base it must carry) is checked on every use; a kept event that fails
+        (the chain was rolled back or reorganised since, and the number reused) drops what is kept
+        for its study and is read again.
+        """
+        key = (event, tuple(sorted(topics.items())))
+        cache = self.__dict__.setdefault("_once", {})
+        log = cache.get(key)
+        if log is not None and matches is not None and not matches(log):
+            self._forget(topics["study"])
+            log = None
+        if log is None:
+            logs = self._logs(event, **topics)
+            if not logs:
+                shown = ", ".join(f"{name} {value}" for name, value in topics.items())
+                raise MissingEvent(f"no {event} event for {shown} since block {self.from_block}")
+            log = cache[key] = logs[-1]
+        return log
+
+    def _forget(self, study: int) -> None:
+        once = self.__dict__.setdefault("_once", {})
+        for key in [key for key in once if ("study", study) in key[1]]:
+            del once[key]
+        final = self.__dict__.setdefault("_final_updates", {})
+        for key in [key for key in final if key[0] == study]:
+            del final[key]
+
+    def _batch(self, *calls: tuple) -> list[tuple]:
+        """Several views in one ``eth_call`` (the registry's multicall): each ``(name, *args)``."""
+        methods = [getattr(self.contract, name) for name, *_ in calls]
+        data = [method.encode_input(*args) for method, (_, *args) in zip(methods, calls)]
+        (results,) = self._call("multicall", data)
+        decoded = []
+        for method, result in zip(methods, results):
+            outputs = method.abis[0].outputs
+            values = abi_decode([output.canonical_type for output in outputs], bytes(result))
+            decoded.append(tuple(to_checksum_address(value) if output.type == "address" else value
+                                 for output, value in zip(outputs, values)))
+        return decoded
 
     @staticmethod
     def _checked(artifact: ArtifactRef, commitment: bytes) -> ArtifactRef:
@@ -255,3 +357,10 @@ def rejected_mask(submitters: Sequence[str], rejected: Sequence[str]) -> int:
 
 def _members(submitters: Sequence[str], mask: int) -> tuple[str, ...]:
     return tuple(account for i, account in enumerate(submitters) if mask >> i & 1)
+
+
+def _artifact(log, prefix: str = "") -> ArtifactRef:
+    """The artifact an event names (``cid``/``sha256``, or ``genesisCid``/``genesisSha256``)."""
+    if prefix:
+        return ArtifactRef(CID.from_bytes(bytes(getattr(log, f"{prefix}Cid"))), bytes(getattr(log, f"{prefix}Sha256")))
+    return ArtifactRef(CID.from_bytes(bytes(log.cid)), bytes(log.sha256))

@@ -24,7 +24,6 @@ behind: the next step aggregates again (bit-identically) and seals afresh.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -32,6 +31,7 @@ from fl.aggregation import ClientModel
 from offchain.contract_client import ChainRefusal
 from offchain.rounds.aggregate import RoundAggregation
 from offchain.rounds.errors import RoundsError
+from offchain.rounds.selection import select_participants
 from offchain.rounds.study import Member, Study
 
 Log = Callable[[str], None]
@@ -82,14 +82,16 @@ class Coordinator:
             return self._open(current + 1)
         return self._close(current, state)
 
-    def run(self, *, poll_seconds: float = 0.05) -> None:
-        """Step until round ``target_rounds`` is closed."""
+    def run(self, *, idle_seconds: float = 1.0) -> None:
+        """Step until round ``target_rounds`` is closed; while waiting, step again at each new block
+        (or after ``idle_seconds``, for a deadline to pass)."""
+        seen = None
         while True:
+            head = self.member.rounds.wait_for_block(seen, timeout=idle_seconds)
             step = self.step()
             if step.action == "done":
                 return
-            if step.action == "waiting":
-                time.sleep(poll_seconds)
+            seen = head if step.action == "waiting" else None
 
     def _open(self, number: int) -> Step:
         self.checkpoint("opening")
@@ -146,7 +148,7 @@ class Coordinator:
         try:
             if more:
                 # Commit and open the next round on the new aggregate in one transaction.
-                deadline, invited = next_round_terms(self.study, self.select)
+                deadline, invited = next_round_terms(self.study, self.select, through_round=number)
                 rounds.commit_and_open(self.study.number, number, submitters, aggregate, deadline, invited,
                                        rejected=rejected)
             else:
@@ -167,15 +169,14 @@ class Coordinator:
         return Step("committed", number, str(aggregate.cid))
 
 
-def next_round_terms(study: Study, select: int | None = None) -> tuple[int, list[str]]:
-    """The next round's deadline and invited participants (all of the study's, or a selection)."""
+def next_round_terms(study: Study, select: int | None = None, through_round: int | None = None) -> tuple[int, list[str]]:
+    """The next round's deadline and invited participants (all of the study's, or a selection judged
+    on the rounds through ``through_round``)."""
     config = study.config
     deadline = study.member.rounds.now() + config.round_seconds
     if select is None:
         return deadline, list(config.participants)
-    from offchain.rounds.selection import select_participants
-
-    return deadline, select_participants(study, select)
+    return deadline, select_participants(study, select, through_round)
 
 
 def open_next_round(study: Study, log: Log | None = None, *, select: int | None = None) -> int:

@@ -20,4 +20,16 @@ def rounds_client(access: AccessClient, registry: str | None = None) -> RoundsCl
         registry, from_block = deployment.address, deployment.block
     if not chain.provider.get_code(registry):
         raise RoundsError(f"no contract code at {registry} on chain {chain.chain_id}")
+    _cache_chain_id(chain.provider.web3)
     return RoundsClient(project.RoundRegistry.at(registry), access.account, from_block=from_block)
+
+
+def _cache_chain_id(web3) -> None:
+    """Ask the node its chain id once per connection, not before every call: web3 validates each
+    call's and transaction's chain id against the node's, one more round trip each time."""
+    from web3.types import RPCEndpoint
+
+    provider = web3.provider
+    if hasattr(provider, "cacheable_requests"):
+        provider.cacheable_requests = {RPCEndpoint("eth_chainId")}
+        provider.cache_allowed_requests = True

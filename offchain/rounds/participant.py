@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from fl.artifacts import encode_client_model
 from fl.client import HospitalClient
 from fl.data import HospitalData
+from fl.privacy import PrivacyBudgetExceeded
 from offchain.chain import Role
 from offchain.contract_client import ChainRefusal
-from fl.privacy import PrivacyBudgetExceeded
+from offchain.rounds.client import MissingEvent
 from offchain.rounds.errors import ArtifactCheckFailed, RoundsError
 from offchain.rounds.privacy import HospitalSpend, submit_private_update
 from offchain.rounds.study import Member, Study
@@ -68,29 +69,40 @@ class HospitalNode:
         current = self.study.info.round_count
         if current == 0:
             return Step("waiting", 0, "no round opened yet")
-        state = rounds.round(self.study.number, current)
+        state = rounds.round_for(self.study.number, current, self.member.address)
         if state.state != "open":
             if self.target_rounds is not None and current >= self.target_rounds:
                 return Step("done", current)
             return Step("waiting", current, f"round {current} is {state.state}")
-        if state.invited and self.member.address not in state.invited:
+        if not state.invited:
             return Step("waiting", current, "not invited")
+        if state.submitted:
+            return Step("waiting", current, "submitted")
         if rounds.now() > state.deadline:
             return Step("waiting", current, "deadline passed")
-        if any(update.participant == self.member.address for update in rounds.updates(self.study.number, current)):
-            return Step("waiting", current, "submitted")
         return self._train_and_submit(current, state)
 
-    def run(self, *, poll_seconds: float = 0.2) -> None:
-        while self.step().action != "done":
-            time.sleep(poll_seconds)
+    def run(self, *, idle_seconds: float = 1.0) -> None:
+        """Step until round ``target_rounds`` is closed; between steps, wait for a new block (at most
+        ``idle_seconds``)."""
+        seen = None
+        while True:
+            head = self.member.rounds.wait_for_block(seen, timeout=idle_seconds)
+            if self.step().action == "done":
+                return
+            seen = head
 
     def _train_and_submit(self, number: int, state) -> Step:
-        base_round, base = self.member.rounds.latest_model(self.study.number)
+        # The registry opened the round on the study's latest model; its commitment must name the bytes.
+        base_round = state.base_round
+        try:
+            base = self.study.info.genesis if base_round == 0 else \
+                self.member.rounds.committed_aggregate(self.study.number, base_round, state.base_commitment)
+        except MissingEvent as error:
+            raise ArtifactCheckFailed(f"study {self.study.number} round {number}: its base: {error}") from None
         if base.commitment() != state.base_commitment:
             raise ArtifactCheckFailed(
-                f"study {self.study.number} round {number}: its base is not the latest committed model "
-                f"(round {base_round}, {base.cid})"
+                f"study {self.study.number} round {number}: its base is not the model of round {base_round} ({base.cid})"
             )
         parameters = self.study.model(base_round)
         declared = None

@@ -59,6 +59,7 @@ class RunSettings:
     rpc: str | None = None
     passphrase: str = ""
     round_seconds: int = 600
+    select: int | None = None  # invite this many hospitals a round (also the quorum); None: all of them
     dp_epsilon: float | None = None  # each hospital's budget over the whole study (DP-SGD calibrated to it)
     dp_delta: float = 1e-5
 
@@ -67,6 +68,8 @@ class RunSettings:
             raise RoundsError(f"--rounds must be at least 1, got {self.rounds}")
         if not 1 <= self.hospitals <= 50:
             raise RoundsError(f"--hospitals must be 1 to 50, got {self.hospitals}")
+        if self.select is not None and not 1 <= self.select <= self.hospitals:
+            raise RoundsError(f"--select must be 1 to --hospitals ({self.hospitals}), got {self.select}")
         if self.dp_epsilon is not None:
             checked_budget(self.dp_epsilon, self.dp_delta)
 
@@ -157,7 +160,7 @@ def run_study(run: RunSettings, settings: Settings, *, echo: Echo, progress: boo
         config = StudyConfig(ModelSpec("logistic", test.num_features), tuple(h.address for h in hospitals),
                              (auditor.address,), run.aggregator, training=training, dp=dp,
                              round_seconds=run.round_seconds)
-        study = members[coordinator.address].create_study(config, min_updates=len(hospitals))
+        study = members[coordinator.address].create_study(config, min_updates=run.select or len(hospitals))
         echo(f"study {study.number} on chain {provider.chain_id}: RoundRegistry {registry_contract.address}, "
              f"{run.hospitals} hospitals, {run.rounds} rounds, aggregator {run.aggregator}")
         LastRun(provider.chain_id, access_contract.address, registry_contract.address, study.number,
@@ -168,7 +171,9 @@ def run_study(run: RunSettings, settings: Settings, *, echo: Echo, progress: boo
         env = {**os.environ, "MEDSHARE_HOME": str(settings.home), "MEDSHARE_PASSPHRASE": run.passphrase}
         logs = settings.home / "fl" / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        nodes = {"coordinator": _spawn(["coordinator", "--account", f"TEST::{COORDINATOR}", *common], env, logs / "coordinator.log")}
+        selection = ["--select", str(run.select)] if run.select else []
+        nodes = {"coordinator": _spawn(["coordinator", "--account", f"TEST::{COORDINATOR}", *selection, *common], env,
+                                       logs / "coordinator.log")}
         for i in range(1, run.hospitals + 1):
             nodes[hospital_name(i)] = _spawn(
                 ["participant", "--account", f"TEST::{FIRST_HOSPITAL + i - 1}", "--share", f"{i}/{run.hospitals}", *common],

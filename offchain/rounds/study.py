@@ -57,13 +57,25 @@ class Member:
             raise RoundsError(f"{account} does not hold the {what} role in MedicalAccess {self.access.contract.address}")
 
     def public_keys(self, accounts: Iterable[str]) -> dict[str, Reader]:
-        """Each account's published key, version and suite; refuses an account that published none."""
+        """Each account's published key, version and suite; refuses an account that published none.
+
+        The key registry's commitments are read in one call each time (a key may have been rotated);
+        the key bytes only when a commitment is new to this member.
+        """
+        accounts = list(dict.fromkeys(accounts))
+        contract = self.access.contract
+        (results,) = self.access._call("multicall", [contract.encryptionKeyOf.encode_input(a) for a in accounts])
+        cache = self.__dict__.setdefault("_keys", {})
         keys = {}
-        for account in dict.fromkeys(accounts):
-            published = self.access.encryption_key(account)
-            if not published.published:
-                raise RoundsError(f"{account} has published no encryption key; they must run `medshare keys publish`")
-            keys[account] = (published.public_key, published.version, published.suite)
+        for account, result in zip(accounts, results):
+            commitment = bytes(result)
+            if cache.get(account, (None,))[0] != commitment:
+                published = self.access.encryption_key(account)
+                if not published.published:
+                    raise RoundsError(
+                        f"{account} has published no encryption key; they must run `medshare keys publish`")
+                cache[account] = (commitment, (published.public_key, published.version, published.suite))
+            keys[account] = cache[account][1]
         return keys
 
     def participants_holding_role(self, accounts: Sequence[str]) -> list[str]:
