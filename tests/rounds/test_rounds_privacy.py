@@ -96,7 +96,7 @@ def test_verifier_fails_a_round_whose_declared_epsilon_is_not_the_accountants(co
     understated = Declaration(*true.as_tuple()[:4], true.epsilon_units // 2)
     submit_private_update(cheat.member.rounds, study, 1, update, trained.data_samples, understated)
     assert coordinator.step().action == "committed"
-    (verdict,) = verify_study(consortium.auditor, study)
+    (verdict,) = verify_study(consortium.auditor, study, [1])
     assert (verdict.verified, verdict.failed_check) == (False, "privacy"), verdict
     assert cheat.member.address in verdict.detail
 
