@@ -205,12 +205,13 @@ def study_report(member: Member, study: int, *, names: Mapping[str, str] | None 
         elif not has_key:
             notes.append(f"{member.address} has no keystore here: its models cannot be scored")
         else:
-            try:
-                for round_status in status.rounds:
-                    if round_status.state == "committed":
-                        accuracies[round_status.round] = round_accuracy(view, round_status.round, test)
-            except RoundsError as error:
-                notes.append(f"no test accuracy: {error}")
+            for round_status in status.rounds:
+                if round_status.state != "committed":
+                    continue
+                try:
+                    accuracies[round_status.round] = round_accuracy(view, round_status.round, test)
+                except RoundsError as error:  # a damaged aggregate, or a model the test split does not fit
+                    notes.append(f"round {round_status.round}: no test accuracy: {error}")
     rounds = tuple(
         RoundReport(round_status, *_verdict(verdicts.get(round_status.round)),
                     test_accuracy=accuracies.get(round_status.round))
