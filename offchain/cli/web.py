@@ -35,7 +35,7 @@ def web(chain: ChainOptions, registry: str | None, port: int) -> None:
     with connected(chain) as client:
         settings = Settings.from_env()
         service = record_service(client, settings)
-        studies = _study_member(service, registry)
+        study_member = _study_member(service, registry)
         rpc_url = ape_chain.provider.uri
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -44,7 +44,7 @@ def web(chain: ChainOptions, registry: str | None, port: int) -> None:
         except OSError as error:
             raise click.ClickException(f"cannot listen on 127.0.0.1:{port}: {error.strerror}") from None
         security = PortalSecurity.fresh("127.0.0.1", listener.getsockname()[1], rpc_url)
-        app = create_app(Portal(service, rpc_url, ape_chain.chain_id, settings, studies), security)
+        app = create_app(Portal(service, rpc_url, ape_chain.chain_id, settings, study_member), security)
         click.echo(security.url)
         click.echo(f"serving {client.address}'s portal; Ctrl-C stops it", err=True)
         aiohttp_web.run_app(app, sock=listener, print=None, access_log=None)

@@ -11,8 +11,9 @@ chain's RPC endpoint.
 
 The API is thin over the library: every flow is a :class:`RecordService`,
 :mod:`offchain.members` or :mod:`offchain.rounds.report` call, run on one
-worker thread because Ape's provider is not made for concurrent use. Uploads stream to a temporary file, downloads
-stream from one: no record is ever held whole in memory.
+worker thread because Ape's provider is not made for concurrent use. Uploads
+stream to a temporary file, downloads stream from one: no record is ever held
+whole in memory.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ class Portal:
     rpc_url: str
     chain_id: int
     settings: Settings
-    studies: Any = None  # the member's offchain.rounds.study.Member; None: no RoundRegistry on this chain
+    study_member: Any = None  # an offchain.rounds.study.Member; None: no RoundRegistry beside the contract
     worker: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=1))
 
     @property
@@ -130,20 +131,20 @@ class Portal:
             "keySuite": keystore.suite().value if keystore is not None else None,
             "keySuites": {str(suite.kem_id): suite.value for suite in KeySuite},
             "roleIds": {role.label: "0x" + role.role_id.hex() for role in Role},
-            "registry": self.studies.rounds.contract.address if self.studies is not None else None,
+            "registry": self.study_member.rounds.contract.address if self.study_member is not None else None,
         }
 
     def study_numbers(self) -> list[int]:
-        return self.studies.rounds.studies() if self.studies is not None else []
+        return self.study_member.rounds.studies() if self.study_member is not None else []
 
     def study_report(self, study: int) -> dict[str, Any]:
         from offchain.rounds.report import study_report
 
-        if self.studies is None:
+        if self.study_member is None:
             raise BadRequest("no RoundRegistry is deployed beside this MedicalAccess: there are no studies")
         if study not in self.study_numbers():
             raise BadRequest(f"there is no study {study} (studies: {self.study_numbers() or 'none yet'})")
-        return study_report(self.studies, study, names=known_names(self.settings)).to_json()
+        return study_report(self.study_member, study, names=known_names(self.settings)).to_json()
 
 
 def _error_notices(contract_type: Any) -> dict[str, str]:

@@ -3,12 +3,14 @@ a member through the same library as `medshare members`, and every refusal in wo
 
 from __future__ import annotations
 
+import json
+
 from click.testing import CliRunner
 
 from offchain.cli import main
 from offchain.roles import Role
 
-from .test_portal import _click_for_alert
+from .test_portal import _click_for_alert, _origin_and_token, _request
 
 
 def _change(page, action: str, role: str, address: str) -> tuple[str, str]:
@@ -49,6 +51,13 @@ def test_admin_adds_and_removes_a_member_and_sees_refusals_in_words(portal, publ
     kind, text = _change(page, "remove", "admin", admin.address)
     assert kind == "danger" and f"{admin.address} is the last consortium admin" in text, text
     assert "Traceback" not in text and "LastAdmin(" not in text
+    origin, token = _origin_and_token(page)
+    for body, expected in [({"role": "overlord", "address": stranger.address}, "unknown role"),
+                           ({"role": "doctor"}, "not an Ethereum address"),
+                           ({"role": "doctor", "address": 42}, "not an Ethereum address")]:
+        status, _, answer = _request(f"{origin}/api/members/add", token=token, method="POST",
+                                     data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        assert status == 400 and expected in answer["error"], (body, answer)
     assert chain.provider.web3.eth.get_transaction_count(admin.address) == nonce  # nothing was sent
     assert access.rolesOf(admin) & Role.ADMIN
 

@@ -20,6 +20,7 @@ from offchain.rounds.runner import enrol
 from offchain.settings import Settings
 
 from .conftest import PASSPHRASE
+from .test_portal import _origin_and_token, _request
 
 ADMIN, COORDINATOR, AUDITOR, FIRST_HOSPITAL, HOSPITALS = 0, 1, 2, 3, 2
 DP = DPSGDConfig(noise_multiplier=1.0, max_grad_norm=1.0, sample_rate=0.25, epsilon_budget=10.0)
@@ -91,6 +92,10 @@ def test_studies_page_shows_committed_verified_rounds_accuracy_and_privacy_spend
     named = page.locator(f"#participants-table tr[data-participant='{hospitals[0].address}'] .participant-name")
     assert named.inner_text() == "St Mary's"
 
+    origin, token = _origin_and_token(page)
+    status, _, answer = _request(f"{origin}/api/studies/{later + 1}", token=token)
+    assert status == 400 and f"there is no study {later + 1}" in answer["error"]
+
     # One who is not in the study sees the chain's part, and why the rest is missing.
     outsider = portal(9, contract=access.address, registry=registry.address)
     outsider.click("#tab-studies")
@@ -109,3 +114,8 @@ def test_studies_page_without_a_registry_says_so(portal, publish_keys):
     page.click("#tab-studies")
     assert page.locator("#studies-none").is_visible()
     assert "No round registry" in page.inner_text("#studies-none")
+    origin, token = _origin_and_token(page)
+    status, _, answer = _request(f"{origin}/api/studies/1", token=token)
+    assert status == 400 and "no RoundRegistry" in answer["error"]
+    status, _, answer = _request(f"{origin}/api/studies/one", token=token)
+    assert status == 400 and "not a study number" in answer["error"]
