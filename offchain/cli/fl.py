@@ -193,14 +193,16 @@ def verify(chain, registry, study, round_number, every, as_json):
 @click.option("--study", type=int, required=True)
 @user_errors
 def status(chain, registry, study):
-    """Show a study's rounds, their state and participants."""
+    """Show a study's rounds and participants; verified and scored where your keys allow; with privacy
+    budgets, each hospital's spend against its budget as the registry recorded them."""
+    from offchain.addressbook import known_names
     from offchain.rounds.privacy import privacy_spend, status_lines
-    from offchain.rounds.status import study_status
+    from offchain.rounds.report import study_report
 
     with member_session(chain, registry) as member:
-        for line in study_status(member, study).lines():
+        for line in study_report(member, study, names=known_names(Settings.from_env())).lines():
             click.echo(line)
-        for line in status_lines(privacy_spend(member, study)):
+        for line in status_lines(privacy_spend(member, study), known_names(Settings.from_env())):
             click.echo(line)
 
 

@@ -222,7 +222,7 @@ def privacy_spend(member_or_client, study: int) -> dict[str, tuple[float, float]
 def status_lines(spend: dict[str, tuple[float, float]], names: dict[str, str] | None = None) -> list[str]:
     """One line per hospital: its epsilon spent against its budget."""
     names = names or {}
-    return [f"privacy {names.get(account, account)}: epsilon {spent:.3f} of {budget:g} spent"
+    return [f"privacy on chain, {names.get(account, account)} ({account}): epsilon {spent:.3f} of {budget:g} spent"
             for account, (spent, budget) in spend.items()]
 
 
