@@ -77,6 +77,8 @@ class RunSettings:
             raise RoundsError(f"--rounds must be at least 1, got {self.rounds}")
         if not 1 <= self.hospitals <= 50:
             raise RoundsError(f"--hospitals must be 1 to 50, got {self.hospitals}")
+        if self.accounts.hospitals and len(self.accounts.hospitals) != self.hospitals:
+            raise RoundsError(f"{self.hospitals} hospitals but {len(self.accounts.hospitals)} hospital accounts")
 
 
 @dataclass(frozen=True)
@@ -168,8 +170,7 @@ def run_study(run: RunSettings, settings: Settings, *, echo: Echo, progress: boo
         env = {**os.environ, "MEDSHARE_HOME": str(settings.home), "MEDSHARE_PASSPHRASE": run.passphrase}
         logs = settings.home / "fl" / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        nodes = {"coordinator": _spawn(["coordinator", "--account", f"TEST::{run.accounts.coordinator}", *common],
-                                       env, logs / "coordinator.log")}
+        nodes = {"coordinator": _spawn(["coordinator", "--account", f"TEST::{run.accounts.coordinator}", *common], env, logs / "coordinator.log")}
         for i in range(1, run.hospitals + 1):
             nodes[hospital_name(i)] = _spawn(
                 ["participant", "--account", f"TEST::{run.accounts.hospital(i - 1)}", "--share", f"{i}/{run.hospitals}", *common],
