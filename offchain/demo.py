@@ -120,6 +120,8 @@ class DemoResult:
     rounds: list[dict] = field(default_factory=list)
     plot: str = ""
     gas: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Wall time of each phase: consortium (deploy, members, keys), records, sharing, study."""
     folder: str = ""
 
     def to_json(self) -> dict:
@@ -128,13 +130,14 @@ class DemoResult:
             "records": [asdict(record) for record in self.records],
             "access_checks": [{"who": c.who, "record": c.record, "expected": c.expected, "got": c.got}
                               for c in self.access_checks],
-            "study": self.study, "rounds": self.rounds, "plot": self.plot, "gas": self.gas,
+            "study": self.study, "rounds": self.rounds, "plot": self.plot, "gas": self.gas, "seconds": self.seconds,
         }
 
 
 def run_demo(folder: Path, report: Report, *, rounds: int = DEFAULT_ROUNDS) -> DemoResult:
     """Play the whole scenario on a fresh local anvil with its state in ``folder`` (emptied first)."""
     from ape import networks
+    from ape.logging import LogLevel, logger
 
     if folder.exists():
         shutil.rmtree(folder)
@@ -142,12 +145,15 @@ def run_demo(folder: Path, report: Report, *, rounds: int = DEFAULT_ROUNDS) -> D
     passphrase = secrets.token_urlsafe(24)  # the keystores live as long as this run's chain
     environment = {"MEDSHARE_HOME": str(folder), "MEDSHARE_IPFS_BACKEND": "embedded",
                    "MEDSHARE_PASSPHRASE": passphrase, "MEDSHARE_DEPLOYMENTS": None}
-    with _environment(environment), networks.parse_network_choice(NETWORK) as provider:
+    # Ape's INFO lines (anvil started and stopped, each transaction) would double the steps' own lines.
+    with _environment(environment), logger.at_level(LogLevel.WARNING), \
+            networks.parse_network_choice(NETWORK) as provider:
         scenario = _Scenario(Settings.from_env(), passphrase, report, provider)
-        scenario.consortium()
-        scenario.records()
-        scenario.sharing()
-        scenario.study(rounds)
+        for phase, play in [("consortium", scenario.consortium), ("records", scenario.records),
+                            ("sharing", scenario.sharing), ("study", lambda: scenario.study(rounds))]:
+            started = time.monotonic()
+            play()
+            scenario.result.seconds[phase] = round(time.monotonic() - started, 1)
         return scenario.result
 
 
@@ -349,8 +355,6 @@ class _Scenario:
     # Study --------------------------------------------------------------------------------------
 
     def study(self, rounds: int) -> None:
-        from ape.logging import LogLevel, logger
-
         from offchain.rounds.runner import RunSettings, StudyAccounts, run_study
 
         first_block = int(self.provider.web3.eth.block_number) + 1
@@ -358,8 +362,7 @@ class _Scenario:
         run = RunSettings(rounds=rounds, hospitals=len(HOSPITALS), rpc=self.uri, passphrase=self.passphrase,
                           accounts=accounts)
         started = time.monotonic()
-        with logger.at_level(LogLevel.WARNING):  # the runner's role and funding transactions: nothing to show
-            outcome = run_study(run, self.settings, echo=lambda line: self.report.step("study", line), progress=True)
+        outcome = run_study(run, self.settings, echo=lambda line: self.report.step("study", line), progress=True)
         self.result.study, self.result.plot = outcome.study, outcome.plot
         self.result.rounds = outcome.to_json()["rounds"]
         for operation, gas in _registry_gas(self.provider, outcome.contract, first_block).items():

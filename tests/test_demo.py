@@ -68,8 +68,8 @@ def test_the_summary_names_network_contract_and_gas_of_every_operation(demo):
 def test_output_is_one_line_a_step_with_no_transaction_logged_twice(demo):
     run, _, _ = demo
     lines = run.stdout.splitlines()
-    steps = [line.split()[0] for line in lines[:lines.index("") if "" in lines else len(lines)]
-             if line and not line.startswith("INFO")]
+    assert not [line for line in lines if line.startswith(("INFO", "SUCCESS", "WARNING"))], run.stdout
+    steps = [line.split()[0] for line in lines[:lines.index("")]]
     for step in ("deploy", "members", "keys", "records", "grant", "signed", "consent", "stranger", "break-glass",
                  "revoke", "rounds"):
         assert steps.count(step) == 1, (step, run.stdout)
