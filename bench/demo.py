@@ -46,7 +46,10 @@ def main() -> None:
         wall = time.perf_counter() - started
     if run.returncode != 0:
         raise SystemExit(f"./run demo failed (status {run.returncode}):\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
-    summary = json.loads(run.stdout.splitlines()[-1])
+    try:
+        summary = json.loads(run.stdout.splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        raise SystemExit(f"./run demo --json did not end with its JSON summary:\n{run.stdout[-3000:]}") from None
     phases = summary["seconds"]
     figures = {
         "demo_wall_s": round(wall, 1),

@@ -139,9 +139,7 @@ def run_demo(folder: Path, report: Report, *, rounds: int = DEFAULT_ROUNDS) -> D
     from ape import networks
     from ape.logging import LogLevel, logger
 
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
+    _fresh_folder(folder)
     passphrase = secrets.token_urlsafe(24)  # the keystores live as long as this run's chain
     environment = {"MEDSHARE_HOME": str(folder), "MEDSHARE_IPFS_BACKEND": "embedded",
                    "MEDSHARE_PASSPHRASE": passphrase, "MEDSHARE_DEPLOYMENTS": None}
@@ -393,6 +391,22 @@ class _Scenario:
             sent: list[Sent] = client.sent[before:]
             for transaction in sent:
                 self._gas(operation, transaction.gas_used)
+
+
+MARKER = ".medshare-demo"
+"""The file that marks a folder as a demo run's, which the next run may empty."""
+
+
+def _fresh_folder(folder: Path) -> None:
+    """Create ``folder`` empty; an existing one only if empty or an earlier demo run's (never anyone's files)."""
+    if folder.exists():
+        if not folder.is_dir():
+            raise DemoError(f"{folder} is a file, not a folder for the demo's state")
+        if any(folder.iterdir()) and not (folder / MARKER).exists():
+            raise DemoError(f"{folder} holds files the demo did not make; name an empty or new folder with --folder")
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    (folder / MARKER).write_text("state of one `./run demo` run: the next run empties this folder\n")
 
 
 def _registry_gas(provider: Any, registry: str, first_block: int) -> dict[str, list[int]]:

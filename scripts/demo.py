@@ -60,6 +60,10 @@ def _summary(result: DemoResult) -> None:
 @user_errors
 def cli(rounds, folder, as_json):
     """Deploy, enrol a consortium, share encrypted records and train a model across hospitals, on a local chain."""
+    from ape.logging import LogLevel, logger
+
+    if logger.level == LogLevel.INFO:  # Ape's own lines (anvil started and stopped, transactions) would double ours
+        logger.set_level(LogLevel.WARNING)
     folder = (folder or Settings.from_env().home / "demo").resolve()
     result = run_demo(folder, _Printer(), rounds=rounds)
     _summary(result)

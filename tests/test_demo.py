@@ -82,3 +82,12 @@ def test_bad_options_get_one_line(tmp_path):
     assert run.returncode == 2
     assert "Invalid value for '--rounds'" in run.stderr and "Traceback" not in run.stderr
     assert not (tmp_path / "demo").exists()
+
+
+def test_a_folder_with_someone_else_s_files_is_refused_and_kept(tmp_path):
+    keep = tmp_path / "notes.txt"
+    keep.write_text("mine")
+    run = _demo("--folder", str(tmp_path), home=tmp_path / "home")
+    assert run.returncode == 1
+    assert "holds files the demo did not make" in run.stderr and "Traceback" not in run.stderr
+    assert keep.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
