@@ -156,6 +156,8 @@ def run_demo(folder: Path, report: Report, *, rounds: int = DEFAULT_ROUNDS) -> D
 
 
 class _Scenario:
+    """The scenario's state as it unfolds: the cast, each member's RecordService, the result so far."""
+
     def __init__(self, settings: Settings, passphrase: str, report: Report, provider: Any) -> None:
         from ape import accounts
 

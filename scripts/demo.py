@@ -45,6 +45,7 @@ def _summary(result: DemoResult) -> None:
         click.echo(f"  round {entry['round']}: test accuracy {entry['test_accuracy']:.3f}, "
                    f"{len(entry['participants'])} updates, {mark}, aggregate {entry['aggregate_cid']}")
     click.echo(f"  accuracy by round: {result.plot}")
+    click.echo(f"  files of this run (exports, store, keystores, node logs): {result.folder}")
     click.secho("\nGas per operation (mean per transaction)", bold=True)
     width = max(len(name) for name in result.gas)
     for name, gas in result.gas.items():

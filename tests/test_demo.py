@@ -81,6 +81,8 @@ def test_bad_options_get_one_line(tmp_path):
     run = _demo("--rounds", "0", home=tmp_path)
     assert run.returncode == 2
     assert "Invalid value for '--rounds'" in run.stderr and "Traceback" not in run.stderr
+    # `./run test` compiled already: a later `./run demo` must not compile again (the stamp skips contracts/.cache).
+    assert "Compiling" not in run.stderr
     assert not (tmp_path / "demo").exists()
 
 
