@@ -33,7 +33,7 @@ import os
 import secrets
 import tempfile
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,7 +156,7 @@ def _run(work: Path, anvil: str, gas_price_gwei: float, log: Log) -> Rehearsal:
     network = provider.network
     rehearsal = Rehearsal(int(chain.chain_id), f"{network.ecosystem.name}:{network.name}:{provider.name}",
                           network.required_confirmations, gas_price_gwei)
-    accounts = _throwaway_accounts(work / "accounts", ACTORS, anvil)
+    accounts = throwaway_accounts(work / "accounts", ACTORS, anvil)
     log(f"throwaway accounts funded: {', '.join(f'{name} {account.address}' for name, account in accounts.items())}")
     settings = Settings(home=work / "home")
     store = _open_store(settings)
@@ -253,7 +253,7 @@ def _open_store(settings: Settings) -> Any:
     return open_store(settings)
 
 
-def _throwaway_accounts(folder: Path, names: dict[str, Role], node: str) -> dict[str, Any]:
+def throwaway_accounts(folder: Path, names: Iterable[str], node: str) -> dict[str, Any]:
     """A fresh Ape keyfile account per name under ``folder``, unlocked for signing and funded on ``node``.
 
     Keys come from the OS's randomness and exist only in that folder (and in

@@ -4,6 +4,7 @@
     medshare chain status
     medshare chain down
     medshare chain rehearse-amoy [--gas-price-gwei 30] [--json]
+    medshare chain verify --network polygon:amoy:node
 
 While it runs, every command on the default network uses it. Its accounts
 are anvil's test accounts (``--account TEST::N``).
@@ -15,8 +16,9 @@ import json
 
 import click
 
-from offchain import localchain, rehearsal
-from offchain.cli.session import user_errors
+from offchain import localchain, rehearsal, verification
+from offchain.cli.session import ChainOptions, network_options, user_errors
+from offchain.network import connect
 
 
 @click.group()
@@ -83,3 +85,18 @@ def rehearse_amoy(gas_price_gwei: float, as_json: bool) -> None:
         click.echo(f"{name:<18}{cost.gas:>12,}{cost.pol:>22.6f}")
     if as_json:
         click.echo(json.dumps(result.as_json()))
+
+
+@chain.command()
+@network_options
+@click.option("--contract", "names", multiple=True, metavar="NAME",
+              help="A recorded contract to verify (repeatable; default: every recorded one).")
+@user_errors
+def verify(chain: ChainOptions, names: tuple[str, ...]) -> None:
+    """Publish the recorded contracts' sources to the network's block explorer (Polygonscan on Amoy).
+
+    Needs ETHERSCAN_API_KEY (Etherscan's v2 API key, which serves Polygonscan)."""
+    with connect(chain.network, chain.rpc):
+        done = verification.verify_deployments(names)
+    for each in done:
+        click.echo(f"{each.name} at {each.address} verified: {each.url}")

@@ -16,6 +16,8 @@ from offchain.rehearsal import OPERATIONS
 def test_rehearse_amoy_prints_the_cost_table_and_its_json(project, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MEDSHARE_", "POLYGON_"))}
     env["MEDSHARE_HOME"] = str(tmp_path / "home")
+    # Offline as it claims: anything but loopback would go to a proxy that does not answer.
+    env.update(HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9", NO_PROXY="127.0.0.1,localhost")
     command = [str(Path(sys.executable).parent / "medshare"), "chain", "rehearse-amoy", "--gas-price-gwei", "50",
                "--json"]
     done = subprocess.run(command, cwd=project.path, env=env, capture_output=True, text=True, timeout=900)
