@@ -56,6 +56,7 @@ def test_the_verify_request_for_polygonscan_is_built_from_the_deployment(project
 
     monkeypatch.setenv("ETHERSCAN_API_KEY", "a-test-key")
     deployments = tmp_path / "deployments.json"
+    cache_before = len(list(project.contracts_folder.rglob("*.sol")))
     with localchain.throwaway(rehearsal.AMOY_CHAIN_ID, tmp_path / "anvil.log",
                               block_time=rehearsal.BLOCK_TIME_SECONDS) as node, \
             connect(rehearsal.AMOY_NETWORK, node):
@@ -73,6 +74,9 @@ def test_the_verify_request_for_polygonscan_is_built_from_the_deployment(project
         (verified,) = verification.verify_deployments(path=deployments)
 
     assert verified.name == "MedicalAccess" and verified.address == access.address
+    # What the plugin had Ape copy into the contracts folder is gone: every source is still in view.
+    assert len(list(project.contracts_folder.rglob("*.sol"))) == cache_before
+    assert "RoundRegistry" in project.contracts
     assert verified.url == f"https://amoy.polygonscan.com/address/{access.address}#code"
     submissions = [form for method, _, _, form in etherscan.requests if form.get("action") == "verifysourcecode"]
     assert len(submissions) == 1
