@@ -325,9 +325,11 @@ class _Scenario:
         self.by_name[record.name] = updated
         self._read(DOCTOR, updated, False, "revoked")
         self._read(RESEARCHER, updated, True, "kept across rotation")
+        self._read(record.patient, updated, True, "own record")
         self.report.step("revoke", f"Hospital A revokes the doctor ({revoke_tx.tx_hash}) and rotates {record.name} to "
                                    f"version {rotated.version} under a new key ({rotate_tx.tx_hash}): doctor "
-                                   f"{self._said(DOCTOR, updated)}, researcher {self._said(RESEARCHER, updated)}")
+                                   f"{self._said(DOCTOR, updated)}, researcher {self._said(RESEARCHER, updated)}, "
+                                   f"{record.patient} (their own record) {self._said(record.patient, updated)}")
 
     def _read(self, who: str, record: DemoRecord, expected: bool, step: str) -> AccessCheck:
         service = self.services[who]

@@ -31,7 +31,7 @@ def test_every_access_check_goes_as_the_scenario_says(demo):
     assert all(check["expected"] == check["got"] for check in checks), checks
     assert {(c["who"], c["expected"]) for c in checks} >= {
         ("doctor", True), ("doctor", False), ("researcher", True), ("researcher", False),
-        ("stranger", False), ("emergency physician", False), ("emergency physician", True)}
+        ("stranger", False), ("emergency physician", False), ("emergency physician", True), ("patient A", True)}
 
 
 def test_records_are_the_hospitals_exports_and_the_revoked_one_was_rotated(demo):
