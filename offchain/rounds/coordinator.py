@@ -97,6 +97,8 @@ class Coordinator:
         self.checkpoint("opening")
         opened = open_next_round(self.study, self.log, select=self.select)
         self.checkpoint("opened")
+        # Fetch and check the base now, while the hospitals train: the close then only reads updates.
+        self.study.model(self.study.info.latest_round)
         return Step("opened", opened)
 
     def _close(self, number: int, state) -> Step:
