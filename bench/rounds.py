@@ -72,7 +72,7 @@ def measure_round_overhead(home: Path, hospitals: int, rounds: int) -> float:
 
     data = federated_breast_cancer(hospitals)
     coordinator_member, hospital_members, study = consortium(home, hospitals, ModelSpec("logistic", data.num_features))
-    coordinator = Coordinator(coordinator_member, study)
+    coordinator = Coordinator(coordinator_member, study, target_rounds=rounds + 2)  # each commit opens the next
     training: list[float] = []
     nodes = [HospitalNode(member, study, share, training_time=training.append)
              for member, share in zip(hospital_members, data.hospitals)]

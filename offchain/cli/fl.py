@@ -151,7 +151,7 @@ def participant(chain, registry, study, share, table, label, target):
     with member_session(chain, registry) as member:
         model = member.study(study).config.model
         data = _hospital_data(share, table, label, model.num_features)
-        HospitalNode(member, study, data, target_rounds=target, log=click.echo).run()
+        HospitalNode(member, study, data, target_rounds=target, log=click.echo, home=Settings.from_env().home).run()
 
 
 @fl.command()

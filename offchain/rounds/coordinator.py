@@ -97,6 +97,8 @@ class Coordinator:
         self.checkpoint("opening")
         opened = open_next_round(self.study, self.log, select=self.select)
         self.checkpoint("opened")
+        # Fetch and check the base now, while the hospitals train: the close then only reads updates.
+        self.study.model(self.study.info.latest_round)
         return Step("opened", opened)
 
     def _close(self, number: int, state) -> Step:
@@ -144,7 +146,9 @@ class Coordinator:
         self.checkpoint("sealed")
         submitters = [update.participant for update in updates]
         rounds = self.member.rounds
-        more = self.target_rounds is None or number < self.target_rounds
+        # With a target, a round before it opens the next in its commit's transaction; without one, the
+        # next round waits for a step of its own (a caller may stop between rounds).
+        more = self.target_rounds is not None and number < self.target_rounds
         try:
             if more:
                 # Commit and open the next round on the new aggregate in one transaction.

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from fl.artifacts import encode_client_model
 from fl.client import HospitalClient
@@ -23,6 +24,7 @@ from offchain.chain import Role
 from offchain.contract_client import ChainRefusal
 from offchain.rounds.client import MissingEvent
 from offchain.rounds.errors import ArtifactCheckFailed, RoundsError
+from offchain.rounds.ledger import ledger_path, load_history, load_rounds, save_history
 from offchain.rounds.privacy import HospitalSpend, submit_private_update
 from offchain.rounds.study import Member, Study
 
@@ -43,7 +45,9 @@ class HospitalNode:
     """One hospital in one study, training on ``data``."""
 
     def __init__(self, member: Member, study: int, data: HospitalData, *, target_rounds: int | None = None,
-                 log: Log | None = None, training_time: Timer | None = None) -> None:
+                 log: Log | None = None, training_time: Timer | None = None, home: Path | None = None) -> None:
+        """``home``: the node's home folder, where its privacy ledger for the study persists across
+        restarts (:mod:`offchain.rounds.ledger`); None keeps it in memory only."""
         self.member = member
         self.study = Study(member, study)
         config = self.study.config
@@ -51,8 +55,15 @@ class HospitalNode:
             raise RoundsError(f"{member.address} is not a participant of study {study}")
         member.require_role(Role.PARTICIPANT, "participant")
         member.require_keystore()
+        self.ledger_path = None
+        self.ledger_rounds: list[int] = []
+        history = []
+        if home is not None and config.dp is not None:
+            self.ledger_path = ledger_path(home, member.chain_id, member.rounds.contract.address, study, member.address)
+            history = load_history(self.ledger_path)
+            self.ledger_rounds = load_rounds(self.ledger_path)
         try:
-            self.client = HospitalClient(data, config.model, config.training, config.dp)
+            self.client = HospitalClient(data, config.model, config.training, config.dp, dp_history=history)
         except ValueError as error:
             raise RoundsError(f"cannot train study {study}'s model on {data.name}: {error}") from None
         # A study with privacy budgets: each update declares its DP spend, and none goes past the budget.
@@ -113,7 +124,14 @@ class HospitalNode:
                 self.log(f"round {number}: not training: {refusal}")
                 return Step("done", number, "privacy budget spent")
         started = time.perf_counter()
-        trained = self.client.train(parameters, number)
+        try:
+            trained = self.client.train(parameters, number)
+        except PrivacyBudgetExceeded as error:
+            raise RoundsError(f"study {self.study.number} round {number}: {error}") from None
+        if self.ledger_path is not None and self.client.ledger is not None:
+            # Spent once trained, whatever becomes of the update: recorded before it is published.
+            self.ledger_rounds.append(number)
+            save_history(self.ledger_path, self.ledger_rounds, self.client.ledger.history)
         if self.training_time is not None:
             self.training_time(time.perf_counter() - started)
         model = type(trained)(client_id=self.member.address, parameters=trained.parameters,

@@ -156,7 +156,8 @@ def run_study(run: RunSettings, settings: Settings, *, echo: Echo, progress: boo
     from ape import accounts, networks
 
     provider_settings = {"host": run.rpc} if run.rpc else {}
-    with networks.parse_network_choice(DEFAULT_NETWORK, provider_settings) as provider:
+    # Its own anvil is stopped when the run ends (not at interpreter exit, after the JSON was printed).
+    with networks.parse_network_choice(DEFAULT_NETWORK, provider_settings, disconnect_after=run.rpc is None) as provider:
         uri = provider.http_uri if hasattr(provider, "http_uri") else provider.uri
         test_accounts = accounts.test_accounts
         admin = test_accounts[ADMIN]

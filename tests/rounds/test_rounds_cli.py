@@ -96,3 +96,32 @@ def test_fl_run_then_verify_with_no_options(chain, tmp_path):
     assert json.loads(verify.stdout.splitlines()[-1]) == {
         "study": summary["study"], "ok": True,
         "rounds": [{"round": r, "verified": True, "failed_check": None} for r in (1, 2)]}
+
+
+def _processes_with(home: Path) -> list[int]:
+    """Live processes whose environment names ``home`` as MEDSHARE_HOME (what a run started)."""
+    marker = f"MEDSHARE_HOME={home}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+    return found
+
+
+def test_fl_run_on_its_own_anvil_leaves_nothing_running(tmp_path):
+    """Without --rpc, `medshare fl run` starts an anvil of its own and stops it, and its nodes, at the end."""
+    home = tmp_path / "home"
+    env = {**os.environ, "MEDSHARE_HOME": str(home), "MEDSHARE_PASSPHRASE": PASSPHRASE}
+    medshare = [sys.executable, "-c", "from offchain.cli import main; main()"]
+    run = subprocess.run([*medshare, "fl", "run", "--rounds", "1", "--hospitals", "2", "--json"],
+                         env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout + run.stderr
+    summary = json.loads(run.stdout.splitlines()[-1])
+    assert [(entry["round"], entry["verified"]) for entry in summary["rounds"]] == [(1, True)]
+    assert sorted(summary["rounds"][0]["participants"]) == ["hospital-1", "hospital-2"]
+    assert _processes_with(home) == [], "the run left an anvil or a node running"

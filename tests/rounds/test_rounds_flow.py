@@ -17,7 +17,7 @@ from .tamper import flip_stored_byte
 
 
 def verdicts(consortium, study):
-    """The closed rounds' verdicts (a coordinator with no target opens the next round at each commit)."""
+    """The closed rounds' verdicts."""
     return [verdict for verdict in verify_study(consortium.auditor, study) if verdict.state != "open"]
 
 
