@@ -115,3 +115,74 @@ def test_the_seat_moves_but_other_roles_stay(access, admin, admin_role, doctor, 
     assert access.rolesOf(admin) == 1 << 1  # guardian
     assert access.rolesOf(doctor) == 1 | 1 << 3  # admin, doctor
     assert access.rolesOf(hospital) == 1 << 2
+
+
+# -- the library and `medshare members handover` ----------------------------------------------------
+
+
+def test_the_library_checks_before_it_sends(access, admin, guardian, doctor, stranger):
+    from offchain.chain import AccessClient
+    from offchain.errors import InvalidInput
+    from offchain.members import (
+        AdminHandover,
+        HandoverRefused,
+        NotAdmin,
+        accept_admin_handover,
+        cancel_admin_handover,
+        pending_admin_handover,
+        propose_admin_handover,
+    )
+
+    by_admin, by_stranger = AccessClient(access, admin), AccessClient(access, stranger)
+    with pytest.raises(NotAdmin):
+        propose_admin_handover(by_stranger, doctor.address)
+    with pytest.raises(HandoverRefused, match="is a consortium admin already"):
+        propose_admin_handover(by_admin, admin.address)
+    with pytest.raises(InvalidInput, match="zero address"):
+        propose_admin_handover(by_admin, ZERO)
+    with pytest.raises(InvalidInput, match="not an Ethereum address"):
+        propose_admin_handover(by_admin, "0x1234")
+    with pytest.raises(HandoverRefused, match="no admin handover is pending"):
+        cancel_admin_handover(by_admin)
+    with pytest.raises(HandoverRefused, match=f"no admin handover is proposed to {stranger.address}"):
+        accept_admin_handover(by_stranger)
+    assert by_admin.sent == [] and by_stranger.sent == []  # every refusal above was local
+
+    assert propose_admin_handover(by_admin, doctor.address) == AdminHandover(admin.address, doctor.address)
+    with pytest.raises(HandoverRefused, match=f"the pending one names {doctor.address}"):
+        accept_admin_handover(by_stranger)
+    assert cancel_admin_handover(by_admin) == AdminHandover(admin.address, doctor.address)
+    assert pending_admin_handover(by_admin) is None
+
+    propose_admin_handover(by_admin, stranger.address)
+    access.pause(sender=guardian)
+    with pytest.raises(HandoverRefused, match="paused"):
+        accept_admin_handover(by_stranger)
+    access.unpause(sender=guardian)
+    assert accept_admin_handover(by_stranger) == AdminHandover(admin.address, stranger.address)
+    assert access.getRoleMembers(access.DEFAULT_ADMIN_ROLE()) == [stranger.address]
+    assert len(by_admin.sent) == 3 and len(by_stranger.sent) == 1
+
+
+def test_the_handover_commands(access, admin, stranger):
+    from click.testing import CliRunner
+
+    from offchain.cli import main
+
+    def medshare(account: int, *args: str, ok: bool = True) -> str:
+        full = ["members", "handover", *args, "--account", f"TEST::{account}", "--contract", access.address]
+        result = CliRunner().invoke(main, full)
+        assert (result.exit_code == 0) == ok, result.output
+        assert "Traceback" not in result.output
+        return result.output
+
+    assert "no admin handover is pending" in medshare(0, "show")
+    proposed = medshare(0, "propose", stranger.address)
+    assert f"{admin.address} proposed {stranger.address} as its successor" in proposed and "tx 0x" in proposed
+    assert f"{admin.address} proposes {stranger.address}" in medshare(9, "show")
+    refused = medshare(9, "propose", admin.address, ok=False)
+    assert "is not a consortium admin" in refused and len(refused.strip().splitlines()) == 1
+    accepted = medshare(9, "accept")
+    assert f"{stranger.address} holds the admin role; {admin.address} no longer does" in accepted
+    assert "no admin handover is proposed" in medshare(9, "accept", ok=False)
+    assert "not an Ethereum address" in medshare(9, "propose", "0x12", ok=False)
