@@ -33,7 +33,7 @@ from fl.privacy import (
     os_generator,
 )
 
-__all__ = ["HospitalClient", "LocalTrainingConfig", "derive_seed"]
+__all__ = ["HospitalClient", "LocalTrainingConfig", "derive_seed", "dp_round_parameters"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,17 @@ class LocalTrainingConfig:
             raise ValueError(f"learning_rate must be a positive finite number, got {self.learning_rate}")
         if not (self.mu >= 0.0 and math.isfinite(self.mu)):
             raise ValueError(f"mu must be a non-negative finite number, got {self.mu}")
+
+
+def dp_round_parameters(training: LocalTrainingConfig, dp: DPSGDConfig) -> DPParameters:
+    """What one round of DP-SGD with these settings releases about a hospital's records (an epoch is
+    ``ceil(1 / sample_rate)`` steps): what its ledger composes, and what anyone can recompute."""
+    return DPParameters(
+        noise_multiplier=dp.noise_multiplier,
+        sample_rate=dp.sample_rate,
+        steps=training.epochs * math.ceil(1.0 / dp.sample_rate),
+        clipping_norm=dp.max_grad_norm,
+    )
 
 
 class HospitalClient:
@@ -120,21 +131,14 @@ class HospitalClient:
 
     @property
     def dp_steps_per_round(self) -> int:
-        if self.dp is None:
-            raise ValueError(f"hospital {self.client_id!r} trains without DP-SGD")
-        return self.training.epochs * math.ceil(1.0 / self.dp.sample_rate)
+        return self.dp_round_parameters.steps
 
     @property
     def dp_round_parameters(self) -> DPParameters:
         """What one round of this hospital's DP-SGD releases, as an update declares it."""
         if self.dp is None:
             raise ValueError(f"hospital {self.client_id!r} trains without DP-SGD")
-        return DPParameters(
-            noise_multiplier=self.dp.noise_multiplier,
-            sample_rate=self.dp.sample_rate,
-            steps=self.dp_steps_per_round,
-            clipping_norm=self.dp.max_grad_norm,
-        )
+        return dp_round_parameters(self.training, self.dp)
 
     def train(self, global_parameters: Mapping[str, torch.Tensor], round_number: int) -> ClientModel:
         """Train from ``global_parameters`` for this round and return the resulting model.

@@ -135,6 +135,30 @@ def patient_signer(access, chain):
     return PatientSigner(access, chain.chain_id)
 
 
+CLI_PASSPHRASE = "a passphrase for the CLI tests"
+
+
+@pytest.fixture
+def medshare(access, tmp_path, monkeypatch):
+    """``medshare(account_index, *args, ok=True)``: run the CLI in-process as that test account against ``access``."""
+    from click.testing import CliRunner
+
+    from offchain.cli import main
+
+    monkeypatch.setenv("MEDSHARE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MEDSHARE_PASSPHRASE", CLI_PASSPHRASE)
+    monkeypatch.delenv("MEDSHARE_DEPLOYMENTS", raising=False)
+
+    def run(account_index: int, *args: str, ok: bool = True):
+        command, sub, *rest = args
+        full = [command, sub, "--account", f"TEST::{account_index}", "--contract", access.address, *rest]
+        result = CliRunner().invoke(main, full)
+        assert (result.exit_code == 0) == ok, result.output
+        return result.output
+
+    return run
+
+
 # -- federated-learning rounds -------------------------------------------------------------------
 
 

@@ -173,11 +173,12 @@ def verify(chain, registry, study, round_number, every, as_json):
 @click.option("--study", type=int, required=True)
 @user_errors
 def status(chain, registry, study):
-    """Show a study's rounds, their state and participants."""
-    from offchain.rounds.status import study_status
+    """Show a study's rounds and participants; verified and scored where your keys allow."""
+    from offchain.addressbook import known_names
+    from offchain.rounds.report import study_report
 
     with member_session(chain, registry) as member:
-        for line in study_status(member, study).lines():
+        for line in study_report(member, study, names=known_names(Settings.from_env())).lines():
             click.echo(line)
 
 

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from offchain.addressbook import remember_names
 from offchain.chain import AccessClient, Role
 from offchain.crypto import Keystore
 from offchain.deploy import deploy
@@ -160,6 +161,7 @@ def run_study(run: RunSettings, settings: Settings, *, echo: Echo, progress: boo
                 ["participant", "--account", f"TEST::{FIRST_HOSPITAL + i - 1}", "--share", f"{i}/{run.hospitals}", *common],
                 env, logs / f"{hospital_name(i)}.log")
         names = {h.address: hospital_name(i) for i, h in enumerate(hospitals, start=1)}
+        remember_names(settings, names)  # so reports (fl status, the portal) name the hospitals too
         auditor_member = members[auditor.address]
         try:
             result = _follow(auditor_member, study.number, run, nodes, logs, names, test, progress)
@@ -295,13 +297,10 @@ def _follow(auditor: Member, study: int, run: RunSettings, nodes: dict, logs: Pa
 
 
 def _score(view, number: int, info, names: dict, test) -> RoundResult:
-    from fl.models import evaluate, set_parameters
-
     from offchain.rounds.aggregate import committed_base_round
+    from offchain.rounds.report import round_accuracy
 
-    model = view.config.model.build(seed=0)
-    set_parameters(model, view.model(number))
-    accuracy = evaluate(model, test).accuracy
+    accuracy = round_accuracy(view, number, test)
     base = view.model_ref(committed_base_round(view, number))
     return RoundResult(number, str(base.cid), str(info.aggregate.cid),
                        [names.get(account, account) for account in info.counted_submitters], accuracy, False)

@@ -16,10 +16,11 @@ class RoundStatus:
     counted: tuple[str, ...]
     aggregate_cid: str | None
 
-    def line(self) -> str:
+    def line(self, extra: str = "") -> str:
+        """The round in words; ``extra`` (e.g. a verdict) goes after the counts."""
         aggregate = f"  aggregate {self.aggregate_cid}" if self.aggregate_cid else ""
         counted = f", {len(self.counted)} counted" if self.state == "committed" else ""
-        return (f"round {self.round}: {self.state}, {len(self.submitters)} updates{counted}{aggregate}"
+        return (f"round {self.round}: {self.state}, {len(self.submitters)} updates{counted}{extra}{aggregate}"
                 + "".join(f"\n  {account}" + (" (counted)" if account in self.counted else "")
                           for account in self.submitters))
 

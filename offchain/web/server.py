@@ -9,10 +9,11 @@ and a cross-origin ``Origin`` is refused; the Content-Security-Policy lets a
 page run only the portal's own scripts and talk only to this server and the
 chain's RPC endpoint.
 
-The API is thin over the library: every flow is a :class:`RecordService` (or
-:class:`AccessClient`) call, run on one worker thread because Ape's provider
-is not made for concurrent use. Uploads stream to a temporary file, downloads
-stream from one: no record is ever held whole in memory.
+The API is thin over the library: every flow is a :class:`RecordService`,
+:mod:`offchain.members` or :mod:`offchain.rounds.report` call, run on one
+worker thread because Ape's provider is not made for concurrent use. Uploads
+stream to a temporary file, downloads stream from one: no record is ever held
+whole in memory.
 """
 
 from __future__ import annotations
@@ -31,13 +32,17 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from offchain.addressbook import known_names
 from offchain.chain import AccessClient, Role, SignedGrant
 from offchain.contract_client import ChainRefusal
 from offchain import inputs
+from offchain.crypto import KeySuite
 from offchain.deployments import abi_json
 from offchain.errors import MedShareError
 from offchain.ipfs import StoreError
+from offchain.members import MemberChange, add_members, remove_members
 from offchain.records import AccessRefused, RecordService
+from offchain.settings import Settings
 from offchain.web.errors import explain_refusal
 from offchain.web.vendor import VENDOR_FILES, vendor_path
 
@@ -94,6 +99,8 @@ class Portal:
     service: RecordService
     rpc_url: str
     chain_id: int
+    settings: Settings
+    study_member: Any = None  # an offchain.rounds.study.Member; None: no RoundRegistry beside the contract
     worker: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=1))
 
     @property
@@ -121,8 +128,23 @@ class Portal:
             },
             "keyPublished": self.client.encryption_key_version(self.client.address) > 0,
             "hasKeystore": keystore is not None,
-            "keySuite": keystore.suite().name if keystore is not None else None,
+            "keySuite": keystore.suite().value if keystore is not None else None,
+            "keySuites": {str(suite.kem_id): suite.value for suite in KeySuite},
+            "roleIds": {role.label: "0x" + role.role_id.hex() for role in Role},
+            "registry": self.study_member.rounds.contract.address if self.study_member is not None else None,
         }
+
+    def study_numbers(self) -> list[int]:
+        return self.study_member.rounds.studies() if self.study_member is not None else []
+
+    def study_report(self, study: int) -> dict[str, Any]:
+        from offchain.rounds.report import study_report
+
+        if self.study_member is None:
+            raise BadRequest("no RoundRegistry is deployed beside this MedicalAccess: there are no studies")
+        if study not in self.study_numbers():
+            raise BadRequest(f"there is no study {study} (studies: {self.study_numbers() or 'none yet'})")
+        return study_report(self.study_member, study, names=known_names(self.settings)).to_json()
 
 
 def _error_notices(contract_type: Any) -> dict[str, str]:
@@ -165,6 +187,10 @@ def create_app(portal: Portal, security: PortalSecurity) -> web.Application:
     app.router.add_post("/api/records/{record}/emergency", api.emergency)
     app.router.add_post("/api/records/{record}/consent", api.consent)
     app.router.add_post("/api/relay/grant", api.relay_grant)
+    app.router.add_get("/api/studies", api.studies)
+    app.router.add_get("/api/studies/{study}", api.study)
+    app.router.add_post("/api/members/add", api.add_member)
+    app.router.add_post("/api/members/remove", api.remove_member)
     return app
 
 
@@ -337,6 +363,29 @@ class _Api:
         await self.portal.run(lambda: self.service.relay_signed_grant(signed))
         return web.json_response({"record": "0x" + signed.record_id.hex(), "grantee": signed.grantee,
                                   "expiry": signed.expiry})
+
+
+    async def studies(self, request: web.Request) -> web.Response:
+        return web.json_response(await self.portal.run(self.portal.study_numbers))
+
+    async def study(self, request: web.Request) -> web.Response:
+        value = request.match_info["study"]
+        if not value.isdigit():
+            raise BadRequest(f"{value!r} is not a study number")
+        return web.json_response(await self.portal.run(lambda: self.portal.study_report(int(value))))
+
+    async def add_member(self, request: web.Request) -> web.Response:
+        return await self._members(request, add_members, "added")
+
+    async def remove_member(self, request: web.Request) -> web.Response:
+        return await self._members(request, remove_members, "removed")
+
+    async def _members(self, request: web.Request, change: Callable[..., Any], done: str) -> web.Response:
+        body = await _json(request)
+        role = Role.parse(str(body.get("role") or ""))
+        address = _address(body.get("address"), "address")
+        (outcome,) = await self.portal.run(lambda: change(self.portal.client, [MemberChange(role, address)]))
+        return web.json_response({"role": role.label, "address": address, "changed": outcome.changed, "done": done})
 
 
 class _scratch:

@@ -2,30 +2,6 @@
 
 import json
 
-import pytest
-from click.testing import CliRunner
-
-from offchain.cli import main
-
-PASSPHRASE = "a passphrase for the hybrid tests"
-
-
-@pytest.fixture
-def medshare(access, tmp_path, monkeypatch):
-    """``medshare(account_index, *args, ok=True)``: run the CLI as that test account against ``access``."""
-    monkeypatch.setenv("MEDSHARE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("MEDSHARE_PASSPHRASE", PASSPHRASE)
-    monkeypatch.delenv("MEDSHARE_DEPLOYMENTS", raising=False)
-
-    def run(account_index: int, *args: str, ok: bool = True):
-        command, sub, *rest = args
-        full = [command, sub, "--account", f"TEST::{account_index}", "--contract", access.address, *rest]
-        result = CliRunner().invoke(main, full)
-        assert (result.exit_code == 0) == ok, result.output
-        return result.output
-
-    return run
-
 
 def test_create_a_hybrid_key_publish_and_show_it(medshare, doctor, tmp_path):
     created = medshare(2, "keys", "create", "--kem", "mlkem768-x25519")

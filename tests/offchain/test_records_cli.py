@@ -5,27 +5,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import CLI_PASSPHRASE as PASSPHRASE
 
 from offchain.cli import main
-
-PASSPHRASE = "a passphrase for the tests"
-
-
-@pytest.fixture
-def medshare(access, tmp_path, monkeypatch):
-    """``medshare(account_index, *args)``: run the CLI as that test account against ``access``."""
-    monkeypatch.setenv("MEDSHARE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("MEDSHARE_PASSPHRASE", PASSPHRASE)
-    monkeypatch.delenv("MEDSHARE_DEPLOYMENTS", raising=False)
-
-    def run(account_index: int, *args: str, ok: bool = True):
-        command, sub, *rest = args
-        full = [command, sub, "--account", f"TEST::{account_index}", "--contract", access.address, *rest]
-        result = CliRunner().invoke(main, full)
-        assert (result.exit_code == 0) == ok, result.output
-        return result.output
-
-    return run
 
 
 def test_keys_publish_then_upload_grant_fetch_ls_revoke(medshare, hospital, patient, doctor, researcher, tmp_path):

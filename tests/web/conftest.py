@@ -82,7 +82,9 @@ def publish_keys(access, portal_home):
 
 @pytest.fixture
 def portal(access, chain, portal_home, browser, request, tmp_path) -> Iterator:
-    """``portal(index, wallet=None)``: a browser page on test account ``index``'s own portal server.
+    """``portal(index, wallet=None, contract=None, registry=None)``: a browser page on test account
+    ``index``'s own portal server, for MedicalAccess ``contract`` (default: ``access``) and the
+    RoundRegistry ``registry`` (default: none recorded, so no studies).
 
     ``wallet`` names an account for an injected EIP-1193 provider (``window.ethereum``) that signs
     through anvil's ``eth_signTypedData_v4``, as MetaMask would for the patient.
@@ -90,10 +92,11 @@ def portal(access, chain, portal_home, browser, request, tmp_path) -> Iterator:
     servers: list[subprocess.Popen] = []
     pages: list = []
 
-    def open_portal(index: int, wallet: str | None = None):
+    def open_portal(index: int, wallet: str | None = None, contract: str | None = None, registry: str | None = None):
         server = subprocess.Popen(
             [str(Path(sys.executable).parent / "medshare"), "web", "--rpc", chain.provider.uri,
-             "--account", f"TEST::{index}", "--contract", access.address],
+             "--account", f"TEST::{index}", "--contract", contract or access.address,
+             *(["--registry", registry] if registry else [])],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         servers.append(server)

@@ -307,20 +307,128 @@
     })().catch(fail));
   }
 
-  // ---- Consortium -----------------------------------------------------------
+  // ---- Studies (coordinators, participants, auditors) ------------------------
+
+  let accuracyChart = null;
+
+  async function loadStudies() {
+    if (!session.registry) { $('#studies-none').removeClass('d-none'); return; }
+    $('#studies-body').removeClass('d-none');
+    const numbers = await api('GET', '/api/studies');
+    const $select = $('#study-select').empty();
+    numbers.slice().reverse().forEach((number) => $select.append($('<option>').val(number).text('Study ' + number)));
+    if (!numbers.length) {
+      $('#study-report').empty().append('<p class="text-body-secondary">No study has been created yet.</p>');
+      return;
+    }
+    await showStudy(numbers[numbers.length - 1]);
+  }
+
+  async function keyOf(account) {
+    const [, suite, version] = await contract.encryptionKeyOf(account);
+    return Number(version) ? (session.keySuites[String(suite)] || 'suite ' + suite) + ' v' + version : 'no key published';
+  }
+
+  function verdictText(round) {
+    if (round.state !== 'committed') return round.state === 'cancelled' ? 'cancelled: nothing to verify' : 'not yet committed';
+    if (round.verified === null) return 'not checked';
+    return round.verified ? 'verified' : 'FAILED ' + round.failed_check + ': ' + round.failure;
+  }
+
+  function privacyCell(report, participant) {
+    const $cell = $('<td class="privacy">');
+    if (!report.dpDeclared) return $cell.text('no DP declared');
+    const spend = participant.privacy;
+    $cell.text('ε ' + spend.epsilon.toFixed(3) + (spend.budget !== null ? ' of ' + spend.budget : ' (no budget declared)')
+      + ' at δ ' + spend.delta);
+    if (spend.budget !== null) {
+      const share = Math.min(100, 100 * spend.epsilon / spend.budget);
+      $cell.append($('<div class="progress mt-1" role="progressbar">').attr('aria-label', 'privacy budget spent')
+        .append($('<div class="progress-bar">').toggleClass('bg-danger', spend.over_budget).css('width', share + '%')));
+    }
+    return $cell;
+  }
+
+  async function showStudy(number) {
+    $('#study-loading').text('reading, verifying and scoring study ' + number + '…');
+    let report;
+    try { report = await api('GET', '/api/studies/' + number); } finally { $('#study-loading').text(''); }
+    const $report = $('#study-report').empty().attr('data-study', report.study);
+    const facts = [['Coordinator', report.coordinator], ['Quorum', report.minUpdates + ' updates per round'],
+      ['Model', report.model || '—'], ['Aggregator', report.aggregator || '—'],
+      ['Differential privacy', report.dpDeclared ? 'DP-SGD declared' : 'no DP declared'],
+      ['Auditors', report.auditors.join(' ') || '—'],
+      ['Latest model', report.latestRound ? 'round ' + report.latestRound : 'the genesis model']];
+    const $facts = $('<dl class="row small mb-3" id="study-facts">');
+    facts.forEach(([name, value]) => $facts.append($('<dt class="col-sm-3">').text(name), $('<dd class="col-sm-9 font-monospace">').text(value)));
+    const $rounds = $('<table class="table table-sm align-middle" id="rounds-table"><thead><tr><th>Round</th><th>State</th>'
+      + '<th>Updates</th><th>Verified</th><th>Test accuracy</th><th>Aggregate</th></tr></thead><tbody></tbody></table>');
+    report.rounds.forEach((round) => {
+      $rounds.find('tbody').append($('<tr>').attr('data-round', round.round).attr('data-state', round.state)
+        .append($('<td>').text(round.round), $('<td class="round-state">').text(round.state),
+          $('<td>').text(round.submitters.length + (round.state === 'committed' ? ' (' + round.counted.length + ' counted)' : '')),
+          $('<td class="round-verified">').text(verdictText(round))
+            .toggleClass('text-success', round.verified === true && round.state === 'committed')
+            .toggleClass('text-danger', round.verified === false),
+          $('<td class="round-accuracy">').text(round.test_accuracy === null ? '—' : round.test_accuracy.toFixed(3)),
+          $('<td>').append(round.aggregate_cid ? code(short(round.aggregate_cid)).attr('title', round.aggregate_cid) : '—')));
+    });
+    if (!report.rounds.length) $rounds.find('tbody').append('<tr><td colspan="6" class="text-body-secondary">No round opened yet.</td></tr>');
+    const $participants = $('<table class="table table-sm align-middle" id="participants-table"><thead><tr><th>Hospital</th>'
+      + '<th>Key</th><th>Updates (counted)</th><th>Privacy spent</th></tr></thead><tbody></tbody></table>');
+    for (const participant of report.participants) {
+      const $who = $('<td>').append(code(participant.address));
+      if (participant.name) $who.prepend($('<span class="participant-name me-2">').text(participant.name));
+      $participants.find('tbody').append($('<tr>').attr('data-participant', participant.address).append($who,
+        $('<td class="key-suite">').text(await keyOf(participant.address)),
+        $('<td>').text(participant.submitted + ' (' + participant.counted + ')'), privacyCell(report, participant)));
+    }
+    const $notes = $('<ul class="small text-body-secondary" id="study-notes">');
+    report.notes.forEach((note) => $notes.append($('<li>').text(note)));
+    const $chart = $('<div class="chart-box"><canvas id="accuracy-chart" aria-label="test accuracy by round" role="img"></canvas></div>');
+    $report.append($facts, $('<h6>').text('Rounds'), $rounds, $('<h6>').text('Test accuracy by round'), $chart,
+      $('<h6>').text('Participants'), $participants, $notes);
+    const scored = report.rounds.filter((round) => round.test_accuracy !== null);
+    if (accuracyChart) accuracyChart.destroy();
+    accuracyChart = new window.Chart($chart.find('canvas')[0], {
+      type: 'line',
+      data: { labels: scored.map((round) => 'round ' + round.round),
+        datasets: [{ label: 'test accuracy (held-out split)', data: scored.map((round) => round.test_accuracy) }] },
+      options: { animation: false, maintainAspectRatio: false, scales: { y: { min: 0, max: 1 } } },
+    });
+    $report.attr('data-rendered', 'true');
+  }
+
+  // ---- Consortium (admins) --------------------------------------------------
 
   async function loadMembers() {
-    const roleNames = ['DEFAULT_ADMIN_ROLE', 'GUARDIAN_ROLE', 'DATA_OWNER_ROLE', 'DOCTOR_ROLE', 'RESEARCHER_ROLE',
-      'PATIENT_ROLE', 'EMERGENCY_ROLE', 'COORDINATOR_ROLE', 'PARTICIPANT_ROLE'];
     const $body = $('#members-table tbody').empty();
-    for (const name of roleNames) {
-      const role = await contract[name]();
-      const accounts = unique((await logs(contract.filters.RoleGranted(role))).map((log) => log.args.account));
-      const holders = [];
-      for (const account of accounts) if (await contract.hasRole(role, account)) holders.push(account);
-      $body.append($('<tr>').attr('data-role', name).append($('<td>').text(name.replace('_ROLE', '').toLowerCase().replace('_', '-')),
-        $('<td class="font-monospace small">').text(holders.join(' ') || '—')));
+    const $roles = $('#member-role');
+    if (!$roles.children().length) Object.keys(session.roleIds).forEach((label) => $roles.append($('<option>').val(label).text(label)));
+    for (const [label, roleId] of Object.entries(session.roleIds)) {
+      const holders = await contract.getRoleMembers(roleId);
+      const $members = $('<td class="small">');
+      for (const holder of holders) {
+        $members.append($('<div class="member">').attr('data-member', holder).append(code(holder), ' ',
+          $('<span class="key-suite text-body-secondary">').text(await keyOf(holder))));
+      }
+      if (!holders.length) $members.text('—');
+      $body.append($('<tr>').attr('data-role', label).append($('<td>').text(label), $members));
     }
+  }
+
+  function changeMember(event) {
+    event.preventDefault();
+    const submitter = event.originalEvent && event.originalEvent.submitter;
+    const action = submitter ? submitter.value : 'add';
+    const body = { role: $('#member-role').val(), address: $('#member-address').val().trim() };
+    busy($('#member-form button'), api('POST', '/api/members/' + action, body)
+      .then((answer) => {
+        const holds = action === 'add' ? 'now holds' : 'no longer holds';
+        say('success', answer.address + ' ' + holds + ' the ' + answer.role + ' role' + (answer.changed ? '' : ' (nothing to change)'));
+        return loadMembers();
+      })
+      .catch(fail));
   }
 
   // ---- start ----------------------------------------------------------------
@@ -332,11 +440,14 @@
     session = await api('GET', '/api/session');
     const provider = new ethers.JsonRpcProvider(session.rpcUrl, session.chainId, { staticNetwork: true });
     contract = new ethers.Contract(session.contract.address, session.contract.abi, provider);
-    $('#whoami').text(session.account + ' · ' + (session.roles.join(', ') || 'no role') + ' · chain ' + session.chainId);
+    const key = session.keySuite ? 'key ' + session.keySuite + (session.keyPublished ? '' : ' (not published)') : 'no keystore';
+    $('#whoami').text(session.account + ' · ' + (session.roles.join(', ') || 'no role') + ' · ' + key + ' · chain ' + session.chainId);
     $('body').attr('data-ready', 'true');
     const first = DEFAULT_TAB.find(([role]) => session.roles.includes(role));
     bootstrap.Tab.getOrCreateInstance($('#tab-' + (first ? first[1] : 'read'))[0]).show();
-    await Promise.all([loadRecords(), loadShared(), loadMyData(), loadMembers()]);
+    await Promise.all([loadRecords(), loadShared(), loadMyData(), loadMembers(),
+      // A study that cannot be reported says why in its place; the other pages still work.
+      loadStudies().catch((failure) => $('#study-report').empty().append($('<p class="text-danger" id="study-error">').text(errorText(failure))))]);
     $('body').attr('data-loaded', 'true');
   }
 
@@ -356,6 +467,11 @@
     $('#emergency-form').on('submit', emergency);
     $('#consent-form').on('submit', consent);
     $('#sign-form').on('submit', signGrant);
+    $('#study-form').on('submit', (event) => {
+      event.preventDefault();
+      busy($('#study-submit'), showStudy($('#study-select').val()).catch(fail));
+    });
+    $('#member-form').on('submit', changeMember);
     start().catch((failure) => { $('body').attr('data-ready', 'failed'); fail(failure); });
   });
 })(window.jQuery, window.ethers);

@@ -1,0 +1,121 @@
+"""The Studies page as a study's auditor and a stranger see it: a real study, rounds run by the rounds
+library on the session's anvil, its report verified and scored by the auditor's own portal."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from fl.client import LocalTrainingConfig
+from fl.data import federated_breast_cancer
+from fl.models import ModelSpec
+from fl.privacy import DPParameters, DPSGDConfig, epsilon_of
+from offchain.addressbook import remember_names
+from offchain.rounds.config import StudyConfig
+from offchain.rounds.coordinator import Coordinator
+from offchain.rounds.participant import HospitalNode
+from offchain.rounds.report import round_accuracy
+from offchain.rounds.runner import enrol
+from offchain.settings import Settings
+
+from .conftest import PASSPHRASE
+from .test_portal import _origin_and_token, _request
+
+ADMIN, COORDINATOR, AUDITOR, FIRST_HOSPITAL, HOSPITALS = 0, 1, 2, 3, 2
+DP = DPSGDConfig(noise_multiplier=1.0, max_grad_norm=1.0, sample_rate=0.25, epsilon_budget=10.0)
+TRAINING = LocalTrainingConfig(epochs=1)
+
+
+@pytest.fixture
+def study_chain(accounts, project, portal_home):
+    """A consortium of its own: MedicalAccess and RoundRegistry, a coordinator, an auditor and two
+    hospitals whose keystores live in the portals' data folder (the store is shared there too)."""
+    admin, coordinator, auditor = accounts[ADMIN], accounts[COORDINATOR], accounts[AUDITOR]
+    hospitals = [accounts[FIRST_HOSPITAL + i] for i in range(HOSPITALS)]
+    access = admin.deploy(project.MedicalAccess, admin)
+    registry = admin.deploy(project.RoundRegistry, access)
+    members = enrol(access, registry, admin, coordinator, hospitals, [auditor], Settings(home=portal_home), PASSPHRASE)
+    return access, registry, members, coordinator, auditor, hospitals
+
+
+def _run_rounds(members, coordinator, hospitals, study: int, rounds: int) -> None:
+    driver = Coordinator(members[coordinator.address], study)
+    shares = federated_breast_cancer(len(hospitals)).hospitals
+    nodes = [HospitalNode(members[h.address], study, share) for h, share in zip(hospitals, shares)]
+    for _ in range(rounds):
+        assert driver.step().action == "opened"
+        for node in nodes:
+            assert node.step().action == "submitted"
+        assert driver.step().action == "committed"
+
+
+def test_studies_page_shows_committed_verified_rounds_accuracy_and_privacy_spend(portal, study_chain, portal_home):
+    access, registry, members, coordinator, auditor, hospitals = study_chain
+    participants = tuple(h.address for h in hospitals)
+    with_dp = StudyConfig(ModelSpec("logistic", 30), participants, (auditor.address,), training=TRAINING, dp=DP)
+    study = members[coordinator.address].create_study(with_dp, min_updates=HOSPITALS).number
+    _run_rounds(members, coordinator, hospitals, study, 2)
+    without_dp = StudyConfig(ModelSpec("logistic", 30), participants, (auditor.address,))
+    later = members[coordinator.address].create_study(without_dp, min_updates=1).number
+    remember_names(Settings(home=portal_home), {hospitals[0].address: "St Mary's"})
+
+    page = portal(AUDITOR, contract=access.address, registry=registry.address)
+    page.click("#tab-studies")
+    report = page.wait_for_selector(f"#study-report[data-study='{later}'][data-rendered='true']")
+    for hospital in hospitals:  # the latest study first: no rounds, no DP declared
+        cell = page.locator(f"#participants-table tr[data-participant='{hospital.address}'] .privacy")
+        assert cell.inner_text() == "no DP declared"
+    assert "No round opened yet" in report.inner_text()
+
+    page.select_option("#study-select", str(study))
+    page.click("#study-submit")
+    page.wait_for_selector(f"#study-report[data-study='{study}'][data-rendered='true']")
+    view = members[auditor.address].study(study)
+    for number in (1, 2):
+        row = page.locator(f"#rounds-table tr[data-round='{number}']")
+        assert row.get_attribute("data-state") == "committed"
+        assert row.locator(".round-verified").inner_text() == "verified"
+        shown = float(row.locator(".round-accuracy").inner_text())
+        assert shown == pytest.approx(round_accuracy(view, number), abs=5e-4) and 0.5 < shown <= 1.0
+    # The chart plots both committed rounds.
+    plotted = page.evaluate("() => Chart.getChart('accuracy-chart').data.datasets[0].data.length")
+    assert plotted == 2
+
+    expected = epsilon_of([DPParameters(DP.noise_multiplier, DP.sample_rate, 4, DP.max_grad_norm)] * 2, DP.delta)
+    for hospital in hospitals:
+        row = page.locator(f"#participants-table tr[data-participant='{hospital.address}']")
+        spent = row.locator(".privacy").inner_text()
+        match = re.match(r"ε (\d+\.\d+) of 10 at δ 0\.00001", spent)
+        assert match and float(match[1]) == pytest.approx(expected, abs=5e-4), spent
+        assert row.locator(".key-suite").inner_text() == "x25519 v1"
+    named = page.locator(f"#participants-table tr[data-participant='{hospitals[0].address}'] .participant-name")
+    assert named.inner_text() == "St Mary's"
+
+    origin, token = _origin_and_token(page)
+    status, _, answer = _request(f"{origin}/api/studies/{later + 1}", token=token)
+    assert status == 400 and f"there is no study {later + 1}" in answer["error"]
+
+    # One who is not in the study sees the chain's part, and why the rest is missing.
+    outsider = portal(9, contract=access.address, registry=registry.address)
+    outsider.click("#tab-studies")
+    outsider.select_option("#study-select", str(study))
+    outsider.click("#study-submit")
+    outsider.wait_for_selector(f"#study-report[data-study='{study}'][data-rendered='true']")
+    assert outsider.locator("#rounds-table tr[data-round='2'] .round-verified").inner_text() == "not checked"
+    assert outsider.locator("#rounds-table tr[data-round='2'] .round-accuracy").inner_text() == "—"
+    notes = outsider.inner_text("#study-notes")
+    assert "only the study's auditors and its coordinator" in notes and "only the study's members" in notes
+
+
+def test_studies_page_without_a_registry_says_so(portal, publish_keys):
+    publish_keys(1)
+    page = portal(1)
+    page.click("#tab-studies")
+    assert page.locator("#studies-none").is_visible()
+    assert "No round registry" in page.inner_text("#studies-none")
+    origin, token = _origin_and_token(page)
+    status, _, answer = _request(f"{origin}/api/studies/1", token=token)
+    assert status == 400 and "no RoundRegistry" in answer["error"]
+    status, _, answer = _request(f"{origin}/api/studies/one", token=token)
+    assert status == 400 and "not a study number" in answer["error"]
