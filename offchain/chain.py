@@ -94,6 +94,25 @@ class RecordVersion:
     cid: CID
 
 
+@dataclass(frozen=True)
+class AuditEntry:
+    """One event of a record's audit trail: ``event`` (the contract's name), the account it concerns
+    (grantee, researcher, break-glass user or reader), its other fields, and where it is on chain."""
+
+    event: str
+    account: str
+    fields: dict[str, Any]
+    block: int
+    tx_hash: str
+
+
+AUDIT_EVENTS: dict[str, str] = {
+    "AccessGranted": "grantee", "AccessRevoked": "grantee", "ConsentSet": "researcher",
+    "EmergencyAccessOpened": "user", "EmergencyAccessClosed": "user", "AccessLogged": "reader",
+}
+"""The events that make a record's audit trail, and the field naming the account each concerns."""
+
+
 class AccessClient(ContractClient):
     """A MedicalAccess contract and the account that signs for this client."""
 
@@ -180,6 +199,18 @@ class AccessClient(ContractClient):
             versions.append(RecordVersion(record_id, owner, patients.get(record_id, ""), log.version, cid))
         return versions
 
+    def audit_trail(self, record_id: bytes) -> list[AuditEntry]:
+        """Who was granted, refused consent or revoked, broke the glass and read the record, in chain order."""
+        logs = [log for event in AUDIT_EVENTS for log in self._logs(event, record=record_id)]
+        logs.sort(key=lambda log: (log.block_number, log.log_index))
+        return [
+            AuditEntry(log.event_name, log.event_arguments[AUDIT_EVENTS[log.event_name]],
+                       {name: value for name, value in log.event_arguments.items()
+                        if name not in ("record", AUDIT_EVENTS[log.event_name])},
+                       log.block_number, str(log.transaction_hash))
+            for log in logs
+        ]
+
     # Transactions ----------------------------------------------------------
 
     def publish_encryption_key(self, public_key: bytes, suite: KeySuite = KeySuite.X25519) -> int:
@@ -231,8 +262,7 @@ class AccessClient(ContractClient):
     def open_emergency_access(self, record_id: bytes, reason_hash: bytes, duration: int) -> int:
         """Break the glass on the record for ``duration`` seconds; returns when the access closes."""
         receipt = self._send(self.contract.openEmergencyAccess, record_id, reason_hash, duration)
-        _, expiry = self._event_data(receipt, "EmergencyAccessOpened")
-        return int(expiry)
+        return int(self._event_args(receipt, "EmergencyAccessOpened")["expiry"])
 
     def grant_by_signature(self, signed: SignedGrant, version: int, shares: Sequence[tuple[str, bytes]]) -> None:
         """Relay the patient's EIP-712 grant and share the version's key with the grantee, in one transaction."""

@@ -15,6 +15,8 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -89,6 +91,63 @@ def _port_free(port: int) -> bool:
     return True
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def spawn(port: int, chain_id: int, log: Path, *, block_time: float | None = None,
+          base_fee: int | None = None, hardfork: str | None = None) -> tuple[subprocess.Popen, str]:
+    """Start anvil on 127.0.0.1:``port`` (output appended to ``log``) and wait until it answers;
+    returns the process and its URL. ``base_fee`` (wei) sets the first block's base fee."""
+    binary = shutil.which("anvil")
+    if binary is None:
+        raise ChainUnavailable("no `anvil` on PATH; run the command through ./run, which installs it")
+    if not _port_free(port):
+        raise ChainUnavailable(f"port {port} on 127.0.0.1 is taken; choose another with --port")
+    arguments = [binary, "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id)]
+    if block_time:
+        arguments += ["--block-time", str(block_time)]
+    if base_fee is not None:
+        arguments += ["--block-base-fee-per-gas", str(base_fee)]
+    if hardfork is not None:
+        arguments += ["--hardfork", hardfork]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as output:
+        process = subprocess.Popen(arguments, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while True:
+        try:
+            node_chain_id(url, timeout=1.0)
+            return process, url
+        except ChainUnavailable:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                process.wait()
+                raise ChainUnavailable(f"anvil did not start on {url}; see {log}") from None
+            time.sleep(0.1)
+
+
+@contextmanager
+def throwaway(chain_id: int, log: Path, *, block_time: float | None = None, base_fee: int | None = None,
+              hardfork: str | None = None) -> Iterator[str]:
+    """An anvil on a free loopback port for the duration of the block (its URL); stopped on leaving."""
+    process, url = spawn(free_port(), chain_id, log, block_time=block_time, base_fee=base_fee, hardfork=hardfork)
+    try:
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def up(settings: Settings | None = None, *, port: int = DEFAULT_PORT, chain_id: int = DEFAULT_CHAIN_ID,
        block_time: float | None = None) -> tuple[LocalChain, bool]:
     """Start anvil on ``port`` in the background; returns it and whether it was started now.
@@ -99,31 +158,8 @@ def up(settings: Settings | None = None, *, port: int = DEFAULT_PORT, chain_id: 
     local = running(settings)
     if local is not None:
         return local, False
-    binary = shutil.which("anvil")
-    if binary is None:
-        raise ChainUnavailable("no `anvil` on PATH; run the command through ./run, which installs it")
-    if not _port_free(port):
-        raise ChainUnavailable(f"port {port} on 127.0.0.1 is taken; choose another with --port")
-    folder = _folder(settings)
-    folder.mkdir(parents=True, exist_ok=True)
-    log = folder / "anvil.log"
-    arguments = [binary, "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id)]
-    if block_time:
-        arguments += ["--block-time", str(block_time)]
-    with open(log, "ab") as output:
-        process = subprocess.Popen(arguments, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while True:
-        try:
-            node_chain_id(url, timeout=1.0)
-            break
-        except ChainUnavailable:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise ChainUnavailable(f"anvil did not start on {url}; see {log}") from None
-            time.sleep(0.1)
+    log = _folder(settings) / "anvil.log"
+    process, url = spawn(port, chain_id, log, block_time=block_time)
     local = LocalChain(process.pid, port, chain_id, url, str(log))
     _state_file(settings).write_text(json.dumps(asdict(local), indent=2) + "\n")
     return local, True

@@ -24,6 +24,28 @@ from offchain.settings import Settings
 DEFAULT_NETWORK = "ethereum:local:foundry"
 
 
+def _explorers_by_name_only() -> None:
+    """Keep Ape's block-explorer lookup off the network.
+
+    Ape looks up ``network.explorer`` (to log a transaction's URL, to explain
+    an unknown contract) by asking each explorer plugin, in order, whether it
+    serves the chain id; ape-etherscan answers that by downloading Etherscan's
+    chain list, for every network, local ones included, so an offline run
+    (the Amoy rehearsal, a test) fails with a ConnectionError. ape-etherscan
+    serves the networks it names (polygon:amoy among them) and those
+    configured in ape-config.yaml, which Ape matches by name before this
+    question, so an unnamed chain has no explorer, as before the plugin.
+    """
+    try:
+        from ape_etherscan.explorer import Etherscan
+    except ImportError:
+        return
+    Etherscan.supports_chain = classmethod(lambda cls, chain_id: False)
+
+
+_explorers_by_name_only()
+
+
 def network_choices() -> list[str]:
     """Every installed ``ecosystem:network:provider`` choice."""
     from ape import networks

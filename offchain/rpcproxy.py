@@ -26,6 +26,10 @@ class LogRangeProxy:
         self.max_log_blocks = max_log_blocks
         self.refused = 0
         self.log_queries = 0
+        self.widest_served = 0
+        """The widest block range of an ``eth_getLogs`` passed on (0: none by range)."""
+        self.log_ranges: list[tuple[int, int]] = []
+        """Every ``eth_getLogs`` block range asked for (first, last), refused or not, in order."""
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -75,7 +79,9 @@ class LogRangeProxy:
         if "blockHash" in query:
             return None
         start, stop = (self._block(query.get(name, "latest")) for name in ("fromBlock", "toBlock"))
+        self.log_ranges.append((start, stop))
         if stop - start + 1 <= self.max_log_blocks:
+            self.widest_served = max(self.widest_served, stop - start + 1)
             return None
         self.refused += 1
         return {"jsonrpc": "2.0", "id": message.get("id"), "error": {

@@ -188,12 +188,17 @@ abstract contract AccessGrants is RecordRegistry {
         emit EmergencyAccessClosed(record, user, msg.sender);
     }
 
-    /// @notice Record a read: reverts {AccessDenied} unless `checkAccess(caller, record)`, otherwise
-    /// emits {AccessLogged} so the record's access history can be rebuilt from logs.
+    /// @notice Record a read: reverts {AccessDenied} unless `checkAccess(caller, record)` or the caller
+    /// is the live record's owner (holding the data-owner role) or its patient (holding the patient
+    /// role) reading their own record back; otherwise emits {AccessLogged} so the record's access
+    /// history, its owner's and patient's reads included, can be rebuilt from logs.
     /// @param record The record id.
     /// @return version The record version the caller is reading.
     function logAccess(bytes32 record) external whenNotPaused returns (uint32 version) {
-        if (!checkAccess(msg.sender, record)) revert AccessDenied(record, msg.sender);
+        // checkAccess first: a grantee's read pays nothing for the owner-or-patient check.
+        if (!checkAccess(msg.sender, record) && !_readsOwnRecord(msg.sender, record)) {
+            revert AccessDenied(record, msg.sender);
+        }
         version = _records[record].version();
         emit AccessLogged(record, msg.sender, version, uint64(block.timestamp));
     }
@@ -235,6 +240,16 @@ abstract contract AccessGrants is RecordRegistry {
         if (g.grantedAt() > lostAt) expiry = g.expiry();
         if (g.consentAt() > lostAt) consentExpiry = g.consentExpiry();
         if (g.emergencyAt() > lostAt) emergencyExpiry = g.emergencyExpiry();
+    }
+
+    /// @dev Whether `user` is the live record's owner holding the data-owner role, or its patient
+    /// holding the patient role. Not part of `checkAccess`, which answers for grantees.
+    function _readsOwnRecord(address user, bytes32 record) private view returns (bool) {
+        RecordState r = _records[record];
+        if (r.ownerId() == 0 || r.isRetired()) return false;
+        Membership m = _memberships[user];
+        if (m.ownerId() == r.ownerId()) return m.holdsAny(_DATA_OWNER_BIT);
+        return user == r.patient() && m.holdsAny(_PATIENT_BIT);
     }
 
     function _grant(

@@ -130,7 +130,8 @@ def connected(options: ChainOptions) -> Iterator[AccessClient]:
                 f"no contract code at {address} on chain {chain.chain_id} (a throwaway anvil forgets its "
                 "deployments when its command exits: start one with `medshare chain up`, then deploy)"
             )
-        yield AccessClient(project.MedicalAccess.at(address), account, from_block=from_block)
+        yield AccessClient(project.MedicalAccess.at(address), account, from_block=from_block,
+                           cache_folder=Settings.from_env().home / "cache")
 
 
 def _account(accounts: Any, networks: Any, alias: str | None) -> Any:

@@ -162,8 +162,9 @@ class RecordService:
         Whatever can be checked without the chain's log is checked first, so a
         read that would fail leaves no ``AccessLogged`` entry: ``out`` can be
         written (its folder exists and takes files; an existing file only with
-        ``overwrite``), the reader may read now (``checkAccess``), a data key
-        was shared with them and unwraps, and every block of the version is in
+        ``overwrite``), the reader may read now (``checkAccess``, or the
+        record's owner or patient reading it back, whose reads the contract
+        logs too), a data key was shared with them and unwraps, and every block of the version is in
         the store and matches its hash. Only then is the read logged
         (``logAccess``), while the content is decrypted into a temporary file;
         ``out`` appears only once both succeeded, and never holds an
@@ -172,7 +173,7 @@ class RecordService:
         out = Path(out)
         _check_output(out, overwrite)
         cid, version = self._current_cid(record_id)
-        if not self.client.check_access(self.client.address, record_id):
+        if not (self.client.check_access(self.client.address, record_id) or self._reads_own_record(record_id)):
             raise AccessRefused(self._why_no_access(record_id))
         keystore = self._require_keystore()
         data_key = self._data_key(keystore, record_id, version, cid)
@@ -362,6 +363,16 @@ class RecordService:
                 raise RecordError(f"no record 0x{record_id.hex()} is registered on this chain") from None
             raise
 
+    def _reads_own_record(self, record_id: bytes) -> bool:
+        """Whether the signer is the live record's owner (a data owner still) or its patient (a patient
+        still): they read it back with the key share every version gives them."""
+        record = self._live_record(record_id)
+        me = self.client.address
+        if me not in (record.owner, record.patient):
+            return False
+        roles = self.client.roles_of(me)
+        return bool(roles & Role.DATA_OWNER) if me == record.owner else bool(roles & Role.PATIENT)
+
     def _require_owner_or_patient(self, record: RecordInfo) -> None:
         if self.client.address not in (record.owner, record.patient):
             raise AccessRefused(
@@ -402,7 +413,10 @@ class RecordService:
         user, record_hex = self.client.address, f"0x{record_id.hex()}"
         if self.client.is_paused():
             return f"the contract is paused: no record can be read now ({record_hex})"
-        self._live_record(record_id)  # an unknown or retired record raises with its own message
+        record = self._live_record(record_id)  # an unknown or retired record raises with its own message
+        if user in (record.owner, record.patient):
+            role = "data-owner" if user == record.owner else "patient"
+            return f"{user} no longer holds the {role} role, which reading its own record {record_hex} back needs"
         grant = self.client.grant_of(record_id, user)
         if grant.expiry == 0:
             return f"{user} has no grant on record {record_hex} (never granted, revoked, or voided by a lost role)"

@@ -51,6 +51,19 @@ Echo = Callable[[str], None]
 
 
 @dataclass(frozen=True)
+class StudyAccounts:
+    """Which of anvil's test accounts coordinates, audits and trains (by index); the hospitals default
+    to the accounts from FIRST_HOSPITAL on. ``./run demo`` names its consortium's own."""
+
+    coordinator: int = COORDINATOR
+    auditor: int = AUDITOR
+    hospitals: tuple[int, ...] = ()
+
+    def hospital(self, i: int) -> int:
+        return self.hospitals[i] if self.hospitals else FIRST_HOSPITAL + i
+
+
+@dataclass(frozen=True)
 class RunSettings:
     rounds: int
     hospitals: int
@@ -58,6 +71,7 @@ class RunSettings:
     rpc: str | None = None
     passphrase: str = ""
     round_seconds: int = 600
+    accounts: StudyAccounts = StudyAccounts()
     select: int | None = None  # invite this many hospitals a round (also the quorum); None: all of them
 
     def __post_init__(self) -> None:
@@ -65,6 +79,8 @@ class RunSettings:
             raise RoundsError(f"--rounds must be at least 1, got {self.rounds}")
         if not 1 <= self.hospitals <= 50:
             raise RoundsError(f"--hospitals must be 1 to 50, got {self.hospitals}")
+        if self.accounts.hospitals and len(self.accounts.hospitals) != self.hospitals:
+            raise RoundsError(f"{self.hospitals} hospitals but {len(self.accounts.hospitals)} hospital accounts")
         if self.select is not None and not 1 <= self.select <= self.hospitals:
             raise RoundsError(f"--select must be 1 to --hospitals ({self.hospitals}), got {self.select}")
 
@@ -137,9 +153,9 @@ def run_study(run: RunSettings, settings: Settings, *, echo: Echo, progress: boo
         test_accounts = accounts.test_accounts
         admin = test_accounts[ADMIN]
         access_contract, registry_contract = ensure_deployed(admin, record=run.rpc is not None)
-        coordinator = test_accounts[COORDINATOR]
-        auditor = test_accounts[AUDITOR]
-        hospitals = [test_accounts[FIRST_HOSPITAL + i] for i in range(run.hospitals)]
+        coordinator = test_accounts[run.accounts.coordinator]
+        auditor = test_accounts[run.accounts.auditor]
+        hospitals = [test_accounts[run.accounts.hospital(i)] for i in range(run.hospitals)]
         members = enrol(access_contract, registry_contract, admin, coordinator, hospitals, [auditor],
                         settings, run.passphrase)
         from fl.models import ModelSpec
@@ -152,7 +168,7 @@ def run_study(run: RunSettings, settings: Settings, *, echo: Echo, progress: boo
         echo(f"study {study.number} on chain {provider.chain_id}: RoundRegistry {registry_contract.address}, "
              f"{run.hospitals} hospitals, {run.rounds} rounds, aggregator {run.aggregator}")
         LastRun(provider.chain_id, access_contract.address, registry_contract.address, study.number,
-                f"TEST::{AUDITOR}").save(settings)
+                f"TEST::{run.accounts.auditor}").save(settings)
 
         common = ["--rpc", uri, "--contract", access_contract.address, "--registry", registry_contract.address,
                   "--study", str(study.number), "--rounds", str(run.rounds)]
@@ -160,11 +176,11 @@ def run_study(run: RunSettings, settings: Settings, *, echo: Echo, progress: boo
         logs = settings.home / "fl" / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         selection = ["--select", str(run.select)] if run.select else []
-        nodes = {"coordinator": _spawn(["coordinator", "--account", f"TEST::{COORDINATOR}", *selection, *common], env,
-                                       logs / "coordinator.log")}
+        nodes = {"coordinator": _spawn(["coordinator", "--account", f"TEST::{run.accounts.coordinator}", *selection,
+                                        *common], env, logs / "coordinator.log")}
         for i in range(1, run.hospitals + 1):
             nodes[hospital_name(i)] = _spawn(
-                ["participant", "--account", f"TEST::{FIRST_HOSPITAL + i - 1}", "--share", f"{i}/{run.hospitals}", *common],
+                ["participant", "--account", f"TEST::{run.accounts.hospital(i - 1)}", "--share", f"{i}/{run.hospitals}", *common],
                 env, logs / f"{hospital_name(i)}.log")
         names = {h.address: hospital_name(i) for i, h in enumerate(hospitals, start=1)}
         remember_names(settings, names)  # so reports (fl status, the portal) name the hospitals too

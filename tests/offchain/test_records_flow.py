@@ -330,3 +330,28 @@ def test_a_reader_whose_grant_was_voided_is_rotated_out(member, access, admin, h
     assert owner.rotate(record_id).version == 3  # the owner's own key of version 2 opened it
     with pytest.raises(AccessRefused, match="only the record's owner"):
         member(patient).rotate(record_id)
+
+
+def test_owner_and_patient_read_their_own_record_back_and_the_reads_are_logged(
+    member, access, admin, hospital, other_hospital, patient, other_patient, scan, tmp_path
+):
+    owner, own_patient = member(hospital), member(patient)
+    record_id = owner.upload(scan, patient.address, "MRI_scan").record_bytes
+    assert not access.checkAccess(hospital, record_id) and not access.checkAccess(patient, record_id)
+    owner.fetch(record_id, tmp_path / "owner.bin")
+    own_patient.fetch(record_id, tmp_path / "patient.bin")
+    assert (tmp_path / "owner.bin").read_bytes() == (tmp_path / "patient.bin").read_bytes() == scan.read_bytes()
+    reads = list(access.AccessLogged.range(0, None, search_topics={"record": record_id}))
+    assert [(log.reader, log.version) for log in reads] == [(hospital.address, 1), (patient.address, 1)]
+
+    # Another hospital and another patient are still refused, and their refusals log nothing.
+    for stranger in (other_hospital, other_patient):
+        with pytest.raises(AccessRefused, match="has no grant"):
+            member(stranger).fetch(record_id, tmp_path / "stranger.bin")
+        with pytest.raises(ChainRefusal, match="AccessDenied"):
+            member(stranger).client.log_access(record_id)
+    # Reading one's own record back needs the role still: a patient who left the consortium is refused.
+    access.revokeRole(access.PATIENT_ROLE(), patient, sender=admin)
+    with pytest.raises(AccessRefused, match="no longer holds the patient role"):
+        own_patient.fetch(record_id, tmp_path / "again.bin")
+    assert len(list(access.AccessLogged.range(0, None, search_topics={"record": record_id}))) == 2

@@ -64,7 +64,16 @@ def test_a_grant_and_fetch_hundreds_of_blocks_after_deployment(project, home, tm
             "eth_getLogs", [{"fromBlock": "0x0", "toBlock": "latest"}])
         assert "too wide" in wide["error"]["message"] and proxy.refused == 1
         medshare("record", "grant", record_id, DOCTOR, "--days", "1", "--account", "TEST::1", rpc=proxy.url)
+        granted = list(proxy.log_ranges[1:])
+        deployed = granted[0][0]
+        assert granted[-1][1] >= deployed + 250 and all(stop - start < 100 for start, stop in granted)
+        read_to = max(stop for _, stop in granted)
         copy = tmp_path / "copy.dcm"
         medshare("record", "fetch", record_id, "-o", str(copy), "--account", "TEST::2", rpc=proxy.url)
         assert copy.read_bytes() == scan.read_bytes()
         assert proxy.refused == 1 and proxy.log_queries >= 3  # the reads went out in pages, none refused
+        # The fetch, another process, found the grant's log cache on disk and read only the blocks since.
+        fetched = proxy.log_ranges[1 + len(granted):]
+        assert fetched and all(start > read_to for start, _ in fetched)
+        assert sum(stop - start + 1 for start, stop in fetched) < 10
+        assert list((home.home / "cache" / "logs" / str(local.chain_id)).glob("0x*.json"))
