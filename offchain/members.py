@@ -8,6 +8,10 @@ chain already reflects are reported and not sent; the rest go out as one
 
 A members file has rows ``role,address[,label]``; :func:`read_members_csv`
 refuses the whole file on the first bad row, naming its row and column.
+
+An admin leaves its seat to a successor in two steps (:func:`propose_admin_handover`,
+then the successor's :func:`accept_admin_handover`), so a mistyped address
+costs nothing until accepted; :func:`cancel_admin_handover` withdraws it.
 """
 
 from __future__ import annotations
@@ -24,8 +28,23 @@ from offchain.roles import Role
 MEMBER_COLUMNS = ("role", "address", "label")
 
 
+ZERO_ADDRESS = "0x" + "00" * 20
+
+
 class NotAdmin(MedShareError):
     """The signer does not hold the consortium admin role."""
+
+
+class HandoverRefused(MedShareError):
+    """An admin handover cannot be proposed, accepted or cancelled as asked (the message says why)."""
+
+
+@dataclass(frozen=True)
+class AdminHandover:
+    """A pending handover: ``admin`` leaves its seat to ``successor`` once ``successor`` accepts."""
+
+    admin: str
+    successor: str
 
 
 @dataclass(frozen=True)
@@ -80,8 +99,7 @@ def _apply(client: AccessClient, changes: Sequence[MemberChange], *, grant: bool
         raise InvalidInput("name at least one member")
     if len({(change.role, change.address) for change in changes}) != len(changes):
         raise InvalidInput("the same role and address appear twice")
-    if not client.roles_of(client.address) & Role.ADMIN:
-        raise NotAdmin(f"{client.address} is not a consortium admin (only admins change membership)")
+    _require_admin(client)
     outcomes = [MemberOutcome(change, bool(client.roles_of(change.address) & change.role) != grant)
                 for change in changes]
     method = client.contract.grantRole if grant else client.contract.revokeRole
@@ -90,3 +108,50 @@ def _apply(client: AccessClient, changes: Sequence[MemberChange], *, grant: bool
     if calls:
         client._multicall(calls)  # one transaction: the batch lands whole or not at all
     return outcomes
+
+
+def pending_admin_handover(client: AccessClient) -> AdminHandover | None:
+    """The handover waiting for its successor's acceptance, if any."""
+    admin, successor = client.contract.pendingAdminHandover()
+    return None if successor == ZERO_ADDRESS else AdminHandover(admin, successor)
+
+
+def propose_admin_handover(client: AccessClient, successor: str) -> AdminHandover:
+    """Propose ``successor`` to take the signer's admin seat (replacing any pending proposal).
+
+    Nothing changes hands until ``successor`` accepts; the signer stays admin meanwhile."""
+    successor = inputs.address(successor, "successor")
+    _require_admin(client)
+    if successor == ZERO_ADDRESS:
+        raise InvalidInput("successor: the zero address holds no key (to withdraw a proposal, cancel it)")
+    if client.roles_of(successor) & Role.ADMIN:
+        raise HandoverRefused(f"{successor} is a consortium admin already: there is no seat to hand it")
+    client._send(client.contract.proposeAdminHandover, successor)
+    return AdminHandover(client.address, successor)
+
+
+def accept_admin_handover(client: AccessClient) -> AdminHandover:
+    """Take the admin seat proposed to the signer: it becomes admin, the proposer ceases to be."""
+    pending = pending_admin_handover(client)
+    if pending is None or pending.successor != client.address:
+        named = "no handover is pending" if pending is None else f"the pending one names {pending.successor}"
+        raise HandoverRefused(f"no admin handover is proposed to {client.address} ({named})")
+    if client.is_paused():
+        raise HandoverRefused("the contract is paused: a handover is accepted once the guardian resumes it")
+    client._send(client.contract.acceptAdminHandover)
+    return pending
+
+
+def cancel_admin_handover(client: AccessClient) -> AdminHandover:
+    """Withdraw the pending handover (any admin may); returns the one withdrawn."""
+    _require_admin(client)
+    pending = pending_admin_handover(client)
+    if pending is None:
+        raise HandoverRefused("no admin handover is pending")
+    client._send(client.contract.proposeAdminHandover, ZERO_ADDRESS)
+    return pending
+
+
+def _require_admin(client: AccessClient) -> None:
+    if not client.roles_of(client.address) & Role.ADMIN:
+        raise NotAdmin(f"{client.address} is not a consortium admin (only admins change membership)")

@@ -71,7 +71,7 @@ abstract contract ConsortiumRoles is AccessControlEnumerable, Pausable {
     /// @notice Stop every state change that could widen access. What only narrows it still runs:
     /// role removal (so a compromised member can be evicted before the contract resumes), revoking,
     /// withdrawing consent, closing break-glass, retiring or rotating a record, cancelling a
-    /// signature; so does the appointment of a guardian (so that evicting the last guardian, or
+    /// signature, replacing a compromised encryption key; so does the appointment of a guardian (so that evicting the last guardian, or
     /// losing its key, cannot leave the contract paused for good). While paused, `checkAccess`
     /// answers false. Guardian only.
     function pause() external onlyRole(GUARDIAN_ROLE) {

@@ -31,13 +31,17 @@ abstract contract KeyRegistry is ConsortiumRoles {
     /// @notice A `suite` key is `expected` bytes long, not `length`.
     error EncryptionKeyLength(uint16 suite, uint256 length, uint256 expected);
 
-    /// @notice Publish the caller's public key; any role holder may call.
+    /// @notice Publish the caller's public key; any role holder may call. Replacing a key runs while
+    /// paused: a member whose key is compromised must be able to retire it at once (shares made after
+    /// the replacement are wrapped to the new key, so it only narrows exposure). A first key waits
+    /// for the contract to resume, as every new participation does.
     /// @param suite The key's HPKE KEM id: {KEM_X25519} or {KEM_MLKEM768_X25519}.
     /// @param key The raw public key: 32 bytes (X25519, not zero) or 1,216 bytes (MLKEM768-X25519).
     /// @return version The key's version (1 for the first key, then +1 on each publication).
-    function publishEncryptionKey(uint16 suite, bytes calldata key) external whenNotPaused returns (uint32 version) {
+    function publishEncryptionKey(uint16 suite, bytes calldata key) external returns (uint32 version) {
         Membership m = _memberships[msg.sender];
         if (m.roles() == 0) revert NotAMember(msg.sender);
+        if (m.keyVersion() == 0) _requireNotPaused();
         uint256 expected = _keyLength(suite);
         if (key.length != expected) revert EncryptionKeyLength(suite, key.length, expected);
         if (suite == KEM_X25519 && bytes32(key) == 0) revert InvalidEncryptionKey();

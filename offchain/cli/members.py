@@ -3,11 +3,14 @@
     medshare members add ROLE ADDRESS [--label TEXT]      or   add --csv FILE
     medshare members remove ROLE ADDRESS                  or   remove --csv FILE
     medshare members list [ROLE]
+    medshare members handover propose ADDRESS | accept | cancel | show
 
 A members file has rows ``role,address[,label]``. Every row is checked before
 anything is sent, and a bad row refuses the whole file; the rest go out in
 one transaction. Only consortium admins change membership; a removal takes
-effect at once (a removed doctor's grants are void for good).
+effect at once (a removed doctor's grants are void for good). An admin hands
+its seat to a successor in two steps: it proposes, the successor accepts (with
+its own account); until then nothing changes hands.
 """
 
 from __future__ import annotations
@@ -17,7 +20,17 @@ from pathlib import Path
 import click
 
 from offchain.cli.session import ADDRESS, ChainOptions, chain_options, connected, echo_sent, user_errors
-from offchain.members import MemberChange, add_members, list_members, read_members_csv, remove_members
+from offchain.members import (
+    MemberChange,
+    accept_admin_handover,
+    add_members,
+    cancel_admin_handover,
+    list_members,
+    pending_admin_handover,
+    propose_admin_handover,
+    read_members_csv,
+    remove_members,
+)
 from offchain.roles import ROLE_NAMES, Role
 
 ROLE = click.Choice(ROLE_NAMES, case_sensitive=False)
@@ -79,3 +92,51 @@ def list_(chain: ChainOptions, role: str | None) -> None:
         found = list_members(client, [Role.parse(role)] if role else list(Role))
     for each, addresses in found.items():
         click.echo(f"{each.label}: {', '.join(addresses) if addresses else '-'}")
+
+
+@members.group()
+def handover() -> None:
+    """Hand an admin seat to a successor in two steps: propose, then the successor accepts."""
+
+
+@handover.command(name="propose", help="Propose ADDRESS to take over your admin seat; it must accept "
+                                        "(`members handover accept`, signed by ADDRESS). Replaces any pending proposal.")
+@chain_options
+@click.argument("successor", type=ADDRESS)
+@user_errors
+def handover_propose(chain: ChainOptions, successor: str) -> None:
+    with connected(chain) as client:
+        proposed = propose_admin_handover(client, successor)
+    click.echo(f"{proposed.admin} proposed {proposed.successor} as its successor; "
+               "it stays admin until the successor accepts")
+    echo_sent(client.sent)
+
+
+@handover.command(name="accept", help="Take the admin seat proposed to your account; the proposer ceases to be admin.")
+@chain_options
+@user_errors
+def handover_accept(chain: ChainOptions) -> None:
+    with connected(chain) as client:
+        accepted = accept_admin_handover(client)
+    click.echo(f"{accepted.successor} holds the admin role; {accepted.admin} no longer does")
+    echo_sent(client.sent)
+
+
+@handover.command(name="cancel", help="Withdraw the pending admin handover (any admin).")
+@chain_options
+@user_errors
+def handover_cancel(chain: ChainOptions) -> None:
+    with connected(chain) as client:
+        cancelled = cancel_admin_handover(client)
+    click.echo(f"withdrawn: {cancelled.admin} no longer proposes {cancelled.successor}")
+    echo_sent(client.sent)
+
+
+@handover.command(name="show", help="Show the pending admin handover, if any.")
+@chain_options
+@user_errors
+def handover_show(chain: ChainOptions) -> None:
+    with connected(chain) as client:
+        pending = pending_admin_handover(client)
+    click.echo("no admin handover is pending" if pending is None
+               else f"{pending.admin} proposes {pending.successor}; waiting for its acceptance")

@@ -40,6 +40,7 @@ def create_keystore(client: AccessClient, path: Path, passphrase: Passphrase, su
     """
     _require_member(client)
     version = client.encryption_key_version(client.address)
+    _require_unpaused_for_a_first_key(client, version)
     if version:
         raise RecordError(
             f"the chain already holds key version {version} for {client.address}; keep using the keystore that "
@@ -64,6 +65,7 @@ def publish_key(client: AccessClient, path: Path, passphrase: Passphrase) -> Pub
     _require_member(client)
     on_chain = client.encryption_key(address)
     published, version = on_chain.public_key, on_chain.version
+    _require_unpaused_for_a_first_key(client, version)
     created = not path.exists()
     if created:
         if version:
@@ -131,5 +133,9 @@ def _require_member(client: AccessClient) -> None:
         raise RecordError(
             f"{client.address} holds no role in the consortium, so it cannot publish a key; ask an admin for one"
         )
-    if client.is_paused():
-        raise RecordError("the contract is paused: no key can be published now")
+
+
+def _require_unpaused_for_a_first_key(client: AccessClient, version: int) -> None:
+    """The registry takes a replacement key while paused (it only narrows exposure), a first key only when unpaused."""
+    if not version and client.is_paused():
+        raise RecordError("the contract is paused: a first key can be published only after it is unpaused")

@@ -212,6 +212,19 @@ def test_access_reducing_actions_run_while_paused(
     assert not any(access.checkAccess(u, record) for u in (doctor, researcher, medic))
 
 
+def test_a_compromised_key_is_replaced_while_paused(access, guardian, doctor, researcher):
+    """Replacing a key only narrows exposure: the old key opens no share made after it. A first key waits."""
+    access.publishEncryptionKey(0x0020, b"\x11" * 32, sender=doctor)
+    access.pause(sender=guardian)
+    fresh = b"\x22" * 32
+    tx = access.publishEncryptionKey(0x0020, fresh, sender=doctor)
+    assert tx.events == [access.EncryptionKeyPublished(doctor, 2, 0x0020, fresh)]
+    assert access.encryptionKeyOf(doctor) == (keccak(fresh), 0x0020, 2)
+    with ape.reverts(access.EnforcedPause):
+        access.publishEncryptionKey(0x0020, b"\x33" * 32, sender=researcher)
+    assert access.encryptionKeyOf(researcher) == (b"\x00" * 32, 0, 0)
+
+
 # 7. Break-glass bounded ------------------------------------------------------------------------------
 
 def test_break_glass_is_capped_per_record_and_user(access, chain, medic, patient, record):

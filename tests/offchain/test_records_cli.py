@@ -168,3 +168,13 @@ def test_a_bad_ipfs_backend_is_one_line_under_every_command(command, tmp_path):
     assert result.exit_code == 1, result.output
     assert result.output == "Error: MEDSHARE_IPFS_BACKEND must be one of embedded, kubo, not 'bogus'\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_compromised_key_is_rotated_while_paused_but_a_first_key_waits(medshare, access, guardian, doctor):
+    assert "published key version 1" in medshare(2, "keys", "publish")
+    access.pause(sender=guardian)
+    assert "published key version 2" in medshare(2, "keys", "rotate")
+    first = medshare(4, "keys", "publish", ok=False)
+    assert "paused" in first and "first key" in first
+    access.unpause(sender=guardian)
+    assert "published key version 1" in medshare(4, "keys", "publish")

@@ -71,6 +71,30 @@ contract AccessSymbolicTest is Consortium {
         assert(!access.checkAccess(researcher, records[0]));
     }
 
+    /// @notice While paused, a member replaces its encryption key (a compromised key must be retired
+    /// at once, whatever the new key) but publishes no first key; a stranger publishes nothing.
+    function check_pausedKeyPublicationOnlyReplaces(bytes32 first, bytes32 next, bool hasKey) public {
+        vm.assume(first != 0 && next != 0);
+        uint16 suite = access.KEM_X25519();
+        if (hasKey) {
+            vm.prank(doctor);
+            access.publishEncryptionKey(suite, abi.encodePacked(first));
+        }
+        vm.prank(guardian);
+        access.pause();
+        vm.prank(doctor);
+        (bool replaced,) =
+            address(access).call(abi.encodeCall(access.publishEncryptionKey, (suite, abi.encodePacked(next))));
+        assert(replaced == hasKey);
+        (bytes32 keyHash,, uint32 version) = access.encryptionKeyOf(doctor);
+        assert(version == (hasKey ? 2 : 0));
+        if (hasKey) assert(keyHash == keccak256(abi.encodePacked(next)));
+        vm.prank(stranger);
+        (bool published,) =
+            address(access).call(abi.encodeCall(access.publishEncryptionKey, (suite, abi.encodePacked(next))));
+        assert(!published);
+    }
+
     /// @notice Only the record's owner or patient can make a grant: any other caller's attempt fails.
     function check_onlyOwnerOrPatientGrants(address caller, address grantee, uint64 expiry) public {
         vm.assume(caller != hospital && caller != patient1);
