@@ -196,13 +196,10 @@ def status(chain, registry, study):
     """Show a study's rounds and participants; verified and scored where your keys allow; with privacy
     budgets, each hospital's spend against its budget as the registry recorded them."""
     from offchain.addressbook import known_names
-    from offchain.rounds.privacy import privacy_spend, status_lines
     from offchain.rounds.report import study_report
 
     with member_session(chain, registry) as member:
         for line in study_report(member, study, names=known_names(Settings.from_env())).lines():
-            click.echo(line)
-        for line in status_lines(privacy_spend(member, study), known_names(Settings.from_env())):
             click.echo(line)
 
 

@@ -209,7 +209,7 @@ def declarations(rounds: RoundsClient, study: int, *, round: int | None = None,
 
 def privacy_spend(member_or_client, study: int) -> dict[str, tuple[float, float]]:
     """Each budgeted hospital's (epsilon spent, epsilon budget) in the study, by account; empty
-    for a study without budgets. Reads the chain only (for ``medshare fl status`` and the portal)."""
+    for a study without budgets. Reads the chain only (``fl run``'s summary by hospital name)."""
     rounds: RoundsClient = getattr(member_or_client, "rounds", member_or_client)
     spend = {}
     for account in budgeted_hospitals(rounds, study):
@@ -217,13 +217,6 @@ def privacy_spend(member_or_client, study: int) -> dict[str, tuple[float, float]
         if budget is not None:
             spend[account] = (spent / EPSILON_SCALE, budget.epsilon)
     return spend
-
-
-def status_lines(spend: dict[str, tuple[float, float]], names: dict[str, str] | None = None) -> list[str]:
-    """One line per hospital: its epsilon spent against its budget."""
-    names = names or {}
-    return [f"privacy on chain, {names.get(account, account)} ({account}): epsilon {spent:.3f} of {budget:g} spent"
-            for account, (spent, budget) in spend.items()]
 
 
 # The hospital node ---------------------------------------------------------------------------------

@@ -44,19 +44,25 @@ class PrivacySpend:
 
 
 def privacy_spend(study: Study, participant: str) -> PrivacySpend | None:
-    """``participant``'s privacy spend in ``study``; None when the study's config declares no DP.
+    """``participant``'s privacy spend in ``study``; None when the study declares no DP.
 
-    Every update the participant submitted (the registry's events) released
-    one round of the config's DP-SGD, whatever became of its round, so each
-    counts. The budget is the config's.
+    Where the study set budgets on chain, the registry's record is the one every party agrees on: the
+    budget and the cumulative epsilon the hospital declared (checked by the verifier). Otherwise every
+    update the participant submitted (the registry's events) released one round of the config's
+    DP-SGD, whatever became of its round, so each counts against the config's budget.
     """
     from fl.client import dp_round_parameters
     from fl.privacy import epsilon_of
+    from offchain.rounds.privacy import EPSILON_SCALE, budget_of, declarations
 
+    rounds = study.member.rounds
+    budget, spent = budget_of(rounds, study.number, participant)
+    if budget is not None:
+        releases = len(declarations(rounds, study.number, participant=participant))
+        return PrivacySpend(spent / EPSILON_SCALE, budget.delta, budget.epsilon, releases)
     config = study.config
     if config.dp is None:
         return None
-    rounds = study.member.rounds
     releases = sum(
         1
         for number in range(1, study.info.round_count + 1)

@@ -20,13 +20,13 @@ def test_status_shows_each_hospitals_spend_against_its_budget(consortium, fl):  
     study = budgeted_study(consortium, rounds=2)
     consortium.run_round(study)
     status = fl(2, "status", "--study", str(study))
-    lines = [line for line in status.splitlines() if line.startswith("privacy on chain, ")]
+    lines = [line for line in status.splitlines() if f"of a budget of {EPSILON:g} " in line]
     assert len(lines) == 3, status
     for member in consortium.hospitals:
         (line,) = [line for line in lines if member.address in line]
-        assert line.endswith(f"of {EPSILON:g} spent")
+        assert "1 updates" in line and "epsilon 0.000" not in line
     plain = fl(2, "status", "--study", str(consortium.study()))
-    assert "privacy on chain" not in plain
+    assert "of a budget of" not in plain
 
 
 def test_fl_run_with_a_budget_reports_spend_and_budget_by_hospital(chain, tmp_path):
