@@ -43,6 +43,9 @@ def web(chain: ChainOptions, registry: str | None, port: int) -> None:
             listener.bind(("127.0.0.1", port))
         except OSError as error:
             raise click.ClickException(f"cannot listen on 127.0.0.1:{port}: {error.strerror}") from None
+        # Listening before the URL is printed: a browser that opens it at once waits in the backlog
+        # while the app starts, instead of being refused.
+        listener.listen(128)
         security = PortalSecurity.fresh("127.0.0.1", listener.getsockname()[1], rpc_url)
         app = create_app(Portal(service, rpc_url, ape_chain.chain_id, settings, study_member), security)
         click.echo(security.url)
