@@ -29,7 +29,7 @@ GRANT_TYPE = [
 ]
 """The contract's ``GRANT_TYPEHASH`` structure, field for field."""
 
-_DOMAIN_TYPE = [
+DOMAIN_TYPE = [
     {"name": "name", "type": "string"},
     {"name": "version", "type": "string"},
     {"name": "chainId", "type": "uint256"},
@@ -41,7 +41,7 @@ def grant_typed_data(client: AccessClient, record_id: bytes, grantee: str, expir
                      issued_block: int, deadline: int) -> dict:
     """The EIP-712 document a patient signs to grant ``grantee`` the record until ``expiry``."""
     return {
-        "types": {"EIP712Domain": _DOMAIN_TYPE, "Grant": GRANT_TYPE},
+        "types": {"EIP712Domain": DOMAIN_TYPE, "Grant": GRANT_TYPE},
         "primaryType": "Grant",
         "domain": {"name": DOMAIN_NAME, "version": DOMAIN_VERSION, "chainId": int(client.contract.provider.chain_id),
                    "verifyingContract": client.contract.address},

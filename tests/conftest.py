@@ -11,6 +11,8 @@ import pytest
 from eth_account.messages import encode_typed_data
 from eth_utils import keccak, to_canonical_address
 
+from offchain.signatures import DOMAIN_NAME, DOMAIN_TYPE, DOMAIN_VERSION, GRANT_TYPE
+
 ONE_DAY = 24 * 3600
 
 
@@ -89,14 +91,7 @@ class PatientSigner:
     chain_id: int
 
     TYPES = {
-        "Grant": [
-            {"name": "record", "type": "bytes32"},
-            {"name": "grantee", "type": "address"},
-            {"name": "expiry", "type": "uint64"},
-            {"name": "nonce", "type": "uint256"},
-            {"name": "issuedBlock", "type": "uint64"},
-            {"name": "deadline", "type": "uint256"},
-        ],
+        "Grant": GRANT_TYPE,
         "Consent": [
             {"name": "record", "type": "bytes32"},
             {"name": "researcher", "type": "address"},
@@ -110,18 +105,13 @@ class PatientSigner:
     def sign(self, signer, primary_type: str, message: dict, verifying_contract: str | None = None) -> bytes:
         typed = {
             "types": {
-                "EIP712Domain": [
-                    {"name": "name", "type": "string"},
-                    {"name": "version", "type": "string"},
-                    {"name": "chainId", "type": "uint256"},
-                    {"name": "verifyingContract", "type": "address"},
-                ],
+                "EIP712Domain": DOMAIN_TYPE,
                 primary_type: self.TYPES[primary_type],
             },
             "primaryType": primary_type,
             "domain": {
-                "name": "MedicalAccess",
-                "version": "1",
+                "name": DOMAIN_NAME,
+                "version": DOMAIN_VERSION,
                 "chainId": self.chain_id,
                 "verifyingContract": verifying_contract or self.contract.address,
             },
