@@ -22,17 +22,13 @@ from typing import Any
 
 import torch
 
-from fl.aggregation import ClientModel, create_aggregator
+from fl.aggregation import Aggregator, ClientModel, create_aggregator, sum_based_aggregators
 from fl.client import HospitalClient, LocalTrainingConfig
 from fl.compression import CompressionConfig, ErrorFeedbackCompressor, compressed_size, decompress
 from fl.data import FederatedDataset, HospitalData
 from fl.models import Evaluation, ModelKind, ModelSpec, ParameterLayout, evaluate, get_parameters, set_parameters
 from fl.privacy import ClientLevelDP, ClientLevelDPConfig, DPSGDConfig, PrivacySpent, RoundPrivacy, SeededNoise
 from fl.secure_aggregation import FixedPointCodec, SecureSum, SessionParameters, secure_weighted_sum
-
-#: Aggregators that only need the weighted sum, hence work under secure aggregation.
-SUM_BASED_AGGREGATORS = ("fedavg", "fedprox")
-
 
 @dataclass(frozen=True)
 class SecureAggregationConfig:
@@ -65,10 +61,10 @@ class FederatedConfig:
     def __post_init__(self) -> None:
         if self.rounds < 1:
             raise ValueError(f"rounds must be at least 1, got {self.rounds}")
-        if self.secure_aggregation is not None and self.aggregator not in SUM_BASED_AGGREGATORS:
+        if self.secure_aggregation is not None and self.aggregator not in sum_based_aggregators():
             raise ValueError(
                 f"secure aggregation reveals only the sum of updates, which {self.aggregator!r} "
-                f"cannot work from; use one of {SUM_BASED_AGGREGATORS}"
+                f"cannot work from; use one of {', '.join(sum_based_aggregators())}"
             )
         if self.client_level_dp is not None and self.secure_aggregation is not None:
             raise ValueError("client-level DP and secure aggregation are not combined in this simulation")
@@ -163,8 +159,8 @@ def run_federated(dataset: FederatedDataset, config: FederatedConfig) -> Federat
             uploaded_bytes += sent
             uploads.append(trained)
         if config.secure_aggregation is not None:
-            global_parameters, secure_sum = _secure_fedavg(
-                global_parameters, uploads, config.secure_aggregation, round_number
+            global_parameters, secure_sum = _secure_aggregate(
+                aggregator, global_parameters, uploads, config.secure_aggregation, round_number
             )
             survivors, dropped = secure_sum.survivors, secure_sum.dropped
         elif client_dp is not None:
@@ -208,13 +204,15 @@ def _compress_upload(
     return rebuilt, compressed_size(compressed)
 
 
-def _secure_fedavg(
+def _secure_aggregate(
+    aggregator: Aggregator,
     global_parameters: Mapping[str, torch.Tensor],
     uploads: Sequence[ClientModel],
     config: SecureAggregationConfig,
     round_number: int,
 ) -> tuple[dict[str, torch.Tensor], SecureSum]:
-    """FedAvg weighted by sample counts, computed from the masked updates' sum alone."""
+    """The sum-based ``aggregator`` on the updates' mean weighted by sample counts, computed from the
+    masked updates' sum alone."""
     layout = ParameterLayout.of(global_parameters)
     base = layout.flatten(global_parameters)
     session = SessionParameters(
@@ -228,7 +226,8 @@ def _secure_fedavg(
         for upload in uploads
     }
     total = secure_weighted_sum(inputs, session, config.dropouts_per_round.get(round_number, ()))
-    return layout.unflatten(base + torch.from_numpy(total.mean)), total
+    mean = layout.unflatten(base + torch.from_numpy(total.mean))
+    return aggregator.aggregate_mean(mean, total.total_weight, global_model=global_parameters).parameters, total
 
 
 def train_centralized(

@@ -7,7 +7,13 @@ Results are bit-identical whatever order the client models arrive in.
 
 from fl.aggregation.base import AggregationError, AggregationResult, Aggregator, ClientModel
 from fl.aggregation.quality import AggregationQuality, evaluate_aggregation_quality
-from fl.aggregation.registry import aggregate_models, available_aggregators, create_aggregator, register_aggregator
+from fl.aggregation.registry import (
+    aggregate_models,
+    available_aggregators,
+    create_aggregator,
+    register_aggregator,
+    sum_based_aggregators,
+)
 
 __all__ = [
     "AggregationError",
@@ -20,4 +26,5 @@ __all__ = [
     "create_aggregator",
     "evaluate_aggregation_quality",
     "register_aggregator",
+    "sum_based_aggregators",
 ]

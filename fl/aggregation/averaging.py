@@ -32,6 +32,7 @@ class FedAvgAggregator(Aggregator):
     """FedAvg (McMahan et al.): the average of client models weighted by their sample counts."""
 
     name = "fedavg"
+    sum_based = True
 
     def _weights(self, clients: list[ClientModel], explicit: list[float] | None) -> list[float]:
         return normalise(explicit if explicit is not None else [c.data_samples for c in clients])
@@ -72,6 +73,7 @@ class WeightedAggregator(FedAvgAggregator):
     """
 
     name = "weighted"
+    sum_based = False  # its weights come from each client's metrics, which no sum reveals
     default_config = {"weight_strategy": "accuracy", "min_weight": 0.01}
     strategies = ("accuracy", "loss", "data_size")
 

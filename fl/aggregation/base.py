@@ -37,6 +37,10 @@ SUPPORTED_DTYPES = frozenset(
 )
 
 
+#: The one client :meth:`Aggregator.aggregate_mean` hands a sum-based rule: the clients' weighted mean.
+WEIGHTED_MEAN = "weighted-mean"
+
+
 class AggregationError(ValueError):
     """Input an aggregator cannot combine; the message names the offending client."""
 
@@ -98,6 +102,10 @@ class Aggregator(ABC):
 
     name: ClassVar[str]
     default_config: ClassVar[Mapping[str, Any]] = {}
+    #: Whether the result depends on the clients only through their sample-weighted mean (FedAvg, and a
+    #: server optimizer stepping on that mean): only such a rule runs under secure aggregation, which
+    #: reveals the sum of the weighted updates and nothing else (:meth:`aggregate_mean`).
+    sum_based: ClassVar[bool] = False
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
         given = dict(config or {})
@@ -128,6 +136,17 @@ class Aggregator(ABC):
         check_structure(clients, global_model)
         raw = explicit_weights(clients, client_models, client_weights)
         return self._aggregate(clients, raw, global_model)
+
+    def aggregate_mean(self, mean: StateDict, total_weight: int, global_model: StateDict | None = None) -> AggregationResult:
+        """Combine from the clients' sample-weighted mean model alone (``total_weight``: their summed sample
+        counts), which a sum-based rule turns into exactly what :meth:`aggregate` gives on the clients
+        themselves; AggregationError for any other rule."""
+        require(
+            self.sum_based,
+            f"{self.name} needs each client's model, not only their weighted mean: it cannot run under secure "
+            "aggregation",
+        )
+        return self.aggregate([ClientModel(WEIGHTED_MEAN, mean, total_weight)], global_model=global_model)
 
     def _result(
         self,

@@ -29,6 +29,11 @@ def available_aggregators() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def sum_based_aggregators() -> list[str]:
+    """Names of the registered aggregators that run under secure aggregation (``Aggregator.sum_based``), sorted."""
+    return [name for name in available_aggregators() if _REGISTRY[name].sum_based]
+
+
 def create_aggregator(name: str, config: Mapping[str, Any] | None = None) -> Aggregator:
     """A new aggregator of the registered kind ``name``, configured by ``config``."""
     try:
