@@ -1,11 +1,13 @@
 """``medshare fl``: federated studies whose every round is a committed, verifiable artifact on chain.
 
-    medshare fl create --participant ADDR... [--auditor ADDR...] [--aggregator NAME] [--dp-epsilon E --dp-rounds N] ...
+    medshare fl create --participant ADDR... [--auditor ADDR...] [--aggregator NAME] [--dp-epsilon E --dp-rounds N]
+                       [--secure-aggregation [--threshold T] [--phase-seconds S]] ...
     medshare fl coordinator --study S [--rounds N] [--select K]   open, aggregate, commit; resumes from the chain
     medshare fl participant --study S (--share I/K | --data FILE.csv --label COLUMN) [--rounds N]
     medshare fl verify [--study S] [--round N | --all] [--json]
     medshare fl status --study S
-    medshare fl run --rounds N --hospitals K [--aggregator NAME] [--rpc URL] [--select K] [--dp-epsilon E [--dp-delta D]] [--json]
+    medshare fl run --rounds N --hospitals K [--aggregator NAME] [--rpc URL] [--select K] [--dp-epsilon E [--dp-delta D]]
+                    [--secure-aggregation [--threshold T] [--phase-seconds S] [--drop HOSPITAL@ROUND ...]] [--json]
 
 Each command is one account (``--account``) with its own keystore in
 ``$MEDSHARE_HOME/keys``; nodes talk only through the chain and the store.
@@ -13,6 +15,7 @@ Each command is one account (``--account``) with its own keystore in
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -34,6 +37,23 @@ HOLD_AT_ENV = "MEDSHARE_FL_HOLD_AT"
 registry_option = click.option(
     "--registry", default=None, help="RoundRegistry address (default: the deployment recorded for the chain)."
 )
+
+
+def secure_options(command):
+    """Secure aggregation's options (`fl create`, `fl run`)."""
+    options = [
+        click.option("--secure-aggregation", "secure", is_flag=True,
+                     help="Secure aggregation: each round's updates are masked, only their sum is revealed; every "
+                          "message goes through the chain (sum-based aggregators only)."),
+        click.option("--threshold", type=int, default=None,
+                     help="Its threshold t: the shares that unmask (default: the smallest t over half the "
+                          "hospitals, at least 2)."),
+        click.option("--phase-seconds", type=int, default=None,
+                     help="How long each of its phases waits for a silent hospital (default: 60)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 @contextmanager
@@ -79,7 +99,7 @@ def study_options(command):
 
 
 def study_config(participants, auditors, aggregator, params, kind, features, min_updates, round_seconds,
-                 dp_epsilon=None, dp_delta=None, dp_rounds=None):
+                 dp_epsilon=None, dp_delta=None, dp_rounds=None, secure=False, threshold=None, phase_seconds=None):
     """The config and quorum the study options describe."""
     from fl.client import LocalTrainingConfig
     from fl.models import ModelSpec
@@ -100,8 +120,19 @@ def study_config(participants, auditors, aggregator, params, kind, features, min
             raise click.UsageError("--dp-epsilon needs --dp-rounds N (N >= 1): the rounds the budget must last")
         training = LocalTrainingConfig(learning_rate=DP_LEARNING_RATE)
         dp = budgeted_dp(dp_epsilon, DEFAULT_DELTA if dp_delta is None else dp_delta, dp_rounds, training)
+    secure_aggregation = None
+    if secure:
+        from offchain.rounds.config import SecureAggregationSettings
+        from offchain.rounds.runner import default_threshold
+
+        timing = {} if phase_seconds is None else {"phase_seconds": phase_seconds}
+        secure_aggregation = SecureAggregationSettings(
+            default_threshold(len(participants)) if threshold is None else threshold, **timing)
+    elif threshold is not None or phase_seconds is not None:
+        raise click.UsageError("--threshold and --phase-seconds need --secure-aggregation")
     config = StudyConfig(model, tuple(participants), tuple(auditors), aggregator, _params(params),
-                         training=training, dp=dp, round_seconds=round_seconds or DEFAULT_ROUND_SECONDS)
+                         training=training, dp=dp, round_seconds=round_seconds or DEFAULT_ROUND_SECONDS,
+                         secure_aggregation=secure_aggregation)
     return config, min_updates or len(config.participants)
 
 
@@ -109,10 +140,16 @@ def study_config(participants, auditors, aggregator, params, kind, features, min
 @chain_options
 @registry_option
 @study_options
+@secure_options
 @user_errors
 def create(chain, registry, **options):
     """Create a study (you must hold COORDINATOR); prints its number."""
-    config, min_updates = study_config(**options)
+    from offchain.rounds.errors import StudyConfigError
+
+    try:
+        config, min_updates = study_config(**options)
+    except StudyConfigError as error:  # options that contradict each other: bad input, nothing was sent
+        raise click.UsageError(str(error)) from None
     with member_session(chain, registry) as member:
         study = member.create_study(config, min_updates)
     click.echo(f"study {study.number} created (config {study.info.config_cid})")
@@ -147,10 +184,12 @@ def coordinator(chain, registry, study, target, select):
 def participant(chain, registry, study, share, table, label, target):
     """Take part in a study as a hospital: train on each round's model, submit the sealed update."""
     from offchain.rounds.participant import HospitalNode
+    from offchain.rounds.runner import silent_after_from_env
 
     with member_session(chain, registry) as member:
         model = member.study(study).config.model
         data = _hospital_data(share, table, label, model.num_features)
+        silent_after_from_env(member.rounds, _hold)  # `fl run --drop`: go silent mid-round
         HospitalNode(member, study, data, target_rounds=target, log=click.echo, home=Settings.from_env().home).run()
 
 
@@ -213,23 +252,40 @@ def status(chain, registry, study):
 @click.option("--dp-epsilon", type=float, default=None,
               help="DP-SGD at every hospital within this epsilon over the whole study (its budget on chain).")
 @click.option("--dp-delta", type=float, default=None, help="The delta of --dp-epsilon (default 1e-5).")
+@secure_options
+@click.option("--drop", "drops", multiple=True, metavar="HOSPITAL@ROUND",
+              help="With --secure-aggregation: hospital-N goes silent in that round (repeat). Its node process is "
+                   "killed (SIGKILL) once its key advertisement is on chain, and started again after the round; "
+                   "HOSPITAL@ROUND:shares or HOSPITAL@ROUND:masked-input kill it after its encrypted shares or "
+                   "its masked input instead.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary last.")
 @user_errors
-def run(rounds, hospitals, aggregator, rpc, select, dp_epsilon, dp_delta, as_json):
+def run(rounds, hospitals, aggregator, rpc, select, dp_epsilon, dp_delta, secure, threshold, phase_seconds, drops,
+        as_json):
     """Run a study on the bundled data: a coordinator and K hospital nodes as separate processes."""
     from fl.privacy import DEFAULT_DELTA
-    from offchain.rounds.runner import RunSettings, run_study
+    from offchain.rounds.runner import Dropout, RunSettings, RunSettingsError, run_study
 
     if dp_delta is not None and dp_epsilon is None:
         raise click.UsageError("--dp-delta needs --dp-epsilon")
-    settings = RunSettings(rounds=rounds, hospitals=hospitals, aggregator=aggregator, rpc=rpc, passphrase=passphrase(),
-                           select=select, dp_epsilon=dp_epsilon,
-                           dp_delta=DEFAULT_DELTA if dp_delta is None else dp_delta)
+    try:
+        settings = RunSettings(rounds=rounds, hospitals=hospitals, aggregator=aggregator, rpc=rpc,
+                               select=select, dp_epsilon=dp_epsilon,
+                               dp_delta=DEFAULT_DELTA if dp_delta is None else dp_delta, secure=secure,
+                               threshold=threshold, phase_seconds=phase_seconds,
+                               drops=tuple(Dropout.parse(drop) for drop in drops))
+    except RunSettingsError as error:  # bad input: nothing was started
+        raise click.UsageError(str(error)) from None
+    settings = dataclasses.replace(settings, passphrase=passphrase())  # asked for once the options are good
     result = run_study(settings, Settings.from_env(), echo=click.echo, progress=not as_json)
     for entry in result.rounds:
         mark = "verified" if entry.verified else "NOT VERIFIED"
+        secure_part = ""
+        if entry.survivors is not None:
+            secure_part = f" (secure sum of {len(entry.survivors)} survivors" + (
+                f"; dropped {', '.join(entry.dropped)})" if entry.dropped else ")")
         click.echo(f"round {entry.round}: test accuracy {entry.test_accuracy:.3f}, "
-                   f"{len(entry.participants)} updates, {mark}")
+                   f"{len(entry.participants)} updates{secure_part}, {mark}")
     for name, spent in result.epsilon_spent.items():
         click.echo(f"{name}: epsilon {spent:.3f} of {result.epsilon_budget[name]:g} spent (delta {settings.dp_delta:g})")
     click.echo(f"plot: {result.plot}")
@@ -242,9 +298,14 @@ def run(rounds, hospitals, aggregator, rpc, select, dp_epsilon, dp_delta, as_jso
 def _checkpoint(point: str) -> None:
     """With ``MEDSHARE_FL_HOLD_AT=POINT``, stop at that point of a step (for crash-recovery tests to kill us there)."""
     if os.environ.get(HOLD_AT_ENV) == point:
-        click.echo(f"holding at {point}")
-        while True:
-            time.sleep(3600)
+        _hold(f"holding at {point}")
+
+
+def _hold(message: str) -> None:
+    """Say ``message`` and do nothing more, ever (whoever set us up to hold kills us)."""
+    click.echo(message)
+    while True:
+        time.sleep(3600)
 
 
 def _params(pairs: tuple[str, ...]) -> dict:

@@ -15,12 +15,21 @@ Accounts (anvil's test accounts): 0 deploys and administers, 1 coordinates,
 2 audits, 3 to K+2 are the hospitals (funded from account 0 when anvil did
 not fund them). The run is remembered in ``$MEDSHARE_HOME/fl/last-run.json``
 so ``medshare fl verify --rpc URL`` finds its study and auditor.
+
+With secure aggregation (``secure=True``), each round runs the protocol's
+phases through the chain, and ``drops`` make hospitals go silent mid-round:
+the node posts the message of its :class:`DropPoint` for that round, then
+holds (posts nothing more), and this process kills it with SIGKILL; once the
+round is closed it is started again, so it is silent in that round only.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -42,6 +51,7 @@ from offchain.rounds.network import REGISTRY_CONTRACT, rounds_client
 from offchain.rounds.privacy import DP_LEARNING_RATE, budgeted_dp, checked_budget, spend_by_name
 from offchain.rounds.study import Member
 from offchain.rounds.verifier import verify_study
+from fl.secure_aggregation import MIN_CLIENTS as MIN_SURVIVORS, SecureAggregationError, SessionParameters
 from offchain.settings import Settings
 
 ADMIN, COORDINATOR, AUDITOR, FIRST_HOSPITAL = 0, 1, 2, 3
@@ -65,6 +75,92 @@ class StudyAccounts:
         return self.hospitals[i] if self.hospitals else FIRST_HOSPITAL + i
 
 
+def default_threshold(hospitals: int) -> int:
+    """Secure aggregation's t for ``hospitals``: the smallest over half of them (so no two disjoint
+    groups can each unmask), and at least 2."""
+    return max(2, hospitals // 2 + 1)
+
+
+class RunSettingsError(RoundsError):
+    """The options of a run contradict each other or the study (bad input: nothing was started)."""
+
+
+class DropPoint(str, enum.Enum):
+    """Where in a secure round a dropped hospital goes silent: once this message of its is on chain."""
+
+    KEYS = "keys"  # its key advertisement: it sends no shares, so it is not in the round's masks at all
+    SHARES = "shares"  # its encrypted shares: its pairwise masks are recovered from the others' shares
+    MASKED_INPUT = "masked-input"  # its masked input: a survivor whose self mask the others' shares remove
+
+
+@dataclass(frozen=True)
+class Dropout:
+    """Hospital number ``hospital`` (1-based, as in ``hospital-N``) goes silent in ``round`` after ``after``."""
+
+    hospital: int
+    round: int
+    after: DropPoint = DropPoint.KEYS
+
+    SYNTAX = "HOSPITAL@ROUND[:keys|shares|masked-input], e.g. hospital-2@3"
+
+    @classmethod
+    def parse(cls, text: str) -> Dropout:
+        match = re.fullmatch(r"(?:hospital-)?(\d+)@(\d+)(?::([a-z-]+))?", text.strip())
+        if match is None:
+            raise RunSettingsError(f"--drop {text!r}: expected {cls.SYNTAX}")
+        hospital, round_number, after = match.groups()
+        try:
+            point = DropPoint(after or DropPoint.KEYS.value)
+        except ValueError:
+            raise RunSettingsError(f"--drop {text!r}: {after!r} is not one of "
+                                   f"{', '.join(p.value for p in DropPoint)}") from None
+        return cls(int(hospital), int(round_number), point)
+
+    @property
+    def name(self) -> str:
+        return hospital_name(self.hospital)
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.round}" + ("" if self.after is DropPoint.KEYS else f":{self.after.value}")
+
+
+SILENT_AFTER_ENV = "MEDSHARE_FL_SILENT_AFTER"  # POINT@ROUND: a participant node that goes silent (--drop)
+SILENT_MARK = "going silent after"
+_POINT_SENDS = {DropPoint.KEYS: ("postSecureMessage", 0), DropPoint.SHARES: ("postSecureMessage", 1),
+                DropPoint.MASKED_INPUT: ("submitUpdate", None), "private": ("submitPrivateUpdate", None)}
+
+
+def go_silent_after(rounds, point: DropPoint, round_number: int, hold: Callable[[str], None]) -> None:
+    """Make a participant's ``rounds`` client call ``hold`` (which never returns: the node posts
+    nothing more) as soon as its ``point`` message of ``round_number`` is on chain.
+
+    The hook sits where every transaction of the client goes out (``_send``), so it holds whatever
+    path the node takes to post (a plain or a budgeted update; a key advertisement or shares).
+    """
+    send = rounds._send
+    wanted = {_POINT_SENDS[point]} | ({_POINT_SENDS["private"]} if point is DropPoint.MASKED_INPUT else set())
+
+    def sending(method, *args):
+        receipt = send(method, *args)
+        name = method.abis[0].name
+        # postSecureMessage(study, round, phase, ...), submit(Private)Update(study, round, ...)
+        if int(args[1]) == round_number and any(name == n and (phase is None or int(args[2]) == phase)
+                                               for n, phase in wanted):
+            hold(f"{SILENT_MARK} its {point.value} of round {round_number}")
+        return receipt
+
+    rounds._send = sending
+
+
+def silent_after_from_env(rounds, hold: Callable[[str], None]) -> None:
+    """Apply ``MEDSHARE_FL_SILENT_AFTER=POINT@ROUND`` (set by ``fl run --drop``) to a participant node."""
+    value = os.environ.get(SILENT_AFTER_ENV)
+    if not value:
+        return
+    point, _, number = value.partition("@")
+    go_silent_after(rounds, DropPoint(point), int(number), hold)
+
+
 @dataclass(frozen=True)
 class RunSettings:
     rounds: int
@@ -77,18 +173,69 @@ class RunSettings:
     dp_epsilon: float | None = None  # each hospital's budget over the whole study (DP-SGD calibrated to it)
     dp_delta: float = 1e-5
     accounts: StudyAccounts = StudyAccounts()
+    secure: bool = False  # secure aggregation: the coordinator sees only the sum of the updates
+    threshold: int | None = None  # its t (None: the smallest t over half the hospitals, at least 2)
+    phase_seconds: int | None = None  # how long a secure phase waits for a silent hospital (None: the default)
+    drops: tuple[Dropout, ...] = ()
+    training: LocalTrainingConfig | None = None  # local training (None: the default, or DP-SGD's)
 
     def __post_init__(self) -> None:
         if self.rounds < 1:
-            raise RoundsError(f"--rounds must be at least 1, got {self.rounds}")
+            raise RunSettingsError(f"--rounds must be at least 1, got {self.rounds}")
         if not 1 <= self.hospitals <= 50:
-            raise RoundsError(f"--hospitals must be 1 to 50, got {self.hospitals}")
+            raise RunSettingsError(f"--hospitals must be 1 to 50, got {self.hospitals}")
         if self.select is not None and not 1 <= self.select <= self.hospitals:
-            raise RoundsError(f"--select must be 1 to --hospitals ({self.hospitals}), got {self.select}")
+            raise RunSettingsError(f"--select must be 1 to --hospitals ({self.hospitals}), got {self.select}")
         if self.dp_epsilon is not None:
             checked_budget(self.dp_epsilon, self.dp_delta)
         if self.accounts.hospitals and len(self.accounts.hospitals) != self.hospitals:
-            raise RoundsError(f"{self.hospitals} hospitals but {len(self.accounts.hospitals)} hospital accounts")
+            raise RunSettingsError(f"{self.hospitals} hospitals but {len(self.accounts.hospitals)} hospital accounts")
+        object.__setattr__(self, "drops", tuple(self.drops))
+        if self.secure:
+            self._check_secure()
+        elif self.threshold is not None or self.drops or self.phase_seconds is not None:
+            raise RunSettingsError("--threshold, --drop and phase seconds need --secure-aggregation")
+
+    def _check_secure(self) -> None:
+        from fl.aggregation import sum_based_aggregators
+
+        if self.aggregator not in sum_based_aggregators():
+            raise RunSettingsError(f"--secure-aggregation reveals only the sum of the updates, which aggregator "
+                                   f"{self.aggregator!r} cannot work from; use one of "
+                                   f"{', '.join(sum_based_aggregators())}")
+        # The threshold must work for the study's hospitals and, with --select, for the K a round invites.
+        taking_part = self.select or self.hospitals
+        threshold = self.secure_threshold
+        for count in dict.fromkeys((self.hospitals, taking_part)):
+            try:
+                SessionParameters(b"medshare-run", threshold, 1).check_roster_size(count)
+            except (ValueError, SecureAggregationError) as error:
+                raise RunSettingsError(f"--secure-aggregation with {count} hospitals: {error}") from None
+        by_round: dict[int, set[int]] = {}
+        for drop in self.drops:
+            if not 1 <= drop.hospital <= self.hospitals:
+                raise RunSettingsError(f"--drop {drop}: there is no {drop.name} (hospitals are hospital-1 to "
+                                       f"hospital-{self.hospitals})")
+            if not 1 <= drop.round <= self.rounds:
+                raise RunSettingsError(f"--drop {drop}: there is no round {drop.round} (rounds are 1 to {self.rounds})")
+            if drop.hospital in by_round.setdefault(drop.round, set()):
+                raise RunSettingsError(f"--drop {drop}: {drop.name} already goes silent in round {drop.round}")
+            by_round[drop.round].add(drop.hospital)
+        for number, silent in sorted(by_round.items()):
+            # Those silent before their masked input leave the sum; those silent after it leave the unmasking.
+            inputs = taking_part - sum(1 for d in self.drops if d.round == number and d.after != DropPoint.MASKED_INPUT)
+            answering = taking_part - len(silent)
+            needed = max(threshold, MIN_SURVIVORS)
+            if inputs < needed or answering < threshold:
+                raise RunSettingsError(
+                    f"round {number}: with {len(silent)} of {taking_part} hospitals silent, {inputs} masked inputs "
+                    f"and {answering} unmasking answers remain; threshold {threshold} needs {needed} inputs and "
+                    f"{threshold} answers")
+
+    @property
+    def secure_threshold(self) -> int:
+        """The run's t: as given, else the smallest over half the hospitals (and at least 2)."""
+        return self.threshold if self.threshold is not None else default_threshold(self.hospitals)
 
 
 @dataclass(frozen=True)
@@ -99,6 +246,8 @@ class RoundResult:
     participants: list[str]
     test_accuracy: float
     verified: bool
+    survivors: list[str] | None = None  # secure rounds: whose masked inputs are in the sum; None: not secure
+    dropped: list[str] | None = None  # secure rounds: who advertised keys but whose input is not in the sum
 
 
 @dataclass
@@ -171,41 +320,38 @@ def run_study(run: RunSettings, settings: Settings, *, echo: Echo, progress: boo
         from fl.data import load_split
 
         train, test = load_split()
-        training, dp = LocalTrainingConfig(), None
+        training, dp = run.training or LocalTrainingConfig(), None
         if run.dp_epsilon is not None:
-            training = LocalTrainingConfig(learning_rate=DP_LEARNING_RATE)
+            training = run.training or LocalTrainingConfig(learning_rate=DP_LEARNING_RATE)
             dp = budgeted_dp(run.dp_epsilon, run.dp_delta, run.rounds, training)
         config = StudyConfig(ModelSpec("logistic", test.num_features), tuple(h.address for h in hospitals),
                              (auditor.address,), run.aggregator, training=training, dp=dp,
-                             round_seconds=run.round_seconds)
+                             round_seconds=run.round_seconds, **_secure_options(run))
         study = members[coordinator.address].create_study(config, min_updates=run.select or len(hospitals))
+        secure = f", secure aggregation (threshold {run.secure_threshold})" if run.secure else ""
         echo(f"study {study.number} on chain {provider.chain_id}: RoundRegistry {registry_contract.address}, "
-             f"{run.hospitals} hospitals, {run.rounds} rounds, aggregator {run.aggregator}")
+             f"{run.hospitals} hospitals, {run.rounds} rounds, aggregator {run.aggregator}{secure}")
         LastRun(provider.chain_id, access_contract.address, registry_contract.address, study.number,
                 f"TEST::{run.accounts.auditor}").save(settings)
 
         common = ["--rpc", uri, "--contract", access_contract.address, "--registry", registry_contract.address,
                   "--study", str(study.number), "--rounds", str(run.rounds)]
         env = {**os.environ, "MEDSHARE_HOME": str(settings.home), "MEDSHARE_PASSPHRASE": run.passphrase}
-        logs = settings.home / "fl" / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
+        env.pop(SILENT_AFTER_ENV, None)
+        nodes = _Nodes(settings.home / "fl" / "logs", env, run.drops, run.rounds)
         selection = ["--select", str(run.select)] if run.select else []
-        nodes = {"coordinator": _spawn(["coordinator", "--account", f"TEST::{run.accounts.coordinator}", *selection,
-                                        *common], env, logs / "coordinator.log")}
+        nodes.start("coordinator", ["coordinator", "--account", f"TEST::{run.accounts.coordinator}", *selection,
+                                    *common])
         for i in range(1, run.hospitals + 1):
-            nodes[hospital_name(i)] = _spawn(
-                ["participant", "--account", f"TEST::{run.accounts.hospital(i - 1)}", "--share", f"{i}/{run.hospitals}", *common],
-                env, logs / f"{hospital_name(i)}.log")
+            nodes.start(hospital_name(i), ["participant", "--account", f"TEST::{run.accounts.hospital(i - 1)}",
+                                           "--share", f"{i}/{run.hospitals}", *common])
         names = {h.address: hospital_name(i) for i, h in enumerate(hospitals, start=1)}
         remember_names(settings, names)  # so reports (fl status, the portal) name the hospitals too
         auditor_member = members[auditor.address]
         try:
-            result = _follow(auditor_member, study.number, run, nodes, logs, names, test, progress)
+            result = _follow(auditor_member, study.number, run, nodes, names, test, progress)
         finally:
-            for process in nodes.values():
-                if process.poll() is None:
-                    process.kill()
-                process.wait()
+            nodes.stop()
         verdicts = {verdict.round: verdict for verdict in verify_study(auditor_member, study.number)}
         result.rounds = [RoundResult(**{**asdict(entry), "verified": verdicts[entry.round].verified})
                          for entry in result.rounds]
@@ -213,6 +359,16 @@ def run_study(run: RunSettings, settings: Settings, *, echo: Echo, progress: boo
         result.epsilon_spent, result.epsilon_budget = spend_by_name(auditor_member, study.number, names)
         result.plot = str(plot_accuracy(result, settings.home / "fl" / f"study-{study.number}-accuracy.png"))
         return result
+
+
+def _secure_options(run: RunSettings) -> dict:
+    """The study config's secure aggregation, as the run asks for it."""
+    if not run.secure:
+        return {}
+    from offchain.rounds.config import SecureAggregationSettings
+
+    timing = {} if run.phase_seconds is None else {"phase_seconds": run.phase_seconds}
+    return {"secure_aggregation": SecureAggregationSettings(run.secure_threshold, **timing)}
 
 
 def ensure_deployed(admin, *, record: bool):
@@ -291,15 +447,79 @@ def _grant(access_contract, admin, role: Role, accounts) -> None:
             access_contract.grantRole(role_id, account.address, sender=admin)
 
 
-def _spawn(arguments: list[str], env: dict, log: Path) -> subprocess.Popen:
-    command = [sys.executable, "-c", "from offchain.cli import main; main()", "fl", *arguments]
-    with log.open("wb") as out:
-        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+class _Nodes:
+    """The run's node processes by name, each logging to ``logs/<name>.log``; a hospital told to go
+    silent (:class:`Dropout`) is killed once it says it holds, and started again later."""
+
+    def __init__(self, logs: Path, env: dict, drops: tuple[Dropout, ...], rounds: int) -> None:
+        self.logs = logs
+        self.env = env
+        self.drops = sorted(drops, key=lambda drop: drop.round)
+        self.rounds = rounds
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.arguments: dict[str, list[str]] = {}
+        self.silenced: dict[str, Dropout] = {}  # told to go silent, not yet killed
+        self.killed: dict[str, int] = {}  # killed, by name: the round they went silent in
+        logs.mkdir(parents=True, exist_ok=True)
+
+    def log(self, name: str) -> Path:
+        return self.logs / f"{name}.log"
+
+    def start(self, name: str, arguments: list[str], after_round: int = 0) -> None:
+        """Start node ``name``; a hospital with a drop in a round after ``after_round`` holds in the first."""
+        silent = next((d for d in self.drops if d.name == name and d.round > after_round), None)
+        env = self.env if silent is None else {**self.env, SILENT_AFTER_ENV: f"{silent.after.value}@{silent.round}"}
+        command = [sys.executable, "-c", "from offchain.cli import main; main()", "fl", *arguments]
+        mode = "ab" if name in self.arguments else "wb"  # a restarted node's log goes on from its last
+        with self.log(name).open(mode) as out:
+            self.processes[name] = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                                    stdin=subprocess.DEVNULL)
+        self.arguments[name] = arguments
+        if silent is not None:
+            self.silenced[name] = silent
+
+    def kill_the_silent(self, echo: Echo) -> None:
+        """SIGKILL each node that went silent (it said so in its log): a crash, nothing flushed or closed."""
+        for name, drop in list(self.silenced.items()):
+            if SILENT_MARK in self.log(name).read_text(errors="replace"):
+                os.kill(self.processes[name].pid, signal.SIGKILL)
+                self.processes[name].wait()
+                del self.silenced[name]
+                self.killed[name] = drop.round
+                echo(f"{name}: killed in round {drop.round}, after its {drop.after.value}")
+
+    def restart_killed(self, closed_round: int, echo: Echo) -> None:
+        """Start again each node killed in a round now closed (unless the study is over)."""
+        for name, round_number in list(self.killed.items()):
+            if round_number <= closed_round < self.rounds:
+                del self.killed[name]
+                self.start(name, self.arguments[name], after_round=closed_round)
+                echo(f"{name}: started again after round {closed_round}")
+
+    def check(self) -> None:
+        for name, process in self.processes.items():
+            code = process.poll()
+            if code not in (None, 0) and name not in self.killed:
+                raise RoundsError(f"{name} exited with status {code}: {_last_line(self.log(name))}")
+
+    def wait(self) -> None:
+        for name, process in self.processes.items():
+            if name in self.killed:
+                continue
+            code = process.wait(timeout=NODE_TIMEOUT_SECONDS)
+            if code != 0:
+                raise RoundsError(f"{name} exited with status {code}: {_last_line(self.log(name))}")
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.kill()
+            process.wait()
 
 
-def _follow(auditor: Member, study: int, run: RunSettings, nodes: dict, logs: Path, names: dict, test,
+def _follow(auditor: Member, study: int, run: RunSettings, nodes: _Nodes, names: dict, test,
             progress: bool) -> RunResult:
-    """Wait for the nodes, scoring each committed round as it lands."""
+    """Wait for the nodes, scoring each committed round as it lands; silence and kill the dropped."""
     import click
 
     from offchain.rounds.study import Study
@@ -307,13 +527,12 @@ def _follow(auditor: Member, study: int, run: RunSettings, nodes: dict, logs: Pa
     view = Study(auditor, study)
     result = RunResult(study, "", "")
     closed = 0
+    echo = click.echo if progress else (lambda line: None)
     deadline = time.monotonic() + NODE_TIMEOUT_SECONDS
     with click.progressbar(length=run.rounds, label="rounds", file=sys.stderr if progress else open(os.devnull, "w")) as bar:
         while closed < run.rounds:
-            for name, process in nodes.items():
-                code = process.poll()
-                if code not in (None, 0):
-                    raise RoundsError(f"{name} exited with status {code}: {_last_line(logs / f'{name}.log')}")
+            nodes.kill_the_silent(echo)
+            nodes.check()
             view.refresh()
             for number in range(closed + 1, view.info.round_count + 1):
                 info = auditor.rounds.round(study, number)
@@ -323,24 +542,25 @@ def _follow(auditor: Member, study: int, run: RunSettings, nodes: dict, logs: Pa
                     result.rounds.append(_score(view, number, info, names, test))
                 closed = number
                 bar.update(1)
+                nodes.restart_killed(closed, echo)
             if time.monotonic() > deadline:
-                raise RoundsError(f"the study did not finish in {NODE_TIMEOUT_SECONDS} s; see the logs in {logs}")
+                raise RoundsError(f"the study did not finish in {NODE_TIMEOUT_SECONDS} s; see the logs in {nodes.logs}")
             time.sleep(0.2)
-    for name, process in nodes.items():
-        code = process.wait(timeout=NODE_TIMEOUT_SECONDS)
-        if code != 0:
-            raise RoundsError(f"{name} exited with status {code}: {_last_line(logs / f'{name}.log')}")
+    nodes.wait()
     return result
 
 
 def _score(view, number: int, info, names: dict, test) -> RoundResult:
     from offchain.rounds.aggregate import committed_base_round
     from offchain.rounds.report import round_accuracy
+    from offchain.rounds.status import secure_parties
 
     accuracy = round_accuracy(view, number, test)
     base = view.model_ref(committed_base_round(view, number))
-    return RoundResult(number, str(base.cid), str(info.aggregate.cid),
-                       [names.get(account, account) for account in info.counted_submitters], accuracy, False)
+    parties = secure_parties(view.member, view.number, info, view.config.participants)
+    named = (lambda accounts: [names.get(account, account) for account in accounts])
+    return RoundResult(number, str(base.cid), str(info.aggregate.cid), named(info.counted_submitters), accuracy,
+                       False, *((named(parties.survivors), named(parties.dropped)) if parties else ()))
 
 
 def _last_line(path: Path) -> str:
