@@ -470,7 +470,8 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         RoundHeader memory header = r.header;
         _requireOpen(study, round, header.status);
         if (!header.secure) revert RoundNotSecure(study, round);
-        if (phase != header.phase || phase == SecurePhase.MaskedInputs) {
+        // Masked inputs are updates, and a finished round takes nothing more before its commit.
+        if (phase != header.phase || phase == SecurePhase.MaskedInputs || phase == SecurePhase.Finished) {
             revert SecurePhaseMismatch(study, round, header.phase, phase);
         }
         if (phase == SecurePhase.Keys) {

@@ -72,6 +72,10 @@ def test_a_secure_round_runs_its_phases_in_order_and_commits(rounds, secure, coo
         rounds.commitAggregate(secure, 1, survivors, 0, *make_artifact(500), sender=coordinator)
     close(rounds, secure, coordinator, UNMASKING)
     assert rounds.secureRoundOf(secure, 1) == (True, FINISHED)
+    with ape.reverts(rounds.SecurePhaseMismatch, study=secure, round=1, current=FINISHED, given=FINISHED):
+        post(rounds, secure, hospitals[0], FINISHED, 45)  # the responses every reader counts are final
+    with ape.reverts(rounds.SecurePhaseMismatch, study=secure, round=1, current=FINISHED, given=FINISHED):
+        rounds.closeSecurePhase(secure, 1, FINISHED, sender=coordinator)
     rounds.commitAggregate(secure, 1, survivors, 0, *make_artifact(500), sender=coordinator)
     assert rounds.latestModel(secure) == (1, commitment(make_artifact(500)))
 
