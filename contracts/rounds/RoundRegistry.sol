@@ -24,8 +24,15 @@ import {IConsortium} from "./IConsortium.sol";
 /// hospital's cumulative epsilon after it, and is refused if that total passes the budget or falls.
 /// The registry cannot run the accountant; auditors recompute every declared epsilon off chain
 /// from the declared parameters ({PrivacySpent} events). Budget and spend share one slot per hospital.
-/// Room to grow (secure-aggregation steps): {Round} and {Study} end in mappings new fields can join,
-/// and {RoundHeader} has 40 spare bits.
+/// Secure aggregation: a study may declare it before its first round ({setSecureAggregation}); each
+/// of its rounds then runs the protocol of Bonawitz et al. through the chain, its phases in the
+/// round's header ({SecurePhase}). The chain is the broadcast channel every client reads: key
+/// advertisements, encrypted shares and unmasking responses are {SecureMessagePosted} events (their
+/// bytes in the store), masked inputs are the round's updates, and the coordinator closes each phase
+/// ({closeSecurePhase}), so the roster and the survivor set are the same for every reader. Nothing of
+/// a posting is stored: a reader counts each sender's first posting in a phase.
+/// Room to grow: {Round} and {Study} end in mappings new fields can join, and {RoundHeader} has 24
+/// spare bits.
 contract RoundRegistry is ConsortiumBound, Multicall {
     /// @notice A round takes at most this many updates (its commit event's counted mask is one word).
     uint256 public constant MAX_UPDATES = 256;
@@ -45,6 +52,16 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         Cancelled
     }
 
+    /// @notice A secure round's phase: the one whose postings it takes. `Finished`: every phase
+    /// closed, the round may be committed.
+    enum SecurePhase {
+        Keys,
+        Shares,
+        MaskedInputs,
+        Unmasking,
+        Finished
+    }
+
     /// @dev One slot.
     struct StudyHeader {
         address coordinator;
@@ -52,6 +69,7 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         uint32 roundCount;
         uint32 latestRound; // the last committed round; 0: the genesis model is the latest
         bool budgeted; // hospitals have privacy budgets: updates must declare their DP spend
+        bool secure; // rounds run secure aggregation
     }
 
     struct Study {
@@ -67,6 +85,13 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         uint64 epsilonBudget; // in 1/EPSILON_SCALE; 0: no budget (the hospital cannot submit)
         uint64 delta; // in 1/DELTA_SCALE; every epsilon of this hospital is at this delta
         uint64 epsilonSpent; // in 1/EPSILON_SCALE, over all its updates to the study
+        // The last secure round the hospital submitted a masked input to: a secure round's
+        // once-per-round guard lives here, in a slot reused every round, rather than in a fresh slot
+        // of {Round.updates} (the 17,000 gas difference keeps a secure round within its budget).
+        uint32 lastSecureRound;
+        // Set when a secure round first invites the hospital: the coordinator's opening pays for the
+        // slot's creation, so no participant's masked input does.
+        bool enrolled;
     }
 
 
@@ -81,6 +106,8 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         uint16 updateCount; // set when the round closes (the tally counts while it is open)
         uint16 counted; // updates from accounts holding the participant role at commit
         bool budgeted; // the study's, copied at open: updates must declare their DP spend
+        bool secure; // the study's, copied at open: the round runs secure aggregation
+        SecurePhase phase; // a secure round's current phase
     }
 
     struct Round {
@@ -156,6 +183,16 @@ contract RoundRegistry is ConsortiumBound, Multicall {
     /// @dev Study, round and participant are not repeated: each indexed topic would cost 375 gas an
     /// update, which would take a declared update past its 75,000 gas target.
     event PrivacySpent(uint256 declaration);
+    /// @notice The study's rounds run secure aggregation.
+    event SecureAggregationDeclared(uint64 indexed study);
+    /// @notice `sender` posted a message of the secure round's `phase` (Keys, Shares or Unmasking): its
+    /// bytes are in the store under `cid`, with SHA-256 `sha256`. Readers count a sender's first posting
+    /// in a phase only.
+    event SecureMessagePosted(
+        uint64 indexed study, uint32 indexed round, address indexed sender, SecurePhase phase, bytes cid, bytes32 sha256
+    );
+    /// @notice The coordinator closed the secure round's `phase`: its postings are final.
+    event SecurePhaseClosed(uint64 indexed study, uint32 indexed round, SecurePhase phase);
 
     /// @notice `account` does not hold the coordinator role.
     error NotCoordinator(address account);
@@ -220,6 +257,14 @@ contract RoundRegistry is ConsortiumBound, Multicall {
     error PrivacyBudgetExceeded(uint64 study, address participant, uint64 declared, uint64 budget);
     /// @notice `participant` declared a cumulative epsilon of `declared`, below the `spent` it declared before.
     error PrivacySpendDecreased(uint64 study, address participant, uint64 declared, uint64 spent);
+    /// @notice The round's study does not run secure aggregation.
+    error RoundNotSecure(uint64 study, uint32 round);
+    /// @notice The secure round is in phase `current`, not `given`.
+    error SecurePhaseMismatch(uint64 study, uint32 round, SecurePhase current, SecurePhase given);
+    /// @notice Secure aggregation is declared before the study's first round only.
+    error SecureAggregationFrozen(uint64 study);
+    /// @notice The study already runs secure aggregation.
+    error SecureAggregationAlreadySet(uint64 study);
 
     /// @param consortium_ The deployed MedicalAccess whose roles and pause the registry follows.
     constructor(address consortium_) ConsortiumBound(consortium_) {}
@@ -249,7 +294,7 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         bytes32 genesis = _commitment(genesisCid, genesisSha256);
         study = ++_studyCount;
         Study storage s = _studies[study];
-        s.header = StudyHeader(msg.sender, minUpdates, 0, 0, false);
+        s.header = StudyHeader(msg.sender, minUpdates, 0, 0, false, false);
         s.genesis = genesis;
         s.configDigest = configDigest;
         emit StudyCreated(study, msg.sender, genesisCid, genesisSha256, configDigest, configCid, minUpdates);
@@ -276,10 +321,24 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         for (uint256 i; i < hospitals.length; ++i) {
             address hospital = hospitals[i];
             if (s.privacy[hospital].epsilonBudget != 0) revert PrivacyBudgetAlreadySet(study, hospital);
-            s.privacy[hospital] = PrivacyAccount(epsilonBudget, delta, 0);
+            s.privacy[hospital] = PrivacyAccount(epsilonBudget, delta, 0, 0, false);
             emit PrivacyBudgetSet(study, hospital, epsilonBudget, delta);
         }
         if (!header.budgeted) s.header.budgeted = true;
+    }
+
+    /// @notice Declare that the study's rounds run secure aggregation: each round then goes through
+    /// the phases of {SecurePhase}, and the coordinator commits it only once every phase is closed.
+    /// The study's coordinator only, before its first round (e.g. in one multicall with {createStudy}).
+    /// @param study The study.
+    function setSecureAggregation(uint64 study) external {
+        Study storage s = _studies[study];
+        StudyHeader memory header = s.header;
+        _requireCoordinator(study, header, true);
+        if (header.roundCount != 0) revert SecureAggregationFrozen(study);
+        if (header.secure) revert SecureAggregationAlreadySet(study);
+        s.header.secure = true;
+        emit SecureAggregationDeclared(study);
     }
 
     // Rounds ---------------------------------------------------------------------------------------
@@ -322,12 +381,15 @@ contract RoundRegistry is ConsortiumBound, Multicall {
             roleLosses: uint64(consortium.learningRoleLosses()),
             updateCount: 0,
             counted: 0,
-            budgeted: header.budgeted
+            budgeted: header.budgeted,
+            secure: header.secure,
+            phase: SecurePhase.Keys
         });
         r.tally = bytes32(_TALLY_SEED);
         for (uint256 i; i < invited.length; ++i) {
             r.invited[invited[i]] = true;
         }
+        if (header.secure) _enroll(s, invited);
         emit RoundOpened(study, round, baseCommitment, baseRound, deadline, invited);
     }
 
@@ -386,6 +448,62 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         emit PrivacySpent(declaration);
     }
 
+    /// @notice Post the caller's message of a secure round's current phase: its key advertisement
+    /// (Keys), its encrypted shares (Shares) or its unmasking response (Unmasking). Masked inputs are
+    /// the round's updates ({submitUpdate}). A key advertisement admits its sender to the round's
+    /// roster and is taken from invited participants only (from any participant when the round invites
+    /// no one in particular); a sender's later postings count only if it is on that roster, which
+    /// readers check, so the contract does not. Nothing is stored or parsed (a pause, which stops state
+    /// changes, does not stop it; masked inputs and phase closes do stop): each sender's first posting
+    /// of a phase counts, and one whose bytes cannot be fetched to the digest counts as silence.
+    /// @dev Each check here is paid by every participant of every round: a secure round's postings and
+    /// masked input must stay within 150,000 gas a participant.
+    /// @param study The study.
+    /// @param round The round (secure, open).
+    /// @param phase The round's current phase: Keys, Shares or Unmasking.
+    /// @param cid Binary CID of the message's bytes in the store.
+    /// @param sha256Digest SHA-256 of the message's bytes.
+    function postSecureMessage(uint64 study, uint32 round, SecurePhase phase, bytes calldata cid, bytes32 sha256Digest)
+        external
+    {
+        Round storage r = _studies[study].rounds[round];
+        RoundHeader memory header = r.header;
+        _requireOpen(study, round, header.status);
+        if (!header.secure) revert RoundNotSecure(study, round);
+        // Masked inputs are updates, and a finished round takes nothing more before its commit.
+        if (phase != header.phase || phase == SecurePhase.MaskedInputs || phase == SecurePhase.Finished) {
+            revert SecurePhaseMismatch(study, round, header.phase, phase);
+        }
+        if (phase == SecurePhase.Keys) {
+            if (header.invites) {
+                if (!r.invited[msg.sender]) revert NotInvited(study, round, msg.sender);
+            } else if (!_holds(msg.sender, _PARTICIPANT_BIT)) {
+                revert NotParticipant(msg.sender);
+            }
+        }
+        emit SecureMessagePosted(study, round, msg.sender, phase, cid, sha256Digest);
+    }
+
+    /// @notice Close a secure round's current phase: its postings are final and the next phase
+    /// opens. Closing MaskedInputs fixes the survivors (the round's submitters); closing Unmasking
+    /// lets the round be committed. The study's coordinator only.
+    /// @param study The study.
+    /// @param round The round (secure, open).
+    /// @param phase The round's current phase (Keys to Unmasking).
+    function closeSecurePhase(uint64 study, uint32 round, SecurePhase phase) external {
+        Study storage s = _studies[study];
+        _requireCoordinator(study, s.header, false);
+        Round storage r = s.rounds[round];
+        RoundHeader memory header = r.header;
+        _requireOpen(study, round, header.status);
+        if (!header.secure) revert RoundNotSecure(study, round);
+        if (phase != header.phase || phase == SecurePhase.Finished) {
+            revert SecurePhaseMismatch(study, round, header.phase, phase);
+        }
+        r.header.phase = SecurePhase(uint8(phase) + 1);
+        emit SecurePhaseClosed(study, round, phase);
+    }
+
     /// @notice Commit the round's aggregate, which becomes the study's latest model. The study's
     /// coordinator only; once. Counts the updates whose senders hold the participant role now and
     /// that the coordinator did not reject, and needs at least the study's quorum of them.
@@ -413,6 +531,9 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         Round storage r = s.rounds[round];
         RoundHeader memory roundHeader = r.header;
         _requireOpen(study, round, roundHeader.status);
+        if (roundHeader.secure && roundHeader.phase != SecurePhase.Finished) {
+            revert SecurePhaseMismatch(study, round, roundHeader.phase, SecurePhase.Finished);
+        }
         uint256 mask;
         {
             uint256 counted;
@@ -530,9 +651,26 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         if (status == RoundStatus.Committed) aggregateCommitment = r.tally;
     }
 
-    /// @notice The commitment of `participant`'s update to the round; zero if it submitted none.
+    /// @notice The commitment of `participant`'s update to the round; zero if it submitted none. A
+    /// secure round keeps no commitment (its masked inputs are in {UpdateSubmitted}): see {hasSubmitted}.
     function updateOf(uint64 study, uint32 round, address participant) external view returns (bytes32) {
         return _studies[study].rounds[round].updates[participant];
+    }
+
+    /// @notice Whether `participant` submitted its update to the round. For a secure round (its masked
+    /// input) exact while the round is the participant's latest: for earlier ones read {UpdateSubmitted}.
+    function hasSubmitted(uint64 study, uint32 round, address participant) external view returns (bool) {
+        Study storage s = _studies[study];
+        Round storage r = s.rounds[round];
+        if (r.header.secure) return round != 0 && s.privacy[participant].lastSecureRound == round;
+        return r.updates[participant] != 0;
+    }
+
+    /// @notice Whether the study runs secure aggregation, and the round's phase (Keys for a round
+    /// not opened yet or of a study without it).
+    function secureRoundOf(uint64 study, uint32 round) external view returns (bool secure, SecurePhase phase) {
+        Study storage s = _study(study);
+        return (s.header.secure, s.rounds[round].header.phase);
     }
 
     /// @notice Whether the round lets `account` submit by invitation (true for all when it invites
@@ -577,14 +715,32 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         }
         if (block.timestamp > header.deadline) revert DeadlinePassed(study, round, header.deadline);
         if (header.invites && !r.invited[msg.sender]) revert NotInvited(study, round, msg.sender);
-        if (r.updates[msg.sender] != 0) revert AlreadySubmitted(study, round, msg.sender);
         uint256 tally = uint256(r.tally);
         uint256 index = tally & _COUNT_MASK;
         if (index == MAX_UPDATES) revert RoundFull(study, round);
-
-        r.updates[msg.sender] = _commitment(cid, sha256Digest);
+        if (header.secure) {
+            if (header.phase != SecurePhase.MaskedInputs) {
+                revert SecurePhaseMismatch(study, round, header.phase, SecurePhase.MaskedInputs);
+            }
+            PrivacyAccount storage account = _studies[study].privacy[msg.sender];
+            if (account.lastSecureRound >= round) revert AlreadySubmitted(study, round, msg.sender);
+            account.lastSecureRound = round;
+            _commitment(cid, sha256Digest);
+        } else {
+            if (r.updates[msg.sender] != 0) revert AlreadySubmitted(study, round, msg.sender);
+            r.updates[msg.sender] = _commitment(cid, sha256Digest);
+        }
         r.tally = bytes32(_chain(tally & ~_COUNT_MASK, msg.sender) | (index + 1));
         emit UpdateSubmitted(study, round, msg.sender, uint16(index), cid, sha256Digest, samples);
+    }
+
+    /// @dev Creates the account slot of each invited hospital not yet in one, so that a secure round's
+    /// masked input updates a slot (5,000 gas) rather than creating it (22,100).
+    function _enroll(Study storage s, address[] calldata invited) private {
+        for (uint256 i; i < invited.length; ++i) {
+            PrivacyAccount storage account = s.privacy[invited[i]];
+            if (!account.enrolled) account.enrolled = true;
+        }
     }
 
     /// @dev The study's coordinator is the caller; with `checkRole`, it also holds the role now.

@@ -56,6 +56,28 @@ class RoundState(enum.StrEnum):
 _STATES = {1: RoundState.OPEN, 2: RoundState.COMMITTED, 3: RoundState.CANCELLED}
 
 
+class SecurePhase(enum.IntEnum):
+    """A secure round's phase (RoundRegistry.SecurePhase): the postings it takes; FINISHED: all closed."""
+
+    KEYS = 0
+    SHARES = 1
+    MASKED_INPUTS = 2
+    UNMASKING = 3
+    FINISHED = 4
+
+
+@dataclass(frozen=True)
+class SecureMessage:
+    """One posting of a secure round (its SecureMessagePosted event): key advertisement, shares or
+    unmasking response, its bytes in the store."""
+
+    sender: str
+    phase: SecurePhase
+    artifact: ArtifactRef
+    block: int
+    index: int  # its place among the round's postings of every phase, from 0
+
+
 @dataclass(frozen=True)
 class StudyInfo:
     """A study as the chain holds it: who runs it, what it starts from, how far it got."""
@@ -69,6 +91,7 @@ class StudyInfo:
     round_count: int
     latest_round: int  # the last committed round; 0: none, the genesis model is the latest
     latest_commitment: bytes
+    secure: bool = False  # its rounds run secure aggregation
 
 
 @dataclass(frozen=True)
@@ -97,6 +120,7 @@ class RoundInfo:
     counted_submitters: tuple[str, ...]  # the submitters whose updates counted at commit
     rejected_submitters: tuple[str, ...] = ()  # those whose updates the coordinator refused (commit or cancel)
     closed_block: int | None = None  # the block of the commit or cancel
+    secure_phase: SecurePhase | None = None  # a secure round's phase; None: the study has no secure aggregation
 
 
 @dataclass(frozen=True)
@@ -111,6 +135,7 @@ class ParticipantView:
     base_commitment: bytes
     invited: bool  # True also when the round invites anyone
     submitted: bool
+    secure_phase: SecurePhase | None = None  # as in RoundInfo
 
 
 class RoundsClient(ContractClient):
@@ -126,20 +151,20 @@ class RoundsClient(ContractClient):
     def study(self, study: int) -> StudyInfo:
         """The study now; ChainRefusal(UnknownStudy) if there is none."""
         (coordinator, min_updates, round_count, latest_round, genesis_commitment, config_digest), \
-            (_, latest_commitment) = self._batch(("studyOf", study), ("latestModel", study))
+            (_, latest_commitment), (secure, _) = self._batch(
+                ("studyOf", study), ("latestModel", study), ("secureRoundOf", study, 0))
         created = self._one_log("StudyCreated", lambda log: _artifact(log, "genesis").commitment()
                                 == bytes(genesis_commitment), study=study)
         genesis = self._checked(_artifact(created, "genesis"), bytes(genesis_commitment))
         return StudyInfo(
             study, coordinator, genesis, bytes(config_digest), CID.from_bytes(bytes(created.configCid)),
-            int(min_updates), int(round_count), int(latest_round), bytes(latest_commitment),
+            int(min_updates), int(round_count), int(latest_round), bytes(latest_commitment), bool(secure),
         )
 
     def round(self, study: int, round: int) -> RoundInfo:
         """The round now; ChainRefusal(UnknownStudy or UnknownRound) if there is none."""
-        status, deadline, base_round, base_commitment, _, update_count, _, aggregate_commitment = self._call(
-            "roundOf", study, round
-        )
+        (status, deadline, base_round, base_commitment, _, update_count, _, aggregate_commitment), \
+            (secure, phase) = self._batch(("roundOf", study, round), ("secureRoundOf", study, round))
         opened = self._one_log("RoundOpened", lambda log: int(log.deadline) == int(deadline)
                                and bytes(log.baseCommitment) == bytes(base_commitment), study=study, round=round)
         state = _STATES[int(status)]
@@ -170,6 +195,7 @@ class RoundsClient(ContractClient):
         return RoundInfo(
             study, round, state, int(base_round), bytes(base_commitment), int(deadline), tuple(opened.invited),
             int(update_count), aggregate, counted, rejected, closed_block,
+            SecurePhase(int(phase)) if secure else None,
         )
 
     def updates(self, study: int, round: int) -> list[UpdateInfo]:
@@ -197,11 +223,22 @@ class RoundsClient(ContractClient):
     def round_for(self, study: int, round: int, participant: str) -> ParticipantView:
         """What a hospital node needs of a round, in one call: its state, deadline, base, and whether
         ``participant`` is invited and has submitted."""
-        (status, deadline, base_round, base_commitment, *_), (invited,), (update,) = self._batch(
-            ("roundOf", study, round), ("isInvited", study, round, participant),
-            ("updateOf", study, round, participant))
+        (status, deadline, base_round, base_commitment, *_), (invited,), (submitted,), (secure, phase) = \
+            self._batch(("roundOf", study, round), ("isInvited", study, round, participant),
+                        ("hasSubmitted", study, round, participant), ("secureRoundOf", study, round))
         return ParticipantView(study, round, _STATES[int(status)], int(deadline), int(base_round),
-                               bytes(base_commitment), bool(invited), any(update))
+                               bytes(base_commitment), bool(invited), bool(submitted),
+                               SecurePhase(int(phase)) if secure else None)
+
+    def secure_messages(self, study: int, round: int, phase: SecurePhase) -> list[SecureMessage]:
+        """Every posting of the secure round's ``phase`` (Keys, Shares or Unmasking), in chain order.
+        A sender may appear twice: its first posting is the one that counts."""
+        return [
+            SecureMessage(log.sender, SecurePhase(int(log.phase)),
+                          ArtifactRef(CID.from_bytes(bytes(log.cid)), bytes(log.sha256)), int(log.block_number), index)
+            for index, log in enumerate(self._logs("SecureMessagePosted", study=study, round=round))
+            if int(log.phase) == phase
+        ]
 
     def committed_aggregate(self, study: int, round: int, commitment: bytes) -> ArtifactRef:
         """The aggregate a round committed, whose commitment the caller read from the chain (e.g. the
@@ -237,13 +274,31 @@ class RoundsClient(ContractClient):
 
     # Transactions ----------------------------------------------------------
 
-    def create_study(self, genesis: ArtifactRef, config_digest: bytes, config_cid: CID, min_updates: int) -> int:
-        """Create a study coordinated by the signer, starting from ``genesis``; returns its id."""
-        receipt = self._send(
-            self.contract.createStudy, bytes(genesis.cid), genesis.sha256, config_digest, bytes(config_cid),
-            min_updates,
-        )
+    def create_study(self, genesis: ArtifactRef, config_digest: bytes, config_cid: CID, min_updates: int,
+                     *, secure: bool = False) -> int:
+        """Create a study coordinated by the signer, starting from ``genesis``; returns its id. With
+        ``secure``, its rounds run secure aggregation (declared in the same transaction)."""
+        create = self.contract.createStudy.encode_input(
+            bytes(genesis.cid), genesis.sha256, config_digest, bytes(config_cid), min_updates)
+        if secure:
+            number = int(self._call("studyCount")[0]) + 1
+            receipt = self._multicall([create, self.contract.setSecureAggregation.encode_input(number)])
+        else:
+            receipt = self._send(self.contract.createStudy, bytes(genesis.cid), genesis.sha256, config_digest,
+                                 bytes(config_cid), min_updates)
         return int(self._event_args(receipt, "StudyCreated")["study"])
+
+    def set_secure_aggregation(self, study: int) -> None:
+        """Declare that the study's rounds run secure aggregation (before its first round)."""
+        self._send(self.contract.setSecureAggregation, study)
+
+    def post_secure_message(self, study: int, round: int, phase: SecurePhase, message: ArtifactRef) -> None:
+        """Post the signer's message of the secure round's current ``phase`` (its bytes already stored)."""
+        self._send(self.contract.postSecureMessage, study, round, int(phase), bytes(message.cid), message.sha256)
+
+    def close_secure_phase(self, study: int, round: int, phase: SecurePhase) -> None:
+        """Close the secure round's current ``phase`` (the study's coordinator)."""
+        self._send(self.contract.closeSecurePhase, study, round, int(phase))
 
     def open_round(self, study: int, base: ArtifactRef, deadline: int, invited: Sequence[str] = ()) -> int:
         """Open the study's next round on ``base`` (its latest model) until ``deadline``; returns its number."""

@@ -159,14 +159,19 @@ def declaration(history: Sequence[DPParameters], update: DPParameters, budget: C
 
 
 def create_study_with_budgets(rounds: RoundsClient, number: int, genesis: ArtifactRef, config_digest: bytes,
-                              config_cid, min_updates: int, hospitals: Sequence[str], budget: ChainBudget) -> int:
-    """Create study ``number`` (the next) and give ``hospitals`` their budget, in one transaction."""
+                              config_cid, min_updates: int, hospitals: Sequence[str], budget: ChainBudget,
+                              *, secure: bool = False) -> int:
+    """Create study ``number`` (the next) and give ``hospitals`` their budget, in one transaction (with
+    ``secure``, declaring secure aggregation too)."""
     contract = rounds.contract
-    receipt = rounds._multicall([
+    calls = [
         contract.createStudy.encode_input(bytes(genesis.cid), genesis.sha256, config_digest, bytes(config_cid),
                                           min_updates),
         contract.setPrivacyBudgets.encode_input(number, list(hospitals), budget.epsilon_units, budget.delta_units),
-    ])
+    ]
+    if secure:
+        calls.append(contract.setSecureAggregation.encode_input(number))
+    receipt = rounds._multicall(calls)
     return int(rounds._event_args(receipt, "StudyCreated")["study"])
 
 

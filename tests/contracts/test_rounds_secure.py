@@ -1,0 +1,192 @@
+"""RoundRegistry secure rounds: declared before round 1, phases closed in order by the study's
+coordinator, key/share/unmasking postings as events from invited participants only, masked inputs
+as the round's updates in their phase only, and no commit before every phase is closed."""
+
+import ape
+import pytest
+from eth_abi import encode as abi_encode
+from eth_utils import keccak
+
+from conftest import ONE_DAY, make_artifact, make_cid
+
+CONFIG_DIGEST = b"\x0d" * 32
+GENESIS = make_artifact(3000)
+KEYS, SHARES, MASKED, UNMASKING, FINISHED = range(5)
+
+
+def commitment(artifact):
+    return keccak(abi_encode(["bytes", "bytes32"], list(artifact)))
+
+
+def new_study(rounds, coordinator):
+    study = rounds.createStudy(*GENESIS, CONFIG_DIGEST, make_cid(998), 2, sender=coordinator).return_value
+    tx = rounds.setSecureAggregation(study, sender=coordinator)
+    assert [(log.event_name, log.study) for log in tx.events] == [("SecureAggregationDeclared", study)]
+    return study
+
+
+@pytest.fixture
+def secure(rounds, coordinator, hospitals, chain):
+    """A secure study with round 1 open, inviting the first three hospitals; returns the study."""
+    study = new_study(rounds, coordinator)
+    invited = [h.address for h in hospitals[:3]]
+    rounds.openRound(study, commitment(GENESIS), chain.pending_timestamp + ONE_DAY, invited, sender=coordinator)
+    return study
+
+
+def post(rounds, study, member, phase, n, round_=1):
+    return rounds.postSecureMessage(study, round_, phase, *make_artifact(n), sender=member)
+
+
+def close(rounds, study, coordinator, phase, round_=1):
+    tx = rounds.closeSecurePhase(study, round_, phase, sender=coordinator)
+    assert [(log.event_name, log.study, log.round, log.phase) for log in tx.events] == [
+        ("SecurePhaseClosed", study, round_, phase)]
+    return tx
+
+
+def run_to_unmasking(rounds, study, coordinator, hospitals, survivors=3):
+    for phase in (KEYS, SHARES):
+        for i, member in enumerate(hospitals[:3]):
+            post(rounds, study, member, phase, 10 * phase + i)
+        close(rounds, study, coordinator, phase)
+    for i, member in enumerate(hospitals[:survivors]):
+        rounds.submitUpdate(study, 1, *make_artifact(100 + i), 10, sender=member)
+    close(rounds, study, coordinator, MASKED)
+
+
+def test_a_secure_round_runs_its_phases_in_order_and_commits(rounds, secure, coordinator, hospitals):
+    assert rounds.secureRoundOf(secure, 1) == (True, KEYS)
+    tx = post(rounds, secure, hospitals[0], KEYS, 1)
+    (event,) = tx.events
+    assert (event.event_name, event.study, event.round, event.sender, event.phase) == (
+        "SecureMessagePosted", secure, 1, hospitals[0].address, KEYS)
+    assert (bytes(event.cid), bytes(event.sha256)) == make_artifact(1)
+    run_to_unmasking(rounds, secure, coordinator, hospitals, survivors=2)
+    assert rounds.secureRoundOf(secure, 1) == (True, UNMASKING)
+    assert [rounds.hasSubmitted(secure, 1, h) for h in hospitals[:3]] == [True, True, False]
+    for i, member in enumerate(hospitals[:2]):
+        post(rounds, secure, member, UNMASKING, 40 + i)
+    survivors = [h.address for h in hospitals[:2]]
+    with ape.reverts(rounds.SecurePhaseMismatch, study=secure, round=1, current=UNMASKING, given=FINISHED):
+        rounds.commitAggregate(secure, 1, survivors, 0, *make_artifact(500), sender=coordinator)
+    close(rounds, secure, coordinator, UNMASKING)
+    assert rounds.secureRoundOf(secure, 1) == (True, FINISHED)
+    with ape.reverts(rounds.SecurePhaseMismatch, study=secure, round=1, current=FINISHED, given=FINISHED):
+        post(rounds, secure, hospitals[0], FINISHED, 45)  # the responses every reader counts are final
+    with ape.reverts(rounds.SecurePhaseMismatch, study=secure, round=1, current=FINISHED, given=FINISHED):
+        rounds.closeSecurePhase(secure, 1, FINISHED, sender=coordinator)
+    rounds.commitAggregate(secure, 1, survivors, 0, *make_artifact(500), sender=coordinator)
+    assert rounds.latestModel(secure) == (1, commitment(make_artifact(500)))
+
+
+def test_postings_are_taken_in_their_phase_only(rounds, secure, coordinator, hospitals):
+    with ape.reverts(rounds.SecurePhaseMismatch, study=secure, round=1, current=KEYS, given=SHARES):
+        post(rounds, secure, hospitals[0], SHARES, 1)
+    with ape.reverts(rounds.SecurePhaseMismatch, study=secure, round=1, current=KEYS, given=MASKED):
+        rounds.submitUpdate(secure, 1, *make_artifact(1), 10, sender=hospitals[0])
+    with ape.reverts(rounds.SecurePhaseMismatch, study=secure, round=1, current=KEYS, given=MASKED):
+        post(rounds, secure, hospitals[0], MASKED, 1)  # masked inputs are updates, never postings
+    post(rounds, secure, hospitals[0], KEYS, 1)
+    close(rounds, secure, coordinator, KEYS)
+    with ape.reverts(rounds.SecurePhaseMismatch, study=secure, round=1, current=SHARES, given=KEYS):
+        post(rounds, secure, hospitals[1], KEYS, 2)  # too late for the roster
+    with ape.reverts(rounds.SecurePhaseMismatch, study=secure, round=1, current=SHARES, given=KEYS):
+        close(rounds, secure, coordinator, KEYS)
+    close(rounds, secure, coordinator, SHARES)
+    rounds.submitUpdate(secure, 1, *make_artifact(2), 10, sender=hospitals[0])
+    with ape.reverts(rounds.AlreadySubmitted, study=secure, round=1, participant=hospitals[0].address):
+        rounds.submitUpdate(secure, 1, *make_artifact(3), 10, sender=hospitals[0])
+    close(rounds, secure, coordinator, MASKED)
+    with ape.reverts(rounds.SecurePhaseMismatch, study=secure, round=1, current=UNMASKING, given=MASKED):
+        rounds.submitUpdate(secure, 1, *make_artifact(4), 10, sender=hospitals[1])  # survivors are fixed
+
+
+def test_only_invited_participants_join_the_roster(rounds, secure, hospitals, stranger):
+    with ape.reverts(rounds.NotInvited, study=secure, round=1, account=hospitals[3].address):
+        post(rounds, secure, hospitals[3], KEYS, 1)
+    with ape.reverts(rounds.NotInvited, study=secure, round=1, account=stranger.address):
+        post(rounds, secure, stranger, KEYS, 1)
+
+
+def test_without_invitations_the_roster_takes_participants(rounds, coordinator, hospitals, stranger, chain):
+    study = new_study(rounds, coordinator)
+    rounds.openRound(study, commitment(GENESIS), chain.pending_timestamp + ONE_DAY, [], sender=coordinator)
+    with ape.reverts(rounds.NotParticipant, account=stranger.address):
+        post(rounds, study, stranger, KEYS, 1)
+    post(rounds, study, hospitals[3], KEYS, 1)
+
+
+def test_later_postings_are_left_to_readers(rounds, secure, coordinator, hospitals, stranger):
+    """Only the roster's postings count, which every reader checks against the Keys phase's events:
+    the contract spends no gas on it, and stores nothing, so a second posting is logged too."""
+    post(rounds, secure, hospitals[0], KEYS, 1)
+    close(rounds, secure, coordinator, KEYS)
+    tx = post(rounds, secure, stranger, SHARES, 2)
+    assert [log.sender for log in tx.events] == [stranger.address]
+    post(rounds, secure, hospitals[0], SHARES, 3)
+    assert [log.sender for log in post(rounds, secure, hospitals[0], SHARES, 4).events] == [hospitals[0].address]
+
+
+def test_an_evicted_hospital_is_a_dropout(rounds, secure, coordinator, hospitals, access, admin):
+    """Evicted after the invitation, a hospital may still advertise keys and share them, but its masked
+    input is refused: it drops out, and the others' shares recover its masks."""
+    access.revokeRole(access.PARTICIPANT_ROLE(), hospitals[0], sender=admin)
+    post(rounds, secure, hospitals[0], KEYS, 1)
+    close(rounds, secure, coordinator, KEYS)
+    close(rounds, secure, coordinator, SHARES)
+    with ape.reverts(rounds.NotParticipant, account=hospitals[0].address):
+        rounds.submitUpdate(secure, 1, *make_artifact(1), 10, sender=hospitals[0])
+
+
+def test_only_the_study_coordinator_closes_a_phase(rounds, secure, hospitals, access, admin, coordinator, guardian):
+    with ape.reverts(rounds.NotStudyCoordinator, study=secure, account=hospitals[0].address):
+        rounds.closeSecurePhase(secure, 1, KEYS, sender=hospitals[0])
+    access.pause(sender=guardian)
+    with ape.reverts(rounds.ConsortiumPaused):
+        rounds.closeSecurePhase(secure, 1, KEYS, sender=coordinator)
+
+
+def test_a_plain_study_has_no_secure_steps(rounds, coordinator, hospitals, chain):
+    study = rounds.createStudy(*GENESIS, CONFIG_DIGEST, make_cid(997), 1, sender=coordinator).return_value
+    rounds.openRound(study, commitment(GENESIS), chain.pending_timestamp + ONE_DAY, [], sender=coordinator)
+    assert rounds.secureRoundOf(study, 1) == (False, KEYS)
+    with ape.reverts(rounds.RoundNotSecure, study=study, round=1):
+        post(rounds, study, hospitals[0], KEYS, 1)
+    with ape.reverts(rounds.RoundNotSecure, study=study, round=1):
+        rounds.closeSecurePhase(study, 1, KEYS, sender=coordinator)
+    with ape.reverts(rounds.SecureAggregationFrozen, study=study):
+        rounds.setSecureAggregation(study, sender=coordinator)  # rounds already ran in the clear
+
+
+def test_secure_aggregation_is_declared_once_by_the_coordinator(rounds, coordinator, hospitals):
+    study = new_study(rounds, coordinator)
+    with ape.reverts(rounds.SecureAggregationAlreadySet, study=study):
+        rounds.setSecureAggregation(study, sender=coordinator)
+    other = rounds.createStudy(*GENESIS, CONFIG_DIGEST, make_cid(996), 1, sender=coordinator).return_value
+    with ape.reverts(rounds.NotStudyCoordinator, study=other, account=hospitals[0].address):
+        rounds.setSecureAggregation(other, sender=hospitals[0])
+
+
+def test_a_secure_round_can_be_cancelled_in_any_phase(rounds, secure, coordinator, hospitals, chain):
+    post(rounds, secure, hospitals[0], KEYS, 1)
+    chain.pending_timestamp += ONE_DAY + 1
+    rounds.cancelRound(secure, 1, [], 0, sender=coordinator)
+    with ape.reverts(rounds.RoundNotOpen):
+        post(rounds, secure, hospitals[1], KEYS, 2)
+
+
+def test_masked_input_guard_is_per_round(rounds, secure, coordinator, hospitals, chain):
+    """The once-per-round guard lives in a slot reused each round: round 2 takes a new masked input."""
+    run_to_unmasking(rounds, secure, coordinator, hospitals)
+    close(rounds, secure, coordinator, UNMASKING)
+    survivors = [h.address for h in hospitals[:3]]
+    rounds.commitAggregate(secure, 1, survivors, 0, *make_artifact(600), sender=coordinator)
+    rounds.openRound(secure, commitment(make_artifact(600)), chain.pending_timestamp + ONE_DAY, survivors,
+                     sender=coordinator)
+    assert rounds.secureRoundOf(secure, 2) == (True, KEYS)
+    assert not rounds.hasSubmitted(secure, 2, hospitals[0])
+    close(rounds, secure, coordinator, KEYS, round_=2)
+    close(rounds, secure, coordinator, SHARES, round_=2)
+    rounds.submitUpdate(secure, 2, *make_artifact(700), 10, sender=hospitals[0])
+    assert rounds.hasSubmitted(secure, 2, hospitals[0])
