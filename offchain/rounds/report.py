@@ -106,13 +106,13 @@ class RoundReport:
     failure: str = ""
     test_accuracy: float | None = None
 
-    def line(self) -> str:
+    def line(self, names: Mapping[str, str] | None = None) -> str:
         extra = ""
         if self.verified is not None and self.status.state == "committed":
             extra += ", verified" if self.verified else f", FAILED {self.failed_check}: {self.failure}"
         if self.test_accuracy is not None:
             extra += f", test accuracy {self.test_accuracy:.3f}"
-        return self.status.line(extra)
+        return self.status.line(extra, dict(names or {}))
 
     def to_json(self) -> dict:
         return {**asdict(self.status), "verified": self.verified, "failed_check": self.failed_check,
@@ -161,7 +161,8 @@ class StudyReport:
         if self.aggregator is not None:
             lines.append(f"model {self.model}, aggregator {self.aggregator}, "
                          + ("DP-SGD declared" if self.dp_declared else "no DP declared"))
-        lines += [report.line() for report in self.rounds]
+        names = {p.address: p.name for p in self.participants if p.name}
+        lines += [report.line(names) for report in self.rounds]
         if self.participants:
             lines.append("participants:")
             lines += [participant.line(self.dp_declared) for participant in self.participants]
@@ -173,6 +174,7 @@ class StudyReport:
         return {
             "study": status.study, "coordinator": status.coordinator, "minUpdates": status.min_updates,
             "latestRound": status.latest_round, "aggregator": self.aggregator, "model": self.model,
+            "secureAggregation": status.secure,
             "dpDeclared": self.dp_declared, "auditors": list(self.auditors),
             "participants": [participant.to_json() for participant in self.participants],
             "rounds": [report.to_json() for report in self.rounds], "notes": list(self.notes),
@@ -186,15 +188,16 @@ def study_report(member: Member, study: int, *, names: Mapping[str, str] | None 
     default: the bundled held-out split), each participant's updates and privacy spend.
     ``names`` gives people's names for accounts, where known."""
     names = names or {}
-    status = study_status(member, study)
     view = Study(member, study)
     notes: list[str] = []
     try:
         config = view.config
     except ArtifactCheckFailed as error:
         notes.append(f"the study's config cannot be read: {error}")
+        status = study_status(member, study)
         rounds = tuple(RoundReport(round_status) for round_status in status.rounds)
         return StudyReport(status, None, None, False, (), (), rounds, tuple(notes))
+    status = study_status(member, study, config.participants)
     has_key = member.keystore is not None
     verdicts: dict[int, RoundVerdict] = {}
     if verify:

@@ -335,6 +335,15 @@
     return round.verified ? 'verified' : 'FAILED ' + round.failed_check + ': ' + round.failure;
   }
 
+  // A secure round (secure aggregation): its survivors and the hospitals that dropped out, by name where known.
+  function secureText(round, report) {
+    if (round.secure_phase === null || round.secure_phase === undefined) return '';
+    const nameOf = (account) => (report.participants.find((p) => p.address === account) || {}).name || short(account);
+    const phase = round.state === 'open' ? ', phase ' + round.secure_phase : '';
+    return '; secure' + phase + ': ' + round.survivors.length + ' survivors'
+      + (round.dropped.length ? ', dropped ' + round.dropped.map(nameOf).join(', ') : '');
+  }
+
   function privacyCell(report, participant) {
     const $cell = $('<td class="privacy">');
     if (!report.dpDeclared) return $cell.text('no DP declared');
@@ -366,7 +375,8 @@
     report.rounds.forEach((round) => {
       $rounds.find('tbody').append($('<tr>').attr('data-round', round.round).attr('data-state', round.state)
         .append($('<td>').text(round.round), $('<td class="round-state">').text(round.state),
-          $('<td>').text(round.submitters.length + (round.state === 'committed' ? ' (' + round.counted.length + ' counted)' : '')),
+          $('<td class="round-updates">').text(round.submitters.length
+            + (round.state === 'committed' ? ' (' + round.counted.length + ' counted)' : '') + secureText(round, report)),
           $('<td class="round-verified">').text(verdictText(round))
             .toggleClass('text-success', round.verified === true && round.state === 'committed')
             .toggleClass('text-danger', round.verified === false),
