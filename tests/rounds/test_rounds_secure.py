@@ -10,6 +10,7 @@ holding no key re-derives every round; tampering shows as the check that catches
 import pytest
 import torch
 
+from fl.client import LocalTrainingConfig
 from fl.data import federated_breast_cancer
 from fl.models import ModelSpec, ParameterLayout
 from fl.secure_aggregation import SecureAggregationError, SurvivorSetMismatch
@@ -17,7 +18,8 @@ from offchain.contract_client import ChainRefusal
 from offchain.rounds.client import SecurePhase
 from offchain.rounds.config import SecureAggregationSettings, StudyConfig
 from offchain.rounds.coordinator import Coordinator
-from offchain.rounds.participant import HospitalNode
+from offchain.rounds.participant import HospitalNode, Step
+from offchain.rounds.privacy import DP_LEARNING_RATE, budgeted_dp, declarations
 from offchain.rounds.runner import enrol
 from offchain.rounds.secure_board import survivors_and_dropped
 from offchain.rounds.study import Member, aggregate_bytes, store_public
@@ -48,10 +50,12 @@ def five(consortium, accounts):
     return [*consortium.hospitals, *(members[a.address] for a in accounts[6:8])]
 
 
-def secure_study(consortium, hospitals, threshold, *, aggregator="fedavg", params=None, min_updates=2) -> int:
+def secure_study(consortium, hospitals, threshold, *, aggregator="fedavg", params=None, min_updates=2,
+                 **changes) -> int:
     config = StudyConfig(ModelSpec("logistic", 30), tuple(m.address for m in hospitals), (consortium.auditor.address,),
                          aggregator, params or {}, round_seconds=600,
-                         secure_aggregation=SecureAggregationSettings(threshold, phase_seconds=PHASE_SECONDS))
+                         secure_aggregation=SecureAggregationSettings(threshold, phase_seconds=PHASE_SECONDS),
+                         **changes)
     return consortium.coordinator.create_study(config, min_updates).number
 
 
@@ -65,24 +69,33 @@ class Run:
         self.logs: list[str] = []
         self.coordinator = Coordinator(consortium.coordinator, study, target_rounds=target_rounds,
                                        clock=self.clock, log=self.logs.append)
-        shares = federated_breast_cancer(len(hospitals)).hospitals
-        self.nodes = [HospitalNode(member, study, share, log=self.logs.append) for member, share in zip(hospitals, shares)]
+        self.shares = federated_breast_cancer(len(hospitals)).hospitals
+        self.nodes = [HospitalNode(member, study, share, log=self.logs.append)
+                      for member, share in zip(hospitals, self.shares)]
         self.trained: dict[tuple[int, str], object] = {}
+        self.steps: list[tuple[int, object]] = []  # (node index, its step)
         for node in self.nodes:
-            train = node.client.train
+            self._capture(node)
 
-            def capture(parameters, round_number, node=node, train=train):
-                model = train(parameters, round_number)
-                self.trained[round_number, node.member.address] = model
-                return model
+    def _capture(self, node: HospitalNode) -> HospitalNode:
+        """Keep each model ``node`` trains, by (round, account)."""
+        train = node.client.train
 
-            node.client.train = capture
+        def capture(parameters, round_number):
+            model = train(parameters, round_number)
+            self.trained[round_number, node.member.address] = model
+            return model
 
-    def drive(self, *, silent_after: dict[int, str] | None = None, limit: int = 40):
+        node.client.train = capture
+        return node
+
+    def drive(self, *, silent_after: dict[int, str] | None = None, restart_after: dict[int, str] | None = None,
+              limit: int = 40):
         """Step everyone until the coordinator commits or cancels. ``silent_after``: node index -> the
-        action after which that node never steps again (a dropout). When every live party waits, the
+        action after which that node never steps again (a dropout); ``restart_after``: the action
+        after which it restarts (a new node, which keeps stepping). When every live party waits, the
         clock moves past a phase's wait."""
-        silent_after = silent_after or {}
+        silent_after, restart_after = silent_after or {}, restart_after or {}
         silent: set[int] = set()
         for _ in range(limit):
             acted = False
@@ -90,9 +103,13 @@ class Run:
                 if i in silent:
                     continue
                 step = node.step()
+                self.steps.append((i, step))
                 acted |= step.action not in ("waiting", "done")
                 if silent_after.get(i) == step.action:
                     silent.add(i)
+                if restart_after.get(i) == step.action:
+                    self.nodes[i] = self._capture(
+                        HospitalNode(node.member, self.study, self.shares[i], log=self.logs.append))
             step = self.coordinator.step()
             if step.action in ("committed", "cancelled"):
                 return step
@@ -166,8 +183,10 @@ def test_five_hospitals_survive_a_dropout_after_keys_and_one_after_the_masked_in
     study = secure_study(consortium, five, threshold=3)
     run = Run(consortium, five, study, target_rounds=2)
     addresses = [m.address for m in five]
-    # Round 1: hospital 2 advertises its keys (and trains), then goes silent.
-    assert run.drive(silent_after={1: "advertised"}).action == "committed"
+    # Round 1: hospital 2 advertises its keys (and trains), then restarts: its session was in memory, so
+    # the new node sits the round out.
+    assert run.drive(restart_after={1: "advertised"}).action == "committed"
+    assert (1, Step("waiting", 1, "not in round 1's session (it is in phase shares)")) in run.steps
     info = consortium.coordinator.rounds.round(study, 1)
     survivors = [a for a in addresses if a != addresses[1]]
     assert sorted(info.counted_submitters) == sorted(survivors)
@@ -182,6 +201,19 @@ def test_five_hospitals_survive_a_dropout_after_keys_and_one_after_the_masked_in
     check_committed(run, 2, addresses)
     assert survivors_and_dropped(run.coordinator.study, 2) == (addresses, [])
     assert [v.verified for v in verify_study(keyless(consortium.stranger), study)] == [True, True]
+
+
+def test_a_budgeted_dp_study_declares_each_masked_inputs_spend(consortium):
+    training = LocalTrainingConfig(learning_rate=DP_LEARNING_RATE)
+    study = secure_study(consortium, consortium.hospitals, threshold=2, training=training,
+                         dp=budgeted_dp(2.0, 1e-5, 1, training))
+    run = Run(consortium, consortium.hospitals, study)
+    assert run.drive().action == "committed"
+    spent = declarations(consortium.auditor.rounds, study, round=1)
+    assert sorted(entry.participant for entry in spent) == sorted(m.address for m in consortium.hospitals)
+    check_committed(run, 1, [m.address for m in consortium.hospitals])
+    # The keyless verifier recomputes every declared epsilon too.
+    assert [v.verified for v in verify_study(keyless(consortium.stranger), study)] == [True]
 
 
 def test_too_few_survivors_cancel_at_the_deadline_saying_why(consortium, chain):
