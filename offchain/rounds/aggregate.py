@@ -11,6 +11,12 @@ data_samples=<samples declared on chain>)``. The study's aggregator then
 combines them (its result does not depend on their order) from the round's
 base model. Stateful aggregators (FedAdam's moments) are replayed from the
 study's first committed round, so the state too comes from the chain alone.
+
+Under secure aggregation no update is readable: the round's masked inputs
+and unmasking responses give the survivors' sum
+(:func:`offchain.rounds.secure_board.secure_sum`), and the study's
+sum-based aggregator combines from their weighted mean
+(:meth:`RoundAggregation.aggregate_secure`), with no key.
 """
 
 from __future__ import annotations
@@ -22,10 +28,13 @@ from typing import Any
 
 import torch
 
-from fl.aggregation import AggregationError, Aggregator, ClientModel, create_aggregator
+from fl.aggregation import AggregationError, AggregationResult, Aggregator, ClientModel, create_aggregator
 from fl.artifacts import ArtifactError, decode_client_model
+from fl.models import ParameterLayout
+from fl.secure_aggregation import SecureSum
 from offchain.rounds.errors import ArtifactCheckFailed, RoundsError
 from offchain.rounds.sealed import UPDATE, readers_of
+from offchain.rounds.secure_board import secure_sum
 from offchain.rounds.study import Study, aggregate_bytes
 
 FETCH_THREADS = 2
@@ -118,8 +127,22 @@ class RoundAggregation:
                 raise ArtifactCheckFailed(screening.rejected[0][1])
             clients = [client for _, client in screening.accepted]
         base = self.study.model(base_round)
+        return self._combine(round_number, lambda: self.aggregator.aggregate(list(clients), global_model=base))
+
+    def aggregate_secure(self, round_number: int, base_round: int, total: SecureSum,
+                         progress: Callable[[str], None] | None = None) -> bytes:
+        """The aggregate's canonical bytes for a secure round from its sum alone: the study's
+        (sum-based) aggregator on base + the survivors' mean update, weighted by their sample counts."""
+        self.catch_up(round_number, progress)
+        base = self.study.model(base_round)
+        layout = ParameterLayout.of(base)
+        mean = layout.unflatten(layout.flatten(base) + torch.from_numpy(total.mean))
+        return self._combine(round_number,
+                             lambda: self.aggregator.aggregate_mean(mean, total.total_weight, global_model=base))
+
+    def _combine(self, round_number: int, run: Callable[[], AggregationResult]) -> bytes:
         try:
-            result = self.aggregator.aggregate(list(clients), global_model=base)
+            result = run()
         except AggregationError as error:
             raise RoundsError(f"study {self.study.number} round {round_number}: cannot aggregate: {error}") from None
         self.applied_through = round_number
@@ -138,9 +161,11 @@ class RoundAggregation:
                 continue
             if progress is not None:
                 progress(f"replaying round {earlier} into {self.aggregator.name}'s state")
-            counted = counted_updates(self.study, earlier)
             base_round = committed_base_round(self.study, earlier)
-            self.aggregate(earlier, base_round, counted)
+            if self.study.secure:
+                self.aggregate_secure(earlier, base_round, secure_sum(self.study, earlier))
+            else:
+                self.aggregate(earlier, base_round, counted_updates(self.study, earlier))
         self.applied_through = round_number - 1
 
 

@@ -11,12 +11,17 @@ same bytes and digest in any process::
      "format": "medshare-study/1",
      "model": {"kind": "logistic", "num_features": 30},
      "participants": ["0x...", ...],
-     "round_seconds": 600, "secure_aggregation": null,
+     "round_seconds": 600,
+     "secure_aggregation": null | {"threshold": 3, "phase_seconds": 60, "fractional_bits": 24,
+                                   "modulus_bits": 64, "value_bound": 1024.0, "max_total_weight": 1048576},
      "training": {"batch_size": 16, "epochs": 1, "learning_rate": 0.1, "mu": 0.0}}
 
 ``participants`` are the hospitals of the study (the coordinator invites them
 to each round, and the aggregate is encrypted for them); ``auditors`` may read
-every update and aggregate and re-derive each round.
+every update and aggregate and re-derive each round. With
+``secure_aggregation`` every round runs :mod:`fl.secure_aggregation` through
+the chain (:mod:`offchain.rounds.secure_board`): the coordinator learns only
+the sum of the updates, which is then public, as is every model of the study.
 """
 
 from __future__ import annotations
@@ -29,14 +34,67 @@ from typing import Any
 
 from eth_utils import is_address, to_checksum_address
 
-from fl.aggregation import AggregationError, create_aggregator
+from fl.aggregation import AggregationError, create_aggregator, sum_based_aggregators
 from fl.client import LocalTrainingConfig
 from fl.models import ModelSpec
 from fl.privacy import DPSGDConfig, PrivacyBudget
+from fl.secure_aggregation import FixedPointCodec, SecureAggregationError, SessionParameters
 from offchain.rounds.errors import StudyConfigError
 
 FORMAT = "medshare-study/1"
 DEFAULT_ROUND_SECONDS = 600
+DEFAULT_PHASE_SECONDS = 60
+# Phases a deadline must leave room for before the masked inputs are due: keys, shares, masked inputs.
+_TIMED_PHASES = 3
+
+
+@dataclass(frozen=True)
+class SecureAggregationSettings:
+    """A study's secure aggregation: the Shamir ``threshold`` t, the fixed-point ``codec`` every masked
+    input is encoded with, and ``phase_seconds``, how long the coordinator waits for the parties
+    expected in a phase before it closes the phase without them (they are then dropouts)."""
+
+    threshold: int
+    phase_seconds: int = DEFAULT_PHASE_SECONDS
+    codec: FixedPointCodec = FixedPointCodec()
+
+    def __post_init__(self) -> None:
+        for name in ("threshold", "phase_seconds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise StudyConfigError(f"secure_aggregation: {name} must be a positive int, got {value!r}")
+
+    def check_roster(self, participants: int) -> None:
+        """StudyConfigError unless ``participants`` parties can run a session at this threshold
+        (at least 3, ``t <= n``, ``t > n/2``: :meth:`fl.secure_aggregation.SessionParameters.check_roster_size`)."""
+        try:
+            self.session(bytes(8), 1).check_roster_size(participants)
+        except SecureAggregationError as error:
+            raise StudyConfigError(f"secure_aggregation: {error}") from None
+
+    def session(self, session_id: bytes, vector_length: int) -> SessionParameters:
+        """One round's session parameters (its id and the length of the flattened model)."""
+        try:
+            return SessionParameters(session_id, self.threshold, vector_length, self.codec)
+        except ValueError as error:
+            raise StudyConfigError(f"secure_aggregation: {error}") from None
+
+    def to_json(self) -> dict[str, Any]:
+        codec = self.codec
+        return {"threshold": self.threshold, "phase_seconds": self.phase_seconds,
+                "fractional_bits": codec.fractional_bits, "modulus_bits": codec.modulus_bits,
+                "value_bound": float(codec.value_bound), "max_total_weight": codec.max_total_weight}
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> SecureAggregationSettings:
+        fields = dict(document)
+        codec_fields = {name: fields.pop(name) for name in ("fractional_bits", "modulus_bits", "value_bound",
+                                                           "max_total_weight") if name in fields}
+        try:
+            codec = FixedPointCodec(**codec_fields)
+        except (TypeError, ValueError) as error:
+            raise StudyConfigError(f"secure_aggregation: {error}") from None
+        return cls(codec=codec, **fields)
 
 
 @dataclass(frozen=True)
@@ -51,6 +109,7 @@ class StudyConfig:
     training: LocalTrainingConfig = LocalTrainingConfig()
     dp: DPSGDConfig | None = None
     round_seconds: int = DEFAULT_ROUND_SECONDS
+    secure_aggregation: SecureAggregationSettings | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "participants", _addresses(self.participants, "participants"))
@@ -64,6 +123,18 @@ class StudyConfig:
             create_aggregator(self.aggregator, self.aggregator_params)
         except AggregationError as error:
             raise StudyConfigError(f"aggregator: {error}") from None
+        secure = self.secure_aggregation
+        if secure is not None:
+            if self.aggregator not in sum_based_aggregators():
+                raise StudyConfigError(
+                    f"secure aggregation reveals only the sum of the updates, which aggregator {self.aggregator!r} "
+                    f"cannot work from; use one of {', '.join(sum_based_aggregators())}")
+            secure.check_roster(len(self.participants))
+            if _TIMED_PHASES * secure.phase_seconds > self.round_seconds:
+                raise StudyConfigError(
+                    f"secure_aggregation: {_TIMED_PHASES} phases of {secure.phase_seconds} s (keys, shares, masked "
+                    f"inputs) do not fit in a round of {self.round_seconds} s: lower phase_seconds or raise "
+                    "round_seconds")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -72,7 +143,7 @@ class StudyConfig:
             "aggregator": {"name": self.aggregator, "params": dict(self.aggregator_params)},
             "training": asdict(self.training),
             "dp": asdict(self.dp) if self.dp is not None else None,
-            "secure_aggregation": None,
+            "secure_aggregation": None if self.secure_aggregation is None else self.secure_aggregation.to_json(),
             "participants": list(self.participants),
             "auditors": list(self.auditors),
             "round_seconds": self.round_seconds,
@@ -108,9 +179,8 @@ class StudyConfig:
             document = json.loads(data)
             if document.get("format") != FORMAT:
                 raise StudyConfigError(f"unknown study config format {document.get('format')!r} (this build reads {FORMAT})")
-            if document.get("secure_aggregation") is not None:
-                raise StudyConfigError("secure aggregation is not supported by this build")
             dp = document["dp"]
+            secure = document["secure_aggregation"]
             config = cls(
                 model=ModelSpec(**document["model"]),
                 participants=tuple(document["participants"]),
@@ -120,6 +190,7 @@ class StudyConfig:
                 training=LocalTrainingConfig(**document["training"]),
                 dp=DPSGDConfig(**dp) if dp is not None else None,
                 round_seconds=document["round_seconds"],
+                secure_aggregation=SecureAggregationSettings.from_json(secure) if secure is not None else None,
             )
         except StudyConfigError:
             raise

@@ -20,17 +20,30 @@ chain says it stands:
 
 A sealed aggregate stored before a crash and never committed is simply left
 behind: the next step aggregates again (bit-identically) and seals afresh.
+
+A round of a study under secure aggregation goes through the protocol's
+phases on chain (:mod:`offchain.rounds.secure_board`): the coordinator closes
+each once every party expected in it posted, or ``phase_seconds`` after it
+saw the phase open (the silent ones are dropouts), closes the unmasking phase
+last, derives the survivors' sum from the chain and the store, and commits
+the study's aggregator on it, stored in the clear (the sum is public by
+design), counting the survivors. With too few parties left to unmask it
+waits for the deadline and cancels the round, saying why.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from fl.aggregation import ClientModel
+from fl.secure_aggregation import MIN_CLIENTS, Phase, SecureAggregationError, secure_sum_from_board
 from offchain.contract_client import ChainRefusal
 from offchain.rounds.aggregate import RoundAggregation
+from offchain.rounds.client import SecurePhase
 from offchain.rounds.errors import RoundsError
+from offchain.rounds.secure_board import BOARD_PHASES, ChainBulletinBoard
 from offchain.rounds.selection import select_participants
 from offchain.rounds.study import Member, Study
 
@@ -40,7 +53,8 @@ CHECKPOINTS = ("opening", "opened", "aggregated", "sealed", "committed")
 
 @dataclass(frozen=True)
 class Step:
-    """What one step did: ``opened``, ``committed``, ``cancelled``, ``waiting`` or ``done``, and for which round."""
+    """What one step did: ``opened``, ``closed`` (a secure round's phase), ``committed``, ``cancelled``,
+    ``waiting`` or ``done``, and for which round."""
 
     action: str
     round: int
@@ -51,18 +65,28 @@ class Coordinator:
     """Drives one study; with ``target_rounds``, until that round is closed (committed or cancelled).
 
     ``select``: invite at most this many participants a round (:mod:`offchain.rounds.selection`);
-    None invites every participant of the study.
+    None invites every participant of the study. ``clock``: seconds, to time a secure round's phases
+    (a restarted coordinator starts the current phase's wait again, which is safe).
     """
 
     def __init__(self, member: Member, study: int, *, target_rounds: int | None = None, log: Log | None = None,
-                 checkpoint: Log | None = None, select: int | None = None) -> None:
+                 checkpoint: Log | None = None, select: int | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.member = member
         self.study = Study(member, study)
         if self.study.coordinator != member.address:
             raise RoundsError(f"{member.address} is not the coordinator of study {study} ({self.study.coordinator} is)")
-        member.require_keystore()
+        secure = self.study.config.secure_aggregation
+        if secure is None:
+            member.require_keystore()  # it opens every sealed update; under secure aggregation there is none
+        elif select is not None:
+            secure.check_roster(select)
         self.target_rounds = target_rounds
         self.select = select
+        self.clock = clock
+        # Secure rounds: the current round's board, and when this process first saw each phase open.
+        self._boards: dict[int, ChainBulletinBoard] = {}
+        self._phase_seen: dict[tuple[int, SecurePhase], float] = {}
         self.log = log or (lambda message: None)
         self.aggregation = RoundAggregation(self.study)
         # Updates checked so far, by (round, participant): a submitted update never changes.
@@ -102,6 +126,8 @@ class Coordinator:
         return Step("opened", opened)
 
     def _close(self, number: int, state) -> Step:
+        if state.secure_phase is not None:
+            return self._close_secure(number, state)
         updates = self.member.rounds.updates(self.study.number, number)
         # Check what arrived while others are still training: the close then only aggregates.
         screened = self._screen(number, state.base_round, updates)
@@ -140,11 +166,15 @@ class Coordinator:
     def _commit(self, number: int, state, updates, accepted, rejected: list[str]) -> Step:
         plaintext = self.aggregation.aggregate(number, state.base_round, [u for u, _ in accepted], self.log,
                                                clients=[client for _, client in accepted])
+        return self._store_and_commit(number, plaintext, [update.participant for update in updates], rejected,
+                                      f"{len(accepted)} updates")
+
+    def _store_and_commit(self, number: int, plaintext: bytes, submitters: list[str], rejected: list[str],
+                          counted: str) -> Step:
         tensors = self.aggregation.last_result[1]
         self.checkpoint("aggregated")
-        aggregate = self.study.seal_aggregate(number, plaintext)
+        aggregate = self.study.store_aggregate(number, plaintext)
         self.checkpoint("sealed")
-        submitters = [update.participant for update in updates]
         rounds = self.member.rounds
         # With a target, a round before it opens the next in its commit's transaction; without one, the
         # next round waits for a step of its own (a caller may stop between rounds).
@@ -165,12 +195,85 @@ class Coordinator:
             raise
         self.study.remember_model(number, tensors)
         self._screened = {key: value for key, value in self._screened.items() if key[0] > number}
-        self.log(f"round {number}: committed {aggregate.cid} from {len(accepted)} updates"
+        self.log(f"round {number}: committed {aggregate.cid} from {counted}"
                  + (f", {len(rejected)} rejected" if rejected else ""))
         self.checkpoint("committed")
         if more:
             self.log(f"round {number + 1}: opened on the model of round {number} ({aggregate.cid})")
         return Step("committed", number, str(aggregate.cid))
+
+
+    # Secure rounds -------------------------------------------------------------------------------
+
+    def _close_secure(self, number: int, state) -> Step:
+        """Close the round's current phase once every party expected in it posted, or once
+        ``phase_seconds`` passed since this coordinator saw it open; after the last, derive the sum
+        and commit. With too few parties left for the protocol, wait for the deadline and cancel."""
+        board = self._boards.get(number)
+        if board is None:
+            self._boards = {number: (board := ChainBulletinBoard(self.study, number))}
+            self._phase_seen = {key: seen for key, seen in self._phase_seen.items() if key[0] >= number}
+        deadline_passed = self.member.rounds.now() > state.deadline
+        if state.secure_phase is SecurePhase.FINISHED:
+            return self._commit_secure(number, board, deadline_passed)
+        phase = BOARD_PHASES[state.secure_phase]
+        session = board.session
+        expected = self._expected(board, phase)
+        posted = [sender for sender in board.senders(phase) if sender in expected]
+        needed = session.threshold if phase is Phase.UNMASKING else session.min_survivors
+        name = phase.value
+        if deadline_passed and phase in (Phase.KEYS, Phase.SHARES):
+            return self._cancel_secure(number, True, f"the deadline passed in phase {name}, before any masked input")
+        seen = self._phase_seen.setdefault((number, state.secure_phase), self.clock())
+        timed_out = self.clock() - seen >= self.study.config.secure_aggregation.phase_seconds
+        # Past the deadline no masked input can come: the phase is as full as it will be.
+        timed_out = timed_out or (deadline_passed and phase is Phase.MASKED_INPUTS)
+        if len(posted) < len(expected) and not timed_out:
+            return Step("waiting", number, f"phase {name}: {len(posted)} of {len(expected)} posted")
+        if len(posted) < needed:
+            return self._cancel_secure(number, deadline_passed,
+                                       f"only {len(posted)} of {len(expected)} posted in phase {name}, "
+                                       f"the protocol needs {needed} (threshold {session.threshold}, "
+                                       f"at least {MIN_CLIENTS} survivors)")
+        board.close(session.session_id, phase)
+        self.log(f"round {number}: closed phase {name}, {len(posted)} of {len(expected)} posted")
+        if phase is Phase.UNMASKING:
+            return self._commit_secure(number, board, deadline_passed)
+        return Step("closed", number, name)
+
+    @staticmethod
+    def _expected(board: ChainBulletinBoard, phase: Phase) -> list[str]:
+        """Who should post in ``phase``: the roster, then those whose posting in the phase before counted."""
+        if phase is Phase.KEYS:
+            return list(board.roster(board.session.session_id))
+        return [posting.sender for posting in board.read(board.session.session_id, phase.previous)]
+
+    def _commit_secure(self, number: int, board: ChainBulletinBoard, deadline_passed: bool) -> Step:
+        try:
+            total = secure_sum_from_board(board, board.session)
+        except SecureAggregationError as error:
+            return self._cancel_secure(number, deadline_passed, f"the sum cannot be derived: {error}")
+        counted = self.member.participants_holding_role(list(total.survivors))
+        if len(counted) < self.study.info.min_updates:
+            return self._cancel_secure(number, deadline_passed, f"{len(counted)} survivors hold the participant "
+                                       f"role, quorum {self.study.info.min_updates}")
+        state = self.member.rounds.round(self.study.number, number)
+        plaintext = self.aggregation.aggregate_secure(number, state.base_round, total, self.log)
+        submitters = self.member.rounds.submitters(self.study.number, number)
+        # A submitted masked input that is not in the sum (unreadable, malformed) is not counted.
+        rejected = [account for account in submitters if account not in total.survivors]
+        dropped = f", {len(total.dropped)} dropped" if total.dropped else ""
+        return self._store_and_commit(number, plaintext, submitters, rejected,
+                                      f"the secure sum of {len(total.survivors)} survivors{dropped}")
+
+    def _cancel_secure(self, number: int, deadline_passed: bool, reason: str) -> Step:
+        if not deadline_passed:
+            return Step("waiting", number, f"{reason}; cancelling at the deadline")
+        # No update counts in a round with no sum: every submitter's masked input is left out.
+        submitters = self.member.rounds.submitters(self.study.number, number)
+        cancel_round(self.study, number, submitters)
+        self.log(f"round {number}: cancelled: {reason}")
+        return Step("cancelled", number, reason)
 
 
 def next_round_terms(study: Study, select: int | None = None, through_round: int | None = None) -> tuple[int, list[str]]:

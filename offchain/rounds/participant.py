@@ -7,6 +7,14 @@ model, whose commitment must equal the round's base on chain), trains it
 with :class:`fl.client.HospitalClient` (FedProx, and DP-SGD when the study
 says so, its noise from the OS), seals the update for the coordinator and
 the auditors, and submits its CID, SHA-256 and sample count.
+
+In a study under secure aggregation each round runs the protocol's four
+steps, one per phase on chain (:mod:`offchain.rounds.secure_board`): advertise
+this round's keys (then train while the others advertise), share them, post
+the masked update (``trained - base``, flattened and weighted by the sample
+count) as the round's update, and answer the unmasking request for the
+survivors the chain lists. Its session lives in memory for one round: a node
+restarted mid-round sits that round out and is recovered as a dropout.
 """
 
 from __future__ import annotations
@@ -16,16 +24,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from fl.aggregation import ClientModel
 from fl.artifacts import encode_client_model
 from fl.client import HospitalClient
 from fl.data import HospitalData
+from fl.models import ParameterLayout
 from fl.privacy import PrivacyBudgetExceeded
+from fl.secure_aggregation import SecureAggregationClient, SecureAggregationError
 from offchain.chain import Role
 from offchain.contract_client import ChainRefusal
-from offchain.rounds.client import MissingEvent
+from offchain.rounds.client import ArtifactRef, MissingEvent, SecurePhase
 from offchain.rounds.errors import ArtifactCheckFailed, RoundsError
 from offchain.rounds.ledger import ledger_path, load_history, load_rounds, save_history
 from offchain.rounds.privacy import HospitalSpend, submit_private_update
+from offchain.rounds.secure_board import ChainBulletinBoard
 from offchain.rounds.study import Member, Study
 
 Log = Callable[[str], None]
@@ -34,7 +46,9 @@ Timer = Callable[[float], None]
 
 @dataclass(frozen=True)
 class Step:
-    """What one step did: ``submitted``, ``waiting`` or ``done``, and for which round."""
+    """What one step did: ``submitted``, ``waiting`` or ``done``, and for which round; in a secure
+    round also ``advertised`` (keys, then trained), ``shared``, ``unmasked`` or ``refused`` (the
+    protocol cannot go on for this node: ``detail`` says why)."""
 
     action: str
     round: int
@@ -73,6 +87,7 @@ class HospitalNode:
         self.target_rounds = target_rounds
         self.log = log or (lambda message: None)
         self.training_time = training_time
+        self._sessions: dict[int, _SecureSession] = {}
 
     def step(self) -> Step:
         self.study.refresh()
@@ -87,6 +102,8 @@ class HospitalNode:
             return Step("waiting", current, f"round {current} is {state.state}")
         if not state.invited:
             return Step("waiting", current, "not invited")
+        if state.secure_phase is not None:
+            return self._secure_step(current, state)
         if state.submitted:
             return Step("waiting", current, "submitted")
         if rounds.now() > state.deadline:
@@ -104,7 +121,19 @@ class HospitalNode:
             seen = head
 
     def _train_and_submit(self, number: int, state) -> Step:
-        # The registry opened the round on the study's latest model; its commitment must name the bytes.
+        parameters = self._base(number, state)
+        declared = self._declaration(number)
+        if isinstance(declared, Step):
+            return declared
+        model = self._train(number, parameters)
+        update = self.study.seal_update(number, encode_client_model(model, number))
+        refused = self._submit(number, update, model.data_samples, declared)
+        if refused is not None:
+            return refused
+        return Step("submitted", number, str(update.cid))
+
+    def _base(self, number: int, state) -> dict:
+        """The round's base model, whose commitment must be the round's base on chain."""
         base_round = state.base_round
         try:
             base = self.study.info.genesis if base_round == 0 else \
@@ -115,14 +144,20 @@ class HospitalNode:
             raise ArtifactCheckFailed(
                 f"study {self.study.number} round {number}: its base is not the model of round {base_round} ({base.cid})"
             )
-        parameters = self.study.model(base_round)
-        declared = None
-        if self.spend is not None:
-            try:
-                declared = self.spend.next(self.client.dp_round_parameters)
-            except PrivacyBudgetExceeded as refusal:
-                self.log(f"round {number}: not training: {refusal}")
-                return Step("done", number, "privacy budget spent")
+        return self.study.model(base_round)
+
+    def _declaration(self, number: int):
+        """The DP declaration this round's update will carry (None without budgets), or the Step that
+        ends the study for this node when training would pass its budget."""
+        if self.spend is None:
+            return None
+        try:
+            return self.spend.next(self.client.dp_round_parameters)
+        except PrivacyBudgetExceeded as refusal:
+            self.log(f"round {number}: not training: {refusal}")
+            return Step("done", number, "privacy budget spent")
+
+    def _train(self, number: int, parameters) -> ClientModel:
         started = time.perf_counter()
         try:
             trained = self.client.train(parameters, number)
@@ -134,20 +169,129 @@ class HospitalNode:
             save_history(self.ledger_path, self.ledger_rounds, self.client.ledger.history)
         if self.training_time is not None:
             self.training_time(time.perf_counter() - started)
-        model = type(trained)(client_id=self.member.address, parameters=trained.parameters,
-                              data_samples=trained.data_samples, training_loss=trained.training_loss,
-                              training_accuracy=trained.training_accuracy)
-        update = self.study.seal_update(number, encode_client_model(model, number))
+        return type(trained)(client_id=self.member.address, parameters=trained.parameters,
+                             data_samples=trained.data_samples, training_loss=trained.training_loss,
+                             training_accuracy=trained.training_accuracy)
+
+    def _submit(self, number: int, update: ArtifactRef, samples: int, declared) -> Step | None:
+        """Submit ``update`` to the round (with its DP declaration in a budgeted study); the Step to
+        report instead when the round no longer takes it."""
         try:
             if declared is None:
-                self.member.rounds.submit_update(self.study.number, number, update, model.data_samples)
+                self.member.rounds.submit_update(self.study.number, number, update, samples)
             else:
-                submit_private_update(self.member.rounds, self.study.number, number, update, model.data_samples,
-                                      declared)
+                submit_private_update(self.member.rounds, self.study.number, number, update, samples, declared)
         except ChainRefusal as refusal:
-            if refusal.error in ("AlreadySubmitted", "RoundNotOpen", "DeadlinePassed"):
+            if refusal.error in ("AlreadySubmitted", "RoundNotOpen", "DeadlinePassed", "SecurePhaseMismatch"):
                 return Step("waiting", number, refusal.error)
             raise
         spent = "" if declared is None else f", epsilon {declared.epsilon:.3f} of {self.spend.budget.epsilon:g} spent"
-        self.log(f"round {number}: submitted {update.cid} ({model.data_samples} samples{spent})")
-        return Step("submitted", number, str(update.cid))
+        self.log(f"round {number}: submitted {update.cid} ({samples} samples{spent})")
+        return None
+
+    # Secure rounds -------------------------------------------------------------------------------
+
+    def secure_session(self, round_number: int) -> SecureAggregationClient | None:
+        """This node's secure-aggregation client for ``round_number`` (None: it took no part, or restarted)."""
+        session = self._sessions.get(round_number)
+        return None if session is None else session.client
+
+    def _secure_step(self, number: int, state) -> Step:
+        """One step of the protocol in a secure round: the chain's phase says which."""
+        self._sessions = {r: session for r, session in self._sessions.items() if r >= number}
+        session = self._sessions.get(number)
+        phase = state.secure_phase
+        if phase is SecurePhase.KEYS:
+            if session is not None:
+                return Step("waiting", number, "keys advertised")
+            if self.member.rounds.now() > state.deadline:
+                return Step("waiting", number, "deadline passed")
+            return self._advertise_and_train(number, state)
+        if session is None:
+            # Keys are advertised in the first phase only: a node that missed it (or restarted) sits the round out.
+            return Step("waiting", number, f"not in round {number}'s session (it is in phase {phase.name.lower()})")
+        if session.failed:
+            return Step("waiting", number, session.failed)
+        try:
+            if phase is SecurePhase.SHARES and not session.shared:
+                session.client.share_keys()
+                session.shared = True
+                self.log(f"round {number}: shared keys")
+                return Step("shared", number)
+            if phase is SecurePhase.MASKED_INPUTS and session.shared and not state.submitted:
+                if self.member.rounds.now() > state.deadline:
+                    return Step("waiting", number, "deadline passed")
+                return self._masked_input(number, session)
+            if phase is SecurePhase.UNMASKING and state.submitted and not session.unmasked:
+                # Survivors as the chain lists them: fl refuses fewer than max(t, 3).
+                session.client.unmask()
+                session.unmasked = True
+                self.log(f"round {number}: sent its unmasking response")
+                return Step("unmasked", number)
+        except ChainRefusal as refusal:
+            if refusal.error in ("SecurePhaseMismatch", "RoundNotOpen"):
+                return Step("waiting", number, refusal.error)
+            raise
+        except (SecureAggregationError, ValueError) as error:
+            session.failed = f"refused: {error}"
+            self.log(f"round {number}: {session.failed}")
+            return Step("refused", number, str(error))
+        return Step("waiting", number, f"phase {phase.name.lower()}")
+
+    def _advertise_and_train(self, number: int, state) -> Step:
+        """Advertise this round's keys, then train while the others advertise theirs."""
+        parameters = self._base(number, state)
+        declared = self._declaration(number)
+        if isinstance(declared, Step):
+            return declared
+        session = _SecureSession(parameters, declared)
+        board = ChainBulletinBoard(self.study, number, submit=lambda update: session.submit(update))
+        session.client = SecureAggregationClient(self.member.address, board.session, board)
+        try:
+            session.client.advertise_keys()
+        except ChainRefusal as refusal:
+            if refusal.error in ("SecurePhaseMismatch", "RoundNotOpen"):
+                return Step("waiting", number, refusal.error)
+            raise
+        self._sessions[number] = session
+        self.log(f"round {number}: advertised keys")
+        session.trained = self._train(number, parameters)
+        return Step("advertised", number, "keys advertised, model trained")
+
+    def _masked_input(self, number: int, session: _SecureSession) -> Step:
+        """Post this node's update, ``trained - base`` flattened and weighted by its sample count, masked."""
+        layout = ParameterLayout.of(session.base)
+        values = (layout.flatten(session.trained.parameters) - layout.flatten(session.base)).numpy()
+        samples = session.trained.data_samples
+        refused: list[Step] = []
+
+        def submit(update: ArtifactRef) -> None:
+            step = self._submit(number, update, samples, session.declared)
+            if step is not None:
+                refused.append(step)
+                raise _NotTaken
+
+        session.submit = submit
+        try:
+            session.client.masked_input(values, samples)
+        except _NotTaken:
+            return refused[0]
+        return Step("submitted", number, "masked input")
+
+
+class _NotTaken(Exception):
+    """The round did not take a masked input (its refusal is reported as a Step)."""
+
+
+class _SecureSession:
+    """This node's part in one secure round, kept in memory only (a restarted node is a dropout)."""
+
+    def __init__(self, base, declared) -> None:
+        self.base = base
+        self.declared = declared
+        self.client: SecureAggregationClient | None = None
+        self.trained: ClientModel | None = None
+        self.submit: Callable[[ArtifactRef], None] | None = None
+        self.shared = False
+        self.unmasked = False
+        self.failed = ""

@@ -7,7 +7,10 @@ SHA-256 the chain holds. Nothing is shared between parties but those two.
 
 Who reads what (:mod:`offchain.rounds.sealed`): an update is sealed for the
 study's coordinator and auditors; the genesis model and every aggregate for
-the coordinator, the study's participants and its auditors.
+the coordinator, the study's participants and its auditors. A study under
+secure aggregation keeps its models in the clear instead: each aggregate is
+the public sum of masked inputs that anyone may re-derive, and the genesis
+model holds no data; so anyone, with no key, can verify its rounds.
 """
 
 from __future__ import annotations
@@ -104,15 +107,20 @@ class Member:
             genesis = config.model.build(seed=secrets.randbits(63)).state_dict()
         plaintext = encode_artifact(genesis, {"kind": GENESIS})
         number = self.rounds.studies()[-1] + 1 if self.rounds.studies() else 1
-        place = Place(self.chain_id, self.rounds.contract.address, number, 0, GENESIS, self.address)
-        genesis_ref = ArtifactRef(seal(self.store, plaintext, readers, place), hashlib.sha256(plaintext).digest())
+        secure = config.secure_aggregation is not None
+        if secure:
+            genesis_ref = store_public(self.store, plaintext)
+        else:
+            place = Place(self.chain_id, self.rounds.contract.address, number, 0, GENESIS, self.address)
+            genesis_ref = ArtifactRef(seal(self.store, plaintext, readers, place), hashlib.sha256(plaintext).digest())
         config_cid = self.store.add(io.BytesIO(config.canonical_bytes()))
         budget = config.privacy_budget
         if budget is None:
-            created = self.rounds.create_study(genesis_ref, config.digest(), config_cid, min_updates)
+            created = self.rounds.create_study(genesis_ref, config.digest(), config_cid, min_updates, secure=secure)
         else:
             created = create_study_with_budgets(self.rounds, number, genesis_ref, config.digest(), config_cid,
-                                                min_updates, config.participants, ChainBudget.of(budget))
+                                                min_updates, config.participants, ChainBudget.of(budget),
+                                                secure=secure)
         if created != number:
             # Another coordinator created a study meanwhile: our genesis is bound to the wrong number.
             raise RoundsError(f"study {number} was taken while this one was being created (got {created}); create again")
@@ -142,9 +150,14 @@ class Study:
         except StoreError as error:
             raise ArtifactCheckFailed(f"study {self.number}: config {self.info.config_cid} is unreadable: {error}") from None
         try:
-            return StudyConfig.from_bytes(data, self.info.config_digest)
+            config = StudyConfig.from_bytes(data, self.info.config_digest)
         except StudyConfigError as error:
             raise ArtifactCheckFailed(f"study {self.number}: config {self.info.config_cid}: {error}") from None
+        if (config.secure_aggregation is not None) != self.info.secure:
+            said, declared = ("sets", "does not declare") if config.secure_aggregation else ("does not set", "declares")
+            raise ArtifactCheckFailed(f"study {self.number}: its config {said} secure aggregation, which the chain "
+                                      f"{declared}")
+        return config
 
     @property
     def coordinator(self) -> str:
@@ -177,7 +190,10 @@ class Study:
         if cached is None:
             ref = self.model_ref(round_number)
             kind = GENESIS if round_number == 0 else AGGREGATE
-            data = self.open(ref, self.place(round_number, kind))
+            if self.secure:
+                data = read_public(self.member.store, ref, f"study {self.number} round {round_number} {kind}")
+            else:
+                data = self.open(ref, self.place(round_number, kind))
             cached = self._tensors(data, ref, f"study {self.number} round {round_number} {kind}").tensors
             self.remember_model(round_number, cached)
         return dict(cached)
@@ -187,6 +203,18 @@ class Study:
         self._models[round_number] = dict(tensors)
         for stale in sorted(self._models)[:-self.MODELS_KEPT]:
             del self._models[stale]
+
+    @property
+    def secure(self) -> bool:
+        """Whether the study runs secure aggregation (its models are then public)."""
+        return self.config.secure_aggregation is not None
+
+    def store_aggregate(self, round_number: int, plaintext: bytes) -> ArtifactRef:
+        """Store a round's aggregate (its canonical bytes): in the clear under secure aggregation, else
+        sealed for the study's members."""
+        if self.secure:
+            return store_public(self.member.store, plaintext)
+        return self.seal_aggregate(round_number, plaintext)
 
     def seal_aggregate(self, round_number: int, plaintext: bytes) -> ArtifactRef:
         """Seal a round's aggregate (its canonical bytes) for the study's members."""
@@ -214,6 +242,22 @@ class Study:
 def aggregate_bytes(study: int, round_number: int, tensors: Mapping[str, torch.Tensor]) -> bytes:
     """The canonical safetensors bytes of a round's aggregate (what the chain's SHA-256 names)."""
     return encode_artifact(tensors, {"kind": AGGREGATE, "study": str(study), "round": str(round_number)})
+
+
+def store_public(store: Store, data: bytes) -> ArtifactRef:
+    """Add ``data`` to the store in the clear (a public model or secure-aggregation message)."""
+    return ArtifactRef(store.add(io.BytesIO(data)), hashlib.sha256(data).digest())
+
+
+def read_public(store: Store, ref: ArtifactRef, what: str) -> bytes:
+    """The bytes a public artifact's CID names, checked against the SHA-256 the chain holds."""
+    try:
+        data = _read_all(store, ref.cid)
+    except StoreError as error:
+        raise ArtifactCheckFailed(f"{what} ({ref.cid}) cannot be read from the store: {error}") from None
+    if hashlib.sha256(data).digest() != bytes(ref.sha256):
+        raise ArtifactCheckFailed(f"{what} ({ref.cid}) does not hash to the SHA-256 on chain 0x{bytes(ref.sha256).hex()}")
+    return data
 
 
 def _read_all(store: Store, cid: CID) -> bytes:

@@ -21,6 +21,15 @@ For each round it runs these checks in order and reports the first that fails:
 A cancelled round is reported as such and passes when it committed nothing
 and rejected only malformed updates;
 an open round is reported and not checked.
+
+A study under secure aggregation is verified by anyone, with no key at all:
+its masked inputs, unmasking responses and models are public. There
+``rejections`` checks that the commit left out exactly the submitters whose
+masked input is not in the sum, ``updates`` that the round's postings on
+chain and in the store give the survivors' sum
+(:func:`offchain.rounds.secure_board.secure_sum`: every rebuilt mask matches
+its commitment), ``rederive`` that the study's aggregator on that sum gives
+the committed SHA-256, and ``aggregate`` that the stored aggregate is those bytes.
 """
 
 from __future__ import annotations
@@ -29,13 +38,15 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from fl.secure_aggregation import SecureAggregationError
 from offchain.chain import Role
 from offchain.rounds.aggregate import RoundAggregation, committed_base_round
 from offchain.rounds.errors import ArtifactCheckFailed, RoundsError
 from offchain.rounds.privacy import PrivacyCheckFailed
 from offchain.rounds.privacy import check_round as check_privacy
 from offchain.rounds.sealed import AGGREGATE
-from offchain.rounds.study import Member, Study
+from offchain.rounds.secure_board import secure_sum
+from offchain.rounds.study import Member, Study, read_public
 
 CHECKS = ("config", "custody", "quorum", "roles", "rejections", "privacy", "updates", "rederive", "aggregate")
 
@@ -75,9 +86,11 @@ class _Failed(Exception):
 def verify_study(member: Member, study: int, rounds: list[int] | None = None) -> Iterator[RoundVerdict]:
     """Yield a verdict per round (all rounds by default), in order."""
     view = Study(member, study)
-    if member.address not in (view.coordinator, *_auditors(view)):
-        raise RoundsError(f"{member.address} is neither an auditor nor the coordinator of study {study}: it holds no key")
-    member.require_keystore()
+    if not _secure(view):
+        if member.address not in (view.coordinator, *_auditors(view)):
+            raise RoundsError(
+                f"{member.address} is neither an auditor nor the coordinator of study {study}: it holds no key")
+        member.require_keystore()
     count = view.info.round_count
     wanted = list(range(1, count + 1)) if rounds is None else rounds
     for number in wanted:
@@ -101,6 +114,13 @@ def _auditors(view: Study) -> tuple[str, ...]:
         return ()
 
 
+def _secure(view: Study) -> bool:
+    try:
+        return view.secure
+    except ArtifactCheckFailed:
+        return False
+
+
 def _verify_round(view: Study, aggregation: RoundAggregation, number: int) -> RoundVerdict:
     rounds = view.member.rounds
     info = rounds.round(view.number, number)
@@ -110,7 +130,8 @@ def _verify_round(view: Study, aggregation: RoundAggregation, number: int) -> Ro
         if info.aggregate is not None:
             return RoundVerdict(number, "cancelled", False, "custody", "a cancelled round holds an aggregate")
         try:
-            _check_rejections(view, aggregation, number, info, rounds.updates(view.number, number))
+            if not view.secure:  # no update of a secure round counts once it is cancelled
+                _check_rejections(view, aggregation, number, info, rounds.updates(view.number, number))
         except _Failed as failure:
             return RoundVerdict(number, "cancelled", False, failure.check, failure.detail)
         return RoundVerdict(number, "cancelled", True)
@@ -147,14 +168,12 @@ def _check(view: Study, aggregation: RoundAggregation, number: int, info) -> int
             raise _Failed("roles", f"{account} {state} PARTICIPANT at the commit (block {block}) but was {listed}")
     if not set(counted) <= set(submitters):
         raise _Failed("roles", "the commit counted an account that submitted nothing")
+    if view.secure:
+        return _check_secure(view, aggregation, number, info, base_round, submitters)
     # rejections
     _check_rejections(view, aggregation, number, info, updates)
     accepted = [update for update in updates if update.participant in set(counted)]
-    # privacy
-    try:
-        check_privacy(rounds, view.number, number, submitters)
-    except PrivacyCheckFailed as error:
-        raise _Failed("privacy", str(error)) from None
+    _check_privacy(view, number, submitters)
     # updates + rederive
     try:
         rederived = aggregation.aggregate(number, base_round, accepted)
@@ -162,17 +181,51 @@ def _check(view: Study, aggregation: RoundAggregation, number: int, info) -> int
         raise _Failed("updates", str(error)) from None
     except RoundsError as error:
         raise _Failed("rederive", str(error)) from None
+    _check_aggregate(view, number, info, rederived)
+    return len(accepted)
+
+
+def _check_secure(view: Study, aggregation: RoundAggregation, number: int, info, base_round: int,
+                  submitters: list[str]) -> int:
+    """The checks from ``rejections`` on for a secure round, from the chain and the store alone."""
+    try:
+        total = secure_sum(view, number)
+    except SecureAggregationError as error:
+        raise _Failed("updates", f"the round's postings give no secure sum: {error}") from None
+    left_out = [account for account in submitters if account not in total.survivors]
+    if sorted(left_out) != sorted(info.rejected_submitters):
+        raise _Failed("rejections", f"the commit left out {sorted(info.rejected_submitters)}, but the submitters "
+                                    f"whose masked input is not in the sum are {sorted(left_out)}")
+    _check_privacy(view, number, submitters)
+    try:
+        rederived = aggregation.aggregate_secure(number, base_round, total)
+    except RoundsError as error:
+        raise _Failed("rederive", str(error)) from None
+    _check_aggregate(view, number, info, rederived)
+    return len(total.survivors)
+
+
+def _check_privacy(view: Study, number: int, submitters: list[str]) -> None:
+    try:
+        check_privacy(view.member.rounds, view.number, number, submitters)
+    except PrivacyCheckFailed as error:
+        raise _Failed("privacy", str(error)) from None
+
+
+def _check_aggregate(view: Study, number: int, info, rederived: bytes) -> None:
+    """``rederive``: the re-derived bytes hash to the committed SHA-256; ``aggregate``: the store holds them."""
     if hashlib.sha256(rederived).digest() != info.aggregate.sha256:
         raise _Failed("rederive", f"the counted updates aggregate to bytes other than the committed SHA-256 "
                                   f"0x{info.aggregate.sha256.hex()}")
-    # aggregate
     try:
-        stored = view.open(info.aggregate, view.place(number, AGGREGATE))
+        if view.secure:
+            stored = read_public(view.member.store, info.aggregate, f"study {view.number} round {number} aggregate")
+        else:
+            stored = view.open(info.aggregate, view.place(number, AGGREGATE))
     except ArtifactCheckFailed as error:
         raise _Failed("aggregate", str(error)) from None
     if stored != rederived:
         raise _Failed("aggregate", "the stored aggregate differs from the re-derived one")
-    return len(accepted)
 
 
 def _check_rejections(view: Study, aggregation: RoundAggregation, number: int, info, updates) -> None:
