@@ -85,7 +85,8 @@ def study_options(command):
         click.option("--model", "kind", type=click.Choice(["logistic", "mlp"]), default="logistic", show_default=True),
         click.option("--features", type=int, default=30, show_default=True,
                      help="Input width (30 for the bundled data)."),
-        click.option("--min-updates", type=int, default=None, help="Quorum per round (default: every participant)."),
+        click.option("--min-updates", type=int, default=None,
+                     help="Quorum per round (default: every participant; with --secure-aggregation, max(T, 3))."),
         click.option("--round-seconds", type=int, default=None, help="Each round's length (default: 600)."),
         click.option("--dp-epsilon", type=float, default=None,
                      help="DP-SGD at every hospital, each with this epsilon budget for the whole study, on chain."),
@@ -123,11 +124,13 @@ def study_config(participants, auditors, aggregator, params, kind, features, min
     secure_aggregation = None
     if secure:
         from offchain.rounds.config import SecureAggregationSettings
-        from offchain.rounds.runner import default_threshold
+        from offchain.rounds.runner import default_threshold, secure_quorum
 
         timing = {} if phase_seconds is None else {"phase_seconds": phase_seconds}
         secure_aggregation = SecureAggregationSettings(
             default_threshold(len(participants)) if threshold is None else threshold, **timing)
+        # Dropouts are what secure aggregation is for: by default a round commits with as few as it unmasks.
+        min_updates = min_updates or min(secure_quorum(secure_aggregation.threshold), len(participants))
     elif threshold is not None or phase_seconds is not None:
         raise click.UsageError("--threshold and --phase-seconds need --secure-aggregation")
     config = StudyConfig(model, tuple(participants), tuple(auditors), aggregator, _params(params),

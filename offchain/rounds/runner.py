@@ -81,6 +81,11 @@ def default_threshold(hospitals: int) -> int:
     return max(2, hospitals // 2 + 1)
 
 
+def secure_quorum(threshold: int) -> int:
+    """A secure study's quorum: the fewest survivors whose sum may be revealed, max(t, 3)."""
+    return max(threshold, MIN_SURVIVORS)
+
+
 class RunSettingsError(RoundsError):
     """The options of a run contradict each other or the study (bad input: nothing was started)."""
 
@@ -225,12 +230,20 @@ class RunSettings:
             # Those silent before their masked input leave the sum; those silent after it leave the unmasking.
             inputs = taking_part - sum(1 for d in self.drops if d.round == number and d.after != DropPoint.MASKED_INPUT)
             answering = taking_part - len(silent)
-            needed = max(threshold, MIN_SURVIVORS)
+            needed = secure_quorum(threshold)
             if inputs < needed or answering < threshold:
                 raise RunSettingsError(
                     f"round {number}: with {len(silent)} of {taking_part} hospitals silent, {inputs} masked inputs "
                     f"and {answering} unmasking answers remain; threshold {threshold} needs {needed} inputs and "
                     f"{threshold} answers")
+
+    @property
+    def quorum(self) -> int:
+        """The updates a round must count: every invited hospital's; under secure aggregation, as few
+        as the protocol can unmask (dropouts are what it is for)."""
+        if self.secure:
+            return secure_quorum(self.secure_threshold)
+        return self.select or self.hospitals
 
     @property
     def secure_threshold(self) -> int:
@@ -327,7 +340,7 @@ def run_study(run: RunSettings, settings: Settings, *, echo: Echo, progress: boo
         config = StudyConfig(ModelSpec("logistic", test.num_features), tuple(h.address for h in hospitals),
                              (auditor.address,), run.aggregator, training=training, dp=dp,
                              round_seconds=run.round_seconds, **_secure_options(run))
-        study = members[coordinator.address].create_study(config, min_updates=run.select or len(hospitals))
+        study = members[coordinator.address].create_study(config, min_updates=run.quorum)
         secure = f", secure aggregation (threshold {run.secure_threshold})" if run.secure else ""
         echo(f"study {study.number} on chain {provider.chain_id}: RoundRegistry {registry_contract.address}, "
              f"{run.hospitals} hospitals, {run.rounds} rounds, aggregator {run.aggregator}{secure}")
