@@ -188,16 +188,15 @@ def study_report(member: Member, study: int, *, names: Mapping[str, str] | None 
     default: the bundled held-out split), each participant's updates and privacy spend.
     ``names`` gives people's names for accounts, where known."""
     names = names or {}
+    status = study_status(member, study)
     view = Study(member, study)
     notes: list[str] = []
     try:
         config = view.config
     except ArtifactCheckFailed as error:
         notes.append(f"the study's config cannot be read: {error}")
-        status = study_status(member, study)
         rounds = tuple(RoundReport(round_status) for round_status in status.rounds)
         return StudyReport(status, None, None, False, (), (), rounds, tuple(notes))
-    status = study_status(member, study, config.participants)
     has_key = member.keystore is not None
     verdicts: dict[int, RoundVerdict] = {}
     if verify:

@@ -6,43 +6,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from offchain.rounds.client import RoundInfo, SecurePhase
-from offchain.rounds.study import Member
+from offchain.rounds.errors import ArtifactCheckFailed
+from offchain.rounds.secure_board import survivors_and_dropped
+from offchain.rounds.study import Member, Study
 
 
 @dataclass(frozen=True)
 class SecureParties:
-    """Who took part in a secure round, as the chain records it.
-
-    ``advertised``: the invited hospitals that posted keys (each sender's first posting counts);
-    ``survivors``: those whose masked input is in the round's sum (committed: the counted submitters;
-    still open: the masked inputs so far); ``dropped``: those that advertised keys and whose input
-    is not in the sum, known once the masked-input phase closed (empty before).
-    """
+    """Who took part in a secure round, as the chain records it
+    (:func:`offchain.rounds.secure_board.survivors_and_dropped`): ``survivors``, whose masked input is
+    in the round's sum (still open: the masked inputs so far); ``dropped``, the rest of the round's
+    roster, known once the masked-input phase closed (empty before)."""
 
     phase: SecurePhase
-    advertised: tuple[str, ...]
     survivors: tuple[str, ...]
     dropped: tuple[str, ...]
 
 
-def secure_parties(member: Member, study: int, info: RoundInfo, participants: tuple[str, ...] = ()) -> SecureParties | None:
-    """The parties of round ``info`` of ``study`` (None: not a secure round); ``participants``: the
-    study's, the roster of a round that invites anyone."""
+def secure_parties(study: Study, info: RoundInfo) -> SecureParties | None:
+    """The parties of round ``info`` of ``study`` (None: not a secure round)."""
     if info.secure_phase is None:
         return None
-    rounds = member.rounds
-    roster = {account.lower() for account in (info.invited or participants)}
-    advertised = tuple(dict.fromkeys(message.sender for message in rounds.secure_messages(study, info.round, SecurePhase.KEYS)
-                                     if not roster or message.sender.lower() in roster))
-    if info.state == "committed":
-        survivors = tuple(info.counted_submitters)
-    elif info.state == "cancelled":
-        survivors = ()
-    else:
-        survivors = tuple(update.participant for update in rounds.updates(study, info.round))
+    survivors, dropped = survivors_and_dropped(study, info.round)
     settled = info.state != "open" or info.secure_phase > SecurePhase.MASKED_INPUTS
-    dropped = tuple(account for account in advertised if account not in survivors) if settled else ()
-    return SecureParties(info.secure_phase, advertised, survivors, dropped)
+    return SecureParties(info.secure_phase, tuple(survivors), tuple(dropped) if settled else ())
 
 
 @dataclass(frozen=True)
@@ -91,16 +78,18 @@ class StudyStatus:
         return [head, *(status.line() for status in self.rounds)]
 
 
-def study_status(member: Member, study: int, participants: tuple[str, ...] = ()) -> StudyStatus:
-    """``study``'s rounds from the chain; ``participants``: the study's (from its config), the roster of
-    a secure round that invites anyone."""
+def study_status(member: Member, study: int) -> StudyStatus:
     rounds = member.rounds
     info = rounds.study(study)
+    view = Study(member, study) if info.secure else None
     statuses = []
     for number in range(1, info.round_count + 1):
         state = rounds.round(study, number)
         submitters = tuple(update.participant for update in rounds.updates(study, number))
-        parties = secure_parties(member, study, state, participants)
+        try:
+            parties = secure_parties(view, state) if view is not None else None
+        except ArtifactCheckFailed:  # a round inviting anyone, of a study whose config is unreadable
+            parties = None
         statuses.append(RoundStatus(
             number, state.state, state.deadline, submitters, tuple(state.counted_submitters),
             str(state.aggregate.cid) if state.aggregate else None,

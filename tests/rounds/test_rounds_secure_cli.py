@@ -22,6 +22,7 @@ from offchain.cli import main
 from .conftest import PASSPHRASE
 from .test_rounds_cli import _processes_with
 from .test_rounds_cli import fl  # noqa: F401 (the fixture)
+from .test_rounds_secure import Run, five, secure_study  # noqa: F401 (five: the fixture)
 
 MEDSHARE = [sys.executable, "-c", "from offchain.cli import main; main()"]
 HOSPITALS = 5
@@ -107,6 +108,31 @@ def test_fl_create_declares_secure_aggregation_in_the_config_and_on_chain(consor
     assert consortium.coordinator.rounds.studies()[-1] == plain.number, "a refused create made a study"
 
 
+def test_the_study_report_names_each_secure_rounds_survivors_and_dropouts(consortium, five):  # noqa: F811
+    """One report for `fl status`, `fl run` and the portal: a hospital silent after its keys is dropped."""
+    from offchain.rounds.report import study_report
+
+    study = secure_study(consortium, five, threshold=3)
+    run = Run(consortium, five, study, target_rounds=2)
+    assert run.drive(silent_after={1: "advertised"}).action == "committed"
+    names = {member.address: f"hospital-{i}" for i, member in enumerate(five, start=1)}
+    report = study_report(consortium.auditor, study, names=names, score=False)
+    document = report.to_json()
+    assert document["secureAggregation"] is True
+    first, second = document["rounds"]
+    assert (first["secure_phase"], first["verified"]) == ("finished", True)
+    assert list(first["survivors"]) == [m.address for i, m in enumerate(five) if i != 1]
+    assert list(first["dropped"]) == [five[1].address]
+    # Round 2 opened with the commit: in its key phase no one has dropped yet.
+    assert (second["state"], second["secure_phase"], len(second["survivors"]), len(second["dropped"])) == \
+        ("open", "keys", 0, 0)
+    lines = "\n".join(report.lines())
+    assert "round 1: committed, 4 updates, 4 counted, secure: 4 survivors, 1 dropped (hospital-2), verified" in lines
+    assert "round 2: open, 0 updates, secure (phase keys): 0 survivors, 0 dropped" in lines
+    plain = study_report(consortium.auditor, consortium.study(), score=False).to_json()
+    assert plain["secureAggregation"] is False
+
+
 def _member(summary: dict, home: Path, account_index: int):
     """Test account ``account_index`` as a study member, with the keystore the run made for it."""
     from ape import accounts, project
@@ -157,7 +183,9 @@ def test_killed_hospitals_are_recovered_and_the_round_commits_the_survivors_exac
     assert sorted(first["survivors"]) == ["hospital-1", "hospital-3", "hospital-4", "hospital-5"]
     assert first["dropped"] == ["hospital-2"]
     assert sorted(first["participants"]) == sorted(first["survivors"])
-    assert second["dropped"] == [] and set(second["survivors"]) >= {"hospital-1", "hospital-3", "hospital-5"}
+    # Started again after round 1, the two take part in round 2 unless they came up too late for its keys.
+    assert sorted(second["survivors"] + second["dropped"]) == everyone
+    assert set(second["survivors"]) >= {"hospital-1", "hospital-3", "hospital-5"}
     logs = home / "fl" / "logs"
     assert "going silent after its keys of round 1" in (logs / "hospital-2.log").read_text()
     assert "going silent after its masked-input of round 1" in (logs / "hospital-4.log").read_text()
