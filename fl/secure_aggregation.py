@@ -45,11 +45,12 @@ import base64
 import binascii
 import enum
 import hashlib
+import itertools
 import json
 import math
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +69,9 @@ _SECRET_BYTES = 32
 _KEY_BYTES = 32
 _HALF = 16  # pycryptodome's Shamir shares 16-byte secrets
 _NONCE_BYTES = 12
+#: How many subsets of ``t`` shares a reader tries when the shares it holds do not rebuild a secret
+#: (some survivor revealed a corrupt share): enough for every subset of a 12-client roster at t = 7.
+MAX_SHARE_SUBSETS = 1024
 
 
 class SecureAggregationError(RuntimeError):
@@ -848,19 +852,17 @@ def secure_sum_from_board(board: BulletinBoard, session: SessionParameters) -> S
     for vector in masked.values():
         total = total + vector
     for client in survivors:
-        seed = _combine(_shares_of(session, responses, client, self_mask=True))
-        if _commit(seed, client, session.session_id) != messages[client].self_mask_commitment:
-            raise SecureAggregationError(
-                f"the rebuilt self-mask seed of {client!r} does not match its commitment: a share is corrupt"
-            )
+        commitment = messages[client].self_mask_commitment
+        seed = _rebuild(session, responses, client, self_mask=True,
+                        valid=lambda secret, client=client, commitment=commitment:
+                        _commit(secret, client, session.session_id) == commitment)
         total = total - _expand(_kdf(seed, "self-mask", session.session_id), length)
     for client in dropped:
-        private = X25519PrivateKey.from_private_bytes(_combine(_shares_of(session, responses, client, self_mask=False)))
-        if private.public_key().public_bytes_raw() != roster[client].masking_public_key:
-            raise SecureAggregationError(
-                f"the rebuilt masking key of dropped client {client!r} does not match its public key: "
-                "a share is corrupt"
-            )
+        public = roster[client].masking_public_key
+        private = X25519PrivateKey.from_private_bytes(_rebuild(
+            session, responses, client, self_mask=False,
+            valid=lambda secret, public=public:
+            X25519PrivateKey.from_private_bytes(secret).public_key().public_bytes_raw() == public))
         # Each survivor v added +PRG(s_uv) if v < u, else -PRG(s_uv); undo it.
         for survivor in survivors:
             seed = _pairwise_seed(private, roster[survivor].masking_public_key, client, survivor, session.session_id)
@@ -883,23 +885,47 @@ def secure_sum_from_board(board: BulletinBoard, session: SessionParameters) -> S
     )
 
 
-def _shares_of(
-    session: SessionParameters, responses: Sequence[UnmaskingResponse], client: str, self_mask: bool
-) -> list[RevealedShare]:
-    shares = [
-        (response.self_mask_shares if self_mask else response.masking_key_shares).get(client)
-        for response in responses
-    ]
-    present = [share for share in shares if share is not None]
+def _rebuild(
+    session: SessionParameters,
+    responses: Sequence[UnmaskingResponse],
+    client: str,
+    self_mask: bool,
+    valid: Callable[[bytes], bool],
+) -> bytes:
+    """``client``'s secret (self-mask seed or masking key) from the revealed shares, checked by ``valid``
+    against what the client published.
+
+    Any ``t`` honest shares give the secret, and ``valid`` recognises it, so a survivor that reveals a
+    corrupt share cannot make anyone accept a wrong secret: when all the shares together fail, subsets
+    of ``t`` are tried in posting order (at most :data:`MAX_SHARE_SUBSETS`), and the first that passes
+    is the secret. The result does not depend on which subset passes, so every reader derives the
+    same sum.
+    """
+    kind = "self-mask" if self_mask else "masking-key"
+    shares: dict[int, RevealedShare] = {}
+    for response in responses:
+        share = (response.self_mask_shares if self_mask else response.masking_key_shares).get(client)
+        # A malformed or repeated share is one fewer share, not a reason to give up on the others.
+        if share is not None and len(share.share) == _SECRET_BYTES and share.index not in shares:
+            shares[share.index] = share
+    present = list(shares.values())
     if len(present) < session.threshold:
-        kind = "self-mask" if self_mask else "masking-key"
         raise SecureAggregationError(
             f"only {len(present)} {kind} shares of {client!r}; threshold {session.threshold} needs more"
         )
-    indices = [share.index for share in present]
-    if len(set(indices)) != len(indices) or any(len(share.share) != _SECRET_BYTES for share in present):
-        raise SecureAggregationError(f"malformed or repeated shares of {client!r}")
-    return present
+    candidates = itertools.chain([present], itertools.islice(
+        itertools.combinations(present, session.threshold), MAX_SHARE_SUBSETS))
+    for subset in candidates:
+        try:
+            secret = _combine(subset)
+        except ValueError:
+            continue
+        if valid(secret):
+            return secret
+    raise SecureAggregationError(
+        f"no {session.threshold} of the {len(present)} {kind} shares of {client!r} rebuild the secret it "
+        f"published: too many shares are corrupt (tried {MAX_SHARE_SUBSETS} subsets)"
+    )
 
 
 def secure_weighted_sum(
