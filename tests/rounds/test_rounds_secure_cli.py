@@ -108,6 +108,63 @@ def test_fl_create_declares_secure_aggregation_in_the_config_and_on_chain(consor
     assert consortium.coordinator.rounds.studies()[-1] == plain.number, "a refused create made a study"
 
 
+class Held(Exception):
+    """What the test's hold raises instead of sleeping forever (the process a runner would kill)."""
+
+
+@pytest.mark.parametrize("point, posted", [
+    ("keys", {"keys"}), ("shares", {"keys", "shares"}), ("masked-input", {"keys", "shares", "masked-input"}),
+])
+def test_a_node_told_to_go_silent_holds_right_after_that_message_is_on_chain(consortium, five, point, posted,  # noqa: F811
+                                                                             monkeypatch):
+    """The hook `fl run --drop` sets in a hospital's node: it holds once its message of that point is
+    on chain, whatever it would do next; the round then commits without it (or with its input)."""
+    from offchain.rounds.client import SecurePhase
+    from offchain.rounds.runner import SILENT_MARK, DropPoint, go_silent_after
+
+    study = secure_study(consortium, five, threshold=3)
+    run = Run(consortium, five, study)
+    held: list[str] = []
+
+    def hold(message: str) -> None:
+        held.append(message)
+        raise Held
+
+    for member in five[1:3]:  # the members are the module's: their clients go back as they were
+        monkeypatch.setattr(member.rounds, "_send", member.rounds._send)
+    go_silent_after(five[1].rounds, DropPoint(point), 1, hold)
+    go_silent_after(five[2].rounds, DropPoint(point), 2, hold)  # another round's: never holds in round 1
+    silent = False
+    for _ in range(40):
+        acted = False
+        for index, node in enumerate(run.nodes):
+            if index == 1 and silent:
+                continue
+            try:
+                step = node.step()
+            except Held:
+                silent = True
+                continue
+            acted |= step.action not in ("waiting", "done")
+        step = run.coordinator.step()
+        if step.action == "committed":
+            break
+        if not acted and step.action == "waiting":
+            run.clock.now += 31
+    else:
+        raise AssertionError(f"no commit: {run.logs}")
+    assert held == [f"{SILENT_MARK} its {point} of round 1"]
+    rounds, sender = consortium.auditor.rounds, five[1].address
+    on_chain = {name for name, phase in (("keys", SecurePhase.KEYS), ("shares", SecurePhase.SHARES),
+                                         ("unmasking", SecurePhase.UNMASKING))
+                if sender in {m.sender for m in rounds.secure_messages(study, 1, phase)}}
+    if sender in {update.participant for update in rounds.updates(study, 1)}:
+        on_chain.add("masked-input")
+    assert on_chain == posted
+    counted = rounds.round(study, 1).counted_submitters
+    assert (sender in counted) == (point == "masked-input")
+
+
 def test_the_study_report_names_each_secure_rounds_survivors_and_dropouts(consortium, five):  # noqa: F811
     """One report for `fl status`, `fl run` and the portal: a hospital silent after its keys is dropped."""
     from offchain.rounds.report import study_report
