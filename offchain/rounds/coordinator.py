@@ -145,11 +145,23 @@ class Coordinator:
         if len(accepted) < min_updates:
             if not deadline_passed:
                 return Step("waiting", number, f"{len(accepted)} counted updates, quorum {min_updates}")
-            cancel_round(self.study, number, rejected)
+            if not self._cancel(number, rejected):
+                return Step("waiting", number, "the chain's clock has not passed the deadline yet")
             self.log(f"round {number}: cancelled, {len(accepted)} counted updates by the deadline "
                      f"({len(rejected)} rejected), quorum {min_updates}")
             return Step("cancelled", number)
         return self._commit(number, state, updates, accepted, rejected)
+
+    def _cancel(self, number: int, rejected: Sequence[str]) -> bool:
+        """Cancel the round; False if the chain refused because the block it ran in was not past the
+        deadline yet (the pending block's time, read just before, can lag the wall clock's)."""
+        try:
+            cancel_round(self.study, number, rejected)
+        except ChainRefusal as refusal:
+            if refusal.error == "DeadlineNotReached":
+                return False
+            raise
+        return True
 
     def _screen(self, number: int, base_round: int, updates) -> dict[str, ClientModel | str]:
         """Each update's outcome of the one check (its decoded model, or why it is malformed)."""
@@ -271,7 +283,8 @@ class Coordinator:
             return Step("waiting", number, f"{reason}; cancelling at the deadline")
         # No update counts in a round with no sum: every submitter's masked input is left out.
         submitters = self.member.rounds.submitters(self.study.number, number)
-        cancel_round(self.study, number, submitters)
+        if not self._cancel(number, submitters):
+            return Step("waiting", number, f"{reason}; the chain's clock has not passed the deadline yet")
         self.log(f"round {number}: cancelled: {reason}")
         return Step("cancelled", number, reason)
 
