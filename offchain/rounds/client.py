@@ -275,22 +275,21 @@ class RoundsClient(ContractClient):
     # Transactions ----------------------------------------------------------
 
     def create_study(self, genesis: ArtifactRef, config_digest: bytes, config_cid: CID, min_updates: int,
-                     *, secure: bool = False) -> int:
-        """Create a study coordinated by the signer, starting from ``genesis``; returns its id. With
-        ``secure``, its rounds run secure aggregation (declared in the same transaction)."""
-        create = self.contract.createStudy.encode_input(
-            bytes(genesis.cid), genesis.sha256, config_digest, bytes(config_cid), min_updates)
-        if secure:
-            number = int(self._call("studyCount")[0]) + 1
-            receipt = self._multicall([create, self.contract.setSecureAggregation.encode_input(number)])
+                     *, declarations: Sequence[bytes] = ()) -> int:
+        """Create a study coordinated by the signer, starting from ``genesis``; returns its id.
+        ``declarations``: the coordinator's encoded calls that must reach the new study before its
+        first round (its privacy budgets, its secure aggregation), sent in the same transaction."""
+        args = (bytes(genesis.cid), genesis.sha256, config_digest, bytes(config_cid), min_updates)
+        if declarations:
+            receipt = self._multicall([self.contract.createStudy.encode_input(*args), *declarations])
         else:
-            receipt = self._send(self.contract.createStudy, bytes(genesis.cid), genesis.sha256, config_digest,
-                                 bytes(config_cid), min_updates)
+            receipt = self._send(self.contract.createStudy, *args)
         return int(self._event_args(receipt, "StudyCreated")["study"])
 
-    def set_secure_aggregation(self, study: int) -> None:
-        """Declare that the study's rounds run secure aggregation (before its first round)."""
-        self._send(self.contract.setSecureAggregation, study)
+    def secure_aggregation_declaration(self, study: int) -> bytes:
+        """The encoded call declaring that the study's rounds run secure aggregation (for
+        :meth:`create_study`'s ``declarations``)."""
+        return self.contract.setSecureAggregation.encode_input(study)
 
     def post_secure_message(self, study: int, round: int, phase: SecurePhase, message: ArtifactRef) -> None:
         """Post the signer's message of the secure round's current ``phase`` (its bytes already stored)."""

@@ -158,21 +158,11 @@ def declaration(history: Sequence[DPParameters], update: DPParameters, budget: C
 # The chain ------------------------------------------------------------------------------------------
 
 
-def create_study_with_budgets(rounds: RoundsClient, number: int, genesis: ArtifactRef, config_digest: bytes,
-                              config_cid, min_updates: int, hospitals: Sequence[str], budget: ChainBudget,
-                              *, secure: bool = False) -> int:
-    """Create study ``number`` (the next) and give ``hospitals`` their budget, in one transaction (with
-    ``secure``, declaring secure aggregation too)."""
-    contract = rounds.contract
-    calls = [
-        contract.createStudy.encode_input(bytes(genesis.cid), genesis.sha256, config_digest, bytes(config_cid),
-                                          min_updates),
-        contract.setPrivacyBudgets.encode_input(number, list(hospitals), budget.epsilon_units, budget.delta_units),
-    ]
-    if secure:
-        calls.append(contract.setSecureAggregation.encode_input(number))
-    receipt = rounds._multicall(calls)
-    return int(rounds._event_args(receipt, "StudyCreated")["study"])
+def budget_declaration(rounds: RoundsClient, study: int, hospitals: Sequence[str], budget: ChainBudget) -> bytes:
+    """The encoded call giving ``hospitals`` their budget in ``study`` (for
+    :meth:`RoundsClient.create_study`'s ``declarations``)."""
+    return rounds.contract.setPrivacyBudgets.encode_input(study, list(hospitals), budget.epsilon_units,
+                                                          budget.delta_units)
 
 
 def submit_private_update(rounds: RoundsClient, study: int, round: int, update: ArtifactRef, samples: int,

@@ -31,7 +31,7 @@ from offchain.ipfs import CID, Store, StoreError
 from offchain.rounds.client import ArtifactRef, RoundsClient
 from offchain.rounds.config import StudyConfig, StudyConfigError
 from offchain.rounds.errors import ArtifactCheckFailed, RoundsError
-from offchain.rounds.privacy import ChainBudget, create_study_with_budgets
+from offchain.rounds.privacy import ChainBudget, budget_declaration
 from offchain.rounds.sealed import AGGREGATE, GENESIS, UPDATE, Place, Reader, open_sealed, seal
 
 @dataclass
@@ -106,7 +106,7 @@ class Member:
         if genesis is None:
             genesis = config.model.build(seed=secrets.randbits(63)).state_dict()
         plaintext = encode_artifact(genesis, {"kind": GENESIS})
-        number = self.rounds.studies()[-1] + 1 if self.rounds.studies() else 1
+        number = len(self.rounds.studies()) + 1
         secure = config.secure_aggregation is not None
         if secure:
             genesis_ref = store_public(self.store, plaintext)
@@ -114,13 +114,14 @@ class Member:
             place = Place(self.chain_id, self.rounds.contract.address, number, 0, GENESIS, self.address)
             genesis_ref = ArtifactRef(seal(self.store, plaintext, readers, place), hashlib.sha256(plaintext).digest())
         config_cid = self.store.add(io.BytesIO(config.canonical_bytes()))
-        budget = config.privacy_budget
-        if budget is None:
-            created = self.rounds.create_study(genesis_ref, config.digest(), config_cid, min_updates, secure=secure)
-        else:
-            created = create_study_with_budgets(self.rounds, number, genesis_ref, config.digest(), config_cid,
-                                                min_updates, config.participants, ChainBudget.of(budget),
-                                                secure=secure)
+        declarations = []
+        if config.privacy_budget is not None:
+            declarations.append(budget_declaration(self.rounds, number, config.participants,
+                                                   ChainBudget.of(config.privacy_budget)))
+        if secure:
+            declarations.append(self.rounds.secure_aggregation_declaration(number))
+        created = self.rounds.create_study(genesis_ref, config.digest(), config_cid, min_updates,
+                                           declarations=declarations)
         if created != number:
             # Another coordinator created a study meanwhile: our genesis is bound to the wrong number.
             raise RoundsError(f"study {number} was taken while this one was being created (got {created}); create again")
