@@ -25,7 +25,9 @@ def reported(*kinds: type[BaseException]) -> Callable[[Callable[..., Any]], Call
                 if isinstance(error, OSError) and error.strerror:
                     where = f"{error.filename}: " if error.filename else ""
                     raise click.ClickException(f"{where}{error.strerror}") from None
-                raise click.ClickException(str(error)) from None
+                refusal = click.ClickException(str(error))
+                refusal.exit_code = getattr(error, "exit_code", refusal.exit_code)  # an error may carry its status
+                raise refusal from None
 
         return guarded
 

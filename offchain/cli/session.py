@@ -3,8 +3,8 @@
 Options (on each command, and on each Ape script, which are the same
 commands): ``--network`` (an Ape network choice, default the local chain:
 ``medshare chain up``'s if it runs), ``--rpc`` (a node's URL, which must
-answer), ``--account`` (an Ape account alias, or ``TEST::N`` on a local
-network) and ``--contract`` (default: the deployment recorded for the chain).
+answer), ``--account`` (an Ape account alias, ``hsm:LABEL`` for a key in the
+HSM token (:mod:`offchain.hsm`), or ``TEST::N`` on a local network) and ``--contract`` (default: the deployment recorded for the chain).
 How the node is chosen: :mod:`offchain.network`.
 """
 
@@ -21,11 +21,12 @@ from typing import Any
 
 import click
 
-from offchain import inputs
+from offchain import hsm, inputs
 from offchain.chain import AccessClient
 from offchain.cli.errors import reported
 from offchain.contract_client import Sent
 from offchain.crypto import Keystore
+from offchain.crypto.keystore import KeySealer
 from offchain.deployments import find_deployment
 from offchain.errors import ChainUnavailable, InvalidInput, MedShareError
 from offchain.ipfs import open_store
@@ -84,7 +85,8 @@ def network_options(command: Callable[..., Any]) -> Callable[..., Any]:
     @click.option("--rpc", default=None, metavar="URL",
                   help="The node's RPC URL, e.g. http://127.0.0.1:8545; it must answer.")
     @click.option("--account", default=None, metavar="ALIAS",
-                  help="Ape account alias (`ape accounts import ALIAS`); TEST::N for a local test account.")
+                  help="Ape account alias (`ape accounts import ALIAS`); hsm:LABEL for a key in the HSM token "
+                       "(`medshare keys hsm create LABEL`); TEST::N for a local test account.")
     @functools.wraps(command)
     def with_options(network, rpc, account, **kwargs):
         return command(chain=ChainOptions(network, rpc, account), **kwargs)
@@ -146,6 +148,8 @@ def _account(accounts: Any, networks: Any, alias: str | None) -> Any:
             return accounts.test_accounts[int(alias[6:])]
         except (ValueError, IndexError):
             raise InvalidInput(f"--account {alias}: no such test account") from None
+    if alias.startswith(hsm.ALIAS_PREFIX):
+        return hsm.load_account(alias)
     if alias not in accounts.aliases:
         known = ", ".join(accounts.aliases) or "none yet; import one with `ape accounts import ALIAS`"
         raise InvalidInput(f"--account {alias}: no such Ape account (known: {known})")
@@ -173,12 +177,28 @@ def passphrase(*, confirm: bool = False) -> str:
     return click.prompt("Keystore passphrase", hide_input=True, confirmation_prompt=confirm)
 
 
+def keystore_unlock(path: Path) -> Callable[..., str | KeySealer]:
+    """What opens the keystore at ``path``, asked for only when needed: the configured HSM token's sealer
+    if the file is sealed by a token key, else the passphrase (:func:`passphrase`)."""
+
+    def unlock(*, confirm: bool = False) -> str | KeySealer:
+        if path.exists() and Keystore.sealed_by_token(path):
+            return hsm.TokenSealer(hsm.open_token(ask=_ask_pin))
+        return passphrase(confirm=confirm)
+
+    return unlock
+
+
+def _ask_pin(prompt: str) -> str:
+    return click.prompt(prompt, hide_input=True)
+
+
 def open_keystore(settings: Settings, address: str) -> Keystore | None:
     """The member's unlocked keystore, or None if it has none yet."""
     path = keystore_path(settings, address)
     if not path.exists():
         return None
-    return Keystore.open(path, passphrase())
+    return Keystore.open(path, keystore_unlock(path)())
 
 
 def record_service(client: AccessClient, settings: Settings | None = None) -> RecordService:

@@ -1,4 +1,4 @@
-"""A member's private keys, by version, in a file sealed under a passphrase.
+"""A member's private keys, by version, in a file sealed under a passphrase or by a key inside an HSM.
 
 The file is JSON, mode 0600, replaced atomically on every change::
 
@@ -20,6 +20,15 @@ is the canonical JSON of every other field except the nonce, so changing the
 KDF settings or the public key list is detected like a wrong passphrase. The
 public keys stay readable without the passphrase, for publishing to the key
 registry.
+
+Sealed by an HSM instead (``format_version`` 2): the file has no ``kdf`` but
+``"token_key": {"name": "pkcs11-aes-256-gcm", "label": <label>, "id": <hex>}``,
+and the same AES-256-GCM (same nonce, same associated data) runs inside the
+token under that non-extractable AES key (:mod:`offchain.hsm.keystore_seal`).
+An unlocked token-sealed keystore holds no private key: each use unseals it
+through the token again, so nothing unsealed outlives the call, and a removed
+token or a wrong PIN ends access. :meth:`Keystore.reseal` converts a file
+either way.
 
 Cost: new files are sealed with scrypt N = 2**17 at least (``MIN_NEW_SCRYPT_LOG2_N``);
 files written with N = 2**15 or 2**16 by earlier versions still open, and are
@@ -44,7 +53,7 @@ import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -63,7 +72,10 @@ from .keywrap import (
 )
 
 FORMAT = "medshare-keystore"
-FORMAT_VERSION = 1
+PASSPHRASE_FORMAT_VERSION = 1  # sealed by a passphrase ("kdf"), as every file before token sealing
+TOKEN_FORMAT_VERSION = 2  # sealed by a key inside a token ("token_key"): builds that predate it refuse it by version
+FORMAT_VERSIONS = (PASSPHRASE_FORMAT_VERSION, TOKEN_FORMAT_VERSION)
+TOKEN_KEY_NAME = "pkcs11-aes-256-gcm"
 MIN_SCRYPT_LOG2_N = 15  # the lowest cost a file may have been written with (by earlier versions)
 MIN_NEW_SCRYPT_LOG2_N = 17  # the lowest cost a file is written with now
 MAX_SCRYPT_LOG2_N = 20
@@ -75,6 +87,39 @@ _CIPHER = "aes-256-gcm"
 _KEY_ENTRY = struct.Struct(">I32s")
 
 
+class KeySeal(Protocol):
+    """What a keystore file's private keys are sealed with: a passphrase (scrypt) or a key inside a token.
+
+    ``header`` is the document's field naming it (``kdf`` or ``token_key``),
+    authenticated with the rest; ``encrypt``/``decrypt`` are AES-256-GCM under
+    the sealing key, ``decrypt`` raising :class:`KeystoreError` when it does
+    not open. ``keeps_keys`` says whether an unlocked keystore may hold the
+    private keys in memory (a passphrase-sealed one does: its file key is
+    there anyway) or must unseal them for each use (a token-sealed one, so that
+    a removed token or a logged-out session ends access at once).
+    """
+
+    header: dict[str, Any]
+    format_version: int
+    keeps_keys: bool
+
+    def encrypt(self, nonce: bytes, plaintext: bytes, associated_data: bytes) -> bytes: ...
+
+    def decrypt(self, path: Path, nonce: bytes, ciphertext: bytes, associated_data: bytes) -> bytes: ...
+
+
+class KeySealer(Protocol):
+    """Makes the :class:`KeySeal` that a new file is sealed with, or that opens the file a header names."""
+
+    def new_seal(self) -> KeySeal: ...
+
+    def open_seal(self, path: Path, header: dict[str, Any]) -> KeySeal: ...
+
+
+Unlock = str | KeySealer
+"""A passphrase, or the sealer of a token-held key (:class:`offchain.hsm.TokenSealer`)."""
+
+
 class Keystore:
     """An unlocked keystore: the member's private keys, the newest one current.
 
@@ -82,28 +127,30 @@ class Keystore:
     ``repr`` or in error messages.
     """
 
-    def __init__(self, path: Path, kdf: dict[str, Any], file_key: bytes, keys: dict[int, RecipientKey]) -> None:
+    def __init__(self, path: Path, seal: KeySeal, document: dict[str, Any],
+                 keys: dict[int, RecipientKey] | None) -> None:
         # Use create() or open(); this only assembles an unlocked keystore.
         self.path = path
-        self._kdf = kdf
-        self._file_key = file_key
-        # What the file on disk is sealed with; differs from the above until an older, cheaper file is resealed.
-        self._sealed_kdf, self._sealed_file_key = kdf, file_key
-        self._keys = keys
+        self._seal = seal  # what the next save seals with
+        self._sealed_by = seal  # what the file on disk is sealed with; differs until an older file is resealed
+        self._document = document  # the file as last read or written (public keys, suites, sealed keys)
+        self._keys = keys if seal.keeps_keys else None
 
     @classmethod
     def create(
         cls,
         path: str | os.PathLike[str],
-        passphrase: str,
+        unlock: Unlock,
         *,
         scrypt_log2_n: int = MIN_NEW_SCRYPT_LOG2_N,
         suite: KeySuite = DEFAULT_SUITE,
     ) -> "Keystore":
         """Create a keystore at ``path`` holding a new key of ``suite``, version 1.
 
-        Never overwrites an existing file. ``scrypt_log2_n`` sets scrypt's
-        cost, N = 2**scrypt_log2_n (17 to 20).
+        ``unlock`` is a passphrase (the keys are sealed under a key scrypt
+        derives from it) or a token's :class:`KeySealer`. Never overwrites an
+        existing file. ``scrypt_log2_n`` sets scrypt's cost, N = 2**scrypt_log2_n
+        (17 to 20).
         """
         if not isinstance(suite, KeySuite):
             raise TypeError(f"suite must be a KeySuite, not {type(suite).__name__}")
@@ -114,28 +161,28 @@ class Keystore:
             )
         if target.exists():  # checked early to spare the key derivation; the write re-checks atomically
             raise _exists_error(target)
-        _derive_file_key(passphrase, None)  # refuse a bad passphrase before anything else
-        kdf, file_key = _new_kdf(passphrase, scrypt_log2_n)
-        keystore = cls(target, kdf, file_key, {1: RecipientKey.generate(suite)})
-        keystore._save(overwrite=False)
+        seal = _sealer(unlock, scrypt_log2_n).new_seal()
+        keystore = cls(target, seal, {}, {})
+        keystore._save({1: RecipientKey.generate(suite)}, overwrite=False)
         return keystore
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], passphrase: str) -> "Keystore":
-        """Unlock the keystore at ``path`` with ``passphrase``.
+    def open(cls, path: str | os.PathLike[str], unlock: Unlock) -> "Keystore":
+        """Unlock the keystore at ``path`` with ``unlock``: its passphrase, or the token's :class:`KeySealer`.
 
         Raises :class:`KeystoreError` if the file is missing, readable by
-        group or others, malformed, or does not unlock (wrong passphrase or a
-        modified file).
+        group or others, malformed, sealed the other way, or does not unlock
+        (wrong passphrase or token key, or a modified file).
         """
         target = Path(path)
         document = _load_document(target)
-        file_key = _derive_file_key(passphrase, document["kdf"])
-        keystore = cls(target, document["kdf"], file_key, _unseal(target, document, file_key))
-        if document["kdf"]["log2_n"] < MIN_NEW_SCRYPT_LOG2_N:
+        sealer = _sealer(unlock, MIN_NEW_SCRYPT_LOG2_N)
+        seal = sealer.open_seal(target, _seal_header(document))
+        keys = _unseal(target, document, seal)
+        keystore = cls(target, seal, document, keys)
+        if getattr(seal, "outdated", False):
             # An older, cheaper file: the next save reseals it at today's cost.
-            keystore._kdf, keystore._file_key = _new_kdf(passphrase, MIN_NEW_SCRYPT_LOG2_N)
-            keystore._sealed_kdf, keystore._sealed_file_key = document["kdf"], file_key
+            keystore._seal = sealer.new_seal()
         return keystore
 
     @staticmethod
@@ -146,23 +193,33 @@ class Keystore:
         """
         return _public_keys(_load_document(Path(path)))
 
+    @staticmethod
+    def sealed_by_token(path: str | os.PathLike[str]) -> bool:
+        """Whether the keystore at ``path`` is sealed by a key inside a token (else by a passphrase)."""
+        return "token_key" in _load_document(Path(path))
+
+    @property
+    def token_sealed(self) -> bool:
+        """Whether this keystore's file is sealed by a key inside a token."""
+        return "token_key" in self._sealed_by.header
+
     @property
     def versions(self) -> tuple[int, ...]:
         """The key versions held, oldest first."""
-        return tuple(sorted(self._keys))
+        return tuple(sorted(_public_keys(self._document)))
 
     @property
     def current_version(self) -> int:
         """The newest key version: the one to publish and to receive new grants on."""
-        return max(self._keys)
+        return max(self.versions)
 
     def public_key(self, version: int | None = None) -> bytes:
         """Return the raw public key of ``version`` (default: current): 32 bytes, or 1,216 for MLKEM768-X25519."""
-        return self.recipient_key(version).public_key
+        return _public_keys(self._document)[self._held(version)]
 
     def suite(self, version: int | None = None) -> KeySuite:
         """Return the suite of the key of ``version`` (default: current)."""
-        return self.recipient_key(version).suite
+        return _key_suites(self._document).get(self._held(version), KeySuite.X25519)
 
     def private_key(self, version: int | None = None) -> X25519PrivateKey:
         """Return the X25519 private key of ``version`` (default: current); for a key of another
@@ -173,15 +230,11 @@ class Keystore:
         return X25519PrivateKey.from_private_bytes(key.private_bytes_raw())
 
     def recipient_key(self, version: int | None = None) -> RecipientKey:
-        """Return the private key of ``version`` (default: current), of either suite."""
-        if version is None:
-            version = self.current_version
-        try:
-            return self._keys[version]
-        except KeyError:
-            raise KeystoreError(
-                f"keystore {self.path} holds no key version {version} (it holds {self._describe_versions()})"
-            ) from None
+        """Return the private key of ``version`` (default: current), of either suite.
+
+        A token-sealed keystore unseals it through the token on each call.
+        """
+        return self._private_keys()[self._held(version)]
 
     def rotate(self, suite: KeySuite | None = None) -> int:
         """Add a new key as the current version, save the file, and return the version.
@@ -193,40 +246,64 @@ class Keystore:
         follows them.
         """
         with keystore_lock(self.path):
-            self._reload()
-            version = self.current_version + 1
+            keys = self._reload()
+            version = max(keys) + 1
             check_key_version(version)
-            self._keys[version] = RecipientKey.generate(suite or self.suite())
-            try:
-                self._save()
-            except BaseException:
-                del self._keys[version]
-                raise
+            keys[version] = RecipientKey.generate(suite or self.suite())
+            self._save(keys)
         return version
 
-    def _reload(self) -> None:
-        """Merge in the keys the file holds now (another process may have rotated since we opened it)."""
+    def reseal(self, unlock: Unlock, *, scrypt_log2_n: int = MIN_NEW_SCRYPT_LOG2_N) -> None:
+        """Seal the file anew with ``unlock`` (a passphrase, or a token's :class:`KeySealer`), keeping every key.
+
+        This converts a passphrase keystore to a token-sealed one and back; the
+        file is replaced atomically, so it is sealed one way or the other,
+        never neither.
+        """
+        with keystore_lock(self.path):
+            keys = self._reload()
+            self._seal = _sealer(unlock, scrypt_log2_n).new_seal()
+            self._save(keys)
+
+    def _held(self, version: int | None) -> int:
+        if version is None:
+            return self.current_version
+        if version not in self.versions:
+            raise KeystoreError(
+                f"keystore {self.path} holds no key version {version} (it holds {self._describe_versions()})"
+            )
+        return version
+
+    def _private_keys(self) -> dict[int, RecipientKey]:
+        if self._keys is not None:
+            return self._keys
+        return _unseal(self.path, self._document, self._sealed_by)
+
+    def _reload(self) -> dict[int, RecipientKey]:
+        """The keys the file holds now (another process may have rotated since we opened it), with ours."""
         document = _load_document(self.path)
-        if document["kdf"] != self._sealed_kdf:
+        if _seal_header(document) != self._sealed_by.header:
             raise KeystoreError(
                 f"keystore {self.path} was resealed by another process since it was opened; open it again"
             )
-        on_disk = _unseal(self.path, document, self._sealed_file_key)
+        on_disk = _unseal(self.path, document, self._sealed_by)
+        keys = dict(self._keys or {})
         for version, key in on_disk.items():
-            mine = self._keys.get(version)
+            mine = keys.get(version)
             if mine is not None and (mine.suite, mine.private_bytes_raw()) != (key.suite, key.private_bytes_raw()):
                 raise KeystoreError(f"keystore {self.path} holds a different key version {version}; open it again")
-        self._keys.update(on_disk)
+        keys.update(on_disk)
+        return keys
 
     def unwrap_data_key(self, wrapped: bytes, record_id: bytes, record_version: int) -> bytes:
         """Unwrap a data key with the private key of the version it was wrapped for."""
         version = parse_wrapped_key(wrapped).recipient_key_version
-        if version not in self._keys:
+        if version not in self.versions:
             raise KeyWrapError(
                 f"the data key was wrapped for key version {version}, "
                 f"but keystore {self.path} holds {self._describe_versions()}"
             )
-        return unwrap_data_key(wrapped, self._keys[version], record_id, record_version)
+        return unwrap_data_key(wrapped, self.recipient_key(version), record_id, record_version)
 
     def __repr__(self) -> str:
         return f"Keystore(path={str(self.path)!r}, versions={list(self.versions)})"
@@ -234,21 +311,21 @@ class Keystore:
     def _describe_versions(self) -> str:
         return "versions " + ", ".join(map(str, self.versions))
 
-    def _save(self, *, overwrite: bool = True) -> None:
-        keys = sorted(self._keys.items())
+    def _save(self, keys: dict[int, RecipientKey], *, overwrite: bool = True) -> None:
+        ordered = sorted(keys.items())
         nonce = secrets.token_bytes(_NONCE_SIZE)
         document: dict[str, Any] = {
             "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "kdf": self._kdf,
+            "format_version": self._seal.format_version,
+            **self._seal.header,
             "cipher": {"name": _CIPHER, "nonce": _b64(nonce)},
-            "public_keys": {str(version): key.public_key.hex() for version, key in keys},
+            "public_keys": {str(version): key.public_key.hex() for version, key in ordered},
         }
-        suites = {str(version): key.suite.value for version, key in keys if key.suite is not KeySuite.X25519}
+        suites = {str(version): key.suite.value for version, key in ordered if key.suite is not KeySuite.X25519}
         if suites:
             document["key_suites"] = suites
-        plaintext = b"".join(_KEY_ENTRY.pack(version, key.private_bytes_raw()) for version, key in keys)
-        document["ciphertext"] = _b64(AESGCM(self._file_key).encrypt(nonce, plaintext, _associated_data(document)))
+        plaintext = b"".join(_KEY_ENTRY.pack(version, key.private_bytes_raw()) for version, key in ordered)
+        document["ciphertext"] = _b64(self._seal.encrypt(nonce, plaintext, _associated_data(document)))
         try:
             with atomic_write(self.path, overwrite=overwrite) as file:
                 file.write(json.dumps(document, indent=2, sort_keys=True).encode() + b"\n")
@@ -256,7 +333,60 @@ class Keystore:
             raise _exists_error(self.path) from None
         except OSError as error:
             raise KeystoreError(f"cannot write keystore {self.path}: {error.strerror}") from None
-        self._sealed_kdf, self._sealed_file_key = self._kdf, self._file_key
+        self._sealed_by, self._document = self._seal, document
+        self._keys = keys if self._seal.keeps_keys else None
+
+
+class _PassphraseSeal:
+    """AES-256-GCM under a file key that scrypt derives from the passphrase."""
+
+    format_version = PASSPHRASE_FORMAT_VERSION
+    keeps_keys = True
+
+    def __init__(self, kdf: dict[str, Any], file_key: bytes) -> None:
+        self.header = {"kdf": kdf}
+        self.outdated = kdf["log2_n"] < MIN_NEW_SCRYPT_LOG2_N
+        self._cipher = AESGCM(file_key)
+
+    def encrypt(self, nonce: bytes, plaintext: bytes, associated_data: bytes) -> bytes:
+        return self._cipher.encrypt(nonce, plaintext, associated_data)
+
+    def decrypt(self, path: Path, nonce: bytes, ciphertext: bytes, associated_data: bytes) -> bytes:
+        try:
+            return self._cipher.decrypt(nonce, ciphertext, associated_data)
+        except InvalidTag:
+            raise KeystoreError(f"cannot unlock keystore {path}: wrong passphrase, or the file was modified") from None
+
+
+class _PassphraseSealer:
+    def __init__(self, passphrase: str, log2_n: int) -> None:
+        _derive_file_key(passphrase, None)  # refuse a bad passphrase before anything else
+        self._passphrase, self._log2_n = passphrase, log2_n
+
+    def new_seal(self) -> _PassphraseSeal:
+        """Fresh scrypt settings (a new salt) at this sealer's cost, and the file key they derive."""
+        kdf = {"name": "scrypt", "log2_n": self._log2_n, "r": _SCRYPT_R, "p": _SCRYPT_P,
+               "salt": _b64(secrets.token_bytes(_SALT_SIZE))}
+        return _PassphraseSeal(kdf, _derive_file_key(self._passphrase, kdf))
+
+    def open_seal(self, path: Path, header: dict[str, Any]) -> _PassphraseSeal:
+        if "kdf" not in header:
+            raise KeystoreError(f"keystore {path} is sealed by a key inside an HSM token, not by a passphrase; "
+                                "configure the token (MEDSHARE_HSM_TOKEN, MEDSHARE_HSM_PIN) to open it")
+        return _PassphraseSeal(header["kdf"], _derive_file_key(self._passphrase, header["kdf"]))
+
+
+def _sealer(unlock: Unlock, scrypt_log2_n: int) -> KeySealer:
+    if isinstance(unlock, str):
+        return _PassphraseSealer(unlock, scrypt_log2_n)
+    if not hasattr(unlock, "open_seal"):
+        raise TypeError(f"passphrase must be a str or a KeySealer, not {type(unlock).__name__}")
+    return unlock
+
+
+def _seal_header(document: dict[str, Any]) -> dict[str, Any]:
+    """The field naming what the document is sealed with."""
+    return {name: document[name] for name in ("kdf", "token_key") if name in document}
 
 
 _held_locks: dict[Path, int] = {}  # keystore lock files this process holds, and how deeply
@@ -298,24 +428,14 @@ def keystore_lock(path: str | os.PathLike[str]) -> Iterator[None]:
         os.close(fd)  # closing releases the flock
 
 
-def _unseal(path: Path, document: dict[str, Any], file_key: bytes) -> dict[int, RecipientKey]:
-    try:
-        nonce = _unb64(document["cipher"]["nonce"])
-        plaintext = AESGCM(file_key).decrypt(nonce, _unb64(document["ciphertext"]), _associated_data(document))
-    except InvalidTag:
-        raise KeystoreError(f"cannot unlock keystore {path}: wrong passphrase, or the file was modified") from None
+def _unseal(path: Path, document: dict[str, Any], seal: KeySeal) -> dict[int, RecipientKey]:
+    nonce = _unb64(document["cipher"]["nonce"])
+    plaintext = seal.decrypt(path, nonce, _unb64(document["ciphertext"]), _associated_data(document))
     suites = _key_suites(document)
     return {
         version: RecipientKey(suites.get(version, KeySuite.X25519), raw)
         for version, raw in _KEY_ENTRY.iter_unpack(plaintext)
     }
-
-
-def _new_kdf(passphrase: str, log2_n: int) -> tuple[dict[str, Any], bytes]:
-    """Fresh scrypt settings (a new salt) at cost 2**log2_n, and the file key they derive."""
-    kdf = {"name": "scrypt", "log2_n": log2_n, "r": _SCRYPT_R, "p": _SCRYPT_P,
-           "salt": _b64(secrets.token_bytes(_SALT_SIZE))}
-    return kdf, _derive_file_key(passphrase, kdf)
 
 
 def _exists_error(path: Path) -> KeystoreError:
@@ -350,23 +470,33 @@ def _check_document(path: Path, document: Any) -> None:
     require(isinstance(document, dict), "not a JSON object")
     require(document.get("format") == FORMAT, f"format is not {FORMAT!r}")
     version = document.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in FORMAT_VERSIONS:
         raise KeystoreError(
-            f"keystore {path} has unsupported format version {version!r} (this build reads {FORMAT_VERSION})"
+            f"keystore {path} has unsupported format version {version!r} "
+            f"(this build reads {', '.join(map(str, FORMAT_VERSIONS))})"
         )
-    kdf = document.get("kdf")
-    require(isinstance(kdf, dict) and kdf.get("name") == "scrypt", "kdf is not scrypt")
-    log2_n = kdf.get("log2_n")
-    require(
-        type(log2_n) is int and MIN_SCRYPT_LOG2_N <= log2_n <= MAX_SCRYPT_LOG2_N,
-        f"kdf.log2_n must be {MIN_SCRYPT_LOG2_N} to {MAX_SCRYPT_LOG2_N}",
-    )
-    require(
-        kdf.get("r") == _SCRYPT_R and kdf.get("p") == _SCRYPT_P, f"scrypt r and p must be {_SCRYPT_R} and {_SCRYPT_P}"
-    )
-    require(
-        _decoded_length(kdf.get("salt")) >= _SALT_SIZE, f"kdf.salt must be base64 of at least {_SALT_SIZE} bytes"
-    )
+    if version == TOKEN_FORMAT_VERSION:
+        token_key = document.get("token_key")
+        require(isinstance(token_key, dict) and token_key.get("name") == TOKEN_KEY_NAME
+                and isinstance(token_key.get("label"), str) and token_key["label"]
+                and _is_hex(token_key.get("id")) and "kdf" not in document,
+                f"token_key must name a {TOKEN_KEY_NAME} key by label and hex id")
+    else:
+        kdf = document.get("kdf")
+        require(isinstance(kdf, dict) and kdf.get("name") == "scrypt" and "token_key" not in document,
+                "kdf is not scrypt")
+        log2_n = kdf.get("log2_n")
+        require(
+            type(log2_n) is int and MIN_SCRYPT_LOG2_N <= log2_n <= MAX_SCRYPT_LOG2_N,
+            f"kdf.log2_n must be {MIN_SCRYPT_LOG2_N} to {MAX_SCRYPT_LOG2_N}",
+        )
+        require(
+            kdf.get("r") == _SCRYPT_R and kdf.get("p") == _SCRYPT_P,
+            f"scrypt r and p must be {_SCRYPT_R} and {_SCRYPT_P}",
+        )
+        require(
+            _decoded_length(kdf.get("salt")) >= _SALT_SIZE, f"kdf.salt must be base64 of at least {_SALT_SIZE} bytes"
+        )
     cipher = document.get("cipher")
     require(isinstance(cipher, dict) and cipher.get("name") == _CIPHER, f"cipher is not {_CIPHER}")
     require(
@@ -431,6 +561,13 @@ def _b64(data: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     return base64.b64decode(text, validate=True)
+
+
+def _is_hex(text: Any) -> bool:
+    try:
+        return isinstance(text, str) and len(bytes.fromhex(text)) > 0
+    except ValueError:
+        return False
 
 
 def _decoded_length(text: Any) -> int:
