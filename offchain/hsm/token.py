@@ -130,11 +130,16 @@ class Token:
         """The logged-in python-pkcs11 session, held alone; its errors become :class:`HsmError`."""
         import pkcs11.exceptions as errors
 
+        gone = (errors.DeviceRemoved, errors.TokenNotPresent, errors.TokenNotRecognised, errors.SessionHandleInvalid,
+                errors.SessionClosed, errors.DeviceError, errors.UserNotLoggedIn, errors.ObjectHandleInvalid)
         with self._lock:
             try:
+                try:
+                    self._token.slot.get_token()  # still there? (a removed token fails here, before any use)
+                except errors.PKCS11Error:
+                    raise errors.TokenNotPresent() from None
                 yield self._session
-            except (errors.DeviceRemoved, errors.TokenNotPresent, errors.SessionHandleInvalid,
-                    errors.SessionClosed, errors.DeviceError, errors.UserNotLoggedIn):
+            except gone:
                 _forget(self)
                 raise HsmError(f"{self.settings.describe()} is no longer available (removed, or its session "
                                "ended); reconnect it and run the command again") from None

@@ -170,7 +170,8 @@ def test_modified_files_do_not_unlock(saved, tmp_path: Path, change):
     "change, message",
     [
         pytest.param(lambda d: d.update(format="other"), "format is not 'medshare-keystore'", id="format"),
-        pytest.param(lambda d: d.update(format_version=2), "unsupported format version 2", id="format-version"),
+        pytest.param(lambda d: d.update(format_version=3), "unsupported format version 3", id="format-version"),
+        pytest.param(lambda d: d.update(format_version=2), "token_key must name", id="token-version-without-key"),
         pytest.param(lambda d: d["kdf"].update(name="pbkdf2"), "kdf is not scrypt", id="kdf-name"),
         pytest.param(lambda d: d["kdf"].update(log2_n=14), "log2_n must be 15 to 20", id="kdf-too-weak"),
         pytest.param(lambda d: d["kdf"].update(log2_n=30), "log2_n must be 15 to 20", id="kdf-too-costly"),
@@ -282,9 +283,8 @@ def test_atomic_write_without_overwrite_never_clobbers(tmp_path: Path):
 
 def write_old_keystore(path: Path, log2_n: int) -> Keystore:
     """A keystore file as earlier versions wrote it, at a cost below today's minimum."""
-    kdf, file_key = keystore_module._new_kdf(PASSPHRASE, log2_n)
-    old = Keystore(path, kdf, file_key, {1: RecipientKey.generate(KeySuite.X25519)})
-    old._save(overwrite=False)
+    old = Keystore(path, keystore_module._PassphraseSealer(PASSPHRASE, log2_n).new_seal(), {}, {})
+    old._save({1: RecipientKey.generate(KeySuite.X25519)}, overwrite=False)
     return old
 
 
@@ -297,7 +297,7 @@ def test_older_cheaper_keystores_open_and_are_resealed_at_today_s_cost(keystore_
     assert opened.rotate() == 2
     document = json.loads(keystore_path.read_text())
     assert document["kdf"]["log2_n"] == keystore_module.MIN_NEW_SCRYPT_LOG2_N == 17
-    assert document["kdf"]["salt"] != old._kdf["salt"]
+    assert document["kdf"]["salt"] != old._seal.header["kdf"]["salt"]
     reopened = Keystore.open(keystore_path, PASSPHRASE)
     assert reopened.versions == (1, 2) and reopened.public_key(1) == old.public_key(1)
 
