@@ -146,6 +146,8 @@ class Token:
             except errors.MechanismInvalid:
                 raise HsmError(f"{self.settings.describe()} refused the mechanism MedShare asked for; "
                                "it does not support it") from None
+            except errors.PKCS11Error as error:
+                raise HsmError(f"{self.settings.describe()} refused the operation ({_reason(error)})") from None
 
 
 _tokens: dict[TokenSettings, Token] = {}
@@ -198,28 +200,32 @@ def _find_token(settings: TokenSettings) -> Any:
 
     library = _module(settings.module)
     try:
-        if settings.slot is not None:
-            slots = {slot.slot_id: slot for slot in library.get_slots(token_present=True)}
-            if settings.slot not in slots:
-                raise HsmError(f"no token in slot {settings.slot} of {settings.module} "
-                               f"(slots with a token: {', '.join(map(str, slots)) or 'none'})")
-            token = slots[settings.slot].get_token()
-            if settings.token_label is not None and token.label != settings.token_label:
-                raise HsmError(f"the token in slot {settings.slot} is labelled {token.label!r}, "
-                               f"not {settings.token_label!r}")
-            return token
-        try:
-            return library.get_token(token_label=settings.token_label)
-        except errors.NoSuchToken:
-            labels = [token.label for token in library.get_tokens() if token.label]
-            known = ", ".join(repr(label) for label in labels) or "none (initialise one first)"
-            raise HsmError(f"no token labelled {settings.token_label!r} in {settings.module} "
-                           f"(tokens: {known}); set {TOKEN_ENV}") from None
-        except errors.MultipleTokensReturned:
-            raise HsmError(f"more than one token is labelled {settings.token_label!r}: "
-                           f"set {SLOT_ENV} to choose one") from None
-    except (errors.TokenNotPresent, errors.DeviceRemoved, errors.TokenNotRecognised):
-        raise HsmError(f"{settings.describe()} is not present; connect it and run the command again") from None
+        tokens = {}
+        for slot in library.get_slots(token_present=True):
+            try:
+                tokens[slot.slot_id] = slot.get_token()
+            except errors.PKCS11Error:
+                continue  # a slot whose token went away while we listed: not one to use
+    except errors.PKCS11Error as error:
+        raise HsmError(f"{settings.module} cannot list its tokens ({error.__class__.__name__})") from None
+    if settings.slot is not None:
+        if settings.slot not in tokens:
+            raise HsmError(f"no token in slot {settings.slot} of {settings.module} "
+                           f"(slots with a token: {', '.join(map(str, tokens)) or 'none'}); set {SLOT_ENV}")
+        token = tokens[settings.slot]
+        if settings.token_label is not None and token.label != settings.token_label:
+            raise HsmError(f"the token in slot {settings.slot} is labelled {token.label!r}, "
+                           f"not {settings.token_label!r}")
+        return token
+    matching = [token for token in tokens.values() if token.label == settings.token_label]
+    if not matching:
+        known = ", ".join(repr(token.label) for token in tokens.values() if token.label) or \
+            "none (initialise one first)"
+        raise HsmError(f"no token labelled {settings.token_label!r} in {settings.module} (tokens: {known}); "
+                       f"set {TOKEN_ENV}")
+    if len(matching) > 1:
+        raise HsmError(f"more than one token is labelled {settings.token_label!r}: set {SLOT_ENV} to choose one")
+    return matching[0]
 
 
 def _login(settings: TokenSettings, ask: Callable[[str], str] | None) -> Token:
@@ -248,6 +254,8 @@ def _login(settings: TokenSettings, ask: Callable[[str], str] | None) -> Token:
         raise HsmError(f"{settings.describe()} is not present; connect it and run the command again") from None
     except errors.TokenWriteProtected:
         raise HsmError(f"{settings.describe()} is write-protected") from None
+    except errors.PKCS11Error as error:
+        raise HsmError(f"{settings.describe()} refused the login ({_reason(error)})") from None
     return Token(settings, token, session)
 
 
@@ -255,3 +263,8 @@ def _pin_source(settings: TokenSettings) -> str:
     if os.environ.get(PIN_ENV):
         return PIN_ENV
     return str(settings.pin_file) if settings.pin_file is not None else "the prompt"
+
+
+def _reason(error: Exception) -> str:
+    """A PKCS#11 error as its name (CKR_... as python-pkcs11 calls it): never the arguments, which may hold data."""
+    return error.__class__.__name__
