@@ -14,12 +14,12 @@ def softhsm(tmp_path_factory) -> SoftHsm:
     from offchain.hsm import close_tokens
 
     if NOT_INSTALLED:
-        pytest.skip(NOT_INSTALLED)
+        pytest.skip(NOT_INSTALLED + ": the HSM tests need a PKCS#11 token")
     hsm = SoftHsm(tmp_path_factory.mktemp("softhsm"))
     hsm.init_token(TOKEN_LABEL)
     hsm.init_token(REMOVABLE_LABEL)
     saved = {name: os.environ.get(name) for name in HSM_ENV}
-    os.environ.update(hsm.env())
+    os.environ.update(hsm.env(TOKEN_LABEL))
     yield hsm
     close_tokens()
     for name, value in saved.items():

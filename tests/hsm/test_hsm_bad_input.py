@@ -6,7 +6,7 @@ import re
 
 import pytest
 from click.testing import CliRunner
-from softhsm import SoftHsm, medshare_process
+from softhsm import SoftHsm, lock_user_pin, medshare_process
 
 from offchain.cli import main
 from offchain.hsm import close_tokens, open_token, signing_keys
@@ -94,7 +94,7 @@ def test_a_token_without_ecdsa_is_named(tmp_path):
 def test_a_locked_token_is_refused_before_any_pin_is_tried(tmp_path):
     locked = SoftHsm(tmp_path / "locked")
     locked.init_token("locked")
-    locked.lock_user_pin()
+    lock_user_pin(locked)
     env = locked.env("locked", MEDSHARE_HOME=str(tmp_path / "home"))
     result = medshare_process("keys", "hsm", "create", "signer", env=env)
     _refused(result.stdout + result.stderr, result.returncode,

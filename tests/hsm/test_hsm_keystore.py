@@ -70,7 +70,8 @@ def test_a_keystore_sealed_by_the_token_opens_a_record_and_a_wrong_pin_reads_not
     assert not again.exists() and _reads(access, bytes.fromhex(record_id[2:])) == 1
 
 
-def test_after_the_token_is_removed_the_keystore_opens_nothing(access, hospital, doctor, patient, tmp_path, chain):
+def test_after_the_token_is_removed_the_keystore_opens_nothing(
+        access, hospital, doctor, patient, tmp_path, chain, softhsm):
     token = open_token(TokenSettings.from_env({**os.environ, "MEDSHARE_HSM_TOKEN": REMOVABLE_LABEL}))
     store = EmbeddedStore(tmp_path / "ipfs")
     owner_keystore = Keystore.create(tmp_path / "owner.json", "owner's passphrase")
@@ -86,20 +87,12 @@ def test_after_the_token_is_removed_the_keystore_opens_nothing(access, hospital,
     reader.fetch(record_id, tmp_path / "read.bin")
     assert (tmp_path / "read.bin").read_bytes() == scan.read_bytes()
 
-    _remove(REMOVABLE_LABEL)
+    softhsm.delete_token(REMOVABLE_LABEL)
     with pytest.raises(HsmError, match="is no longer available"):
         reader.fetch(record_id, tmp_path / "after.bin")
     assert not (tmp_path / "after.bin").exists() and _reads(access, record_id) == 1
     with pytest.raises(HsmError):  # opened anew, too
         Keystore.open(tmp_path / "reader.json", TokenSealer(token))
-
-
-def _remove(label: str) -> None:
-    import subprocess
-
-    from softhsm import SOFTHSM2_UTIL
-
-    subprocess.run([SOFTHSM2_UTIL, "--delete-token", "--token", label], check=True, capture_output=True)
 
 
 def test_converting_a_passphrase_keystore_keeps_every_key_both_ways(
