@@ -104,3 +104,30 @@ medshare_bootstrap() {
   export VIRTUAL_ENV="$ROOT/.venv"
   export PATH="$ROOT/.tools/bin:$ROOT/.venv/bin:$ROOT/node_modules/.bin:$PATH"
 }
+
+# SoftHSM2 (Debian `softhsm2`): the PKCS#11 token that the HSM tests (tests/hsm) and `./run bench crypto`
+# use; only those call this, so `./run demo` installs nothing for it. Installed with apt-get where apt is
+# available and SoftHSM2 is missing; elsewhere (or if apt fails) the HSM tests skip, saying why.
+medshare_install_softhsm() {
+  command -v softhsm2-util >/dev/null && return 0
+  if ! command -v apt-get >/dev/null; then
+    _medshare_log "SoftHSM2 is not installed and there is no apt-get: the HSM tests will be skipped"
+    return 0
+  fi
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo="sudo -n"; else
+      _medshare_log "SoftHSM2 is not installed and apt-get needs root: the HSM tests will be skipped" \
+        "(install it with: sudo apt-get install softhsm2)"
+      return 0
+    fi
+  fi
+  mkdir -p "$ROOT/.tools"
+  _medshare_log "installing SoftHSM2 (apt-get install softhsm2) for the HSM tests"
+  local apt=(env DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=300 -y -q)
+  # Package lists may be missing or stale on a fresh machine: update once if the install alone fails.
+  _medshare_quietly "$ROOT/.tools/apt.log" "${apt[@]}" install softhsm2 2>/dev/null \
+    || { _medshare_quietly "$ROOT/.tools/apt.log" "${apt[@]}" update \
+         && _medshare_quietly "$ROOT/.tools/apt.log" "${apt[@]}" install softhsm2; } \
+    || _medshare_log "could not install SoftHSM2 (log: .tools/apt.log): the HSM tests will be skipped"
+}
