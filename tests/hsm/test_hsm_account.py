@@ -109,3 +109,22 @@ def test_the_private_key_is_sensitive_and_the_token_refuses_to_export_it(hsm_acc
             wrapping.wrap_key(private)  # exported under a key of our choosing: refused too
         with pytest.raises(pkcs11.exceptions.AttributeReadOnly):
             private[Attribute.EXTRACTABLE] = True  # and it cannot be made exportable
+
+
+def test_medshare_the_ape_scripts_and_the_portal_take_it_as_account_hsm_label(hsm_accounts, doctor, tmp_path,
+                                                                              monkeypatch):
+    from click.testing import CliRunner
+
+    from offchain.cli import main
+    from offchain.cli.session import ChainOptions, connected
+
+    admin = hsm_accounts["admin-hsm"]
+    monkeypatch.setenv("MEDSHARE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MEDSHARE_DEPLOYMENTS", raising=False)
+    deployed = CliRunner().invoke(main, ["deploy", "--account", "hsm:admin-hsm"])  # `ape run deploy` is this
+    assert deployed.exit_code == 0, deployed.output
+    assert f"admin {admin.address}" in deployed.output
+    enrolled = CliRunner().invoke(main, ["members", "add", "doctor", doctor.address, "--account", "hsm:admin-hsm"])
+    assert enrolled.exit_code == 0 and "holds the doctor role" in enrolled.output, enrolled.output
+    with connected(ChainOptions(None, None, "hsm:admin-hsm")) as client:  # what `medshare web` serves
+        assert client.address == admin.address and client.contract.hasRole(client.contract.DOCTOR_ROLE(), doctor)
