@@ -80,11 +80,7 @@ def create(chain: ChainOptions, suite: KeySuite, sealed_by_token: bool, key_labe
 
 def _token_sealer(key_label: str):
     """An unlock callable (as :func:`keystore_unlock`'s) giving the token's sealer, the AES key made if missing."""
-    return lambda **_: tokens.TokenSealer(_token(), key_label, create=True)
-
-
-def _token() -> tokens.Token:
-    return tokens.open_token(ask=lambda prompt: click.prompt(prompt, hide_input=True))
+    return lambda **_: tokens.TokenSealer(tokens.open_token(), key_label, create=True)
 
 
 @keys.command()
@@ -147,15 +143,15 @@ def hsm_create(label: str) -> None:
 
     The private key is made inside the token, sensitive and never
     extractable: nothing can copy it out, not even this command."""
-    key = tokens.create_signing_key(_token(), label)
-    click.echo(f"hsm:{key.label} {key.address} (created in {_token().settings.describe()})")
+    key = tokens.create_signing_key(tokens.open_token(), label)
+    click.echo(f"hsm:{key.label} {key.address} (created in {tokens.open_token().settings.describe()})")
 
 
 @hsm.command("list")
 @user_errors
 def hsm_list() -> None:
     """List the token's signing keys: each account alias and its address."""
-    token = _token()
+    token = tokens.open_token()
     keys = tokens.signing_keys(token)
     if not keys:
         click.echo(f"{token.settings.describe()} holds no signing key (`medshare keys hsm create LABEL` makes one)")
@@ -177,8 +173,8 @@ def seal_keystore(chain: ChainOptions, key_label: str) -> None:
     keystore = Keystore.open(path, keystore_unlock(path)())
     if keystore.token_sealed:
         raise tokens.HsmError(f"keystore {path} is already sealed by the HSM token")
-    keystore.reseal(tokens.TokenSealer(_token(), key_label, create=True))
-    click.echo(f"keystore {path} is now sealed by key {key_label!r} in {_token().settings.describe()} "
+    keystore.reseal(tokens.TokenSealer(tokens.open_token(), key_label, create=True))
+    click.echo(f"keystore {path} is now sealed by key {key_label!r} in {tokens.open_token().settings.describe()} "
                f"(versions {', '.join(map(str, keystore.versions))})")
 
 

@@ -183,14 +183,10 @@ def keystore_unlock(path: Path) -> Callable[..., str | KeySealer]:
 
     def unlock(*, confirm: bool = False) -> str | KeySealer:
         if path.exists() and Keystore.sealed_by_token(path):
-            return hsm.TokenSealer(hsm.open_token(ask=_ask_pin))
+            return hsm.TokenSealer(hsm.open_token())
         return passphrase(confirm=confirm)
 
     return unlock
-
-
-def _ask_pin(prompt: str) -> str:
-    return click.prompt(prompt, hide_input=True)
 
 
 def open_keystore(settings: Settings, address: str) -> Keystore | None:

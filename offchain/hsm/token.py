@@ -17,10 +17,11 @@ operation at a time.
 
 from __future__ import annotations
 
+import getpass
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,8 +76,7 @@ class TokenSettings:
         return f"token {self.token_label!r}" if self.token_label is not None else f"the token in slot {self.slot}"
 
 
-def read_pin(settings: TokenSettings, environ: Mapping[str, str] = os.environ,
-             ask: Callable[[str], str] | None = None) -> str:
+def read_pin(settings: TokenSettings, environ: Mapping[str, str] = os.environ) -> str:
     """The user PIN: ``MEDSHARE_HSM_PIN``, else the PIN file, else asked for (never echoed) on a terminal."""
     pin = environ.get(PIN_ENV)
     if pin:
@@ -93,8 +93,8 @@ def read_pin(settings: TokenSettings, environ: Mapping[str, str] = os.environ,
         if not pin:
             raise HsmError(f"PIN file {settings.pin_file} is empty")
         return pin
-    if ask is not None and sys.stdin.isatty():
-        return ask(f"PIN of {settings.describe()}")
+    if sys.stdin.isatty():
+        return getpass.getpass(f"PIN of {settings.describe()}: ")
     raise HsmError(f"{settings.describe()} needs its user PIN and this run cannot ask for one: "
                    f"set {PIN_ENV} or {PIN_FILE_ENV}")
 
@@ -155,13 +155,13 @@ _tokens_guard = threading.Lock()
 _modules: dict[Path, Any] = {}
 
 
-def open_token(settings: TokenSettings | None = None, *, ask: Callable[[str], str] | None = None) -> Token:
+def open_token(settings: TokenSettings | None = None) -> Token:
     """The configured token, logged in (once per process: later calls return the same session)."""
     settings = settings or TokenSettings.from_env()
     with _tokens_guard:
         token = _tokens.get(settings)
         if token is None:
-            token = _tokens[settings] = _login(settings, ask)
+            token = _tokens[settings] = _login(settings)
         return token
 
 
@@ -228,7 +228,7 @@ def _find_token(settings: TokenSettings) -> Any:
     return matching[0]
 
 
-def _login(settings: TokenSettings, ask: Callable[[str], str] | None) -> Token:
+def _login(settings: TokenSettings) -> Token:
     import pkcs11
     import pkcs11.exceptions as errors
 
@@ -236,18 +236,16 @@ def _login(settings: TokenSettings, ask: Callable[[str], str] | None) -> Token:
     flags = pkcs11.TokenFlag(token.flags)
     # Checked before a login is tried: a device counts wrong PINs, and a locked one refuses even the right one.
     if flags & pkcs11.TokenFlag.USER_PIN_LOCKED:
-        raise HsmError(f"{settings.describe()} is locked (its user PIN was entered wrongly too often): "
-                       "its security officer must unlock it and set a new PIN")
+        raise _locked(settings)
     if not flags & pkcs11.TokenFlag.USER_PIN_INITIALIZED:
         raise HsmError(f"{settings.describe()} has no user PIN yet: initialise it first")
-    pin = read_pin(settings, ask=ask)
+    pin = read_pin(settings)
     try:
         session = token.open(rw=True, user_pin=pin)
     except (errors.PinIncorrect, errors.PinInvalid, errors.PinLenRange):
         raise HsmError(f"wrong PIN for {settings.describe()} (from {_pin_source(settings)})") from None
     except errors.PinLocked:
-        raise HsmError(f"{settings.describe()} is locked (its user PIN was entered wrongly too often): "
-                       "its security officer must unlock it and set a new PIN") from None
+        raise _locked(settings) from None
     except errors.PinExpired:
         raise HsmError(f"the user PIN of {settings.describe()} has expired: set a new one first") from None
     except (errors.TokenNotPresent, errors.DeviceRemoved):
@@ -257,6 +255,11 @@ def _login(settings: TokenSettings, ask: Callable[[str], str] | None) -> Token:
     except errors.PKCS11Error as error:
         raise HsmError(f"{settings.describe()} refused the login ({_reason(error)})") from None
     return Token(settings, token, session)
+
+
+def _locked(settings: TokenSettings) -> HsmError:
+    return HsmError(f"{settings.describe()} is locked (its user PIN was entered wrongly too often): "
+                    "its security officer must unlock it and set a new PIN")
 
 
 def _pin_source(settings: TokenSettings) -> str:
