@@ -4,7 +4,8 @@
     medshare keys publish   create the keystore if needed (X25519), publish its current public key
     medshare keys rotate [--kem ...]   a new key pair, published; the old private keys stay in the keystore
     medshare keys show [ADDRESS]
-    medshare keys hsm create LABEL | list    secp256k1 keys in the HSM token: Ethereum accounts hsm:LABEL
+    medshare keys hsm create LABEL | import LABEL KEYFILE | list
+                                        secp256k1 keys in the HSM token: Ethereum accounts hsm:LABEL
     medshare keys hsm seal-keystore [--key-label L] | unseal-keystore   convert the keystore to or from
                                         sealing by an AES key inside the token
 
@@ -18,6 +19,11 @@ versions stay equal: each keystore key is published once, in order
 """
 
 from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
 
 import click
 
@@ -125,6 +131,9 @@ def show(chain: ChainOptions, member: str | None) -> None:
         click.echo(f"{member}: key version {key.version} 0x{key.public_key.hex()} ({key.suite.description})")
 
 
+KEYFILE_PASSPHRASE_ENV = "MEDSHARE_KEYFILE_PASSPHRASE"
+
+
 @keys.group()
 def hsm() -> None:
     """Keys inside an HSM token (PKCS#11): Ethereum accounts hsm:LABEL, and sealing your keystore.
@@ -145,6 +154,43 @@ def hsm_create(label: str) -> None:
     extractable: nothing can copy it out, not even this command."""
     key = tokens.create_signing_key(tokens.open_token(), label)
     click.echo(f"hsm:{key.label} {key.address} (created in {tokens.open_token().settings.describe()})")
+
+
+@hsm.command("import")
+@click.argument("label")
+@click.argument("keyfile", type=click.Path(dir_okay=False, path_type=Path))
+@user_errors
+def hsm_import(label: str, keyfile: Path) -> None:
+    """Move the key of an encrypted Ethereum keyfile (an Ape account's ~/.ape/accounts/ALIAS.json) into the token.
+
+    The keyfile's passphrase comes from MEDSHARE_KEYFILE_PASSPHRASE or a
+    prompt. In the token the key is sensitive and never extractable; the
+    keyfile is left as it is: once `--account hsm:LABEL` works, destroy it and
+    its copies."""
+    from eth_account import Account
+
+    try:
+        encrypted = json.loads(keyfile.read_text())
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        raise tokens.HsmError(f"cannot read keyfile {keyfile}: {getattr(error, 'strerror', None) or 'not JSON'}") \
+            from None
+    secret = os.environ.get(KEYFILE_PASSPHRASE_ENV) or _prompt_keyfile_passphrase(keyfile)
+    try:
+        private_key = Account.decrypt(encrypted, secret)
+    except (ValueError, KeyError, TypeError):
+        raise tokens.HsmError(f"keyfile {keyfile} does not open: wrong passphrase, or not an Ethereum keyfile") \
+            from None
+    key = tokens.import_signing_key(tokens.open_token(), label, bytes(private_key))
+    del private_key
+    click.echo(f"hsm:{key.label} {key.address} (imported into {tokens.open_token().settings.describe()}; "
+               f"{keyfile} still holds the key: destroy it once hsm:{key.label} works)")
+
+
+def _prompt_keyfile_passphrase(keyfile: Path) -> str:
+    if not sys.stdin.isatty():
+        raise tokens.HsmError(f"keyfile {keyfile} needs its passphrase and this run cannot ask for one: "
+                              f"set {KEYFILE_PASSPHRASE_ENV}")
+    return click.prompt(f"Passphrase of {keyfile}", hide_input=True)
 
 
 @hsm.command("list")

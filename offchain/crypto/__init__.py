@@ -7,7 +7,8 @@
   reader's public key with HPKE (RFC 9180), in the reader's :class:`KeySuite`
   (X25519, or the hybrid post-quantum MLKEM768-X25519).
 - :class:`Keystore`: a member's private keys (:class:`RecipientKey`) by
-  version, in a file sealed under a passphrase.
+  version, in a file sealed under a passphrase or by an AES key inside an
+  HSM token (:mod:`offchain.hsm`).
 
 Every failure raises a :class:`CryptoError`.
 """

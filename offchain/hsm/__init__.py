@@ -16,7 +16,14 @@ token, a missing mechanism or key) raises :class:`HsmError`, one line.
 
 from offchain.hsm.errors import HsmError
 from offchain.hsm.keystore_seal import DEFAULT_KEY_LABEL, TokenSeal, TokenSealer, create_keystore_key
-from offchain.hsm.signing import SigningKey, create_signing_key, find_signing_key, sign_digest, signing_keys
+from offchain.hsm.signing import (
+    SigningKey,
+    create_signing_key,
+    find_signing_key,
+    import_signing_key,
+    sign_digest,
+    signing_keys,
+)
 from offchain.hsm.token import Token, TokenSettings, close_tokens, open_token
 
 ALIAS_PREFIX = "hsm:"
@@ -42,6 +49,7 @@ __all__ = [
     "create_keystore_key",
     "create_signing_key",
     "find_signing_key",
+    "import_signing_key",
     "load_account",
     "open_token",
     "sign_digest",

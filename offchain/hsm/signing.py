@@ -68,6 +68,42 @@ def create_signing_key(token: Token, label: str) -> SigningKey:
         return SigningKey(label, _public_key(public), key_id)
 
 
+def import_signing_key(token: Token, label: str, private_key: bytes) -> SigningKey:
+    """Put an existing secp256k1 private key (32 bytes) into ``token`` under ``label``: sensitive and never
+    extractable from then on.
+
+    The token records that the key was not born there (``CKA_ALWAYS_SENSITIVE``
+    and ``CKA_NEVER_EXTRACTABLE`` stay false): copies made before the import,
+    such as the keyfile it came from, are the owner's to destroy.
+    """
+    from asn1crypto.core import OctetString
+    from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+
+    check_label(label)
+    try:
+        public_key = eth_keys.PrivateKey(private_key).public_key.to_bytes()
+    except Exception:  # noqa: BLE001 - eth-keys raises several kinds; the key itself must not be echoed
+        raise HsmError("the key to import is not a secp256k1 private key") from None
+    token.has_mechanisms(Mechanism.ECDSA)
+    existing = signing_keys(token)
+    if any(key.label == label for key in existing):
+        raise HsmError(f"{token.settings.describe()} already holds a signing key labelled {label!r}")
+    if any(key.public_key == public_key for key in existing):
+        raise HsmError(f"{token.settings.describe()} already holds this key (as "
+                       f"{next(key.label for key in existing if key.public_key == public_key)!r})")
+    key_id = secrets.token_bytes(_ID_SIZE)
+    common = {Attribute.KEY_TYPE: KeyType.EC, Attribute.EC_PARAMS: _secp256k1_parameters(), Attribute.TOKEN: True,
+              Attribute.LABEL: label, Attribute.ID: key_id}
+    with token.session() as session:
+        session.create_object({**common, Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.VALUE: private_key,
+                               Attribute.SIGN: True, Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False,
+                               Attribute.PRIVATE: True, Attribute.DERIVE: False, Attribute.DECRYPT: False,
+                               Attribute.UNWRAP: False})
+        session.create_object({**common, Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.VERIFY: True,
+                               Attribute.PRIVATE: False, Attribute.EC_POINT: OctetString(b"\x04" + public_key).dump()})
+    return SigningKey(label, public_key, key_id)
+
+
 def signing_keys(token: Token) -> list[SigningKey]:
     """Every secp256k1 key pair in the token with both halves present, by label."""
     from pkcs11 import Attribute, KeyType, ObjectClass

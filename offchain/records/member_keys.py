@@ -15,11 +15,12 @@ from pathlib import Path
 from offchain.chain import AccessClient
 from offchain.contract_client import ChainRefusal
 from offchain.crypto import KeySuite, Keystore
-from offchain.crypto.keystore import keystore_lock
+from offchain.crypto.keystore import Unlock, keystore_lock
 from offchain.records.service import RecordError
 
-# Asked for the passphrase only when it is needed; ``confirm`` when it seals a new keystore.
-Passphrase = Callable[..., str]
+# Asked for the passphrase (or the HSM token's sealer, for a token-sealed keystore) only when it is needed;
+# ``confirm`` when it seals a new keystore.
+Passphrase = Callable[..., Unlock]
 
 
 @dataclass(frozen=True)

@@ -128,3 +128,40 @@ def test_medshare_the_ape_scripts_and_the_portal_take_it_as_account_hsm_label(hs
     assert enrolled.exit_code == 0 and "holds the doctor role" in enrolled.output, enrolled.output
     with connected(ChainOptions(None, None, "hsm:admin-hsm")) as client:  # what `medshare web` serves
         assert client.address == admin.address and client.contract.hasRole(client.contract.DOCTOR_ROLE(), doctor)
+
+
+def test_a_keyfile_account_imported_into_the_token_keeps_its_address_and_cannot_leave(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+    from pkcs11 import Attribute, ObjectClass
+
+    from offchain.cli import main
+
+    original = Account.create()
+    keyfile = tmp_path / "hospital.json"
+    keyfile.write_text(json.dumps(Account.encrypt(original.key, "keyfile passphrase", kdf="scrypt", iterations=2**14)))
+    secret = original.key.hex()
+
+    wrong = CliRunner().invoke(main, ["keys", "hsm", "import", "imported", str(keyfile)],
+                               env={"MEDSHARE_KEYFILE_PASSPHRASE": "not it"})
+    assert wrong.exit_code == 2 and "does not open: wrong passphrase" in wrong.output
+    assert "imported" not in [key.label for key in signing_keys(open_token())]
+    done = CliRunner().invoke(main, ["keys", "hsm", "import", "imported", str(keyfile)],
+                              env={"MEDSHARE_KEYFILE_PASSPHRASE": "keyfile passphrase"})
+    assert done.exit_code == 0 and f"hsm:imported {original.address}" in done.output, done.output
+    assert secret not in done.output and secret.removeprefix("0x") not in done.output
+    again = CliRunner().invoke(main, ["keys", "hsm", "import", "again", str(keyfile)],
+                               env={"MEDSHARE_KEYFILE_PASSPHRASE": "keyfile passphrase"})
+    assert again.exit_code == 2 and "already holds this key (as 'imported')" in again.output
+
+    account = load_account("hsm:imported")
+    assert account.address == original.address
+    signature = account.sign_message("imported")
+    assert Account.recover_message(encode_defunct(text="imported"), signature=signature.encode_rsv()) \
+        == original.address
+    key = next(key for key in signing_keys(open_token()) if key.label == "imported")
+    with open_token().session() as session:
+        (private,) = session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.ID: key.key_id})
+        assert private[Attribute.SENSITIVE] and not private[Attribute.EXTRACTABLE]
+        assert not private[Attribute.ALWAYS_SENSITIVE]  # the token knows it was not born there
