@@ -4,7 +4,7 @@ why, where SoftHSM2 is not installed."""
 import os
 
 import pytest
-from softhsm import HSM_ENV, NOT_INSTALLED, REMOVABLE_LABEL, TOKEN_LABEL, SoftHsm
+from hsm.softhsm import HSM_ENV, NOT_INSTALLED, REMOVABLE_LABEL, TOKEN_LABEL, SoftHsm
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -6,7 +6,7 @@ import re
 
 import pytest
 from click.testing import CliRunner
-from softhsm import SoftHsm, lock_user_pin, medshare_process
+from hsm.softhsm import SoftHsm, lock_user_pin, medshare_process
 
 from offchain.cli import main
 from offchain.hsm import close_tokens, open_token, signing_keys

@@ -7,7 +7,7 @@ import os
 
 import pytest
 from click.testing import CliRunner
-from softhsm import REMOVABLE_LABEL
+from hsm.softhsm import REMOVABLE_LABEL
 
 from offchain.chain import AccessClient
 from offchain.cli import main
@@ -114,10 +114,15 @@ def test_converting_a_passphrase_keystore_keeps_every_key_both_ways(
     monkeypatch.setenv("MEDSHARE_PASSPHRASE", "wrong: the token opens it now")
     medshare(2, "record", "fetch", record_id, "-o", str(tmp_path / "sealed.bin"))
     assert (tmp_path / "sealed.bin").read_bytes() == content
+    assert "published key version 3" in medshare(2, "keys", "rotate")  # a rotation saves through the token too
+    rotated = Keystore.open(path, TokenSealer(open_token()))
+    assert rotated.versions == (1, 2, 3) and json.loads(path.read_text())["format_version"] == 2
+    after = _private_keys(rotated)
+    assert {version: after[version] for version in before} == before
 
     monkeypatch.setenv("MEDSHARE_PASSPHRASE", passphrase)
     assert "now sealed by a passphrase" in _hsm_command("unseal-keystore").output
-    assert _private_keys(Keystore.open(path, passphrase)) == before
+    assert _private_keys(Keystore.open(path, passphrase)) == after
     medshare(2, "record", "fetch", record_id, "-o", str(tmp_path / "unsealed.bin"))
     assert (tmp_path / "unsealed.bin").read_bytes() == content
 
