@@ -50,6 +50,8 @@ NAMED_INVARIANTS = {
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 TAIL = 150
 
+pytestmark = [pytest.mark.toolchain, pytest.mark.slow, pytest.mark.timeout(2 * TIMEOUT)]
+
 
 def _tool(name: str) -> str:
     path = shutil.which(name)
