@@ -15,6 +15,34 @@ from offchain.signatures import DOMAIN_NAME, DOMAIN_TYPE, DOMAIN_VERSION, GRANT_
 
 ONE_DAY = 24 * 3600
 
+# The suites whose every test starts processes (the CLI, `ape run`, node processes, a portal server,
+# Chromium) or a long campaign: left out of the quick loop (`./run test -m "not slow"`). A path ending
+# in "/" is a folder. Tests elsewhere that do the same carry the marks themselves.
+MARKS_BY_PATH = {
+    "tests/web/": ("browser", "slow"),
+    "tests/toolchain/": ("toolchain",),
+    "tests/test_demo.py": ("e2e", "slow"),
+    "tests/test_readme.py": ("e2e", "slow"),
+    "tests/rounds/test_rounds_readme.py": ("e2e", "slow"),
+    "tests/rounds/test_rounds_cli.py": ("e2e", "slow"),
+    "tests/rounds/test_rounds_resume.py": ("e2e", "slow"),
+    "tests/rounds/test_rounds_privacy_cli.py": ("e2e", "slow"),
+    "tests/rounds/test_rounds_secure_cli.py": ("e2e", "slow"),
+    "tests/contracts/test_access_scripts.py": ("e2e", "slow"),
+    "tests/offchain/test_rehearse_amoy.py": ("e2e", "slow"),
+    "tests/offchain/test_crypto_memory.py": ("slow",),
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    root = config.rootpath
+    for item in items:
+        path = item.path.relative_to(root).as_posix()
+        for prefix, marks in MARKS_BY_PATH.items():
+            if path == prefix or (prefix.endswith("/") and path.startswith(prefix)):
+                for mark in marks:
+                    item.add_marker(mark)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _local_chain_has_no_explorer(networks):

@@ -100,7 +100,7 @@ abstract contract RecordRegistry is ConsortiumRoles {
         return (_ownerAccounts[r.ownerId()], r.patient(), r.version(), r.isRetired());
     }
 
-    /// @notice The record's data owner (the seed's view). Reverts {UnknownRecord} for an unknown id.
+    /// @notice The record's data owner. Reverts {UnknownRecord} for an unknown id.
     /// @param record The record id.
     function ownerOf(bytes32 record) external view returns (address) {
         return _ownerAccounts[_knownRecord(record).ownerId()];

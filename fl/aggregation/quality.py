@@ -1,4 +1,4 @@
-"""How far clients sit from an aggregate: the seed's evaluate_aggregation_quality."""
+"""How far clients sit from an aggregate: evaluate_aggregation_quality."""
 
 from __future__ import annotations
 

@@ -22,12 +22,16 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from offchain.cli.record import ADDRESS
 from offchain.cli.session import ChainOptions, chain_options, connected, open_keystore, passphrase, user_errors
 from offchain.settings import Settings
+
+if TYPE_CHECKING:
+    from offchain.rounds.study import Member
 
 # The library below is imported inside each command: torch, opacus and scikit-learn take seconds to
 # load, and every other `medshare` command should not pay for them.

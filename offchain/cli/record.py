@@ -1,4 +1,4 @@
-"""``medshare record``: the seed's workflow from the command line.
+"""``medshare record``: the records workflow (upload, grant, fetch, revoke) from the command line.
 
     medshare record upload FILE --patient ADDRESS --name NAME
     medshare record grant RECORD GRANTEE... (--days N | --until TIME)   or   --csv FILE

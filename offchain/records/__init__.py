@@ -1,4 +1,4 @@
-"""Records: the seed's upload / grant / fetch / revoke workflow over the chain, the store and the keystore."""
+"""Records: the upload / grant / fetch / revoke workflow over the chain, the store and the keystore."""
 
 from offchain.records.index import IndexEntry, RecordIndex, RecordIndexError
 from offchain.records.service import AccessRefused, Fetched, RecordError, RecordService, stream_record_id

@@ -1,6 +1,6 @@
 """A hospital's local index of its records: patient -> record name -> current CID.
 
-It mirrors the seed's layout (``/medical_data/patient_A/MRI_scan_encrypted.cid``)
+It keeps the layout (``/medical_data/patient_A/MRI_scan_encrypted.cid``)
 as one JSON file per chain and contract, under ``$MEDSHARE_HOME/records/``.
 Names are local labels and never go on chain (a name such as "hiv-test" next
 to a patient's address on a public chain would itself leak): :meth:`rebuild`

@@ -1,4 +1,4 @@
-"""The seed's workflow on real parts: upload, grant, fetch, revoke (with key rotation).
+"""The records workflow on real parts: upload, grant, fetch, revoke (with key rotation).
 
 A record version is a file encrypted under its own random data key
 (:mod:`offchain.crypto`) and added to a store (:mod:`offchain.ipfs`); its CID

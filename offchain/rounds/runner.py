@@ -571,7 +571,10 @@ def _score(view, number: int, info, names: dict, test) -> RoundResult:
     accuracy = round_accuracy(view, number, test)
     base = view.model_ref(committed_base_round(view, number))
     parties = secure_parties(view, info)
-    named = (lambda accounts: [names.get(account, account) for account in accounts])
+
+    def named(accounts: list[str]) -> list[str]:
+        return [names.get(account, account) for account in accounts]
+
     return RoundResult(number, str(base.cid), str(info.aggregate.cid), named(info.counted_submitters), accuracy,
                        False, *((named(parties.survivors), named(parties.dropped)) if parties else ()))
 

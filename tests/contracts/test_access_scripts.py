@@ -1,7 +1,6 @@
 """The consortium admin flows (offchain.deploy, offchain.members, record batches) on the session's anvil,
 and each Ape script beside its ``medshare`` command, end to end on one chain of the test's own."""
 
-import json
 import os
 import re
 import socket

@@ -79,6 +79,7 @@ def test_a_bad_label_is_refused_before_the_token_is_touched(home):
     assert _labels() == before
 
 
+@pytest.mark.slow  # starts medshare processes: a PKCS#11 module reads its configuration once a process
 def test_a_token_without_ecdsa_is_named(tmp_path):
     restricted = SoftHsm(tmp_path / "no-ecdsa", mechanisms="-CKM_ECDSA,CKM_ECDSA")
     restricted.init_token("restricted")
@@ -91,6 +92,7 @@ def test_a_token_without_ecdsa_is_named(tmp_path):
     assert not (tmp_path / "home").exists()
 
 
+@pytest.mark.slow
 def test_a_locked_token_is_refused_before_any_pin_is_tried(tmp_path):
     locked = SoftHsm(tmp_path / "locked")
     locked.init_token("locked")

@@ -8,7 +8,6 @@ contract name, constructor arguments, optimizer and EVM settings, API key and en
 """
 
 import json
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
