@@ -10,7 +10,7 @@ from hsm.softhsm import SoftHsm, lock_user_pin, medshare_process
 
 from offchain.cli import main
 from offchain.hsm import close_tokens, open_token, signing_keys
-from offchain.hsm.token import MODULE_ENV, PIN_ENV, PIN_FILE_ENV, TOKEN_ENV
+from offchain.hsm.token import MODULE_ENV, PIN_ENV, PIN_FILE_ENV, SLOT_ENV, TOKEN_ENV
 
 
 def _labels() -> list[str]:
@@ -103,3 +103,21 @@ def test_a_locked_token_is_refused_before_any_pin_is_tried(tmp_path):
              r"token 'locked' is locked \(its user PIN was entered wrongly too often\)")
     assert locked.pin not in result.stdout + result.stderr
     assert not (tmp_path / "home").exists()
+
+
+def test_a_token_chosen_by_slot_and_a_slot_without_one(home, fresh_login):
+    slot = open_token()._token.slot.slot_id
+    close_tokens()
+    listed = CliRunner().invoke(main, ["keys", "hsm", "list"], env={TOKEN_ENV: None, SLOT_ENV: str(slot)})
+    assert listed.exit_code == 0, listed.output
+    close_tokens()
+    for changes, message in [
+        ({TOKEN_ENV: None, SLOT_ENV: "999"}, r"no token in slot 999 of .* \(slots with a token: .*\); set "
+                                             r"MEDSHARE_HSM_SLOT"),
+        ({TOKEN_ENV: "another", SLOT_ENV: str(slot)}, rf"the token in slot {slot} is labelled 'medshare-test', "
+                                                     r"not 'another'"),
+        ({SLOT_ENV: "first"}, r"MEDSHARE_HSM_SLOT must be a slot number, not 'first'"),
+    ]:
+        result = CliRunner().invoke(main, ["keys", "hsm", "list"], env=changes)
+        _refused(result.output, result.exit_code, message)
+    assert not home.exists()
