@@ -38,7 +38,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from fl.aggregation import ClientModel
-from fl.secure_aggregation import MIN_CLIENTS, Phase, PostingUnavailable, SecureAggregationError, secure_sum_from_board
+from fl.secure_aggregation import (
+    MIN_CLIENTS,
+    Phase,
+    PostingUnavailable,
+    SecureAggregationError,
+    board_outcome,
+    secure_sum_from_board,
+)
 from offchain.contract_client import ChainRefusal
 from offchain.rounds.aggregate import RoundAggregation
 from offchain.rounds.client import SecurePhase
@@ -259,9 +266,17 @@ class Coordinator:
 
     @staticmethod
     def _expected(board: ChainBulletinBoard, phase: Phase) -> list[str]:
-        """Who should post in ``phase``: the roster, then those whose posting in the phase before counted."""
+        """Who should post in ``phase``: the roster, then those whose posting in the phase before counted
+        (for the unmasking phase, the survivors: an excluded sender's answer is not awaited)."""
         if phase is Phase.KEYS:
             return list(board.roster(board.session.session_id))
+        if phase is Phase.UNMASKING:
+            try:
+                return list(board_outcome(board, board.session).survivors)
+            except PostingUnavailable:
+                raise
+            except SecureAggregationError:
+                pass  # too few survivors: the count below says so, and the round is cancelled at the deadline
         return [posting.sender for posting in board.read(board.session.session_id, phase.previous)]
 
     def _commit_secure(self, number: int, board: ChainBulletinBoard, deadline_passed: bool) -> Step:
