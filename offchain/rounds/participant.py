@@ -14,7 +14,11 @@ this round's keys (then train while the others advertise), share them, post
 the masked update (``trained - base``, flattened and weighted by the sample
 count) as the round's update, and answer the unmasking request for the
 survivors the chain lists. Its session lives in memory for one round: a node
-restarted mid-round sits that round out and is recovered as a dropout.
+restarted mid-round sits that round out and is recovered as a dropout. When
+the store cannot hand over bytes a step needs, the node waits and tries again
+at its next step, until the round's deadline, then refuses (it reveals
+nothing on a partial view). Under DP, a round's release is charged to the
+node's privacy ledger once its update is on chain, not when it trains.
 """
 
 from __future__ import annotations
