@@ -1,61 +1,84 @@
-"""Secure aggregation after Bonawitz et al. (CCS 2017), over an authenticated bulletin board.
+"""Secure aggregation after Bonawitz et al. (CCS 2017) and Bell et al. (SecAgg+, CCS 2020), over an
+authenticated bulletin board.
 
 The aggregator learns the sum of the clients' vectors and nothing else about
-any one of them, and the sum survives up to ``n - threshold`` clients
-dropping out after they sent their masked input. The four rounds of the paper:
+any one of them, and the sum survives clients dropping out after they sent
+their masked input. The rounds of the protocol:
 
-1. **Advertise keys.** Each client makes two X25519 key pairs: ``c`` to
-   encrypt the shares it sends to peers, ``s`` to agree pairwise mask seeds.
-2. **Share keys.** Each client draws a self-mask seed ``b`` and splits both
-   ``b`` and its ``s`` private key into Shamir shares (threshold ``t``), one per
-   peer, each encrypted and authenticated (AES-GCM) under the pair's ``c``
-   agreement, so that only the recipient can read it.
-3. **Masked input.** Each client sends
+1. **Advertise keys.** Each client makes a secp256k1 key pair ``c`` (to
+   encrypt the shares it sends to peers), an X25519 key pair ``s`` (to agree
+   pairwise mask seeds) and a self-mask seed ``b``; it draws the two Shamir
+   polynomials of degree ``t - 1`` over Z_q (q: secp256k1's group order)
+   whose constant terms are ``s`` and ``b``, and publishes, with its public
+   keys, Feldman commitments ``C_j = a_j G`` to each polynomial's
+   coefficients. The commitments travel in the key advertisement: no extra
+   posting.
+2. **Share keys.** Each client sends each neighbour (every roster member on
+   the complete graph; its neighbours on a SecAgg+ graph) the pair
+   ``(f_s(x), f_b(x))`` where ``x`` is the *recipient's* position in the
+   roster (1-based, sorted): an index no one declares, so no one can shadow
+   another's share. Each pair is encrypted and authenticated (AES-GCM) under
+   the ECDH key of the two clients' ``c`` keys.
+3. **Masked input.** Each client checks every share it received against its
+   sender's commitments (``g^f(x) = prod C_j^{x^j}``), then sends
    ``y_u = x_u + PRG(b_u) + sum_{v>u} PRG(s_uv) - sum_{v<u} PRG(s_uv)  (mod 2^k)``
-   where ``s_uv`` comes from X25519(s_u, s_v) through HKDF. Pairwise masks
-   cancel in the sum exactly, because the inputs are integers (fixed point).
-4. **Unmasking.** Each survivor reveals, for every peer, either its share of
-   ``b`` (peer survived) or its share of ``s`` (peer dropped), never both: a
-   client answers once per session. With ``t`` answers anyone rebuilds the
-   self masks of survivors and the pairwise masks of dropped clients, and
-   removes them. Rebuilt secrets are checked against the public key or the
-   commitment each client published, so a tampered share is detected.
+   over its neighbours ``v`` that shared keys. A share that fails to decrypt
+   or to verify becomes a *complaint* in that message: the channel's ECDH
+   point and a Chaum-Pedersen proof that it is the right one, so every
+   reader can decrypt that one share and see it is bad. A sender with a
+   checked complaint is excluded by every reader alike: its input is not
+   counted, and it is recovered as a dropout.
+4. **Unmasking.** The survivors are the senders of the valid masked inputs
+   on the board, minus the excluded: one set, the same for every reader.
+   Each survivor reveals, for every neighbour, either its share of ``b``
+   (neighbour survived) or its share of ``s`` (neighbour dropped), never
+   both, once, and names the survivor set it answers by its hash (the
+   paper's consistency check): readers drop an answer for another set.
+   Anyone rebuilds each secret from the first ``t`` revealed shares that
+   verify against the commitments: a corrupt share is found and dropped on
+   sight, so rebuilding costs O(n) share checks, never a subset search.
 
-Against a server that lies, the paper's guarantee needs every client to act
-on the same roster and the same survivor set. So every message goes through
-a ``BulletinBoard``: an authenticated broadcast channel whose phases close
+Against a server that lies, the guarantees need every client to act on the
+same roster and the same survivor set. So every message goes through a
+``BulletinBoard``: an authenticated broadcast channel whose phases close
 once, after which every reader sees the same postings, each attributed to
-the identity that posted it (issue 9's round registry implements it on
-chain; ``InMemoryBulletinBoard`` serves tests and the simulation). A key
-advertisement counts only for the identity that posted it; the survivor set
-is the set of clients whose masked input is on the board when that phase
-closes; a client refuses to unmask for any other set, or for fewer than
-``max(t, 3)`` survivors (two survivors would each learn the other's input
-from the sum). Messages are bytes (canonical JSON), so a board may keep
-them in the content-addressed store and only their CIDs on chain. Nothing
-the aggregator does needs a secret: anyone who reads the board can derive
-the sum (``secure_sum_from_board``).
+the identity that posted it (the round registry implements it on chain;
+``InMemoryBulletinBoard`` serves tests and the simulation). A board that
+cannot yet hand over a posting's bytes says so
+(:class:`PostingUnavailable`): a client then waits and asks again, it never
+acts on a partial view. A client refuses to unmask for any set but the
+board's, or for fewer than ``max(t, 3)`` survivors (two survivors would each
+learn the other's input from the sum). Nothing the aggregator does needs a
+secret: anyone who reads the board can derive the sum
+(``secure_sum_from_board``).
 
-Shamir sharing is pycryptodome's (GF(2^128), 16-byte secrets); the 32-byte
-secrets are split as two halves sharing the same indices.
+**SecAgg+.** With ``graph_degree`` k > 0 (even, below n - 1) each client
+shares with, and masks against, only its k neighbours on a random Harary
+graph: the roster on a ring in an order drawn from ``graph_seed`` (on chain:
+the hash of the block that opened the round, unknown when the roster was
+fixed), each linked to the k/2 nearest on either side. The threshold ``t``
+then applies to each neighbourhood of k + 1 (a client holds a share of its
+own secrets). :func:`graph_failure_bounds` states the failure probability
+for a choice of n, k, t.
 """
 from __future__ import annotations
 
 import base64
 import binascii
 import enum
+import functools
 import hashlib
-import itertools
 import json
 import math
 import os
+import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from Crypto.Protocol.SecretSharing import Shamir
+from coincurve import PrivateKey, PublicKey
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -64,14 +87,13 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 MIN_CLIENTS = 3
-_DOMAIN = b"medshare/secagg/v1/"
+_DOMAIN = b"medshare/secagg/v2/"
 _SECRET_BYTES = 32
 _KEY_BYTES = 32
-_HALF = 16  # pycryptodome's Shamir shares 16-byte secrets
+_POINT_BYTES = 33  # a compressed secp256k1 point
 _NONCE_BYTES = 12
-#: How many subsets of ``t`` shares a reader tries when the shares it holds do not rebuild a secret
-#: (some survivor revealed a corrupt share): enough for every subset of a 12-client roster at t = 7.
-MAX_SHARE_SUBSETS = 1024
+#: secp256k1's group order: Shamir's field and the exponent group of the Feldman commitments.
+GROUP_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 
 class SecureAggregationError(RuntimeError):
@@ -83,7 +105,7 @@ class MalformedMessage(SecureAggregationError):
 
 
 class InvalidPublicKey(SecureAggregationError):
-    """An advertised X25519 key is not 32 bytes or is a low-order point (all-zero shared secret)."""
+    """An advertised key is not a valid point (X25519: 32 bytes, not of low order; secp256k1: on the curve)."""
 
 
 class SurvivorSetMismatch(SecureAggregationError):
@@ -92,6 +114,11 @@ class SurvivorSetMismatch(SecureAggregationError):
 
 class BulletinBoardError(SecureAggregationError):
     """The board refuses a post, a close or a read (not on the roster, phase closed or still open...)."""
+
+
+class PostingUnavailable(BulletinBoardError):
+    """The board names a posting whose bytes cannot be had now (a store read failed): ask again later,
+    never act as if it were not posted, since other readers may have its bytes."""
 
 
 @dataclass(frozen=True)
@@ -167,12 +194,15 @@ class FixedPointCodec:
 
 @dataclass(frozen=True)
 class SessionParameters:
-    """What every party agrees on before a round: its unique id, ``t`` and the vector format."""
+    """What every party agrees on before a round: its unique id, ``t``, the vector format, and the
+    SecAgg+ graph (``graph_degree`` 0: the complete graph; ``graph_seed``: its public randomness)."""
 
     session_id: bytes
     threshold: int
     vector_length: int
     codec: FixedPointCodec = FixedPointCodec()
+    graph_degree: int = 0
+    graph_seed: bytes = b""
 
     def __post_init__(self) -> None:
         if len(self.session_id) < 8:
@@ -181,26 +211,85 @@ class SessionParameters:
             raise ValueError(f"threshold must be at least 2, got {self.threshold}")
         if self.vector_length < 1:
             raise ValueError(f"vector_length must be at least 1, got {self.vector_length}")
+        if isinstance(self.graph_degree, bool) or not isinstance(self.graph_degree, int) or self.graph_degree < 0 \
+                or self.graph_degree % 2:
+            raise ValueError(f"graph_degree must be 0 (complete graph) or a positive even int, got {self.graph_degree!r}")
 
     @property
     def min_survivors(self) -> int:
         """``max(t, 3)``: fewer survivors could not unmask, or would each learn the other's input."""
         return max(self.threshold, MIN_CLIENTS)
 
+    def neighbourhood_size(self, num_clients: int) -> int:
+        """How many hold shares of each client's secrets (itself included)."""
+        sparse = 0 < self.graph_degree < num_clients - 1
+        return self.graph_degree + 1 if sparse else num_clients
+
     def check_roster_size(self, num_clients: int) -> None:
-        """``MIN_CLIENTS <= n``, ``t <= n`` and ``t > n/2``, with a message saying which fails."""
+        """``MIN_CLIENTS <= n``, ``t <= m`` and ``t > m/2`` for neighbourhoods of ``m`` (``n`` on the
+        complete graph), with a message saying which fails."""
         if num_clients < MIN_CLIENTS:
             raise SecureAggregationError(
                 f"secure aggregation needs at least {MIN_CLIENTS} clients, got {num_clients}"
             )
-        if self.threshold > num_clients:
-            raise SecureAggregationError(
-                f"threshold {self.threshold} exceeds the {num_clients} clients taking part"
-            )
-        if 2 * self.threshold <= num_clients:
-            raise SecureAggregationError(
-                f"threshold {self.threshold} must exceed half of the {num_clients} clients"
-            )
+        size = self.neighbourhood_size(num_clients)
+        whom = f"the {num_clients} clients" if size == num_clients else \
+            f"each neighbourhood of {size} (graph degree {self.graph_degree})"
+        if self.threshold > size:
+            raise SecureAggregationError(f"threshold {self.threshold} exceeds {whom} taking part")
+        if 2 * self.threshold <= size:
+            raise SecureAggregationError(f"threshold {self.threshold} must exceed half of {whom}")
+
+
+def roster_positions(roster: Iterable[str]) -> dict[str, int]:
+    """Each roster member's Shamir index: its 1-based place in the sorted roster, fixed before keys."""
+    return {member: place for place, member in enumerate(sorted(roster), start=1)}
+
+
+def neighbourhoods(roster: Iterable[str], degree: int, seed: bytes) -> dict[str, tuple[str, ...]]:
+    """Each member's neighbourhood (itself included, sorted): everyone for ``degree`` 0 or at least
+    ``n - 1``; else the random Harary graph of Bell et al. (the roster on a ring in an order drawn
+    from ``seed``, each member linked to the ``degree / 2`` nearest on either side)."""
+    members = sorted(roster)
+    count = len(members)
+    if degree == 0 or degree >= count - 1:
+        return {member: tuple(members) for member in members}
+    order = list(members)
+    # Fisher-Yates driven by SHA-256 of the public seed: the graph is public, only unpredictable.
+    for last in range(count - 1, 0, -1):
+        draw = int.from_bytes(hashlib.sha256(_DOMAIN + b"graph/" + seed + last.to_bytes(4, "big")).digest(), "big")
+        swap = draw % (last + 1)
+        order[last], order[swap] = order[swap], order[last]
+    half = degree // 2
+    return {member: tuple(sorted(order[(place + step) % count] for step in range(-half, half + 1)))
+            for place, member in enumerate(order)}
+
+
+def _binomial_tail(trials: int, probability: float, at_least: int) -> float:
+    return sum(math.comb(trials, k) * probability**k * (1 - probability) ** (trials - k)
+               for k in range(max(at_least, 0), trials + 1))
+
+
+def graph_failure_bounds(clients: int, degree: int, threshold: int, *, dropout: float = 0.1,
+                         corrupt: float = 0.05) -> dict[str, float]:
+    """Union bounds on what can go wrong on a SecAgg+ graph when each client drops out with
+    probability ``dropout`` and is corrupt with probability ``corrupt``, independently:
+
+    - ``correctness``: some client's neighbourhood (``degree + 1``) keeps fewer than ``t`` live
+      members, so its secret cannot be rebuilt (the round is then cancelled, nothing leaks);
+    - ``privacy``: some client has ``t`` or more corrupt members in its neighbourhood (they could
+      rebuild both its secrets);
+    - ``disconnection``: the Harary graph is ``degree``-connected, so removing fewer than ``degree``
+      clients cannot split the honest survivors into parts whose partial sums would leak; this is
+      the probability that ``degree`` or more are dropped or corrupt.
+    """
+    size = degree + 1 if 0 < degree < clients - 1 else clients
+    return {
+        "correctness": min(1.0, clients * (1 - _binomial_tail(size, 1 - dropout, threshold))),
+        "privacy": min(1.0, clients * _binomial_tail(size, corrupt, threshold)),
+        "disconnection": _binomial_tail(clients, dropout + corrupt - dropout * corrupt, max(degree, 1))
+        if size < clients else 0.0,
+    }
 
 
 class Phase(enum.Enum):
@@ -342,7 +431,7 @@ class _Fields:
         self.where = f"{kind} posted by {sender!r}"
         try:
             self.data = json.loads(payload)
-        except (ValueError, UnicodeDecodeError, TypeError):
+        except (ValueError, UnicodeDecodeError, TypeError, RecursionError):
             raise MalformedMessage(f"{self.where} is not JSON") from None
         if not isinstance(self.data, dict) or self.data.get("kind") != kind:
             raise MalformedMessage(f"{self.where} is not a {kind}")
@@ -359,17 +448,36 @@ class _Fields:
         return value
 
     def raw(self, name: str, length: int | None = None, data: Mapping[str, Any] | None = None) -> bytes:
+        return self.decode(self.get(name, str, data), name, length)
+
+    def decode(self, text: Any, name: str, length: int | None = None) -> bytes:
+        if not isinstance(text, str):
+            raise MalformedMessage(f"{self.where}: {name!r} must be a str")
         try:
-            value = base64.b64decode(self.get(name, str, data), validate=True)
+            value = base64.b64decode(text, validate=True)
         except binascii.Error:
             raise MalformedMessage(f"{self.where}: {name!r} is not base64") from None
         if length is not None and len(value) != length:
             raise MalformedMessage(f"{self.where}: {name!r} must be {length} bytes, got {len(value)}")
         return value
 
+    def scalars(self, name: str) -> dict[str, int]:
+        """A mapping of peer to a share: 32 big-endian bytes, a residue below the group order."""
+        parsed = {}
+        for peer, text in self.get(name, dict).items():
+            value = int.from_bytes(self.decode(text, f"{name}[{peer}]", _SECRET_BYTES), "big")
+            if value >= GROUP_ORDER:
+                raise MalformedMessage(f"{self.where}: the share of {peer!r} is not below the group order")
+            parsed[peer] = value
+        return parsed
+
 
 def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
+
+
+def _scalar_bytes(value: int) -> bytes:
+    return value.to_bytes(_SECRET_BYTES, "big")
 
 
 _LOW_ORDER_PROBE = X25519PrivateKey.generate()
@@ -392,24 +500,57 @@ def _check_public_key(raw: bytes, owner: str, which: str) -> None:
         ) from None
 
 
+@functools.lru_cache(maxsize=4096)
+def _point(raw: bytes) -> PublicKey:
+    """A compressed secp256k1 point; ValueError if it is not one."""
+    if len(raw) != _POINT_BYTES or raw[0] not in (2, 3):
+        raise ValueError("not a compressed secp256k1 point")
+    return PublicKey(raw)
+
+
+def _check_point(raw: bytes, owner: str, which: str) -> None:
+    try:
+        _point(raw)
+    except ValueError:
+        raise InvalidPublicKey(f"the {which} advertised by {owner!r} is not a compressed secp256k1 point") from None
+
+
 @dataclass(frozen=True)
 class KeyAdvertisement:
+    """A client's public keys and the Feldman commitments to its two Shamir polynomials (``t`` each)."""
+
     client_id: str
-    encryption_public_key: bytes
-    masking_public_key: bytes
+    encryption_public_key: bytes  # secp256k1, compressed
+    masking_public_key: bytes  # X25519
+    masking_commitments: tuple[bytes, ...]
+    seed_commitments: tuple[bytes, ...]
 
     def to_bytes(self, session_id: bytes) -> bytes:
         return _encode("key-advertisement", session_id, self.client_id, {
             "encryption_key": _b64(self.encryption_public_key),
             "masking_key": _b64(self.masking_public_key),
+            "masking_commitments": [_b64(c) for c in self.masking_commitments],
+            "seed_commitments": [_b64(c) for c in self.seed_commitments],
         })
 
     @classmethod
-    def from_bytes(cls, payload: bytes, session_id: bytes, sender: str) -> KeyAdvertisement:
-        """The advertisement ``sender`` posted: it binds the keys to ``sender`` and to no one else."""
+    def from_bytes(cls, payload: bytes, session_id: bytes, sender: str, threshold: int) -> KeyAdvertisement:
+        """The advertisement ``sender`` posted: it binds the keys to ``sender`` and to no one else, and
+        commits to two polynomials of degree ``threshold - 1``."""
         fields = _Fields(payload, "key-advertisement", session_id, sender)
-        advertisement = cls(sender, fields.raw("encryption_key"), fields.raw("masking_key"))
-        _check_public_key(advertisement.encryption_public_key, sender, "encryption")
+
+        def commitments(name: str) -> tuple[bytes, ...]:
+            entries = fields.get(name, list)
+            if len(entries) != threshold:
+                raise MalformedMessage(f"{fields.where}: {name!r} must list {threshold} commitments, got {len(entries)}")
+            points = tuple(fields.decode(entry, name, _POINT_BYTES) for entry in entries)
+            for raw in points:
+                _check_point(raw, sender, f"{name} entry")
+            return points
+
+        advertisement = cls(sender, fields.raw("encryption_key", _POINT_BYTES), fields.raw("masking_key"),
+                            commitments("masking_commitments"), commitments("seed_commitments"))
+        _check_point(advertisement.encryption_public_key, sender, "encryption key")
         _check_public_key(advertisement.masking_public_key, sender, "masking")
         return advertisement
 
@@ -424,12 +565,10 @@ class EncryptedShare:
 @dataclass(frozen=True)
 class ShareKeysMessage:
     client_id: str
-    self_mask_commitment: bytes
     shares: tuple[EncryptedShare, ...]
 
     def to_bytes(self, session_id: bytes) -> bytes:
         return _encode("share-keys", session_id, self.client_id, {
-            "commitment": _b64(self.self_mask_commitment),
             "shares": [{"recipient": s.recipient, "ciphertext": _b64(s.ciphertext)} for s in self.shares],
         })
 
@@ -441,44 +580,68 @@ class ShareKeysMessage:
             if not isinstance(entry, dict):
                 raise MalformedMessage(f"{fields.where}: each share must be an object")
             shares.append(EncryptedShare(sender, fields.get("recipient", str, entry), fields.raw("ciphertext", data=entry)))
-        return cls(sender, fields.raw("commitment", hashlib.sha256().digest_size), tuple(shares))
+        return cls(sender, tuple(shares))
+
+    def share_for(self, recipient: str) -> EncryptedShare | None:
+        return next((share for share in self.shares if share.recipient == recipient), None)
+
+
+@dataclass(frozen=True)
+class Complaint:
+    """``complainer`` says the share ``accused`` sent it is bad, and shows it: the ECDH point of their
+    encryption keys and a Chaum-Pedersen proof that it is the complainer's key times the accused's,
+    with which anyone decrypts that one share (and the one sent back) and checks it."""
+
+    accused: str
+    channel_point: bytes
+    proof: bytes  # A (33) || B (33) || z (32)
+
+    def to_json(self) -> dict[str, str]:
+        return {"accused": self.accused, "channel_point": _b64(self.channel_point), "proof": _b64(self.proof)}
 
 
 @dataclass(frozen=True)
 class MaskedInput:
     client_id: str
     vector: np.ndarray
+    complaints: tuple[Complaint, ...] = ()
 
     def to_bytes(self, session_id: bytes) -> bytes:
-        return _encode("masked-input", session_id, self.client_id, {"vector": _b64(self.vector.astype("<u8").tobytes())})
+        return _encode("masked-input", session_id, self.client_id, {
+            "vector": _b64(self.vector.astype("<u8").tobytes()),
+            "complaints": [complaint.to_json() for complaint in self.complaints],
+        })
 
     @classmethod
     def from_bytes(cls, payload: bytes, session_id: bytes, sender: str, length: int) -> MaskedInput:
-        """``length`` uint64 residues (the vector and the weight) or a ``MalformedMessage``."""
+        """``length`` uint64 residues (the vector and the weight), and complaints; or a ``MalformedMessage``."""
         fields = _Fields(payload, "masked-input", session_id, sender)
         raw = fields.raw("vector", 8 * length)
-        return cls(sender, np.frombuffer(raw, dtype="<u8").astype(np.uint64))
-
-
-@dataclass(frozen=True)
-class RevealedShare:
-    """One Shamir share (index, 32 bytes as two 16-byte halves) of a peer's secret."""
-
-    index: int
-    share: bytes
+        complaints = []
+        for entry in fields.get("complaints", list):
+            if not isinstance(entry, dict):
+                raise MalformedMessage(f"{fields.where}: each complaint must be an object")
+            complaints.append(Complaint(fields.get("accused", str, entry), fields.raw("channel_point", _POINT_BYTES, entry),
+                                        fields.raw("proof", 2 * _POINT_BYTES + _SECRET_BYTES, entry)))
+        return cls(sender, np.frombuffer(raw, dtype="<u8").astype(np.uint64), tuple(complaints))
 
 
 @dataclass(frozen=True)
 class UnmaskingResponse:
+    """A survivor's answer: its shares (at its own roster position) of each neighbour's self-mask seed
+    (survived) or masking key (dropped), for the survivor set whose digest it names."""
+
     client_id: str
-    self_mask_shares: Mapping[str, RevealedShare]
-    masking_key_shares: Mapping[str, RevealedShare]
+    survivors_digest: bytes
+    self_mask_shares: Mapping[str, int]
+    masking_key_shares: Mapping[str, int]
 
     def to_bytes(self, session_id: bytes) -> bytes:
-        def shares(mapping: Mapping[str, RevealedShare]) -> dict[str, Any]:
-            return {peer: {"index": s.index, "share": _b64(s.share)} for peer, s in sorted(mapping.items())}
+        def shares(mapping: Mapping[str, int]) -> dict[str, str]:
+            return {peer: _b64(_scalar_bytes(value)) for peer, value in sorted(mapping.items())}
 
         return _encode("unmasking", session_id, self.client_id, {
+            "survivors": self.survivors_digest.hex(),
             "self_mask_shares": shares(self.self_mask_shares),
             "masking_key_shares": shares(self.masking_key_shares),
         })
@@ -486,19 +649,13 @@ class UnmaskingResponse:
     @classmethod
     def from_bytes(cls, payload: bytes, session_id: bytes, sender: str) -> UnmaskingResponse:
         fields = _Fields(payload, "unmasking", session_id, sender)
-
-        def shares(name: str) -> dict[str, RevealedShare]:
-            parsed = {}
-            for peer, entry in fields.get(name, dict).items():
-                if not isinstance(entry, dict):
-                    raise MalformedMessage(f"{fields.where}: the share of {peer!r} must be an object")
-                index = fields.get("index", int, entry)
-                if not 1 <= index < 1 << 16:
-                    raise MalformedMessage(f"{fields.where}: share index {index} of {peer!r} is out of range")
-                parsed[peer] = RevealedShare(index, fields.raw("share", _SECRET_BYTES, entry))
-            return parsed
-
-        return cls(sender, shares("self_mask_shares"), shares("masking_key_shares"))
+        try:
+            digest = bytes.fromhex(fields.get("survivors", str))
+        except ValueError:
+            raise MalformedMessage(f"{fields.where}: 'survivors' is not hex") from None
+        if len(digest) != 32:
+            raise MalformedMessage(f"{fields.where}: 'survivors' must be a 32-byte digest")
+        return cls(sender, digest, fields.scalars("self_mask_shares"), fields.scalars("masking_key_shares"))
 
 
 @dataclass(frozen=True)
@@ -510,11 +667,20 @@ class SecureSum:
     total_weight: int
     survivors: tuple[str, ...]
     dropped: tuple[str, ...]
+    excluded: tuple[str, ...] = ()  # senders of a bad share (a checked complaint): counted as dropped
 
     @property
     def mean(self) -> np.ndarray:
         return self.weighted_sum / self.total_weight
 
+
+def survivors_digest(session_id: bytes, survivors: Iterable[str]) -> bytes:
+    """The hash an unmasking response names: the session and the sorted survivor set."""
+    body = json.dumps(sorted(survivors), separators=(",", ":")).encode()
+    return hashlib.sha256(_DOMAIN + b"survivors/" + session_id + body).digest()
+
+
+# Cryptography -----------------------------------------------------------------------------------
 
 def _kdf(key_material: bytes, label: str, session_id: bytes) -> bytes:
     return HKDF(
@@ -544,39 +710,116 @@ def _pairwise_seed(private: X25519PrivateKey, peer_public: bytes, a: str, b: str
     return _kdf(shared, _pair_label("mask", low, high), session_id)
 
 
-def _share_key(private: X25519PrivateKey, peer_public: bytes, sender: str, recipient: str, session_id: bytes) -> bytes:
-    shared = private.exchange(X25519PublicKey.from_public_bytes(peer_public))
-    return _kdf(shared, _pair_label("share", sender, recipient), session_id)
+def _self_mask(seed: int, session: SessionParameters) -> np.ndarray:
+    return _expand(_kdf(_scalar_bytes(seed), "self-mask", session.session_id), session.vector_length + 1)
 
 
-def _commit(self_mask_seed: bytes, client_id: str, session_id: bytes) -> bytes:
-    return hashlib.sha256(_DOMAIN + b"commit/" + session_id + client_id.encode() + self_mask_seed).digest()
+def _masking_key(scalar: int) -> X25519PrivateKey:
+    return X25519PrivateKey.from_private_bytes(_scalar_bytes(scalar))
 
 
-def _split(secret: bytes, threshold: int, count: int) -> list[RevealedShare]:
-    halves = [Shamir.split(threshold, count, secret[i : i + _HALF]) for i in (0, _HALF)]
-    return [
-        RevealedShare(index=first[0], share=first[1] + second[1])
-        for first, second in zip(*halves)
-    ]
+def _random_scalar() -> int:
+    return secrets.randbelow(GROUP_ORDER - 1) + 1
 
 
-def _combine(shares: Iterable[RevealedShare]) -> bytes:
-    shares = list(shares)
-    return b"".join(
-        Shamir.combine([(s.index, s.share[i : i + _HALF]) for s in shares]) for i in (0, _HALF)
-    )
+def _times_base(scalar: int) -> PublicKey:
+    return PublicKey.from_secret(_scalar_bytes(scalar % GROUP_ORDER))
 
 
-def _signed_masks(
-    total: np.ndarray, own_id: str, peers: Iterable[tuple[str, bytes]], length: int
-) -> np.ndarray:
-    """Add ``+PRG(s)`` for peers after ``own_id`` and ``-PRG(s)`` for peers before it (mod 2^64)."""
-    for peer_id, seed in peers:
-        mask = _expand(seed, length)
-        total = total + mask if own_id < peer_id else total - mask
-    return total
+def _channel_key(point: bytes, sender: str, recipient: str, session_id: bytes) -> bytes:
+    """The AES key of the share ``sender`` sends ``recipient``, from the ECDH point of their keys."""
+    return _kdf(point, _pair_label("share", sender, recipient), session_id)
 
+
+def _seal_share(key: bytes, sender: str, recipient: str, session_id: bytes, plaintext: bytes) -> bytes:
+    nonce = os.urandom(_NONCE_BYTES)
+    associated = _DOMAIN + session_id + _pair_label("share", sender, recipient).encode()
+    return nonce + AESGCM(key).encrypt(nonce, plaintext, associated)
+
+
+def _open_share(key: bytes, share: EncryptedShare, session_id: bytes) -> tuple[int, int] | None:
+    """The (masking-key, seed) share pair a ciphertext holds, or None if it fails authentication or form."""
+    nonce, body = share.ciphertext[:_NONCE_BYTES], share.ciphertext[_NONCE_BYTES:]
+    associated = _DOMAIN + session_id + _pair_label("share", share.sender, share.recipient).encode()
+    try:
+        plaintext = AESGCM(key).decrypt(nonce, body, associated)
+    except (InvalidTag, ValueError):
+        return None
+    if len(plaintext) != 2 * _SECRET_BYTES:
+        return None
+    pair = int.from_bytes(plaintext[:_SECRET_BYTES], "big"), int.from_bytes(plaintext[_SECRET_BYTES:], "big")
+    return pair if all(value < GROUP_ORDER for value in pair) else None
+
+
+def _polynomial(secret: int, threshold: int) -> list[int]:
+    return [secret] + [_random_scalar() for _ in range(threshold - 1)]
+
+
+def _evaluate(coefficients: Sequence[int], x: int) -> int:
+    value = 0
+    for coefficient in reversed(coefficients):
+        value = (value * x + coefficient) % GROUP_ORDER
+    return value
+
+
+def share_is_valid(commitments: Sequence[bytes], x: int, value: int) -> bool:
+    """Feldman's check: ``value G == sum_j x^j C_j`` (Horner over the commitments)."""
+    if not 0 < value < GROUP_ORDER:
+        return False
+    try:
+        points = [_point(raw) for raw in commitments]
+        total = points[-1]
+        step = _scalar_bytes(x)
+        for point in reversed(points[:-1]):
+            total = PublicKey.combine_keys([total.multiply(step), point])
+        return total.format() == _times_base(value).format()
+    except ValueError:  # a sum at infinity: no valid share lies there
+        return False
+
+
+def _interpolate_at_zero(points: Sequence[tuple[int, int]]) -> int:
+    secret = 0
+    for i, (xi, yi) in enumerate(points):
+        numerator, denominator = 1, 1
+        for j, (xj, _) in enumerate(points):
+            if i != j:
+                numerator = numerator * xj % GROUP_ORDER
+                denominator = denominator * (xj - xi) % GROUP_ORDER
+        secret = (secret + yi * numerator * pow(denominator, -1, GROUP_ORDER)) % GROUP_ORDER
+    return secret
+
+
+def _challenge(session_id: bytes, *points: bytes) -> int:
+    return int.from_bytes(hashlib.sha256(_DOMAIN + b"dleq/" + session_id + b"".join(points)).digest(), "big") % GROUP_ORDER
+
+
+def _prove_channel(private: PrivateKey, peer_public: bytes, session_id: bytes) -> tuple[bytes, bytes]:
+    """The channel point ``c P_peer`` and a Chaum-Pedersen proof that it shares its logarithm with ``c G``."""
+    peer = _point(peer_public)
+    point = peer.multiply(private.secret).format()
+    nonce = _random_scalar()
+    first, second = _times_base(nonce).format(), peer.multiply(_scalar_bytes(nonce)).format()
+    challenge = _challenge(session_id, private.public_key.format(), peer_public, point, first, second)
+    response = (nonce + challenge * private.to_int()) % GROUP_ORDER
+    return point, first + second + _scalar_bytes(response)
+
+
+def _channel_is_proven(own_public: bytes, peer_public: bytes, point: bytes, proof: bytes, session_id: bytes) -> bool:
+    first, second = proof[:_POINT_BYTES], proof[_POINT_BYTES : 2 * _POINT_BYTES]
+    response = int.from_bytes(proof[2 * _POINT_BYTES :], "big")
+    challenge = _challenge(session_id, own_public, peer_public, point, first, second)
+    try:
+        scalar = _scalar_bytes(challenge)
+        left = _times_base(response).format()
+        right = PublicKey.combine_keys([_point(first), _point(own_public).multiply(scalar)]).format()
+        left2 = _point(peer_public).multiply(_scalar_bytes(response)).format()
+        right2 = PublicKey.combine_keys([_point(second), _point(point).multiply(scalar)]).format()
+    except ValueError:
+        return False
+    return left == right and left2 == right2
+
+
+# Reading the board ------------------------------------------------------------------------------
 
 def _check_participants(count: int, threshold: int, shortfall: str) -> None:
     if count < threshold:
@@ -597,12 +840,32 @@ def _postings(
     return postings
 
 
+@dataclass(frozen=True)
+class Topology:
+    """Who holds shares of whom: each roster member's Shamir index and neighbourhood, fixed before keys."""
+
+    positions: Mapping[str, int]
+    graph: Mapping[str, tuple[str, ...]]
+
+    @classmethod
+    def of(cls, board: BulletinBoard, session: SessionParameters) -> Topology:
+        roster = board.roster(session.session_id)
+        return cls(roster_positions(roster), neighbourhoods(roster, session.graph_degree, session.graph_seed))
+
+
 def board_roster(board: BulletinBoard, session: SessionParameters) -> dict[str, KeyAdvertisement]:
     """The key advertisements of the closed key phase, each bound to the roster member that posted it."""
     postings = _postings(board, session, Phase.KEYS, board.roster(session.session_id), "are not on the roster")
-    roster = {p.sender: KeyAdvertisement.from_bytes(p.payload, session.session_id, p.sender) for p in postings}
+    roster = {p.sender: KeyAdvertisement.from_bytes(p.payload, session.session_id, p.sender, session.threshold)
+              for p in postings}
     session.check_roster_size(len(roster))
     return dict(sorted(roster.items()))
+
+
+def share_recipients(topology: Topology, sender: str, roster: Iterable[str]) -> list[str]:
+    """Whom ``sender`` shares with: its neighbours (itself included) that advertised keys."""
+    holders = set(roster)
+    return [member for member in topology.graph.get(sender, ()) if member in holders]
 
 
 def board_share_messages(
@@ -615,38 +878,92 @@ def board_share_messages(
         len(messages), session.threshold,
         f"only {len(messages)} of {len(roster)} clients shared keys; threshold {session.threshold} cannot be met",
     )
+    topology = Topology.of(board, session)
     for sender, message in messages.items():
-        if sorted(share.recipient for share in message.shares) != sorted(roster):
-            raise SecureAggregationError(f"client {sender!r} did not send one share to each roster member")
+        if sorted(share.recipient for share in message.shares) != share_recipients(topology, sender, roster):
+            raise SecureAggregationError(f"client {sender!r} did not send one share to each of its neighbours")
     return dict(sorted(messages.items()))
 
 
-def board_masked_inputs(
-    board: BulletinBoard, session: SessionParameters, holders: Iterable[str]
-) -> dict[str, np.ndarray]:
-    """The masked inputs of the closed masked-input phase: their senders are the survivors."""
-    holders = list(holders)
-    postings = _postings(board, session, Phase.MASKED_INPUTS, holders, "did not share keys")
+def complaint_holds(session: SessionParameters, topology: Topology, roster: Mapping[str, KeyAdvertisement],
+                    messages: Mapping[str, ShareKeysMessage], complainer: str, complaint: Complaint) -> bool:
+    """Whether ``complaint`` shows, to anyone, that the share its accused sent ``complainer`` is bad."""
+    accused = complaint.accused
+    if accused not in messages or complainer not in roster or complainer not in topology.graph.get(accused, ()):
+        return False
+    own, peer = roster[complainer].encryption_public_key, roster[accused].encryption_public_key
+    if not _channel_is_proven(own, peer, complaint.channel_point, complaint.proof, session.session_id):
+        return False
+    share = messages[accused].share_for(complainer)
+    if share is None:
+        return True
+    pair = _open_share(_channel_key(complaint.channel_point, accused, complainer, session.session_id), share,
+                       session.session_id)
+    return pair is None or not _pair_is_valid(roster[accused], topology.positions[complainer], pair)
+
+
+def _pair_is_valid(advertisement: KeyAdvertisement, x: int, pair: tuple[int, int]) -> bool:
+    return share_is_valid(advertisement.masking_commitments, x, pair[0]) and \
+        share_is_valid(advertisement.seed_commitments, x, pair[1])
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The closed masked-input phase as every reader sees it: the survivors and why the others are not."""
+
+    topology: Topology
+    roster: Mapping[str, KeyAdvertisement]
+    messages: Mapping[str, ShareKeysMessage]
+    masked: Mapping[str, MaskedInput]
+    excluded: tuple[str, ...]
+    survivors: tuple[str, ...]
+
+    @property
+    def dropped(self) -> tuple[str, ...]:
+        """Share holders whose input is not in the sum (silent, malformed or excluded): their masking
+        keys are rebuilt to remove the pairwise masks the survivors added for them."""
+        alive = set(self.survivors)
+        return tuple(holder for holder in self.messages if holder not in alive)
+
+    def digest(self, session: SessionParameters) -> bytes:
+        return survivors_digest(session.session_id, self.survivors)
+
+
+def board_outcome(board: BulletinBoard, session: SessionParameters) -> Outcome:
+    """The survivors: the share holders whose masked input is on the board, minus the senders of a bad
+    share that a complaint in a masked input proves; the same for every reader of the board."""
+    topology = Topology.of(board, session)
+    roster = board_roster(board, session)
+    messages = board_share_messages(board, session, roster)
+    postings = _postings(board, session, Phase.MASKED_INPUTS, messages, "did not share keys")
     length = session.vector_length + 1
-    inputs = {
-        p.sender: MaskedInput.from_bytes(p.payload, session.session_id, p.sender, length).vector for p in postings
-    }
+    masked = {p.sender: MaskedInput.from_bytes(p.payload, session.session_id, p.sender, length) for p in postings}
+    excluded = sorted({complaint.accused for complainer, message in masked.items() for complaint in message.complaints
+                       if complaint_holds(session, topology, roster, messages, complainer, complaint)})
+    survivors = tuple(sorted(sender for sender in masked if sender not in excluded))
     _check_participants(
-        len(inputs), session.min_survivors,
-        f"{len(holders) - len(inputs)} of {len(holders)} clients dropped out, leaving {len(inputs)}; "
-        f"at least {session.min_survivors} must survive (max(threshold {session.threshold}, {MIN_CLIENTS}))",
+        len(survivors), session.min_survivors,
+        f"{len(messages) - len(survivors)} of {len(messages)} clients dropped out"
+        + (f" or were excluded ({', '.join(excluded)})" if excluded else "")
+        + f", leaving {len(survivors)}; at least {session.min_survivors} must survive "
+        f"(max(threshold {session.threshold}, {MIN_CLIENTS}))",
     )
-    return dict(sorted(inputs.items()))
+    return Outcome(topology, roster, messages, dict(sorted(masked.items())), tuple(excluded), survivors)
 
 
 def board_unmasking_responses(
-    board: BulletinBoard, session: SessionParameters, survivors: Iterable[str]
+    board: BulletinBoard, session: SessionParameters, outcome: Outcome
 ) -> list[UnmaskingResponse]:
-    postings = _postings(board, session, Phase.UNMASKING, survivors, "are not survivors")
-    responses = [UnmaskingResponse.from_bytes(p.payload, session.session_id, p.sender) for p in postings]
+    """The survivors' answers for the board's survivor set (an answer naming another set is dropped)."""
+    postings = _postings(board, session, Phase.UNMASKING, outcome.survivors, "are not survivors")
+    digest = outcome.digest(session)
+    responses = [response for response in
+                 (UnmaskingResponse.from_bytes(p.payload, session.session_id, p.sender) for p in postings)
+                 if response.survivors_digest == digest]
     _check_participants(
         len(responses), session.threshold,
-        f"only {len(responses)} unmasking responses; threshold {session.threshold} needs more",
+        f"only {len(responses)} unmasking responses for the board's survivor set; "
+        f"threshold {session.threshold} needs more",
     )
     return responses
 
@@ -656,7 +973,8 @@ class SecureAggregationClient:
 
     Each instance serves exactly one session. Everything it acts on (the
     roster, who shared keys, the survivors) it reads from the board, never
-    from the aggregator.
+    from the aggregator. Its keys, seed and polynomials come from the OS's
+    cryptographic generator.
     """
 
     def __init__(self, client_id: str, session: SessionParameters, board: BulletinBoard) -> None:
@@ -665,139 +983,130 @@ class SecureAggregationClient:
         self.client_id = client_id
         self.session = session
         self.board = board
-        self._encryption_key = X25519PrivateKey.generate()
-        self._masking_key = X25519PrivateKey.generate()
-        self._self_mask_seed = os.urandom(_SECRET_BYTES)
+        self._encryption_key = PrivateKey()
+        masking, seed = _random_scalar(), _random_scalar()
+        self._masking_key = _masking_key(masking)
+        self._self_mask_seed = seed
+        self._polynomials = (_polynomial(masking, session.threshold), _polynomial(seed, session.threshold))
         self._roster: dict[str, KeyAdvertisement] = {}
-        self._received: dict[str, tuple[RevealedShare, RevealedShare]] = {}
+        self._topology: Topology | None = None
+        self._received: dict[str, tuple[int, int]] = {}
         self._share_holders: tuple[str, ...] = ()
         self._unmasked = False
 
-    @property
+    @functools.cached_property
     def key_advertisement(self) -> KeyAdvertisement:
+        masking, seed = self._polynomials
         return KeyAdvertisement(
             client_id=self.client_id,
-            encryption_public_key=self._encryption_key.public_key().public_bytes_raw(),
+            encryption_public_key=self._encryption_key.public_key.format(),
             masking_public_key=self._masking_key.public_key().public_bytes_raw(),
+            masking_commitments=tuple(_times_base(a).format() for a in masking),
+            seed_commitments=tuple(_times_base(a).format() for a in seed),
         )
 
     def _post(self, phase: Phase, message: Any) -> None:
         self.board.post(self.session.session_id, phase, self.client_id, message.to_bytes(self.session.session_id))
 
     def advertise_keys(self) -> KeyAdvertisement:
-        """Round 1: post this client's public keys."""
+        """Round 1: post this client's public keys and the commitments to its polynomials."""
         advertisement = self.key_advertisement
         self._post(Phase.KEYS, advertisement)
         return advertisement
 
+    def _channel_point(self, peer: str) -> bytes:
+        return _point(self._roster[peer].encryption_public_key).multiply(self._encryption_key.secret).format()
+
+    def share_plaintext(self, recipient: str, x: int) -> bytes:
+        """The pair of shares for the recipient at roster position ``x``: ``f_s(x) || f_b(x)``."""
+        return b"".join(_scalar_bytes(_evaluate(polynomial, x)) for polynomial in self._polynomials)
+
     def share_keys(self) -> ShareKeysMessage:
-        """Round 2: Shamir-share the masking key and self-mask seed with every member of the board's roster."""
+        """Round 2: send each neighbour that advertised keys its shares of the masking key and self-mask seed."""
         roster = board_roster(self.board, self.session)
         if roster.get(self.client_id) != self.key_advertisement:
             raise SecureAggregationError(f"client {self.client_id!r} is missing from the roster or its keys differ")
-        self._roster = roster
-        ordered = list(roster)
-        masking_shares = _split(self._masking_key.private_bytes_raw(), self.session.threshold, len(ordered))
-        seed_shares = _split(self._self_mask_seed, self.session.threshold, len(ordered))
+        self._roster, self._topology = roster, Topology.of(self.board, self.session)
+        sid = self.session.session_id
         shares = []
-        for recipient, masking_share, seed_share in zip(ordered, masking_shares, seed_shares):
-            key = _share_key(
-                self._encryption_key, roster[recipient].encryption_public_key,
-                self.client_id, recipient, self.session.session_id,
-            )
-            nonce = os.urandom(_NONCE_BYTES)
-            plaintext = masking_share.index.to_bytes(2, "big") + masking_share.share + seed_share.share
-            associated = _DOMAIN + self.session.session_id + _pair_label("share", self.client_id, recipient).encode()
-            shares.append(EncryptedShare(self.client_id, recipient, nonce + AESGCM(key).encrypt(nonce, plaintext, associated)))
-        message = ShareKeysMessage(
-            client_id=self.client_id,
-            self_mask_commitment=_commit(self._self_mask_seed, self.client_id, self.session.session_id),
-            shares=tuple(shares),
-        )
+        for recipient in share_recipients(self._topology, self.client_id, roster):
+            key = _channel_key(self._channel_point(recipient), self.client_id, recipient, sid)
+            plaintext = self.share_plaintext(recipient, self._topology.positions[recipient])
+            shares.append(EncryptedShare(self.client_id, recipient,
+                                         _seal_share(key, self.client_id, recipient, sid, plaintext)))
+        message = ShareKeysMessage(self.client_id, tuple(shares))
         self._post(Phase.SHARES, message)
         return message
 
     def masked_input(self, values: np.ndarray, weight: int) -> MaskedInput:
-        """Round 3: decrypt the shares peers posted, then mask ``weight * values`` with self and pairwise masks.
-
-        The senders of share messages on the board are the clients that
-        completed round 2; only they get pairwise masks, since only their
-        masks can be recovered.
-        """
-        if not self._roster:
+        """Round 3: check the shares neighbours sent (a bad one becomes a complaint), then mask
+        ``weight * values`` with the self mask and a pairwise mask per neighbour that shared keys."""
+        if self._topology is None:
             raise SecureAggregationError("share_keys must run before masked_input")
         if self._share_holders:
             # Masks are fixed per session: two inputs under the same masks hand the aggregator their difference.
             raise SecureAggregationError(f"client {self.client_id!r} already sent its masked input in this session")
+        sid = self.session.session_id
         messages = board_share_messages(self.board, self.session, self._roster)
         if self.client_id not in messages:
             raise SecureAggregationError(f"client {self.client_id!r} has no share message on the board")
-        received = {
-            sender: self._decrypt(next(s for s in message.shares if s.recipient == self.client_id))
-            for sender, message in messages.items()
-        }
-        holders = tuple(messages)
+        holders = tuple(m for m in self._topology.graph[self.client_id] if m in messages)
+        received, complaints = {}, []
+        x = self._topology.positions[self.client_id]
+        for sender in holders:
+            point = self._channel_point(sender)
+            share = messages[sender].share_for(self.client_id)
+            pair = None if share is None else _open_share(_channel_key(point, sender, self.client_id, sid), share, sid)
+            if pair is not None and _pair_is_valid(self._roster[sender], x, pair):
+                received[sender] = pair
+            else:
+                point, proof = _prove_channel(self._encryption_key, self._roster[sender].encryption_public_key, sid)
+                complaints.append(Complaint(sender, point, proof))
         encoded = self.session.codec.encode(values, weight)
         length = self.session.vector_length + 1
         if encoded.shape != (length,):
             raise ValueError(f"expected {self.session.vector_length} values, got {encoded.shape[0] - 1}")
-        masked = encoded + _expand(_kdf(self._self_mask_seed, "self-mask", self.session.session_id), length)
+        masked = encoded + _self_mask(self._self_mask_seed, self.session)
         peers = (
-            (peer, _pairwise_seed(self._masking_key, self._roster[peer].masking_public_key,
-                                  self.client_id, peer, self.session.session_id))
+            (peer, _pairwise_seed(self._masking_key, self._roster[peer].masking_public_key, self.client_id, peer, sid))
             for peer in holders if peer != self.client_id
         )
-        message = MaskedInput(self.client_id, _signed_masks(masked, self.client_id, peers, length) & self.session.codec.mask)
+        message = MaskedInput(self.client_id, _signed_masks(masked, self.client_id, peers, length) & self.session.codec.mask,
+                              tuple(complaints))
         self._post(Phase.MASKED_INPUTS, message)
         # Committed only once posted: a refused input may be retried, a sent one may not.
         self._received, self._share_holders = received, holders
         return message
 
-    def _decrypt(self, share: EncryptedShare) -> tuple[RevealedShare, RevealedShare]:
-        key = _share_key(
-            self._encryption_key, self._roster[share.sender].encryption_public_key,
-            share.sender, self.client_id, self.session.session_id,
-        )
-        nonce, body = share.ciphertext[:_NONCE_BYTES], share.ciphertext[_NONCE_BYTES:]
-        associated = _DOMAIN + self.session.session_id + _pair_label("share", share.sender, self.client_id).encode()
-        try:
-            plaintext = AESGCM(key).decrypt(nonce, body, associated)
-        except (InvalidTag, ValueError):
-            raise SecureAggregationError(
-                f"share from {share.sender!r} to {self.client_id!r} failed authentication (tampered or misrouted)"
-            ) from None
-        if len(plaintext) != 2 + 2 * _SECRET_BYTES:
-            raise SecureAggregationError(f"share from {share.sender!r} to {self.client_id!r} has the wrong length")
-        index = int.from_bytes(plaintext[:2], "big")
-        masking = plaintext[2 : 2 + _SECRET_BYTES]
-        seed = plaintext[2 + _SECRET_BYTES :]
-        return RevealedShare(index, masking), RevealedShare(index, seed)
-
     def unmask(self, survivors: Sequence[str] | None = None) -> UnmaskingResponse:
-        """Round 4: reveal self-mask shares of the board's survivors and masking-key shares of the rest.
+        """Round 4: reveal self-mask shares of the board's survivors and masking-key shares of the
+        dropped, naming the survivor set by its hash.
 
         ``survivors``, if given, is what the aggregator claims; it must be the
-        board's set exactly. Answers once per session: a second answer (for
-        another set) could hand out both secrets of one client.
+        board's set exactly. A masked input whose bytes the board cannot hand
+        over yet raises :class:`PostingUnavailable` and reveals nothing: ask
+        again later. Answers once per session: a second answer (for another
+        set) could hand out both secrets of one client.
         """
         if self._unmasked:
             raise SecureAggregationError(f"client {self.client_id!r} already answered the unmasking request")
         if not self._share_holders:
             raise SecureAggregationError("masked_input must run before unmask")
-        on_board = tuple(board_masked_inputs(self.board, self.session, self._share_holders))
-        if survivors is not None and sorted(survivors) != list(on_board):
+        outcome = board_outcome(self.board, self.session)
+        if survivors is not None and sorted(survivors) != list(outcome.survivors):
             raise SurvivorSetMismatch(
                 f"client {self.client_id!r} was asked to unmask for survivors {sorted(survivors)}, "
-                f"but the board's survivor set is {list(on_board)}"
+                f"but the board's survivor set is {list(outcome.survivors)}"
             )
-        if self.client_id not in on_board:
+        if self.client_id not in outcome.survivors:
             raise SecureAggregationError(f"client {self.client_id!r} is not among the board's survivors")
         self._unmasked = True
-        alive = set(on_board)
+        alive = set(outcome.survivors)
         response = UnmaskingResponse(
             client_id=self.client_id,
-            self_mask_shares={peer: self._received[peer][1] for peer in self._share_holders if peer in alive},
-            masking_key_shares={peer: self._received[peer][0] for peer in self._share_holders if peer not in alive},
+            survivors_digest=outcome.digest(self.session),
+            self_mask_shares={peer: pair[1] for peer, pair in self._received.items() if peer in alive},
+            masking_key_shares={peer: pair[0] for peer, pair in self._received.items() if peer not in alive},
         )
         self._post(Phase.UNMASKING, response)
         return response
@@ -830,8 +1139,7 @@ class SecureAggregationServer:
     def close_masked_inputs(self) -> tuple[str, ...]:
         """Close round 3; the survivors, the set every client will unmask for."""
         self._close(Phase.MASKED_INPUTS)
-        roster = board_roster(self.board, self.session)
-        return tuple(board_masked_inputs(self.board, self.session, board_share_messages(self.board, self.session, roster)))
+        return board_outcome(self.board, self.session).survivors
 
     def finish(self) -> SecureSum:
         """Close round 4 and remove the masks."""
@@ -839,35 +1147,41 @@ class SecureAggregationServer:
         return secure_sum_from_board(self.board, self.session)
 
 
+def _signed_masks(
+    total: np.ndarray, own_id: str, peers: Iterable[tuple[str, bytes]], length: int
+) -> np.ndarray:
+    """Add ``+PRG(s)`` for peers after ``own_id`` and ``-PRG(s)`` for peers before it (mod 2^64)."""
+    for peer_id, seed in peers:
+        mask = _expand(seed, length)
+        total = total + mask if own_id < peer_id else total - mask
+    return total
+
+
 def secure_sum_from_board(board: BulletinBoard, session: SessionParameters) -> SecureSum:
     """The sum of a completed session, from the board alone and with no key: what any verifier can recompute."""
-    roster = board_roster(board, session)
-    messages = board_share_messages(board, session, roster)
-    masked = board_masked_inputs(board, session, messages)
-    responses = board_unmasking_responses(board, session, masked)
-    survivors = list(masked)
-    dropped = [client for client in messages if client not in masked]
+    outcome = board_outcome(board, session)
+    responses = board_unmasking_responses(board, session, outcome)
     length = session.vector_length + 1
     total = np.zeros(length, dtype=np.uint64)
-    for vector in masked.values():
-        total = total + vector
-    for client in survivors:
-        commitment = messages[client].self_mask_commitment
-        seed = _rebuild(session, responses, client, self_mask=True,
-                        valid=lambda secret, client=client, commitment=commitment:
-                        _commit(secret, client, session.session_id) == commitment)
-        total = total - _expand(_kdf(seed, "self-mask", session.session_id), length)
-    for client in dropped:
-        public = roster[client].masking_public_key
-        private = X25519PrivateKey.from_private_bytes(_rebuild(
-            session, responses, client, self_mask=False,
-            valid=lambda secret, public=public:
-            X25519PrivateKey.from_private_bytes(secret).public_key().public_bytes_raw() == public))
-        # Each survivor v added +PRG(s_uv) if v < u, else -PRG(s_uv); undo it.
-        for survivor in survivors:
-            seed = _pairwise_seed(private, roster[survivor].masking_public_key, client, survivor, session.session_id)
-            mask = _expand(seed, length)
-            total = total - mask if survivor < client else total + mask
+    for client in outcome.survivors:
+        total = total + outcome.masked[client].vector
+    for client in outcome.survivors:
+        total = total - _self_mask(_rebuild(session, outcome, responses, client, self_mask=True), session)
+    alive = set(outcome.survivors)
+    for client in outcome.dropped:
+        private = _masking_key(_rebuild(session, outcome, responses, client, self_mask=False))
+        if private.public_key().public_bytes_raw() != outcome.roster[client].masking_public_key:
+            raise SecureAggregationError(
+                f"client {client!r} committed to a masking key other than the one it advertised: "
+                "its pairwise masks cannot be removed"
+            )
+        # Each surviving neighbour v added +PRG(s_uv) if v < u, else -PRG(s_uv); undo it.
+        for survivor in outcome.topology.graph[client]:
+            if survivor in alive and survivor in outcome.messages:
+                seed = _pairwise_seed(private, outcome.roster[survivor].masking_public_key, client, survivor,
+                                      session.session_id)
+                mask = _expand(seed, length)
+                total = total - mask if survivor < client else total + mask
     total &= session.codec.mask
     integer_sum, total_weight = session.codec.decode_integers(total)
     # Each client checked only its own weight; past the codec's total the sum may have wrapped.
@@ -880,51 +1194,39 @@ def secure_sum_from_board(board: BulletinBoard, session: SessionParameters) -> S
         weighted_sum=integer_sum.astype(np.float64) / 2.0**session.codec.fractional_bits,
         integer_sum=integer_sum,
         total_weight=total_weight,
-        survivors=tuple(survivors),
-        dropped=tuple(dropped),
+        survivors=outcome.survivors,
+        dropped=outcome.dropped,
+        excluded=outcome.excluded,
     )
 
 
-def _rebuild(
-    session: SessionParameters,
-    responses: Sequence[UnmaskingResponse],
-    client: str,
-    self_mask: bool,
-    valid: Callable[[bytes], bool],
-) -> bytes:
-    """``client``'s secret (self-mask seed or masking key) from the revealed shares, checked by ``valid``
-    against what the client published.
-
-    Any ``t`` honest shares give the secret, and ``valid`` recognises it, so a survivor that reveals a
-    corrupt share cannot make anyone accept a wrong secret: when all the shares together fail, subsets
-    of ``t`` are tried in posting order (at most :data:`MAX_SHARE_SUBSETS`), and the first that passes
-    is the secret. The result does not depend on which subset passes, so every reader derives the
-    same sum.
-    """
+def _rebuild(session: SessionParameters, outcome: Outcome, responses: Sequence[UnmaskingResponse], client: str,
+             self_mask: bool) -> int:
+    """``client``'s secret (self-mask seed or masking key) from the first ``t`` revealed shares that verify
+    against its commitments, in posting order: each share is checked once (Feldman), a corrupt one is
+    dropped on sight, so the cost grows linearly with the responses, and every reader picks the same
+    shares and the same secret."""
     kind = "self-mask" if self_mask else "masking-key"
-    shares: dict[int, RevealedShare] = {}
+    advertisement = outcome.roster[client]
+    commitments = advertisement.seed_commitments if self_mask else advertisement.masking_commitments
+    holders = set(outcome.topology.graph[client])
+    points, corrupt = [], []
     for response in responses:
-        share = (response.self_mask_shares if self_mask else response.masking_key_shares).get(client)
-        # A malformed or repeated share is one fewer share, not a reason to give up on the others.
-        if share is not None and len(share.share) == _SECRET_BYTES and share.index not in shares:
-            shares[share.index] = share
-    present = list(shares.values())
-    if len(present) < session.threshold:
-        raise SecureAggregationError(
-            f"only {len(present)} {kind} shares of {client!r}; threshold {session.threshold} needs more"
-        )
-    candidates = itertools.chain([present], itertools.islice(
-        itertools.combinations(present, session.threshold), MAX_SHARE_SUBSETS))
-    for subset in candidates:
-        try:
-            secret = _combine(subset)
-        except ValueError:
+        if response.client_id not in holders:
             continue
-        if valid(secret):
-            return secret
+        value = (response.self_mask_shares if self_mask else response.masking_key_shares).get(client)
+        if value is None:
+            continue
+        x = outcome.topology.positions[response.client_id]
+        if share_is_valid(commitments, x, value):
+            points.append((x, value))
+            if len(points) == session.threshold:
+                return _interpolate_at_zero(points)
+        else:
+            corrupt.append(response.client_id)
     raise SecureAggregationError(
-        f"no {session.threshold} of the {len(present)} {kind} shares of {client!r} rebuild the secret it "
-        f"published: too many shares are corrupt (tried {MAX_SHARE_SUBSETS} subsets)"
+        f"only {len(points)} valid {kind} shares of {client!r}; threshold {session.threshold} needs more"
+        + (f" (corrupt shares from {', '.join(corrupt)} were dropped)" if corrupt else "")
     )
 
 

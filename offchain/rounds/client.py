@@ -22,7 +22,7 @@ from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
 
 from offchain.contract_client import ContractClient
-from offchain.ipfs.cid import CID
+from offchain.ipfs.cid import CID, InvalidCID
 
 
 class MissingEvent(LookupError):
@@ -73,7 +73,7 @@ class SecureMessage:
 
     sender: str
     phase: SecurePhase
-    artifact: ArtifactRef
+    artifact: ArtifactRef | None  # None: its CID does not parse (anyone may post any bytes: silence, not an error)
     block: int
     index: int  # its place among the round's postings of every phase, from 0
 
@@ -121,6 +121,7 @@ class RoundInfo:
     rejected_submitters: tuple[str, ...] = ()  # those whose updates the coordinator refused (commit or cancel)
     closed_block: int | None = None  # the block of the commit or cancel
     secure_phase: SecurePhase | None = None  # a secure round's phase; None: the study has no secure aggregation
+    opened_block: int | None = None  # the block of its RoundOpened event
 
 
 @dataclass(frozen=True)
@@ -195,7 +196,7 @@ class RoundsClient(ContractClient):
         return RoundInfo(
             study, round, state, int(base_round), bytes(base_commitment), int(deadline), tuple(opened.invited),
             int(update_count), aggregate, counted, rejected, closed_block,
-            SecurePhase(int(phase)) if secure else None,
+            SecurePhase(int(phase)) if secure else None, int(opened.block_number),
         )
 
     def updates(self, study: int, round: int) -> list[UpdateInfo]:
@@ -234,8 +235,7 @@ class RoundsClient(ContractClient):
         """Every posting of the secure round's ``phase`` (Keys, Shares or Unmasking), in chain order.
         A sender may appear twice: its first posting is the one that counts."""
         return [
-            SecureMessage(log.sender, SecurePhase(int(log.phase)),
-                          ArtifactRef(CID.from_bytes(bytes(log.cid)), bytes(log.sha256)), int(log.block_number), index)
+            SecureMessage(log.sender, SecurePhase(int(log.phase)), _posted_artifact(log), int(log.block_number), index)
             for index, log in enumerate(self._logs("SecureMessagePosted", study=study, round=round))
             if int(log.phase) == phase
         ]
@@ -411,6 +411,14 @@ def rejected_mask(submitters: Sequence[str], rejected: Sequence[str]) -> int:
 
 def _members(submitters: Sequence[str], mask: int) -> tuple[str, ...]:
     return tuple(account for i, account in enumerate(submitters) if mask >> i & 1)
+
+
+def _posted_artifact(log) -> ArtifactRef | None:
+    """A secure posting's artifact, or None when its bytes are no CID (readers filter senders first)."""
+    try:
+        return ArtifactRef(CID.from_bytes(bytes(log.cid)), bytes(log.sha256))
+    except (InvalidCID, ValueError):
+        return None
 
 
 def _artifact(log, prefix: str = "") -> ArtifactRef:

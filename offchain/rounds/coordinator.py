@@ -38,7 +38,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from fl.aggregation import ClientModel
-from fl.secure_aggregation import MIN_CLIENTS, Phase, SecureAggregationError, secure_sum_from_board
+from fl.secure_aggregation import (
+    MIN_CLIENTS,
+    Phase,
+    PostingUnavailable,
+    SecureAggregationError,
+    board_outcome,
+    secure_sum_from_board,
+)
 from offchain.contract_client import ChainRefusal
 from offchain.rounds.aggregate import RoundAggregation
 from offchain.rounds.client import SecurePhase
@@ -230,7 +237,11 @@ class Coordinator:
             return self._commit_secure(number, board, deadline_passed)
         phase = BOARD_PHASES[state.secure_phase]
         session = board.session
-        expected = self._expected(board, phase)
+        try:
+            expected = self._expected(board, phase)
+        except PostingUnavailable as error:
+            return self._cancel_secure(number, deadline_passed, f"phase {phase.previous.value}'s postings cannot "
+                                       f"be read: {error}", retrying=True)
         posted = [sender for sender in board.senders(phase) if sender in expected]
         needed = session.threshold if phase is Phase.UNMASKING else session.min_survivors
         name = phase.value
@@ -255,14 +266,25 @@ class Coordinator:
 
     @staticmethod
     def _expected(board: ChainBulletinBoard, phase: Phase) -> list[str]:
-        """Who should post in ``phase``: the roster, then those whose posting in the phase before counted."""
+        """Who should post in ``phase``: the roster, then those whose posting in the phase before counted
+        (for the unmasking phase, the survivors: an excluded sender's answer is not awaited)."""
         if phase is Phase.KEYS:
             return list(board.roster(board.session.session_id))
+        if phase is Phase.UNMASKING:
+            try:
+                return list(board_outcome(board, board.session).survivors)
+            except PostingUnavailable:
+                raise
+            except SecureAggregationError:
+                pass  # too few survivors: the count below says so, and the round is cancelled at the deadline
         return [posting.sender for posting in board.read(board.session.session_id, phase.previous)]
 
     def _commit_secure(self, number: int, board: ChainBulletinBoard, deadline_passed: bool) -> Step:
         try:
             total = secure_sum_from_board(board, board.session)
+        except PostingUnavailable as error:
+            return self._cancel_secure(number, deadline_passed, f"the sum cannot be derived yet: {error}",
+                                       retrying=True)
         except SecureAggregationError as error:
             return self._cancel_secure(number, deadline_passed, f"the sum cannot be derived: {error}")
         counted = self.member.participants_holding_role(list(total.survivors))
@@ -272,15 +294,19 @@ class Coordinator:
         state = self.member.rounds.round(self.study.number, number)
         plaintext = self.aggregation.aggregate_secure(number, state.base_round, total, self.log)
         submitters = self.member.rounds.submitters(self.study.number, number)
-        # A submitted masked input that is not in the sum (unreadable, malformed) is not counted.
+        # A submitted masked input that is not in the sum (malformed, or its sender excluded for a bad share)
+        # is not counted.
+        if total.excluded:
+            self.log(f"round {number}: excluded for a bad share, proven by a complaint: {', '.join(total.excluded)}")
         rejected = [account for account in submitters if account not in total.survivors]
         dropped = f", {len(total.dropped)} dropped" if total.dropped else ""
         return self._store_and_commit(number, plaintext, submitters, rejected,
                                       f"the secure sum of {len(total.survivors)} survivors{dropped}")
 
-    def _cancel_secure(self, number: int, deadline_passed: bool, reason: str) -> Step:
+    def _cancel_secure(self, number: int, deadline_passed: bool, reason: str, *, retrying: bool = False) -> Step:
         if not deadline_passed:
-            return Step("waiting", number, f"{reason}; cancelling at the deadline")
+            return Step("waiting", number, f"{reason}; " + ("retrying until the deadline" if retrying
+                                                             else "cancelling at the deadline"))
         # No update counts in a round with no sum: every submitter's masked input is left out.
         submitters = self.member.rounds.submitters(self.study.number, number)
         if not self._cancel(number, submitters):

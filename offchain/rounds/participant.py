@@ -14,7 +14,11 @@ this round's keys (then train while the others advertise), share them, post
 the masked update (``trained - base``, flattened and weighted by the sample
 count) as the round's update, and answer the unmasking request for the
 survivors the chain lists. Its session lives in memory for one round: a node
-restarted mid-round sits that round out and is recovered as a dropout.
+restarted mid-round sits that round out and is recovered as a dropout. When
+the store cannot hand over bytes a step needs, the node waits and tries again
+at its next step, until the round's deadline, then refuses (it reveals
+nothing on a partial view). Under DP, a round's release is charged to the
+node's privacy ledger once its update is on chain, not when it trains.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from fl.client import HospitalClient
 from fl.data import HospitalData
 from fl.models import ParameterLayout
 from fl.privacy import PrivacyBudgetExceeded
-from fl.secure_aggregation import SecureAggregationClient, SecureAggregationError
+from fl.secure_aggregation import PostingUnavailable, SecureAggregationClient, SecureAggregationError
 from offchain.chain import Role
 from offchain.contract_client import ChainRefusal
 from offchain.rounds.client import ArtifactRef, MissingEvent, SecurePhase
@@ -76,6 +80,10 @@ class HospitalNode:
             self.ledger_path = ledger_path(home, member.chain_id, member.rounds.contract.address, study, member.address)
             history = load_history(self.ledger_path)
             self.ledger_rounds = load_rounds(self.ledger_path)
+        self.data = data
+        # What this node's published updates released: the ledger a round that is never published
+        # (a stalled or sabotaged secure round) falls back to.
+        self._published_history = list(history)
         try:
             self.client = HospitalClient(data, config.model, config.training, config.dp, dp_history=history)
         except ValueError as error:
@@ -159,14 +167,16 @@ class HospitalNode:
 
     def _train(self, number: int, parameters) -> ClientModel:
         started = time.perf_counter()
+        ledger = self.client.ledger
+        if ledger is not None and len(ledger.history) != len(self._published_history):
+            # An earlier training was never published: it released nothing, so it costs nothing.
+            config = self.study.config
+            self.client = HospitalClient(self.data, config.model, config.training, config.dp,
+                                         dp_history=self._published_history)
         try:
             trained = self.client.train(parameters, number)
         except PrivacyBudgetExceeded as error:
             raise RoundsError(f"study {self.study.number} round {number}: {error}") from None
-        if self.ledger_path is not None and self.client.ledger is not None:
-            # Spent once trained, whatever becomes of the update: recorded before it is published.
-            self.ledger_rounds.append(number)
-            save_history(self.ledger_path, self.ledger_rounds, self.client.ledger.history)
         if self.training_time is not None:
             self.training_time(time.perf_counter() - started)
         return type(trained)(client_id=self.member.address, parameters=trained.parameters,
@@ -185,9 +195,20 @@ class HospitalNode:
             if refusal.error in ("AlreadySubmitted", "RoundNotOpen", "DeadlinePassed", "SecurePhaseMismatch"):
                 return Step("waiting", number, refusal.error)
             raise
+        self._record_release(number)
         spent = "" if declared is None else f", epsilon {declared.epsilon:.3f} of {self.spend.budget.epsilon:g} spent"
         self.log(f"round {number}: submitted {update.cid} ({samples} samples{spent})")
         return None
+
+    def _record_release(self, number: int) -> None:
+        """Charge the update just published on chain to the privacy ledger: a release counts once it is
+        public, never before (a round stalled before this node's update costs it nothing)."""
+        if self.client.ledger is None:
+            return
+        self._published_history = list(self.client.ledger.history)
+        if self.ledger_path is not None:
+            self.ledger_rounds.append(number)
+            save_history(self.ledger_path, self.ledger_rounds, self._published_history)
 
     # Secure rounds -------------------------------------------------------------------------------
 
@@ -232,6 +253,14 @@ class HospitalNode:
             if refusal.error in ("SecurePhaseMismatch", "RoundNotOpen"):
                 return Step("waiting", number, refusal.error)
             raise
+        except PostingUnavailable as error:
+            # Another reader may hold those bytes: acting without them could split the views. Ask again
+            # at the next step; past the deadline, refuse (reveal nothing) and let the round be cancelled.
+            if self.member.rounds.now() <= state.deadline:
+                return Step("waiting", number, f"retrying: {error}")
+            session.failed = f"refused: bytes it needs stayed unavailable until the deadline: {error}"
+            self.log(f"round {number}: {session.failed}")
+            return Step("refused", number, session.failed)
         except (SecureAggregationError, ValueError) as error:
             session.failed = f"refused: {error}"
             self.log(f"round {number}: {session.failed}")

@@ -16,10 +16,18 @@ the study's participants when the round invites anyone).
   the survivors are the round's submitters.
 - **close**: the study's coordinator closes the round's current phase on chain.
 - **read**: the postings of a phase the chain says is closed, in chain order,
-  each sender's first only, roster members only. A posting whose bytes are
-  missing from the store, do not hash to the SHA-256 on chain, or do not parse
-  as that phase's message counts as not posted: a faulty or malicious party is
-  a dropout, never an error that blocks the round.
+  roster members only (filtered first, before anything of a posting is
+  parsed), each sender's first only. A posting whose CID does not parse,
+  whose bytes do not hash to the SHA-256 on chain, are too large, or do not
+  parse as that phase's message counts as not posted: every reader sees the
+  same bytes for a CID, so every reader decides the same way, and a faulty or
+  malicious party is a dropout, never an error that blocks the round. A
+  store read that fails is another matter: another reader may have the
+  bytes, so acting as if the posting were absent would split the readers'
+  views (and, in the unmasking phase, reveal both secrets of one hospital).
+  The read raises :class:`~fl.secure_aggregation.PostingUnavailable` instead;
+  nodes and the coordinator ask again at their next step, until the round's
+  deadline.
 
 The chain authenticates every sender (the transaction's signer), orders the
 postings, and closes each phase once for every reader; so every client acts
@@ -42,12 +50,15 @@ from fl.secure_aggregation import (
     MaskedInput,
     Phase,
     Posting,
+    PostingUnavailable,
     SecureAggregationError,
     SecureSum,
     SessionParameters,
     ShareKeysMessage,
+    Topology,
     UnmaskingResponse,
     secure_sum_from_board,
+    share_recipients,
 )
 from offchain.ipfs import StoreError
 from offchain.rounds.client import ArtifactRef, SecurePhase
@@ -77,14 +88,20 @@ def session_id(chain_id: int, registry: str, study: int, round_number: int) -> b
 
 
 def session_parameters(study: Study, round_number: int) -> SessionParameters:
-    """The round's session: its id, the study's threshold and codec, and the length of its flattened model."""
+    """The round's session: its id, the study's threshold and codec, the length of its flattened model,
+    and on a SecAgg+ graph its seed: the hash of the block that opened the round (the roster was fixed in
+    that block's transaction, so no hospital knew the graph when it was named)."""
     settings = study.config.secure_aggregation
     if settings is None:
         raise RoundsError(f"study {study.number} does not run secure aggregation")
     member = study.member
     layout = ParameterLayout.of(study.config.model.build(seed=0).state_dict())
+    seed = b""
+    if settings.graph_degree:
+        opened = member.rounds.round(study.number, round_number).opened_block
+        seed = bytes(member.rounds.contract.provider.web3.eth.get_block(opened)["hash"])
     return settings.session(session_id(member.chain_id, member.rounds.contract.address, study.number, round_number),
-                            layout.size)
+                            layout.size, graph_seed=seed)
 
 
 class ChainBulletinBoard(BulletinBoard):
@@ -166,15 +183,16 @@ class ChainBulletinBoard(BulletinBoard):
         what the coordinator counts to decide whether to close a phase early."""
         return [sender for sender, _ in self.postings(phase)]
 
-    def postings(self, phase: Phase) -> list[tuple[str, ArtifactRef]]:
-        """The chain's postings of ``phase``: first per sender, roster members only, in chain order."""
+    def postings(self, phase: Phase) -> list[tuple[str, ArtifactRef | None]]:
+        """The chain's postings of ``phase``: roster members only, first per sender, in chain order
+        (None: a CID that does not parse, which counts as silence)."""
         roster = set(self.roster(self.session.session_id))
         if phase is Phase.MASKED_INPUTS:
             found = self._updates()
         else:
             found = [(m.sender, m.artifact)
                      for m in self.rounds.secure_messages(self.study.number, self.round, CHAIN_PHASES[phase])]
-        first: dict[str, ArtifactRef] = {}
+        first: dict[str, ArtifactRef | None] = {}
         for sender, artifact in found:
             sender = to_checksum_address(sender)
             if sender in roster and sender not in first:
@@ -184,16 +202,17 @@ class ChainBulletinBoard(BulletinBoard):
     def _updates(self) -> list[tuple[str, ArtifactRef]]:
         return [(update.participant, update.artifact) for update in self.rounds.updates(self.study.number, self.round)]
 
-    def _valid(self, phase: Phase, postings: list[tuple[str, ArtifactRef]]) -> tuple[Posting, ...]:
+    def _valid(self, phase: Phase, postings: list[tuple[str, ArtifactRef | None]]) -> tuple[Posting, ...]:
         kept = []
         for sender, artifact in postings:
-            payload = self._fetch(artifact)
+            payload = None if artifact is None else self._fetch(artifact)
             if payload is not None and self._parses(phase, sender, payload):
                 kept.append(Posting(sender, payload))
         return tuple(kept)
 
     def _fetch(self, artifact: ArtifactRef) -> bytes | None:
-        """The payload's bytes if the store has them and they hash to the SHA-256 on chain, else None."""
+        """The payload's bytes if they hash to the SHA-256 on chain, else None (the same for every
+        reader); PostingUnavailable if the store cannot hand them over now."""
         store = self.study.member.store
         digest, chunks, size = hashlib.sha256(), [], 0
         try:
@@ -203,8 +222,9 @@ class ChainBulletinBoard(BulletinBoard):
                     return None
                 digest.update(chunk)
                 chunks.append(chunk)
-        except StoreError:
-            return None
+        except StoreError as error:
+            raise PostingUnavailable(f"the bytes of {artifact.cid} cannot be read from the store now: {error}") \
+                from None
         return b"".join(chunks) if digest.digest() == bytes(artifact.sha256) else None
 
     def _parses(self, phase: Phase, sender: str, payload: bytes) -> bool:
@@ -212,12 +232,13 @@ class ChainBulletinBoard(BulletinBoard):
         session = self.session.session_id
         try:
             if phase is Phase.KEYS:
-                KeyAdvertisement.from_bytes(payload, session, sender)
+                KeyAdvertisement.from_bytes(payload, session, sender, self.session.threshold)
             elif phase is Phase.SHARES:
                 message = ShareKeysMessage.from_bytes(payload, session, sender)
-                # One share for each key holder, or the share phase could not be read by anyone.
+                # One share for each neighbour that holds keys, or the share phase could not be read by anyone.
                 holders = [posting.sender for posting in self.read(session, Phase.KEYS)]
-                if sorted(share.recipient for share in message.shares) != sorted(holders):
+                wanted = share_recipients(Topology.of(self, self.session), sender, holders)
+                if sorted(share.recipient for share in message.shares) != wanted:
                     return False
             elif phase is Phase.MASKED_INPUTS:
                 MaskedInput.from_bytes(payload, session, sender, self.session.vector_length + 1)

@@ -8,15 +8,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fl.secure_aggregation import (
+    GROUP_ORDER,
     BulletinBoardError,
     FixedPointCodec,
     InMemoryBulletinBoard,
     InvalidPublicKey,
     KeyAdvertisement,
     MalformedMessage,
+    Complaint,
     MaskedInput,
     Phase,
-    RevealedShare,
+    PostingUnavailable,
     SecureAggregationClient,
     SecureAggregationError,
     SecureAggregationServer,
@@ -25,6 +27,8 @@ from fl.secure_aggregation import (
     SurvivorSetMismatch,
     UnmaskingResponse,
     board_roster,
+    graph_failure_bounds,
+    neighbourhoods,
     secure_sum_from_board,
     secure_weighted_sum,
 )
@@ -185,6 +189,25 @@ def _rewrite_share(to_hospital_2):
     return tamper
 
 
+class WrongShareClient(SecureAggregationClient):
+    """Encrypts, for ``victim``, shares that are not on its committed polynomials (a lying dealer)."""
+
+    victim = "hospital_2"
+
+    def share_plaintext(self, recipient, x):
+        plaintext = super().share_plaintext(recipient, x)
+        return plaintext if recipient != self.victim else plaintext[:-1] + bytes([plaintext[-1] ^ 1])
+
+
+def _excluded_run(run):
+    run.share()
+    run.masked = run.mask(IDS)
+    survivors = run.server.close_masked_inputs()
+    for c in survivors:
+        run.clients[c].unmask(survivors)
+    return survivors, run.server.finish()
+
+
 @pytest.mark.parametrize(
     "to_hospital_2",
     [
@@ -195,23 +218,67 @@ def _rewrite_share(to_hospital_2):
             next(s for s in message.shares if s.recipient == "hospital_3"), recipient="hospital_2"),
     ],
 )
-def test_a_tampered_or_misrouted_encrypted_share_is_rejected(to_hospital_2):
+def test_a_share_that_does_not_decrypt_is_a_checkable_complaint_and_its_sender_is_excluded(to_hospital_2):
+    """Issue 18 item 4: the recipient goes on (it does not abandon the round), proves the share bad in its
+    masked input, and every reader excludes the sender alike: recovered as a dropout, its input not counted."""
     run = tampered_run(session(), inputs(), "hospital_1", Phase.SHARES, _rewrite_share(to_hospital_2))
-    run.share()
-    with pytest.raises(SecureAggregationError, match="share from 'hospital_1' to 'hospital_2' failed authentication"):
-        run.clients["hospital_2"].masked_input(*run.data["hospital_2"])
-    run.clients["hospital_3"].masked_input(*run.data["hospital_3"])  # the others' shares are intact
+    survivors, result = _excluded_run(run)
+    (complaint,) = run.masked[1].complaints
+    assert complaint.accused == "hospital_1" and run.masked[1].client_id == "hospital_2"
+    assert survivors == tuple(IDS[1:]) and result.excluded == ("hospital_1",) and result.dropped == ("hospital_1",)
+    assert np.array_equal(result.integer_sum, plain_integer_sum(run.data, run.params.codec, IDS[1:])[0])
+    # hospital_1's masked input is on the board, but no honest survivor revealed its self-mask share.
+    for posting in run.board.read(run.params.session_id, Phase.UNMASKING):
+        assert "hospital_1" not in UnmaskingResponse.from_bytes(posting.payload, run.params.session_id,
+                                                                posting.sender).self_mask_shares
+
+
+def test_a_share_off_the_committed_polynomial_is_caught_by_feldmans_check_and_proven():
+    params = session()
+    run = Run.__new__(Run)
+    run.params, run.data = params, inputs()
+    run.board = InMemoryBulletinBoard()
+    run.board.open_session(params.session_id, list(run.data))
+    run.clients = {c: (WrongShareClient if c == "hospital_4" else SecureAggregationClient)(c, params, run.board)
+                   for c in run.data}
+    run.server = SecureAggregationServer(params, run.board)
+    for client in run.clients.values():
+        client.advertise_keys()
+    run.server.close_keys()
+    survivors, result = _excluded_run(run)
+    assert result.excluded == ("hospital_4",) and "hospital_4" not in survivors
+    assert np.array_equal(result.integer_sum, plain_integer_sum(run.data, params.codec,
+                                                                [c for c in IDS if c != "hospital_4"])[0])
+
+
+def test_a_false_complaint_excludes_no_one():
+    """A complaint must prove the share bad: one against a good share (or with a forged channel point) is
+    ignored by every reader."""
+    def lie(payload, session_id, sender):
+        message = MaskedInput.from_bytes(payload, session_id, sender, LENGTH + 1)
+        client = run.clients[sender]
+        accused = "hospital_1"
+        point, proof = client_proof(client, accused, session_id)
+        forged = bytes([point[0]]) + bytes(31) + b"\x01"
+        complaints = (Complaint(accused, point, proof), Complaint("hospital_4", forged, proof))
+        return dataclasses.replace(message, complaints=complaints).to_bytes(session_id)
+
+    run = tampered_run(session(), inputs(), "hospital_3", Phase.MASKED_INPUTS, lie)
+    survivors, result = _excluded_run(run)
+    assert result.excluded == () and survivors == tuple(IDS)
+    assert np.array_equal(result.integer_sum, plain_integer_sum(run.data, run.params.codec, IDS)[0])
+
+
+def client_proof(client, accused, session_id):
+    from fl.secure_aggregation import _prove_channel
+    return _prove_channel(client._encryption_key, client._roster[accused].encryption_public_key, session_id)
 
 
 def _corrupt(field, owner):
     def tamper(payload, session_id, sender):
         response = UnmaskingResponse.from_bytes(payload, session_id, sender)
         shares = dict(getattr(response, field))
-        share = shares[owner]
-        # Each liar flips its own byte: over GF(2^128) two liars' equal errors can cancel in the
-        # interpolation (and an X25519 key ignores its clamped bits).
-        at = 2 + int(sender[-1])
-        shares[owner] = RevealedShare(share.index, share.share[:at] + bytes([share.share[at] ^ 0xFF]) + share.share[at + 1:])
+        shares[owner] = (shares[owner] + 1) % GROUP_ORDER
         return dataclasses.replace(response, **{field: shares}).to_bytes(session_id)
     return tamper
 
@@ -227,9 +294,9 @@ def _unmask_four_of_five(run):
 
 @pytest.mark.parametrize("field, owner", [("self_mask_shares", "hospital_1"), ("masking_key_shares", "hospital_5")])
 def test_a_corrupt_revealed_share_cannot_stall_or_skew_the_sum(field, owner):
-    """One survivor reveals a corrupt share of a survivor's seed or of the dropout's key: every t of the
-    honest shares rebuild the secret the owner published, so the sum is still exact."""
-    run = tampered_run(session(threshold=3), inputs(), "hospital_2", Phase.UNMASKING, _corrupt(field, owner))
+    """One survivor (the first to answer) reveals a corrupt share of a survivor's seed or of the dropout's
+    key: Feldman's check drops it on sight and the next honest share takes its place; the sum is exact."""
+    run = tampered_run(session(threshold=3), inputs(), "hospital_1", Phase.UNMASKING, _corrupt(field, owner))
     result = _unmask_four_of_five(run)()
     assert np.array_equal(result.integer_sum, plain_integer_sum(run.data, run.params.codec, IDS[:4])[0])
     assert result.survivors == tuple(IDS[:4]) and result.dropped == ("hospital_5",)
@@ -238,16 +305,125 @@ def test_a_corrupt_revealed_share_cannot_stall_or_skew_the_sum(field, owner):
 @pytest.mark.parametrize(
     "field, owner, message",
     [
-        ("self_mask_shares", "hospital_1", "no 3 of the 4 self-mask shares of 'hospital_1' rebuild the secret"),
-        ("masking_key_shares", "hospital_5", "no 3 of the 4 masking-key shares of 'hospital_5' rebuild the secret"),
+        ("self_mask_shares", "hospital_1", "only 2 valid self-mask shares of 'hospital_1'; threshold 3 needs more "
+                                           r"\(corrupt shares from hospital_2, hospital_3 were dropped\)"),
+        ("masking_key_shares", "hospital_5", "only 2 valid masking-key shares of 'hospital_5'; threshold 3"),
     ],
 )
 def test_too_many_corrupt_revealed_shares_fail_clearly(field, owner, message):
-    """Two liars of four survivors at t = 3: no honest subset is left, and no wrong secret is accepted."""
+    """Two liars of four survivors at t = 3: two honest shares are left, and no wrong secret is accepted."""
     run = tampered_run(session(threshold=3), inputs(), ("hospital_2", "hospital_3"), Phase.UNMASKING,
                        _corrupt(field, owner))
     with pytest.raises(SecureAggregationError, match=message):
         _unmask_four_of_five(run)()
+
+
+def test_reconstruction_is_linear_n14_t8_one_corrupt_responder():
+    """Issue 18: n = 14 failed outright under subset search; each share is now checked once."""
+    ids = [f"h{i:02d}" for i in range(14)]
+    data = inputs(ids=ids, length=8)
+    run = tampered_run(session(threshold=8, length=8), data, "h00", Phase.UNMASKING,
+                       lambda payload, sid, sender: _corrupt_all(payload, sid, sender))
+    run.share()
+    run.mask(ids[:13])
+    survivors = run.server.close_masked_inputs()
+    for c in survivors:
+        run.clients[c].unmask(survivors)
+    result = run.server.finish()
+    assert np.array_equal(result.integer_sum, plain_integer_sum(data, run.params.codec, ids[:13])[0])
+
+
+def _corrupt_all(payload, session_id, sender):
+    response = UnmaskingResponse.from_bytes(payload, session_id, sender)
+    bump = {peer: (value + 1) % GROUP_ORDER for peer, value in response.self_mask_shares.items()}
+    flip = {peer: (value + 1) % GROUP_ORDER for peer, value in response.masking_key_shares.items()}
+    return dataclasses.replace(response, self_mask_shares=bump, masking_key_shares=flip).to_bytes(session_id)
+
+
+def test_an_answer_for_another_survivor_set_is_dropped_by_every_reader():
+    """Bonawitz et al.'s consistency check: each response names the survivor set it answers by its hash."""
+    def other_set(payload, session_id, sender):
+        response = UnmaskingResponse.from_bytes(payload, session_id, sender)
+        return dataclasses.replace(response, survivors_digest=bytes(32)).to_bytes(session_id)
+
+    run = tampered_run(session(threshold=3), inputs(), "hospital_2", Phase.UNMASKING, other_set)
+    result = _unmask_four_of_five(run)()
+    assert np.array_equal(result.integer_sum, plain_integer_sum(run.data, run.params.codec, IDS[:4])[0])
+    run = tampered_run(session(threshold=3), inputs(), ("hospital_2", "hospital_3"), Phase.UNMASKING, other_set)
+    with pytest.raises(SecureAggregationError, match="only 2 unmasking responses for the board's survivor set"):
+        _unmask_four_of_five(run)()
+
+
+class FlakyBoard(InMemoryBulletinBoard):
+    """A board whose reads of the masked inputs fail ``failures`` times (a store that is down a while)."""
+
+    def __init__(self, failures):
+        super().__init__()
+        self.failures = failures
+
+    def read(self, session_id, phase):
+        if phase is Phase.MASKED_INPUTS and self.failures:
+            self.failures -= 1
+            raise PostingUnavailable("the store is down")
+        return super().read(session_id, phase)
+
+
+def test_a_client_missing_a_masked_inputs_bytes_reveals_nothing_and_asks_again():
+    """Issue 18 item 2: never guess the survivor set from a partial view."""
+    params = session(threshold=3)
+    run = Run.__new__(Run)
+    run.params, run.data = params, inputs()
+    run.board = FlakyBoard(0)
+    run.board.open_session(params.session_id, list(run.data))
+    run.clients = {c: SecureAggregationClient(c, params, run.board) for c in run.data}
+    run.server = SecureAggregationServer(params, run.board)
+    for client in run.clients.values():
+        client.advertise_keys()
+    run.server.close_keys()
+    survivors = run.to_survivors(IDS[:4])
+    run.board.failures = 2
+    for _ in range(2):
+        with pytest.raises(PostingUnavailable):
+            run.clients["hospital_1"].unmask()
+    assert run.board._sessions[params.session_id].postings[Phase.UNMASKING] == []
+    for c in survivors:
+        run.clients[c].unmask(survivors)
+    assert np.array_equal(run.server.finish().integer_sum, plain_integer_sum(run.data, params.codec, IDS[:4])[0])
+
+
+def test_share_indices_are_roster_positions_not_declared():
+    run = Run(session(threshold=3), inputs())
+    survivors = run.to_survivors(IDS)
+    response = run.clients["hospital_3"].unmask(survivors)
+    payload = json.loads(response.to_bytes(run.params.session_id))
+    assert "index" not in json.dumps(payload["self_mask_shares"])
+    assert set(payload) == {"kind", "session", "client", "survivors", "self_mask_shares", "masking_key_shares"}
+
+
+@pytest.mark.parametrize("dropped", [(), ("h03", "h11", "h17")])
+def test_secagg_plus_shares_only_with_graph_neighbours_and_sums_exactly(dropped):
+    ids = [f"h{i:02d}" for i in range(20)]
+    data = inputs(ids=ids, length=16)
+    params = SessionParameters(b"round-0000001", 5, 16, graph_degree=8, graph_seed=b"block hash")
+    result = secure_weighted_sum(data, params, dropouts=dropped)
+    survivors = [c for c in ids if c not in dropped]
+    assert np.array_equal(result.integer_sum, plain_integer_sum(data, params.codec, survivors)[0])
+    assert result.dropped == tuple(dropped)
+    graph = neighbourhoods(ids, 8, b"block hash")
+    assert all(len(near) == 9 and member in near for member, near in graph.items())
+    assert all(member in graph[peer] for member, near in graph.items() for peer in near)  # symmetric
+    assert graph != neighbourhoods(ids, 8, b"another block"), "the graph follows the chain's seed"
+    assert neighbourhoods(ids, 0, b"") == {member: tuple(ids) for member in ids}
+
+
+def test_secagg_plus_states_its_failure_probability():
+    bounds = graph_failure_bounds(20, 8, 5, dropout=0.1, corrupt=0.05)
+    assert bounds["correctness"] < 0.02 and bounds["privacy"] < 1e-3
+    assert graph_failure_bounds(20, 0, 11)["disconnection"] == 0.0
+    with pytest.raises(SecureAggregationError, match=r"threshold 4 must exceed half of each neighbourhood of 9"):
+        SessionParameters(b"round-0000001", 4, 1, graph_degree=8).check_roster_size(20)
+    with pytest.raises(ValueError, match="graph_degree must be 0"):
+        SessionParameters(b"round-0000001", 4, 1, graph_degree=7)
 
 
 def test_unmasking_reveals_one_secret_per_peer_and_answers_only_once():
@@ -275,7 +451,7 @@ def test_too_few_unmasking_responses_fail():
     survivors = run.to_survivors(IDS)
     for c in survivors[:2]:
         run.clients[c].unmask()
-    with pytest.raises(SecureAggregationError, match="only 2 unmasking responses; threshold 3"):
+    with pytest.raises(SecureAggregationError, match="only 2 unmasking responses for the board's survivor set; threshold 3"):
         run.server.finish()
 
 
@@ -345,18 +521,25 @@ def test_two_survivors_of_three_are_refused():
 
 def test_a_low_order_key_is_a_clear_domain_error():
     def low_order(payload, session_id, sender):
-        advertisement = KeyAdvertisement.from_bytes(payload, session_id, sender)
+        advertisement = KeyAdvertisement.from_bytes(payload, session_id, sender, 3)
         return dataclasses.replace(advertisement, masking_public_key=bytes(32)).to_bytes(session_id)
 
     with pytest.raises(InvalidPublicKey, match="masking key advertised by 'hospital_4' is a low-order X25519 point"):
         tampered_run(session(), inputs(), "hospital_4", Phase.KEYS, low_order)
 
-    def short(payload, session_id, sender):
-        advertisement = KeyAdvertisement.from_bytes(payload, session_id, sender)
-        return dataclasses.replace(advertisement, encryption_public_key=bytes(31)).to_bytes(session_id)
+    def off_curve(payload, session_id, sender):
+        advertisement = KeyAdvertisement.from_bytes(payload, session_id, sender, 3)
+        return dataclasses.replace(advertisement, encryption_public_key=b"\x02" + bytes(32)).to_bytes(session_id)
 
-    with pytest.raises(InvalidPublicKey, match="encryption key advertised by 'hospital_4' is 31 bytes"):
-        tampered_run(session(), inputs(), "hospital_4", Phase.KEYS, short)
+    with pytest.raises(InvalidPublicKey, match="encryption key advertised by 'hospital_4' is not a compressed"):
+        tampered_run(session(), inputs(), "hospital_4", Phase.KEYS, off_curve)
+
+    def short_commitments(payload, session_id, sender):
+        advertisement = KeyAdvertisement.from_bytes(payload, session_id, sender, 3)
+        return dataclasses.replace(advertisement, seed_commitments=advertisement.seed_commitments[:2]).to_bytes(session_id)
+
+    with pytest.raises(MalformedMessage, match="'seed_commitments' must list 3 commitments, got 2"):
+        tampered_run(session(), inputs(), "hospital_4", Phase.KEYS, short_commitments)
 
 
 def test_key_advertisements_are_bound_to_the_identity_that_posted_them():
@@ -405,7 +588,7 @@ def test_the_board_keeps_phases_in_order_and_reads_only_closed_ones():
         board.close(sid, Phase.KEYS)
     assert [p.sender for p in board.read(sid, Phase.KEYS)] == ["hospital_1"]
     with pytest.raises(MalformedMessage, match="key-advertisement posted by 'hospital_1' is not a key-advertisement"):
-        KeyAdvertisement.from_bytes(b"{}", sid, "hospital_1")
+        KeyAdvertisement.from_bytes(b"{}", sid, "hospital_1", 3)
 
 
 @pytest.mark.parametrize(
@@ -427,8 +610,9 @@ def test_malformed_messages_are_refused_clearly(payload, message):
         MaskedInput.from_bytes(payload, sid, "h1", length=2)
 
 
-_FIELD = st.sampled_from(["encryption_key", "masking_key", "commitment", "shares", "vector",
-                          "self_mask_shares", "masking_key_shares", "recipient", "ciphertext", "index", "share"])
+_FIELD = st.sampled_from(["encryption_key", "masking_key", "masking_commitments", "seed_commitments", "shares",
+                          "vector", "complaints", "accused", "channel_point", "proof", "survivors",
+                          "self_mask_shares", "masking_key_shares", "recipient", "ciphertext"])
 _B64 = st.binary(max_size=40).map(lambda raw: base64.b64encode(raw).decode())
 _JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=8) | _B64,
@@ -448,7 +632,7 @@ _SID = b"round-0000001"
 def test_any_payload_parses_or_is_a_clear_refusal(kind, body, junk, raw):
     payload = junk if raw else json.dumps({"kind": kind, "session": _SID.hex(), "client": "h1", **body}).encode()
     for parse in (
-        KeyAdvertisement.from_bytes,
+        lambda p, s, c: KeyAdvertisement.from_bytes(p, s, c, 2),
         ShareKeysMessage.from_bytes,
         lambda p, s, c: MaskedInput.from_bytes(p, s, c, length=2),
         UnmaskingResponse.from_bytes,
@@ -459,12 +643,12 @@ def test_any_payload_parses_or_is_a_clear_refusal(kind, body, junk, raw):
             pass
 
 
-@pytest.mark.parametrize("index", [0, -1, 1 << 16])
-def test_a_revealed_share_index_out_of_range_is_refused(index):
-    share = {"index": index, "share": base64.b64encode(bytes(32)).decode()}
-    payload = json.dumps({"kind": "unmasking", "session": _SID.hex(), "client": "h1",
+@pytest.mark.parametrize("value", [GROUP_ORDER, (1 << 256) - 1])
+def test_a_revealed_share_not_below_the_group_order_is_refused(value):
+    share = base64.b64encode(value.to_bytes(32, "big")).decode()
+    payload = json.dumps({"kind": "unmasking", "session": _SID.hex(), "client": "h1", "survivors": "00" * 32,
                           "self_mask_shares": {"h2": share}, "masking_key_shares": {}}).encode()
-    with pytest.raises(MalformedMessage, match=f"share index {index} of 'h2' is out of range"):
+    with pytest.raises(MalformedMessage, match="the share of 'h2' is not below the group order"):
         UnmaskingResponse.from_bytes(payload, _SID, "h1")
 
 
@@ -475,7 +659,7 @@ def test_messages_round_trip_as_bytes_and_anyone_can_derive_the_sum_from_the_boa
     sid = run.params.session_id
     run.server.finish()
     for phase, parse in (
-        (Phase.KEYS, KeyAdvertisement.from_bytes),
+        (Phase.KEYS, lambda p, s, c: KeyAdvertisement.from_bytes(p, s, c, 3)),
         (Phase.SHARES, ShareKeysMessage.from_bytes),
         (Phase.UNMASKING, UnmaskingResponse.from_bytes),
     ):
@@ -518,7 +702,7 @@ def test_protocol_misuse_is_refused():
     survivors = run.server.close_masked_inputs()
     assert survivors == tuple(IDS[1:]) and len(masked) == 4
     with pytest.raises(SecureAggregationError, match=r"unmasking postings from clients that are not survivors"):
-        run.post(Phase.UNMASKING, "hospital_1", UnmaskingResponse("hospital_1", {}, {}))
+        run.post(Phase.UNMASKING, "hospital_1", UnmaskingResponse("hospital_1", bytes(32), {}, {}))
         run.server.finish()
     with pytest.raises(ValueError, match="cannot drop unknown clients"):
         secure_weighted_sum(inputs(), params, dropouts=["ghost"])

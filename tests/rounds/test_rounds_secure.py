@@ -13,7 +13,7 @@ import torch
 from fl.client import LocalTrainingConfig
 from fl.data import federated_breast_cancer
 from fl.models import ModelSpec, ParameterLayout
-from fl.secure_aggregation import SecureAggregationError, SurvivorSetMismatch
+from fl.secure_aggregation import SecureAggregationError, ShareKeysMessage, SurvivorSetMismatch
 from offchain.contract_client import ChainRefusal
 from offchain.rounds.client import SecurePhase
 from offchain.rounds.config import SecureAggregationSettings, StudyConfig
@@ -337,3 +337,25 @@ def test_a_tampered_masked_input_or_aggregate_fails_verification(consortium):
     flip_stored_byte(consortium.coordinator.store, rounds.updates(study, 1)[0].artifact.cid)
     (verdict,) = verify_study(keyless(consortium.stranger), study)
     assert (verdict.verified, verdict.failed_check) == (False, "updates"), verdict
+
+
+def test_a_secagg_plus_study_shares_with_graph_neighbours_drawn_from_the_opening_block(consortium, five):
+    config = StudyConfig(ModelSpec("logistic", 30), tuple(m.address for m in five), (consortium.auditor.address,),
+                         round_seconds=600, secure_aggregation=SecureAggregationSettings(
+                             2, phase_seconds=PHASE_SECONDS, graph_degree=2))
+    study = consortium.coordinator.create_study(config, 2).number
+    run = Run(consortium, five, study)
+    assert run.drive(silent_after={2: "submitted"}).action == "committed"
+    addresses = [m.address for m in five]
+    check_committed(run, 1, addresses)
+    rounds = consortium.coordinator.rounds
+    for posting in rounds.secure_messages(study, 1, SecurePhase.SHARES):
+        payload = b"".join(consortium.coordinator.store.iter_cat(posting.artifact.cid))
+        message = ShareKeysMessage.from_bytes(payload, run.nodes[0].secure_session(1).session.session_id,
+                                              posting.sender)
+        assert len(message.shares) == 3  # itself and its two neighbours, of five
+    session = run.nodes[0].secure_session(1).session
+    opened = rounds.round(study, 1).opened_block
+    assert session.graph_degree == 2
+    assert session.graph_seed == bytes(rounds.contract.provider.web3.eth.get_block(opened)["hash"])
+    assert [v.verified for v in verify_study(keyless(consortium.stranger), study)] == [True]

@@ -63,3 +63,21 @@ def test_bad_phase_and_codec_settings_are_refused():
         document = {**data, "secure_aggregation": {**data["secure_aggregation"], **bad}}
         with pytest.raises(StudyConfigError):
             StudyConfig.from_bytes(json.dumps(document, sort_keys=True, separators=(",", ":")).encode())
+
+
+def test_a_secagg_plus_graph_degree_is_canonical_and_checked_against_each_neighbourhood():
+    hospitals = tuple(f"0x{i:040x}" for i in range(1, 25))
+    secure = SecureAggregationSettings(threshold=5, phase_seconds=20, graph_degree=8)
+    study = StudyConfig(
+        model=ModelSpec("logistic", 3), participants=hospitals, secure_aggregation=secure)
+    data = study.canonical_bytes()
+    assert json.loads(data)["secure_aggregation"]["graph_degree"] == 8
+    assert StudyConfig.from_bytes(data, study.digest()) == study
+    # The complete graph writes no degree: configs from before SecAgg+ keep their bytes and digest.
+    assert "graph_degree" not in json.loads(config().canonical_bytes())["secure_aggregation"]
+    with pytest.raises(StudyConfigError, match="threshold 4 must exceed half of each neighbourhood of 9"):
+        StudyConfig(model=ModelSpec("logistic", 3), participants=hospitals,
+                    secure_aggregation=SecureAggregationSettings(threshold=4, graph_degree=8))
+    for degree in (3, -2, True):
+        with pytest.raises(StudyConfigError, match="graph_degree must be 0"):
+            SecureAggregationSettings(threshold=5, graph_degree=degree)
