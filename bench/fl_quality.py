@@ -121,8 +121,7 @@ LOCAL_DP_ROUNDS = 5
 DISTRIBUTED_DP_ROUNDS = 3
 DISTRIBUTED_DP_CLIP = 0.5
 DISTRIBUTED_DP_TRAINING = LocalTrainingConfig(epochs=10, learning_rate=0.1)
-BUDGET_EPSILON = 4.0  # rounds_per_budget_* at the noise fl run --dp-epsilon 4 calibrates for 3 rounds
-BUDGET_NOISE = 1.45
+BUDGET_EPSILON = 4.0  # rounds_per_budget_*: at the noise RDP calibrates for DP_ROUNDS rounds within it
 
 
 def measure_csprng_overhead(repeats: int = 5, steps: int = 40) -> dict:
@@ -184,12 +183,15 @@ def measure_csprng_overhead(repeats: int = 5, steps: int = 40) -> dict:
             "csprng_noise_only_ratio": round(cryptographic / plain, 2)}
 
 
-def rounds_per_budget(epsilon: float = BUDGET_EPSILON, noise: float = BUDGET_NOISE) -> dict:
-    """Rounds of the chain's DP-SGD (1 epoch of q = 0.25 steps) at ``noise`` each hospital can afford
-    within ``epsilon`` (delta 1e-5) by each accountant."""
+def rounds_per_budget(epsilon: float = BUDGET_EPSILON) -> dict:
+    """Rounds of the chain's DP-SGD (1 epoch of q = 0.25 steps) each hospital can afford within ``epsilon``
+    (delta 1e-5) by each accountant, at the noise that ``fl run --dp-epsilon 4 --rounds 20`` calibrates
+    (by RDP, so RDP affords exactly those 20)."""
     from fl.privacy import DPParameters, epsilon_of
+    from offchain.rounds.privacy import chain_exact
 
     steps = DP_TRAINING.epochs * math.ceil(1 / DP_SAMPLE_RATE)
+    noise = chain_exact(calibrate_noise_multiplier(epsilon, DP_DELTA, DP_SAMPLE_RATE, DP_ROUNDS * steps))
     figures = {}
     for accountant in ("rdp", "pld"):
         rounds = 0

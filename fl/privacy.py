@@ -454,17 +454,15 @@ class DistributedDPConfig:
     before masking it, so that only the secure sum carries noise, and enough
     of it: every surviving set has at least ``min_survivors`` hospitals (the
     protocol unmasks no fewer), and each share has deviation
-    ``noise_multiplier * clip_norm / sqrt(min_survivors - 1)``, so the shares
-    of the survivors other than any one hospital already sum to deviation
-    ``noise_multiplier * clip_norm``, the Gaussian mechanism on one hospital's
-    contribution that the accountant counts, whoever dropped (and even if a
-    hospital's own share is known to it). Every hospital takes part in every
-    round: one round releases one unsampled Gaussian step (``sample_rate`` 1).
+    ``noise_multiplier * clip_norm / sqrt(min_survivors)``, so the sum carries
+    at least deviation ``noise_multiplier * clip_norm`` whichever hospitals
+    dropped: the Gaussian mechanism on one hospital's contribution that the
+    accountant counts. Every hospital takes part in every round: one round
+    releases one unsampled Gaussian step (``sample_rate`` 1).
 
     Threat model: the coordinator and the public see only the noised sum;
-    hospitals that collude with the coordinator can subtract their own shares,
-    which this calibration tolerates only down to ``min_survivors - 1`` honest
-    others. Local DP-SGD (:class:`DPSGDConfig`) protects each hospital against
+    hospitals that collude with the coordinator can subtract their own shares
+    and leave the others with less noise than the accountant counts. Local DP-SGD (:class:`DPSGDConfig`) protects each hospital against
     everyone, colluders included, at the price of the full noise at each one.
     """
 
@@ -491,7 +489,7 @@ class DistributedDPConfig:
     @property
     def share_std(self) -> float:
         """The deviation of the noise each hospital adds to its own update."""
-        return self.noise_multiplier * self.clip_norm / math.sqrt(self.min_survivors - 1)
+        return self.noise_multiplier * self.clip_norm / math.sqrt(self.min_survivors)
 
     def privatize(self, update: torch.Tensor, noise: NoiseSource) -> torch.Tensor:
         """``update`` (flat, float64) clipped to ``clip_norm`` plus this hospital's share of the noise."""

@@ -215,8 +215,8 @@ class StudyConfig:
                     "colluding hospitals alike")
         if self.distributed_dp is not None:
             return ("distributed DP: only the secure sum is noised enough, which protects against the coordinator "
-                    "and the public, not against hospitals colluding with the coordinator past "
-                    f"min_survivors - 1 = {self.distributed_dp.min_survivors - 1} honest others")
+                    "and the public, not against hospitals colluding with the coordinator (they can subtract their "
+                    "own noise shares)")
         return "no DP: models and updates carry no formal guarantee"
 
     @property

@@ -231,4 +231,4 @@ def test_distributed_dp_settings_are_checked():
         StudyConfig(spec, people, distributed_dp=distributed)
     with pytest.raises(ValueError, match="min_survivors"):
         DistributedDPConfig(clip_norm=1.0, noise_multiplier=2.0, min_survivors=1)
-    assert math.isclose(distributed.share_std, 2.0)  # sigma * C / sqrt(min_survivors - 1)
+    assert math.isclose(distributed.share_std, 2.0 / math.sqrt(2))  # sigma * C / sqrt(min_survivors)
