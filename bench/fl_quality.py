@@ -22,6 +22,15 @@ runner's, ``--share I/5``); ``--dp-chain-runs N`` runs it N times instead of 5
 (0 skips it, as on-chain runs take minutes each), ``--only-dp-chain`` runs that
 part alone.
 
+Issue 19 (``--only-privacy`` alone; ``--privacy-runs N``, default 5):
+``csprng_noise_overhead`` (a DP-SGD step with ChaCha20 noise and sampling over
+one drawing from torch's generator, target <= 2), ``rounds_per_budget_rdp`` /
+``rounds_per_budget_pld``, and local against distributed DP through on-chain
+rounds at epsilon 1 and 4 per hospital (``local_dp_acc_eps*``,
+``distributed_dp_acc_eps*``). Distributed DP is client level: with 5
+hospitals the noise must hide a fifth of the sum, so it trails local DP-SGD
+(record level) here; it pays off with many hospitals.
+
 Targets: FedAvg (non-IID) within 1.5 points of centralized; DP-SGD (mean of 5
 runs) within 3 points of centralized at epsilon <= 4; the best robust rule
 within 3 points of clean FedAvg while FedAvg under attack visibly degrades.
