@@ -22,6 +22,15 @@ runner's, ``--share I/5``); ``--dp-chain-runs N`` runs it N times instead of 5
 (0 skips it, as on-chain runs take minutes each), ``--only-dp-chain`` runs that
 part alone.
 
+Issue 19 (``--only-privacy`` alone; ``--privacy-runs N``, default 5):
+``csprng_noise_overhead`` (a DP-SGD step with ChaCha20 noise and sampling over
+one drawing from torch's generator, target <= 2), ``rounds_per_budget_rdp`` /
+``rounds_per_budget_pld``, and local against distributed DP through on-chain
+rounds at epsilon 1 and 4 per hospital (``local_dp_acc_eps*``,
+``distributed_dp_acc_eps*``). Distributed DP is client level: with 5
+hospitals the noise must hide a fifth of the sum, so it trails local DP-SGD
+(record level) here; it pays off with many hospitals.
+
 Targets: FedAvg (non-IID) within 1.5 points of centralized; DP-SGD (mean of 5
 runs) within 3 points of centralized at epsilon <= 4; the best robust rule
 within 3 points of clean FedAvg while FedAvg under attack visibly degrades.
@@ -114,18 +123,192 @@ def measure_dp_chain(runs: int) -> dict:
     }
 
 
-def _options() -> tuple[int, bool]:
+# Issue 19: local against distributed DP through on-chain rounds, at epsilon 1 and 4 per hospital.
+PRIVACY_RUNS = 5
+PRIVACY_EPSILONS = (1.0, 4.0)
+LOCAL_DP_ROUNDS = 5
+DISTRIBUTED_DP_ROUNDS = 3
+DISTRIBUTED_DP_CLIP = 0.5
+DISTRIBUTED_DP_TRAINING = LocalTrainingConfig(epochs=10, learning_rate=0.1)
+BUDGET_EPSILON = 4.0  # rounds_per_budget_*: at the noise RDP calibrates for DP_ROUNDS rounds within it
+
+
+def measure_csprng_overhead(repeats: int = 5, steps: int = 40) -> dict:
+    """``csprng_noise_overhead``: seconds per DP-SGD step of one hospital with its noise and sampling from
+    the ChaCha20 source (secure-mode sum of draws) over the same step drawing from torch's generator as
+    before issue 19; the best of ``repeats`` interleaved runs of ``steps`` steps each. Beside it,
+    ``csprng_noise_only_ratio``: the noise alone for a 1 M-value update, ChaCha20 over torch.normal."""
+    import warnings
+
+    from opacus import GradSampleModule
+    from opacus.optimizers import DPOptimizer
+    from torch.nn import functional
+
+    from fl.models import ModelSpec, logits
+    from fl.privacy import CryptoNoiseDPOptimizer, NoiseSource, os_generator
+
+    data = federated_breast_cancer(HOSPITALS).hospitals[0].data
+    spec = ModelSpec("logistic", data.num_features)
+
+    def per_step(cryptographic: bool) -> float:
+        model = GradSampleModule(spec.build(seed=0), loss_reduction="sum")
+        settings = dict(noise_multiplier=1.0, max_grad_norm=DP_CLIP, expected_batch_size=DP_SAMPLE_RATE * data.num_samples,
+                        loss_reduction="mean")
+        sgd = torch.optim.SGD(model.parameters(), lr=1.0)
+        if cryptographic:
+            source = NoiseSource.fresh()
+            optimizer = CryptoNoiseDPOptimizer(sgd, noise=source, **settings)
+            draw = lambda: source.bernoulli(data.num_samples, DP_SAMPLE_RATE)  # noqa: E731
+        else:
+            generator = os_generator()
+            optimizer = DPOptimizer(sgd, generator=generator, **settings)
+            draw = lambda: torch.rand(data.num_samples, generator=generator) < DP_SAMPLE_RATE  # noqa: E731
+        begun = time.perf_counter()
+        for _ in range(steps):
+            optimizer.zero_grad()
+            drawn = draw()
+            loss = functional.binary_cross_entropy_with_logits(
+                logits(model, data.features[drawn]), data.labels[drawn], reduction="sum")
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Full backward hook is firing")
+                loss.backward()
+            optimizer.step()
+        return (time.perf_counter() - begun) / steps
+
+    before, after = [], []
+    for _ in range(repeats):
+        before.append(per_step(False))
+        after.append(per_step(True))
+    size = 1_000_000
+    generator, source = os_generator(), NoiseSource.fresh()
+    begun = time.perf_counter()
+    torch.normal(0.0, 1.0, (size,), generator=generator)
+    plain = time.perf_counter() - begun
+    begun = time.perf_counter()
+    source.gaussian((size,), 1.0)
+    cryptographic = time.perf_counter() - begun
+    return {"csprng_noise_overhead": round(min(after) / min(before), 3),
+            "dp_step_ms_mersenne": round(1000 * min(before), 3), "dp_step_ms_csprng": round(1000 * min(after), 3),
+            "csprng_noise_only_ratio": round(cryptographic / plain, 2)}
+
+
+def rounds_per_budget(epsilon: float = BUDGET_EPSILON) -> dict:
+    """Rounds of the chain's DP-SGD (1 epoch of q = 0.25 steps) each hospital can afford within ``epsilon``
+    (delta 1e-5) by each accountant, at the noise that ``fl run --dp-epsilon 4 --rounds 20`` calibrates
+    (by RDP, so RDP affords exactly those 20)."""
+    from fl.privacy import DPParameters, epsilon_of
+    from offchain.rounds.privacy import chain_exact
+
+    steps = DP_TRAINING.epochs * math.ceil(1 / DP_SAMPLE_RATE)
+    noise = chain_exact(calibrate_noise_multiplier(epsilon, DP_DELTA, DP_SAMPLE_RATE, DP_ROUNDS * steps))
+    figures = {}
+    for accountant in ("rdp", "pld"):
+        rounds = 0
+        while epsilon_of([DPParameters(noise, DP_SAMPLE_RATE, steps * (rounds + 1), DP_CLIP)], DP_DELTA,
+                         accountant) <= epsilon:
+            rounds += 1
+        figures[f"rounds_per_budget_{accountant}"] = rounds
+    figures["rounds_per_budget_noise"] = noise
+    return figures
+
+
+def measure_chain_privacy(runs: int) -> dict:
+    """``local_dp_acc_eps*``, ``distributed_dp_acc_eps*``: mean test accuracy over ``runs`` studies each,
+    5 hospitals (the runner's shares), through the rounds' library on a local anvil: the coordinator
+    and the hospital nodes stepping in this process, every update and every secure phase on chain and in
+    the store, each hospital's budget on chain. Local: DP-SGD at each hospital; distributed: each
+    hospital's clipped update plus its share of the noise inside the secure sum (threshold 3)."""
+    import tempfile
+
+    from ape import accounts, networks, project
+
+    from fl.models import ModelSpec, evaluate, set_parameters
+    from fl.privacy import calibrate_distributed_dp
+    from offchain.rounds.config import SecureAggregationSettings, StudyConfig
+    from offchain.rounds.coordinator import Coordinator
+    from offchain.rounds.participant import HospitalNode
+    from offchain.rounds.privacy import DP_LEARNING_RATE, budgeted_dp
+    from offchain.rounds.runner import default_threshold, enrol
+    from offchain.settings import Settings
+
+    if not runs:
+        return {}
+    data = federated_breast_cancer(HOSPITALS)
+    spec = ModelSpec("logistic", data.num_features)
+    figures: dict = {}
+    with tempfile.TemporaryDirectory(prefix="medshare-bench-dp-") as home, \
+            networks.parse_network_choice("ethereum:local:foundry", disconnect_after=True):
+        test_accounts = accounts.test_accounts
+        admin, coordinator_account, auditor = test_accounts[0], test_accounts[1], test_accounts[2]
+        hospitals = [test_accounts[3 + i] for i in range(HOSPITALS)]
+        access = admin.deploy(project.MedicalAccess, admin)
+        registry = admin.deploy(project.RoundRegistry, access)
+        members = enrol(access, registry, admin, coordinator_account, hospitals, [auditor], Settings(home=Path(home)),
+                        "bench dp passphrase")
+        coordinator_member = members[coordinator_account.address]
+        hospital_members = [members[h.address] for h in hospitals]
+        participants = tuple(h.address for h in hospitals)
+
+        def accuracy(config: StudyConfig, rounds: int) -> float:
+            study = coordinator_member.create_study(config, min_updates=3).number
+            clock = [0.0]
+            coordinator = Coordinator(coordinator_member, study, target_rounds=rounds, clock=lambda: clock[0])
+            nodes = [HospitalNode(member, study, share) for member, share in zip(hospital_members, data.hospitals)]
+            for _ in range(rounds * 20):
+                for node in nodes:
+                    node.step()
+                if coordinator.step().action == "done":
+                    break
+                clock[0] += 1
+            model = spec.build(seed=0)
+            set_parameters(model, coordinator.study.model(rounds))
+            return evaluate(model, data.test).accuracy
+
+        training = LocalTrainingConfig(learning_rate=DP_LEARNING_RATE)
+        secure = SecureAggregationSettings(default_threshold(HOSPITALS))
+        for epsilon in PRIVACY_EPSILONS:
+            name = f"eps{epsilon:g}"
+            local = [accuracy(StudyConfig(spec, participants, (auditor.address,), training=training,
+                                          dp=budgeted_dp(epsilon, DP_DELTA, LOCAL_DP_ROUNDS, training)),
+                              LOCAL_DP_ROUNDS) for _ in range(runs)]
+            distributed_dp = calibrate_distributed_dp(epsilon, DP_DELTA, DISTRIBUTED_DP_ROUNDS, DISTRIBUTED_DP_CLIP,
+                                                      secure.threshold)
+            distributed = [accuracy(StudyConfig(spec, participants, (auditor.address,), training=DISTRIBUTED_DP_TRAINING,
+                                                secure_aggregation=secure, distributed_dp=distributed_dp),
+                                    DISTRIBUTED_DP_ROUNDS) for _ in range(runs)]
+            figures[f"local_dp_acc_{name}"] = round(sum(local) / runs, 4)
+            figures[f"local_dp_acc_{name}_runs"] = [round(value, 4) for value in local]
+            figures[f"distributed_dp_acc_{name}"] = round(sum(distributed) / runs, 4)
+            figures[f"distributed_dp_acc_{name}_runs"] = [round(value, 4) for value in distributed]
+            figures[f"distributed_dp_noise_{name}"] = round(distributed_dp.noise_multiplier, 3)
+    figures["privacy_runs"] = runs
+    return figures
+
+
+def _options():
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dp-chain-runs", type=int, default=DP_CHAIN_RUNS)
     parser.add_argument("--only-dp-chain", action="store_true")
-    options = parser.parse_args()
-    return options.dp_chain_runs, options.only_dp_chain
+    parser.add_argument("--privacy-runs", type=int, default=PRIVACY_RUNS,
+                        help="studies per setting for local_dp_acc_* / distributed_dp_acc_* (0 skips them)")
+    parser.add_argument("--only-privacy", action="store_true",
+                        help="only the issue-19 figures: csprng_noise_overhead, rounds_per_budget_*, local and "
+                             "distributed DP on chain, centralized_acc")
+    return parser.parse_args()
 
 
 def main() -> None:
-    chain_runs, only_chain = _options()
+    options = _options()
+    chain_runs, only_chain = options.dp_chain_runs, options.only_dp_chain
+    if options.only_privacy:
+        _, central = train_centralized(federated_breast_cancer(HOSPITALS, "iid", seed=SEED),
+                                       epochs=ROUNDS * TRAINING.epochs, training=TRAINING, seed=SEED)
+        figures = {"centralized_acc": round(central.accuracy, 4), **measure_csprng_overhead(), **rounds_per_budget(),
+                   **measure_chain_privacy(options.privacy_runs)}
+        print(json.dumps(figures))
+        return
     if only_chain:
         _, central = train_centralized(federated_breast_cancer(HOSPITALS, "iid", seed=SEED),
                                        epochs=ROUNDS * TRAINING.epochs, training=TRAINING, seed=SEED)
@@ -252,6 +435,9 @@ def main() -> None:
         "robust_byzantine_worst_acc": round(robust[best_rule][1], 4),
         "robust_byzantine_rule": best_rule,
         **chain,
+        **measure_csprng_overhead(),
+        **rounds_per_budget(),
+        **measure_chain_privacy(options.privacy_runs),
     }))
 
 

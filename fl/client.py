@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import torch
 from opacus import GradSampleModule
-from opacus.optimizers import DPOptimizer
 from torch import nn
 from torch.nn import functional
 
@@ -23,8 +22,10 @@ from fl.aggregation import ClientModel
 from fl.data import Dataset, HospitalData
 from fl.models import ModelSpec, evaluate, get_parameters, logits, set_parameters
 from fl.privacy import (
+    CryptoNoiseDPOptimizer,
     DPParameters,
     DPSGDConfig,
+    NoiseSource,
     PrivacyLedger,
     RoundPrivacy,
     SeededNoise,
@@ -76,7 +77,8 @@ class HospitalClient:
     """One hospital: trains the global model on its own records and returns a ``ClientModel``.
 
     Under DP-SGD every call to ``train`` draws its record sampling and its
-    noise from fresh OS entropy, whatever ``seed`` says: noise derived from a
+    noise from a ChaCha20 stream under a fresh key from the OS
+    (:class:`fl.privacy.NoiseSource`), whatever ``seed`` says: noise derived from a
     seed (and the hospital's name and the round) could be regenerated and
     subtracted, and two trainings of one round would share it, so it would
     cancel in their difference. ``seed`` fixes only the batch order of
@@ -120,7 +122,8 @@ class HospitalClient:
             raise ValueError(f"hospital {hospital.name!r} trains without DP-SGD but was given a DP history")
         self.ledger = (
             PrivacyLedger(
-                dp.delta, dp.epsilon_budget, noise_seeded=seeded_noise is not None, history=list(dp_history)
+                dp.delta, dp.epsilon_budget, noise_seeded=seeded_noise is not None, history=list(dp_history),
+                accountant=dp.accountant,
             )
             if dp is not None else None
         )
@@ -167,8 +170,8 @@ class HospitalClient:
             local = evaluate(model, data)
             loss, accuracy = local.loss, local.accuracy
         else:
-            generator = noise_generator(self.seeded_noise, self.client_id, round_number)
-            self._train_dp(model, anchor, data, generator, round_number)
+            noise = noise_generator(self.seeded_noise, self.client_id, round_number)
+            self._train_dp(model, anchor, data, noise, round_number)
             loss = accuracy = None
         return ClientModel(
             client_id=self.client_id,
@@ -223,7 +226,7 @@ class HospitalClient:
         model: nn.Module,
         anchor: Mapping[str, torch.Tensor],
         data: Dataset,
-        generator: torch.Generator,
+        noise: NoiseSource,
         round_number: int,
     ) -> None:
         dp = self.dp
@@ -234,17 +237,17 @@ class HospitalClient:
         # clipped, noised sum by the expected batch size, as DP-SGD prescribes
         # for Poisson sampling (dividing by the drawn size would leak it).
         private_model = GradSampleModule(model, loss_reduction="sum")
-        optimizer = DPOptimizer(
+        optimizer = CryptoNoiseDPOptimizer(
             torch.optim.SGD(private_model.parameters(), lr=self.training.learning_rate),
             noise_multiplier=dp.noise_multiplier,
             max_grad_norm=dp.max_grad_norm,
             expected_batch_size=dp.sample_rate * data.num_samples,
             loss_reduction="mean",
-            generator=generator,
+            noise=noise,
         )
         for _ in range(release.steps):
             optimizer.zero_grad()
-            drawn = torch.rand(data.num_samples, generator=generator) < dp.sample_rate
+            drawn = noise.bernoulli(data.num_samples, dp.sample_rate)
             loss = functional.binary_cross_entropy_with_logits(
                 private_model(data.features[drawn]).squeeze(-1), data.labels[drawn], reduction="sum"
             )

@@ -1,4 +1,4 @@
-"""Differential privacy for federated rounds, accounted with opacus's RDP accountant.
+"""Differential privacy for federated rounds, accounted with opacus's RDP accountant or dp-accounting's PLD.
 
 Two levels:
 
@@ -13,10 +13,15 @@ Two levels:
   the sampling rate of clients per round is small.
 
 Randomness that protects anyone (DP noise, record and hospital sampling)
-comes from the OS: a fresh ``torch.Generator`` seeded from ``os.urandom`` for
-every use (opacus's ``secure_mode`` needs torchcsprng, which has no build for
-this torch). A seed may fix data splits and model initialisation only. Tests
-that need reproducible noise opt in with ``SeededNoise``; whatever it produces
+comes from a cryptographic generator, :class:`NoiseSource`: ChaCha20's
+keystream (``cryptography``) under a fresh 256-bit key from ``os.urandom`` for
+every use, never torch's Mersenne Twister (whose state a few outputs reveal).
+Gaussian noise is drawn as opacus's ``secure_mode`` draws it against the
+floating-point attack of Jin et al. (arXiv 2112.05307): the sum of four draws
+of the same deviation, halved (opacus's secure mode itself needs torchcsprng,
+which has no build for this torch). A seed may fix data splits and model
+initialisation only. Tests that need reproducible noise opt in with
+``SeededNoise`` (the same ChaCha20, keyed from the seed); whatever it produces
 is marked ``noise_seeded`` and reports no epsilon, since whoever knows the seed
 can regenerate the noise and subtract it.
 
@@ -39,10 +44,18 @@ import torch
 from opacus.accountants import RDPAccountant
 from opacus.accountants.analysis import rdp as rdp_analysis
 from opacus.accountants.utils import get_noise_multiplier
+from opacus.optimizers import DPOptimizer
+from opacus.optimizers.optimizer import _check_processed_flag, _mark_as_processed
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
 from fl.aggregation import ClientModel
 
 DEFAULT_DELTA = 1e-5
+# The accountants a study may choose: opacus's RDP, or the privacy loss distribution (PLD) of Google's
+# dp-accounting, tighter for the same releases. Absent from a config means RDP.
+ACCOUNTANTS = ("rdp", "pld")
+# PLD's discretisation of the privacy loss (dp-accounting's default is 1e-4): pessimistic, so finer is tighter.
+PLD_DISCRETIZATION = 1e-4
 
 
 class PrivacyError(RuntimeError):
@@ -64,8 +77,57 @@ def derive_seed(*parts: object) -> int:
 
 
 def os_generator() -> torch.Generator:
-    """A torch generator seeded with 64 fresh bits from the OS: nobody can regenerate what it draws."""
+    """A torch generator seeded with 64 fresh bits from the OS, for randomness that protects nobody
+    (the batch order of training without DP); DP noise and sampling come from :class:`NoiseSource`."""
     return torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "big"))
+
+
+# Gaussian draws summed per noise value (opacus's secure mode: 2n draws with n = 2, the sum halved).
+SECURE_GAUSSIAN_DRAWS = 4
+
+
+class NoiseSource:
+    """DP noise and sampling from ChaCha20's keystream under a 256-bit key.
+
+    Uniforms take 53 bits of keystream each; Gaussians come from Box-Muller,
+    each value the sum of :data:`SECURE_GAUSSIAN_DRAWS` draws scaled back to the
+    asked deviation, so that no single floating-point draw (whose low bits
+    the attack of arXiv 2112.05307 reads) is released.
+    """
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != 32:
+            raise ValueError("a NoiseSource key is 32 bytes")
+        self._stream = Cipher(algorithms.ChaCha20(key, bytes(16)), mode=None).encryptor()
+
+    @classmethod
+    def fresh(cls) -> NoiseSource:
+        """A source keyed from the OS: nobody can regenerate what it draws."""
+        return cls(os.urandom(32))
+
+    def _words(self, count: int) -> np.ndarray:
+        return np.frombuffer(self._stream.update(bytes(8 * count)), dtype="<u8")
+
+    def uniform(self, count: int) -> torch.Tensor:
+        """``count`` float64 uniforms in (0, 1), multiples of 2^-53 (never 0, so their log is finite)."""
+        units = (self._words(count) >> np.uint64(11)).astype(np.float64) + 1.0
+        return torch.from_numpy(units * 2.0**-53)
+
+    def bernoulli(self, count: int, probability: float) -> torch.Tensor:
+        """``count`` independent draws, each True with ``probability`` (Poisson sampling)."""
+        return self.uniform(count) < probability
+
+    def gaussian(self, shape: Sequence[int] | torch.Size, std: float,
+                 dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """Gaussian noise of deviation ``std`` in ``shape``, with the secure-mode sum of draws."""
+        count = math.prod(shape)
+        draws = SECURE_GAUSSIAN_DRAWS * count
+        pairs = (draws + 1) // 2
+        radius = torch.sqrt(-2.0 * torch.log(self.uniform(pairs)))
+        angle = (2.0 * math.pi) * self.uniform(pairs)
+        normals = torch.cat((radius * torch.cos(angle), radius * torch.sin(angle)))[:draws]
+        summed = normals.view(SECURE_GAUSSIAN_DRAWS, count).sum(0) / math.sqrt(SECURE_GAUSSIAN_DRAWS)
+        return (std * summed).view(*shape).to(dtype)
 
 
 @dataclass(frozen=True)
@@ -79,13 +141,29 @@ class SeededNoise:
 
     seed: int
 
-    def generator(self, *labels: object) -> torch.Generator:
-        return torch.Generator().manual_seed(derive_seed("dp-noise", self.seed, *labels))
+    def generator(self, *labels: object) -> NoiseSource:
+        return NoiseSource(hashlib.sha256("/".join(map(str, ("dp-noise", self.seed, *labels))).encode()).digest())
 
 
-def noise_generator(seeded: SeededNoise | None, *labels: object) -> torch.Generator:
-    """The generator for DP noise and sampling: the OS's, unless a test opted into ``seeded``."""
-    return os_generator() if seeded is None else seeded.generator(*labels)
+def noise_generator(seeded: SeededNoise | None, *labels: object) -> NoiseSource:
+    """The source of DP noise and sampling: fresh from the OS, unless a test opted into ``seeded``."""
+    return NoiseSource.fresh() if seeded is None else seeded.generator(*labels)
+
+
+class CryptoNoiseDPOptimizer(DPOptimizer):
+    """opacus's DP-SGD optimizer with its Gaussian noise drawn from a :class:`NoiseSource`."""
+
+    def __init__(self, *args, noise: NoiseSource, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.noise = noise
+
+    def add_noise(self) -> None:
+        std = self.noise_multiplier * self.max_grad_norm
+        for parameter in self.params:
+            _check_processed_flag(parameter.summed_grad)
+            noise = self.noise.gaussian(parameter.summed_grad.shape, std, parameter.summed_grad.dtype)
+            parameter.grad = (parameter.summed_grad + noise).view_as(parameter)
+            _mark_as_processed(parameter.summed_grad)
 
 
 @dataclass(frozen=True)
@@ -116,6 +194,11 @@ def _check_delta(delta: float) -> None:
         raise ValueError(f"delta must be in (0, 1), got {delta}")
 
 
+def _check_accountant(accountant: str) -> None:
+    if accountant not in ACCOUNTANTS:
+        raise ValueError(f"accountant must be one of {', '.join(ACCOUNTANTS)}, got {accountant!r}")
+
+
 def _check_budget(epsilon_budget: float | None) -> None:
     if epsilon_budget is not None and not (epsilon_budget > 0.0 and math.isfinite(epsilon_budget)):
         raise ValueError(f"epsilon_budget must be a positive finite number, got {epsilon_budget}")
@@ -143,6 +226,7 @@ class DPSGDConfig:
     sample_rate: float = 0.25
     delta: float = DEFAULT_DELTA
     epsilon_budget: float | None = None
+    accountant: str = "rdp"
 
     def __post_init__(self) -> None:
         _check_noise_and_norm(self.noise_multiplier, self.max_grad_norm, "max_grad_norm")
@@ -150,25 +234,37 @@ class DPSGDConfig:
             raise ValueError(f"sample_rate must be in (0, 1], got {self.sample_rate}")
         _check_delta(self.delta)
         _check_budget(self.epsilon_budget)
+        _check_accountant(self.accountant)
 
 
 def calibrate_noise_multiplier(
-    target_epsilon: float, delta: float, sample_rate: float, steps: int
+    target_epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str = "rdp"
 ) -> float:
-    """The smallest noise multiplier (RDP accounting) that keeps ``steps`` steps within ``target_epsilon``."""
+    """The smallest noise multiplier that keeps ``steps`` steps within ``target_epsilon`` (by ``accountant``)."""
     _check_budget(target_epsilon)
     _check_delta(delta)
+    _check_accountant(accountant)
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
-    return float(
-        get_noise_multiplier(
-            target_epsilon=target_epsilon,
-            target_delta=delta,
-            sample_rate=sample_rate,
-            steps=steps,
-            accountant="rdp",
+    if accountant == "rdp":
+        return float(
+            get_noise_multiplier(
+                target_epsilon=target_epsilon,
+                target_delta=delta,
+                sample_rate=sample_rate,
+                steps=steps,
+                accountant="rdp",
+            )
         )
-    )
+    # PLD: bisect on sigma (epsilon falls as sigma grows), to opacus's precision of 0.01.
+    low, high = 0.1, 1.0
+    spend = lambda sigma: epsilon_of([DPParameters(sigma, sample_rate, steps, 1.0)], delta, "pld")  # noqa: E731
+    while spend(high) > target_epsilon:
+        low, high = high, 2 * high
+    while high - low > 0.01:
+        middle = (low + high) / 2
+        low, high = (middle, high) if spend(middle) > target_epsilon else (low, middle)
+    return high
 
 
 @functools.lru_cache(maxsize=64)
@@ -224,15 +320,35 @@ def _epsilon_of_rdp(rdp: np.ndarray, delta: float) -> float:
     return float(epsilon)
 
 
-def epsilon_of(history: Sequence[DPParameters], delta: float) -> float:
-    """The epsilon at ``delta`` of all releases in ``history`` together (opacus RDP accountant).
+def epsilon_of(history: Sequence[DPParameters], delta: float, accountant: str = "rdp") -> float:
+    """The epsilon at ``delta`` of all releases in ``history`` together, by ``accountant``.
 
     A pure function of its arguments: the same declarations give the same
-    epsilon on every machine, so a verifier can recompute a declared one.
-    Equal to ``opacus.accountants.RDPAccountant`` with that history.
+    epsilon on every machine (with the pinned libraries), so a verifier can
+    recompute a declared one. ``rdp`` equals ``opacus.accountants.RDPAccountant``
+    with that history; ``pld`` is ``dp_accounting.pld.PLDAccountant`` under
+    add/remove-one adjacency.
     """
     _check_delta(delta)
+    _check_accountant(accountant)
+    if accountant == "pld":
+        return _epsilon_of_pld(tuple(history), delta)
     return _epsilon_of_rdp(_history_rdp(history), delta)
+
+
+@functools.lru_cache(maxsize=256)
+def _epsilon_of_pld(history: tuple[DPParameters, ...], delta: float) -> float:
+    from dp_accounting import NeighboringRelation, dp_event, pld
+
+    if not any(release.steps for release in history):
+        return 0.0
+    accountant = pld.PLDAccountant(NeighboringRelation.ADD_OR_REMOVE_ONE,
+                                   value_discretization_interval=PLD_DISCRETIZATION)
+    for release in history:
+        if release.steps:
+            event = dp_event.PoissonSampledDpEvent(release.sample_rate, dp_event.GaussianDpEvent(release.noise_multiplier))
+            accountant.compose(event, release.steps)
+    return float(accountant.get_epsilon(delta))
 
 
 def check_declared_epsilon(
@@ -253,15 +369,17 @@ class PrivacyBudget:
 
     epsilon: float
     delta: float = DEFAULT_DELTA
+    accountant: str = "rdp"
 
     def __post_init__(self) -> None:
         _check_budget(self.epsilon)
         _check_delta(self.delta)
+        _check_accountant(self.accountant)
 
     def check(self, history: Sequence[DPParameters], update: DPParameters) -> float:
         """The epsilon spent after ``update``; ``PrivacyBudgetExceeded`` if that passes the budget."""
-        spent = epsilon_of(history, self.delta)
-        after = epsilon_of([*history, update], self.delta)
+        spent = epsilon_of(history, self.delta, self.accountant)
+        after = epsilon_of([*history, update], self.delta, self.accountant)
         if after > self.epsilon:
             raise PrivacyBudgetExceeded(
                 f"this update would bring epsilon from {spent:.3f} to {after:.3f} "
@@ -283,10 +401,12 @@ class PrivacyLedger:
     noise_seeded: bool = False
     rounds: list[RoundPrivacy] = field(default_factory=list)
     history: list[DPParameters] = field(default_factory=list)
+    accountant: str = "rdp"
 
     def __post_init__(self) -> None:
         _check_delta(self.delta)
         _check_budget(self.epsilon_budget)
+        _check_accountant(self.accountant)
         if not all(isinstance(release, DPParameters) for release in self.history):
             raise ValueError("a privacy history holds DPParameters only")
 
@@ -295,20 +415,20 @@ class PrivacyLedger:
 
     def projected_total(self, release: DPParameters) -> float:
         """The total epsilon if ``release`` were added now."""
-        return epsilon_of([*self.history, release], self.delta)
+        return epsilon_of([*self.history, release], self.delta, self.accountant)
 
     def ensure_affordable(self, release: DPParameters) -> None:
         """Raise ``PrivacyBudgetExceeded`` if ``release`` would overspend the budget."""
         if self.epsilon_budget is not None:
-            PrivacyBudget(self.epsilon_budget, self.delta).check(self.history, release)
+            PrivacyBudget(self.epsilon_budget, self.delta, self.accountant).check(self.history, release)
 
     def record(self, round_number: int, release: DPParameters) -> RoundPrivacy:
         """Account one round's release."""
         self.history.append(release)
         cost = RoundPrivacy(
             round_number=round_number,
-            round_epsilon=self._reported(epsilon_of([release], self.delta)),
-            total_epsilon=self._reported(epsilon_of(self.history, self.delta)),
+            round_epsilon=self._reported(epsilon_of([release], self.delta, self.accountant)),
+            total_epsilon=self._reported(epsilon_of(self.history, self.delta, self.accountant)),
             delta=self.delta,
             noise_seeded=self.noise_seeded,
         )
@@ -319,10 +439,72 @@ class PrivacyLedger:
     def total(self) -> PrivacySpent:
         """(epsilon, delta) spent over all recorded rounds together."""
         return PrivacySpent(
-            epsilon=self._reported(epsilon_of(self.history, self.delta)),
+            epsilon=self._reported(epsilon_of(self.history, self.delta, self.accountant)),
             delta=self.delta,
             noise_seeded=self.noise_seeded,
         )
+
+
+@dataclass(frozen=True)
+class DistributedDPConfig:
+    """Distributed DP under secure aggregation, at client level (each hospital's whole update).
+
+    Each hospital clips its whole update (``trained - base``, L2 over all
+    parameters) to ``clip_norm`` and adds its share of the Gaussian noise
+    before masking it, so that only the secure sum carries noise, and enough
+    of it: every surviving set has at least ``min_survivors`` hospitals (the
+    protocol unmasks no fewer), and each share has deviation
+    ``noise_multiplier * clip_norm / sqrt(min_survivors)``, so the sum carries
+    at least deviation ``noise_multiplier * clip_norm`` whichever hospitals
+    dropped: the Gaussian mechanism on one hospital's contribution that the
+    accountant counts. Every hospital takes part in every round: one round
+    releases one unsampled Gaussian step (``sample_rate`` 1).
+
+    Threat model: the coordinator and the public see only the noised sum;
+    hospitals that collude with the coordinator can subtract their own shares
+    and leave the others with less noise than the accountant counts. Local DP-SGD (:class:`DPSGDConfig`) protects each hospital against
+    everyone, colluders included, at the price of the full noise at each one.
+    """
+
+    clip_norm: float
+    noise_multiplier: float
+    min_survivors: int
+    delta: float = DEFAULT_DELTA
+    epsilon_budget: float | None = None
+    accountant: str = "rdp"
+
+    def __post_init__(self) -> None:
+        _check_noise_and_norm(self.noise_multiplier, self.clip_norm, "clip_norm")
+        if isinstance(self.min_survivors, bool) or not isinstance(self.min_survivors, int) or self.min_survivors < 2:
+            raise ValueError(f"min_survivors must be an integer of at least 2, got {self.min_survivors!r}")
+        _check_delta(self.delta)
+        _check_budget(self.epsilon_budget)
+        _check_accountant(self.accountant)
+
+    @property
+    def round_release(self) -> DPParameters:
+        """What one round releases about any hospital: one Gaussian step on its clipped update."""
+        return DPParameters(self.noise_multiplier, 1.0, 1, self.clip_norm)
+
+    @property
+    def share_std(self) -> float:
+        """The deviation of the noise each hospital adds to its own update."""
+        return self.noise_multiplier * self.clip_norm / math.sqrt(self.min_survivors)
+
+    def privatize(self, update: torch.Tensor, noise: NoiseSource) -> torch.Tensor:
+        """``update`` (flat, float64) clipped to ``clip_norm`` plus this hospital's share of the noise."""
+        norm = float(torch.linalg.vector_norm(update.double()))
+        scale = min(1.0, self.clip_norm / norm) if norm > 0 else 1.0
+        return update.double() * scale + noise.gaussian(update.shape, self.share_std)
+
+
+def calibrate_distributed_dp(epsilon: float, delta: float, rounds: int, clip_norm: float, min_survivors: int,
+                             accountant: str = "rdp") -> DistributedDPConfig:
+    """Distributed DP whose ``rounds`` rounds spend at most ``epsilon`` at ``delta``, with that budget."""
+    noise = calibrate_noise_multiplier(epsilon, delta, 1.0, rounds, accountant)
+    # Rounded up to whole billionths, as the chain declares it (never less noise than calibrated).
+    noise = math.ceil(noise * 1e9) / 1e9
+    return DistributedDPConfig(clip_norm, noise, min_survivors, delta, epsilon, accountant)
 
 
 @dataclass(frozen=True)
@@ -396,11 +578,9 @@ class ClientLevelDP:
                 f"client-level DP is configured for a population of {self.config.population}, "
                 f"but there are {len(hospitals)} hospitals"
             )
-        draws = torch.rand(
-            len(hospitals), generator=noise_generator(self.seeded_noise, "participants", round_number),
-            dtype=torch.float64,
-        )
-        return [hospital for hospital, draw in zip(hospitals, draws.tolist()) if draw < self.config.sample_rate]
+        drawn = noise_generator(self.seeded_noise, "participants", round_number).bernoulli(
+            len(hospitals), self.config.sample_rate)
+        return [hospital for hospital, taken in zip(hospitals, drawn.tolist()) if taken]
 
     def clip(
         self, global_parameters: Mapping[str, torch.Tensor], client_model: ClientModel
@@ -447,7 +627,7 @@ class ClientLevelDP:
             total = torch.zeros(tensor.shape, dtype=torch.float64)
             for model in clipped:
                 total += model.parameters[name].double() - tensor.double()
-            total += std * torch.randn(tensor.shape, generator=generator, dtype=torch.float64)
+            total += generator.gaussian(tensor.shape, std)
             noisy[name] = (tensor.double() + total / expected).to(tensor.dtype)
         self.ledger.record(round_number, release)
         return noisy

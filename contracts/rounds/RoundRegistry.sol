@@ -238,6 +238,8 @@ contract RoundRegistry is ConsortiumBound, Multicall {
     error ZeroDigest();
     /// @notice An update must be trained on at least one sample.
     error NoSamples();
+    /// @notice A private update ({submitPrivateUpdate}) publishes no sample count: it must be 0.
+    error SampleCountInPrivateUpdate();
     /// @notice A budget's epsilon must be positive, its delta in (0, 1), and it needs hospitals.
     error BadPrivacyBudget(uint64 epsilonBudget, uint64 delta);
     /// @notice Budgets are set before the study's first round only.
@@ -415,7 +417,7 @@ contract RoundRegistry is ConsortiumBound, Multicall {
     /// @param round The round.
     /// @param cid Binary CID of the update (as stored, i.e. encrypted).
     /// @param sha256Digest SHA-256 of the update's bytes.
-    /// @param samples How many samples the update was trained on.
+    /// @param samples Must be 0: a DP study publishes no record count (its rounds average unweighted).
     /// @param declaration One word (calldata and the {PrivacySpent} event cost gas by the word), from
     /// the high bits: the DP-SGD noise multiplier (64 bits), the sample rate of records per step (32),
     /// the clipping norm (64), all three in 1/DP_PARAMETER_SCALE, the steps (32), and the caller's
@@ -705,7 +707,12 @@ contract RoundRegistry is ConsortiumBound, Multicall {
     ) private {
         _requireNotPaused();
         if (!_holds(msg.sender, _PARTICIPANT_BIT)) revert NotParticipant(msg.sender);
-        if (samples == 0) revert NoSamples();
+        // A budgeted (DP) study's count stays off chain: a record count would tell neighbouring data sets apart.
+        if (declaresPrivacy) {
+            if (samples != 0) revert SampleCountInPrivateUpdate();
+        } else if (samples == 0) {
+            revert NoSamples();
+        }
         Round storage r = _studies[study].rounds[round];
         RoundHeader memory header = r.header;
         _requireOpen(study, round, header.status);

@@ -187,17 +187,31 @@ def coordinator(chain, registry, study, target, select):
               help="Train on your own CSV table instead.")
 @click.option("--label", default=None, help="The table's label column (0 or 1).")
 @click.option("--rounds", "target", type=int, default=None, help="Stop once round N is closed (committed or cancelled).")
+@click.option("--max-epsilon", type=float, default=None,
+              help="This hospital's own cap on the epsilon its data set may spend over all its studies "
+                   "(kept in MEDSHARE_HOME for later studies); needs --delta.")
+@click.option("--delta", type=float, default=None, help="The delta of --max-epsilon.")
 @user_errors
-def participant(chain, registry, study, share, table, label, target):
+def participant(chain, registry, study, share, table, label, target, max_epsilon, delta):
     """Take part in a study as a hospital: train on each round's model, submit the sealed update."""
+    from offchain.rounds.errors import RoundsError
+    from offchain.rounds.ledger import PrivacyCap
     from offchain.rounds.participant import HospitalNode
     from offchain.rounds.runner import silent_after_from_env
+
+    if (max_epsilon is None) != (delta is None):
+        raise click.UsageError("--max-epsilon and --delta go together")
+    try:
+        cap = None if max_epsilon is None else PrivacyCap(max_epsilon, delta)
+    except RoundsError as error:  # out of range: bad input, nothing was touched
+        raise click.UsageError(str(error)) from None
 
     with member_session(chain, registry) as member:
         model = member.study(study).config.model
         data = _hospital_data(share, table, label, model.num_features)
         silent_after_from_env(member.rounds, _hold)  # `fl run --drop`: go silent mid-round
-        HospitalNode(member, study, data, target_rounds=target, log=click.echo, home=Settings.from_env().home).run()
+        HospitalNode(member, study, data, target_rounds=target, log=click.echo, home=Settings.from_env().home,
+                     cap=cap).run()
 
 
 @fl.command()

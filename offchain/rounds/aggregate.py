@@ -93,7 +93,9 @@ class RoundAggregation:
                                           f"model's is {expected.dtype} {tuple(expected.shape)}")
             if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
                 raise ArtifactCheckFailed(f"{place.describe()}: {name} holds NaN or infinite values")
-        return ClientModel(client_id=update.participant, parameters=parameters, data_samples=update.samples)
+        # A DP study averages unweighted: its counts are never published (a private update declares 0).
+        weight = 1 if self.study.config.private else update.samples
+        return ClientModel(client_id=update.participant, parameters=parameters, data_samples=weight)
 
     def screen(self, round_number: int, base_round: int, updates: Sequence) -> Screening:
         """Run :meth:`check_update` on each of ``updates`` (two at a time: decryption and hashing

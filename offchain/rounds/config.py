@@ -17,6 +17,15 @@ same bytes and digest in any process::
                                    "graph_degree": 8},  # graph_degree: present only when not 0
      "training": {"batch_size": 16, "epochs": 1, "learning_rate": 0.1, "mu": 0.0}}
 
+``dp`` (local DP-SGD at each hospital) and ``distributed_dp`` (present only when set:
+each hospital's clipped update plus its share of the noise, inside the secure sum;
+:class:`fl.privacy.DistributedDPConfig`) exclude each other; ``accountant`` is
+present in either only when it is ``"pld"`` (absent: RDP), so every party
+recomputes epsilons with the accountant the study names. :attr:`StudyConfig.threat_model`
+says whom each protects against. A DP study publishes no record count: its
+updates carry none on chain and its rounds average unweighted, so the epsilon
+it reports is for add/remove-one-record adjacency at each hospital.
+
 ``participants`` are the hospitals of the study (the coordinator invites them
 to each round, and the aggregate is encrypted for them); ``auditors`` may read
 every update and aggregate and re-derive each round. With
@@ -36,9 +45,9 @@ from typing import Any
 from eth_utils import is_address, to_checksum_address
 
 from fl.aggregation import AggregationError, create_aggregator, sum_based_aggregators
-from fl.client import LocalTrainingConfig
+from fl.client import LocalTrainingConfig, dp_round_parameters
 from fl.models import ModelSpec
-from fl.privacy import DPSGDConfig, PrivacyBudget
+from fl.privacy import DistributedDPConfig, DPParameters, DPSGDConfig, PrivacyBudget
 from fl.secure_aggregation import FixedPointCodec, SecureAggregationError, SessionParameters
 from offchain.rounds.errors import StudyConfigError
 
@@ -121,6 +130,7 @@ class StudyConfig:
     dp: DPSGDConfig | None = None
     round_seconds: int = DEFAULT_ROUND_SECONDS
     secure_aggregation: SecureAggregationSettings | None = None
+    distributed_dp: DistributedDPConfig | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "participants", _addresses(self.participants, "participants"))
@@ -141,19 +151,32 @@ class StudyConfig:
                     f"secure aggregation reveals only the sum of the updates, which aggregator {self.aggregator!r} "
                     f"cannot work from; use one of {', '.join(sum_based_aggregators())}")
             secure.check_roster(len(self.participants))
+            if self.distributed_dp is not None and self.distributed_dp.min_survivors > secure.threshold:
+                raise StudyConfigError(
+                    f"distributed_dp: min_survivors {self.distributed_dp.min_survivors} is above the secure "
+                    f"threshold {secure.threshold}: a sum of fewer survivors would carry too little noise")
             if _TIMED_PHASES * secure.phase_seconds > self.round_seconds:
                 raise StudyConfigError(
                     f"secure_aggregation: {_TIMED_PHASES} phases of {secure.phase_seconds} s (keys, shares, masked "
                     f"inputs) do not fit in a round of {self.round_seconds} s: lower phase_seconds or raise "
                     "round_seconds")
 
+        if self.distributed_dp is not None:
+            if secure is None:
+                raise StudyConfigError("distributed_dp adds each hospital's share of the noise inside the secure "
+                                       "sum: it needs secure_aggregation")
+            if self.dp is not None:
+                raise StudyConfigError("a study takes local DP-SGD (dp) or distributed_dp, not both")
+
     def to_json(self) -> dict[str, Any]:
+        distributed = {} if self.distributed_dp is None else {"distributed_dp": asdict(self.distributed_dp)}
         return {
+            **distributed,
             "format": FORMAT,
             "model": {"kind": self.model.kind, "num_features": self.model.num_features},
             "aggregator": {"name": self.aggregator, "params": dict(self.aggregator_params)},
             "training": asdict(self.training),
-            "dp": asdict(self.dp) if self.dp is not None else None,
+            "dp": _dp_json(self.dp),
             "secure_aggregation": None if self.secure_aggregation is None else self.secure_aggregation.to_json(),
             "participants": list(self.participants),
             "auditors": list(self.auditors),
@@ -172,9 +195,40 @@ class StudyConfig:
     def privacy_budget(self) -> PrivacyBudget | None:
         """Each hospital's (epsilon, delta) budget for the whole study, which goes on chain; None
         when the study sets none (no DP, or DP without a budget)."""
-        if self.dp is None or self.dp.epsilon_budget is None:
+        private = self.dp or self.distributed_dp
+        if private is None or private.epsilon_budget is None:
             return None
-        return PrivacyBudget(self.dp.epsilon_budget, self.dp.delta)
+        return PrivacyBudget(private.epsilon_budget, private.delta, private.accountant)
+
+    @property
+    def private(self) -> bool:
+        """Whether the study trains under DP (local DP-SGD or distributed): then no record count is
+        published, and its rounds average unweighted."""
+        return self.dp is not None or self.distributed_dp is not None
+
+    @property
+    def dp_accountant(self) -> str:
+        private = self.dp or self.distributed_dp
+        return "rdp" if private is None else private.accountant
+
+    @property
+    def dp_round_release(self) -> DPParameters | None:
+        """What one round of the study releases about a hospital, as its update must declare it."""
+        if self.distributed_dp is not None:
+            return self.distributed_dp.round_release
+        return None if self.dp is None else dp_round_parameters(self.training, self.dp)
+
+    @property
+    def threat_model(self) -> str:
+        """Whom the study's DP protects each hospital against."""
+        if self.dp is not None:
+            return ("local DP-SGD: each update is private on its own, against the coordinator, the public and "
+                    "colluding hospitals alike")
+        if self.distributed_dp is not None:
+            return ("distributed DP: only the secure sum is noised enough, which protects against the coordinator "
+                    "and the public, not against hospitals colluding with the coordinator (they can subtract their "
+                    "own noise shares)")
+        return "no DP: models and updates carry no formal guarantee"
 
     @property
     def members(self) -> tuple[str, ...]:
@@ -192,6 +246,7 @@ class StudyConfig:
                 raise StudyConfigError(f"unknown study config format {document.get('format')!r} (this build reads {FORMAT})")
             dp = document["dp"]
             secure = document["secure_aggregation"]
+            distributed = document.get("distributed_dp")
             config = cls(
                 model=ModelSpec(**document["model"]),
                 participants=tuple(document["participants"]),
@@ -202,6 +257,7 @@ class StudyConfig:
                 dp=DPSGDConfig(**dp) if dp is not None else None,
                 round_seconds=document["round_seconds"],
                 secure_aggregation=SecureAggregationSettings.from_json(secure) if secure is not None else None,
+                distributed_dp=DistributedDPConfig(**distributed) if distributed is not None else None,
             )
         except StudyConfigError:
             raise
@@ -210,6 +266,17 @@ class StudyConfig:
         if config.canonical_bytes() != bytes(data):
             raise StudyConfigError("the study config is not in canonical form")
         return config
+
+
+def _dp_json(dp: DPSGDConfig | None) -> dict[str, Any] | None:
+    """The DP settings as the config holds them; the accountant only when not RDP (absent means RDP, as
+    in configs written before PLD), so that every party recomputes epsilons with the one it names."""
+    if dp is None:
+        return None
+    document = asdict(dp)
+    if document["accountant"] == "rdp":
+        del document["accountant"]
+    return document
 
 
 def _addresses(values: Sequence[str], what: str) -> tuple[str, ...]:

@@ -50,6 +50,7 @@ from offchain.contract_client import ChainRefusal
 from offchain.rounds.aggregate import RoundAggregation
 from offchain.rounds.client import SecurePhase
 from offchain.rounds.errors import RoundsError
+from offchain.rounds.privacy import declaration_faults
 from offchain.rounds.secure_board import BOARD_PHASES, ChainBulletinBoard
 from offchain.rounds.selection import select_participants
 from offchain.rounds.study import Member, Study
@@ -148,6 +149,13 @@ class Coordinator:
                     if u.participant in holders and isinstance(screened[u.participant], ClientModel)]
         rejected = [u.participant for u in updates
                     if u.participant in holders and not isinstance(screened[u.participant], ClientModel)]
+        # A DP declaration other than the study's DP-SGD: rejected, however well formed the update.
+        faults = declaration_faults(self.member.rounds, self.study.number, number, self.study.config)
+        for account, fault in faults.items():
+            if account in holders and account not in rejected:
+                self.log(f"round {number}: rejecting the update of {account}: {fault}")
+                rejected.append(account)
+        accepted = [(u, client) for u, client in accepted if u.participant not in faults]
         min_updates = self.study.info.min_updates
         if len(accepted) < min_updates:
             if not deadline_passed:

@@ -33,13 +33,13 @@ from fl.artifacts import encode_client_model
 from fl.client import HospitalClient
 from fl.data import HospitalData
 from fl.models import ParameterLayout
-from fl.privacy import PrivacyBudgetExceeded
+from fl.privacy import NoiseSource, PrivacyBudgetExceeded
 from fl.secure_aggregation import PostingUnavailable, SecureAggregationClient, SecureAggregationError
 from offchain.chain import Role
 from offchain.contract_client import ChainRefusal
 from offchain.rounds.client import ArtifactRef, MissingEvent, SecurePhase
 from offchain.rounds.errors import ArtifactCheckFailed, RoundsError
-from offchain.rounds.ledger import ledger_path, load_history, load_rounds, save_history
+from offchain.rounds.ledger import DatasetLedger, PrivacyCap, study_key
 from offchain.rounds.privacy import HospitalSpend, submit_private_update
 from offchain.rounds.secure_board import ChainBulletinBoard
 from offchain.rounds.study import Member, Study
@@ -63,9 +63,12 @@ class HospitalNode:
     """One hospital in one study, training on ``data``."""
 
     def __init__(self, member: Member, study: int, data: HospitalData, *, target_rounds: int | None = None,
-                 log: Log | None = None, training_time: Timer | None = None, home: Path | None = None) -> None:
-        """``home``: the node's home folder, where its privacy ledger for the study persists across
-        restarts (:mod:`offchain.rounds.ledger`); None keeps it in memory only."""
+                 log: Log | None = None, training_time: Timer | None = None, home: Path | None = None,
+                 cap: PrivacyCap | None = None) -> None:
+        """``home``: the node's home folder, where its privacy ledger of ``data`` persists across
+        restarts and studies (:mod:`offchain.rounds.ledger`); None keeps it in memory only.
+        ``cap``: the hospital's own privacy cap over every study on ``data`` (saved in ``home``;
+        without one, the cap saved there before, if any)."""
         self.member = member
         self.study = Study(member, study)
         config = self.study.config
@@ -73,15 +76,19 @@ class HospitalNode:
             raise RoundsError(f"{member.address} is not a participant of study {study}")
         member.require_role(Role.PARTICIPANT, "participant")
         member.require_keystore()
-        self.ledger_path = None
-        self.ledger_rounds: list[int] = []
-        history = []
-        if home is not None and config.dp is not None:
-            self.ledger_path = ledger_path(home, member.chain_id, member.rounds.contract.address, study, member.address)
-            history = load_history(self.ledger_path)
-            self.ledger_rounds = load_rounds(self.ledger_path)
+        if home is not None:
+            if cap is not None:
+                cap.save(home)
+            cap = cap or PrivacyCap.load(home)
+        self.cap = cap
+        if cap is not None and not config.private:
+            raise RoundsError(f"study {study} trains without DP, which no privacy cap allows "
+                              f"(this node's: epsilon {cap.max_epsilon:g} at delta {cap.delta:g})")
+        self.study_key = study_key(member.chain_id, member.rounds.contract.address, study)
+        self.ledger = DatasetLedger.open(home, data) if config.private else None
+        history = [] if self.ledger is None or config.dp is None else self.ledger.history(self.study_key)
         self.data = data
-        # What this node's published updates released: the ledger a round that is never published
+        # What this node's published updates released: the history a round that is never published
         # (a stalled or sabotaged secure round) falls back to.
         self._published_history = list(history)
         try:
@@ -89,9 +96,9 @@ class HospitalNode:
         except ValueError as error:
             raise RoundsError(f"cannot train study {study}'s model on {data.name}: {error}") from None
         # A study with privacy budgets: each update declares its DP spend, and none goes past the budget.
-        self.spend = HospitalSpend.of(member.rounds, study)
-        if self.spend is not None and config.dp is None:
-            raise RoundsError(f"study {study} sets privacy budgets but its config trains without DP-SGD")
+        self.spend = HospitalSpend.of(member.rounds, study, config.dp_accountant)
+        if self.spend is not None and not config.private:
+            raise RoundsError(f"study {study} sets privacy budgets but its config trains without DP")
         self.target_rounds = target_rounds
         self.log = log or (lambda message: None)
         self.training_time = training_time
@@ -156,11 +163,17 @@ class HospitalNode:
 
     def _declaration(self, number: int):
         """The DP declaration this round's update will carry (None without budgets), or the Step that
-        ends the study for this node when training would pass its budget."""
+        ends the study for this node when training would pass its budget or its own cap."""
+        release = self.study.config.dp_round_release
+        if self.cap is not None and self.ledger.would_exceed(release, self.cap):
+            self.log(f"round {number}: not training: one more round would take this data set past its own cap "
+                     f"of epsilon {self.cap.max_epsilon:g} at delta {self.cap.delta:g} (spent "
+                     f"{self.ledger.spent(self.cap.delta):.3f} over all its studies)")
+            return Step("done", number, "privacy cap reached")
         if self.spend is None:
             return None
         try:
-            return self.spend.next(self.client.dp_round_parameters)
+            return self.spend.next(release)
         except PrivacyBudgetExceeded as refusal:
             self.log(f"round {number}: not training: {refusal}")
             return Step("done", number, "privacy budget spent")
@@ -188,9 +201,9 @@ class HospitalNode:
         report instead when the round no longer takes it."""
         try:
             if declared is None:
-                self.member.rounds.submit_update(self.study.number, number, update, samples)
+                self.member.rounds.submit_update(self.study.number, number, update, self._weight(samples))
             else:
-                submit_private_update(self.member.rounds, self.study.number, number, update, samples, declared)
+                submit_private_update(self.member.rounds, self.study.number, number, update, declared)
         except ChainRefusal as refusal:
             if refusal.error in ("AlreadySubmitted", "RoundNotOpen", "DeadlinePassed", "SecurePhaseMismatch"):
                 return Step("waiting", number, refusal.error)
@@ -201,14 +214,18 @@ class HospitalNode:
         return None
 
     def _record_release(self, number: int) -> None:
-        """Charge the update just published on chain to the privacy ledger: a release counts once it is
-        public, never before (a round stalled before this node's update costs it nothing)."""
-        if self.client.ledger is None:
-            return
-        self._published_history = list(self.client.ledger.history)
-        if self.ledger_path is not None:
-            self.ledger_rounds.append(number)
-            save_history(self.ledger_path, self.ledger_rounds, self._published_history)
+        """Charge the update just published on chain to the data set's privacy ledger: a release counts
+        once it is public, never before (a round stalled before this node's update costs it nothing)."""
+        if self.ledger is not None:
+            self.ledger.record(self.study_key, number, self.study.config.dp_round_release)
+        if self.client.ledger is not None:
+            self._published_history = list(self.client.ledger.history)
+
+    def _weight(self, samples: int) -> int:
+        """The update's weight as published (on chain, in the secure sum): its sample count, but 1 in a
+        DP study, whose rounds average unweighted: an exact count would tell apart the neighbouring data
+        sets (one record added or removed) that the reported epsilon is for."""
+        return 1 if self.study.config.private else samples
 
     # Secure rounds -------------------------------------------------------------------------------
 
@@ -290,8 +307,12 @@ class HospitalNode:
     def _masked_input(self, number: int, session: _SecureSession) -> Step:
         """Post this node's update, ``trained - base`` flattened and weighted by its sample count, masked."""
         layout = ParameterLayout.of(session.base)
-        values = (layout.flatten(session.trained.parameters) - layout.flatten(session.base)).numpy()
-        samples = session.trained.data_samples
+        values = layout.flatten(session.trained.parameters) - layout.flatten(session.base)
+        distributed = self.study.config.distributed_dp
+        if distributed is not None:  # clipped, plus this node's share of the noise the sum must carry
+            values = distributed.privatize(values, NoiseSource.fresh()).to(values.dtype)
+        values = values.numpy()
+        samples = self._weight(session.trained.data_samples)
         refused: list[Step] = []
 
         def submit(update: ArtifactRef) -> None:

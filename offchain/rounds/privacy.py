@@ -134,16 +134,17 @@ def declare(parameters: DPParameters) -> DPParameters:
                         clip / DP_PARAMETER_SCALE)
 
 
-def epsilon_units(history: Sequence[DPParameters], delta: float) -> int:
-    """The epsilon of ``history`` at ``delta`` (opacus RDP), in 1/EPSILON_SCALE rounded up."""
-    return math.ceil(Fraction(epsilon_of(history, delta)) * EPSILON_SCALE)
+def epsilon_units(history: Sequence[DPParameters], delta: float, accountant: str = "rdp") -> int:
+    """The epsilon of ``history`` at ``delta`` (by the study's ``accountant``), in 1/EPSILON_SCALE rounded up."""
+    return math.ceil(Fraction(epsilon_of(history, delta, accountant)) * EPSILON_SCALE)
 
 
-def declaration(history: Sequence[DPParameters], update: DPParameters, budget: ChainBudget) -> Declaration:
+def declaration(history: Sequence[DPParameters], update: DPParameters, budget: ChainBudget,
+                accountant: str = "rdp") -> Declaration:
     """The declaration of ``update`` after ``history`` (both as declared); PrivacyBudgetExceeded if its
     cumulative epsilon passes ``budget``."""
     release = declare(update)
-    total = epsilon_units([*history, release], budget.delta)
+    total = epsilon_units([*history, release], budget.delta, accountant)
     if total > budget.epsilon_units:
         raise PrivacyBudgetExceeded(
             f"this update would bring epsilon to {total / EPSILON_SCALE:.6f} (delta {budget.delta:g}), over the "
@@ -165,10 +166,11 @@ def budget_declaration(rounds: RoundsClient, study: int, hospitals: Sequence[str
                                                           budget.delta_units)
 
 
-def submit_private_update(rounds: RoundsClient, study: int, round: int, update: ArtifactRef, samples: int,
+def submit_private_update(rounds: RoundsClient, study: int, round: int, update: ArtifactRef,
                           spend: Declaration) -> None:
-    """Submit the signer's update to a budgeted study's round with its DP declaration."""
-    rounds._send(rounds.contract.submitPrivateUpdate, study, round, bytes(update.cid), update.sha256, samples,
+    """Submit the signer's update to a budgeted study's round with its DP declaration, and no sample
+    count (0: the registry takes no other from a private update)."""
+    rounds._send(rounds.contract.submitPrivateUpdate, study, round, bytes(update.cid), update.sha256, 0,
                  spend.packed())
 
 
@@ -220,17 +222,19 @@ def privacy_spend(member_or_client, study: int) -> dict[str, tuple[float, float]
 class HospitalSpend:
     """A hospital node's privacy account in one study: its budget on chain and its declarations."""
 
-    def __init__(self, rounds: RoundsClient, study: int) -> None:
+    def __init__(self, rounds: RoundsClient, study: int, accountant: str = "rdp") -> None:
         self.rounds = rounds
         self.study = study
+        self.accountant = accountant
         self.budget, _ = budget_of(rounds, study, rounds.address)
 
     @staticmethod
-    def of(rounds: RoundsClient, study: int) -> HospitalSpend | None:
-        """The signer's account in the study; None if the study has no budgets."""
+    def of(rounds: RoundsClient, study: int, accountant: str = "rdp") -> HospitalSpend | None:
+        """The signer's account in the study (whose config names ``accountant``); None if the study has
+        no budgets."""
         if not budgeted_hospitals(rounds, study):
             return None
-        spend = HospitalSpend(rounds, study)
+        spend = HospitalSpend(rounds, study, accountant)
         if spend.budget is None:
             raise RoundsError(f"{rounds.address} has no privacy budget in study {study}: it may not submit to it")
         return spend
@@ -243,29 +247,70 @@ class HospitalSpend:
     def next(self, update: DPParameters) -> Declaration:
         """The declaration of one more update trained with ``update``; PrivacyBudgetExceeded if it
         would take the hospital past its budget (then do not train)."""
-        return declaration(self.history(), update, self.budget)
+        return declaration(self.history(), update, self.budget, self.accountant)
 
 
 # The auditor -----------------------------------------------------------------------------------------
 
 
-def check_round(rounds: RoundsClient, study: int, round: int, submitters: Iterable[str]) -> None:
-    """PrivacyCheckFailed unless every update of a budgeted study's round declared a spend and every
-    declared epsilon is the accountant's epsilon of its hospital's declarations so far, within budget.
+def study_declaration(config) -> tuple[int, int, int, int]:
+    """(noise multiplier, sample rate, clipping norm, steps) as every update of a DP study must
+    declare them on chain: one round of the study config's DP-SGD, in the registry's fixed point."""
+    release = declare(config.dp_round_release)
+    return (round(release.noise_multiplier * DP_PARAMETER_SCALE), round(release.sample_rate * DP_PARAMETER_SCALE),
+            round(release.clipping_norm * DP_PARAMETER_SCALE), release.steps)
+
+
+def declaration_faults(rounds: RoundsClient, study: int, round: int, config) -> dict[str, str]:
+    """The round's updates whose declared (sigma, q, clip, steps) are not the study config's DP-SGD,
+    by account, each with why: the coordinator rejects them, and the verifier fails a round that
+    counted one. A hospital that declared sigma 1000 and trained with sigma 0 would otherwise spend
+    nothing on chain; the noise it actually added stays unverifiable (see README)."""
+    if config.dp_round_release is None:
+        return {}
+    expected = study_declaration(config)
+    faults = {}
+    for entry in declarations(rounds, study, round=round):
+        declared = entry.declaration.as_tuple()[:4]
+        if declared != expected:
+            faults[entry.participant] = (
+                f"{entry.participant} declared (sigma, q, clip, steps) {_shown(declared)}, but the study's DP config "
+                f"gives {_shown(expected)}")
+    return faults
+
+
+def _shown(fixed: tuple[int, int, int, int]) -> str:
+    noise, rate, clip, steps = fixed
+    return f"({noise / DP_PARAMETER_SCALE:g}, {rate / DP_PARAMETER_SCALE:g}, {clip / DP_PARAMETER_SCALE:g}, {steps})"
+
+
+def check_round(rounds: RoundsClient, study: int, round: int, submitters: Iterable[str], config=None) -> None:
+    """PrivacyCheckFailed unless every update of a budgeted study's round declared a spend, with
+    the DP-SGD parameters of the study's ``config`` and under the budget it sets, and every declared
+    epsilon is the accountant's epsilon of its hospital's declarations so far, within budget.
     A study without budgets passes."""
     if not budgeted_hospitals(rounds, study):
         return
     spent = {entry.participant: entry for entry in declarations(rounds, study, round=round)}
+    faults = {} if config is None else declaration_faults(rounds, study, round, config)
+    study_budget = None if config is None or config.privacy_budget is None else ChainBudget.of(config.privacy_budget)
     for account in submitters:
         entry = spent.get(account)
         if entry is None:
             raise PrivacyCheckFailed(f"{account}'s update declares no DP spend in a study with privacy budgets")
+        if account in faults:
+            raise PrivacyCheckFailed(faults[account])
         budget, _ = budget_of(rounds, study, account)
         if budget is None:
             raise PrivacyCheckFailed(f"{account} submitted with no privacy budget in the study")
+        if config is not None and budget != study_budget:
+            raise PrivacyCheckFailed(
+                f"{account}'s budget on chain, epsilon {budget.epsilon:g} at delta {budget.delta:g}, is not the one "
+                f"the study's config sets" + ("" if study_budget is None else
+                                              f" (epsilon {study_budget.epsilon:g} at delta {study_budget.delta:g})"))
         history = [item.declaration.parameters() for item in declarations(rounds, study, participant=account)
                    if item.round <= round]
-        expected = epsilon_units(history, budget.delta)
+        expected = epsilon_units(history, budget.delta, "rdp" if config is None else config.dp_accountant)
         declared = entry.declaration.epsilon_units
         if declared != expected:
             raise PrivacyCheckFailed(
@@ -293,18 +338,23 @@ def checked_budget(epsilon: float, delta: float) -> PrivacyBudget:
         raise RoundsError(f"privacy budget: {error}") from None
 
 
-def budgeted_dp(epsilon: float, delta: float, rounds: int, training):
-    """DP-SGD whose noise is calibrated so that ``rounds`` rounds of ``training`` spend at most
-    ``epsilon`` at ``delta``, with that budget: the noise multiplier rounded up to what the chain
-    can declare exactly (so the declared epsilon is the epsilon of what ran)."""
+def budgeted_dp(epsilon: float, delta: float, rounds: int, training, accountant: str = "rdp"):
+    """DP-SGD whose noise is calibrated (by ``accountant``) so that ``rounds`` rounds of ``training``
+    spend at most ``epsilon`` at ``delta``, with that budget: the noise multiplier rounded up to what
+    the chain can declare exactly (so the declared epsilon is the epsilon of what ran)."""
     from fl.privacy import DPSGDConfig, calibrate_noise_multiplier
 
     budget = checked_budget(epsilon, delta)
     steps = rounds * training.epochs * math.ceil(1 / DP_SAMPLE_RATE)
-    noise = calibrate_noise_multiplier(budget.epsilon, budget.delta, DP_SAMPLE_RATE, steps)
-    noise = math.ceil(Fraction(noise) * DP_PARAMETER_SCALE) / DP_PARAMETER_SCALE
-    return DPSGDConfig(noise_multiplier=noise, max_grad_norm=DP_CLIPPING_NORM, sample_rate=DP_SAMPLE_RATE,
-                       delta=budget.delta, epsilon_budget=budget.epsilon)
+    noise = calibrate_noise_multiplier(budget.epsilon, budget.delta, DP_SAMPLE_RATE, steps, accountant)
+    return DPSGDConfig(noise_multiplier=chain_exact(noise), max_grad_norm=DP_CLIPPING_NORM,
+                       sample_rate=DP_SAMPLE_RATE, delta=budget.delta, epsilon_budget=budget.epsilon,
+                       accountant=accountant)
+
+
+def chain_exact(noise_multiplier: float) -> float:
+    """``noise_multiplier`` rounded up to what the chain can declare exactly."""
+    return math.ceil(Fraction(noise_multiplier) * DP_PARAMETER_SCALE) / DP_PARAMETER_SCALE
 
 
 def spend_by_name(member_or_client, study: int, names: dict[str, str]) -> tuple[dict[str, float], dict[str, float]]:

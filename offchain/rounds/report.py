@@ -70,7 +70,8 @@ def privacy_spend(study: Study, participant: str) -> PrivacySpend | None:
         if update.participant == participant
     )
     history = [dp_round_parameters(config.training, config.dp)] * releases
-    return PrivacySpend(epsilon_of(history, config.dp.delta), config.dp.delta, config.dp.epsilon_budget, releases)
+    return PrivacySpend(epsilon_of(history, config.dp.delta, config.dp.accountant), config.dp.delta,
+                        config.dp.epsilon_budget, releases)
 
 
 @functools.lru_cache(maxsize=1)

@@ -10,8 +10,10 @@ For each round it runs these checks in order and reports the first that fails:
 ``rejections`` every update the coordinator rejected (at commit or cancel) really is malformed: the
               same check the coordinator runs (fetch, decrypt, decode, the base model's shapes)
               fails on it; so no well-formed update was kept out
-``privacy``   in a study with privacy budgets, every update's declared epsilon is what its hospital's
-              declared DP parameters give with the accountant (:mod:`offchain.rounds.privacy`)
+``privacy``   in a study with privacy budgets, every counted update declares the study config's DP-SGD
+              (sigma, q, clip, steps per round) under the config's budget (epsilon, delta), and its
+              declared epsilon is what its hospital's declared DP parameters give with the accountant
+              (:mod:`offchain.rounds.privacy`); an update declaring other parameters must be rejected
 ``updates``   every counted update is in the store under its CID, decrypts, hashes to its SHA-256
               on chain, and is a client update for this round
 ``rederive``  the study's aggregator over the counted updates gives, bit for bit, the bytes whose
@@ -42,7 +44,7 @@ from fl.secure_aggregation import SecureAggregationError
 from offchain.chain import Role
 from offchain.rounds.aggregate import RoundAggregation, committed_base_round
 from offchain.rounds.errors import ArtifactCheckFailed, RoundsError
-from offchain.rounds.privacy import PrivacyCheckFailed
+from offchain.rounds.privacy import PrivacyCheckFailed, declaration_faults
 from offchain.rounds.privacy import check_round as check_privacy
 from offchain.rounds.sealed import AGGREGATE
 from offchain.rounds.secure_board import secure_sum
@@ -173,7 +175,7 @@ def _check(view: Study, aggregation: RoundAggregation, number: int, info) -> int
     # rejections
     _check_rejections(view, aggregation, number, info, updates)
     accepted = [update for update in updates if update.participant in set(counted)]
-    _check_privacy(view, number, submitters)
+    _check_privacy(view, number, [update.participant for update in accepted])
     # updates + rederive
     try:
         rederived = aggregation.aggregate(number, base_round, accepted)
@@ -207,7 +209,7 @@ def _check_secure(view: Study, aggregation: RoundAggregation, number: int, info,
 
 def _check_privacy(view: Study, number: int, submitters: list[str]) -> None:
     try:
-        check_privacy(view.member.rounds, view.number, number, submitters)
+        check_privacy(view.member.rounds, view.number, number, submitters, view.config)
     except PrivacyCheckFailed as error:
         raise _Failed("privacy", str(error)) from None
 
@@ -229,7 +231,10 @@ def _check_aggregate(view: Study, number: int, info, rederived: bytes) -> None:
 
 
 def _check_rejections(view: Study, aggregation: RoundAggregation, number: int, info, updates) -> None:
-    rejected = [update for update in updates if update.participant in set(info.rejected_submitters)]
+    # An update whose DP declaration is not the study's is rightly rejected, well formed or not.
+    faulty = declaration_faults(view.member.rounds, view.number, number, view.config)
+    rejected = [update for update in updates
+                if update.participant in set(info.rejected_submitters) and update.participant not in faulty]
     if not rejected:
         return
     screening = aggregation.screen(number, info.base_round, rejected)

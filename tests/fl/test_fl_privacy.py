@@ -217,3 +217,54 @@ def test_client_level_budget_and_bad_settings_are_refused():
     ]:
         with pytest.raises(ValueError, match=message):
             ClientLevelDPConfig(**{"clip_norm": 1.0, "noise_multiplier": 1.0, "clients_per_round": 2, "population": 4, **kwargs})
+
+
+# Issue 19, item 4: DP noise and sampling from a cryptographic generator -----------------------------
+
+
+def test_noise_source_is_chacha20_keyed_from_the_os_with_the_right_distribution():
+    from fl.privacy import SECURE_GAUSSIAN_DRAWS, NoiseSource
+
+    source = NoiseSource.fresh()
+    noise = source.gaussian((200_000,), 3.0)
+    assert noise.dtype == torch.float64 and noise.shape == (200_000,)
+    assert abs(float(noise.std()) - 3.0) < 0.03 and abs(float(noise.mean())) < 0.03
+    standard = noise / 3.0
+    assert abs(float((standard**4).mean()) - 3.0) < 0.1  # Gaussian kurtosis
+    assert SECURE_GAUSSIAN_DRAWS >= 2  # opacus's secure-mode mitigation: every value sums several draws
+    uniform = source.uniform(100_000)
+    assert 0.0 < float(uniform.min()) and float(uniform.max()) < 1.0 and abs(float(uniform.mean()) - 0.5) < 0.01
+    assert abs(float(source.bernoulli(100_000, 0.25).double().mean()) - 0.25) < 0.01
+    # Fresh keys never repeat; one key always gives the same stream (ChaCha20 under it).
+    assert not torch.equal(NoiseSource.fresh().gaussian((8,), 1.0), NoiseSource.fresh().gaussian((8,), 1.0))
+    key = bytes(range(32))
+    assert torch.equal(NoiseSource(key).gaussian((8,), 1.0), NoiseSource(key).gaussian((8,), 1.0))
+    with pytest.raises(ValueError, match="32 bytes"):
+        NoiseSource(b"short")
+
+
+def test_dp_noise_and_sampling_never_come_from_torchs_mersenne_twister(monkeypatch):
+    """Issue 19 item 4: torch's generator (a Mersenne Twister, seeded or not) gave DP-SGD its noise and its
+    record sampling, and client-level DP its noise and its choice of hospitals. With every draw from it
+    made to fail, each DP path still runs: their randomness comes from elsewhere (the ChaCha20 source)."""
+    from fl.client import HospitalClient, LocalTrainingConfig
+    from fl.data import federated_breast_cancer
+    from fl.models import ModelSpec, get_parameters
+    from fl.privacy import DPSGDConfig
+
+    spec = ModelSpec("logistic", 30)
+    hospital = federated_breast_cancer(3).hospitals[0]
+    start = get_parameters(spec.build(seed=0))
+    dp_client = HospitalClient(hospital, spec, LocalTrainingConfig(), DPSGDConfig(1.0, 1.0))
+    config = ClientLevelDPConfig(clip_norm=1.0, noise_multiplier=1.0, clients_per_round=2, population=3)
+
+    def refused(*args, **kwargs):
+        raise AssertionError("DP randomness drawn from torch's generator")
+
+    for name in ("normal", "randn", "rand", "bernoulli", "randint", "randperm"):
+        monkeypatch.setattr(torch, name, refused)
+    trained = dp_client.train(start, 1)
+    assert any(not torch.equal(trained.parameters[name], start[name]) for name in start)
+    dp = ClientLevelDP(config)
+    assert set(dp.sample(["a", "b", "c"], 1)) <= {"a", "b", "c"}
+    dp.aggregate(1, GLOBAL, [client("a", [1.0, 0, 0, 0])])

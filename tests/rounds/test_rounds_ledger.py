@@ -55,7 +55,7 @@ def test_restarted_node_keeps_its_spent_privacy(consortium, tmp_path):
 def test_damaged_ledger_is_refused(consortium, tmp_path):
     study, shares = dp_study(consortium, budget_rounds=10)
     node = HospitalNode(consortium.hospitals[0], study, shares[0], home=tmp_path)
-    node_ledger = node.ledger_path
+    node_ledger = node.ledger.path
     node_ledger.parent.mkdir(parents=True)
     node_ledger.write_text("{not json")
     with pytest.raises(RoundsError, match="unreadable"):

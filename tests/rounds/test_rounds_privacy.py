@@ -72,7 +72,7 @@ def test_node_refuses_to_train_past_its_budget(consortium):
     over = Declaration(*last.declaration.as_tuple()[:4], spend.budget.epsilon_units + 1)
     update = consortium.auditor.rounds.updates(study, 1)[0].artifact
     with pytest.raises(ChainRefusal, match="PrivacyBudgetExceeded"):
-        submit_private_update(consortium.hospitals[0].rounds, study, 2, update, 10, over)
+        submit_private_update(consortium.hospitals[0].rounds, study, 2, update, over)
 
 
 def test_verifier_fails_a_round_whose_declared_epsilon_is_not_the_accountants(consortium):
@@ -91,7 +91,7 @@ def test_verifier_fails_a_round_whose_declared_epsilon_is_not_the_accountants(co
     update = view.seal_update(1, encode_client_model(trained, 1))
     true = cheat.spend.next(cheat.client.dp_round_parameters)
     understated = Declaration(*true.as_tuple()[:4], true.epsilon_units // 2)
-    submit_private_update(cheat.member.rounds, study, 1, update, trained.data_samples, understated)
+    submit_private_update(cheat.member.rounds, study, 1, update, understated)
     assert coordinator.step().action == "committed"
     (verdict,) = verify_study(consortium.auditor, study, [1])
     assert (verdict.verified, verdict.failed_check) == (False, "privacy"), verdict

@@ -127,12 +127,14 @@ class Run:
         integer = torch.zeros(layout.size, dtype=torch.int64)
         plain = torch.zeros(layout.size, dtype=torch.float64)
         total = 0
+        private = self.coordinator.study.config.private  # a DP study averages unweighted (issue 19)
         for account in survivors:
             model = self.trained[round_number, account]
+            weight = 1 if private else model.data_samples
             delta = layout.flatten(model.parameters) - flat
-            integer += torch.round(delta * scale).to(torch.int64) * model.data_samples
-            plain += delta * model.data_samples
-            total += model.data_samples
+            integer += torch.round(delta * scale).to(torch.int64) * weight
+            plain += delta * weight
+            total += weight
         exact = layout.unflatten(flat + (integer.double() / scale) / total)
         return exact, layout.unflatten(flat + plain / total)
 

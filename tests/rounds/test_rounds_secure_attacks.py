@@ -14,7 +14,7 @@ from fl.secure_aggregation import GROUP_ORDER
 from offchain.contract_client import ChainRefusal
 from offchain.ipfs import StoreError
 from offchain.rounds.client import SecurePhase
-from offchain.rounds.ledger import load_rounds
+from offchain.rounds.ledger import DatasetLedger
 from offchain.rounds.participant import HospitalNode
 from offchain.rounds.privacy import DP_LEARNING_RATE, budgeted_dp
 from offchain.rounds.study import Member
@@ -156,7 +156,7 @@ def test_a_round_stalled_before_its_masked_input_charges_no_privacy(consortium, 
     chain.mine(timestamp=chain.pending_timestamp + 700)
     step = run.coordinator.step()
     assert step.action == "cancelled" and "before any masked input" in step.detail, step
-    assert load_rounds(node.ledger_path) == []
+    assert node.ledger.releases == [] and DatasetLedger.open(tmp_path, run.shares[0]).releases == []
     # Round 2: the unpublished training of round 1 is not in the ledger it trains against.
     assert run.coordinator.step().action == "opened"
     assert node.step().action == "advertised"

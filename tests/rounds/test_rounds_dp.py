@@ -1,0 +1,234 @@
+"""Issue 19: differential privacy that stands on the chain path.
+
+No record count in clear in a DP study; every declaration bound to the study's DP config; each
+hospital's own cap across studies; PLD as a study's accountant; distributed DP under secure
+aggregation. Real anvil, real store, the library's nodes, coordinator and verifier.
+"""
+
+import io
+import math
+
+import pytest
+import torch
+
+from fl.artifacts import encode_client_model
+from fl.client import LocalTrainingConfig
+from fl.data import federated_breast_cancer
+from fl.models import ModelSpec, ParameterLayout
+from fl.privacy import DistributedDPConfig, DPParameters, calibrate_distributed_dp, epsilon_of
+from offchain.contract_client import ChainRefusal
+from offchain.ipfs.cid import CID
+from offchain.rounds.config import StudyConfig
+from offchain.rounds.coordinator import Coordinator
+from offchain.rounds.errors import RoundsError, StudyConfigError
+from offchain.rounds.ledger import PrivacyCap
+from offchain.rounds.participant import HospitalNode
+from offchain.rounds.privacy import (
+    DP_LEARNING_RATE,
+    Declaration,
+    PrivacyCheckFailed,
+    budgeted_dp,
+    check_round,
+    declarations,
+    declare,
+    epsilon_units,
+    submit_private_update,
+)
+from offchain.rounds.verifier import verify_study
+from .test_rounds_secure import Run, keyless, secure_study
+
+EPSILON, DELTA = 2.0, 1e-5
+
+
+def dp_study(consortium, rounds: int = 2, accountant: str = "rdp", epsilon: float = EPSILON) -> int:
+    training = LocalTrainingConfig(learning_rate=DP_LEARNING_RATE)
+    dp = budgeted_dp(epsilon, DELTA, rounds, training, accountant)
+    config = StudyConfig(ModelSpec("logistic", 30), tuple(m.address for m in consortium.hospitals),
+                         (consortium.auditor.address,), training=training, dp=dp)
+    return consortium.coordinator.create_study(config, 2).number
+
+
+def counts() -> set[int]:
+    return {share.data.num_samples for share in federated_breast_cancer(3).hospitals}
+
+
+def study_logs(rounds, study: int) -> list:
+    """Every log of the registry that belongs to ``study`` (PrivacySpent by its transaction)."""
+    found, transactions = [], set()
+    for event in rounds.contract.contract_type.events:
+        for log in rounds._logs(event.name):
+            if int(log.event_arguments.get("study", -1)) == study:
+                found.append(log)
+                transactions.add(log.transaction_hash)
+    return found + [log for log in rounds._logs("PrivacySpent") if log.transaction_hash in transactions]
+
+
+# Item 1: no public counts ---------------------------------------------------------------------------
+
+
+def test_a_dp_study_publishes_no_record_count_on_chain_or_in_the_store(consortium):
+    study = dp_study(consortium)
+    consortium.run_round(study)
+    rounds = consortium.auditor.rounds
+    hidden = counts()
+    logs = study_logs(rounds, study)
+    assert {log.event_name for log in logs} >= {"StudyCreated", "UpdateSubmitted", "PrivacySpent", "RoundCommitted"}
+    for log in logs:
+        for name, value in log.event_arguments.items():
+            if isinstance(value, int) and not isinstance(value, bool):
+                assert value not in hidden, (log.event_name, name, value)
+            if name == "samples":
+                assert value == 0, log
+    # Every object the study names in the store: its config, genesis, updates and aggregates.
+    cids = [log.event_arguments[name] for log in logs for name in ("cid", "genesisCid", "configCid")
+            if name in log.event_arguments]
+    assert len(cids) >= 6
+    for cid in cids:
+        out = io.BytesIO()
+        consortium.auditor.store.cat(CID.from_bytes(bytes(cid)), out)
+        raw = out.getvalue()
+        assert b"data_samples" not in raw and b"samples" not in raw
+        for count in hidden:
+            assert f'"{count}"'.encode() not in raw and f":{count},".encode() not in raw
+    # The registry itself refuses a count in a private update.
+    update = rounds.updates(study, 1)[0]
+    last = declarations(rounds, study, participant=update.participant)[-1].declaration
+    coordinator = Coordinator(consortium.coordinator, study)
+    assert coordinator.step().action == "opened"
+    with pytest.raises(ChainRefusal, match="SampleCountInPrivateUpdate"):
+        consortium.hospitals[0].rounds._send(
+            consortium.hospitals[0].rounds.contract.submitPrivateUpdate, study, 2, bytes(update.artifact.cid),
+            update.artifact.sha256, 190, last.packed())
+
+
+# Item 2: declarations bound to the study ------------------------------------------------------------
+
+
+def test_a_declaration_other_than_the_studys_dp_config_is_rejected_and_fails_the_verifier(consortium):
+    study = dp_study(consortium)
+    coordinator = Coordinator(consortium.coordinator, study)
+    assert coordinator.step().action == "opened"
+    cheat, *honest = consortium.nodes(study)
+    for node in honest:
+        assert node.step().action == "submitted"
+    # The cheat declares sigma 1000 (nearly no epsilon, its own accountant's figure for it, within its
+    # budget: the registry takes it), whatever it trained with.
+    view = cheat.study
+    trained = cheat.client.train(view.model(0), 1)
+    trained = type(trained)(client_id=cheat.member.address, parameters=trained.parameters, data_samples=1)
+    update = view.seal_update(1, encode_client_model(trained, 1))
+    true = cheat.client.dp_round_parameters
+    lie = declare(DPParameters(1000.0, true.sample_rate, true.steps, true.clipping_norm))
+    units = epsilon_units([lie], DELTA)
+    forged = Declaration(round(lie.noise_multiplier * 10**9), round(lie.sample_rate * 10**9),
+                         round(lie.clipping_norm * 10**9), lie.steps, units)
+    submit_private_update(cheat.member.rounds, study, 1, update, forged)
+    # The verifier (here straight from the library) refuses such a declaration if counted...
+    with pytest.raises(PrivacyCheckFailed, match="declared .sigma, q, clip, steps. .1000"):
+        check_round(consortium.auditor.rounds, study, 1, [cheat.member.address], view.config)
+    # ...and the coordinator does not count it: it rejects it, and the verifier agrees.
+    step = coordinator.step()
+    assert step.action == "committed", step
+    info = consortium.auditor.rounds.round(study, 1)
+    assert list(info.rejected_submitters) == [cheat.member.address]
+    assert cheat.member.address not in info.counted_submitters
+    assert [(v.round, v.verified) for v in verify_study(consortium.auditor, study)] == [(1, True)]
+
+
+# Item 3: each hospital's own cap across studies -----------------------------------------------------
+
+
+def test_a_hospitals_own_cap_holds_across_studies_on_the_same_data(consortium, tmp_path):
+    first, second = dp_study(consortium, rounds=2), dp_study(consortium, rounds=2)
+    share = federated_breast_cancer(3).hospitals[0]
+    hospital = consortium.hospitals[0]
+    home = tmp_path / "hospital-1"
+    probe = HospitalNode(hospital, first, share)
+    one_round = epsilon_of([probe.client.dp_round_parameters], DELTA)
+    two_rounds = epsilon_of([probe.client.dp_round_parameters] * 2, DELTA)
+    cap = PrivacyCap(max_epsilon=(one_round + two_rounds) / 2, delta=DELTA)  # one round, not two
+    for study in (first, second):
+        assert Coordinator(consortium.coordinator, study).step().action == "opened"
+    assert HospitalNode(hospital, first, share, home=home, cap=cap).step().action == "submitted"
+    # Another study on the same records, within its own budget: this node's cap (kept in its home) refuses
+    # before training, as a node without the cap would not.
+    refused = HospitalNode(hospital, second, share, home=home)
+    assert refused.cap == cap
+    step = refused.step()
+    assert (step.action, step.detail) == ("done", "privacy cap reached")
+    assert consortium.auditor.rounds.updates(second, 1) == []
+    assert len(refused.ledger.releases) == 1
+    assert HospitalNode(hospital, second, share, home=tmp_path / "elsewhere").step().action == "submitted"
+    # A capped node takes no study without DP, and a cap out of range is refused.
+    with pytest.raises(RoundsError, match="trains without DP"):
+        HospitalNode(hospital, consortium.study(), share, home=home)
+    for epsilon, delta in [(-1.0, DELTA), (float("nan"), DELTA), (1.0, 0.0), (1.0, 1.5)]:
+        with pytest.raises(RoundsError, match="privacy cap"):
+            PrivacyCap(epsilon, delta)
+
+
+def test_participant_cli_takes_a_cap_with_its_delta_only(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from offchain.cli import main
+
+    monkeypatch.setenv("MEDSHARE_HOME", str(tmp_path))
+    alone = CliRunner().invoke(main, ["fl", "participant", "--study", "1", "--share", "1/3", "--max-epsilon", "2"])
+    assert alone.exit_code == 2 and "--max-epsilon and --delta go together" in alone.output
+    bad = CliRunner().invoke(main, ["fl", "participant", "--study", "1", "--share", "1/3", "--max-epsilon", "-2",
+                                    "--delta", "1e-5"])
+    assert bad.exit_code == 2 and "privacy cap" in bad.output
+
+
+# Item 6: PLD as the study's accountant --------------------------------------------------------------
+
+
+def test_a_pld_study_declares_and_verifies_with_pld(consortium):
+    study = dp_study(consortium, rounds=2, accountant="pld")
+    config = consortium.auditor.study(study).config
+    assert config.dp.accountant == "pld" and b'"accountant":"pld"' in config.canonical_bytes()
+    consortium.run_round(study)
+    rounds = consortium.auditor.rounds
+    for entry in declarations(rounds, study, round=1):
+        history = [entry.declaration.parameters()]
+        assert entry.declaration.epsilon_units == epsilon_units(history, DELTA, "pld")
+        assert entry.declaration.epsilon_units < epsilon_units(history, DELTA, "rdp")
+    assert [(v.round, v.verified) for v in verify_study(consortium.auditor, study)] == [(1, True)]
+
+
+# Item 5: distributed DP under secure aggregation ----------------------------------------------------
+
+
+def test_distributed_dp_noises_only_the_secure_sum_and_is_accounted_per_hospital(consortium):
+    hospitals = consortium.hospitals
+    distributed = calibrate_distributed_dp(1.0, DELTA, 1, clip_norm=0.5, min_survivors=2)
+    study = secure_study(consortium, hospitals, threshold=2, distributed_dp=distributed)
+    config = consortium.auditor.study(study).config
+    assert config.distributed_dp == distributed and "coordinator and the public" in config.threat_model
+    run = Run(consortium, hospitals, study)
+    assert run.drive().action == "committed"
+    rounds = consortium.auditor.rounds
+    spent = declarations(rounds, study, round=1)
+    assert len(spent) == 3
+    for entry in spent:
+        declared = entry.declaration.parameters()
+        assert (declared.sample_rate, declared.steps, declared.clipping_norm) == (1.0, 1, 0.5)
+        assert entry.declaration.epsilon_units <= 10**6
+    # The sum carries the noise: the mean update is far from any clipped mean (whose norm is at most 0.5).
+    base = run.coordinator.study.model(0)
+    layout = ParameterLayout.of(base)
+    mean = layout.flatten(run.coordinator.study.model(1)) - layout.flatten(base)
+    expected_norm = distributed.share_std * math.sqrt(3 * layout.size) / 3
+    assert 0.5 * expected_norm < float(torch.linalg.vector_norm(mean)) < 1.5 * expected_norm + 0.5
+    assert all(log.event_arguments["samples"] == 0 for log in rounds._logs("UpdateSubmitted", study=study))
+    assert [v.verified for v in verify_study(keyless(consortium.stranger), study)] == [True]
+
+
+def test_distributed_dp_settings_are_checked():
+    spec, people = ModelSpec("logistic", 30), tuple(f"0x{i:040x}" for i in range(1, 4))
+    distributed = DistributedDPConfig(clip_norm=1.0, noise_multiplier=2.0, min_survivors=2)
+    with pytest.raises(StudyConfigError, match="needs secure_aggregation"):
+        StudyConfig(spec, people, distributed_dp=distributed)
+    with pytest.raises(ValueError, match="min_survivors"):
+        DistributedDPConfig(clip_norm=1.0, noise_multiplier=2.0, min_survivors=1)
+    assert math.isclose(distributed.share_std, 2.0 / math.sqrt(2))  # sigma * C / sqrt(min_survivors)
