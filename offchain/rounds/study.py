@@ -48,6 +48,9 @@ def study_terms(config: StudyConfig, min_updates: int, max_samples: int | None =
         max_samples = DEFAULT_MAX_SAMPLES if secure is None else min(DEFAULT_MAX_SAMPLES, secure.codec.max_total_weight)
     if max_samples < 1:
         raise RoundsError(f"the sample cap must be at least 1, got {max_samples}")
+    if secure is not None and max_samples > secure.codec.max_total_weight:
+        raise RoundsError(f"the sample cap {max_samples} is over the secure codec's total weight "
+                          f"{secure.codec.max_total_weight}: one update could overflow the masked sum")
     budget = {}
     if config.privacy_budget is not None:
         chain_budget = ChainBudget.of(config.privacy_budget)

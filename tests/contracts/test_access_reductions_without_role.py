@@ -42,7 +42,8 @@ def test_a_patient_without_its_role_withdraws_by_signature(access, admin, chain,
     withdraw = patient_signer.sign(patient, "Consent", message)
     access.setConsentBySig(granted, researcher, 0, 5, issued, deadline, withdraw, sender=stranger)
     assert not access.checkAccess(researcher, granted)
-    give = patient_signer.sign(patient, "Consent", {**message, "expiry": in_a_day, "nonce": 6})
+    issued = chain.blocks.head.number  # after the withdrawal, which supersedes older signatures
+    give = patient_signer.sign(patient, "Consent", {**message, "expiry": in_a_day, "nonce": 6, "issuedBlock": issued})
     with ape.reverts(access.AccessControlUnauthorizedAccount, account=patient, neededRole=access.PATIENT_ROLE()):
         access.setConsentBySig(granted, researcher, in_a_day, 6, issued, deadline, give, sender=stranger)
 
