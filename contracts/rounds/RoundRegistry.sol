@@ -784,7 +784,8 @@ contract RoundRegistry is ConsortiumBound, Multicall {
             if (header.invites && entry.invitedRound != round) revert NotInvited(study, round, msg.sender);
             if (entry.lastSecureRound >= round) revert AlreadySubmitted(study, round, msg.sender);
             account.lastSecureRound = round;
-            _commitment(cid, sha256Digest);
+            Cid.parse(cid); // nothing is stored of a masked input: its CID and digest are checked only
+            if (sha256Digest == 0) revert ZeroDigest();
         } else {
             if (header.invites && !r.invited[msg.sender]) revert NotInvited(study, round, msg.sender);
             if (r.updates[msg.sender] != 0) revert AlreadySubmitted(study, round, msg.sender);
