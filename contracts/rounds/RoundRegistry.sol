@@ -351,8 +351,7 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         if (minUpdates == 0 || minUpdates > MAX_UPDATES) revert BadMinUpdates(minUpdates);
         if (terms.maxSamples == 0) revert BadSampleCap(terms.maxSamples);
         if (!terms.secureAggregation && terms.graphDegree != 0) revert BadGraphDegree(terms.graphDegree);
-        if (configDigest == 0) revert ZeroDigest();
-        Cid.parse(configCid);
+        _checkArtifact(configCid, configDigest);
         bytes32 genesis = _commitment(genesisCid, genesisSha256);
         study = ++_studyCount;
         Study storage s = _studies[study];
@@ -506,8 +505,7 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         } else if (!_holds(msg.sender, _PARTICIPANT_BIT)) {
             revert NotParticipant(msg.sender);
         }
-        Cid.parse(cid);
-        if (sha256Digest == 0) revert ZeroDigest();
+        _checkArtifact(cid, sha256Digest);
         emit SecureMessagePosted(study, round, msg.sender, phase, cid, sha256Digest);
     }
 
@@ -784,8 +782,7 @@ contract RoundRegistry is ConsortiumBound, Multicall {
             if (header.invites && entry.invitedRound != round) revert NotInvited(study, round, msg.sender);
             if (entry.lastSecureRound >= round) revert AlreadySubmitted(study, round, msg.sender);
             account.lastSecureRound = round;
-            Cid.parse(cid); // nothing is stored of a masked input: its CID and digest are checked only
-            if (sha256Digest == 0) revert ZeroDigest();
+            _checkArtifact(cid, sha256Digest); // nothing of a masked input is stored: checked only
         } else {
             if (header.invites && !r.invited[msg.sender]) revert NotInvited(study, round, msg.sender);
             if (r.updates[msg.sender] != 0) revert AlreadySubmitted(study, round, msg.sender);
@@ -946,9 +943,15 @@ contract RoundRegistry is ConsortiumBound, Multicall {
 
     /// @dev The commitment of the artifact (`cid`, `sha256Digest`); refuses a malformed CID or a zero digest.
     function _commitment(bytes calldata cid, bytes32 sha256Digest) private pure returns (bytes32) {
+        _checkArtifact(cid, sha256Digest);
+        return keccak256(abi.encode(cid, sha256Digest));
+    }
+
+    /// @dev Refuses a malformed CID ({Cid-parse} reverts; the parts it returns are not needed: the
+    /// whole CID goes in the events) or a zero digest.
+    function _checkArtifact(bytes calldata cid, bytes32 sha256Digest) private pure {
         Cid.parse(cid);
         if (sha256Digest == 0) revert ZeroDigest();
-        return keccak256(abi.encode(cid, sha256Digest));
     }
 
     function _study(uint64 study) private view returns (Study storage s) {
