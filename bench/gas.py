@@ -27,6 +27,7 @@ from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
 from offchain.crypto import KeySuite, RecipientKey, new_data_key, wrap_data_key
+from offchain.rounds import StudyTerms
 from offchain.rounds.privacy import Declaration
 
 # The patient-centric EHR design the issue cites reports about 78,000 gas per grant.
@@ -45,9 +46,12 @@ TARGETS = {
     "submit_private_update": 75_000,
     "commit_aggregate_10": 90_000,
     "commit_aggregate_marginal": 2_600,
+    "secure_round_participant": 160_000,
 }
 BATCH_SIZE = 5
 ROUND_SIZES = (2, 10)
+SECURE_HOSPITALS = 5
+MAX_SAMPLES = 1_000_000
 ONE_YEAR = 365 * 24 * 3600
 
 
@@ -82,6 +86,7 @@ def measure() -> dict[str, int]:
     figures.update(_measure_keys())
     figures.update(measure_rounds(admin, access))
     figures.update(measure_private_rounds(admin, access))
+    figures.update(measure_secure_rounds(admin, access))
     return figures
 
 
@@ -117,7 +122,8 @@ def measure_rounds(admin, access) -> dict[str, int]:
     for site in sites:
         access.grantRole(access.PARTICIPANT_ROLE(), site, sender=admin)
     genesis = (_cid(1000), (1000).to_bytes(32, "big"))
-    study = registry.createStudy(*genesis, b"\x01" * 32, _cid(999), 2, sender=coordinator).return_value
+    study = registry.createStudy(*genesis, b"\x01" * 32, _cid(999), StudyTerms(2, MAX_SAMPLES).encoded(),
+                                 sender=coordinator).return_value
 
     bystander = _funded_new_account()  # a participant outside the rounds
     base, opens, submits, commits = _commitment(*genesis), [], [], {}
@@ -156,8 +162,9 @@ def measure_private_rounds(admin, access) -> dict[str, int]:
     for site in sites:
         access.grantRole(access.PARTICIPANT_ROLE(), site, sender=admin)
     genesis = (_cid(2000), (2000).to_bytes(32, "big"))
-    study = registry.createStudy(*genesis, b"\x01" * 32, _cid(999), len(sites), sender=coordinator).return_value
-    registry.setPrivacyBudgets(study, sites, 4_000_000, 10**13, sender=coordinator)
+    terms = StudyTerms(len(sites), MAX_SAMPLES, budget_hospitals=tuple(site.address for site in sites),
+                       epsilon_units=4_000_000, delta_units=10**13)
+    study = registry.createStudy(*genesis, b"\x01" * 32, _cid(999), terms.encoded(), sender=coordinator).return_value
     base, submits = _commitment(*genesis), []
     for number in (1, 2):
         registry.openRound(study, base, chain.pending_timestamp + ONE_YEAR, [], sender=coordinator)
@@ -170,6 +177,39 @@ def measure_private_rounds(admin, access) -> dict[str, int]:
         registry.commitAggregate(study, number, sites, 0, *aggregate, sender=coordinator)
         base = _commitment(*aggregate)
     return {"submit_private_update": max(submits)}
+
+
+def measure_secure_rounds(admin, access) -> dict[str, int]:
+    """``secure_round_participant``: the most gas one hospital signs for in one secure round of
+    ``SECURE_HOSPITALS`` invited hospitals (its key advertisement, shares, masked input and
+    unmasking response), over two rounds (the first, and one whose slots the first created); the
+    contract's share of bench/rounds.py's ``secagg_round_gas_per_participant``, which runs the protocol."""
+    coordinator, *sites = (_funded_new_account() for _ in range(1 + SECURE_HOSPITALS))
+    registry = admin.deploy(project.RoundRegistry, access)
+    access.grantRole(access.COORDINATOR_ROLE(), coordinator, sender=admin)
+    for site in sites:
+        access.grantRole(access.PARTICIPANT_ROLE(), site, sender=admin)
+    genesis = (_cid(4000), (4000).to_bytes(32, "big"))
+    terms = StudyTerms(3, MAX_SAMPLES, secure_aggregation=True)
+    study = registry.createStudy(*genesis, b"\x01" * 32, _cid(999), terms.encoded(), sender=coordinator).return_value
+    base, spent = _commitment(*genesis), []
+    for number in (1, 2):
+        registry.openRound(study, base, chain.pending_timestamp + ONE_YEAR, sites, sender=coordinator)
+        gas = {site.address: 0 for site in sites}
+        for phase in (0, 1, 2, 3):  # keys, shares, masked inputs (updates), unmasking
+            for i, site in enumerate(sites):
+                message = (_cid(10_000 * number + 100 * phase + i), (phase + 1).to_bytes(32, "big"))
+                if phase == 2:
+                    tx = registry.submitUpdate(study, number, *message, 100, sender=site)
+                else:
+                    tx = registry.postSecureMessage(study, number, phase, *message, sender=site)
+                gas[site.address] += tx.gas_used
+            registry.closeSecurePhase(study, number, phase, sender=coordinator)
+        spent.append(max(gas.values()))
+        aggregate = (_cid(10_000 * number + 99), (2).to_bytes(32, "big"))
+        registry.commitAggregate(study, number, sites, 0, *aggregate, sender=coordinator)
+        base = _commitment(*aggregate)
+    return {"secure_round_participant": max(spent)}
 
 
 def _funded_new_account():

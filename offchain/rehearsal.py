@@ -50,7 +50,7 @@ from offchain.network import connect
 from offchain.records import RecordIndex, RecordService
 from offchain.roles import Role
 from offchain.rpcproxy import DEFAULT_MAX_LOG_BLOCKS, LogRangeProxy
-from offchain.rounds import ArtifactRef, RoundsClient
+from offchain.rounds import ArtifactRef, RoundsClient, StudyTerms
 from offchain.settings import Settings
 
 AMOY_CHAIN_ID = 80002
@@ -232,7 +232,7 @@ def _run(work: Path, anvil: str, gas_price_gwei: float, log: Log) -> Rehearsal:
 
     coordinator, participant = rounds("coordinator"), rounds("hospital")
     genesis, config = _artifact(store, b"genesis model"), _artifact(store, b'{"rounds": 1}')
-    study = coordinator.create_study(genesis, config.sha256, config.cid, 1)
+    study = coordinator.create_study(genesis, config.sha256, config.cid, StudyTerms(1, max_samples=1_000))
     round_number = measured("open_round", [coordinator], lambda: coordinator.open_round(
         study, genesis, coordinator.now() + 3600, [accounts["hospital"].address]))
     measured("submit_update", [participant],

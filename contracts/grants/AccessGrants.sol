@@ -112,13 +112,14 @@ abstract contract AccessGrants is RecordRegistry {
 
     /// @notice End `grantee`'s grant on `record` at once, with any consent attached to it, and void
     /// every patient signature for the pair issued before now; open break-glass access is closed
-    /// separately. Record owner or patient. Runs while paused.
+    /// separately. Record owner or patient, holding its role or not (revoking only narrows access), or a
+    /// consortium admin once the owner lost the data-owner role. Runs while paused.
     /// @dev Does not read the grantee's membership (a voided grant is revoked like any other), which
     /// pays for keeping the revocation block in the slot instead of clearing it for a refund.
     /// @param record The record id.
     /// @param grantee The reader whose grant ends.
     function revokeAccess(bytes32 record, address grantee) external {
-        _requireOwnerOrPatient(record, _liveRecord(record));
+        _requireNarrower(record, _liveRecord(record), true);
         GrantState g = _grants[record][grantee];
         if (g.expiry() == 0) revert NoGrant(record, grantee);
         _grants[record][grantee] = g.withoutGrant();
@@ -127,8 +128,8 @@ abstract contract AccessGrants is RecordRegistry {
 
     /// @notice Consent until `expiry` for `researcher` to read `record` (a grant is still needed; the
     /// access ends at the earlier of the two expiries), or withdraw consent with `expiry` 0, which also
-    /// voids the patient's signatures for the pair issued before now. The record's patient only.
-    /// Withdrawing runs while paused.
+    /// voids the patient's signatures for the pair issued before now. The record's patient only, holding
+    /// the patient role to consent; withdrawing needs no role and runs while paused.
     /// @param record The record id.
     /// @param researcher A holder of the researcher role (any account when withdrawing).
     /// @param expiry Unix time at which the consent ends (in the future), or 0 to withdraw.
@@ -136,7 +137,7 @@ abstract contract AccessGrants is RecordRegistry {
         if (expiry != 0) _requireNotPaused();
         RecordState r = _liveRecord(record);
         if (msg.sender != r.patient()) revert NotRecordPatient(record, msg.sender);
-        _requireRoleBit(_memberships[msg.sender], _PATIENT_BIT, PATIENT_ROLE, msg.sender);
+        if (expiry != 0) _requireRoleBit(_memberships[msg.sender], _PATIENT_BIT, PATIENT_ROLE, msg.sender);
         _setConsent(record, researcher, expiry, msg.sender);
     }
 
@@ -172,14 +173,15 @@ abstract contract AccessGrants is RecordRegistry {
         emit EmergencyAccessOpened(record, msg.sender, r.patient(), reasonHash, expiry, g.emergencyOpenings());
     }
 
-    /// @notice Close `user`'s open break-glass access to `record`. The record's owner or patient (which
-    /// starts {EMERGENCY_COOLDOWN}), or `user` itself. Runs while paused.
+    /// @notice Close `user`'s open break-glass access to `record`. The record's owner or patient, holding
+    /// its role or not, or an admin once the owner lost its role (which starts {EMERGENCY_COOLDOWN}), or
+    /// `user` itself. Runs while paused.
     /// @param record The record id.
     /// @param user The emergency-role holder whose access closes.
     function closeEmergencyAccess(bytes32 record, address user) external {
         RecordState r = _liveRecord(record);
         bool byOther = msg.sender != user;
-        if (byOther) _requireOwnerOrPatient(record, r);
+        if (byOther) _requireNarrower(record, r, true);
         GrantState g = _grants[record][user];
         if (g.emergencyExpiry() <= block.timestamp || g.emergencyAt() <= _memberships[user].lostAt()) {
             revert NoEmergencyAccess(record, user);

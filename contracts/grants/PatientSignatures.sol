@@ -65,11 +65,13 @@ abstract contract PatientSignatures is AccessGrants, EIP712 {
         bytes32 structHash =
             keccak256(abi.encode(GRANT_TYPEHASH, record, grantee, expiry, nonce, issuedBlock, deadline));
         address patient = _usePatientSignature(record, grantee, structHash, nonce, issuedBlock, deadline, signature);
+        _requireRoleBit(_memberships[patient], _PATIENT_BIT, PATIENT_ROLE, patient);
         _grant(_grants[record], record, grantee, _checkExpiry(expiry), true, patient);
     }
 
     /// @notice Relay the patient's signed {Consent}: consent until `expiry` for `researcher` to read
-    /// `record`, or withdraw it (`expiry` 0; runs while paused). Anyone may call.
+    /// `record`, or withdraw it (`expiry` 0; runs while paused, and needs no patient role: withdrawing
+    /// only narrows access). Anyone may call.
     /// @param record The record id.
     /// @param researcher A holder of the researcher role (any account when withdrawing).
     /// @param expiry Unix time at which the consent ends (in the future), or 0 to withdraw.
@@ -91,6 +93,7 @@ abstract contract PatientSignatures is AccessGrants, EIP712 {
             keccak256(abi.encode(CONSENT_TYPEHASH, record, researcher, expiry, nonce, issuedBlock, deadline));
         address patient =
             _usePatientSignature(record, researcher, structHash, nonce, issuedBlock, deadline, signature);
+        if (expiry != 0) _requireRoleBit(_memberships[patient], _PATIENT_BIT, PATIENT_ROLE, patient);
         _setConsent(record, researcher, expiry, patient);
     }
 
@@ -109,7 +112,7 @@ abstract contract PatientSignatures is AccessGrants, EIP712 {
         return _usedNonces[patient][nonce >> 8] & (1 << (nonce & 0xff)) != 0;
     }
 
-    /// @dev Checks the deadline, the record, the patient's role, consumes the nonce (a replay fails
+    /// @dev Checks the deadline and the record, consumes the nonce (a replay fails
     /// with {NonceAlreadyUsed}), checks the issue block against the pair's history and verifies the
     /// signature. Returns the patient.
     function _usePatientSignature(
@@ -124,7 +127,6 @@ abstract contract PatientSignatures is AccessGrants, EIP712 {
         if (block.timestamp > deadline) revert SignatureExpired(deadline);
         RecordState r = _liveRecord(record);
         patient = r.patient();
-        _requireRoleBit(_memberships[patient], _PATIENT_BIT, PATIENT_ROLE, patient);
         _useNonce(patient, nonce);
         if (issuedBlock >= block.number) revert SignatureFromFuture(issuedBlock);
         GrantState g = _grants[record][grantee];

@@ -18,12 +18,26 @@ library Cid {
 
     /// @notice Split a binary CID into its format and sha2-256 digest; reverts {InvalidCid} otherwise.
     function parse(bytes calldata cid) internal pure returns (uint8 format, bytes32 digest) {
-        if (cid.length == 34 && cid[0] == 0x12 && cid[1] == 0x20) {
-            return (V0, bytes32(cid[2:34]));
+        // One calldata word holds the prefix (bounds are checked by the length first): every secure
+        // round posting parses a CID, so this stays a few dozen gas.
+        uint256 length = cid.length;
+        uint256 head;
+        assembly ("memory-safe") {
+            head := calldataload(cid.offset)
         }
-        if (cid.length == 36 && cid[0] == 0x01 && cid[2] == 0x12 && cid[3] == 0x20) {
-            if (cid[1] == 0x55) return (V1_RAW, bytes32(cid[4:36]));
-            if (cid[1] == 0x70) return (V1_DAG_PB, bytes32(cid[4:36]));
+        if (length == 34 && head >> 240 == 0x1220) {
+            assembly ("memory-safe") {
+                digest := calldataload(add(cid.offset, 2))
+            }
+            return (V0, digest);
+        }
+        if (length == 36 && head >> 248 == 0x01 && (head >> 224) & 0xffff == 0x1220) {
+            assembly ("memory-safe") {
+                digest := calldataload(add(cid.offset, 4))
+            }
+            uint256 codec = (head >> 240) & 0xff;
+            if (codec == 0x55) return (V1_RAW, digest);
+            if (codec == 0x70) return (V1_DAG_PB, digest);
         }
         revert InvalidCid(cid);
     }

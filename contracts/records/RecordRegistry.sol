@@ -79,11 +79,12 @@ abstract contract RecordRegistry is ConsortiumRoles {
     }
 
     /// @notice Retire `record` for good: `checkAccess` is false for it from now on and it can no
-    /// longer be changed. Record owner only. Runs while paused.
+    /// longer be changed. Record owner (whether or not it still holds the data-owner role: retiring
+    /// only narrows access), or a consortium admin once the owner lost that role. Runs while paused.
     /// @param record The record id.
     function retireRecord(bytes32 record) external {
         RecordState r = _liveRecord(record);
-        _requireOwner(record, r);
+        _requireNarrower(record, r, false);
         _records[record] = r.retired();
         emit RecordRetired(record, msg.sender);
     }
@@ -146,6 +147,20 @@ abstract contract RecordRegistry is ConsortiumRoles {
         Membership caller = _memberships[msg.sender];
         if (caller.ownerId() != r.ownerId()) revert NotRecordOwner(record, msg.sender);
         _requireRoleBit(caller, _DATA_OWNER_BIT, DATA_OWNER_ROLE, msg.sender);
+    }
+
+    /// @dev For what only narrows access (revoke, withdraw, retire, close): the caller must be the
+    /// record's owner or (if `patientMay`) its patient, holding its role or not, or a consortium admin
+    /// once the owner lost the data-owner role (an evicted hospital's records stay manageable).
+    /// Returns whether the caller acts as the patient.
+    function _requireNarrower(bytes32 record, RecordState r, bool patientMay) internal view returns (bool isPatient) {
+        Membership caller = _memberships[msg.sender];
+        if (caller.ownerId() == r.ownerId()) return false;
+        if (patientMay && msg.sender == r.patient()) return true;
+        if (!caller.holdsAny(_ADMIN_BIT) || _memberships[_ownerAccounts[r.ownerId()]].holdsAny(_DATA_OWNER_BIT)) {
+            if (patientMay) revert NotOwnerOrPatient(record, msg.sender);
+            revert NotRecordOwner(record, msg.sender);
+        }
     }
 
     /// @dev The caller must be the record's owner holding the data-owner role, or its patient holding

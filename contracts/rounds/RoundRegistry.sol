@@ -18,20 +18,27 @@ import {IConsortium} from "./IConsortium.sol";
 /// Roles and pause come from the access policy ({ConsortiumBound}). Commit checks the submitters the
 /// coordinator lists against a running digest kept at submit time, and re-reads their roles only if
 /// an account lost the coordinator or participant role since the round opened.
-/// Privacy budgets: before its first round, a study's coordinator may give hospitals an (epsilon,
-/// delta) budget for the whole study ({setPrivacyBudgets}); the study's rounds then take only
+/// A study's terms are fixed when it is created, in the same call ({createStudy}, {StudyTerms}), so no
+/// declaration can land on another study: its quorum, the most samples one update may claim, its
+/// hospitals' privacy budgets and whether its rounds run secure aggregation (and on which graph).
+/// Privacy budgets: a study may give hospitals an (epsilon, delta) budget for the whole study; its
+/// rounds then take only
 /// {submitPrivateUpdate}, which declares the DP parameters the update was trained with and the
 /// hospital's cumulative epsilon after it, and is refused if that total passes the budget or falls.
 /// The registry cannot run the accountant; auditors recompute every declared epsilon off chain
 /// from the declared parameters ({PrivacySpent} events). Budget and spend share one slot per hospital.
-/// Secure aggregation: a study may declare it before its first round ({setSecureAggregation}); each
-/// of its rounds then runs the protocol of Bonawitz et al. through the chain, its phases in the
+/// Secure aggregation: a study may declare it at creation; each of its rounds then runs the protocol of Bonawitz et al. through the chain, its phases in the
 /// round's header ({SecurePhase}). The chain is the broadcast channel every client reads: key
 /// advertisements, encrypted shares and unmasking responses are {SecureMessagePosted} events (their
 /// bytes in the store), masked inputs are the round's updates, and the coordinator closes each phase
-/// ({closeSecurePhase}), so the roster and the survivor set are the same for every reader. Nothing of
-/// a posting is stored: a reader counts each sender's first posting in a phase.
-/// Room to grow: {Round} and {Study} end in mappings new fields can join, and {RoundHeader} has 24
+/// ({closeSecurePhase}), so the roster and the survivor set are the same for every reader. Postings
+/// are taken from the round's roster only (its invited hospitals), with a well-formed CID and digest,
+/// and not while the consortium is paused; nothing of a posting is stored: a reader counts each
+/// sender's first posting in a phase. A secure round commits only if every survivor it counts still
+/// holds the participant role (its input cannot be left out of the sum).
+/// No stall: a round whose deadline passed {CANCEL_GRACE_PERIOD} ago may be cancelled by anyone, so an
+/// evicted or silent coordinator cannot hold its study; every coordinator action checks its role.
+/// Room to grow: {Round} and {Study} end in mappings new fields can join, and {RoundHeader} has 8
 /// spare bits.
 contract RoundRegistry is ConsortiumBound, Multicall {
     /// @notice A round takes at most this many updates (its commit event's counted mask is one word).
@@ -44,6 +51,10 @@ contract RoundRegistry is ConsortiumBound, Multicall {
     uint64 public constant DP_PARAMETER_SCALE = 1e9;
     /// @notice A round's deadline is at most this far ahead, so no round can hold its study for good.
     uint64 public constant MAX_ROUND_DURATION = 365 days;
+    /// @notice How long after a round's deadline its coordinator alone may close it; after that anyone
+    /// may cancel it ({cancelRound}), whatever its updates, so a silent or evicted coordinator cannot
+    /// hold its study. A day: long enough for a coordinator's restart or a congested chain.
+    uint64 public constant CANCEL_GRACE_PERIOD = 1 days;
 
     enum RoundStatus {
         None,
@@ -72,10 +83,40 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         bool secure; // rounds run secure aggregation
     }
 
+    /// @notice What a study is created with ({createStudy}): fixed for its whole life.
+    /// @param minUpdates The quorum: updates a round needs to be committed (1 to {MAX_UPDATES}).
+    /// @param maxSamples The most samples one update may declare (its weight in an aggregate), > 0.
+    /// @param secureAggregation Whether the study's rounds run secure aggregation.
+    /// @param graphDegree Under secure aggregation, each hospital's neighbours in the SecAgg+ sharing
+    /// graph (Bell et al. 2020); 0: the complete graph (every hospital shares with every other).
+    /// Must be 0 without secure aggregation.
+    /// @param budgetHospitals The hospitals given a privacy budget (empty: no budgets; the study's
+    /// updates then declare no DP spend). Each once.
+    /// @param epsilonBudget Each one's epsilon for the whole study, in millionths (> 0 with hospitals,
+    /// 0 without).
+    /// @param delta The delta every epsilon of theirs is computed at, in 1e-18 (0 < delta < 1e18 with
+    /// hospitals, 0 without).
+    struct StudyTerms {
+        uint16 minUpdates;
+        uint64 maxSamples;
+        bool secureAggregation;
+        uint16 graphDegree;
+        address[] budgetHospitals;
+        uint64 epsilonBudget;
+        uint64 delta;
+    }
+
+    /// @dev One slot: the study's settings no round copies.
+    struct StudySettings {
+        uint64 maxSamples;
+        uint16 graphDegree;
+    }
+
     struct Study {
         StudyHeader header;
         bytes32 genesis; // the genesis model's commitment
         bytes32 configDigest; // SHA-256 of the study's canonical JSON config
+        StudySettings settings;
         mapping(uint32 round => Round) rounds;
         mapping(address hospital => PrivacyAccount) privacy;
     }
@@ -89,20 +130,23 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         // once-per-round guard lives here, in a slot reused every round, rather than in a fresh slot
         // of {Round.updates} (the 17,000 gas difference keeps a secure round within its budget).
         uint32 lastSecureRound;
-        // Set when a secure round first invites the hospital: the coordinator's opening pays for the
-        // slot's creation, so no participant's masked input does.
-        bool enrolled;
+        // The last secure round that invited the hospital: a secure round's roster, read by every
+        // posting and masked input in the slot the masked input updates anyway. The coordinator's
+        // opening writes it (and so pays for the slot's creation, not a participant).
+        uint32 invitedRound;
     }
-
 
 
     /// @dev One slot, written whole at open, commit and cancel.
     struct RoundHeader {
-        uint64 deadline; // the last second an update is taken
+        uint40 deadline; // the last second an update is taken (at most a year ahead: fits 40 bits)
         RoundStatus status;
         bool invites; // only invited participants may submit
         uint32 baseRound; // the round whose aggregate is this round's base; 0: the genesis model
-        uint64 roleLosses; // the consortium's count of learning-role losses when the round opened
+        // The consortium's count of learning-role losses when the round opened (low 40 bits: each
+        // loss is a transaction, so the count never wraps them).
+        uint40 roleLosses;
+        uint64 maxSamples; // the study's, copied at open: the most samples an update may declare
         uint16 updateCount; // set when the round closes (the tally counts while it is open)
         uint16 counted; // updates from accounts holding the participant role at commit
         bool budgeted; // the study's, copied at open: updates must declare their DP spend
@@ -117,7 +161,7 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         // spent at commit.
         bytes32 tally;
         mapping(address participant => bytes32 commitment) updates;
-        mapping(address account => bool) invited;
+        mapping(address account => bool) invited; // a plain round's; a secure round's is {PrivacyAccount}
     }
 
     /// @dev The running digest of a round without submitters (never zero, so the first submission
@@ -171,9 +215,11 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         uint256 rejectedMask,
         uint16 counted
     );
-    /// @notice The round missed its quorum by its deadline, not counting the updates the coordinator
-    /// refused as malformed (bits of `rejectedMask`); the study's latest model is unchanged.
-    event RoundCancelled(uint64 indexed study, uint32 indexed round, uint256 rejectedMask);
+    /// @notice `cancelledBy` cancelled the round: its coordinator, as it missed its quorum by its
+    /// deadline (not counting the updates it refused as malformed, bits of `rejectedMask`) or cannot
+    /// be committed (a secure round's survivor lost its role); or anyone, {CANCEL_GRACE_PERIOD} after
+    /// the deadline (`rejectedMask` 0). The study's latest model is unchanged.
+    event RoundCancelled(uint64 indexed study, uint32 indexed round, uint256 rejectedMask, address indexed cancelledBy);
     /// @notice `hospital` may spend at most `epsilonBudget` (in millionths) at `delta` (in 1e-18)
     /// over the whole study.
     event PrivacyBudgetSet(uint64 indexed study, address indexed hospital, uint64 epsilonBudget, uint64 delta);
@@ -183,8 +229,11 @@ contract RoundRegistry is ConsortiumBound, Multicall {
     /// @dev Study, round and participant are not repeated: each indexed topic would cost 375 gas an
     /// update, which would take a declared update past its 75,000 gas target.
     event PrivacySpent(uint256 declaration);
-    /// @notice The study's rounds run secure aggregation.
-    event SecureAggregationDeclared(uint64 indexed study);
+    /// @notice The study's rounds run secure aggregation, each hospital sharing with `graphDegree`
+    /// neighbours of the SecAgg+ graph (0: with every other hospital).
+    event SecureAggregationDeclared(uint64 indexed study, uint16 graphDegree);
+    /// @notice An update to the study may declare at most `maxSamples` samples.
+    event SampleCapSet(uint64 indexed study, uint64 maxSamples);
     /// @notice `sender` posted a message of the secure round's `phase` (Keys, Shares or Unmasking): its
     /// bytes are in the store under `cid`, with SHA-256 `sha256`. Readers count a sender's first posting
     /// in a phase only.
@@ -240,11 +289,10 @@ contract RoundRegistry is ConsortiumBound, Multicall {
     error NoSamples();
     /// @notice A private update ({submitPrivateUpdate}) publishes no sample count: it must be 0.
     error SampleCountInPrivateUpdate();
-    /// @notice A budget's epsilon must be positive, its delta in (0, 1), and it needs hospitals.
+    /// @notice With hospitals, a budget's epsilon must be positive and its delta in (0, 1); without,
+    /// both must be 0.
     error BadPrivacyBudget(uint64 epsilonBudget, uint64 delta);
-    /// @notice Budgets are set before the study's first round only.
-    error PrivacyBudgetsFrozen(uint64 study);
-    /// @notice `hospital` already has a budget in `study`.
+    /// @notice `hospital` is listed twice among the hospitals given a budget in `study`.
     error PrivacyBudgetAlreadySet(uint64 study, address hospital);
     /// @notice `account` has no privacy budget in the budgeted `study`, so it cannot submit.
     error NoPrivacyBudget(uint64 study, address account);
@@ -263,84 +311,62 @@ contract RoundRegistry is ConsortiumBound, Multicall {
     error RoundNotSecure(uint64 study, uint32 round);
     /// @notice The secure round is in phase `current`, not `given`.
     error SecurePhaseMismatch(uint64 study, uint32 round, SecurePhase current, SecurePhase given);
-    /// @notice Secure aggregation is declared before the study's first round only.
-    error SecureAggregationFrozen(uint64 study);
-    /// @notice The study already runs secure aggregation.
-    error SecureAggregationAlreadySet(uint64 study);
+    /// @notice A study's cap on the samples an update declares must be positive.
+    error BadSampleCap(uint64 maxSamples);
+    /// @notice The update declares `samples`, over the study's cap of `maxSamples`.
+    error SamplesOverCap(uint64 study, uint32 round, uint64 samples, uint64 maxSamples);
+    /// @notice A SecAgg+ graph degree is for a study with secure aggregation only.
+    error BadGraphDegree(uint16 graphDegree);
+    /// @notice The survivors of the secure round in the bits of `lostMask` (bit i: the i-th submitter)
+    /// lost the participant role: their inputs are in the sum, so the round cannot be committed
+    /// without counting them; cancel it instead.
+    error SurvivorLostRole(uint64 study, uint32 round, uint256 lostMask);
+    /// @notice Before `anyoneFrom` only the study's coordinator may cancel the round.
+    error CancelGracePeriod(uint64 study, uint32 round, uint64 anyoneFrom);
+    /// @notice Only the study's coordinator, holding its role, may reject updates (`account` is not).
+    error RejectionByNonCoordinator(address account);
 
     /// @param consortium_ The deployed MedicalAccess whose roles and pause the registry follows.
     constructor(address consortium_) ConsortiumBound(consortium_) {}
 
     // Studies --------------------------------------------------------------------------------------
 
-    /// @notice Create a study whose rounds start from the genesis model; the caller becomes its
-    /// coordinator. Coordinators only.
+    /// @notice Create a study whose rounds start from the genesis model, on `terms` fixed for its whole
+    /// life (its quorum, sample cap, privacy budgets and secure aggregation, all in this one call, so
+    /// none can land on another study); the caller becomes its coordinator. Coordinators only.
     /// @param genesisCid Binary CID (v0, or v1 raw or dag-pb; sha2-256) of the genesis model.
     /// @param genesisSha256 SHA-256 of the genesis model's bytes.
     /// @param configDigest SHA-256 of the study's config as canonical JSON.
     /// @param configCid Binary CID of those JSON bytes in the store.
-    /// @param minUpdates The quorum: updates a round needs to be committed (1 to {MAX_UPDATES}).
+    /// @param terms The study's quorum, sample cap, secure aggregation and privacy budgets ({StudyTerms}).
     /// @return study The new study's id (studies are numbered from 1).
     function createStudy(
         bytes calldata genesisCid,
         bytes32 genesisSha256,
         bytes32 configDigest,
         bytes calldata configCid,
-        uint16 minUpdates
+        StudyTerms calldata terms
     ) external returns (uint64 study) {
         _requireNotPaused();
         if (!_holds(msg.sender, _COORDINATOR_BIT)) revert NotCoordinator(msg.sender);
+        uint16 minUpdates = terms.minUpdates;
         if (minUpdates == 0 || minUpdates > MAX_UPDATES) revert BadMinUpdates(minUpdates);
-        if (configDigest == 0) revert ZeroDigest();
-        Cid.parse(configCid);
+        if (terms.maxSamples == 0) revert BadSampleCap(terms.maxSamples);
+        if (!terms.secureAggregation && terms.graphDegree != 0) revert BadGraphDegree(terms.graphDegree);
+        _checkArtifact(configCid, configDigest);
         bytes32 genesis = _commitment(genesisCid, genesisSha256);
         study = ++_studyCount;
         Study storage s = _studies[study];
-        s.header = StudyHeader(msg.sender, minUpdates, 0, 0, false, false);
+        s.header = StudyHeader(
+            msg.sender, minUpdates, 0, 0, terms.budgetHospitals.length != 0, terms.secureAggregation
+        );
         s.genesis = genesis;
         s.configDigest = configDigest;
+        s.settings = StudySettings(terms.maxSamples, terms.graphDegree);
         emit StudyCreated(study, msg.sender, genesisCid, genesisSha256, configDigest, configCid, minUpdates);
-    }
-
-    /// @notice Give `hospitals` an (epsilon, delta) budget for the whole study: from then on every
-    /// update to the study must declare its DP parameters and its sender's cumulative epsilon
-    /// ({submitPrivateUpdate}), and only hospitals with a budget may submit. The study's coordinator
-    /// only, before its first round (e.g. in one multicall with {createStudy}); each hospital once.
-    /// @param study The study.
-    /// @param hospitals The hospitals that get this budget.
-    /// @param epsilonBudget Each one's epsilon for the whole study, in millionths (> 0).
-    /// @param delta The delta every epsilon of theirs is computed at, in 1e-18 (0 < delta < 1e18).
-    function setPrivacyBudgets(uint64 study, address[] calldata hospitals, uint64 epsilonBudget, uint64 delta)
-        external
-    {
-        Study storage s = _studies[study];
-        StudyHeader memory header = s.header;
-        _requireCoordinator(study, header, true);
-        if (header.roundCount != 0) revert PrivacyBudgetsFrozen(study);
-        if (epsilonBudget == 0 || delta == 0 || delta >= DELTA_SCALE || hospitals.length == 0) {
-            revert BadPrivacyBudget(epsilonBudget, delta);
-        }
-        for (uint256 i; i < hospitals.length; ++i) {
-            address hospital = hospitals[i];
-            if (s.privacy[hospital].epsilonBudget != 0) revert PrivacyBudgetAlreadySet(study, hospital);
-            s.privacy[hospital] = PrivacyAccount(epsilonBudget, delta, 0, 0, false);
-            emit PrivacyBudgetSet(study, hospital, epsilonBudget, delta);
-        }
-        if (!header.budgeted) s.header.budgeted = true;
-    }
-
-    /// @notice Declare that the study's rounds run secure aggregation: each round then goes through
-    /// the phases of {SecurePhase}, and the coordinator commits it only once every phase is closed.
-    /// The study's coordinator only, before its first round (e.g. in one multicall with {createStudy}).
-    /// @param study The study.
-    function setSecureAggregation(uint64 study) external {
-        Study storage s = _studies[study];
-        StudyHeader memory header = s.header;
-        _requireCoordinator(study, header, true);
-        if (header.roundCount != 0) revert SecureAggregationFrozen(study);
-        if (header.secure) revert SecureAggregationAlreadySet(study);
-        s.header.secure = true;
-        emit SecureAggregationDeclared(study);
+        _setPrivacyBudgets(study, s, terms.budgetHospitals, terms.epsilonBudget, terms.delta);
+        emit SampleCapSet(study, terms.maxSamples);
+        if (terms.secureAggregation) emit SecureAggregationDeclared(study, terms.graphDegree);
     }
 
     // Rounds ---------------------------------------------------------------------------------------
@@ -351,7 +377,8 @@ contract RoundRegistry is ConsortiumBound, Multicall {
     /// @param baseCommitment The commitment of the study's latest model (its last committed aggregate,
     /// or the genesis model before any): the round's base.
     /// @param deadline The last second (unix time) an update is taken; at most {MAX_ROUND_DURATION} ahead.
-    /// @param invited The participants who may submit; empty: any participant. At least the quorum.
+    /// @param invited The participants who may submit; empty: any participant. At least the quorum of
+    /// distinct accounts (one listed twice counts once).
     /// @return round The new round's number (rounds are numbered from 1 in each study).
     function openRound(uint64 study, bytes32 baseCommitment, uint64 deadline, address[] calldata invited)
         external
@@ -368,19 +395,21 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         if (deadline <= block.timestamp || deadline > block.timestamp + MAX_ROUND_DURATION) {
             revert BadDeadline(deadline);
         }
-        if (invited.length != 0 && invited.length < header.minUpdates) {
-            revert TooFewInvited(invited.length, header.minUpdates);
-        }
 
         round = last + 1;
         s.header.roundCount = round;
         Round storage r = s.rounds[round];
+        if (invited.length != 0) {
+            uint256 distinct = _invite(s, r, round, header.secure, invited);
+            if (distinct < header.minUpdates) revert TooFewInvited(distinct, header.minUpdates);
+        }
         r.header = RoundHeader({
-            deadline: deadline,
+            deadline: uint40(deadline),
             status: RoundStatus.Open,
             invites: invited.length != 0,
             baseRound: baseRound,
-            roleLosses: uint64(consortium.learningRoleLosses()),
+            roleLosses: uint40(consortium.learningRoleLosses()),
+            maxSamples: s.settings.maxSamples,
             updateCount: 0,
             counted: 0,
             budgeted: header.budgeted,
@@ -388,10 +417,6 @@ contract RoundRegistry is ConsortiumBound, Multicall {
             phase: SecurePhase.Keys
         });
         r.tally = bytes32(_TALLY_SEED);
-        for (uint256 i; i < invited.length; ++i) {
-            r.invited[invited[i]] = true;
-        }
-        if (header.secure) _enroll(s, invited);
         emit RoundOpened(study, round, baseCommitment, baseRound, deadline, invited);
     }
 
@@ -452,14 +477,13 @@ contract RoundRegistry is ConsortiumBound, Multicall {
 
     /// @notice Post the caller's message of a secure round's current phase: its key advertisement
     /// (Keys), its encrypted shares (Shares) or its unmasking response (Unmasking). Masked inputs are
-    /// the round's updates ({submitUpdate}). A key advertisement admits its sender to the round's
-    /// roster and is taken from invited participants only (from any participant when the round invites
-    /// no one in particular); a sender's later postings count only if it is on that roster, which
-    /// readers check, so the contract does not. Nothing is stored or parsed (a pause, which stops state
-    /// changes, does not stop it; masked inputs and phase closes do stop): each sender's first posting
-    /// of a phase counts, and one whose bytes cannot be fetched to the digest counts as silence.
+    /// the round's updates ({submitUpdate}). Taken in every phase from the round's roster only: its
+    /// invited participants (any participant when the round invites no one in particular); with a
+    /// well-formed CID (as {submitUpdate}) and a non-zero digest; not while the consortium is paused
+    /// (the round's deadline still lets it be cancelled). Nothing is stored: each sender's first
+    /// posting of a phase counts, and one whose bytes cannot be fetched to the digest counts as silence.
     /// @dev Each check here is paid by every participant of every round: a secure round's postings and
-    /// masked input must stay within 150,000 gas a participant.
+    /// masked input must stay within 160,000 gas a participant.
     /// @param study The study.
     /// @param round The round (secure, open).
     /// @param phase The round's current phase: Keys, Shares or Unmasking.
@@ -468,7 +492,8 @@ contract RoundRegistry is ConsortiumBound, Multicall {
     function postSecureMessage(uint64 study, uint32 round, SecurePhase phase, bytes calldata cid, bytes32 sha256Digest)
         external
     {
-        Round storage r = _studies[study].rounds[round];
+        Study storage s = _studies[study];
+        Round storage r = s.rounds[round];
         RoundHeader memory header = r.header;
         _requireOpen(study, round, header.status);
         if (!header.secure) revert RoundNotSecure(study, round);
@@ -476,25 +501,25 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         if (phase != header.phase || phase == SecurePhase.MaskedInputs || phase == SecurePhase.Finished) {
             revert SecurePhaseMismatch(study, round, header.phase, phase);
         }
-        if (phase == SecurePhase.Keys) {
-            if (header.invites) {
-                if (!r.invited[msg.sender]) revert NotInvited(study, round, msg.sender);
-            } else if (!_holds(msg.sender, _PARTICIPANT_BIT)) {
-                revert NotParticipant(msg.sender);
-            }
+        _requireNotPaused();
+        if (header.invites) {
+            if (s.privacy[msg.sender].invitedRound != round) revert NotInvited(study, round, msg.sender);
+        } else if (!_holds(msg.sender, _PARTICIPANT_BIT)) {
+            revert NotParticipant(msg.sender);
         }
+        _checkArtifact(cid, sha256Digest);
         emit SecureMessagePosted(study, round, msg.sender, phase, cid, sha256Digest);
     }
 
     /// @notice Close a secure round's current phase: its postings are final and the next phase
     /// opens. Closing MaskedInputs fixes the survivors (the round's submitters); closing Unmasking
-    /// lets the round be committed. The study's coordinator only.
+    /// lets the round be committed. The study's coordinator only, while it holds the coordinator role.
     /// @param study The study.
     /// @param round The round (secure, open).
     /// @param phase The round's current phase (Keys to Unmasking).
     function closeSecurePhase(uint64 study, uint32 round, SecurePhase phase) external {
         Study storage s = _studies[study];
-        _requireCoordinator(study, s.header, false);
+        _requireCoordinator(study, s.header, true);
         Round storage r = s.rounds[round];
         RoundHeader memory header = r.header;
         _requireOpen(study, round, header.status);
@@ -507,8 +532,10 @@ contract RoundRegistry is ConsortiumBound, Multicall {
     }
 
     /// @notice Commit the round's aggregate, which becomes the study's latest model. The study's
-    /// coordinator only; once. Counts the updates whose senders hold the participant role now and
-    /// that the coordinator did not reject, and needs at least the study's quorum of them.
+    /// coordinator only, while it holds the coordinator role; once. Counts the updates whose senders
+    /// hold the participant role now and that the coordinator did not reject, and needs at least the
+    /// study's quorum of them. A secure round's sum cannot leave an input out: it is refused
+    /// ({SurvivorLostRole}) while a survivor it does not reject lost the participant role.
     /// @param study The study.
     /// @param round The round (open; its deadline may have passed).
     /// @param submitters Every submitter of the round, in submission order (from the round's
@@ -539,7 +566,7 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         uint256 mask;
         {
             uint256 counted;
-            (mask, counted) = _countParticipants(study, round, r, submitters, rejectedMask);
+            (mask, counted) = _countParticipants(study, round, r, submitters, rejectedMask, true);
             if (counted < header.minUpdates) revert QuorumNotMet(study, round, counted, header.minUpdates);
             roundHeader.counted = uint16(counted);
         }
@@ -552,29 +579,40 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         emit RoundCommitted(study, round, cid, sha256Digest, mask, rejectedMask, roundHeader.counted);
     }
 
-    /// @notice Cancel a round that missed its quorum by its deadline; the next round starts from the
-    /// same base. The study's coordinator only.
+    /// @notice Cancel a round; the next round starts from the same base. After the round's deadline,
+    /// its study's coordinator (holding the coordinator role) may cancel it if it missed its quorum or,
+    /// a secure round, cannot be committed because a survivor lost its role. From
+    /// {CANCEL_GRACE_PERIOD} after the deadline anyone may cancel it, whatever its updates: a silent
+    /// or evicted coordinator cannot hold its study. Runs while the consortium is paused (it commits
+    /// nothing). Logs who cancelled ({RoundCancelled}).
     /// @param study The study.
     /// @param round The round (open, deadline passed).
-    /// @param submitters The round's submitters in submission order, needed only when the round has
-    /// the quorum of updates but some of their senders have since lost the participant role or some
-    /// of their updates were rejected.
+    /// @param submitters The round's submitters in submission order, needed only when the coordinator
+    /// cancels within the grace period a round that has the quorum of updates but some of their senders
+    /// have since lost the participant role or some of their updates were rejected.
     /// @param rejectedMask As for {commitAggregate}: the updates the coordinator refused as malformed,
-    /// which do not count towards the quorum. Recorded in {RoundCancelled}.
+    /// which do not count towards the quorum. Recorded in {RoundCancelled}. 0 from anyone else.
     function cancelRound(uint64 study, uint32 round, address[] calldata submitters, uint256 rejectedMask)
         external
     {
         Study storage s = _studies[study];
         StudyHeader memory header = s.header;
-        _requireCoordinator(study, header, true);
+        if (header.coordinator == address(0)) revert UnknownStudy(study);
         Round storage r = s.rounds[round];
         RoundHeader memory roundHeader = r.header;
         _requireOpen(study, round, roundHeader.status);
         if (block.timestamp <= roundHeader.deadline) revert DeadlineNotReached(study, round, roundHeader.deadline);
-        bytes32 tally = r.tally;
-        uint256 updates = uint256(tally) & _COUNT_MASK;
-        if (updates >= header.minUpdates) {
-            (, uint256 counted) = _countParticipants(study, round, r, submitters, rejectedMask);
+        uint256 updates = uint256(r.tally) & _COUNT_MASK;
+        uint256 anyoneFrom = uint256(roundHeader.deadline) + CANCEL_GRACE_PERIOD;
+        bool abandoned = block.timestamp > anyoneFrom;
+        if (msg.sender != header.coordinator || !_holds(msg.sender, _COORDINATOR_BIT)) {
+            if (!abandoned) {
+                if (msg.sender != header.coordinator) revert CancelGracePeriod(study, round, uint64(anyoneFrom));
+                revert NotCoordinator(msg.sender);
+            }
+            if (rejectedMask != 0) revert RejectionByNonCoordinator(msg.sender);
+        } else if (!abandoned && updates >= header.minUpdates) {
+            (, uint256 counted) = _countParticipants(study, round, r, submitters, rejectedMask, false);
             if (counted >= header.minUpdates) revert QuorumReached(study, round, counted, header.minUpdates);
         } else if (rejectedMask >> updates != 0) {
             revert RejectedOutOfRange(study, round, rejectedMask, updates);
@@ -583,7 +621,7 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         roundHeader.status = RoundStatus.Cancelled;
         roundHeader.updateCount = uint16(updates);
         r.header = roundHeader;
-        emit RoundCancelled(study, round, rejectedMask);
+        emit RoundCancelled(study, round, rejectedMask, msg.sender);
     }
 
     // Views ----------------------------------------------------------------------------------------
@@ -676,10 +714,27 @@ contract RoundRegistry is ConsortiumBound, Multicall {
     }
 
     /// @notice Whether the round lets `account` submit by invitation (true for all when it invites
-    /// no one in particular). Says nothing of the participant role.
+    /// no one in particular). Says nothing of the participant role. For a secure round exact while the
+    /// round is the study's latest: for earlier ones read {RoundOpened}.
     function isInvited(uint64 study, uint32 round, address account) external view returns (bool) {
-        Round storage r = _studies[study].rounds[round];
-        return !r.header.invites || r.invited[account];
+        Study storage s = _studies[study];
+        RoundHeader memory header = s.rounds[round].header;
+        if (!header.invites) return true;
+        if (header.secure) return s.privacy[account].invitedRound == round;
+        return s.rounds[round].invited[account];
+    }
+
+    /// @notice The terms the study was created with that {studyOf} does not return: the most samples
+    /// an update may declare, whether its hospitals have privacy budgets, whether its rounds run secure
+    /// aggregation, and its SecAgg+ graph degree (0: the complete graph).
+    function studyTermsOf(uint64 study)
+        external
+        view
+        returns (uint64 maxSamples, bool budgeted, bool secureAggregation, uint16 graphDegree)
+    {
+        Study storage s = _study(study);
+        StudySettings memory settings = s.settings;
+        return (settings.maxSamples, s.header.budgeted, s.header.secure, settings.graphDegree);
     }
 
     /// @notice `account`'s privacy budget in the study and its spend so far (epsilons in millionths,
@@ -721,7 +776,7 @@ contract RoundRegistry is ConsortiumBound, Multicall {
             revert RoundNotPrivate(study, round);
         }
         if (block.timestamp > header.deadline) revert DeadlinePassed(study, round, header.deadline);
-        if (header.invites && !r.invited[msg.sender]) revert NotInvited(study, round, msg.sender);
+        if (samples > header.maxSamples) revert SamplesOverCap(study, round, samples, header.maxSamples);
         uint256 tally = uint256(r.tally);
         uint256 index = tally & _COUNT_MASK;
         if (index == MAX_UPDATES) revert RoundFull(study, round);
@@ -730,10 +785,13 @@ contract RoundRegistry is ConsortiumBound, Multicall {
                 revert SecurePhaseMismatch(study, round, header.phase, SecurePhase.MaskedInputs);
             }
             PrivacyAccount storage account = _studies[study].privacy[msg.sender];
-            if (account.lastSecureRound >= round) revert AlreadySubmitted(study, round, msg.sender);
+            PrivacyAccount memory entry = account;
+            if (header.invites && entry.invitedRound != round) revert NotInvited(study, round, msg.sender);
+            if (entry.lastSecureRound >= round) revert AlreadySubmitted(study, round, msg.sender);
             account.lastSecureRound = round;
-            _commitment(cid, sha256Digest);
+            _checkArtifact(cid, sha256Digest); // nothing of a masked input is stored: checked only
         } else {
+            if (header.invites && !r.invited[msg.sender]) revert NotInvited(study, round, msg.sender);
             if (r.updates[msg.sender] != 0) revert AlreadySubmitted(study, round, msg.sender);
             r.updates[msg.sender] = _commitment(cid, sha256Digest);
         }
@@ -741,12 +799,45 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         emit UpdateSubmitted(study, round, msg.sender, uint16(index), cid, sha256Digest, samples);
     }
 
-    /// @dev Creates the account slot of each invited hospital not yet in one, so that a secure round's
-    /// masked input updates a slot (5,000 gas) rather than creating it (22,100).
-    function _enroll(Study storage s, address[] calldata invited) private {
+    /// @dev Gives each of `hospitals` the (epsilon, delta) budget of a new study; none without hospitals.
+    function _setPrivacyBudgets(
+        uint64 study,
+        Study storage s,
+        address[] calldata hospitals,
+        uint64 epsilonBudget,
+        uint64 delta
+    ) private {
+        if (hospitals.length == 0) {
+            if (epsilonBudget != 0 || delta != 0) revert BadPrivacyBudget(epsilonBudget, delta);
+            return;
+        }
+        if (epsilonBudget == 0 || delta == 0 || delta >= DELTA_SCALE) revert BadPrivacyBudget(epsilonBudget, delta);
+        for (uint256 i; i < hospitals.length; ++i) {
+            address hospital = hospitals[i];
+            if (s.privacy[hospital].epsilonBudget != 0) revert PrivacyBudgetAlreadySet(study, hospital);
+            s.privacy[hospital] = PrivacyAccount(epsilonBudget, delta, 0, 0, 0);
+            emit PrivacyBudgetSet(study, hospital, epsilonBudget, delta);
+        }
+    }
+
+    /// @dev Invites `invited` to the round and returns how many distinct accounts that is. A secure
+    /// round's roster lives in each hospital's account slot, which its masked input updates anyway; the
+    /// opening pays for the slot's creation, so that no participant's masked input does.
+    function _invite(Study storage s, Round storage r, uint32 round, bool secure, address[] calldata invited)
+        private
+        returns (uint256 distinct)
+    {
         for (uint256 i; i < invited.length; ++i) {
-            PrivacyAccount storage account = s.privacy[invited[i]];
-            if (!account.enrolled) account.enrolled = true;
+            address account = invited[i];
+            if (secure) {
+                PrivacyAccount storage entry = s.privacy[account];
+                if (entry.invitedRound == round) continue;
+                entry.invitedRound = round;
+            } else {
+                if (r.invited[account]) continue;
+                r.invited[account] = true;
+            }
+            ++distinct;
         }
     }
 
@@ -765,15 +856,18 @@ contract RoundRegistry is ConsortiumBound, Multicall {
     }
 
     /// @dev Checks `submitters` against the round's tally, then which of them hold the participant
-    /// role now and were not rejected: all held it, if no account lost a learning role since the round
-    /// opened (each held it when it submitted, and the coordinator held its role at opening); else
-    /// one batch read of their roles (and the caller's coordinator role).
+    /// role now and were not rejected (`mask`, `counted` of them): all held it, if no account lost a
+    /// learning role since the round opened (each held it when it submitted, and the coordinator held
+    /// its role at opening); else one batch read of their roles (and the caller's coordinator role).
+    /// A secure round one of whose unrejected survivors lost the role cannot be committed (its input
+    /// is in the sum): {SurvivorLostRole} `forCommit`, else no update counts.
     function _countParticipants(
         uint64 study,
         uint32 round,
         Round storage r,
         address[] calldata submitters,
-        uint256 rejectedMask
+        uint256 rejectedMask,
+        bool forCommit
     ) private view returns (uint256 mask, uint256 counted) {
         uint256 tally = uint256(r.tally);
         uint256 n = submitters.length;
@@ -790,14 +884,21 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         }
         if (digest | n != tally) revert SubmittersMismatch(study, round);
 
-        if (consortium.learningRoleLosses() == r.header.roleLosses) {
-            unchecked {
-                mask = (1 << n) - 1; // n <= 256: all ones for 256
-            }
-            if (rejectedMask == 0) return (mask, n);
+        uint256 all;
+        unchecked {
+            all = (1 << n) - 1; // n <= 256: all ones for 256
+        }
+        if (uint40(consortium.learningRoleLosses()) == r.header.roleLosses) {
+            if (rejectedMask == 0) return (all, n);
+            mask = all;
         } else {
             if (!_holds(msg.sender, _COORDINATOR_BIT)) revert NotCoordinator(msg.sender);
             mask = _participantsAmong(submitters);
+            uint256 lost = all & ~mask & ~rejectedMask;
+            if (lost != 0 && r.header.secure) {
+                if (forCommit) revert SurvivorLostRole(study, round, lost);
+                return (0, 0); // a secure round that cannot be committed has no quorum
+            }
         }
         mask &= ~rejectedMask;
         counted = _popcount(mask);
@@ -849,9 +950,15 @@ contract RoundRegistry is ConsortiumBound, Multicall {
 
     /// @dev The commitment of the artifact (`cid`, `sha256Digest`); refuses a malformed CID or a zero digest.
     function _commitment(bytes calldata cid, bytes32 sha256Digest) private pure returns (bytes32) {
+        _checkArtifact(cid, sha256Digest);
+        return keccak256(abi.encode(cid, sha256Digest));
+    }
+
+    /// @dev Refuses a malformed CID ({Cid-parse} reverts; the parts it returns are not needed: the
+    /// whole CID goes in the events) or a zero digest.
+    function _checkArtifact(bytes calldata cid, bytes32 sha256Digest) private pure {
         Cid.parse(cid);
         if (sha256Digest == 0) revert ZeroDigest();
-        return keccak256(abi.encode(cid, sha256Digest));
     }
 
     function _study(uint64 study) private view returns (Study storage s) {

@@ -148,8 +148,11 @@ def study_config(participants, auditors, aggregator, params, kind, features, min
 @registry_option
 @study_options
 @secure_options
+@click.option("--max-samples", type=click.IntRange(min=1), default=None,
+              help="The most samples one update may declare, fixed on chain (default 1,000,000, at most the "
+                   "secure codec's total weight).")
 @user_errors
-def create(chain, registry, **options):
+def create(chain, registry, max_samples, **options):
     """Create a study (you must hold COORDINATOR); prints its number."""
     from offchain.rounds.errors import StudyConfigError
 
@@ -158,7 +161,7 @@ def create(chain, registry, **options):
     except StudyConfigError as error:  # options that contradict each other: bad input, nothing was sent
         raise click.UsageError(str(error)) from None
     with member_session(chain, registry) as member:
-        study = member.create_study(config, min_updates)
+        study = member.create_study(config, min_updates, max_samples=max_samples)
     click.echo(f"study {study.number} created (config {study.info.config_cid})")
 
 

@@ -45,7 +45,8 @@ def open_round(chain, registry, study):
 @click.option("--round", "round_number", type=int, required=True)
 @user_errors
 def cancel(chain, registry, study, round_number):
-    """Cancel a round that missed its quorum by its deadline (you must be the study's coordinator)."""
+    """Cancel a round that missed its quorum by its deadline (you must be the study's coordinator), or
+    any round a day past its deadline (anyone: its coordinator went silent)."""
     from offchain.rounds.coordinator import cancel_round
 
     with member_session(chain, registry) as member:

@@ -7,7 +7,8 @@ from offchain.rounds.client import (
     RoundsClient,
     RoundState,
     StudyInfo,
+    StudyTerms,
     UpdateInfo,
 )
 
-__all__ = ["ArtifactRef", "MissingEvent", "RoundInfo", "RoundState", "RoundsClient", "StudyInfo", "UpdateInfo"]
+__all__ = ["ArtifactRef", "MissingEvent", "RoundInfo", "RoundState", "RoundsClient", "StudyInfo", "StudyTerms", "UpdateInfo"]

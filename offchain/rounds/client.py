@@ -79,6 +79,25 @@ class SecureMessage:
 
 
 @dataclass(frozen=True)
+class StudyTerms:
+    """What a study is created with, fixed for its life (RoundRegistry.StudyTerms, ``createStudy``'s
+    last argument): all in the one creating transaction, so none can land on another study."""
+
+    min_updates: int  # the quorum
+    max_samples: int  # the most samples one update may declare (its weight in an aggregate)
+    secure_aggregation: bool = False
+    graph_degree: int = 0  # SecAgg+ neighbours of each hospital; 0: the complete graph
+    budget_hospitals: tuple[str, ...] = ()  # the hospitals given a privacy budget; empty: no budgets
+    epsilon_units: int = 0  # each one's epsilon for the study, in 1/EPSILON_SCALE (0 without hospitals)
+    delta_units: int = 0  # its delta, in 1/DELTA_SCALE (0 without hospitals)
+
+    def encoded(self) -> tuple:
+        """The tuple ``createStudy`` takes."""
+        return (self.min_updates, self.max_samples, self.secure_aggregation, self.graph_degree,
+                list(self.budget_hospitals), self.epsilon_units, self.delta_units)
+
+
+@dataclass(frozen=True)
 class StudyInfo:
     """A study as the chain holds it: who runs it, what it starts from, how far it got."""
 
@@ -274,22 +293,19 @@ class RoundsClient(ContractClient):
 
     # Transactions ----------------------------------------------------------
 
-    def create_study(self, genesis: ArtifactRef, config_digest: bytes, config_cid: CID, min_updates: int,
-                     *, declarations: Sequence[bytes] = ()) -> int:
-        """Create a study coordinated by the signer, starting from ``genesis``; returns its id.
-        ``declarations``: the coordinator's encoded calls that must reach the new study before its
-        first round (its privacy budgets, its secure aggregation), sent in the same transaction."""
-        args = (bytes(genesis.cid), genesis.sha256, config_digest, bytes(config_cid), min_updates)
-        if declarations:
-            receipt = self._multicall([self.contract.createStudy.encode_input(*args), *declarations])
-        else:
-            receipt = self._send(self.contract.createStudy, *args)
+    def create_study(self, genesis: ArtifactRef, config_digest: bytes, config_cid: CID, terms: StudyTerms) -> int:
+        """Create a study coordinated by the signer, starting from ``genesis``, on ``terms`` (its
+        quorum, sample cap, secure aggregation and privacy budgets, in the same transaction); returns
+        its id, as the chain numbered it."""
+        receipt = self._send(self.contract.createStudy, bytes(genesis.cid), genesis.sha256, config_digest,
+                             bytes(config_cid), terms.encoded())
         return int(self._event_args(receipt, "StudyCreated")["study"])
 
-    def secure_aggregation_declaration(self, study: int) -> bytes:
-        """The encoded call declaring that the study's rounds run secure aggregation (for
-        :meth:`create_study`'s ``declarations``)."""
-        return self.contract.setSecureAggregation.encode_input(study)
+    def study_terms(self, study: int) -> tuple[int, bool, bool, int]:
+        """The study's sample cap, whether it has privacy budgets, whether it runs secure aggregation,
+        and its SecAgg+ graph degree (0: the complete graph)."""
+        max_samples, budgeted, secure, degree = self._call("studyTermsOf", study)
+        return int(max_samples), bool(budgeted), bool(secure), int(degree)
 
     def post_secure_message(self, study: int, round: int, phase: SecurePhase, message: ArtifactRef) -> None:
         """Post the signer's message of the secure round's current ``phase`` (its bytes already stored)."""
@@ -327,7 +343,9 @@ class RoundsClient(ContractClient):
 
     def cancel_round(self, study: int, round: int, rejected: Sequence[str] = (),
                      submitters: Sequence[str] | None = None) -> None:
-        """Cancel a round that missed its quorum by its deadline, not counting the ``rejected`` updates."""
+        """Cancel a round that missed its quorum by its deadline (or cannot be committed), not counting
+        the ``rejected`` updates; anyone may cancel once the deadline is RoundRegistry.CANCEL_GRACE_PERIOD
+        past (then with no ``rejected``)."""
         submitters = self.submitters(study, round) if submitters is None else list(submitters)
         self._send(self.contract.cancelRound, study, round, submitters, rejected_mask(submitters, rejected))
 

@@ -215,7 +215,7 @@ class Coordinator:
             else:
                 rounds.commit_aggregate(self.study.number, number, submitters, aggregate, rejected=rejected)
         except ChainRefusal as refusal:
-            if refusal.error in ("SubmittersMismatch", "RoundNotOpen", "QuorumNotMet"):
+            if refusal.error in ("SubmittersMismatch", "RoundNotOpen", "QuorumNotMet", "SurvivorLostRole"):
                 # An update landed, a role was lost, or the round closed since we read it: look again.
                 self.aggregation = RoundAggregation(self.study)  # its state took this round in: replay afresh
                 return Step("waiting", number, refusal.error)
@@ -296,6 +296,13 @@ class Coordinator:
         except SecureAggregationError as error:
             return self._cancel_secure(number, deadline_passed, f"the sum cannot be derived: {error}")
         counted = self.member.participants_holding_role(list(total.survivors))
+        evicted = [survivor for survivor in total.survivors if survivor not in counted]
+        if evicted:
+            # Their inputs are in the sum, which cannot leave them out: the chain refuses the commit.
+            return self._cancel_secure(number, deadline_passed, f"survivor{'s' if len(evicted) > 1 else ''} "
+                                       f"{', '.join(evicted)} lost the participant role: the secure sum holds "
+                                       f"{'their inputs' if len(evicted) > 1 else 'its input'}, which cannot be "
+                                       f"left out")
         if len(counted) < self.study.info.min_updates:
             return self._cancel_secure(number, deadline_passed, f"{len(counted)} survivors hold the participant "
                                        f"role, quorum {self.study.info.min_updates}")

@@ -1,8 +1,8 @@
 """Each hospital's privacy budget on chain: declared at study creation, spent by every update, checked by all.
 
-A study whose config gives DP-SGD an ``epsilon_budget`` gets, in the same
-transaction as its creation, that (epsilon, delta) budget for each of its
-hospitals in the RoundRegistry (``setPrivacyBudgets``). Every update to it
+A study whose config gives DP-SGD an ``epsilon_budget`` gets, as part of its
+creation (``createStudy``'s terms: :func:`offchain.rounds.study.study_terms`),
+that (epsilon, delta) budget for each of its hospitals in the RoundRegistry. Every update to it
 then goes through ``submitPrivateUpdate``, which declares the DP-SGD
 parameters the update was trained with and the hospital's cumulative epsilon
 after it; the registry records the spend and refuses a total over the budget
@@ -157,13 +157,6 @@ def declaration(history: Sequence[DPParameters], update: DPParameters, budget: C
 
 
 # The chain ------------------------------------------------------------------------------------------
-
-
-def budget_declaration(rounds: RoundsClient, study: int, hospitals: Sequence[str], budget: ChainBudget) -> bytes:
-    """The encoded call giving ``hospitals`` their budget in ``study`` (for
-    :meth:`RoundsClient.create_study`'s ``declarations``)."""
-    return rounds.contract.setPrivacyBudgets.encode_input(study, list(hospitals), budget.epsilon_units,
-                                                          budget.delta_units)
 
 
 def submit_private_update(rounds: RoundsClient, study: int, round: int, update: ArtifactRef,

@@ -28,11 +28,38 @@ from fl.artifacts import ArtifactError, decode_artifact, encode_artifact
 from offchain.chain import AccessClient, Role
 from offchain.crypto import Keystore
 from offchain.ipfs import CID, Store, StoreError
-from offchain.rounds.client import ArtifactRef, RoundsClient
+from offchain.rounds.client import ArtifactRef, RoundsClient, StudyTerms
 from offchain.rounds.config import StudyConfig, StudyConfigError
 from offchain.rounds.errors import ArtifactCheckFailed, RoundsError
-from offchain.rounds.privacy import ChainBudget, budget_declaration
+from offchain.rounds.privacy import ChainBudget
 from offchain.rounds.sealed import AGGREGATE, GENESIS, UPDATE, Place, Reader, open_sealed, seal
+
+# The most samples one update may declare unless the study says otherwise: its weight in the
+# weighted average is capped on chain, so no hospital can claim the whole aggregate.
+DEFAULT_MAX_SAMPLES = 1_000_000
+
+
+def study_terms(config: StudyConfig, min_updates: int, max_samples: int | None = None) -> StudyTerms:
+    """The terms a study of ``config`` is created with on chain: its quorum, its sample cap (at most
+    the secure codec's total weight), its secure aggregation and SecAgg+ graph degree, and a privacy
+    budget for each participant when the config gives DP-SGD one."""
+    secure = config.secure_aggregation
+    if max_samples is None:
+        max_samples = DEFAULT_MAX_SAMPLES if secure is None else min(DEFAULT_MAX_SAMPLES, secure.codec.max_total_weight)
+    if max_samples < 1:
+        raise RoundsError(f"the sample cap must be at least 1, got {max_samples}")
+    if secure is not None and max_samples > secure.codec.max_total_weight:
+        raise RoundsError(f"the sample cap {max_samples} is over the secure codec's total weight "
+                          f"{secure.codec.max_total_weight}: one update could overflow the masked sum")
+    budget = {}
+    if config.privacy_budget is not None:
+        chain_budget = ChainBudget.of(config.privacy_budget)
+        budget = dict(budget_hospitals=tuple(config.participants), epsilon_units=chain_budget.epsilon_units,
+                      delta_units=chain_budget.delta_units)
+    # SecAgg+'s degree is the secure settings' once they name one; 0, the complete graph, until then.
+    degree = getattr(secure, "graph_degree", 0) if secure is not None else 0
+    return StudyTerms(min_updates, max_samples, secure is not None, degree, **budget)
+
 
 @dataclass
 class Member:
@@ -95,13 +122,16 @@ class Member:
 
     # Creating a study -------------------------------------------------------
 
-    def create_study(self, config: StudyConfig, min_updates: int, genesis: Mapping[str, torch.Tensor] | None = None) -> Study:
-        """Register a study run by this member (a coordinator): store its config and sealed genesis model."""
+    def create_study(self, config: StudyConfig, min_updates: int, genesis: Mapping[str, torch.Tensor] | None = None,
+                     *, max_samples: int | None = None) -> Study:
+        """Register a study run by this member (a coordinator): store its config and sealed genesis model,
+        and create it on chain with its terms (:func:`study_terms`) in one transaction."""
         self.require_role(Role.COORDINATOR, "coordinator")
         if not 1 <= min_updates <= len(config.participants):
             raise RoundsError(f"min updates must be 1 to {len(config.participants)} (the participants), got {min_updates}")
         for participant in config.participants:
             self.require_role(Role.PARTICIPANT, "participant", participant)
+        terms = study_terms(config, min_updates, max_samples)
         readers = self.public_keys([self.address, *config.members])
         if genesis is None:
             genesis = config.model.build(seed=secrets.randbits(63)).state_dict()
@@ -114,15 +144,8 @@ class Member:
             place = Place(self.chain_id, self.rounds.contract.address, number, 0, GENESIS, self.address)
             genesis_ref = ArtifactRef(seal(self.store, plaintext, readers, place), hashlib.sha256(plaintext).digest())
         config_cid = self.store.add(io.BytesIO(config.canonical_bytes()))
-        declarations = []
-        if config.privacy_budget is not None:
-            declarations.append(budget_declaration(self.rounds, number, config.participants,
-                                                   ChainBudget.of(config.privacy_budget)))
-        if secure:
-            declarations.append(self.rounds.secure_aggregation_declaration(number))
-        created = self.rounds.create_study(genesis_ref, config.digest(), config_cid, min_updates,
-                                           declarations=declarations)
-        if created != number:
+        created = self.rounds.create_study(genesis_ref, config.digest(), config_cid, terms)
+        if created != number and not secure:
             # Another coordinator created a study meanwhile: our genesis is bound to the wrong number.
             raise RoundsError(f"study {number} was taken while this one was being created (got {created}); create again")
         return self.study(created)

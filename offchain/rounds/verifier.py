@@ -6,7 +6,9 @@ For each round it runs these checks in order and reports the first that fails:
 ``custody``   the round's base is the study's previous committed model (the genesis for the first)
 ``quorum``    the commit counted at least the study's minimum of updates
 ``roles``     every counted update came from an account holding PARTICIPANT at the commit's block,
-              and every submitter that held it was counted unless the coordinator rejected it
+              and every submitter that held it was counted unless the coordinator rejected it; in a
+              secure round, every submitter the commit did not reject held it (its input is in the
+              sum, which cannot leave it out)
 ``rejections`` every update the coordinator rejected (at commit or cancel) really is malformed: the
               same check the coordinator runs (fetch, decrypt, decode, the base model's shapes)
               fails on it; so no well-formed update was kept out
@@ -164,6 +166,10 @@ def _check(view: Study, aggregation: RoundAggregation, number: int, info) -> int
         held = bool(Role(_roles_at(view, account, block)) & Role.PARTICIPANT)
         if held and account in rejected:
             continue
+        if view.secure and not held and account not in rejected:
+            raise _Failed("roles", f"{account} did not hold PARTICIPANT at the commit (block {block}), but its "
+                                   f"masked input is in the secure sum: the aggregate holds an input the chain "
+                                   f"says was not counted")
         if held != (account in counted):
             state = "held" if held else "did not hold"
             listed = "counted" if account in counted else "not counted"

@@ -1,5 +1,5 @@
-"""RoundRegistry privacy budgets: set before round 1 by the study's coordinator, spent by declared
-updates, refused past the budget or backwards; every refusal by its custom error."""
+"""RoundRegistry privacy budgets: given at the study's creation, spent by declared updates, refused
+past the budget or backwards; every refusal by its custom error."""
 
 import ape
 import pytest
@@ -7,12 +7,21 @@ from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
 from conftest import ONE_DAY, make_artifact, make_cid
+from offchain.rounds import StudyTerms
 from offchain.rounds.privacy import Declaration
 
 CONFIG_DIGEST = b"\x0c" * 32
 GENESIS = make_artifact(2000)
 EPSILON = 4_000_000  # 4.0 in millionths
 DELTA = 10**13  # 1e-5 in 1e-18
+
+
+def create(rounds, coordinator, hospitals=(), epsilon=EPSILON, delta=DELTA, n=999):
+    """A study with a quorum of 1 giving ``hospitals`` a budget (none: no budgets); returns its creation."""
+    budget = dict(budget_hospitals=tuple(h.address for h in hospitals), epsilon_units=epsilon, delta_units=delta) \
+        if hospitals else {}
+    return rounds.createStudy(*GENESIS, CONFIG_DIGEST, make_cid(n), StudyTerms(1, 1_000, **budget).encoded(),
+                              sender=coordinator)
 
 
 def commitment(artifact):
@@ -26,10 +35,11 @@ def declaration(epsilon_spent, noise=1_100_000_000, rate=250_000_000, clip=1_000
 @pytest.fixture
 def budgeted(rounds, coordinator, hospitals, chain):
     """A study whose first two hospitals have a budget, with round 1 open; returns the study."""
-    study = rounds.createStudy(*GENESIS, CONFIG_DIGEST, make_cid(999), 1, sender=coordinator).return_value
-    tx = rounds.setPrivacyBudgets(study, [h.address for h in hospitals[:2]], EPSILON, DELTA, sender=coordinator)
-    assert [log.hospital for log in tx.events] == [h.address for h in hospitals[:2]]
-    assert all(log.epsilonBudget == EPSILON and log.delta == DELTA for log in tx.events)
+    tx = create(rounds, coordinator, hospitals[:2])
+    study = tx.return_value
+    budgets = [log for log in tx.events if log.event_name == "PrivacyBudgetSet"]
+    assert [log.hospital for log in budgets] == [h.address for h in hospitals[:2]]
+    assert all(log.study == study and log.epsilonBudget == EPSILON and log.delta == DELTA for log in budgets)
     rounds.openRound(study, commitment(GENESIS), chain.pending_timestamp + ONE_DAY, [], sender=coordinator)
     return study
 
@@ -78,34 +88,19 @@ def test_malformed_declaration_is_refused(rounds, budgeted, hospitals, bad):
 
 
 def test_plain_study_refuses_declared_updates(rounds, coordinator, hospitals, chain):
-    study = rounds.createStudy(*GENESIS, CONFIG_DIGEST, make_cid(999), 1, sender=coordinator).return_value
+    study = create(rounds, coordinator).return_value
     rounds.openRound(study, commitment(GENESIS), chain.pending_timestamp + ONE_DAY, [], sender=coordinator)
     with ape.reverts(rounds.RoundNotPrivate, study=study, round=1):
         private_submit(rounds, study, 1, hospitals[0], 1, declaration(1))
 
 
-def test_budgets_are_set_once_before_round_one_by_the_coordinator(rounds, coordinator, hospitals, chain):
-    study = rounds.createStudy(*GENESIS, CONFIG_DIGEST, make_cid(999), 1, sender=coordinator).return_value
-    with ape.reverts(rounds.NotStudyCoordinator, study=study, account=hospitals[0].address):
-        rounds.setPrivacyBudgets(study, [hospitals[0].address], EPSILON, DELTA, sender=hospitals[0])
-    with ape.reverts(rounds.UnknownStudy, study=study + 1):
-        rounds.setPrivacyBudgets(study + 1, [hospitals[0].address], EPSILON, DELTA, sender=coordinator)
-    for epsilon, delta, accounts in [(0, DELTA, [hospitals[0].address]), (EPSILON, 0, [hospitals[0].address]),
-                                     (EPSILON, 10**18, [hospitals[0].address]), (EPSILON, DELTA, [])]:
-        with ape.reverts(rounds.BadPrivacyBudget, epsilonBudget=epsilon, delta=delta):
-            rounds.setPrivacyBudgets(study, accounts, epsilon, delta, sender=coordinator)
-    rounds.setPrivacyBudgets(study, [hospitals[0].address], EPSILON, DELTA, sender=coordinator)
-    with ape.reverts(rounds.PrivacyBudgetAlreadySet, study=study, hospital=hospitals[0].address):
-        rounds.setPrivacyBudgets(study, [hospitals[0].address], EPSILON, DELTA, sender=coordinator)
-    rounds.openRound(study, commitment(GENESIS), chain.pending_timestamp + ONE_DAY, [], sender=coordinator)
-    with ape.reverts(rounds.PrivacyBudgetsFrozen, study=study):
-        rounds.setPrivacyBudgets(study, [hospitals[1].address], EPSILON, DELTA, sender=coordinator)
-
-
-def test_create_and_budget_in_one_multicall(rounds, coordinator, hospitals):
-    study = rounds.studyCount() + 1
-    rounds.multicall([
-        rounds.createStudy.encode_input(*GENESIS, CONFIG_DIGEST, make_cid(999), 1),
-        rounds.setPrivacyBudgets.encode_input(study, [hospitals[0].address], EPSILON, DELTA),
-    ], sender=coordinator)
-    assert rounds.privacyOf(study, hospitals[0]) == (EPSILON, DELTA, 0)
+def test_budgets_are_given_at_creation_only(rounds, coordinator, hospitals):
+    """No call sets a budget later: a declaration cannot land on another study (two creations from one
+    read of the study count used to put study 2's declaration on study 1)."""
+    assert not hasattr(rounds, "setPrivacyBudgets") and not hasattr(rounds, "setSecureAggregation")
+    first = create(rounds, coordinator, hospitals[:1], n=1).return_value
+    second = create(rounds, coordinator, hospitals[1:2], n=2).return_value
+    assert rounds.privacyOf(first, hospitals[0])[0] == EPSILON and rounds.privacyOf(first, hospitals[1])[0] == 0
+    assert rounds.privacyOf(second, hospitals[1])[0] == EPSILON and rounds.privacyOf(second, hospitals[0])[0] == 0
+    with ape.reverts(rounds.NotCoordinator, account=hospitals[0].address):
+        create(rounds, hospitals[0], hospitals[:1])

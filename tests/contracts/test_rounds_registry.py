@@ -6,10 +6,17 @@ from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
 from conftest import ONE_DAY, make_artifact, make_cid
+from offchain.rounds import StudyTerms
 
 OPEN, COMMITTED, CANCELLED = 1, 2, 3
 CONFIG_DIGEST = b"\x0c" * 32
 GENESIS = make_artifact(1000)
+MAX_SAMPLES = 1_000
+GRACE = 24 * 3600  # RoundRegistry.CANCEL_GRACE_PERIOD
+
+
+def terms(min_updates: int, **fields) -> tuple:
+    return StudyTerms(min_updates, fields.pop("max_samples", MAX_SAMPLES), **fields).encoded()
 
 
 def commitment(artifact: tuple[bytes, bytes]) -> bytes:
@@ -22,7 +29,8 @@ def new_study(rounds, coordinator):
     """``new_study(min_updates)``: a study from GENESIS created by ``coordinator``; returns its id."""
 
     def create(min_updates: int = 2, genesis=GENESIS) -> int:
-        tx = rounds.createStudy(genesis[0], genesis[1], CONFIG_DIGEST, make_cid(999), min_updates, sender=coordinator)
+        tx = rounds.createStudy(genesis[0], genesis[1], CONFIG_DIGEST, make_cid(999), terms(min_updates),
+                                sender=coordinator)
         return tx.return_value
 
     return create
@@ -62,25 +70,54 @@ def test_create_study_records_it(rounds, coordinator, study):
     logs = list(rounds.StudyCreated.range(0, None, search_topics={"study": study}))
     assert [(log.coordinator, bytes(log.genesisCid), bytes(log.genesisSha256), bytes(log.configCid), log.minUpdates)
             for log in logs] == [(coordinator.address, GENESIS[0], GENESIS[1], make_cid(999), 2)]
+    assert [log.maxSamples for log in rounds.SampleCapSet.range(0, None, search_topics={"study": study})] == [MAX_SAMPLES]
+    assert rounds.studyTermsOf(study) == (MAX_SAMPLES, False, False, 0)
+
+
+def test_create_study_takes_its_terms_in_one_call(rounds, coordinator, hospitals):
+    """Budgets and secure aggregation are arguments of the creation: they cannot land on another study."""
+    budgeted = [h.address for h in hospitals[:2]]
+    tx = rounds.createStudy(*GENESIS, CONFIG_DIGEST, make_cid(999), terms(
+        2, max_samples=77, secure_aggregation=True, graph_degree=6, budget_hospitals=budgeted,
+        epsilon_units=4_000_000, delta_units=10**13), sender=coordinator)
+    study = tx.return_value
+    assert [log.event_name for log in tx.events] == [
+        "StudyCreated", "PrivacyBudgetSet", "PrivacyBudgetSet", "SampleCapSet", "SecureAggregationDeclared"]
+    assert (tx.events[-1].study, tx.events[-1].graphDegree) == (study, 6)
+    assert rounds.studyTermsOf(study) == (77, True, True, 6)
+    assert rounds.privacyOf(study, hospitals[0]) == (4_000_000, 10**13, 0)
+    assert rounds.secureRoundOf(study, 0) == (True, 0)
 
 
 def test_create_study_refusals(rounds, coordinator, hospitals, stranger):
     cid, sha = GENESIS
     with ape.reverts(rounds.NotCoordinator, account=hospitals[0].address):
-        rounds.createStudy(cid, sha, CONFIG_DIGEST, cid, 1, sender=hospitals[0])
+        rounds.createStudy(cid, sha, CONFIG_DIGEST, cid, terms(1), sender=hospitals[0])
     with ape.reverts(rounds.NotCoordinator, account=stranger.address):
-        rounds.createStudy(cid, sha, CONFIG_DIGEST, cid, 1, sender=stranger)
+        rounds.createStudy(cid, sha, CONFIG_DIGEST, cid, terms(1), sender=stranger)
     for quorum in (0, 257):
         with ape.reverts(rounds.BadMinUpdates, minUpdates=quorum):
-            rounds.createStudy(cid, sha, CONFIG_DIGEST, cid, quorum, sender=coordinator)
+            rounds.createStudy(cid, sha, CONFIG_DIGEST, cid, terms(quorum), sender=coordinator)
     with ape.reverts(rounds.ZeroDigest):
-        rounds.createStudy(cid, bytes(32), CONFIG_DIGEST, cid, 1, sender=coordinator)
+        rounds.createStudy(cid, bytes(32), CONFIG_DIGEST, cid, terms(1), sender=coordinator)
     with ape.reverts(rounds.ZeroDigest):
-        rounds.createStudy(cid, sha, bytes(32), cid, 1, sender=coordinator)
+        rounds.createStudy(cid, sha, bytes(32), cid, terms(1), sender=coordinator)
     with ape.reverts(rounds.InvalidCid, cid=b"\x01\x02"):
-        rounds.createStudy(b"\x01\x02", sha, CONFIG_DIGEST, cid, 1, sender=coordinator)
+        rounds.createStudy(b"\x01\x02", sha, CONFIG_DIGEST, cid, terms(1), sender=coordinator)
     with ape.reverts(rounds.InvalidCid, cid=b""):
-        rounds.createStudy(cid, sha, CONFIG_DIGEST, b"", 1, sender=coordinator)
+        rounds.createStudy(cid, sha, CONFIG_DIGEST, b"", terms(1), sender=coordinator)
+    with ape.reverts(rounds.BadSampleCap, maxSamples=0):
+        rounds.createStudy(cid, sha, CONFIG_DIGEST, cid, terms(1, max_samples=0), sender=coordinator)
+    with ape.reverts(rounds.BadGraphDegree, graphDegree=4):
+        rounds.createStudy(cid, sha, CONFIG_DIGEST, cid, terms(1, graph_degree=4), sender=coordinator)
+    one = [hospitals[0].address]
+    for epsilon, delta, accounts in [(0, 10**13, one), (4, 0, one), (4, 10**18, one), (4, 10**13, []), (0, 1, [])]:
+        with ape.reverts(rounds.BadPrivacyBudget, epsilonBudget=epsilon, delta=delta):
+            rounds.createStudy(cid, sha, CONFIG_DIGEST, cid, terms(1, budget_hospitals=accounts, epsilon_units=epsilon,
+                                                                   delta_units=delta), sender=coordinator)
+    with ape.reverts(rounds.PrivacyBudgetAlreadySet, study=1, hospital=hospitals[0].address):
+        rounds.createStudy(cid, sha, CONFIG_DIGEST, cid, terms(1, budget_hospitals=one * 2, epsilon_units=4,
+                                                               delta_units=1), sender=coordinator)
     assert rounds.studyCount() == 0
     with ape.reverts(rounds.UnknownStudy, study=1):
         rounds.studyOf(1)
@@ -342,10 +379,10 @@ def test_cancel_a_round_that_missed_its_quorum(rounds, study, open_round, coordi
     with ape.reverts(rounds.DeadlineNotReached, study=study, round=1, deadline=deadline):
         rounds.cancelRound(study, 1, [], 0, sender=coordinator)
     chain.mine(timestamp=deadline + 1)
-    with ape.reverts(rounds.NotStudyCoordinator, study=study, account=hospitals[0].address):
+    with ape.reverts(rounds.CancelGracePeriod, study=study, round=1, anyoneFrom=deadline + GRACE):
         rounds.cancelRound(study, 1, [], 0, sender=hospitals[0])
     tx = rounds.cancelRound(study, 1, [], 0, sender=coordinator)
-    assert tx.events == [rounds.RoundCancelled(study, 1, 0)]
+    assert tx.events == [rounds.RoundCancelled(study, 1, 0, coordinator)]
     assert rounds.roundOf(study, 1)[:6] == (CANCELLED, deadline, 0, commitment(GENESIS), False, 1)
     assert rounds.latestModel(study) == (0, commitment(GENESIS))
     with ape.reverts(rounds.RoundNotOpen, study=study, round=1, status=CANCELLED):
@@ -379,22 +416,19 @@ def test_cancel_refused_with_quorum(rounds, study, coordinator, hospitals, chain
 
 
 def test_every_state_change_stops_while_the_consortium_is_paused(rounds, study, open_round, coordinator, hospitals, access, guardian, chain, deadline):
+    """All but cancelling, which commits nothing: a paused consortium's rounds still close."""
     open_round(study)
     submit(rounds, study, 1, hospitals[0], 1)
     access.pause(sender=guardian)
     cid, sha = GENESIS
     with ape.reverts(rounds.ConsortiumPaused):
-        rounds.createStudy(cid, sha, CONFIG_DIGEST, cid, 1, sender=coordinator)
+        rounds.createStudy(cid, sha, CONFIG_DIGEST, cid, terms(1), sender=coordinator)
     with ape.reverts(rounds.ConsortiumPaused):
         submit(rounds, study, 1, hospitals[1], 2)
     with ape.reverts(rounds.ConsortiumPaused):
         rounds.commitAggregate(study, 1, hospitals[:1], 0, *make_artifact(3), sender=coordinator)
     chain.mine(timestamp=deadline + 1)
-    with ape.reverts(rounds.ConsortiumPaused):
-        rounds.cancelRound(study, 1, [], 0, sender=coordinator)
-    access.unpause(sender=guardian)
     rounds.cancelRound(study, 1, [], 0, sender=coordinator)
-    access.pause(sender=guardian)
     with ape.reverts(rounds.ConsortiumPaused):
         open_round(study, until=chain.pending_timestamp + ONE_DAY)
 
@@ -433,7 +467,7 @@ def test_cancel_a_round_whose_quorum_rests_on_rejected_updates(rounds, study, co
     with ape.reverts(rounds.RejectedOutOfRange, study=study, round=1, rejectedMask=0b1000, updates=3):
         rounds.cancelRound(study, 1, three_updates, 0b1000, sender=coordinator)
     tx = rounds.cancelRound(study, 1, three_updates, 0b110, sender=coordinator)
-    assert tx.events == [rounds.RoundCancelled(study, 1, 0b110)]
+    assert tx.events == [rounds.RoundCancelled(study, 1, 0b110, coordinator)]
     assert rounds.roundOf(study, 1)[0] == CANCELLED
     assert rounds.latestModel(study) == (0, commitment(GENESIS))
 
@@ -446,4 +480,69 @@ def test_cancel_below_quorum_refuses_a_mask_beyond_its_updates(rounds, new_study
     with ape.reverts(rounds.RejectedOutOfRange, study=study, round=1, rejectedMask=0b10, updates=1):
         rounds.cancelRound(study, 1, [], 0b10, sender=coordinator)
     tx = rounds.cancelRound(study, 1, [], 0b1, sender=coordinator)
-    assert tx.events == [rounds.RoundCancelled(study, 1, 0b1)]
+    assert tx.events == [rounds.RoundCancelled(study, 1, 0b1, coordinator)]
+
+
+# -- issue 18: no griefing, no stall ------------------------------------------------------------------
+
+
+def test_duplicate_invitations_count_once_towards_the_quorum(rounds, new_study, open_round, hospitals):
+    """[h0, h0, h0] does not meet a quorum of 3: such a round could never be committed."""
+    study = new_study(3)
+    with ape.reverts(rounds.TooFewInvited, invited=1, minUpdates=3):
+        open_round(study, invited=[hospitals[0]] * 3)
+    with ape.reverts(rounds.TooFewInvited, invited=2, minUpdates=3):
+        open_round(study, invited=[hospitals[0], hospitals[1], hospitals[0], hospitals[1]])
+    assert open_round(study, invited=[hospitals[0], hospitals[1], hospitals[2], hospitals[0]]) == 1
+
+
+def test_sample_count_is_capped_by_the_study(rounds, study, open_round, hospitals):
+    """A sample count of 2**64 - 1 would carry the whole weighted average: refused above the study's cap."""
+    open_round(study)
+    for samples in (MAX_SAMPLES + 1, 2**64 - 1):
+        with ape.reverts(rounds.SamplesOverCap, study=study, round=1, samples=samples, maxSamples=MAX_SAMPLES):
+            submit(rounds, study, 1, hospitals[0], 1, samples=samples)
+    submit(rounds, study, 1, hospitals[0], 1, samples=MAX_SAMPLES)
+
+
+def test_anyone_cancels_a_round_left_past_its_grace_period(rounds, study, open_round, coordinator, hospitals, stranger,
+                                                           chain, deadline, three_updates):
+    """A silent coordinator holds the round (it has its quorum, so even the coordinator could not cancel
+    it) until the grace period ends; then anyone cancels it, rejecting nothing, and the event says who."""
+    chain.mine(timestamp=deadline + GRACE)
+    with ape.reverts(rounds.CancelGracePeriod, study=study, round=1, anyoneFrom=deadline + GRACE):
+        rounds.cancelRound(study, 1, [], 0, sender=stranger)
+    chain.mine(timestamp=deadline + GRACE + 1)
+    with ape.reverts(rounds.RejectionByNonCoordinator, account=stranger.address):
+        rounds.cancelRound(study, 1, [], 0b1, sender=stranger)
+    tx = rounds.cancelRound(study, 1, [], 0, sender=stranger)
+    assert tx.events == [rounds.RoundCancelled(study, 1, 0, stranger)]
+    assert rounds.roundOf(study, 1)[0] == CANCELLED and rounds.roundOf(study, 1)[5] == 3
+    with ape.reverts(rounds.RoundNotOpen, study=study, round=1, status=CANCELLED):
+        rounds.commitAggregate(study, 1, three_updates, 0, *make_artifact(50), sender=coordinator)
+
+
+def test_an_evicted_coordinator_cannot_hold_its_study(rounds, study, open_round, coordinator, hospitals, access, admin,
+                                                      chain, deadline):
+    open_round(study)
+    access.revokeRole(access.COORDINATOR_ROLE(), coordinator, sender=admin)
+    chain.mine(timestamp=deadline + 1)
+    with ape.reverts(rounds.NotCoordinator, account=coordinator.address):
+        rounds.cancelRound(study, 1, [], 0, sender=coordinator)
+    with ape.reverts(rounds.CancelGracePeriod, study=study, round=1, anyoneFrom=deadline + GRACE):
+        rounds.cancelRound(study, 1, [], 0, sender=hospitals[0])
+    chain.mine(timestamp=deadline + GRACE + 1)
+    tx = rounds.cancelRound(study, 1, [], 0, sender=hospitals[0])
+    assert tx.events == [rounds.RoundCancelled(study, 1, 0, hospitals[0])]
+
+
+def test_the_coordinator_rejects_past_the_grace_period_too(rounds, new_study, open_round, coordinator, hospitals,
+                                                           chain, deadline):
+    study = new_study(3)
+    open_round(study)
+    submit(rounds, study, 1, hospitals[0], 1)
+    chain.mine(timestamp=deadline + GRACE + 1)
+    with ape.reverts(rounds.RejectedOutOfRange, study=study, round=1, rejectedMask=0b10, updates=1):
+        rounds.cancelRound(study, 1, [], 0b10, sender=coordinator)
+    tx = rounds.cancelRound(study, 1, [], 0b1, sender=coordinator)
+    assert tx.events == [rounds.RoundCancelled(study, 1, 0b1, coordinator)]

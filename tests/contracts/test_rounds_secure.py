@@ -1,6 +1,7 @@
-"""RoundRegistry secure rounds: declared before round 1, phases closed in order by the study's
-coordinator, key/share/unmasking postings as events from invited participants only, masked inputs
-as the round's updates in their phase only, and no commit before every phase is closed."""
+"""RoundRegistry secure rounds: declared at the study's creation, phases closed in order by the study's
+coordinator, key/share/unmasking postings as events from the round's roster only (well-formed, not
+while paused), masked inputs as the round's updates in their phase only, no commit before every phase
+is closed, and none while a survivor it counts has lost its role."""
 
 import ape
 import pytest
@@ -8,6 +9,7 @@ from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
 from conftest import ONE_DAY, make_artifact, make_cid
+from offchain.rounds import StudyTerms
 
 CONFIG_DIGEST = b"\x0d" * 32
 GENESIS = make_artifact(3000)
@@ -18,10 +20,15 @@ def commitment(artifact):
     return keccak(abi_encode(["bytes", "bytes32"], list(artifact)))
 
 
-def new_study(rounds, coordinator):
-    study = rounds.createStudy(*GENESIS, CONFIG_DIGEST, make_cid(998), 2, sender=coordinator).return_value
-    tx = rounds.setSecureAggregation(study, sender=coordinator)
-    assert [(log.event_name, log.study) for log in tx.events] == [("SecureAggregationDeclared", study)]
+GRACE = 24 * 3600  # RoundRegistry.CANCEL_GRACE_PERIOD
+
+
+def new_study(rounds, coordinator, secure=True, min_updates=2):
+    tx = rounds.createStudy(*GENESIS, CONFIG_DIGEST, make_cid(998),
+                            StudyTerms(min_updates, 1_000, secure_aggregation=secure).encoded(), sender=coordinator)
+    study = tx.return_value
+    declared = [(log.study, log.graphDegree) for log in tx.events if log.event_name == "SecureAggregationDeclared"]
+    assert declared == ([(study, 0)] if secure else [])
     return study
 
 
@@ -117,15 +124,45 @@ def test_without_invitations_the_roster_takes_participants(rounds, coordinator, 
     post(rounds, study, hospitals[3], KEYS, 1)
 
 
-def test_later_postings_are_left_to_readers(rounds, secure, coordinator, hospitals, stranger):
-    """Only the roster's postings count, which every reader checks against the Keys phase's events:
-    the contract spends no gas on it, and stores nothing, so a second posting is logged too."""
+def test_only_the_roster_posts_in_every_phase(rounds, secure, coordinator, hospitals, stranger):
+    """A stranger, or an uninvited participant, cannot post in any phase (one posting of theirs stalled
+    every reader); a second posting of the roster's is logged, and readers count the first."""
     post(rounds, secure, hospitals[0], KEYS, 1)
     close(rounds, secure, coordinator, KEYS)
-    tx = post(rounds, secure, stranger, SHARES, 2)
-    assert [log.sender for log in tx.events] == [stranger.address]
+    for outsider in (stranger, hospitals[3]):
+        with ape.reverts(rounds.NotInvited, study=secure, round=1, account=outsider.address):
+            post(rounds, secure, outsider, SHARES, 2)
     post(rounds, secure, hospitals[0], SHARES, 3)
     assert [log.sender for log in post(rounds, secure, hospitals[0], SHARES, 4).events] == [hospitals[0].address]
+    close(rounds, secure, coordinator, SHARES)
+    close(rounds, secure, coordinator, MASKED)
+    with ape.reverts(rounds.NotInvited, study=secure, round=1, account=stranger.address):
+        post(rounds, secure, stranger, UNMASKING, 5)
+    post(rounds, secure, hospitals[1], UNMASKING, 6)
+
+
+@pytest.mark.parametrize("cid", [b"\x00", b"", b"\x12\x20" + bytes(31), make_cid(1)[:-1], bytes(24 * 1024)])
+def test_a_posting_needs_a_well_formed_cid(rounds, secure, hospitals, cid):
+    with ape.reverts(rounds.InvalidCid, cid=cid):
+        rounds.postSecureMessage(secure, 1, KEYS, cid, b"\x01" * 32, sender=hospitals[0])
+
+
+def test_a_posting_needs_a_digest(rounds, secure, hospitals):
+    with ape.reverts(rounds.ZeroDigest):
+        rounds.postSecureMessage(secure, 1, KEYS, make_cid(1), bytes(32), sender=hospitals[0])
+    for kind in ("v0", "v1-raw", "v1-dag-pb"):
+        rounds.postSecureMessage(secure, 1, KEYS, make_cid(1, kind), b"\x01" * 32, sender=hospitals[0])
+
+
+def test_no_posting_while_paused_but_the_round_can_still_be_cancelled(rounds, secure, coordinator, hospitals, access,
+                                                                      guardian, chain):
+    post(rounds, secure, hospitals[0], KEYS, 1)
+    access.pause(sender=guardian)
+    with ape.reverts(rounds.ConsortiumPaused):
+        post(rounds, secure, hospitals[1], KEYS, 2)
+    chain.pending_timestamp += ONE_DAY + 1
+    tx = rounds.cancelRound(secure, 1, [], 0, sender=coordinator)
+    assert tx.events == [rounds.RoundCancelled(secure, 1, 0, coordinator)]
 
 
 def test_an_evicted_hospital_is_a_dropout(rounds, secure, coordinator, hospitals, access, admin):
@@ -145,27 +182,20 @@ def test_only_the_study_coordinator_closes_a_phase(rounds, secure, hospitals, ac
     access.pause(sender=guardian)
     with ape.reverts(rounds.ConsortiumPaused):
         rounds.closeSecurePhase(secure, 1, KEYS, sender=coordinator)
+    access.unpause(sender=guardian)
+    access.revokeRole(access.COORDINATOR_ROLE(), coordinator, sender=admin)  # evicted: it closes nothing more
+    with ape.reverts(rounds.NotCoordinator, account=coordinator.address):
+        rounds.closeSecurePhase(secure, 1, KEYS, sender=coordinator)
 
 
 def test_a_plain_study_has_no_secure_steps(rounds, coordinator, hospitals, chain):
-    study = rounds.createStudy(*GENESIS, CONFIG_DIGEST, make_cid(997), 1, sender=coordinator).return_value
+    study = new_study(rounds, coordinator, secure=False, min_updates=1)
     rounds.openRound(study, commitment(GENESIS), chain.pending_timestamp + ONE_DAY, [], sender=coordinator)
     assert rounds.secureRoundOf(study, 1) == (False, KEYS)
     with ape.reverts(rounds.RoundNotSecure, study=study, round=1):
         post(rounds, study, hospitals[0], KEYS, 1)
     with ape.reverts(rounds.RoundNotSecure, study=study, round=1):
         rounds.closeSecurePhase(study, 1, KEYS, sender=coordinator)
-    with ape.reverts(rounds.SecureAggregationFrozen, study=study):
-        rounds.setSecureAggregation(study, sender=coordinator)  # rounds already ran in the clear
-
-
-def test_secure_aggregation_is_declared_once_by_the_coordinator(rounds, coordinator, hospitals):
-    study = new_study(rounds, coordinator)
-    with ape.reverts(rounds.SecureAggregationAlreadySet, study=study):
-        rounds.setSecureAggregation(study, sender=coordinator)
-    other = rounds.createStudy(*GENESIS, CONFIG_DIGEST, make_cid(996), 1, sender=coordinator).return_value
-    with ape.reverts(rounds.NotStudyCoordinator, study=other, account=hospitals[0].address):
-        rounds.setSecureAggregation(other, sender=hospitals[0])
 
 
 def test_a_secure_round_can_be_cancelled_in_any_phase(rounds, secure, coordinator, hospitals, chain):
@@ -190,3 +220,46 @@ def test_masked_input_guard_is_per_round(rounds, secure, coordinator, hospitals,
     close(rounds, secure, coordinator, SHARES, round_=2)
     rounds.submitUpdate(secure, 2, *make_artifact(700), 10, sender=hospitals[0])
     assert rounds.hasSubmitted(secure, 2, hospitals[0])
+
+
+def test_a_survivor_who_lost_its_role_blocks_the_commit(rounds, secure, coordinator, hospitals, access, admin, chain):
+    """Its masked input is in the sum, which cannot leave it out: the commit is refused, whatever the
+    mask says, and the coordinator cancels the round instead (a quorum of the others notwithstanding)."""
+    run_to_unmasking(rounds, secure, coordinator, hospitals)
+    close(rounds, secure, coordinator, UNMASKING)
+    survivors = [h.address for h in hospitals[:3]]
+    access.revokeRole(access.PARTICIPANT_ROLE(), hospitals[1], sender=admin)
+    with ape.reverts(rounds.SurvivorLostRole, study=secure, round=1, lostMask=0b010):
+        rounds.commitAggregate(secure, 1, survivors, 0, *make_artifact(500), sender=coordinator)
+    # Left out as not in the sum (rejected), it no longer blocks: the commit then says what the sum is.
+    rounds.commitAggregate.call(secure, 1, survivors, 0b010, *make_artifact(500), sender=coordinator)
+    chain.pending_timestamp += ONE_DAY + 1
+    tx = rounds.cancelRound(secure, 1, survivors, 0, sender=coordinator)
+    assert tx.events == [rounds.RoundCancelled(secure, 1, 0, coordinator)]
+
+
+def test_a_plain_round_still_commits_without_an_evicted_submitter(rounds, coordinator, hospitals, access, admin, chain):
+    study = new_study(rounds, coordinator, secure=False)
+    rounds.openRound(study, commitment(GENESIS), chain.pending_timestamp + ONE_DAY, [], sender=coordinator)
+    for i, member in enumerate(hospitals[:3]):
+        rounds.submitUpdate(study, 1, *make_artifact(100 + i), 10, sender=member)
+    access.revokeRole(access.PARTICIPANT_ROLE(), hospitals[1], sender=admin)
+    tx = rounds.commitAggregate(study, 1, [h.address for h in hospitals[:3]], 0, *make_artifact(500), sender=coordinator)
+    assert tx.events[0].countedMask == 0b101
+
+
+def test_anyone_cancels_a_secure_round_stalled_past_its_grace_period(rounds, secure, coordinator, hospitals, stranger,
+                                                                     chain):
+    """The coordinator went silent in the Unmasking phase: nobody can close it, but the round ends."""
+    run_to_unmasking(rounds, secure, coordinator, hospitals)
+    deadline = rounds.roundOf(secure, 1)[1]
+    chain.pending_timestamp = deadline + GRACE + 1
+    tx = rounds.cancelRound(secure, 1, [], 0, sender=stranger)
+    assert tx.events == [rounds.RoundCancelled(secure, 1, 0, stranger)]
+
+
+def test_duplicate_invitations_count_once_in_a_secure_round(rounds, coordinator, hospitals, chain):
+    study = new_study(rounds, coordinator, min_updates=3)
+    with ape.reverts(rounds.TooFewInvited, invited=2, minUpdates=3):
+        rounds.openRound(study, commitment(GENESIS), chain.pending_timestamp + ONE_DAY,
+                         [hospitals[0], hospitals[1], hospitals[0]], sender=coordinator)

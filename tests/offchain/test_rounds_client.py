@@ -5,7 +5,7 @@ import pytest
 from conftest import ONE_DAY
 from offchain.contract_client import ChainRefusal
 from offchain.ipfs import CID, RAW
-from offchain.rounds import ArtifactRef, MissingEvent, RoundsClient, RoundState
+from offchain.rounds import ArtifactRef, MissingEvent, RoundsClient, RoundState, StudyTerms
 
 
 def artifact(n: int) -> ArtifactRef:
@@ -24,7 +24,7 @@ def client(rounds):
 
 @pytest.fixture
 def study(client, coordinator):
-    return client(coordinator).create_study(GENESIS, CONFIG.sha256, CONFIG.cid, 2)
+    return client(coordinator).create_study(GENESIS, CONFIG.sha256, CONFIG.cid, StudyTerms(2, 1_000))
 
 
 def test_artifact_commitment_is_the_contracts(rounds, client, coordinator, study):
@@ -82,7 +82,7 @@ def test_refusals_carry_the_error_name(client, coordinator, hospitals, stranger,
     cases = [
         (lambda: client(stranger).submit_update(study, 1, artifact(1), 1), "NotParticipant"),
         (lambda: client(hospitals[0]).submit_update(study, 2, artifact(1), 1), "UnknownRound"),
-        (lambda: client(hospitals[0]).create_study(GENESIS, CONFIG.sha256, CONFIG.cid, 1), "NotCoordinator"),
+        (lambda: client(hospitals[0]).create_study(GENESIS, CONFIG.sha256, CONFIG.cid, StudyTerms(1, 1_000)), "NotCoordinator"),
         (lambda: runner.commit_aggregate(study, 1, [], artifact(2)), "QuorumNotMet"),
         (lambda: runner.cancel_round(study, 1), "DeadlineNotReached"),
         (lambda: runner.study(9), "UnknownStudy"),

@@ -33,8 +33,21 @@ contract RoundsSecureFuzzTest is TestBase, Consortium {
         access.grantRole(access.PARTICIPANT_ROLE(), uninvited);
         vm.stopPrank();
         vm.startPrank(coordinator);
-        study = rounds.createStudy(cid(7), bytes32(uint256(7)), bytes32(uint256(8)), cid(8), 2);
-        rounds.setSecureAggregation(study);
+        study = rounds.createStudy(
+            cid(7),
+            bytes32(uint256(7)),
+            bytes32(uint256(8)),
+            cid(8),
+            RoundRegistry.StudyTerms({
+                minUpdates: 2,
+                maxSamples: 1_000,
+                secureAggregation: true,
+                graphDegree: 0,
+                budgetHospitals: new address[](0),
+                epsilonBudget: 0,
+                delta: 0
+            })
+        );
         address[] memory list = new address[](3);
         for (uint256 i; i < 3; ++i) {
             list[i] = invited[i];
@@ -62,9 +75,8 @@ contract RoundsSecureFuzzTest is TestBase, Consortium {
             address actor = who == 3 ? (what >= 2 ? coordinator : uninvited) : invited[who];
             vm.prank(actor);
             if (what == 0) {
-                // A posting: Keys from the invited only; Shares and Unmasking from anyone; never MaskedInputs.
-                bool ok = !committed && asked == phase && phase != MASKED && phase != FINISHED
-                    && (phase != KEYS || who != 3);
+                // A posting: from the invited only, in every phase; never MaskedInputs.
+                bool ok = !committed && asked == phase && phase != MASKED && phase != FINISHED && who != 3;
                 try rounds.postSecureMessage(study, 1, RoundRegistry.SecurePhase(asked), cid(100 + i), bytes32(i + 1)) {
                     assertTrue(ok, "a posting was taken out of its phase or from outside the roster");
                 } catch {

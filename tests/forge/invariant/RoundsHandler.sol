@@ -19,6 +19,7 @@ contract RoundsHandler is Consortium {
     uint16 internal constant QUORUM = 2;
     uint64 public constant EPSILON_BUDGET = 4_000_000; // 4.0, in millionths
     uint64 internal constant DELTA = 1e13; // 1e-5, in 1e-18
+    uint64 internal constant MAX_SAMPLES = 1000;
 
     RoundRegistry public rounds;
     address public coordinator = address(0xC00);
@@ -59,10 +60,20 @@ contract RoundsHandler is Consortium {
             hospitals[i] = actors[i];
         }
         vm.startPrank(coordinator);
-        studies[0] = rounds.createStudy(cid(70), bytes32(uint256(70)), bytes32(uint256(71)), cid(71), QUORUM);
-        rounds.setPrivacyBudgets(studies[0], hospitals, EPSILON_BUDGET, DELTA);
-        studies[1] = rounds.createStudy(cid(80), bytes32(uint256(80)), bytes32(uint256(81)), cid(81), QUORUM);
-        rounds.setSecureAggregation(studies[1]);
+        studies[0] = rounds.createStudy(
+            cid(70),
+            bytes32(uint256(70)),
+            bytes32(uint256(71)),
+            cid(71),
+            RoundRegistry.StudyTerms(QUORUM, MAX_SAMPLES, false, 0, hospitals, EPSILON_BUDGET, DELTA)
+        );
+        studies[1] = rounds.createStudy(
+            cid(80),
+            bytes32(uint256(80)),
+            bytes32(uint256(81)),
+            cid(81),
+            RoundRegistry.StudyTerms(QUORUM, MAX_SAMPLES, true, 0, new address[](0), 0, 0)
+        );
         vm.stopPrank();
     }
 
@@ -99,7 +110,7 @@ contract RoundsHandler is Consortium {
         uint8 phase = _phase(k, round);
         bytes memory updateCid = cid(uint256(keccak256(abi.encode(k, round, a))));
         bytes32 digest = keccak256(abi.encode(k, round, a, "update"));
-        samples = 1 + samples % 1000;
+        samples = 1 + samples % (MAX_SAMPLES + 100); // now and then over the study's cap
         vm.prank(actors[a]);
         if (k == 0) {
             // Mostly a little more than the last spend; now and then less, or past the budget.
@@ -107,14 +118,16 @@ contract RoundsHandler is Consortium {
             // Noise 1.0, sample rate 0.25, clip 1.0 (in 1e-9), 12 steps, then the cumulative epsilon.
             uint256 declaration = (uint256(1e9) << 192) | (uint256(25e7) << 160) | (uint256(1e9) << 96)
                 | (uint256(12) << 64) | epsilon;
-            try rounds.submitPrivateUpdate(study, round, updateCid, digest, samples, declaration) {
-                _accepted(k, round, a, phase);
+            // A private update publishes no sample count (0); now and then one that does, to be refused.
+            uint64 sent = samples % 7 == 0 ? samples : 0;
+            try rounds.submitPrivateUpdate(study, round, updateCid, digest, sent, declaration) {
+                _accepted(k, round, a, phase, sent);
                 if (epsilon < ghostSpent[a]) violation = "a hospital's declared spend decreased";
                 ghostSpent[a] = epsilon;
             } catch {}
         } else {
             try rounds.submitUpdate(study, round, updateCid, digest, samples) {
-                _accepted(k, round, a, phase);
+                _accepted(k, round, a, phase, samples);
             } catch {}
         }
     }
@@ -257,10 +270,12 @@ contract RoundsHandler is Consortium {
 
     // ----- plumbing -----
 
-    function _accepted(uint256 k, uint32 round, uint256 a, uint8 phase) private {
+    function _accepted(uint256 k, uint32 round, uint256 a, uint8 phase, uint64 samples) private {
         GhostRound storage g = _ghost[k][round];
         if (g.submittedMask & (1 << a) != 0) violation = "an actor's second update to a round was taken";
         if (a == 4) violation = "a stranger's update was taken";
+        if (k == 0 && samples != 0) violation = "a private update published a sample count";
+        if (samples > MAX_SAMPLES) violation = "an update over the study's sample cap was taken";
         if (k == 1 && phase != uint8(RoundRegistry.SecurePhase.MaskedInputs)) g.updateOutsidePhase = true;
         g.submittedMask |= uint8(1 << a);
         g.order[g.submitted++] = actors[a];

@@ -106,7 +106,8 @@ contract RoundsInvariantsTest is TestBase {
     }
 
     /// @notice No step took what the registry must refuse: a second update from one hospital to a
-    /// round, a stranger's update, a phase closed by a hospital, a declared spend below the last.
+    /// round, a stranger's update, a phase closed by a hospital, a declared spend below the last, a
+    /// sample count in a private update, a sample count over the study's cap.
     /// forge-config: default.invariant.runs = 8
     function invariant_refusalsHold() public view {
         string memory violation = handler.violation();
