@@ -265,7 +265,8 @@ def _errors(portal: Portal) -> Callable[..., Awaitable[web.StreamResponse]]:
         try:
             return await handler(request)
         except ChainRefusal as refusal:
-            return _refuse(409, explain_refusal(refusal, portal.error_notices), refusal.error)
+            notices = await portal.run(lambda: portal.error_notices)  # read from the chain once
+            return _refuse(409, explain_refusal(refusal, notices), refusal.error)
         except tuple(kind for kind, _ in _USER_ERRORS) as error:
             status = next(code for kind, code in _USER_ERRORS if isinstance(error, kind))
             return _refuse(status, str(error))

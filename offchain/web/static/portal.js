@@ -256,7 +256,7 @@
     let signed;
     try { signed = JSON.parse($('#relay-json').val()); } catch (error) { say('danger', 'That is not the JSON a patient\'s page produces.'); return; }
     busy($('#relay-submit'), api('POST', '/api/relay/grant', signed)
-      .then((answer) => say('success', 'Relayed: ' + answer.grantee + ' may read until ' + when(answer.expiry)))
+      .then((answer) => say('success', 'Relayed: ' + (nameOf(answer.grantee) || answer.grantee) + ' may read until ' + when(answer.expiry)))
       .catch(fail));
   }
 
@@ -572,7 +572,7 @@
       .then((answer) => {
         if (answer.name) session.names[answer.address] = answer.name;
         const holds = action === 'add' ? 'now holds' : 'no longer holds';
-        say('success', answer.address + ' ' + holds + ' the ' + answer.role + ' role' + (answer.changed ? '' : ' (nothing to change)'));
+        say('success', (answer.name ? answer.name + ' (' + answer.address + ')' : answer.address) + ' ' + holds + ' the ' + answer.role + ' role' + (answer.changed ? '' : ' (nothing to change)'));
         fillKnownPeople();
         return loadMembers();
       })
