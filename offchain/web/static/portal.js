@@ -178,7 +178,7 @@
         .append($('<td class="can-read">').text(canRead ? 'yes' : 'no')));
     }
     if (!granted.length) emptyRow($readers, 3, 'Nobody has been granted access yet.');
-    $detail.append($('<h3 class="h6">').text('Who can read it'), $('<div class="table-responsive">').append($readers));
+    $detail.append($('<h3 class="h6">').text('Who can read it'), $('<div class="table-responsive" tabindex="0">').append($readers));
     const versions = [];
     (await logs(contract.filters.RecordRegistered(recordId))).forEach((log) => versions.push([1, log.args.cid, log.blockNumber]));
     (await logs(contract.filters.RecordRotated(recordId))).forEach((log) => versions.push([Number(log.args.version), log.args.cid, log.blockNumber]));
@@ -357,8 +357,8 @@
         $glass.append($('<li>').append('Break-glass by ', who(entry.args.user), ' until ' + when(entry.args.expiry)));
       });
       if (!openings.length) $glass.append($('<li class="text-body-secondary">').text('No emergency opening.'));
-      $body.append($('<div class="table-responsive">').append($grants), $('<h3 class="h6">').text('Every logged read'),
-        $('<div class="table-responsive">').append($reads), $('<h3 class="h6">').text('Break-glass openings'), $glass);
+      $body.append($('<div class="table-responsive" tabindex="0">').append($grants), $('<h3 class="h6">').text('Every logged read'),
+        $('<div class="table-responsive" tabindex="0">').append($reads), $('<h3 class="h6">').text('Break-glass openings'), $glass);
       $mine.append($card);
     }
   }
@@ -516,9 +516,9 @@
       ? $('<div class="chart-box"><canvas id="accuracy-chart" aria-label="test accuracy by round" role="img"></canvas></div>')
       : $('<p class="small text-body-secondary" id="accuracy-none">').text(report.rounds.some((round) => round.state === 'committed')
         ? 'No committed round has a test accuracy you can see; the notes below say why.' : 'No round has been committed yet.');
-    $report.append($facts, $('<h2 class="h6">').text('Rounds'), $('<div class="table-responsive">').append($rounds),
+    $report.append($facts, $('<h2 class="h6">').text('Rounds'), $('<div class="table-responsive" tabindex="0">').append($rounds),
       $('<h2 class="h6">').text('Test accuracy by round'), $chart,
-      $('<h2 class="h6">').text('Participants'), $('<div class="table-responsive">').append($participants));
+      $('<h2 class="h6">').text('Participants'), $('<div class="table-responsive" tabindex="0">').append($participants));
     if (report.dpDeclared) {
       $report.append($('<p class="small" id="privacy-explained">').text('Privacy spent (ε, epsilon) bounds how much the updates '
         + 'a hospital sent can reveal about any one of its patients: smaller is more private, and it adds up round after round. '
