@@ -133,7 +133,11 @@ class Portals:
         for server, _ in self.servers.values():
             server.terminate()  # all at once: each takes seconds to stop
         for number, (server, _) in enumerate(self.servers.values()):
-            server.wait(timeout=30)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # stuck in a graceful shutdown: its own process, ended by id
+                server.kill()
+                server.wait(timeout=30)
             if failed:  # the server's own account of what went wrong, beside the screenshots
                 (folder / f"portal-server-{number}.log").write_text(server.stderr.read())
             server.stdout.close()
