@@ -106,6 +106,17 @@ class AuditEntry:
     tx_hash: str
 
 
+@dataclass(frozen=True)
+class EmergencyOpening:
+    """One break-glass opening: ``user`` may read ``patient``'s record until ``expiry`` (unless closed)."""
+
+    record_id: bytes
+    user: str
+    patient: str
+    expiry: int
+    block: int
+
+
 AUDIT_EVENTS: dict[str, str] = {
     "AccessGranted": "grantee", "AccessRevoked": "grantee", "ConsentSet": "researcher",
     "EmergencyAccessOpened": "user", "EmergencyAccessClosed": "user", "AccessLogged": "reader",
@@ -209,6 +220,13 @@ class AccessClient(ContractClient):
                         if name not in ("record", AUDIT_EVENTS[log.event_name])},
                        log.block_number, str(log.transaction_hash))
             for log in logs
+        ]
+
+    def emergency_openings(self) -> list[EmergencyOpening]:
+        """Every break-glass opening on any record, oldest first (openings are rare: one event query)."""
+        return [
+            EmergencyOpening(bytes(log.record), log.user, log.patient, int(log.expiry), log.block_number)
+            for log in self._logs("EmergencyAccessOpened")
         ]
 
     # Transactions ----------------------------------------------------------

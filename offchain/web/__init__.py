@@ -2,7 +2,8 @@
 
 Each member runs their own portal with their own account and keystore, as
 Jupyter or IPFS Desktop serve a local UI: ``medshare web`` prints a URL
-carrying a random token, and every API call must present it. The pages read
+carrying a random token, which opens the page once and is traded there for a
+session cookie; every API call must present one or the other. The pages read
 the contract directly (ethers, with the ABI from the build) and call the
 local API only where a key is needed (encryption, key wrapping, signing).
 """

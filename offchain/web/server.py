@@ -1,13 +1,20 @@
 """The portal's HTTP server: static pages, vendored front-end packages, and a token-guarded API.
 
-Security model (a local UI, as Jupyter's): the server binds 127.0.0.1 only;
-every ``/api`` request must carry the random token printed with the URL (in
-the ``X-MedShare-Token`` header, or ``?token=`` for a download link) or it
-gets 403 before anything runs; requests whose Host is not this server's
-loopback address are refused (DNS rebinding); no CORS headers are ever sent,
-and a cross-origin ``Origin`` is refused; the Content-Security-Policy lets a
-page run only the portal's own scripts and talk only to this server and the
-chain's RPC endpoint.
+Security model (a local UI, as Jupyter's): the server binds 127.0.0.1 only.
+The random token printed with the URL is accepted in the address only when
+the page is first opened: that load sets a same-site, HttpOnly session cookie
+and redirects to the bare page, so the token never stays in the address bar,
+the history or the cache. Every ``/api`` request must then carry the session
+cookie and the page's own request header (which no other site can send
+without a CORS preflight, and none is ever answered), or the token in the
+``X-MedShare-Token`` header (scripts); anything else gets 403 before
+anything runs, a ``?token=`` included. Requests whose Host is not this
+server's loopback address (``127.0.0.1`` or ``localhost``) are refused (DNS
+rebinding), and so is an ``Origin`` other than the Host's own. The
+Content-Security-Policy lets a page run only the portal's own scripts and talk
+only to this server and the chain's RPC endpoint; it and the other security
+headers go on every response, refusals included, and nothing but the
+vendored packages may be cached.
 
 The API is thin over the library: every flow is a :class:`RecordService`,
 :mod:`offchain.members` or :mod:`offchain.rounds.report` call, run on one
@@ -26,13 +33,14 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from offchain.addressbook import known_names
+from offchain.addressbook import known_names, remember_names
 from offchain.chain import AccessClient, Role, SignedGrant
 from offchain.contract_client import ChainRefusal
 from offchain import inputs
@@ -42,11 +50,13 @@ from offchain.errors import MedShareError
 from offchain.ipfs import StoreError
 from offchain.members import MemberChange, add_members, remove_members
 from offchain.records import AccessRefused, RecordService
+from offchain.records.emergency import pending_key_shares
 from offchain.settings import Settings
-from offchain.web.errors import explain_refusal
+from offchain.web.errors import error_notices, explain_refusal
 from offchain.web.vendor import VENDOR_FILES, vendor_path
 
 TOKEN_HEADER = "X-MedShare-Token"
+PAGE_HEADER = "X-MedShare-Page"  # sent by the portal's page with its session cookie
 STATIC = Path(__file__).parent / "static"
 CHUNK = 1 << 20
 
@@ -59,10 +69,16 @@ class PortalSecurity:
     host: str
     port: int
     rpc_url: str
+    session: str = field(default_factory=lambda: secrets.token_urlsafe(32))
 
     @classmethod
     def fresh(cls, host: str, port: int, rpc_url: str) -> PortalSecurity:
         return cls(secrets.token_urlsafe(32), host, port, rpc_url)
+
+    @property
+    def cookie(self) -> str:
+        """The session cookie's name: cookies ignore ports, and each member's portal has its own."""
+        return f"medshare-session-{self.port}"
 
     @property
     def origin(self) -> str:
@@ -74,7 +90,14 @@ class PortalSecurity:
         return f"{self.origin}/?token={self.token}"
 
     def allowed_hosts(self) -> set[str]:
+        """The Host values this portal answers to: both names of the loopback address."""
         return {f"{self.host}:{self.port}", f"localhost:{self.port}", f"127.0.0.1:{self.port}"}
+
+    def is_token(self, presented: str) -> bool:
+        return secrets.compare_digest(presented.encode(), self.token.encode())
+
+    def is_session(self, presented: str) -> bool:
+        return secrets.compare_digest(presented.encode(), self.session.encode())
 
     def content_security_policy(self) -> str:
         rpc = urlsplit(self.rpc_url)
@@ -111,6 +134,13 @@ class Portal:
         """Run a library call on the portal's one worker thread."""
         return await asyncio.get_running_loop().run_in_executor(self.worker, call)
 
+    @cached_property
+    def error_notices(self) -> dict[str, str]:
+        return error_notices(self.client.contract)
+
+    def names(self) -> dict[str, str]:
+        return known_names(self.settings)
+
     def session(self) -> dict[str, Any]:
         contract_type = self.client.contract.contract_type
         roles = self.client.roles_of(self.client.address)
@@ -123,7 +153,7 @@ class Portal:
             "contract": {
                 "address": self.client.contract.address,
                 "abi": abi_json(contract_type),
-                "errors": _error_notices(contract_type),
+                "errors": self.error_notices,
                 "fromBlock": self.client.from_block,
             },
             "keyPublished": self.client.encryption_key_version(self.client.address) > 0,
@@ -132,6 +162,7 @@ class Portal:
             "keySuites": {str(suite.kem_id): suite.value for suite in KeySuite},
             "roleIds": {role.label: "0x" + role.role_id.hex() for role in Role},
             "registry": self.study_member.rounds.contract.address if self.study_member is not None else None,
+            "names": self.names(),
         }
 
     def study_numbers(self) -> list[int]:
@@ -145,17 +176,6 @@ class Portal:
         if study not in self.study_numbers():
             raise BadRequest(f"there is no study {study} (studies: {self.study_numbers() or 'none yet'})")
         return study_report(self.study_member, study, names=known_names(self.settings)).to_json()
-
-
-def _error_notices(contract_type: Any) -> dict[str, str]:
-    """Each custom error's NatSpec notice by name: the words the pages show for a refusal."""
-    userdoc = contract_type.userdoc or {}
-    notices = {}
-    for signature, docs in (userdoc.get("errors") or {}).items():
-        notice = docs[0].get("notice") if docs else None
-        if notice:
-            notices[signature.split("(")[0]] = notice
-    return notices
 
 
 # Domain errors become one line for the page; the status says whose fault it is (first match wins).
@@ -174,7 +194,7 @@ def create_app(portal: Portal, security: PortalSecurity) -> web.Application:
     """The portal's aiohttp application."""
     app = web.Application(middlewares=[_guard(security), _errors(portal)], client_max_size=CHUNK)
     api = _Api(portal)
-    app.router.add_get("/", _page)
+    app.router.add_get("/", _page(security))
     app.router.add_static("/static/", STATIC, follow_symlinks=False)
     app.router.add_get("/vendor/{name}", _vendor)
     app.router.add_get("/api/session", api.session)
@@ -186,6 +206,7 @@ def create_app(portal: Portal, security: PortalSecurity) -> web.Application:
     app.router.add_get("/api/records/{record}/content", api.download)
     app.router.add_post("/api/records/{record}/emergency", api.emergency)
     app.router.add_post("/api/records/{record}/consent", api.consent)
+    app.router.add_get("/api/emergency/pending", api.pending_emergency)
     app.router.add_post("/api/relay/grant", api.relay_grant)
     app.router.add_get("/api/studies", api.studies)
     app.router.add_get("/api/studies/{study}", api.study)
@@ -196,25 +217,42 @@ def create_app(portal: Portal, security: PortalSecurity) -> web.Application:
 
 def _guard(security: PortalSecurity) -> Callable[..., Awaitable[web.StreamResponse]]:
     allowed_hosts = security.allowed_hosts()
-    csp = security.content_security_policy()
+    headers = {
+        "Content-Security-Policy": security.content_security_policy(),
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "X-Frame-Options": "DENY",
+        "Cross-Origin-Opener-Policy": "same-origin",
+        "Cross-Origin-Resource-Policy": "same-origin",
+    }
 
-    @web.middleware
-    async def guard(request: web.Request, handler: Callable[..., Awaitable[web.StreamResponse]]):
+    async def checked(request: web.Request, handler: Callable[..., Awaitable[web.StreamResponse]]):
         if request.host not in allowed_hosts:
             return _refuse(403, f"this portal answers only at {security.origin}")
         origin = request.headers.get("Origin")
-        if origin is not None and origin != security.origin:
+        if origin is not None and origin != f"http://{request.host}":
             return _refuse(403, "cross-origin requests are refused")
         if request.path.startswith("/api/"):
-            presented = request.headers.get(TOKEN_HEADER) or request.query.get("token") or ""
-            if not secrets.compare_digest(presented.encode(), security.token.encode()):
+            if "token" in request.query:
+                return _refuse(403, "the token is accepted in the address only when the page is first opened; "
+                                    f"send it in the {TOKEN_HEADER} header")
+            by_header = security.is_token(request.headers.get(TOKEN_HEADER, ""))
+            by_page = PAGE_HEADER in request.headers and security.is_session(request.cookies.get(security.cookie, ""))
+            if not (by_header or by_page):
                 return _refuse(403, "missing or wrong portal token: open the URL that `medshare web` printed")
-        response = await handler(request)
-        response.headers["Content-Security-Policy"] = csp
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"  # the page's URL carries the token
-        response.headers["X-Frame-Options"] = "DENY"
-        if request.path.startswith("/api/"):
+        return await handler(request)
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Callable[..., Awaitable[web.StreamResponse]]):
+        try:
+            response = await checked(request, handler)
+        except web.HTTPException as error:  # a 404 or a redirect: answered with the same headers
+            response = web.Response(status=error.status, reason=error.reason, text=error.text,
+                                    headers={key: value for key, value in error.headers.items()
+                                             if key.lower() not in ("content-type", "content-length")},
+                                    content_type=error.content_type)
+        response.headers.update(headers)
+        if not request.path.startswith("/vendor/"):
             response.headers["Cache-Control"] = "no-store"
         return response
 
@@ -227,7 +265,8 @@ def _errors(portal: Portal) -> Callable[..., Awaitable[web.StreamResponse]]:
         try:
             return await handler(request)
         except ChainRefusal as refusal:
-            return _refuse(409, explain_refusal(refusal, portal.client.contract.contract_type), refusal.error)
+            notices = await portal.run(lambda: portal.error_notices)  # read from the chain once
+            return _refuse(409, explain_refusal(refusal, notices), refusal.error)
         except tuple(kind for kind, _ in _USER_ERRORS) as error:
             status = next(code for kind, code in _USER_ERRORS if isinstance(error, kind))
             return _refuse(status, str(error))
@@ -240,8 +279,17 @@ def _refuse(status: int, message: str, error: str | None = None) -> web.Response
     return web.json_response(body, status=status)
 
 
-async def _page(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC / "index.html")
+def _page(security: PortalSecurity) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def page(request: web.Request) -> web.StreamResponse:
+        if "token" in request.query:
+            # Trade the token for a session cookie and drop it from the address (history, cache, screen).
+            redirect = web.Response(status=303, headers={"Location": "/"})
+            if security.is_token(request.query["token"]):
+                redirect.set_cookie(security.cookie, security.session, httponly=True, samesite="Strict", path="/")
+            return redirect
+        return web.FileResponse(STATIC / "index.html")
+
+    return page
 
 
 async def _vendor(request: web.Request) -> web.FileResponse:
@@ -344,6 +392,10 @@ class _Api:
         expiry = await self.portal.run(consent)
         return web.json_response({"record": "0x" + record_id.hex(), "researcher": researcher, "until": expiry})
 
+    async def pending_emergency(self, request: web.Request) -> web.Response:
+        pending = await self.portal.run(lambda: pending_key_shares(self.portal.client))
+        return web.json_response([entry.to_json() for entry in pending])
+
     async def relay_grant(self, request: web.Request) -> web.Response:
         body = await _json(request)
         try:
@@ -364,7 +416,6 @@ class _Api:
         return web.json_response({"record": "0x" + signed.record_id.hex(), "grantee": signed.grantee,
                                   "expiry": signed.expiry})
 
-
     async def studies(self, request: web.Request) -> web.Response:
         return web.json_response(await self.portal.run(self.portal.study_numbers))
 
@@ -384,8 +435,17 @@ class _Api:
         body = await _json(request)
         role = Role.parse(str(body.get("role") or ""))
         address = _address(body.get("address"), "address")
-        (outcome,) = await self.portal.run(lambda: change(self.portal.client, [MemberChange(role, address)]))
-        return web.json_response({"role": role.label, "address": address, "changed": outcome.changed, "done": done})
+        label = str(body.get("label") or "").strip()
+
+        def run() -> Any:
+            (outcome,) = change(self.portal.client, [MemberChange(role, address, label)])
+            if label:  # the admin's name for the member, for this portal's pages from now on
+                remember_names(self.portal.settings, {address: label})
+            return outcome
+
+        outcome = await self.portal.run(run)
+        return web.json_response({"role": role.label, "address": address, "changed": outcome.changed, "done": done,
+                                  "name": self.portal.names().get(address)})
 
 
 class _scratch:

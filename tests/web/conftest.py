@@ -80,6 +80,71 @@ def publish_keys(access, portal_home):
     return publish
 
 
+class Portals:
+    """Members' portal servers (one ``medshare web`` process per account, started on first use) and
+    browser pages on them, each page in a browser context of its own, as each member's own browser."""
+
+    def __init__(self, browser, rpc_url: str, contract: str, env: dict[str, str] | None = None) -> None:
+        self.browser, self.rpc_url, self.contract, self.env = browser, rpc_url, contract, env
+        self.servers: dict[tuple[int, str, str | None], tuple[subprocess.Popen, str]] = {}
+        self.pages: list[tuple[int, object]] = []
+
+    def url(self, index: int, contract: str | None = None, registry: str | None = None) -> str:
+        """The URL (token included) that account ``index``'s portal printed."""
+        key = (index, contract or self.contract, registry)
+        if key not in self.servers:
+            server = subprocess.Popen(
+                [str(Path(sys.executable).parent / "medshare"), "web", "--rpc", self.rpc_url,
+                 "--account", f"TEST::{index}", "--contract", contract or self.contract,
+                 *(["--registry", registry] if registry else [])],
+                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env,
+            )
+            url = server.stdout.readline().strip()
+            assert url.startswith("http://127.0.0.1:"), server.stderr.read() if server.poll() is not None else url
+            self.servers[key] = (server, url)
+        return self.servers[key][1]
+
+    def open(self, index: int, wallet: str | None = None, contract: str | None = None, registry: str | None = None,
+             *, url: str | None = None, viewport: dict[str, int] | None = None, axe: bool = False,
+             loaded: bool = True):
+        """A new browser page on account ``index``'s portal (``url``: another address for it)."""
+        printed = self.url(index, contract, registry)
+        context = self.browser.new_context(accept_downloads=True, reduced_motion="reduce",
+                                           viewport=viewport or {"width": 1280, "height": 900})
+        if wallet is not None:
+            context.add_init_script(_injected_wallet(self.rpc_url, wallet))
+        if axe:  # an init script, as a browser extension would inject it: the page's CSP stays as served
+            context.add_init_script(path=str(ROOT / "node_modules" / "axe-core" / "axe.min.js"))
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        self.pages.append((index, page))
+        page.goto(url or printed)
+        if loaded:
+            page.wait_for_selector("body[data-loaded='true']")
+        page.portal_url = printed
+        return page
+
+    def close(self, failed: bool, folder: Path) -> None:
+        for index, page in self.pages:
+            if failed:
+                page.screenshot(path=str(folder / f"portal-account-{index}.png"), full_page=True)
+            page.context.close()
+        self.pages.clear()
+        for server, _ in self.servers.values():
+            server.terminate()  # all at once: each takes seconds to stop
+        for number, (server, _) in enumerate(self.servers.values()):
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # stuck in a graceful shutdown: its own process, ended by id
+                server.kill()
+                server.wait(timeout=30)
+            if failed:  # the server's own account of what went wrong, beside the screenshots
+                (folder / f"portal-server-{number}.log").write_text(server.stderr.read())
+            server.stdout.close()
+            server.stderr.close()
+        self.servers.clear()
+
+
 @pytest.fixture
 def portal(access, chain, portal_home, browser, request, tmp_path) -> Iterator:
     """``portal(index, wallet=None, contract=None, registry=None)``: a browser page on test account
@@ -89,44 +154,10 @@ def portal(access, chain, portal_home, browser, request, tmp_path) -> Iterator:
     ``wallet`` names an account for an injected EIP-1193 provider (``window.ethereum``) that signs
     through anvil's ``eth_signTypedData_v4``, as MetaMask would for the patient.
     """
-    servers: list[subprocess.Popen] = []
-    pages: list = []
-
-    def open_portal(index: int, wallet: str | None = None, contract: str | None = None, registry: str | None = None):
-        server = subprocess.Popen(
-            [str(Path(sys.executable).parent / "medshare"), "web", "--rpc", chain.provider.uri,
-             "--account", f"TEST::{index}", "--contract", contract or access.address,
-             *(["--registry", registry] if registry else [])],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        servers.append(server)
-        url = server.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:"), server.stderr.read() if server.poll() is not None else url
-        context = browser.new_context(accept_downloads=True)
-        if wallet is not None:
-            context.add_init_script(_injected_wallet(chain.provider.uri, wallet))
-        page = context.new_page()
-        page.set_default_timeout(60_000)
-        pages.append((index, page))
-        page.goto(url)
-        page.wait_for_selector("body[data-loaded='true']")
-        page.portal_url = url
-        return page
-
-    yield open_portal
-
+    portals = Portals(browser, chain.provider.uri, access.address)
+    yield portals.open
     failed = getattr(request.node, "report_call", None) is not None and request.node.report_call.failed
-    for index, page in pages:
-        if failed:
-            page.screenshot(path=str(tmp_path / f"portal-account-{index}.png"), full_page=True)
-        page.context.close()
-    for number, server in enumerate(servers):
-        server.terminate()
-        server.wait(timeout=30)
-        if failed:  # the server's own account of what went wrong, beside the screenshots
-            (tmp_path / f"portal-server-{number}.log").write_text(server.stderr.read())
-        server.stdout.close()
-        server.stderr.close()
+    portals.close(failed, tmp_path)
 
 
 def _injected_wallet(rpc_url: str, account: str) -> str:

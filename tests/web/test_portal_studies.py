@@ -20,6 +20,7 @@ from offchain.rounds.runner import enrol
 from offchain.settings import Settings
 
 from .conftest import PASSPHRASE
+from .pages import check_every_page
 from .test_portal import _origin_and_token, _request
 
 ADMIN, COORDINATOR, AUDITOR, FIRST_HOSPITAL, HOSPITALS = 0, 1, 2, 3, 2
@@ -50,7 +51,8 @@ def _run_rounds(members, coordinator, hospitals, study: int, rounds: int) -> Non
         assert driver.step().action == "committed"
 
 
-def test_studies_page_shows_committed_verified_rounds_accuracy_and_privacy_spend(portal, study_chain, portal_home):
+def test_studies_page_shows_committed_verified_rounds_accuracy_and_privacy_spend(portal, study_chain, portal_home,
+                                                                                 tmp_path):
     access, registry, members, coordinator, auditor, hospitals = study_chain
     participants = tuple(h.address for h in hospitals)
     with_dp = StudyConfig(ModelSpec("logistic", 30), participants, (auditor.address,), training=TRAINING, dp=DP)
@@ -60,7 +62,7 @@ def test_studies_page_shows_committed_verified_rounds_accuracy_and_privacy_spend
     later = members[coordinator.address].create_study(without_dp, min_updates=1).number
     remember_names(Settings(home=portal_home), {hospitals[0].address: "St Mary's"})
 
-    page = portal(AUDITOR, contract=access.address, registry=registry.address)
+    page = portal(AUDITOR, contract=access.address, registry=registry.address, axe=True)
     page.click("#tab-studies")
     report = page.wait_for_selector(f"#study-report[data-study='{later}'][data-rendered='true']")
     for hospital in hospitals:  # the latest study first: no rounds, no DP declared
@@ -89,8 +91,14 @@ def test_studies_page_shows_committed_verified_rounds_accuracy_and_privacy_spend
         match = re.match(r"ε (\d+\.\d+) of 10 at δ 0\.00001", spent)
         assert match and float(match[1]) == pytest.approx(expected, abs=5e-4), spent
         assert row.locator(".key-suite").inner_text() == "x25519 v1"
+        assert row.locator(".privacy").get_attribute("data-level") in ("success", "warning", "danger")
+    assert "smaller is more private" in page.inner_text("#privacy-explained")
     named = page.locator(f"#participants-table tr[data-participant='{hospitals[0].address}'] .participant-name")
     assert named.inner_text() == "St Mary's"
+
+    problems = check_every_page(page, "auditor", tmp_path, ready={"studies": "#study-report[data-rendered='true']"},
+                                shoot=("studies",))
+    assert not problems, "\n".join(problems)
 
     origin, token = _origin_and_token(page)
     status, _, answer = _request(f"{origin}/api/studies/{later + 1}", token=token)
@@ -104,6 +112,8 @@ def test_studies_page_shows_committed_verified_rounds_accuracy_and_privacy_spend
     outsider.wait_for_selector(f"#study-report[data-study='{study}'][data-rendered='true']")
     assert outsider.locator("#rounds-table tr[data-round='2'] .round-verified").inner_text() == "not checked"
     assert outsider.locator("#rounds-table tr[data-round='2'] .round-accuracy").inner_text() == "—"
+    assert outsider.locator("#accuracy-chart").count() == 0  # no empty axes: the reason instead
+    assert "notes below say why" in outsider.inner_text("#accuracy-none")
     notes = outsider.inner_text("#study-notes")
     assert "only the study's auditors and its coordinator" in notes and "only the study's members" in notes
 
