@@ -201,8 +201,8 @@ class AccessClient(ContractClient):
 
     def audit_trail(self, record_id: bytes) -> list[AuditEntry]:
         """Who was granted, refused consent or revoked, broke the glass and read the record, in chain order."""
-        logs = [log for event in AUDIT_EVENTS for log in self._logs(event, record=record_id)]
-        logs.sort(key=lambda log: (log.block_number, log.log_index))
+        self.sync_events()
+        logs = self.events.query_any(list(AUDIT_EVENTS), record=record_id)
         return [
             AuditEntry(log.event_name, log.event_arguments[AUDIT_EVENTS[log.event_name]],
                        {name: value for name, value in log.event_arguments.items()

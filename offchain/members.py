@@ -90,8 +90,20 @@ def remove_members(client: AccessClient, changes: Sequence[MemberChange]) -> lis
 
 
 def list_members(client: AccessClient, roles: Sequence[Role] = tuple(Role)) -> dict[Role, list[str]]:
-    """The members of each role, in the contract's order."""
-    return {role: list(client.contract.getRoleMembers(role.role_id)) for role in roles}
+    """The members of each role, in order of the grant that made each one a member: replayed from
+    the role's RoleGranted and RoleRevoked events in the event store (the contract does not
+    enumerate members: that would cost every enrolment two storage slots)."""
+    client.sync_events()
+    listed = {}
+    for role in roles:
+        members: dict[str, None] = {}
+        for log in client.events.query_any(["RoleGranted", "RoleRevoked"], role=role.role_id):
+            if log.event_name == "RoleGranted":
+                members.setdefault(log.account)
+            else:
+                members.pop(log.account, None)
+        listed[role] = list(members)
+    return listed
 
 
 def _apply(client: AccessClient, changes: Sequence[MemberChange], *, grant: bool) -> list[MemberOutcome]:
