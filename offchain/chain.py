@@ -231,12 +231,17 @@ class AccessClient(ContractClient):
     def grant(self, record_id: bytes, grantees: Sequence[str], expiry: int, version: int,
               shares: Sequence[tuple[str, bytes]]) -> None:
         """Grant ``grantees`` access until ``expiry`` and share the current version's key with them."""
+        self._multicall(self.grant_calls(record_id, grantees, expiry, version, shares))
+
+    def grant_calls(self, record_id: bytes, grantees: Sequence[str], expiry: int, version: int,
+                    shares: Sequence[tuple[str, bytes]]) -> list[bytes]:
+        """The encoded calls of :meth:`grant` (for one multicall)."""
         grant = (
             self.contract.grantAccess.encode_input(record_id, grantees[0], expiry)
             if len(grantees) == 1
             else self.contract.grantAccessBatch.encode_input(record_id, list(grantees), expiry)
         )
-        self._multicall([grant] + self._share_calls(record_id, version, shares))
+        return [grant] + self._share_calls(record_id, version, shares)
 
     def share_keys(self, record_id: bytes, version: int, shares: Sequence[tuple[str, bytes]]) -> None:
         """Publish the version's data key wrapped for readers who may read already."""

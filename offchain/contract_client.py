@@ -119,6 +119,7 @@ class ContractClient:
         self.contract = contract
         self.account = account
         self.from_block = from_block
+        self.cache_folder = cache_folder
         self._cached_chain_id: int | None = None
         self.sent: list[Sent] = []
         """Every transaction sent through this client, oldest first."""

@@ -218,7 +218,7 @@ class EventStore:
     def _damaged(self, error: Exception) -> EventStoreError:
         return EventStoreError(
             f"the event store {self.path} is damaged ({error}): delete it and the next command rebuilds it from "
-            "the chain (`medshare record ls --rebuild` does both)"
+            "the chain"
         )
 
     def _open(self) -> sqlite3.Connection:
