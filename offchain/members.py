@@ -164,7 +164,7 @@ def _preflight(client: AccessClient, pending: Sequence[MemberChange], *, grant: 
                 raise InvalidInput(f"{named(change)}the contract is paused: only guardians can be appointed "
                                    f"until the guardian resumes it ({change.address} as {change.role.label})")
         return
-    admins = int(client._call("adminCount")[0])
+    admins = int(client._call("totalAdmins")[0])
     for change in pending:
         if change.role is Role.ADMIN:
             admins -= 1

@@ -118,8 +118,20 @@ abstract contract ConsortiumRoles is AccessControl, Pausable {
     }
 
     /// @notice How many accounts hold the consortium admin role (`DEFAULT_ADMIN_ROLE`); never 0.
-    function adminCount() external view returns (uint256) {
+    /// Members of the other roles are counted and listed from the role events, off chain.
+    function totalAdmins() external view returns (uint256) {
         return _adminCount;
+    }
+
+    /// @notice How many accounts were ever given the data-owner role (the last data-owner id handed out).
+    function dataOwnerCount() external view returns (uint256) {
+        return _ownerCount;
+    }
+
+    /// @notice The account that data-owner id `ownerId` (1 to {dataOwnerCount}) was handed to; the
+    /// zero address for an id not handed out. An id stays with its account for good.
+    function dataOwnerAt(uint32 ownerId) external view returns (address) {
+        return _ownerAccounts[ownerId];
     }
 
     /// @dev Refuses unknown role ids and the zero address, and refuses new members while paused,

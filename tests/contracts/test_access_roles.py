@@ -29,7 +29,7 @@ def test_deployer_named_admin_holds_admin_role_only(access, admin):
     assert access.hasRole(access.DEFAULT_ADMIN_ROLE(), admin)
     assert access.rolesOf(admin) == 1
     assert role_members(access, Role.ADMIN) == [admin.address]
-    assert access.adminCount() == 1
+    assert access.totalAdmins() == 1
 
 
 def test_constructor_refuses_zero_admin(project, access, admin):
@@ -64,17 +64,21 @@ def test_members_are_listed_per_role_from_events(access, doctor, stranger, admin
     assert access.rolesOf(doctor) & (1 << 3)
 
 
-def test_admins_are_counted_on_chain(access, admin, doctor, stranger):
+def test_admins_are_counted_on_chain(access, admin, doctor, stranger, hospital, other_hospital):
     admin_role = access.DEFAULT_ADMIN_ROLE()
     access.grantRole(admin_role, doctor, sender=admin)
     access.grantRole(admin_role, doctor, sender=admin)  # no change: counted once
-    assert access.adminCount() == 2
+    assert access.totalAdmins() == 2
     access.revokeRole(admin_role, stranger, sender=admin)  # not an admin: no change
-    assert access.adminCount() == 2
+    assert access.totalAdmins() == 2
     access.renounceRole(admin_role, admin, sender=admin)
-    assert access.adminCount() == 1
+    assert access.totalAdmins() == 1
     with ape.reverts(access.LastAdmin, account=doctor):
         access.renounceRole(admin_role, doctor, sender=doctor)
+    # Data owners are counted too, their ids naming their accounts for good.
+    owners = [access.dataOwnerAt(i) for i in range(1, access.dataOwnerCount() + 1)]
+    assert hospital.address in owners and other_hospital.address in owners
+    assert access.dataOwnerAt(access.dataOwnerCount() + 1) == "0x" + "00" * 20
 
 
 def test_only_admin_grants_and_revokes(access, doctor, stranger):
