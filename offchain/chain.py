@@ -187,6 +187,10 @@ class AccessClient(ContractClient):
 
     def record_versions(self, owner: str) -> list[RecordVersion]:
         """Every version of every record ``owner`` registered, oldest first (for rebuilding an index)."""
+        with self.one_read():
+            return self._record_versions(owner)
+
+    def _record_versions(self, owner: str) -> list[RecordVersion]:
         patients: dict[bytes, str] = {}
         versions = []
         for log in self._logs("RecordRegistered", owner=owner):

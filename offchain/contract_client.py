@@ -10,6 +10,7 @@ as :class:`ChainRefusal` carrying the contract's custom error.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from web3.exceptions import ContractCustomError as Web3CustomError
 from web3.exceptions import ContractLogicError as Web3LogicError
 
 from offchain.errors import MedShareError
-from offchain.events import EventLog, EventStore
+from offchain.events import EventLog, EventStore, progress_printer
 
 
 class ChainRefusal(MedShareError):
@@ -129,6 +130,9 @@ class ContractClient:
             if cache_folder is not None else EventStore(None, contract.address, from_block, events)
         )
         """The contract's indexed event store, which every read of its history queries."""
+        self._reading: dict[int, str] = {}
+        if cache_folder is not None:
+            self.events.progress = progress_printer(f"events of {contract.address[:10]}")
 
     @property
     def address(self) -> str:
@@ -146,8 +150,26 @@ class ContractClient:
         return self.events.query(event, **fields)
 
     def sync_events(self) -> None:
-        """Bring the event store up to the chain's head (paged, incremental, reorg-checked)."""
+        """Bring the event store up to the chain's head (paged, incremental, reorg-checked); inside
+        :meth:`one_read`, only its first call does."""
+        if self._reading.get(threading.get_ident()) == "synced":
+            return
         self.events.sync(self.contract.provider.web3)
+        if threading.get_ident() in self._reading:
+            self._reading[threading.get_ident()] = "synced"
+
+    @contextmanager
+    def one_read(self) -> Iterator[None]:
+        """One read made of several queries: the store is brought up to date once, at the first."""
+        thread = threading.get_ident()
+        if thread in self._reading:
+            yield
+            return
+        self._reading[thread] = "open"
+        try:
+            yield
+        finally:
+            del self._reading[thread]
 
     def _multicall(self, calls: list[bytes]) -> Any:
         return self._send(self.contract.multicall, calls)

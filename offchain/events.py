@@ -24,7 +24,9 @@ after successes, up to ``MEDSHARE_LOG_PAGE_BLOCKS`` (1,000 by default).
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import sqlite3
 import sys
 import threading
@@ -105,12 +107,57 @@ class EventLog:
         return f"<{self.event_name} {self.event_arguments} block {self.block_number}>"
 
 
-def _checksummed(canonical_type: str, value: Any) -> Any:
-    if canonical_type == "address":
-        return to_checksum_address(value)
-    if canonical_type.startswith("address[") and canonical_type.endswith("]"):
-        return [to_checksum_address(item) for item in value]
-    return value
+@functools.lru_cache(maxsize=65536)
+def _checksum(word: bytes) -> str:
+    """The checksummed address in the low 20 bytes of an ABI word (cached: a few accounts recur)."""
+    return to_checksum_address(word[-20:])
+
+
+_UINT = re.compile(r"uint(\d+)")
+_INT = re.compile(r"int(\d+)")
+_FIXED_BYTES = re.compile(r"bytes(\d+)")
+
+
+def _static_decoder(canonical: str) -> Callable[[bytes], Any] | None:
+    """A decoder of one 32-byte ABI word of a static elementary type (None: not one)."""
+    if canonical == "address":
+        return _checksum
+    if canonical == "bool":
+        return lambda word: word[-1] != 0
+    if _UINT.fullmatch(canonical):
+        return lambda word: int.from_bytes(word, "big")
+    if _INT.fullmatch(canonical):
+        return lambda word: int.from_bytes(word, "big", signed=True)
+    size = _FIXED_BYTES.fullmatch(canonical)
+    if size:
+        length = int(size[1])
+        return lambda word: word[:length]
+    return None
+
+
+def _field_decoder(canonical: str) -> tuple[bool, Callable[[bytes, int], Any]] | None:
+    """(dynamic?, decode(data, head offset)) for a top-level ABI field our events use; None: use eth_abi."""
+    static = _static_decoder(canonical)
+    if static is not None:
+        return False, lambda data, at: static(data[at:at + 32])
+    if canonical in ("bytes", "string"):
+        def dynamic(data: bytes, at: int) -> Any:
+            start = int.from_bytes(data[at:at + 32], "big")
+            length = int.from_bytes(data[start:start + 32], "big")
+            raw = data[start + 32:start + 32 + length]
+            return raw.decode() if canonical == "string" else raw
+        return True, dynamic
+    if canonical.endswith("[]"):
+        element = _static_decoder(canonical[:-2])
+        if element is None:
+            return None
+
+        def array(data: bytes, at: int) -> list:
+            start = int.from_bytes(data[at:at + 32], "big")
+            count = int.from_bytes(data[start:start + 32], "big")
+            return [element(data[start + 32 + 32 * i:start + 64 + 32 * i]) for i in range(count)]
+        return True, array
+    return None
 
 
 class EventType:
@@ -122,6 +169,14 @@ class EventType:
         self.indexed = [(item.name, item.canonical_type) for item in abi.inputs if item.indexed]
         self.unindexed = [(item.name, item.canonical_type) for item in abi.inputs if not item.indexed]
         self.order = [item.name for item in abi.inputs]
+        self._topic_decoders = [
+            (name, _static_decoder(canonical) or (lambda topic: topic)) for name, canonical in self.indexed
+        ]
+        decoders = [_field_decoder(canonical) for _, canonical in self.unindexed]
+        self._data_decoders = (
+            None if any(decoder is None for decoder in decoders)
+            else [(name, decoder[1]) for (name, _), decoder in zip(self.unindexed, decoders)]
+        )
 
     def column(self, field: str) -> str:
         """The column holding indexed ``field``: ``t1``, ``t2`` or ``t3``."""
@@ -140,16 +195,17 @@ class EventType:
         return abi_encode([canonical], [value])
 
     def decode(self, block: int, index: int, tx: bytes, topics: Sequence[bytes | None], data: bytes) -> EventLog:
+        """The log's fields by name, in the event's order (an indexed dynamic field: its topic, the hash)."""
         values: dict[str, Any] = {}
-        for (name, canonical), topic in zip(self.indexed, topics):
-            if canonical in ("bytes", "string") or canonical.endswith("]") or canonical.startswith("("):
-                values[name] = topic
-            else:
-                values[name] = _checksummed(canonical, abi_decode([canonical], topic)[0])
-        if self.unindexed:
+        for (name, decode), topic in zip(self._topic_decoders, topics):
+            values[name] = decode(bytes(topic))
+        if self._data_decoders is not None:
+            for position, (name, decode) in enumerate(self._data_decoders):
+                values[name] = decode(data, 32 * position)
+        elif self.unindexed:
             decoded = abi_decode([canonical for _, canonical in self.unindexed], data)
             for (name, canonical), value in zip(self.unindexed, decoded):
-                values[name] = _checksummed(canonical, value)
+                values[name] = _checksum(bytes(12) + bytes.fromhex(value[2:])) if canonical == "address" else value
         ordered = {name: values[name] for name in self.order}
         return EventLog(self.name, ordered, block, index, "0x" + tx.hex())
 
@@ -486,16 +542,16 @@ class _transaction:  # noqa: N801 - used as a context manager, like a function
 
 
 def progress_printer(label: str = "events", stream: Any = sys.stderr) -> Callable[[SyncProgress], None]:
-    """A progress callback printing how far a long sync is (on a terminal, rewriting one line)."""
+    """A progress callback printing how far a long sync is, on a terminal only (rewriting one line)."""
     started = time.monotonic()
     shown = [0.0]
 
     def show(progress: SyncProgress) -> None:
         now = time.monotonic()
-        if progress.total < 2000 or (now - shown[0] < 0.5 and progress.done < progress.total):
+        if progress.total < 2000 or not stream.isatty() or (now - shown[0] < 0.5 and progress.done < progress.total):
             return
         shown[0] = now
-        end = "\r" if stream.isatty() and progress.done < progress.total else "\n"
+        end = "\r" if progress.done < progress.total else "\n"
         stream.write(f"{label}: block {progress.done:,}/{progress.total:,} ({progress.done / progress.total:.0%}), "
                      f"{progress.logs:,} logs, {progress.page_blocks:,} blocks a page, "
                      f"{now - started:.0f}s{end}")
