@@ -25,12 +25,15 @@ after successes, up to ``MEDSHARE_LOG_PAGE_BLOCKS`` (1,000 by default).
 from __future__ import annotations
 
 import functools
+import http.client
+import json
 import os
 import re
 import sqlite3
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +54,8 @@ TARGET_PAGE_LOGS = 5000
 """Pages grow while they return fewer logs than this, and shrink when they return more."""
 CHECKPOINTS_KEPT = 64
 CEILING_PAGES = 64
+COLD_SYNC_BLOCKS = 1000
+"""An empty store reading at least this many blocks builds its indexes after the logs."""
 
 
 class EventStoreError(MedShareError):
@@ -226,16 +231,56 @@ CREATE INDEX IF NOT EXISTS logs_t3 ON logs (t3, event);
 """
 
 
+_connections = threading.local()
+
+
+_DROP_INDEXES = """
+DROP INDEX IF EXISTS logs_event; DROP INDEX IF EXISTS logs_t1; DROP INDEX IF EXISTS logs_t2;
+DROP INDEX IF EXISTS logs_t3;
+"""
+
+
 def _rpc(web3: Any, method: str, params: list) -> Any:
-    """A raw JSON-RPC call (no web3 result formatting: a log page is parsed once, by us)."""
-    try:
-        answer = web3.provider.make_request(method, params)
-    except Exception as error:  # noqa: BLE001 - providers raise their own types for an error answer
-        raise _RpcError(str(error)) from None
+    """A raw JSON-RPC call (no web3 result formatting: a log page is parsed once, by us). Over HTTP,
+    on a kept-alive connection of this thread's own: requests' per-call overhead (proxy lookups in
+    the environment) would cost more than the call."""
+    url = getattr(web3.provider, "endpoint_uri", None)
+    if not (isinstance(url, str) and url.startswith("http://")):
+        try:
+            answer = web3.provider.make_request(method, params)
+        except Exception as error:  # noqa: BLE001 - providers raise their own types for an error answer
+            raise _RpcError(str(error)) from None
+    else:
+        answer = _http_rpc(str(url), method, params)
     if "error" in answer:
         error = answer["error"]
         raise _RpcError(error.get("message", str(error)) if isinstance(error, dict) else str(error))
     return answer["result"]
+
+
+def _http_rpc(url: str, method: str, params: list) -> dict:
+    parsed = urllib.parse.urlsplit(url)
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
+    for attempt in (1, 2):
+        connection = getattr(_connections, url, None)
+        if connection is None:
+            connection = http.client.HTTPConnection(parsed.hostname, parsed.port or 80, timeout=120)
+            setattr(_connections, url, connection)
+        try:
+            connection.request("POST", parsed.path or "/", body, {"Content-Type": "application/json"})
+            response = connection.getresponse()
+            data = response.read()
+        except (OSError, http.client.HTTPException) as error:
+            connection.close()
+            setattr(_connections, url, None)
+            if attempt == 2:
+                raise _RpcError(f"{url}: {error}") from None
+            continue
+        try:
+            return json.loads(data)
+        except ValueError:
+            raise _RpcError(f"{url} answered {method} with something other than JSON (HTTP {response.status})") from None
+    raise AssertionError("unreachable")
 
 
 class _RpcError(Exception):
@@ -286,6 +331,7 @@ class EventStore:
             db = sqlite3.connect(target, timeout=60, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA cache_size=-32768")  # 32 MiB of pages: a sync's index inserts stay in memory
             db.executescript(_SCHEMA)
             meta = dict(db.execute("SELECT key, value FROM meta"))
             if meta.get("schema") not in (None, SCHEMA_VERSION):
@@ -361,6 +407,16 @@ class EventStore:
         with self._lock, self._guarded():
             start = self._drop_back(web3, head_number, head_hash, parent_hash)
             if start > head_number:
+                return
+            cold = self._db.execute("SELECT 1 FROM logs LIMIT 1").fetchone() is None
+            if cold and head_number - start >= COLD_SYNC_BLOCKS:
+                # An empty store reading a long history: its indexes are built once at the end (a
+                # sorted build), not row by row; a sync cut short rebuilds them when next opened.
+                self._db.executescript(_DROP_INDEXES)
+                try:
+                    self._read(web3, start, head_number, head_hash)
+                finally:
+                    self._db.executescript(_SCHEMA)
                 return
             self._read(web3, start, head_number, head_hash)
 
