@@ -10,6 +10,9 @@ the participant role (which makes the registry re-read every submitter's roles) 
 ``submit_private_update`` is the most an update to a study with privacy budgets costs (its DP
 declaration, the checked and recorded spend, its event), held to ``submit_update``'s target.
 
+Enrolment: ``enrol_patient`` is a multicall giving one new account the patient role,
+``enrol_patient_batch_marginal`` one more in a batch (what a members file costs a row).
+
 Key figures: ``publish_key`` and ``publish_key_pq`` are a member's first publication of an X25519
 (32-byte) and an MLKEM768-X25519 (1,216-byte) key; ``grant_pq`` is a grant with its key share to one
 hybrid reader (a 1,183-byte wrapped key) in one multicall, as ``medshare record grant`` sends it, and
@@ -47,8 +50,10 @@ TARGETS = {
     "commit_aggregate_10": 90_000,
     "commit_aggregate_marginal": 2_600,
     "secure_round_participant": 160_000,
+    "enrol_patient_batch_marginal": 60_000,
 }
 BATCH_SIZE = 5
+ENROL_BATCH = 20
 ROUND_SIZES = (2, 10)
 SECURE_HOSPITALS = 5
 MAX_SAMPLES = 1_000_000
@@ -83,11 +88,26 @@ def measure() -> dict[str, int]:
     figures["grant_batch_marginal"] = (batch - single) // (BATCH_SIZE - 1)
 
     figures["revoke"] = access.revokeAccess(record, doctor, sender=hospital).gas_used
+    figures.update(measure_enrolment(access, admin))
     figures.update(_measure_keys())
     figures.update(measure_rounds(admin, access))
     figures.update(measure_private_rounds(admin, access))
     figures.update(measure_secure_rounds(admin, access))
     return figures
+
+
+def measure_enrolment(access, admin) -> dict[str, int]:
+    """``enrol_patient_batch_marginal``: one more patient in a multicall of grantRole calls, as
+    ``medshare members add --csv`` sends them: (batch of N - batch of 1) / (N - 1), fresh accounts."""
+    role = access.PATIENT_ROLE()
+
+    def batch(count: int) -> int:
+        patients = [accounts.test_accounts.generate_test_account().address for _ in range(count)]
+        return access.multicall([access.grantRole.encode_input(role, patient) for patient in patients],
+                                sender=admin).gas_used
+
+    single, many = batch(1), batch(ENROL_BATCH)
+    return {"enrol_patient": single, "enrol_patient_batch_marginal": (many - single) // (ENROL_BATCH - 1)}
 
 
 def _measure_keys() -> dict[str, int]:

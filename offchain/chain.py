@@ -198,6 +198,10 @@ class AccessClient(ContractClient):
 
     def record_versions(self, owner: str) -> list[RecordVersion]:
         """Every version of every record ``owner`` registered, oldest first (for rebuilding an index)."""
+        with self.one_read():
+            return self._record_versions(owner)
+
+    def _record_versions(self, owner: str) -> list[RecordVersion]:
         patients: dict[bytes, str] = {}
         versions = []
         for log in self._logs("RecordRegistered", owner=owner):
@@ -212,8 +216,8 @@ class AccessClient(ContractClient):
 
     def audit_trail(self, record_id: bytes) -> list[AuditEntry]:
         """Who was granted, refused consent or revoked, broke the glass and read the record, in chain order."""
-        logs = [log for event in AUDIT_EVENTS for log in self._logs(event, record=record_id)]
-        logs.sort(key=lambda log: (log.block_number, log.log_index))
+        self.sync_events()
+        logs = self.events.query_any(list(AUDIT_EVENTS), record=record_id)
         return [
             AuditEntry(log.event_name, log.event_arguments[AUDIT_EVENTS[log.event_name]],
                        {name: value for name, value in log.event_arguments.items()
@@ -249,12 +253,17 @@ class AccessClient(ContractClient):
     def grant(self, record_id: bytes, grantees: Sequence[str], expiry: int, version: int,
               shares: Sequence[tuple[str, bytes]]) -> None:
         """Grant ``grantees`` access until ``expiry`` and share the current version's key with them."""
+        self._multicall(self.grant_calls(record_id, grantees, expiry, version, shares))
+
+    def grant_calls(self, record_id: bytes, grantees: Sequence[str], expiry: int, version: int,
+                    shares: Sequence[tuple[str, bytes]]) -> list[bytes]:
+        """The encoded calls of :meth:`grant` (for one multicall)."""
         grant = (
             self.contract.grantAccess.encode_input(record_id, grantees[0], expiry)
             if len(grantees) == 1
             else self.contract.grantAccessBatch.encode_input(record_id, list(grantees), expiry)
         )
-        self._multicall([grant] + self._share_calls(record_id, version, shares))
+        return [grant] + self._share_calls(record_id, version, shares)
 
     def share_keys(self, record_id: bytes, version: int, shares: Sequence[tuple[str, bytes]]) -> None:
         """Publish the version's data key wrapped for readers who may read already."""

@@ -9,8 +9,6 @@ as :class:`ChainRefusal` carrying the contract's custom error.
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import threading
 import time
@@ -21,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from ape.exceptions import ContractLogicError, CustomError
-from ape.types.events import LogFilter
 from eth_abi import decode as abi_decode
 from eth_utils import keccak, to_checksum_address
 from web3.exceptions import ContractCustomError as Web3CustomError
 from web3.exceptions import ContractLogicError as Web3LogicError
 
 from offchain.errors import MedShareError
+from offchain.events import EventLog, EventStore, progress_printer
 
 
 class ChainRefusal(MedShareError):
@@ -95,149 +93,12 @@ def _decode_error(contract: Any, data: bytes) -> ChainRefusal:
     return ChainRefusal(abi.name, dict(inputs))
 
 
-def _matches(topics: list[str], wanted: list[Any]) -> bool:
-    """Whether a log's topics pass an ``eth_getLogs`` topic filter (None: any; a list: any of them)."""
-    if len(topics) < len(wanted):
-        return False
-    for topic, choice in zip(topics, wanted):
-        if choice is None:
-            continue
-        options = choice if isinstance(choice, (list, tuple)) else [choice]
-        if topic.lower() not in {str(option).lower() for option in options}:
-            return False
-    return True
-
-
 def _topic_value(canonical_type: str, topic: bytes) -> Any:
     """An indexed event field from its topic: the value of a static type, the hash of a dynamic one."""
     if canonical_type in ("bytes", "string") or canonical_type.endswith("]") or canonical_type.startswith("("):
         return topic
     (value,) = abi_decode([canonical_type], topic)
     return to_checksum_address(value) if canonical_type == "address" else value
-
-
-LOG_PAGE_BLOCKS = int(os.environ.get("MEDSHARE_LOG_PAGE_BLOCKS") or 1000)
-"""The most blocks one ``eth_getLogs`` asks for (``MEDSHARE_LOG_PAGE_BLOCKS``; public Polygon endpoints
-refuse ranges beyond 1,000 to 10,000 blocks)."""
-
-CHECKPOINTS_KEPT = 32
-"""How many (block, hash) checkpoints of past reads a log cache keeps to fall back on after a reorg."""
-
-_LOG_FIELDS = ("address", "topics", "data", "blockNumber", "blockHash", "logIndex", "transactionHash",
-               "transactionIndex")
-
-
-def _plain(value: Any) -> Any:
-    """A raw log field as JSON holds it: bytes as 0x-hex, lists element by element."""
-    if isinstance(value, (bytes, bytearray)):
-        return "0x" + bytes(value).hex()
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    return value
-
-
-def _get_logs(web3: Any, address: str, start: int, stop: int) -> list[dict]:
-    """Every log ``address`` emitted in blocks ``start`` to ``stop``, as plain JSON values."""
-    logs = web3.eth.get_logs({"address": address, "fromBlock": start, "toBlock": stop})
-    return [{name: _plain(log[name]) for name in _LOG_FIELDS} for log in logs]
-
-
-def _block_hash(web3: Any, number: int) -> str | None:
-    """The hash of the canonical block ``number`` now (None: the chain is not that long)."""
-    from web3.exceptions import BlockNotFound
-
-    try:
-        block = web3.eth.get_block(number)
-    except BlockNotFound:
-        return None
-    return _plain(block["hash"]) if block else None
-
-
-class LogCache:
-    """Every log one contract emitted from ``from_block`` on, brought up to date incrementally.
-
-    A sync reads only the blocks after the last one read, in pages of
-    :data:`LOG_PAGE_BLOCKS`, so a public endpoint's range cap is never hit
-    and old blocks are never read twice. Each sync first notes the head's
-    hash (a checkpoint). A block's hash commits to every block before it, so
-    if the checkpoint of the last sync is still canonical, nothing cached
-    changed; if not (a reorg, a reverted snapshot, a restarted node), the
-    cache drops back to its newest checkpoint that is still canonical,
-    forgets the logs after it and reads those blocks again; with none left,
-    it starts over. A checkpoint is taken before the logs it covers are
-    read, so a reorg during a read shows at the next sync.
-
-    With a ``path``, the cache is kept in that JSON file and survives the
-    process: the next client on the same chain and contract reads only the
-    blocks added since.
-    """
-
-    def __init__(self, address: str, from_block: int, path: Path | None = None) -> None:
-        self.address = address
-        self.from_block = from_block
-        self.path = path
-        self.logs: list[dict] = []
-        self.synced_to = from_block - 1
-        self.checkpoints: list[tuple[int, str]] = []
-        if path is not None:
-            self._load(path)
-
-    @classmethod
-    def for_contract(cls, folder: Path, chain_id: int, address: str, from_block: int) -> LogCache:
-        """The cache of ``address`` on ``chain_id`` under ``folder``: ``<folder>/logs/<chain id>/<address>.json``."""
-        return cls(address, from_block, folder / "logs" / str(chain_id) / f"{address.lower()}.json")
-
-    def sync(self, web3: Any) -> list[dict]:
-        """Bring the cache up to the chain's head; returns every cached log, oldest first."""
-        head = web3.eth.get_block("latest")
-        head_number, head_hash = int(head["number"]), _plain(head["hash"])
-        self._drop_back(web3)
-        if head_number <= self.synced_to and (head_number, head_hash) in self.checkpoints:
-            return self.logs
-        for start in range(self.synced_to + 1, head_number + 1, LOG_PAGE_BLOCKS):
-            self.logs.extend(_get_logs(web3, self.address, start, min(head_number, start + LOG_PAGE_BLOCKS - 1)))
-        self.synced_to = max(self.synced_to, head_number)
-        self.checkpoints = [point for point in self.checkpoints if point[0] < head_number]
-        self.checkpoints = (self.checkpoints + [(head_number, head_hash)])[-CHECKPOINTS_KEPT:]
-        self._save()
-        return self.logs
-
-    def _drop_back(self, web3: Any) -> None:
-        """Forget what a reorg replaced: everything after the newest checkpoint still canonical."""
-        for index in range(len(self.checkpoints) - 1, -1, -1):
-            block, known = self.checkpoints[index]
-            if _block_hash(web3, block) == known:
-                if index < len(self.checkpoints) - 1:
-                    self._truncate(block, self.checkpoints[: index + 1])
-                return
-        if self.checkpoints or self.synced_to >= self.from_block:
-            self._truncate(self.from_block - 1, [])
-
-    def _truncate(self, block: int, checkpoints: list[tuple[int, str]]) -> None:
-        self.logs = [log for log in self.logs if log["blockNumber"] <= block]
-        self.synced_to = block
-        self.checkpoints = checkpoints
-
-    def _load(self, path: Path) -> None:
-        try:
-            saved = json.loads(path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return
-        if saved.get("from_block") != self.from_block or saved.get("address", "").lower() != self.address.lower():
-            return  # another deployment's cache: start over
-        self.logs = saved["logs"]
-        self.synced_to = int(saved["synced_to"])
-        self.checkpoints = [(int(block), str(block_hash)) for block, block_hash in saved["checkpoints"]]
-
-    def _save(self) -> None:
-        if self.path is None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        saved = {"address": self.address, "from_block": self.from_block, "synced_to": self.synced_to,
-                 "checkpoints": self.checkpoints, "logs": self.logs}
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        temporary.write_text(json.dumps(saved, separators=(",", ":")))
-        os.replace(temporary, self.path)
 
 
 @dataclass(frozen=True)
@@ -253,19 +114,25 @@ class ContractClient:
     """A deployed contract (an Ape contract instance) and the account that signs for this client."""
 
     def __init__(self, contract: Any, account: Any, *, from_block: int = 0, cache_folder: Path | None = None) -> None:
-        """``cache_folder``: keep the contract's logs on disk there (:meth:`LogCache.for_contract`), so
-        the next process reads only new blocks; without it they are cached in memory only."""
+        """``cache_folder``: keep the contract's indexed event store on disk there
+        (``<cache_folder>/events/<chain id>/<address>.sqlite``), so the next process reads only new
+        blocks; without it the store is in memory only."""
         self.contract = contract
         self.account = account
         self.from_block = from_block
+        self.cache_folder = cache_folder
         self._cached_chain_id: int | None = None
         self.sent: list[Sent] = []
         """Every transaction sent through this client, oldest first."""
-        self.log_cache = (
-            LogCache.for_contract(cache_folder, self._chain_id(), contract.address, from_block)
-            if cache_folder is not None else LogCache(contract.address, from_block)
+        events = contract.contract_type.events
+        self.events = (
+            EventStore.for_contract(cache_folder / "events", self._chain_id(), contract.address, from_block, events)
+            if cache_folder is not None else EventStore(None, contract.address, from_block, events)
         )
-        self._cache_lock = threading.Lock()
+        """The contract's indexed event store, which every read of its history queries."""
+        self._reading: dict[int, str] = {}
+        if cache_folder is not None:
+            self.events.progress = progress_printer(f"events of {contract.address[:10]}")
 
     @property
     def address(self) -> str:
@@ -276,19 +143,33 @@ class ContractClient:
         """The timestamp the next block will carry (what expiries and deadlines are compared with)."""
         return int(self.contract.chain_manager.pending_timestamp)
 
-    def _logs(self, event: str, **topics: Any) -> list[Any]:
-        """The contract's ``event`` logs matching the indexed ``topics``, oldest first.
+    def _logs(self, event: str, **fields: Any) -> list[EventLog]:
+        """The contract's ``event`` logs whose indexed ``fields`` have these values, oldest first: the
+        event store, brought up to the chain's head, answers from its indexes."""
+        self.sync_events()
+        return self.events.query(event, **fields)
 
-        Every read brings the contract's :class:`LogCache` up to date (paged,
-        incremental, reorg-checked) and picks the matching logs from it.
-        """
-        abi = getattr(self.contract, event).abi
-        wanted = LogFilter.from_event(getattr(self.contract, event), search_topics=topics,
-                                      addresses=[self.contract.address]).topic_filter
-        with self._cache_lock:  # a fetch reads on a worker thread while it logs the access
-            logs = list(self.log_cache.sync(self.contract.provider.web3))
-        matching = [log for log in logs if _matches(log["topics"], wanted)]
-        return list(self.contract.provider.network.ecosystem.decode_logs(matching, abi))
+    def sync_events(self) -> None:
+        """Bring the event store up to the chain's head (paged, incremental, reorg-checked); inside
+        :meth:`one_read`, only its first call does."""
+        if self._reading.get(threading.get_ident()) == "synced":
+            return
+        self.events.sync(self.contract.provider.web3)
+        if threading.get_ident() in self._reading:
+            self._reading[threading.get_ident()] = "synced"
+
+    @contextmanager
+    def one_read(self) -> Iterator[None]:
+        """One read made of several queries: the store is brought up to date once, at the first."""
+        thread = threading.get_ident()
+        if thread in self._reading:
+            yield
+            return
+        self._reading[thread] = "open"
+        try:
+            yield
+        finally:
+            del self._reading[thread]
 
     def _multicall(self, calls: list[bytes]) -> Any:
         return self._send(self.contract.multicall, calls)

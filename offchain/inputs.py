@@ -177,7 +177,11 @@ def csv_rows(path: Path, columns: Sequence[str], *, optional: int = 0) -> Iterat
     except UnicodeDecodeError:
         raise InvalidInput(f"{path}: not a UTF-8 text file") from None
     least = len(columns) - optional
-    for number, cells in enumerate(csv.reader(text.splitlines()), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
+        try:
+            (cells,) = list(csv.reader([line], strict=True)) or [[]]
+        except csv.Error as error:  # an unbalanced quote would otherwise swallow the rest of the line
+            raise InvalidInput(f"{path}: row {number}: {error} (an unbalanced quote?)") from None
         cells = [cell.strip() for cell in cells]
         if not any(cells) or cells[0].startswith("#"):
             continue

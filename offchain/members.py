@@ -2,9 +2,12 @@
 
 A change names a :class:`~offchain.roles.Role` and an address (and, in a
 file, an optional label that only the report shows). Every change is checked
-first (the signer is a consortium admin, no change repeats); changes that the
-chain already reflects are reported and not sent; the rest go out as one
-``multicall`` transaction, so a batch lands whole or not at all.
+first against the chain (the signer is a consortium admin, no change repeats,
+the contract is not paused, the last admin stays); changes that the chain
+already reflects are reported and not sent; the rest go out as ``multicall``
+transactions that each fit a block (:mod:`offchain.batches`), each landing
+whole or not at all. Running the same file again after a failure sends only
+what the chain does not reflect yet.
 
 A members file has rows ``role,address[,label]``; :func:`read_members_csv`
 refuses the whole file on the first bad row, naming its row and column.
@@ -16,11 +19,12 @@ costs nothing until accepted; :func:`cancel_admin_handover` withdraws it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from offchain import inputs
+from offchain.batches import Call, ChunkSent, plan_chunks, send_chunks
 from offchain.chain import AccessClient
 from offchain.errors import InvalidInput, MedShareError
 from offchain.roles import Role
@@ -54,6 +58,7 @@ class MemberChange:
     role: Role
     address: str
     label: str = ""
+    row: int = 0  # its row in a members file (0: not from a file)
 
 
 @dataclass(frozen=True)
@@ -73,41 +78,99 @@ def read_members_csv(path: Path) -> list[MemberChange]:
         if (role, address) in seen:
             raise row.fail("address", f"{address} as {role.label} repeats row {seen[role, address]}")
         seen[role, address] = row.number
-        changes.append(MemberChange(role, address, row.cells.get("label", "")))
+        changes.append(MemberChange(role, address, row.cells.get("label", ""), row.number))
     if not changes:
         raise InvalidInput(f"{path}: no rows (expected role,address[,label])")
     return changes
 
 
-def add_members(client: AccessClient, changes: Sequence[MemberChange]) -> list[MemberOutcome]:
-    """Give each change's role to its address, in one transaction."""
-    return _apply(client, changes, grant=True)
+def add_members(client: AccessClient, changes: Sequence[MemberChange], *,
+                on_chunk: Callable[[ChunkSent], None] | None = None) -> list[MemberOutcome]:
+    """Give each change's role to its address: every change checked first, then as few transactions
+    as fit a block (``on_chunk`` hears of each confirmed one)."""
+    return _apply(client, changes, grant=True, on_chunk=on_chunk)
 
 
-def remove_members(client: AccessClient, changes: Sequence[MemberChange]) -> list[MemberOutcome]:
-    """Take each change's role from its address, in one transaction; it takes effect at once."""
-    return _apply(client, changes, grant=False)
+def remove_members(client: AccessClient, changes: Sequence[MemberChange], *,
+                   on_chunk: Callable[[ChunkSent], None] | None = None) -> list[MemberOutcome]:
+    """Take each change's role from its address (at once), checked and chunked as :func:`add_members`."""
+    return _apply(client, changes, grant=False, on_chunk=on_chunk)
 
 
 def list_members(client: AccessClient, roles: Sequence[Role] = tuple(Role)) -> dict[Role, list[str]]:
-    """The members of each role, in the contract's order."""
-    return {role: list(client.contract.getRoleMembers(role.role_id)) for role in roles}
+    """The members of each role, in order of the grant that made each one a member: replayed from
+    the role's RoleGranted and RoleRevoked events in the event store (the contract does not
+    enumerate members: that would cost every enrolment two storage slots)."""
+    client.sync_events()
+    listed = {}
+    for role in roles:
+        members: dict[str, None] = {}
+        for log in client.events.query_any(["RoleGranted", "RoleRevoked"], role=role.role_id):
+            if log.event_name == "RoleGranted":
+                members.setdefault(log.account)
+            else:
+                members.pop(log.account, None)
+        listed[role] = list(members)
+    return listed
 
 
-def _apply(client: AccessClient, changes: Sequence[MemberChange], *, grant: bool) -> list[MemberOutcome]:
+def _apply(client: AccessClient, changes: Sequence[MemberChange], *, grant: bool,
+           on_chunk: Callable[[ChunkSent], None] | None = None) -> list[MemberOutcome]:
+    """Check every change against the chain, then send those it does not reflect yet, in chunks
+    that fit a block (:mod:`offchain.batches`). A change the chain reflects already (a chunk confirmed
+    before a failure, when the same file runs again) is reported unchanged and not sent."""
     if not changes:
         raise InvalidInput("name at least one member")
     if len({(change.role, change.address) for change in changes}) != len(changes):
         raise InvalidInput("the same role and address appear twice")
     _require_admin(client)
-    outcomes = [MemberOutcome(change, bool(client.roles_of(change.address) & change.role) != grant)
-                for change in changes]
+    held = _holders(client, changes)
+    outcomes = [MemberOutcome(change, holds != grant) for change, holds in zip(changes, held)]
+    pending = [outcome.change for outcome in outcomes if outcome.changed]
+    _preflight(client, pending, grant=grant)
     method = client.contract.grantRole if grant else client.contract.revokeRole
-    calls = [method.encode_input(outcome.change.role.role_id, outcome.change.address)
-             for outcome in outcomes if outcome.changed]
-    if calls:
-        client._multicall(calls)  # one transaction: the batch lands whole or not at all
+    calls = [Call((change.row or number,), (method.encode_input(change.role.role_id, change.address),))
+             for number, change in enumerate(changes, start=1) if change in pending]
+    send_chunks(client, plan_chunks(client, calls), on_chunk=on_chunk)
     return outcomes
+
+
+def _holders(client: AccessClient, changes: Sequence[MemberChange]) -> list[bool]:
+    """Whether each change's address holds its role now: ``holdersOf``, 256 accounts a call."""
+    held = [False] * len(changes)
+    by_role: dict[Role, list[int]] = {}
+    for position, change in enumerate(changes):
+        by_role.setdefault(change.role, []).append(position)
+    for role, positions in by_role.items():
+        for start in range(0, len(positions), 256):
+            part = positions[start:start + 256]
+            (bits,) = client._call("holdersOf", [changes[i].address for i in part], int(role))
+            for offset, position in enumerate(part):
+                held[position] = bool(bits >> offset & 1)
+    return held
+
+
+def _preflight(client: AccessClient, pending: Sequence[MemberChange], *, grant: bool) -> None:
+    """Refuse the whole batch, naming the row, for a change the contract would refuse."""
+    def named(change: MemberChange) -> str:
+        return f"row {change.row}: " if change.row else ""
+
+    if grant:
+        paused = client.is_paused()
+        for change in pending:
+            if change.address == ZERO_ADDRESS:
+                raise InvalidInput(f"{named(change)}the zero address cannot hold a role")
+            if paused and change.role is not Role.GUARDIAN:
+                raise InvalidInput(f"{named(change)}the contract is paused: only guardians can be appointed "
+                                   f"until the guardian resumes it ({change.address} as {change.role.label})")
+        return
+    admins = int(client._call("totalAdmins")[0])
+    for change in pending:
+        if change.role is Role.ADMIN:
+            admins -= 1
+            if admins == 0:
+                raise InvalidInput(f"{named(change)}{change.address} is the last consortium admin: removing it "
+                                   "would leave every role unmanageable (appoint another admin first)")
 
 
 def pending_admin_handover(client: AccessClient) -> AdminHandover | None:

@@ -5,11 +5,16 @@ thousands of blocks. Put this proxy in front of a local anvil to rehearse
 against that limit: every request is forwarded unchanged, except an
 ``eth_getLogs`` whose block range exceeds ``max_log_blocks``, which gets the
 error such endpoints return. It listens on 127.0.0.1 only.
+
+Run on its own: ``python -m offchain.rpcproxy http://127.0.0.1:8545 --max-range 10 [--port 8546]``
+prints its URL and serves until interrupted (free tiers cap ``eth_getLogs`` at 5 to 10 blocks).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 import threading
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -97,3 +102,32 @@ class LogRangeProxy:
         head = json.loads(self._forward(json.dumps(
             {"jsonrpc": "2.0", "id": 0, "method": "eth_blockNumber", "params": []}).encode()))
         return int(head["result"], 16)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m offchain.rpcproxy",
+                                     description="A JSON-RPC proxy refusing eth_getLogs over wide block ranges.")
+    parser.add_argument("upstream", help="the node's JSON-RPC URL (http://127.0.0.1:...)")
+    parser.add_argument("--max-range", type=int, default=DEFAULT_MAX_LOG_BLOCKS, metavar="BLOCKS",
+                        help=f"the widest eth_getLogs range served (default {DEFAULT_MAX_LOG_BLOCKS:,})")
+    parser.add_argument("--port", type=int, default=0, help="the port to listen on, on 127.0.0.1 (default: any free)")
+    options = parser.parse_args(argv)
+    if options.max_range < 1:
+        parser.error("--max-range must be at least 1 block")
+    if not 0 <= options.port <= 65535:
+        parser.error("--port must be from 0 to 65535")
+    try:
+        proxy = LogRangeProxy(options.upstream, max_log_blocks=options.max_range, port=options.port)
+    except OSError as error:
+        parser.error(f"--port {options.port}: {error.strerror}")
+    with proxy:
+        print(proxy.url, flush=True)
+        try:
+            proxy._thread.join()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -223,3 +223,12 @@ def rounds(project, access, admin, coordinator, hospitals):
     for member in hospitals:
         access.grantRole(access.PARTICIPANT_ROLE(), member, sender=admin)
     return registry
+
+
+def role_members(access, role):
+    """The members of ``role`` as the library lists them (the contract does not enumerate them):
+    replayed from its RoleGranted and RoleRevoked events by the event store."""
+    from offchain.chain import AccessClient
+    from offchain.members import list_members
+
+    return list_members(AccessClient(access, None), [role])[role]

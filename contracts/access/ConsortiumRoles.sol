@@ -2,18 +2,21 @@
 pragma solidity ^0.8.24;
 
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
-import {AccessControlEnumerable} from "@openzeppelin/contracts/access/extensions/AccessControlEnumerable.sol";
 import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 import {Membership} from "./Membership.sol";
 
 /// @title ConsortiumRoles
-/// @notice The consortium's roles on OpenZeppelin's enumerable access control, plus a guardian pause.
+/// @notice The consortium's roles on OpenZeppelin's access control, plus a guardian pause.
 /// @dev Every role grant and revocation is mirrored into one packed {Membership} word per account, so
 /// policy checks read an account's roles in one SLOAD. Losing a reading role (doctor, researcher,
 /// emergency) stamps the account with the current block, which voids every grant, consent and
 /// break-glass access it held at once: a member who is removed and later re-admitted starts with none. The consortium admin is
 /// `DEFAULT_ADMIN_ROLE` and administers every role.
-abstract contract ConsortiumRoles is AccessControlEnumerable, Pausable {
+/// Members are not enumerable on chain: each grant and revocation is a `RoleGranted`/`RoleRevoked`
+/// event, and clients list members from their indexed event store. The contract itself only needs to
+/// know how many admins there are (the last one cannot leave), so that is all it counts: an
+/// enumerable set would cost every enrolment two more storage slots.
+abstract contract ConsortiumRoles is AccessControl, Pausable {
     /// @notice May pause and unpause every state change.
     bytes32 public constant GUARDIAN_ROLE = keccak256("GUARDIAN_ROLE");
     /// @notice A hospital: registers records and manages their grants.
@@ -52,6 +55,8 @@ abstract contract ConsortiumRoles is AccessControlEnumerable, Pausable {
     uint32 private _ownerCount;
     /// @dev Losses of a learning role so far (packed beside `_ownerCount`): see {learningRoleLosses}.
     uint64 private _learningRoleLosses;
+    /// @dev How many accounts hold `DEFAULT_ADMIN_ROLE` (packed beside `_ownerCount`).
+    uint32 private _adminCount;
 
     /// @notice `role` is not one of the consortium's roles.
     error UnknownRole(bytes32 role);
@@ -112,6 +117,23 @@ abstract contract ConsortiumRoles is AccessControlEnumerable, Pausable {
         return _learningRoleLosses;
     }
 
+    /// @notice How many accounts hold the consortium admin role (`DEFAULT_ADMIN_ROLE`); never 0.
+    /// Members of the other roles are counted and listed from the role events, off chain.
+    function totalAdmins() external view returns (uint256) {
+        return _adminCount;
+    }
+
+    /// @notice How many accounts were ever given the data-owner role (the last data-owner id handed out).
+    function dataOwnerCount() external view returns (uint256) {
+        return _ownerCount;
+    }
+
+    /// @notice The account that data-owner id `ownerId` (1 to {dataOwnerCount}) was handed to; the
+    /// zero address for an id not handed out. An id stays with its account for good.
+    function dataOwnerAt(uint32 ownerId) external view returns (address) {
+        return _ownerAccounts[ownerId];
+    }
+
     /// @dev Refuses unknown role ids and the zero address, and refuses new members while paused,
     /// except guardians: only a guardian can unpause, so one must be appointable while paused.
     function _grantRole(bytes32 role, address account) internal virtual override returns (bool granted) {
@@ -129,13 +151,14 @@ abstract contract ConsortiumRoles is AccessControlEnumerable, Pausable {
                 m = m.withOwnerId(id);
             }
             _memberships[account] = m;
+            if (bit == _ADMIN_BIT) ++_adminCount;
         }
     }
 
     /// @dev Allowed while paused. Losing a reading role voids what the account was granted so far.
     /// The last admin cannot be removed, nor renounce.
     function _revokeRole(bytes32 role, address account) internal virtual override returns (bool revoked) {
-        if (role == DEFAULT_ADMIN_ROLE && getRoleMemberCount(role) == 1 && hasRole(role, account)) {
+        if (role == DEFAULT_ADMIN_ROLE && _adminCount == 1 && hasRole(role, account)) {
             revert LastAdmin(account);
         }
         revoked = super._revokeRole(role, account);
@@ -146,6 +169,7 @@ abstract contract ConsortiumRoles is AccessControlEnumerable, Pausable {
             if (bit & _READING_BITS != 0) m = m.withLostAt(uint40(block.number));
             _memberships[account] = m;
             if (bit & _LEARNING_BITS != 0) ++_learningRoleLosses;
+            if (bit == _ADMIN_BIT) --_adminCount;
         }
     }
 

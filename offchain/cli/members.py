@@ -7,7 +7,7 @@
 
 A members file has rows ``role,address[,label]``. Every row is checked before
 anything is sent, and a bad row refuses the whole file; the rest go out in
-one transaction. Only consortium admins change membership; a removal takes
+transactions that fit a block. Only consortium admins change membership; a removal takes
 effect at once (a removed doctor's grants are void for good). An admin hands
 its seat to a successor in two steps: it proposes, the successor accepts (with
 its own account); until then nothing changes hands.
@@ -19,7 +19,15 @@ from pathlib import Path
 
 import click
 
-from offchain.cli.session import ADDRESS, ChainOptions, chain_options, connected, echo_sent, user_errors
+from offchain.cli.session import (
+    ADDRESS,
+    ChainOptions,
+    chain_options,
+    connected,
+    echo_chunk,
+    echo_sent,
+    user_errors,
+)
 from offchain.members import (
     MemberChange,
     accept_admin_handover,
@@ -38,7 +46,7 @@ ROLE = click.Choice(ROLE_NAMES, case_sensitive=False)
 
 @click.group()
 def members() -> None:
-    """Give, take and list consortium roles (one member, or many from a CSV file in one transaction)."""
+    """Give, take and list consortium roles (one member, or many from a CSV file, checked whole first)."""
 
 
 def _changes(role: str | None, address: str | None, label: str, csv: Path | None) -> list[MemberChange]:
@@ -58,12 +66,12 @@ def _membership_command(name: str, change, done: str, help_text: str):
     @click.argument("address", required=False, type=ADDRESS)
     @click.option("--label", default="", help="A name for the report only (e.g. the hospital's); not stored.")
     @click.option("--csv", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                  help="Apply every row of FILE (columns role,address[,label]) in one transaction.")
+                  help="Apply every row of FILE (columns role,address[,label]): every row checked first, then in transactions that fit a block.")
     @user_errors
     def command(chain: ChainOptions, role: str | None, address: str | None, label: str, csv: Path | None) -> None:
         changes = _changes(role, address, label, csv)
         with connected(chain) as client:
-            outcomes = change(client, changes)
+            outcomes = change(client, changes, on_chunk=echo_chunk if csv is not None else None)
         for number, outcome in enumerate(outcomes, start=1):
             member = outcome.change.address + (f" ({outcome.change.label})" if outcome.change.label else "")
             role_name = outcome.change.role.label

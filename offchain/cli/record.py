@@ -31,13 +31,16 @@ from offchain.cli.session import (
     ChainOptions,
     chain_options,
     connected,
+    echo_chunk,
     echo_sent,
     record_service,
     user_errors,
 )
+from offchain.batches import batch_journal
 from offchain.records import RecordService
-from offchain.records.batch import BatchStopped, grant_batch, read_batch, revoke_batch
+from offchain.records.batch import grant_batch, read_batch, revoke_batch
 from offchain.records.batch import resolve_record as _resolve
+from offchain.settings import Settings
 
 # Files at least this large get a progress bar (on a terminal).
 PROGRESS_THRESHOLD = 16 << 20
@@ -111,12 +114,13 @@ def grant(chain: ChainOptions, record_ref: str | None, grantees: tuple[str, ...]
         service = record_service(client)
         if csv is not None:
             rows = read_batch(service, csv, grant=True)
-            try:
-                grant_batch(service, rows)
-            except BatchStopped:
-                echo_sent(client.sent)
-                raise
+            journal = batch_journal("grants", csv, client, Settings.from_env().home)
+            sent = grant_batch(service, rows, journal=journal, on_chunk=echo_chunk)
             for row in rows:
+                if row not in sent:
+                    click.echo(f"row {row.number}: granted {row.grantee} record 0x{row.record_id.hex()} before "
+                               "(a chunk confirmed by an earlier run of this file)")
+                    continue
                 click.echo(f"row {row.number}: granted {row.grantee} record 0x{row.record_id.hex()} "
                            f"until {inputs.show_time(row.expiry)}")
             echo_sent(client.sent)
@@ -182,12 +186,13 @@ def revoke(chain: ChainOptions, record_ref: str | None, grantee: str | None, rot
         service = record_service(client)
         if csv is not None:
             rows = read_batch(service, csv, grant=False)
-            try:
-                revoke_batch(service, rows, rotate=rotate)
-            except BatchStopped:
-                echo_sent(client.sent)
-                raise
+            journal = batch_journal("revokes", csv, client, Settings.from_env().home)
+            sent = revoke_batch(service, rows, rotate=rotate, journal=journal, on_chunk=echo_chunk)
             for row in rows:
+                if row not in sent:
+                    click.echo(f"row {row.number}: revoked {row.grantee} on record 0x{row.record_id.hex()} before "
+                               "(a chunk confirmed by an earlier run of this file)")
+                    continue
                 click.echo(f"row {row.number}: revoked {row.grantee} on record 0x{row.record_id.hex()}")
             echo_sent(client.sent)
             return

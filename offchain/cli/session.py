@@ -22,6 +22,7 @@ from typing import Any
 import click
 
 from offchain import hsm, inputs
+from offchain.batches import ChunkSent
 from offchain.chain import AccessClient
 from offchain.cli.errors import reported
 from offchain.contract_client import Sent
@@ -154,6 +155,13 @@ def _account(accounts: Any, networks: Any, alias: str | None) -> Any:
         known = ", ".join(accounts.aliases) or "none yet; import one with `ape accounts import ALIAS`"
         raise InvalidInput(f"--account {alias}: no such Ape account (known: {known})")
     return accounts.load(alias)
+
+
+def echo_chunk(chunk: ChunkSent) -> None:
+    """Report one confirmed chunk of a batch (rows, block): a failure later names what is done."""
+    rows = f"rows {chunk.rows[0]}-{chunk.rows[-1]}" if len(chunk.rows) > 1 else f"row {chunk.rows[0]}"
+    click.echo(f"chunk {chunk.number}/{chunk.of}: {rows} ({len(chunk.rows)}) confirmed in block {chunk.sent.block} "
+               f"(gas {chunk.sent.gas_used:,})")
 
 
 def echo_sent(sent: Sequence[Sent]) -> None:

@@ -5,17 +5,22 @@ version (both work on any machine: a doctor elsewhere names a record this
 way), or by ``PATIENT/NAME``, which only the owner's local index knows.
 
 A batch file has rows ``record,grantee,days`` (``days`` optional when
-revoking, so a grant file also undoes itself). Every row is parsed and
-resolved before anything is sent; rows naming the same record and expiry go
-out as one grant (one transaction, key shares included).
+revoking, so a grant file also undoes itself). Every row is parsed, resolved
+and checked against the chain before anything is sent: one bad row refuses
+the whole file, naming it. The rows then go out in transactions that fit a
+block (:mod:`offchain.batches`), each grant with its key share; a journal
+under ``$MEDSHARE_HOME/batches`` lets the same file, run again after a
+failure, resume after the last confirmed chunk.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from offchain import inputs
+from offchain.batches import BatchJournal, Call, ChunkSent, plan_chunks, send_chunks
 from offchain.errors import InvalidInput, MedShareError
 from offchain.ipfs.cid import CID, InvalidCID
 from offchain.records.service import RecordError, RecordService
@@ -83,37 +88,57 @@ def read_batch(service: RecordService, path: Path, *, grant: bool) -> list[Batch
     return rows
 
 
-class BatchStopped(RecordError):
-    """A batch stopped at a refused step; the message says which rows were done before it."""
-
-    def __init__(self, failed: list[BatchRow], done: list[BatchRow], error: Exception) -> None:
-        self.failed, self.done = failed, done
-        rows = ", ".join(str(row.number) for row in failed)
-        before = (f"rows {', '.join(str(row.number) for row in done)} were done before it"
-                  if done else "nothing was sent")
-        super().__init__(f"row {rows}: {error} ({before}; later rows were not sent)")
-
-
-def grant_batch(service: RecordService, rows: list[BatchRow]) -> None:
-    """Grant every row, one transaction per (record, expiry), in the file's order."""
-    groups: dict[tuple[bytes, int | None], list[BatchRow]] = {}
-    for row in rows:
-        groups.setdefault((row.record_id, row.expiry), []).append(row)
-    done: list[BatchRow] = []
-    for (record_id, expiry), group in groups.items():
+def grant_batch(service: RecordService, rows: list[BatchRow], *, journal: BatchJournal | None = None,
+                on_chunk: Callable[[ChunkSent], None] | None = None) -> list[BatchRow]:
+    """Grant every row: each checked against the chain first (the record live and the signer its
+    owner or patient, the grantee a doctor or a consenting researcher with a published key), the
+    whole file refused at the first row that fails, naming it; then the grants and their key shares
+    go out in chunks that fit a block. Returns the rows sent (those a ``journal`` of an earlier run
+    of the same file holds as done are not sent again)."""
+    todo = _not_done(rows, journal)
+    calls = []
+    for row in todo:
         try:
-            service.grant(record_id, [row.grantee for row in group], expiry)
+            _, data = service.prepare_grant(row.record_id, [row.grantee], row.expiry)
         except MedShareError as error:
-            raise BatchStopped(group, done, error) from None
-        done += group
+            raise _refused(row, error) from None
+        calls.append(Call((row.number,), tuple(data)))
+    send_chunks(service.client, plan_chunks(service.client, calls), journal=journal, on_chunk=on_chunk)
+    return todo
 
 
-def revoke_batch(service: RecordService, rows: list[BatchRow], *, rotate: bool = False) -> None:
-    """Revoke every row, in the file's order."""
-    done: list[BatchRow] = []
-    for row in rows:
+def revoke_batch(service: RecordService, rows: list[BatchRow], *, rotate: bool = False,
+                 journal: BatchJournal | None = None,
+                 on_chunk: Callable[[ChunkSent], None] | None = None) -> list[BatchRow]:
+    """Revoke every row, each checked first (the record live, the signer its owner or patient, or
+    its owner to rotate, and a grant to revoke), in chunks that fit a block; with ``rotate``, each
+    record named is then re-encrypted once for those who keep access. Returns the rows sent."""
+    todo = _not_done(rows, journal)
+    calls = []
+    for row in todo:
         try:
-            service.revoke(row.record_id, row.grantee, rotate=rotate)
+            record = service.client.record(row.record_id)
+            if record.retired:
+                raise RecordError(f"record 0x{row.record_id.hex()} is retired")
+            has_grant = service.check_revoke(record, row.grantee, rotate=rotate)
         except MedShareError as error:
-            raise BatchStopped([row], done, error) from None
-        done.append(row)
+            raise _refused(row, error) from None
+        if has_grant:
+            calls.append(Call((row.number,), (service.client.contract.revokeAccess.encode_input(
+                row.record_id, row.grantee),)))
+    send_chunks(service.client, plan_chunks(service.client, calls), journal=journal if not rotate else None,
+                on_chunk=on_chunk)
+    if rotate:
+        for record_id in dict.fromkeys(row.record_id for row in todo):
+            service.rotate(record_id)
+        if journal is not None:
+            journal.finish()
+    return todo
+
+
+def _not_done(rows: list[BatchRow], journal: BatchJournal | None) -> list[BatchRow]:
+    return [row for row in rows if journal is None or row.number not in journal.done]
+
+
+def _refused(row: BatchRow, error: Exception) -> InvalidInput:
+    return InvalidInput(f"row {row.number}: {error} (nothing was sent: fix the row and run the file again)")

@@ -112,6 +112,13 @@ class RecordService:
 
     def grant(self, record_id: bytes, grantees: Sequence[str], expiry: int) -> RecordInfo:
         """Let ``grantees`` read the record until ``expiry`` and give them its current key."""
+        record, calls = self.prepare_grant(record_id, grantees, expiry)
+        self.client._multicall(calls)
+        return record
+
+    def prepare_grant(self, record_id: bytes, grantees: Sequence[str], expiry: int) -> tuple[RecordInfo, list[bytes]]:
+        """Check a grant as :meth:`grant` would send it, and return its encoded calls (the grant and
+        the key shares, for one multicall) without sending anything."""
         if not grantees:
             raise RecordError("name at least one grantee")
         record = self._live_record(record_id)
@@ -134,8 +141,7 @@ class RecordService:
                 )
         data_key = self._own_data_key(record)
         shares = self._wrap(data_key, record_id, record.version, grantees)
-        self.client.grant(record_id, grantees, expiry, record.version, shares)
-        return record
+        return record, self.client.grant_calls(record_id, grantees, expiry, record.version, shares)
 
     def share(self, record_id: bytes, readers: Sequence[str]) -> RecordInfo:
         """Give the current key to ``readers`` who may read already but hold no key for this version,
@@ -205,6 +211,17 @@ class RecordService:
         succeeding. With ``rotate``, a grantee without a live grant (e.g. voided by a lost role) is
         simply rotated out."""
         record = self._live_record(record_id)
+        has_grant = self.check_revoke(record, grantee, rotate=rotate)
+        if has_grant:
+            self.client.revoke(record_id, grantee)
+        if not rotate:
+            return self._live_record(record_id)
+        return self.rotate(record_id, progress=progress)
+
+    def check_revoke(self, record: RecordInfo, grantee: str, *, rotate: bool = False) -> bool:
+        """Check a revocation as :meth:`revoke` would send it; returns whether ``grantee`` holds a
+        grant to revoke (without one, only a rotation has something to do)."""
+        record_id = record.record_id
         has_grant = self.client.grant_of(record_id, grantee).expiry != 0
         if not has_grant and not rotate:
             raise RecordError(
@@ -215,11 +232,7 @@ class RecordService:
             self._require_rotating_owner(record)
         else:
             self._require_owner_or_patient(record)
-        if has_grant:
-            self.client.revoke(record_id, grantee)
-        if not rotate:
-            return self._live_record(record_id)
-        return self.rotate(record_id, progress=progress)
+        return has_grant
 
     def rotate(self, record_id: bytes, *, progress: Progress | None = None) -> RecordInfo:
         """Re-encrypt the record under a new key and give it only to whoever may read now (the owner,

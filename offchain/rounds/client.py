@@ -11,6 +11,7 @@ the contract's custom error.
 from __future__ import annotations
 
 import enum
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -158,6 +159,15 @@ class ParticipantView:
     secure_phase: SecurePhase | None = None  # as in RoundInfo
 
 
+def _one_read(method):
+    """A read of several events: the event store is brought up to date once, not once per event."""
+    @functools.wraps(method)
+    def read(self, *args, **kwargs):
+        with self.one_read():
+            return method(self, *args, **kwargs)
+    return read
+
+
 class RoundsClient(ContractClient):
     """A RoundRegistry contract and the account that signs for this client."""
 
@@ -168,6 +178,7 @@ class RoundsClient(ContractClient):
         (count,) = self._call("studyCount")
         return list(range(1, int(count) + 1))
 
+    @_one_read
     def study(self, study: int) -> StudyInfo:
         """The study now; ChainRefusal(UnknownStudy) if there is none."""
         (coordinator, min_updates, round_count, latest_round, genesis_commitment, config_digest), \
@@ -181,6 +192,7 @@ class RoundsClient(ContractClient):
             int(min_updates), int(round_count), int(latest_round), bytes(latest_commitment), bool(secure),
         )
 
+    @_one_read
     def round(self, study: int, round: int) -> RoundInfo:
         """The round now; ChainRefusal(UnknownStudy or UnknownRound) if there is none."""
         (status, deadline, base_round, base_commitment, _, update_count, _, aggregate_commitment), \
@@ -259,6 +271,7 @@ class RoundsClient(ContractClient):
             if int(log.phase) == phase
         ]
 
+    @_one_read
     def committed_aggregate(self, study: int, round: int, commitment: bytes) -> ArtifactRef:
         """The aggregate a round committed, whose commitment the caller read from the chain (e.g. the
         next round's base commitment); MissingEvent if its event names another."""
@@ -266,6 +279,7 @@ class RoundsClient(ContractClient):
                                   study=study, round=round)
         return self._checked(_artifact(committed), commitment)
 
+    @_one_read
     def latest_model(self, study: int) -> tuple[int, ArtifactRef]:
         """The study's latest model: the last committed round (0: genesis) and its artifact."""
         round, commitment = self._call("latestModel", study)

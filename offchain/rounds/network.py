@@ -21,7 +21,10 @@ def rounds_client(access: AccessClient, registry: str | None = None) -> RoundsCl
     if not chain.provider.get_code(registry):
         raise RoundsError(f"no contract code at {registry} on chain {chain.chain_id}")
     _cache_chain_id(chain.provider.web3)
-    return RoundsClient(project.RoundRegistry.at(registry), access.account, from_block=from_block)
+    # The registry's events go to the same site's event store as the access contract's: `fl status`
+    # and the portal start warm, reading only the blocks since the last process.
+    return RoundsClient(project.RoundRegistry.at(registry), access.account, from_block=from_block,
+                        cache_folder=access.cache_folder)
 
 
 def _cache_chain_id(web3) -> None:

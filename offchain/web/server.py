@@ -48,7 +48,7 @@ from offchain.crypto import KeySuite
 from offchain.deployments import abi_json
 from offchain.errors import MedShareError
 from offchain.ipfs import StoreError
-from offchain.members import MemberChange, add_members, remove_members
+from offchain.members import MemberChange, add_members, list_members, remove_members
 from offchain.records import AccessRefused, RecordService
 from offchain.records.emergency import pending_key_shares
 from offchain.settings import Settings
@@ -210,6 +210,7 @@ def create_app(portal: Portal, security: PortalSecurity) -> web.Application:
     app.router.add_post("/api/relay/grant", api.relay_grant)
     app.router.add_get("/api/studies", api.studies)
     app.router.add_get("/api/studies/{study}", api.study)
+    app.router.add_get("/api/members", api.members)
     app.router.add_post("/api/members/add", api.add_member)
     app.router.add_post("/api/members/remove", api.remove_member)
     return app
@@ -424,6 +425,11 @@ class _Api:
         if not value.isdigit():
             raise BadRequest(f"{value!r} is not a study number")
         return web.json_response(await self.portal.run(lambda: self.portal.study_report(int(value))))
+
+    async def members(self, request: web.Request) -> web.Response:
+        """Every role's members, from the event store (the contract does not enumerate them)."""
+        listed = await self.portal.run(lambda: list_members(self.portal.client))
+        return web.json_response({role.label: holders for role, holders in listed.items()})
 
     async def add_member(self, request: web.Request) -> web.Response:
         return await self._members(request, add_members, "added")

@@ -3,6 +3,9 @@
 import ape
 import pytest
 
+from conftest import role_members
+from offchain.roles import Role
+
 ZERO = "0x0000000000000000000000000000000000000000"
 
 
@@ -23,7 +26,7 @@ def test_the_successor_takes_the_seat_only_when_it_accepts(access, admin, admin_
         access.RoleRevoked(admin_role, admin, stranger),
         access.AdminHandedOver(admin, stranger),
     ]
-    assert access.getRoleMembers(admin_role) == [stranger.address]
+    assert role_members(access, Role.ADMIN) == [stranger.address]
     assert (access.rolesOf(admin), access.rolesOf(stranger)) == (0, 1)
     assert access.pendingAdminHandover() == (ZERO, ZERO)
     with ape.reverts(access.AccessControlUnauthorizedAccount, account=admin, neededRole=admin_role):
@@ -72,7 +75,7 @@ def test_a_proposal_is_cancelled_or_replaced(access, admin, admin_role, doctor, 
     assert tx.events == [access.AdminHandoverCancelled(admin, stranger)]
     with ape.reverts(access.NotPendingAdmin, account=stranger):
         access.acceptAdminHandover(sender=stranger)
-    assert access.getRoleMembers(admin_role) == [admin.address, doctor.address]
+    assert role_members(access, Role.ADMIN) == [admin.address, doctor.address]
 
 
 def test_a_removed_admin_cannot_hand_its_seat_on(access, admin, admin_role, guardian, stranger):
@@ -104,7 +107,7 @@ def test_a_handover_is_proposed_but_not_accepted_while_paused(access, admin, adm
     assert access.pendingAdminHandover() == (admin.address, stranger.address)
     access.unpause(sender=guardian)
     access.acceptAdminHandover(sender=stranger)
-    assert access.getRoleMembers(admin_role) == [stranger.address]
+    assert role_members(access, Role.ADMIN) == [stranger.address]
 
 
 def test_the_seat_moves_but_other_roles_stay(access, admin, admin_role, doctor, hospital):
@@ -160,7 +163,7 @@ def test_the_library_checks_before_it_sends(access, admin, guardian, doctor, str
         accept_admin_handover(by_stranger)
     access.unpause(sender=guardian)
     assert accept_admin_handover(by_stranger) == AdminHandover(admin.address, stranger.address)
-    assert access.getRoleMembers(access.DEFAULT_ADMIN_ROLE()) == [stranger.address]
+    assert role_members(access, Role.ADMIN) == [stranger.address]
     assert len(by_admin.sent) == 3 and len(by_stranger.sent) == 1
 
 

@@ -4,7 +4,8 @@ import ape
 import pytest
 from eth_utils import keccak
 
-from conftest import make_cid
+from conftest import make_cid, role_members
+from offchain.roles import Role
 
 ZERO = "0x0000000000000000000000000000000000000000"
 ROLE_NAMES = [
@@ -27,7 +28,8 @@ def test_role_ids_are_hashes_of_their_names(access, name):
 def test_deployer_named_admin_holds_admin_role_only(access, admin):
     assert access.hasRole(access.DEFAULT_ADMIN_ROLE(), admin)
     assert access.rolesOf(admin) == 1
-    assert access.getRoleMembers(access.DEFAULT_ADMIN_ROLE()) == [admin.address]
+    assert role_members(access, Role.ADMIN) == [admin.address]
+    assert access.totalAdmins() == 1
 
 
 def test_constructor_refuses_zero_admin(project, access, admin):
@@ -51,13 +53,32 @@ def test_roles_bitmap_follows_grants_and_revocations(access, admin, stranger):
     assert expected == 0
 
 
-def test_members_are_listed_per_role(access, doctor, stranger, admin):
+def test_members_are_listed_per_role_from_events(access, doctor, stranger, admin):
     role = access.DOCTOR_ROLE()
     access.grantRole(role, stranger, sender=admin)
-    assert access.getRoleMembers(role) == [doctor.address, stranger.address]
+    assert role_members(access, Role.DOCTOR) == [doctor.address, stranger.address]
     access.revokeRole(role, doctor, sender=admin)
-    assert access.getRoleMembers(role) == [stranger.address]
-    assert access.getRoleMemberCount(role) == 1
+    assert role_members(access, Role.DOCTOR) == [stranger.address]
+    access.grantRole(role, doctor, sender=admin)  # back, after the member who stayed
+    assert role_members(access, Role.DOCTOR) == [stranger.address, doctor.address]
+    assert access.rolesOf(doctor) & (1 << 3)
+
+
+def test_admins_are_counted_on_chain(access, admin, doctor, stranger, hospital, other_hospital):
+    admin_role = access.DEFAULT_ADMIN_ROLE()
+    access.grantRole(admin_role, doctor, sender=admin)
+    access.grantRole(admin_role, doctor, sender=admin)  # no change: counted once
+    assert access.totalAdmins() == 2
+    access.revokeRole(admin_role, stranger, sender=admin)  # not an admin: no change
+    assert access.totalAdmins() == 2
+    access.renounceRole(admin_role, admin, sender=admin)
+    assert access.totalAdmins() == 1
+    with ape.reverts(access.LastAdmin, account=doctor):
+        access.renounceRole(admin_role, doctor, sender=doctor)
+    # Data owners are counted too, their ids naming their accounts for good.
+    owners = [access.dataOwnerAt(i) for i in range(1, access.dataOwnerCount() + 1)]
+    assert hospital.address in owners and other_hospital.address in owners
+    assert access.dataOwnerAt(access.dataOwnerCount() + 1) == "0x" + "00" * 20
 
 
 def test_only_admin_grants_and_revokes(access, doctor, stranger):
@@ -102,7 +123,7 @@ def test_role_removal_works_while_paused(access, guardian, admin, doctor):
 def test_evicting_the_only_guardian_while_paused_does_not_pause_for_good(access, guardian, admin, stranger):
     access.pause(sender=guardian)
     access.revokeRole(access.GUARDIAN_ROLE(), guardian, sender=admin)
-    assert access.getRoleMemberCount(access.GUARDIAN_ROLE()) == 0
+    assert role_members(access, Role.GUARDIAN) == []
     with ape.reverts(access.EnforcedPause):
         access.grantRole(access.DOCTOR_ROLE(), stranger, sender=admin)
     tx = access.grantRole(access.GUARDIAN_ROLE(), stranger, sender=admin)
@@ -211,8 +232,8 @@ def test_losing_patient_role_ends_patient_powers(access, admin, hospital, patien
         access.registerRecord(make_cid(4), patient, sender=hospital)
 
 
-def test_supports_access_control_enumerable_interface(access):
-    # IAccessControlEnumerable and IAccessControl interface ids.
-    assert access.supportsInterface(bytes.fromhex("5a05180f"))
+def test_supports_access_control_interface_not_enumerable(access):
+    # IAccessControl's interface id; IAccessControlEnumerable's is not claimed (members come from events).
+    assert not access.supportsInterface(bytes.fromhex("5a05180f"))
     assert access.supportsInterface(bytes.fromhex("7965db0b"))
     assert not access.supportsInterface(bytes.fromhex("ffffffff"))

@@ -44,8 +44,15 @@ def budgeted(rounds, coordinator, hospitals, chain):
     return study
 
 
-def private_submit(rounds, study, round_, member, n, spend):
-    return rounds.submitPrivateUpdate(study, round_, *make_artifact(n), 100, spend, sender=member)
+def private_submit(rounds, study, round_, member, n, spend, samples=0):
+    """A private update publishes no record count: its sample count is 0."""
+    return rounds.submitPrivateUpdate(study, round_, *make_artifact(n), samples, spend, sender=member)
+
+
+def test_a_private_update_publishing_a_record_count_is_refused(rounds, budgeted, hospitals):
+    with ape.reverts(rounds.SampleCountInPrivateUpdate):
+        private_submit(rounds, budgeted, 1, hospitals[0], 1, declaration(1_500_000), samples=100)
+    assert rounds.privacyOf(budgeted, hospitals[0]) == (EPSILON, DELTA, 0)
 
 
 def test_spend_is_recorded_and_logged(rounds, budgeted, hospitals):

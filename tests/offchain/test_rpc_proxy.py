@@ -76,4 +76,4 @@ def test_a_grant_and_fetch_hundreds_of_blocks_after_deployment(project, home, tm
         fetched = proxy.log_ranges[1 + len(granted):]
         assert fetched and all(start > read_to for start, _ in fetched)
         assert sum(stop - start + 1 for start, stop in fetched) < 10
-        assert list((home.home / "cache" / "logs" / str(local.chain_id)).glob("0x*.json"))
+        assert list((home.home / "cache" / "events" / str(local.chain_id)).glob("0x*.sqlite"))

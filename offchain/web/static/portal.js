@@ -544,8 +544,9 @@
     const $body = $('#members-table tbody').empty();
     const $roles = $('#member-role');
     if ($roles.children().length === 1) Object.keys(session.roleIds).forEach((label) => $roles.append($('<option>').val(label).text(label)));
-    for (const [label, roleId] of Object.entries(session.roleIds)) {
-      const holders = await contract.getRoleMembers(roleId);
+    const members = await api('GET', '/api/members');  // from the event store: the contract does not enumerate
+    for (const label of Object.keys(session.roleIds)) {
+      const holders = members[label] || [];
       const $members = $('<td class="small">');
       for (const holder of holders) {
         $members.append($('<div class="member">').attr('data-member', holder).append(who(holder), ' ',
