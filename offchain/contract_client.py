@@ -116,9 +116,12 @@ def _topic_value(canonical_type: str, topic: bytes) -> Any:
     return to_checksum_address(value) if canonical_type == "address" else value
 
 
-LOG_PAGE_BLOCKS = int(os.environ.get("MEDSHARE_LOG_PAGE_BLOCKS") or 1000)
-"""The most blocks one ``eth_getLogs`` asks for (``MEDSHARE_LOG_PAGE_BLOCKS``; public Polygon endpoints
-refuse ranges beyond 1,000 to 10,000 blocks)."""
+def log_page_blocks() -> int:
+    """The most blocks one ``eth_getLogs`` asks for (``MEDSHARE_LOG_PAGE_BLOCKS``, checked when used, not
+    at import; public Polygon endpoints refuse ranges beyond 1,000 to 10,000 blocks)."""
+    from offchain.settings import Settings
+
+    return Settings.from_env().log_page_blocks
 
 CHECKPOINTS_KEPT = 32
 """How many (block, hash) checkpoints of past reads a log cache keeps to fall back on after a reorg."""
@@ -157,7 +160,7 @@ class LogCache:
     """Every log one contract emitted from ``from_block`` on, brought up to date incrementally.
 
     A sync reads only the blocks after the last one read, in pages of
-    :data:`LOG_PAGE_BLOCKS`, so a public endpoint's range cap is never hit
+    :func:`log_page_blocks`, so a public endpoint's range cap is never hit
     and old blocks are never read twice. Each sync first notes the head's
     hash (a checkpoint). A block's hash commits to every block before it, so
     if the checkpoint of the last sync is still canonical, nothing cached
@@ -194,8 +197,9 @@ class LogCache:
         self._drop_back(web3)
         if head_number <= self.synced_to and (head_number, head_hash) in self.checkpoints:
             return self.logs
-        for start in range(self.synced_to + 1, head_number + 1, LOG_PAGE_BLOCKS):
-            self.logs.extend(_get_logs(web3, self.address, start, min(head_number, start + LOG_PAGE_BLOCKS - 1)))
+        page = log_page_blocks()
+        for start in range(self.synced_to + 1, head_number + 1, page):
+            self.logs.extend(_get_logs(web3, self.address, start, min(head_number, start + page - 1)))
         self.synced_to = max(self.synced_to, head_number)
         self.checkpoints = [point for point in self.checkpoints if point[0] < head_number]
         self.checkpoints = (self.checkpoints + [(head_number, head_hash)])[-CHECKPOINTS_KEPT:]
@@ -221,13 +225,17 @@ class LogCache:
     def _load(self, path: Path) -> None:
         try:
             saved = json.loads(path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
             return
-        if saved.get("from_block") != self.from_block or saved.get("address", "").lower() != self.address.lower():
-            return  # another deployment's cache: start over
-        self.logs = saved["logs"]
-        self.synced_to = int(saved["synced_to"])
-        self.checkpoints = [(int(block), str(block_hash)) for block, block_hash in saved["checkpoints"]]
+        if not isinstance(saved, dict) or saved.get("from_block") != self.from_block \
+                or str(saved.get("address", "")).lower() != self.address.lower():
+            return  # damaged, or another deployment's cache: start over (the chain has it all)
+        try:
+            logs, synced_to = list(saved["logs"]), int(saved["synced_to"])
+            checkpoints = [(int(block), str(block_hash)) for block, block_hash in saved["checkpoints"]]
+        except (KeyError, TypeError, ValueError):
+            return
+        self.logs, self.synced_to, self.checkpoints = logs, synced_to, checkpoints
 
     def _save(self) -> None:
         if self.path is None:

@@ -56,8 +56,13 @@ def status() -> None:
 @user_errors
 def down() -> None:
     """Stop the local chain; everything on it is gone."""
-    local = localchain.down()
-    click.echo(f"local chain stopped (pid {local.pid})" if local else "no local chain was recorded")
+    stopped = localchain.down()
+    if stopped is None:
+        click.echo("no local chain was recorded")
+    elif stopped.was_running:
+        click.echo(f"local chain stopped (pid {stopped.chain.pid})")
+    else:
+        click.echo(f"the recorded local chain (pid {stopped.chain.pid}) was not running; its record is forgotten")
 
 
 @chain.command("rehearse-amoy")

@@ -150,14 +150,15 @@ def share(chain: ChainOptions, record_ref: str, readers: tuple[str, ...]) -> Non
 @chain_options
 @click.argument("record_ref", metavar="RECORD")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Where to write the decrypted record (an existing file only with --force).")
-@click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
+              help="Where to write the decrypted record: a new file, or an existing regular file with --force; "
+                   "never a symbolic link, a device or other special file.")
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it is an existing regular file.")
 @user_errors
 def fetch(chain: ChainOptions, record_ref: str, output: Path, force: bool) -> None:
     """Read RECORD into OUTPUT: checked, logged on chain, fetched, decrypted and verified.
 
-    Everything checkable first (OUTPUT writable, your access, your key, the record's blocks present and intact),
-    so a read that would fail is not logged.
+    Everything checkable first (OUTPUT writable, your access, your key, the record's blocks present and intact,
+    the whole record decrypted and authenticated), so a read that would fail, or is interrupted, is not logged.
     """
     with connected(chain) as client:
         service = record_service(client)

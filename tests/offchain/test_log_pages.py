@@ -11,7 +11,7 @@ from offchain.chain import AccessClient
 @pytest.fixture
 def log_ranges(access, monkeypatch):
     """The (start, stop) block range of every eth_getLogs the clients send, with pages of 3 blocks."""
-    monkeypatch.setattr(contract_client, "LOG_PAGE_BLOCKS", 3)
+    monkeypatch.setenv("MEDSHARE_LOG_PAGE_BLOCKS", "3")
     ranges = []
     real = contract_client._get_logs
 
