@@ -69,6 +69,13 @@ def _one_or_csv(record_ref: str | None, users: tuple[str, ...], csv: Path | None
         raise click.UsageError(f"give RECORD and at least one {what}, or --csv FILE")
 
 
+def _once_each(addresses: tuple[str, ...], hint: str) -> None:
+    """Refuse an address given twice (each would be sent twice)."""
+    repeated = sorted({address for address in addresses if addresses.count(address) > 1})
+    if repeated:
+        raise click.BadParameter(f"{', '.join(repeated)} given more than once", param_hint=hint)
+
+
 @click.group()
 def record() -> None:
     """Upload, grant, fetch and revoke encrypted records."""
@@ -103,6 +110,7 @@ def grant(chain: ChainOptions, record_ref: str | None, grantees: tuple[str, ...]
     """Let GRANTEES (doctors, or researchers with the patient's consent) read RECORD until an expiry, and
     give them its key in the same transaction."""
     _one_or_csv(record_ref, grantees, csv, "GRANTEE")
+    _once_each(grantees, "GRANTEE...")
     if csv is not None and (days or until):
         raise click.UsageError("with --csv, each row gives its own days")
     if csv is None and (days is None) == (until is None):
@@ -137,6 +145,7 @@ def grant(chain: ChainOptions, record_ref: str | None, grantees: tuple[str, ...]
 @user_errors
 def share(chain: ChainOptions, record_ref: str, readers: tuple[str, ...]) -> None:
     """Give RECORD's current key to READERS who may read it already (e.g. break-glass access)."""
+    _once_each(readers, "READERS...")
     with connected(chain) as client:
         service = record_service(client)
         record_id = resolve_record(service, client, record_ref)
