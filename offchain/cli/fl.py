@@ -117,6 +117,21 @@ def member_session(chain: ChainOptions, registry: str | None) -> Iterator[Member
         yield Member(rounds, access, open_store(settings), open_keystore(settings, access.address))
 
 
+def _share(ctx, param, value: str | None) -> tuple[int, int] | None:
+    """``--share I/K`` as (I, K), checked before anything connects."""
+    if value is None:
+        return None
+    try:
+        index, count = (int(part) for part in value.split("/"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not I/K", ctx, param) from None
+    if not 1 <= count <= MAX_RUN_HOSPITALS:
+        raise click.BadParameter(f"the bundled data is cut at most {MAX_RUN_HOSPITALS} ways, not {count}", ctx, param)
+    if not 1 <= index <= count:
+        raise click.BadParameter(f"share {index} of {count} does not exist", ctx, param)
+    return index, count
+
+
 @click.group()
 def fl() -> None:
     """Federated studies: rounds committed on chain, updates and models sealed in the store."""
@@ -227,7 +242,7 @@ def coordinator(chain, registry, study, target, select):
 @chain_options
 @registry_option
 @study_option
-@click.option("--share", default=None, metavar="I/K",
+@click.option("--share", default=None, metavar="I/K", callback=_share,
               help="Train on share I of the bundled breast-cancer data cut K ways (K at most 50).")
 @click.option("--data", "table", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Train on your own CSV table instead.")
@@ -389,7 +404,7 @@ def _params(pairs: tuple[str, ...]) -> dict:
     return params
 
 
-def _hospital_data(share: str | None, table: Path | None, label: str | None, num_features: int):
+def _hospital_data(share: tuple[int, int] | None, table: Path | None, label: str | None, num_features: int):
     from fl.data import federated_breast_cancer
     from offchain.rounds.tables import load_table
 
@@ -399,13 +414,6 @@ def _hospital_data(share: str | None, table: Path | None, label: str | None, num
         if label is None:
             raise click.UsageError("--data needs --label COLUMN")
         return load_table(table, label, num_features)
-    try:
-        index, count = (int(part) for part in share.split("/"))
-    except ValueError:
-        raise click.BadParameter(f"{share!r} is not I/K", param_hint="--share") from None
-    if not 1 <= count <= MAX_RUN_HOSPITALS:
-        raise click.BadParameter(f"the bundled data is cut at most {MAX_RUN_HOSPITALS} ways, not {count}",
-                                 param_hint="--share")
-    if not 1 <= index <= count:
-        raise click.BadParameter(f"share {index} of {count} does not exist", param_hint="--share")
+    index, count = share
     return federated_breast_cancer(count).hospitals[index - 1]
+

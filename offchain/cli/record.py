@@ -116,6 +116,7 @@ def grant(chain: ChainOptions, record_ref: str | None, grantees: tuple[str, ...]
     if csv is None and (days is None) == (until is None):
         raise click.UsageError("give exactly one of --days and --until")
     with connected(chain) as client:
+        expiry = None if csv is not None else inputs.expiry(days=days, until=until, now=client.now())
         service = record_service(client)
         if csv is not None:
             rows = read_batch(service, csv, grant=True)
@@ -129,7 +130,6 @@ def grant(chain: ChainOptions, record_ref: str | None, grantees: tuple[str, ...]
                            f"until {inputs.show_time(row.expiry)}")
             echo_sent(client.sent)
             return
-        expiry = inputs.expiry(days=days, until=until, now=client.now())
         record_id = resolve_record(service, client, record_ref)
         info = service.grant(record_id, list(grantees), expiry)
     for grantee in grantees:

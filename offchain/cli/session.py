@@ -36,8 +36,6 @@ from offchain.records import RecordIndex, RecordService
 from offchain.settings import Settings
 
 PASSPHRASE_ENV = "MEDSHARE_PASSPHRASE"
-TEST_ACCOUNTS = 100
-"""How many of Ape's test accounts ``TEST::N`` may name."""
 _PRIVATE_KEY = re.compile(r"(0[xX])?[0-9a-fA-F]{64}")
 user_errors = reported(MedShareError, OSError)
 """Show the library's refusals as one clear line and exit status 1, never a traceback."""
@@ -161,9 +159,9 @@ def _account(accounts: Any, networks: Any, alias: str | None) -> Any:
     if alias.upper().startswith("TEST::"):
         if not networks.provider.network.is_local:
             raise InvalidInput(f"--account {alias}: test accounts exist only on a local network")
-        number = alias[6:]
-        if not number.isdigit() or int(number) >= TEST_ACCOUNTS:
-            raise InvalidInput(f"--account {alias}: no such test account (TEST::0 to TEST::{TEST_ACCOUNTS - 1})")
+        number, known = alias[6:], len(accounts.test_accounts)
+        if not number.isdigit() or int(number) >= known:
+            raise InvalidInput(f"--account {alias}: no such test account (TEST::0 to TEST::{known - 1})")
         account = accounts.test_accounts[int(number)]
         if not account.balance:
             raise InvalidInput(f"--account {alias}: {account.address} holds no funds on this chain to pay for "

@@ -103,13 +103,15 @@ class RecordService:
             cid = self._encrypt_into_store(source, data_key, ZERO_RECORD_ID, 1, progress)
         record_id = record_id_for(self.client.address, cid)
         readers = [self.client.address] + ([patient] if self._published_key(patient) else [])
-        try:
-            self.client.register_record(cid, patient, self._wrap(data_key, record_id, 1, readers))
-        except ChainRefusal:
-            self._forget(cid)
-            raise
+        shares = self._wrap(data_key, record_id, 1, readers)
         entry = IndexEntry(patient, name, "0x" + record_id.hex(), 1, str(cid))
-        self.index.add(entry)
+        with deferred_interrupts():  # registered on chain and named in the index, or neither
+            try:
+                self.client.register_record(cid, patient, shares)
+            except ChainRefusal:
+                self._forget(cid)
+                raise
+            self.index.add(entry)
         return entry
 
     # Grant ------------------------------------------------------------------

@@ -58,7 +58,7 @@ def test_a_broken_checksum_is_refused_everywhere(medshare, access, stranger, tmp
 @pytest.mark.parametrize("option,value", [("--days", "1e300"), ("--days", "inf"), ("--days", "nan"),
                                           ("--days", "-2"), ("--until", "1e23"), ("--until", "yesterday")])
 def test_expiries_out_of_range_or_not_finite(medshare, access, option, value):
-    output = medshare(*_grant(access, option, value), status=1)
+    output = medshare(*_grant(access, option, value), status=2)
     assert option in output
 
 
@@ -67,26 +67,26 @@ def test_a_contract_that_is_not_an_address(medshare):
 
 
 def test_an_unknown_network_names_the_choices(medshare, access):
-    output = medshare("keys", "show", "--network", "bogus:net", "--contract", access.address, status=1)
+    output = medshare("keys", "show", "--network", "bogus:net", "--contract", access.address, status=2)
     (line,) = output.splitlines()
     assert "'bogus:net'" in line and "ethereum:local:foundry" in line and "polygon:amoy:node" in line
 
 
 def test_an_unknown_account(medshare, access):
     assert "no such Ape account" in medshare("keys", "show", "--account", "nobody", "--contract", access.address,
-                                             status=1)
+                                             status=2)
     assert "no such test account" in medshare("keys", "show", "--account", "TEST::x", "--contract", access.address,
-                                              status=1)
+                                              status=2)
 
 
 def test_a_missing_passphrase_in_a_run_that_cannot_ask(medshare, access):
-    output = medshare("keys", "publish", "--account", "TEST::4", "--contract", access.address, status=1,
+    output = medshare("keys", "publish", "--account", "TEST::4", "--contract", access.address, status=2,
                       env={"MEDSHARE_PASSPHRASE": ""})
     assert "set MEDSHARE_PASSPHRASE" in output
 
 
 def test_an_unknown_ipfs_backend(medshare, access):
-    output = medshare("record", "ls", "--account", "TEST::1", "--contract", access.address, status=1,
+    output = medshare("record", "ls", "--account", "TEST::1", "--contract", access.address, status=2,
                       env={"MEDSHARE_IPFS_BACKEND": "bogus"})
     assert "MEDSHARE_IPFS_BACKEND must be one of embedded, kubo, not 'bogus'" in output
 
@@ -98,7 +98,7 @@ def test_both_or_neither_of_a_grant_and_a_file(medshare, access, tmp_path):
     assert "give RECORD" in medshare("record", "revoke", "--contract", access.address, status=2)
     rows.write_text(f"0x{'ab' * 32},{DOCTOR},inf\n")
     output = medshare("record", "grant", "--csv", str(rows), "--account", "TEST::1", "--contract", access.address,
-                      status=1)
+                      status=2)
     assert "row 1, column 'days'" in output
 
 
@@ -149,3 +149,157 @@ def test_a_configured_network_that_does_not_answer(project, tmp_path):
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert url in done.stderr or "polygon:amoy:node" in done.stderr
     assert not (tmp_path / "home" / "deployments.json").exists()
+
+
+# -- numbers, addresses and settings: one line, status 2, no block, no file -----------------------
+
+
+def _files(home: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(home)): p.read_bytes() for p in sorted(home.rglob("*")) if p.is_file()} \
+        if home.exists() else {}
+
+
+class Untouched:
+    """MEDSHARE_HOME and the chain as they were at the last :meth:`mark`."""
+
+    def __init__(self, chain, home: Path) -> None:
+        self.chain, self.home = chain, home
+        self.mark()
+
+    def mark(self) -> None:
+        """Take the state now (after a test's own, intended, changes) as the one to keep."""
+        self.height, self.files = self.chain.blocks.height, _files(self.home)
+
+    def check(self) -> None:
+        assert self.chain.blocks.height == self.height, "a block was mined"
+        assert _files(self.home) == self.files, "a file under MEDSHARE_HOME changed"
+
+
+@pytest.fixture
+def untouched(chain, tmp_path):
+    """Checks, on leaving, that no block was mined and no file under MEDSHARE_HOME changed since the
+    fixture was made (or since the test called ``untouched.mark()``)."""
+    state = Untouched(chain, tmp_path / "home")
+    yield state
+    state.check()
+
+
+HUGE = "99999999999999999999999"
+KEY_LIKE = "ab" * 32
+
+
+@pytest.mark.parametrize("args,said", [
+    (["fl", "status", "--study", "-1"], "--study"),
+    (["fl", "status", "--study", str(2**64)], "--study"),
+    (["rounds", "cancel", "--study", "1", "--round", "-1"], "--round"),
+    (["fl", "status", "--study", "1", "--registry", "nothex"], "not an Ethereum address"),
+    (["rounds", "open", "--study", "1", "--registry", "0x1234"], "not an Ethereum address"),
+    (["fl", "participant", "--study", "1", "--share", "1/1000"], "at most 50 ways"),
+    (["fl", "create", "--participant", DOCTOR, "--round-seconds", HUGE], "--round-seconds"),
+    (["fl", "create", "--participant", DOCTOR, "--min-updates", "0"], "--min-updates"),
+    (["fl", "coordinator", "--study", "1", "--rounds", "0"], "--rounds"),
+    (["fl", "coordinator", "--study", "1", "--rounds", "-1"], "--rounds"),
+    (["fl", "run", "--rounds", "99999999999999999999", "--hospitals", "2"], "--rounds"),
+    (["fl", "run", "--rounds", "1", "--hospitals", "2", "--aggregator", "nosuch"], "fedavg, fedprox"),
+    (["fl", "run", "--rounds", "1", "--hospitals", "3", "--secure-aggregation", "--phase-seconds", "500"],
+     "do not fit in a round"),
+    (["chain", "up", "--block-time", "nan"], "not a finite number"),
+    (["chain", "rehearse-amoy", "--gas-price-gwei", "nan"], "not a finite number"),
+    (["keys", "show", "--account", KEY_LIKE], "looks like a private key"),
+    (["keys", "show", "--account", "0x" + KEY_LIKE], "looks like a private key"),
+    (["keys", "publish", "--account", "TEST::99"], "no such test account (TEST::0 to TEST::15)"),
+    (["record", "grant", "0x" + "ab" * 32, DOCTOR, "--days", "0.0000001", "--account", "TEST::1"], "under a minute"),
+    (["record", "grant", "0x" + "ab" * 32, DOCTOR, "--until", "2027-13-45", "--account", "TEST::1"], "is not a date"),
+    (["record", "grant", "0x" + "ab" * 32, DOCTOR, DOCTOR, "--days", "1", "--account", "TEST::1"], "more than once"),
+])
+def test_numbers_addresses_and_settings_are_checked(medshare, access, untouched, args, said):
+    output = medshare(*args, *(["--contract", access.address] if args[0] in ("keys", "record") else []), status=2)
+    assert said in output
+    assert KEY_LIKE not in output  # what may be a private key is never repeated
+
+
+def test_an_unfunded_test_account(medshare, access, chain, accounts, untouched):
+    chain.set_balance(accounts[15], 0)  # as on a `chain up` anvil, which funds only TEST::0 to TEST::9
+    untouched.mark()
+    output = medshare("keys", "publish", "--account", "TEST::15", "--contract", access.address, status=2)
+    assert f"{accounts[15].address} holds no funds" in output
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "1e3"])
+def test_a_bad_log_page_setting_is_refused_by_every_command(medshare, access, untouched, value):
+    output = medshare("record", "ls", "--account", "TEST::1", "--contract", access.address, status=2,
+                      env={"MEDSHARE_LOG_PAGE_BLOCKS": value})
+    assert "MEDSHARE_LOG_PAGE_BLOCKS" in output
+
+
+def test_a_bad_log_page_setting_does_not_break_imports():
+    done = subprocess.run([sys.executable, "-c", "import offchain.contract_client, offchain.cli"],
+                          env={**os.environ, "MEDSHARE_LOG_PAGE_BLOCKS": "abc"}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("content,said", [
+    ("[]", "not a deployments file"),
+    ('{"31337": {"MedicalAccess": {"address": "0x5FbDB2315678afecb367f032d93F642f64180aa3", "deployer": '
+     '"0x5FbDB2315678afecb367f032d93F642f64180aa3"}}}', "missing block"),
+    ('{"31337": {"MedicalAccess": {"address": "0xnothex", "deployer": "0x5FbDB2315678afecb367f032d93F642f64180aa3", '
+     '"block": 1}}}', "not an Ethereum address"),
+    ('{"31337": {"MedicalAccess": {"address": "0x5FbDB2315678afecb367f032d93F642f64180aa3", "deployer": '
+     '"0x5FbDB2315678afecb367f032d93F642f64180aa3", "block": "twelve"}}}', "not a block number"),
+    ('{"31337": "hello"}', "not a deployments file"),
+    ("hello", "not valid JSON"),
+])
+def test_a_hand_edited_deployments_file(medshare, untouched, content, said):
+    untouched.home.mkdir(parents=True, exist_ok=True)
+    (untouched.home / "deployments.json").write_text(content)
+    untouched.mark()
+    output = medshare("keys", "show", "--account", "TEST::1", status=2)
+    assert said in output and "fix or delete" in output
+
+
+def test_a_keystore_path_that_is_a_folder(medshare, access, untouched, accounts):
+    (untouched.home / "keys" / f"{accounts[4].address.lower()}.json").mkdir(parents=True)
+    untouched.mark()
+    output = medshare("keys", "publish", "--account", "TEST::4", "--contract", access.address, status=2)
+    assert "not a regular file" in output and "chmod" not in output
+
+
+@pytest.mark.parametrize("content", ['"hello"', "hello", "[1, 2]", '{"from_block": 0, "address": "%s", "logs": 5}'])
+def test_a_damaged_log_cache_starts_over(access, tmp_path, content):
+    from offchain.contract_client import LogCache
+
+    path = tmp_path / "cache.json"
+    path.write_text(content.replace("%s", access.address))
+    cache = LogCache(access.address, 0, path)
+    assert cache.logs == [] and cache.synced_to == -1
+
+
+def test_fl_run_holds_one_run_per_home(medshare, untouched):
+    import fcntl
+
+    lock = untouched.home / "fl" / "run.lock"
+    lock.parent.mkdir(parents=True)
+    with open(lock, "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        untouched.mark()
+        output = medshare("fl", "run", "--rounds", "1", "--hospitals", "1", status=1)
+    assert "another `medshare fl run`" in output and str(untouched.home) in output
+
+
+@pytest.mark.parametrize("server", ["closed", "plain-http"])
+def test_fl_run_reaches_its_rpc_before_anything(medshare, untouched, server):
+    import http.server
+    import threading
+
+    if server == "closed":
+        url, httpd = f"http://127.0.0.1:{_closed_port()}", None
+    else:
+        httpd = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        output = medshare("fl", "run", "--rounds", "1", "--hospitals", "2", "--rpc", url, status=1)
+    finally:
+        if httpd:
+            httpd.shutdown()
+    assert f"no Ethereum node answers at {url}" in output
