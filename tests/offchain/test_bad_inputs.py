@@ -4,7 +4,9 @@ In-process rows run on the test session's chain; the rows about reaching a node 
 commands in a subprocess, where nothing is connected yet.
 """
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -303,3 +305,142 @@ def test_fl_run_reaches_its_rpc_before_anything(medshare, untouched, server):
         if httpd:
             httpd.shutdown()
     assert f"no Ethereum node answers at {url}" in output
+
+
+# -- record fetch: every local failure before logAccess ------------------------------------------
+
+
+@pytest.fixture
+def granted(access, tmp_path, monkeypatch):
+    """A record uploaded by TEST::1 for patient TEST::3, granted to the doctor TEST::2: (fetch, the plaintext)."""
+    monkeypatch.setenv("MEDSHARE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MEDSHARE_PASSPHRASE", "a passphrase")
+
+    def medshare(index: int, *args: str) -> click.testing.Result:
+        command, sub, *rest = args
+        return CliRunner().invoke(main, [command, sub, "--account", f"TEST::{index}", "--contract", access.address,
+                                         *rest])
+
+    for index in (1, 2, 3):
+        medshare(index, "keys", "publish")
+    scan = tmp_path / "scan.bin"
+    scan.write_bytes(os.urandom(300_000))
+    uploaded = medshare(1, "record", "upload", str(scan), "--patient", "0x90F79bf6EB2c4f870365E785982E1f101E93b906",
+                        "--name", "scan").output
+    record_id = uploaded.split("record ")[1].split()[0]
+    assert "until" in medshare(1, "record", "grant", record_id, DOCTOR, "--days", "1").output
+
+    def fetch(out: Path, *extra: str) -> click.testing.Result:
+        return medshare(2, "record", "fetch", record_id, "-o", str(out), *extra)
+
+    return fetch, scan.read_bytes()
+
+
+def _no_part_files(folder: Path) -> bool:
+    return not list(folder.glob(".*.part"))
+
+
+@pytest.mark.parametrize("target", ["device", "symlink", "fifo", "existing"])
+def test_fetch_refuses_an_output_it_must_not_write(granted, chain, tmp_path, target):
+    fetch, _ = granted
+    if target == "device":
+        out, force = Path("/dev/null"), True
+    else:
+        out, force = tmp_path / "out", True
+        if target == "symlink":
+            (tmp_path / "elsewhere").write_bytes(b"kept")
+            out.symlink_to(tmp_path / "elsewhere")
+        elif target == "fifo":
+            os.mkfifo(out)
+        else:
+            out.write_bytes(b"kept")
+            force = False
+    height = chain.blocks.height
+    result = fetch(out, *(["--force"] if force else []))
+    assert result.exit_code == 1 and result.output.count("Error") == 1, result.output
+    said = {"device": "not a regular file", "fifo": "not a regular file", "symlink": "symbolic link",
+            "existing": "already exists; use --force"}[target]
+    assert said in result.output
+    assert chain.blocks.height == height  # no AccessLogged
+    if target == "symlink":
+        assert out.is_symlink() and (tmp_path / "elsewhere").read_bytes() == b"kept"
+    if target == "existing":
+        assert out.read_bytes() == b"kept"
+    assert _no_part_files(out.parent)
+
+
+def test_a_second_fetch_to_one_output_names_the_real_cause(granted, chain, tmp_path, monkeypatch):
+    """Another fetch publishes the file while this one decrypts: this one refuses, unlogged."""
+    from offchain.records import service
+
+    fetch, plaintext = granted
+    out = tmp_path / "out"
+    real = service.decrypt_stream
+
+    def another_fetch_finishes_first(*args, **kwargs):
+        size = real(*args, **kwargs)
+        out.write_bytes(b"the other fetch's")
+        return size
+
+    monkeypatch.setattr(service, "decrypt_stream", another_fetch_finishes_first)
+    height = chain.blocks.height
+    result = fetch(out)
+    assert result.exit_code == 1 and f"{out} already exists; use --force" in result.output, result.output
+    assert ".part" not in result.output
+    assert chain.blocks.height == height and out.read_bytes() == b"the other fetch's" and _no_part_files(tmp_path)
+
+
+# In-process, SIGTERM only, handled as a `medshare` process on a `chain up` chain handles it: the test
+# session's own handlers (Ape's, which stop the session's chain) are set aside meanwhile. SIGINT, which
+# unwinds the same way, is sent to real processes in test_signals.py.
+
+
+@contextlib.contextmanager
+def _as_a_command_process():
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM])
+def test_a_fetch_interrupted_while_decrypting_logs_nothing(granted, chain, tmp_path, monkeypatch, signal_number):
+    from offchain.records import service
+
+    fetch, _ = granted
+    out = tmp_path / "out"
+    real = service.decrypt_stream
+
+    def interrupted(source, sink, *args, **kwargs):
+        sink.write(b"half")
+        os.kill(os.getpid(), signal_number)  # a real signal, handled as the command handles it
+        return real(source, sink, *args, **kwargs)
+
+    monkeypatch.setattr(service, "decrypt_stream", interrupted)
+    height = chain.blocks.height
+    with _as_a_command_process():
+        result = fetch(out)
+    assert result.exit_code == 128 + signal_number
+    assert chain.blocks.height == height and not out.exists() and _no_part_files(tmp_path)
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM])
+def test_a_fetch_interrupted_while_logging_completes_first(granted, chain, tmp_path, monkeypatch, signal_number):
+    """Logged means published: a signal during logAccess waits until the file is in place."""
+    from offchain.chain import AccessClient
+
+    fetch, plaintext = granted
+    out = tmp_path / "out"
+    real = AccessClient.log_access
+
+    def interrupted(self, record_id):
+        os.kill(os.getpid(), signal_number)
+        return real(self, record_id)
+
+    monkeypatch.setattr(AccessClient, "log_access", interrupted)
+    height = chain.blocks.height
+    with _as_a_command_process():
+        result = fetch(out)
+    assert result.exit_code == 128 + signal_number  # it still stopped, as asked
+    assert chain.blocks.height == height + 1 and out.read_bytes() == plaintext and _no_part_files(tmp_path)
