@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from offchain.cli import main
 
 DOCTOR = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
+PATIENT = "0x90F79bf6EB2c4f870365E785982E1f101E93b906"
 TYPO = DOCTOR[:-1] + "c"  # one character's case flipped: the EIP-55 checksum no longer holds
 
 
@@ -390,21 +391,25 @@ def test_a_second_fetch_to_one_output_names_the_real_cause(granted, chain, tmp_p
     assert chain.blocks.height == height and out.read_bytes() == b"the other fetch's" and _no_part_files(tmp_path)
 
 
-# In-process, SIGTERM only, handled as a `medshare` process on a `chain up` chain handles it: the test
-# session's own handlers (Ape's, which stop the session's chain) are set aside meanwhile. SIGINT, which
-# unwinds the same way, is sent to real processes in test_signals.py.
+# In-process, with the handlers a `medshare` process on a `chain up` chain has: SIGINT exits 130, as
+# `import ape` sets it, and SIGTERM is left to the command. The test session's own handlers (which
+# stop its chain) are set aside meanwhile.
+SIGNALS = [signal.SIGINT, signal.SIGTERM]
 
 
 @contextlib.contextmanager
 def _as_a_command_process():
-    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    previous = {number: signal.getsignal(number) for number in SIGNALS}
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
-@pytest.mark.parametrize("signal_number", [signal.SIGTERM])
+@pytest.mark.parametrize("signal_number", SIGNALS)
 def test_a_fetch_interrupted_while_decrypting_logs_nothing(granted, chain, tmp_path, monkeypatch, signal_number):
     from offchain.records import service
 
@@ -421,11 +426,11 @@ def test_a_fetch_interrupted_while_decrypting_logs_nothing(granted, chain, tmp_p
     height = chain.blocks.height
     with _as_a_command_process():
         result = fetch(out)
-    assert result.exit_code == 128 + signal_number
+    assert result.exit_code == 128 + signal_number, result.output
     assert chain.blocks.height == height and not out.exists() and _no_part_files(tmp_path)
 
 
-@pytest.mark.parametrize("signal_number", [signal.SIGTERM])
+@pytest.mark.parametrize("signal_number", SIGNALS)
 def test_a_fetch_interrupted_while_logging_completes_first(granted, chain, tmp_path, monkeypatch, signal_number):
     """Logged means published: a signal during logAccess waits until the file is in place."""
     from offchain.chain import AccessClient
@@ -442,5 +447,61 @@ def test_a_fetch_interrupted_while_logging_completes_first(granted, chain, tmp_p
     height = chain.blocks.height
     with _as_a_command_process():
         result = fetch(out)
-    assert result.exit_code == 128 + signal_number  # it still stopped, as asked
+    assert result.exit_code == 128 + signal_number, result.output  # it still stopped, as asked
     assert chain.blocks.height == height + 1 and out.read_bytes() == plaintext and _no_part_files(tmp_path)
+
+
+@pytest.mark.parametrize("signal_number", SIGNALS)
+def test_an_upload_interrupted_while_encrypting_leaves_nothing(medshare, access, chain, tmp_path, monkeypatch,
+                                                               signal_number):
+    from offchain.records import service
+
+    home = tmp_path / "home"
+    for index in (1, 3):
+        CliRunner().invoke(main, ["keys", "publish", "--account", f"TEST::{index}", "--contract", access.address])
+    height, files = chain.blocks.height, _files(home)
+    real = service.encrypt_stream
+
+    def interrupted(*args, **kwargs):
+        os.kill(os.getpid(), signal_number)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(service, "encrypt_stream", interrupted)
+    scan = tmp_path / "scan.bin"
+    scan.write_bytes(os.urandom(100_000))
+    with _as_a_command_process():
+        result = CliRunner().invoke(main, ["record", "upload", str(scan), "--patient", PATIENT, "--name", "scan",
+                                           "--account", "TEST::1", "--contract", access.address])
+    assert result.exit_code == 128 + signal_number, result.output
+    assert chain.blocks.height == height
+    changed = {name for name, data in _files(home).items() if files.get(name) != data}
+    # Only the store's bookkeeping, as any command that opens it: no record, no index entry, no pin.
+    assert changed <= {"ipfs/pins", "ipfs/pins.lock", "ipfs/repo.lock"}, changed
+    assert (home / "ipfs" / "pins").read_text() == "medshare-pins 1\n"
+
+
+@pytest.mark.parametrize("signal_number", SIGNALS)
+def test_an_upload_interrupted_while_registering_completes_first(access, tmp_path, monkeypatch, chain, signal_number):
+    from offchain.chain import AccessClient
+
+    monkeypatch.setenv("MEDSHARE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MEDSHARE_PASSPHRASE", "a passphrase")
+    for index in (1, 3):
+        CliRunner().invoke(main, ["keys", "publish", "--account", f"TEST::{index}", "--contract", access.address])
+    real = AccessClient.register_record
+
+    def interrupted(self, *args, **kwargs):
+        os.kill(os.getpid(), signal_number)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(AccessClient, "register_record", interrupted)
+    scan = tmp_path / "scan.bin"
+    scan.write_bytes(os.urandom(100_000))
+    height = chain.blocks.height
+    with _as_a_command_process():
+        result = CliRunner().invoke(main, ["record", "upload", str(scan), "--patient", PATIENT, "--name", "scan",
+                                           "--account", "TEST::1", "--contract", access.address])
+    assert result.exit_code == 128 + signal_number, result.output
+    assert chain.blocks.height == height + 1  # registered...
+    listed = CliRunner().invoke(main, ["record", "ls", "--account", "TEST::1", "--contract", access.address]).output
+    assert f"{PATIENT}/scan" in listed  # ...and named in the index
