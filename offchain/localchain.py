@@ -190,12 +190,21 @@ def spawn(port: int, chain_id: int, log: Path, *, block_time: float | None = Non
         process = subprocess.Popen(arguments, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
                                    start_new_session=True, env=environment)
     url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_it_answers(process, url, port, log)
+    except BaseException:  # an error, Ctrl-C or SIGTERM while it starts: it must not outlive us
+        process.kill()
+        process.wait()
+        raise
+    return process, url
+
+
+def _wait_until_it_answers(process: subprocess.Popen, url: str, port: int, log: Path) -> None:
     deadline = time.monotonic() + STARTUP_SECONDS
     while True:
         # Another node started on the port at the same moment may answer; only our own process counts.
-        answering = process.poll() is None and _answers(url) and _listens(process.pid, port)
-        if answering:
-            return process, url
+        if process.poll() is None and _answers(url) and _listens(process.pid, port):
+            return
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             process.wait()
