@@ -145,6 +145,14 @@ def test_an_rpc_endpoint_that_does_not_answer_starts_nothing(project, tmp_path):
     assert not (tmp_path / "home" / "deployments.json").exists()
 
 
+def test_deploy_refuses_a_throwaway_chain(project, tmp_path):
+    """No `chain up` chain runs: the anvil this command would get vanishes with it, and its deployment too."""
+    done = _run(project, tmp_path, "medshare", "deploy")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stdout + done.stderr
+    assert "no chain to deploy to" in done.stderr and "medshare chain up" in done.stderr
+    assert not (tmp_path / "home" / "deployments.json").exists()
+
+
 def test_a_configured_network_that_does_not_answer(project, tmp_path):
     url = f"http://127.0.0.1:{_closed_port()}"
     done = _run(project, tmp_path, "medshare", "deploy", "--network", "polygon:amoy:node", "--account", "nobody",
