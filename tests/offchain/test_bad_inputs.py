@@ -513,3 +513,35 @@ def test_an_upload_interrupted_while_registering_completes_first(access, tmp_pat
     assert chain.blocks.height == height + 1  # registered...
     listed = CliRunner().invoke(main, ["record", "ls", "--account", "TEST::1", "--contract", access.address]).output
     assert f"{PATIENT}/scan" in listed  # ...and named in the index
+
+
+# -- output hygiene -------------------------------------------------------------------------------
+
+
+def test_help_names_every_option_and_the_aggregators():
+    shown = CliRunner().invoke(main, ["fl", "run", "--help"], terminal_width=400).output
+    options = {line.split()[0]: line for line in shown.splitlines() if line.strip().startswith("--")}
+    for option in ("--rounds", "--hospitals", "--aggregator", "--rpc"):
+        assert len(options[option].split("  ")) > 2, options[option]  # a help text beside the option
+    assert "fedavg, fedprox" in options["--aggregator"] and "--rpc URL" in shown
+    verify = CliRunner().invoke(main, ["fl", "verify", "--help"], terminal_width=400).output
+    for option in ("--round", "--study"):
+        line = next(line for line in verify.splitlines() if line.strip().startswith(option + " "))
+        assert len(line.split("  ")) > 2, line
+
+    def every_help(command: click.Command, path: list[str]):
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                yield from every_help(sub, path + [name])
+        else:
+            yield CliRunner().invoke(main, [*path, "--help"], terminal_width=400).output
+
+    assert not [text for text in every_help(main, []) if "--rpc TEXT" in text]
+
+
+def test_progress_bars_draw_only_on_a_terminal(capsys):
+    from offchain.cli.terminal import progress_file
+
+    with click.progressbar(length=3, label="rounds", file=progress_file()) as bar:
+        bar.update(3)
+    assert "rounds" not in capsys.readouterr().err  # stderr is not a terminal here
