@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from offchain.errors import MedShareError
+from offchain import inputs
+from offchain.errors import InvalidInput, MedShareError
 from offchain.settings import Settings
 
 
@@ -30,6 +31,11 @@ ACCESS_CONTRACT = "MedicalAccess"
 
 class DeploymentNotFound(MedShareError, LookupError):
     """No deployment of the contract is recorded for the chain."""
+
+
+class DeploymentsFileDamaged(InvalidInput):
+    """The deployments file is not what the deploy flow writes (hand-edited, truncated): nothing is
+    read from it, and nothing is written over it."""
 
 
 @dataclass(frozen=True)
@@ -66,10 +72,41 @@ def _read(path: Path) -> dict[str, dict[str, dict]]:
         known = json.loads(path.read_text())
     except FileNotFoundError:
         return {}
-    except json.JSONDecodeError as error:
-        raise DeploymentNotFound(f"{path} is not valid JSON ({error}); fix or delete it") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DeploymentsFileDamaged(f"{path} is not valid JSON ({error}); fix or delete it") from None
+    if not isinstance(known, dict) or not all(isinstance(entry, dict) for entry in known.values()):
+        raise DeploymentsFileDamaged(f"{path} is not a deployments file (an object of chain ids, each an object of "
+                                     "contracts); fix or delete it")
     # The first format held one MedicalAccess per chain id.
-    return {chain: ({ACCESS_CONTRACT: entry} if "address" in entry else entry) for chain, entry in known.items()}
+    known = {chain: ({ACCESS_CONTRACT: entry} if "address" in entry else entry) for chain, entry in known.items()}
+    for chain, contracts in known.items():
+        for name, entry in contracts.items():
+            _checked(entry, f"{path}: chain {chain}, {name}")
+    return known
+
+
+def _checked(entry: Any, where: str) -> Deployment:
+    """``entry`` as a :class:`Deployment`, every field checked; :class:`DeploymentsFileDamaged` naming it if not."""
+    if not isinstance(entry, dict):
+        raise DeploymentsFileDamaged(f"{where}: not an object; fix or delete the file")
+    missing = [name for name in ("address", "deployer", "block") if name not in entry]
+    unknown = sorted(set(entry) - set(Deployment.__dataclass_fields__))
+    if missing or unknown:
+        raise DeploymentsFileDamaged(f"{where}: " + "; ".join(
+            ([f"missing {', '.join(missing)}"] if missing else []) + ([f"unknown {', '.join(unknown)}"] if unknown else []))
+            + "; fix or delete the file")
+    try:
+        address, deployer = inputs.address(str(entry["address"]), "address"), inputs.address(str(entry["deployer"]),
+                                                                                          "deployer")
+    except InvalidInput as error:
+        raise DeploymentsFileDamaged(f"{where}: {error}; fix or delete the file") from None
+    block = entry["block"]
+    if isinstance(block, bool) or not isinstance(block, int) or block < 0:
+        raise DeploymentsFileDamaged(f"{where}: block {block!r} is not a block number; fix or delete the file")
+    texts = {name: entry.get(name, "") for name in ("transaction", "abi_sha256")}
+    if not all(isinstance(text, str) for text in texts.values()):
+        raise DeploymentsFileDamaged(f"{where}: transaction and abi_sha256 must be text; fix or delete the file")
+    return Deployment(address, deployer, block, **texts)
 
 
 def record_deployment(chain_id: int, deployment: Deployment, path: Path | None = None, *,
@@ -94,4 +131,4 @@ def find_deployment(chain_id: int, path: Path | None = None, *, name: str = ACCE
             f"no {name} recorded for chain {chain_id} in {path}; deploy it on this network first "
             "(`ape run deploy`) or name it with --contract"
         )
-    return Deployment(**entry)
+    return _checked(entry, f"{path}: chain {chain_id}, {name}")

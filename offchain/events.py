@@ -43,10 +43,10 @@ from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
 
-from offchain.errors import InvalidInput, MedShareError
+from offchain.errors import MedShareError
+from offchain.settings import Settings
 
 SCHEMA_VERSION = 1
-DEFAULT_PAGE_BLOCKS = 1000
 FIRST_PAGE_BLOCKS = 8
 """The range a store with nothing learned yet starts at: a dense chain (a thousand logs a block)
 must not send a first page of a million logs."""
@@ -67,17 +67,9 @@ class LogQueryRefused(EventStoreError):
 
 
 def page_blocks_setting(environ: Any = os.environ) -> int:
-    """The widest page of blocks a sync asks for (``MEDSHARE_LOG_PAGE_BLOCKS``, default 1,000)."""
-    text = (environ.get("MEDSHARE_LOG_PAGE_BLOCKS") or "").strip()
-    if not text:
-        return DEFAULT_PAGE_BLOCKS
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= 1_000_000:
-        raise InvalidInput(f"MEDSHARE_LOG_PAGE_BLOCKS must be a whole number of blocks from 1 to 1000000, not {text!r}")
-    return value
+    """The widest page of blocks a sync asks for (``MEDSHARE_LOG_PAGE_BLOCKS``, default 1,000), checked
+    when a sync needs it, not at import."""
+    return Settings.from_env(environ).log_page_blocks
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -27,6 +28,8 @@ UINT64_MAX = 2**64 - 1
 """The largest expiry the contract stores (grant expiries are uint64 seconds)."""
 
 SECONDS_PER_DAY = 86_400
+MIN_GRANT_SECONDS = 60
+"""The shortest grant: anything shorter would end before, or just after, its transaction is mined."""
 
 
 # Addresses ---------------------------------------------------------------------------------------
@@ -77,6 +80,9 @@ def expiry(*, days: str | float | None, until: str | int | None, now: int) -> in
         if amount <= 0:
             raise InvalidInput(f"--days: {days!r} is not a positive number of days")
         seconds = math.ceil(amount * SECONDS_PER_DAY)
+        if seconds < MIN_GRANT_SECONDS:
+            raise InvalidInput(f"--days: {days!r} is under a minute; a grant lasts at least {MIN_GRANT_SECONDS} s "
+                               f"({MIN_GRANT_SECONDS / SECONDS_PER_DAY:.6f} days)")
         if now + seconds > UINT64_MAX:
             raise InvalidInput(f"--days: {days!r} ends after the largest expiry the contract holds ({show_time(UINT64_MAX)})")
         return now + seconds
@@ -85,13 +91,19 @@ def expiry(*, days: str | float | None, until: str | int | None, now: int) -> in
         raise InvalidInput(f"--until: {until!r} is after the largest expiry the contract holds (Unix time {UINT64_MAX})")
     if end <= now:
         raise InvalidInput(f"--until: {show_time(end)} is not in the future (chain time {show_time(now)})")
+    if end - now < MIN_GRANT_SECONDS:
+        raise InvalidInput(f"--until: {show_time(end)} is under a minute away (chain time {show_time(now)}); a grant "
+                           f"lasts at least {MIN_GRANT_SECONDS} s")
     return end
 
 
 def _unix_time(text: str, what: str) -> int:
     try:
         moment = datetime.fromisoformat(text.strip())
-    except ValueError:
+    except ValueError as error:
+        if _looks_like_a_date(text):
+            raise InvalidInput(f"{what}: {text!r} is not a date ({error}); give YYYY-MM-DD[THH:MM[:SS]] or a "
+                               "Unix time") from None
         number = _number(text, what)
         if number != number.to_integral_value():
             raise InvalidInput(f"{what}: {text!r} is not a whole Unix time in seconds") from None
@@ -99,6 +111,19 @@ def _unix_time(text: str, what: str) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return int(moment.timestamp())
+
+
+def _looks_like_a_date(text: str) -> bool:
+    """An ISO date's shape (``2027-13-45``), however wrong its numbers: not a number gone wrong."""
+    return bool(re.match(r"\s*\d{4}-\d{1,2}-\d{1,2}", text))
+
+
+def finite_number(value: str | float, what: str, *, low: float | None = None, high: float | None = None) -> float:
+    """``value`` as a float that is finite (no ``nan``, no ``inf``), and within ``low`` (exclusive) to ``high``."""
+    number = float(_number(value, what))
+    if (low is not None and number <= low) or (high is not None and number > high):
+        raise InvalidInput(f"{what}: {value!r} is not in the range ({low:g}, {high:g}]")
+    return number
 
 
 def show_time(unix: int) -> str:

@@ -8,6 +8,7 @@ to it while it runs, so a session of commands shares one chain.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -27,6 +28,9 @@ from offchain.settings import Settings
 DEFAULT_PORT = 8545
 DEFAULT_CHAIN_ID = 31337
 STARTUP_SECONDS = 20.0
+OWNER_ENV = "MEDSHARE_CHAIN_HOME"
+"""Set in the environment of the anvil ``chain up`` starts: which home's chain it is, so that
+``chain down`` signals only that process, even with its record lost."""
 
 
 @dataclass(frozen=True)
@@ -48,32 +52,78 @@ def _state_file(settings: Settings) -> Path:
     return _folder(settings) / "anvil.json"
 
 
-def _is_our_anvil(pid: int) -> bool:
-    """Whether ``pid`` is still an anvil process (not a recycled pid)."""
+def _process(pid: int) -> tuple[list[str], dict[str, str]] | None:
+    """The command line and environment of process ``pid`` (None: no such process, or not ours to read)."""
     try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     except OSError:
+        return None
+    pairs = (entry.decode(errors="replace").partition("=") for entry in environ if entry)
+    return [arg.decode(errors="replace") for arg in argv if arg], {key: value for key, _, value in pairs}
+
+
+def _owner(settings: Settings) -> str:
+    return str(settings.home.resolve())
+
+
+def _is_our_anvil(pid: int, settings: Settings) -> bool:
+    """Whether ``pid`` is the anvil ``chain up`` started for this home: an anvil process whose
+    environment names the home. A recycled pid, pid 1 or any other process never passes."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1:
+        return False
+    found = _process(pid)
+    if found is None:
+        return False
+    argv, environ = found
+    return bool(argv) and Path(argv[0]).name == "anvil" and environ.get(OWNER_ENV) == _owner(settings)
+
+
+def _option(argv: list[str], name: str) -> str | None:
+    return argv[argv.index(name) + 1] if name in argv[:-1] else None
+
+
+def _find_ours(settings: Settings) -> LocalChain | None:
+    """The anvil started for this home, found among the processes (when its record is lost or damaged)."""
+    for entry in Path("/proc").glob("[0-9]*"):
+        pid = int(entry.name)
+        if not _is_our_anvil(pid, settings):
+            continue
+        argv = _process(pid)[0]
         try:
-            os.kill(pid, 0)
-        except OSError:
-            return False
-        return True
-    return Path(command.decode(errors="replace")).name == "anvil"
+            port, chain_id = int(_option(argv, "--port") or 0), int(_option(argv, "--chain-id") or 0)
+        except ValueError:
+            continue
+        if port and chain_id:
+            return LocalChain(pid, port, chain_id, f"http://127.0.0.1:{port}", str(_folder(settings) / "anvil.log"))
+    return None
+
+
+def _read_record(settings: Settings) -> LocalChain | None:
+    """The record ``chain up`` wrote, checked field by field; None if missing or damaged."""
+    try:
+        fields = json.loads(_state_file(settings).read_text())
+        local = LocalChain(**fields)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError):
+        return None
+    kinds = {"pid": int, "port": int, "chain_id": int, "url": str, "log": str}
+    if any(type(getattr(local, name)) is not kind for name, kind in kinds.items()):
+        return None
+    return local
 
 
 def recorded(settings: Settings | None = None) -> LocalChain | None:
-    """The chain recorded by ``chain up``, if its file exists (whether or not it still runs)."""
+    """The chain ``chain up`` started (whether or not it still runs); from its record, or, if the
+    record is missing or damaged, from the anvil process started for this home."""
     settings = settings or Settings.from_env()
-    try:
-        return LocalChain(**json.loads(_state_file(settings).read_text()))
-    except (FileNotFoundError, json.JSONDecodeError, TypeError):
-        return None
+    return _read_record(settings) or _find_ours(settings)
 
 
 def running(settings: Settings | None = None) -> LocalChain | None:
     """The chain ``chain up`` started, if it still runs and answers."""
+    settings = settings or Settings.from_env()
     local = recorded(settings)
-    if local is None or not _is_our_anvil(local.pid):
+    if local is None or not _is_our_anvil(local.pid, settings):
         return None
     try:
         node_chain_id(local.url, timeout=2.0)
@@ -83,12 +133,30 @@ def running(settings: Settings | None = None) -> LocalChain | None:
 
 
 def _port_free(port: int) -> bool:
+    """Whether a server could listen on 127.0.0.1:``port`` now: bound as anvil binds it, with
+    SO_REUSEADDR, so the TIME-WAIT sockets a chain just stopped leaves behind do not count."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
+            probe.listen(1)
         except OSError:
             return False
     return True
+
+
+def _listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` itself listens on ``port`` (not some other node that answers there)."""
+    try:
+        table = Path("/proc/net/tcp").read_text().splitlines()[1:]
+        sockets = {os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()}
+    except OSError:
+        return True  # no /proc to ask: the caller has checked that the process is alive
+    for line in table:
+        fields = line.split()
+        if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port and f"socket:[{fields[9]}]" in sockets:
+            return True
+    return False
 
 
 def free_port() -> int:
@@ -99,9 +167,11 @@ def free_port() -> int:
 
 
 def spawn(port: int, chain_id: int, log: Path, *, block_time: float | None = None,
-          base_fee: int | None = None, hardfork: str | None = None) -> tuple[subprocess.Popen, str]:
+          base_fee: int | None = None, hardfork: str | None = None,
+          owner: str | None = None) -> tuple[subprocess.Popen, str]:
     """Start anvil on 127.0.0.1:``port`` (output appended to ``log``) and wait until it answers;
-    returns the process and its URL. ``base_fee`` (wei) sets the first block's base fee."""
+    returns the process and its URL. ``base_fee`` (wei) sets the first block's base fee; ``owner``
+    marks it as the chain of that home (:data:`OWNER_ENV`)."""
     binary = shutil.which("anvil")
     if binary is None:
         raise ChainUnavailable("no `anvil` on PATH; run the command through ./run, which installs it")
@@ -116,20 +186,40 @@ def spawn(port: int, chain_id: int, log: Path, *, block_time: float | None = Non
         arguments += ["--hardfork", hardfork]
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as output:
+        environment = {**os.environ, OWNER_ENV: owner} if owner else None
         process = subprocess.Popen(arguments, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+                                   start_new_session=True, env=environment)
     url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_it_answers(process, url, port, log)
+    except BaseException:  # an error, Ctrl-C or SIGTERM while it starts: it must not outlive us
+        process.kill()
+        process.wait()
+        raise
+    return process, url
+
+
+def _wait_until_it_answers(process: subprocess.Popen, url: str, port: int, log: Path) -> None:
     deadline = time.monotonic() + STARTUP_SECONDS
     while True:
-        try:
-            node_chain_id(url, timeout=1.0)
-            return process, url
-        except ChainUnavailable:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                process.wait()
-                raise ChainUnavailable(f"anvil did not start on {url}; see {log}") from None
-            time.sleep(0.1)
+        # Another node started on the port at the same moment may answer; only our own process counts.
+        if process.poll() is None and _answers(url) and _listens(process.pid, port):
+            return
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            process.wait()
+            if not _port_free(port):
+                raise ChainUnavailable(f"port {port} on 127.0.0.1 is taken; choose another with --port")
+            raise ChainUnavailable(f"anvil did not start on {url}; see {log}")
+        time.sleep(0.1)
+
+
+def _answers(url: str) -> bool:
+    try:
+        node_chain_id(url, timeout=1.0)
+    except ChainUnavailable:
+        return False
+    return True
 
 
 @contextmanager
@@ -152,29 +242,65 @@ def up(settings: Settings | None = None, *, port: int = DEFAULT_PORT, chain_id: 
        block_time: float | None = None) -> tuple[LocalChain, bool]:
     """Start anvil on ``port`` in the background; returns it and whether it was started now.
 
-    A chain that already runs is returned as it is.
+    A chain that already runs is returned as it is. Two ``up`` at once on one home take turns (the
+    second finds the first's chain running).
     """
     settings = settings or Settings.from_env()
-    local = running(settings)
-    if local is not None:
-        return local, False
-    log = _folder(settings) / "anvil.log"
-    process, url = spawn(port, chain_id, log, block_time=block_time)
-    local = LocalChain(process.pid, port, chain_id, url, str(log))
-    _state_file(settings).write_text(json.dumps(asdict(local), indent=2) + "\n")
-    return local, True
+    folder = _folder(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    with _locked(folder / "up.lock"):
+        local = running(settings)
+        if local is not None:
+            if _read_record(settings) != local:
+                _write_record(settings, local)  # its record was damaged: found by its process, written again
+            return local, False
+        log = folder / "anvil.log"
+        process, url = spawn(port, chain_id, log, block_time=block_time, owner=_owner(settings))
+        local = LocalChain(process.pid, port, chain_id, url, str(log))
+        _write_record(settings, local)
+        return local, True
 
 
-def down(settings: Settings | None = None) -> LocalChain | None:
-    """Stop the chain ``chain up`` started (and forget it); returns it, or None if none was recorded."""
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _write_record(settings: Settings, local: LocalChain) -> None:
+    path = _state_file(settings)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(asdict(local), indent=2) + "\n")
+    os.replace(temporary, path)
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """What ``chain down`` did: the chain it found recorded, and whether that anvil was still running."""
+
+    chain: LocalChain
+    was_running: bool
+
+
+def down(settings: Settings | None = None) -> Stopped | None:
+    """Stop the chain ``chain up`` started (and forget it); None if none was recorded or runs.
+
+    Only an anvil started for this home is signalled: a record naming any other process (a damaged
+    file, a recycled pid) is forgotten without signalling anything.
+    """
     settings = settings or Settings.from_env()
     local = recorded(settings)
     if local is None:
         return None
-    if _is_our_anvil(local.pid):
+    was_running = _is_our_anvil(local.pid, settings)
+    if was_running:
         os.kill(local.pid, signal.SIGTERM)
         deadline = time.monotonic() + 10
-        while _is_our_anvil(local.pid) and time.monotonic() < deadline:
+        while _is_our_anvil(local.pid, settings) and time.monotonic() < deadline:
             try:
                 if os.waitpid(local.pid, os.WNOHANG)[0]:
                     break
@@ -182,4 +308,4 @@ def down(settings: Settings | None = None) -> LocalChain | None:
                 pass
             time.sleep(0.05)
     _state_file(settings).unlink(missing_ok=True)
-    return local
+    return Stopped(local, was_running)

@@ -16,12 +16,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from contextvars import ContextVar
 
 from offchain import inputs, localchain
 from offchain.errors import ChainUnavailable
 from offchain.settings import Settings
 
 DEFAULT_NETWORK = "ethereum:local:foundry"
+
+_throwaway: ContextVar[bool] = ContextVar("throwaway", default=False)
+
+
+def on_throwaway_chain() -> bool:
+    """Whether :func:`connect` started a throwaway anvil for this block, which vanishes with it (no
+    ``--rpc``, no ``--network``, and no chain of ``medshare chain up`` running)."""
+    return _throwaway.get()
 
 
 def _explorers_by_name_only() -> None:
@@ -66,6 +75,7 @@ def connect(network: str | None = None, rpc: str | None = None, settings: Settin
         return
     choice = inputs.network(network, network_choices()) if network else DEFAULT_NETWORK
     provider_settings: dict[str, str] = {}
+    throwaway = False
     if rpc is not None:
         url = inputs.rpc_url(rpc)
         inputs.node_chain_id(url)
@@ -74,7 +84,10 @@ def connect(network: str | None = None, rpc: str | None = None, settings: Settin
         local = localchain.running(settings)
         if local is not None:
             provider_settings = {"host": local.url}
+        else:
+            throwaway = True
     with ExitStack() as stack:
+        stack.callback(_throwaway.reset, _throwaway.set(throwaway))
         try:
             stack.enter_context(networks.parse_network_choice(choice, provider_settings))
         except ApeException as error:

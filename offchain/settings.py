@@ -3,6 +3,8 @@
 ``MEDSHARE_HOME``          data folder (default: ``.medshare`` in the current directory)
 ``MEDSHARE_IPFS_BACKEND``  ``embedded`` (default: the built-in store) or ``kubo``
 ``IPFS_API``               the Kubo node's API multiaddr, for the ``kubo`` backend
+``MEDSHARE_LOG_PAGE_BLOCKS`` the most blocks one ``eth_getLogs`` asks for (default 1000; public Polygon
+                           endpoints refuse wider ranges)
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from offchain.errors import InvalidInput
 
 DEFAULT_IPFS_API = "/ip4/127.0.0.1/tcp/5001/http"
 IPFS_BACKENDS = ("embedded", "kubo")
+DEFAULT_LOG_PAGE_BLOCKS = 1000
+MAX_LOG_PAGE_BLOCKS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -25,10 +29,14 @@ class Settings:
     home: Path
     ipfs_backend: str = "embedded"
     ipfs_api: str = DEFAULT_IPFS_API
+    log_page_blocks: int = DEFAULT_LOG_PAGE_BLOCKS
 
     def __post_init__(self) -> None:
         if self.ipfs_backend not in IPFS_BACKENDS:
             raise InvalidInput(f"MEDSHARE_IPFS_BACKEND must be one of {', '.join(IPFS_BACKENDS)}, not {self.ipfs_backend!r}")
+        if not 1 <= self.log_page_blocks <= MAX_LOG_PAGE_BLOCKS:
+            raise InvalidInput(f"MEDSHARE_LOG_PAGE_BLOCKS must be a whole number of blocks from 1 to "
+                               f"{MAX_LOG_PAGE_BLOCKS:,}, not {self.log_page_blocks}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -37,9 +45,20 @@ class Settings:
             home=Path(environ.get("MEDSHARE_HOME") or Path.cwd() / ".medshare"),
             ipfs_backend=environ.get("MEDSHARE_IPFS_BACKEND") or "embedded",
             ipfs_api=environ.get("IPFS_API") or DEFAULT_IPFS_API,
+            log_page_blocks=_whole_number(environ, "MEDSHARE_LOG_PAGE_BLOCKS", DEFAULT_LOG_PAGE_BLOCKS),
         )
 
     @property
     def ipfs_dir(self) -> Path:
         """The embedded IPFS store's folder."""
         return self.home / "ipfs"
+
+
+def _whole_number(environ: Mapping[str, str], name: str, default: int) -> int:
+    text = (environ.get(name) or "").strip()
+    if not text:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a whole number, not {text!r}") from None

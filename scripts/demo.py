@@ -9,12 +9,12 @@ Its state (keystores, store, exported CSV files, the nodes' logs, the accuracy p
 
 import contextlib
 import json
-import sys
 from pathlib import Path
 
 import click
 
 from offchain.cli.session import user_errors
+from offchain.cli.terminal import progress_file
 from offchain.demo import DEFAULT_ROUNDS, DemoResult, run_demo
 from offchain.settings import Settings
 
@@ -27,7 +27,7 @@ class _Printer:
 
     @contextlib.contextmanager
     def progress(self, label: str, length: int):
-        with click.progressbar(length=length, label=label, file=sys.stderr) as bar:
+        with click.progressbar(length=length, label=label, file=progress_file()) as bar:
             yield bar.update
 
 

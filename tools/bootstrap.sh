@@ -58,12 +58,19 @@ _medshare_install() {
   # real binary the same way.
   forge_bin="$(_medshare_platform_binary forge)"
   ln -sfn "$forge_bin" "$tools/bin/forge"
+}
 
-  # Halmos and Slither each get a virtualenv of their own: halmos pins rich<14.1 below the
-  # project's, and slither-analyzer brings solc-select, whose `solc` shim must not land on PATH
-  # (it would try to download compilers). Only their entry points are linked into .tools/bin.
+# The analysis tools only the tests use (./run test calls this; the demo does not wait for them).
+# Halmos and Slither each get a virtualenv of their own: halmos pins rich<14.1 below the
+# project's, and slither-analyzer brings solc-select, whose `solc` shim must not land on PATH
+# (it would try to download compilers). Only their entry points are linked into .tools/bin.
+medshare_analysis_tools() {
+  exec 9>"$ROOT/.tools/bootstrap.lock"
+  if command -v flock >/dev/null; then flock 9; fi
   _medshare_tool_venv halmos
   _medshare_tool_venv slither
+  if command -v flock >/dev/null; then flock -u 9; fi
+  exec 9>&-
 }
 
 # The real binary npm installed for @foundry-rs/NAME on this platform.

@@ -6,6 +6,7 @@ import click
 
 from offchain.cli.chain import chain
 from offchain.cli.deploy import deploy
+from offchain.cli.errors import BadInput
 from offchain.cli.fl import fl
 from offchain.cli.ipfs import ipfs
 from offchain.cli.keys import keys
@@ -23,7 +24,7 @@ def main() -> None:
     try:
         Settings.from_env()  # a bad setting is one line under every command, before any work
     except ValueError as error:
-        raise click.ClickException(str(error)) from None
+        raise BadInput(str(error)) from None
 
 
 for command in (chain, deploy, members, keys, record, ipfs, fl, rounds, web):

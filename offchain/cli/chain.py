@@ -17,7 +17,7 @@ import json
 import click
 
 from offchain import localchain, rehearsal, verification
-from offchain.cli.session import ChainOptions, network_options, user_errors
+from offchain.cli.session import ChainOptions, FiniteFloatRange, network_options, user_errors
 from offchain.network import connect
 
 
@@ -31,7 +31,7 @@ def chain() -> None:
               help="The loopback port to listen on.")
 @click.option("--chain-id", type=click.IntRange(1, 2**63 - 1), default=localchain.DEFAULT_CHAIN_ID,
               show_default=True, help="The chain id anvil reports (80002 to rehearse Amoy).")
-@click.option("--block-time", type=click.FloatRange(0, 3600, min_open=True), default=None,
+@click.option("--block-time", type=FiniteFloatRange(0, 3600, min_open=True), default=None,
               help="Mine a block every this many seconds (default: one block per transaction).")
 @user_errors
 def up(port: int, chain_id: int, block_time: float | None) -> None:
@@ -56,12 +56,17 @@ def status() -> None:
 @user_errors
 def down() -> None:
     """Stop the local chain; everything on it is gone."""
-    local = localchain.down()
-    click.echo(f"local chain stopped (pid {local.pid})" if local else "no local chain was recorded")
+    stopped = localchain.down()
+    if stopped is None:
+        click.echo("no local chain was recorded")
+    elif stopped.was_running:
+        click.echo(f"local chain stopped (pid {stopped.chain.pid})")
+    else:
+        click.echo(f"the recorded local chain (pid {stopped.chain.pid}) was not running; its record is forgotten")
 
 
 @chain.command("rehearse-amoy")
-@click.option("--gas-price-gwei", type=click.FloatRange(0, 1_000_000, min_open=True),
+@click.option("--gas-price-gwei", type=FiniteFloatRange(0, 1_000_000, min_open=True),
               default=rehearsal.DEFAULT_GAS_PRICE_GWEI, show_default=True,
               help="The gas price (gwei) the cost table is priced at.")
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON object: chain id, network, confirmations, costs.")

@@ -7,6 +7,8 @@ import click
 from offchain import deploy as deployment
 from offchain.cli.session import ADDRESS, ChainOptions, connected_account, network_options, user_errors
 from offchain.deployments import deployments_file
+from offchain.errors import InvalidInput
+from offchain.network import on_throwaway_chain
 
 
 @click.command()
@@ -25,6 +27,11 @@ def deploy(chain: ChainOptions, admin: str | None, force: bool) -> None:
     from ape import chain as connected_chain
 
     with connected_account(chain) as account:
+        if on_throwaway_chain():
+            raise InvalidInput(
+                "no chain to deploy to: no `medshare chain up` chain runs, and the throwaway anvil this command "
+                "would start vanishes with it, taking the deployment along; start one with `medshare chain up`, "
+                "or name a node with --rpc or --network")
         admin = admin or account.address
         deployed = deployment.deploy(account, admin, force=force)
         chain_id = connected_chain.chain_id

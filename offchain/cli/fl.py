@@ -15,9 +15,11 @@ Each command is one account (``--account``) with its own keystore in
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +29,14 @@ from typing import TYPE_CHECKING
 import click
 
 from offchain.cli.record import ADDRESS
-from offchain.cli.session import ChainOptions, chain_options, connected, open_keystore, passphrase, user_errors
+from offchain.cli.session import (
+    ChainOptions,
+    chain_options,
+    connected,
+    open_keystore,
+    passphrase,
+    user_errors,
+)
 from offchain.settings import Settings
 
 if TYPE_CHECKING:
@@ -38,9 +47,47 @@ if TYPE_CHECKING:
 
 HOLD_AT_ENV = "MEDSHARE_FL_HOLD_AT"
 
+# The registry's own bounds: study numbers are uint64, rounds uint32, a quorum uint16, and no round may
+# last longer than its MAX_ROUND_DURATION (365 days).
+STUDY = click.IntRange(1, 2**64 - 1)
+ROUND = click.IntRange(1, 2**32 - 1)
+MAX_ROUND_SECONDS = 365 * 86_400
+MAX_RUN_ROUNDS = 1000
+MAX_RUN_HOSPITALS = 50
+
 registry_option = click.option(
-    "--registry", default=None, help="RoundRegistry address (default: the deployment recorded for the chain)."
+    "--registry", default=None, type=ADDRESS,
+    help="RoundRegistry address (default: the deployment recorded for the chain)."
 )
+study_option = click.option("--study", type=STUDY, required=True, help="The study's number.")
+target_option = click.option("--rounds", "target", type=ROUND, default=None,
+                             help="Stop once round N is closed (committed or cancelled).")
+
+
+class _AggregatorOption(click.Option):
+    """``--aggregator NAME``, checked against (and its help listing) the registered aggregators, looked
+    up only when needed: the registry imports torch, which every other command should not wait for."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, default="fedavg", show_default=True, metavar="NAME", callback=self._check, **kwargs)
+
+    def get_help_record(self, ctx):
+        from fl.aggregation import available_aggregators
+
+        self.help = f"How the updates are combined: one of {', '.join(available_aggregators())}."
+        return super().get_help_record(ctx)
+
+    @staticmethod
+    def _check(ctx, param, value):
+        from fl.aggregation import available_aggregators
+
+        if value not in available_aggregators():
+            raise click.BadParameter(f"{value!r} is not an aggregator; choose one of "
+                                     f"{', '.join(available_aggregators())}", ctx, param)
+        return value
+
+
+aggregator_option = click.option("--aggregator", cls=_AggregatorOption)
 
 
 def secure_options(command):
@@ -49,11 +96,12 @@ def secure_options(command):
         click.option("--secure-aggregation", "secure", is_flag=True,
                      help="Secure aggregation: each round's updates are masked, only their sum is revealed; every "
                           "message goes through the chain (sum-based aggregators only)."),
-        click.option("--threshold", type=int, default=None,
+        click.option("--threshold", type=click.IntRange(2, MAX_RUN_HOSPITALS), default=None,
                      help="Its threshold t: the shares that unmask (default: the smallest t over half the "
                           "hospitals, at least 2)."),
-        click.option("--phase-seconds", type=int, default=None,
-                     help="How long each of its phases waits for a silent hospital (default: 60)."),
+        click.option("--phase-seconds", type=click.IntRange(1, MAX_ROUND_SECONDS // 3), default=None,
+                     help="How long each of its phases waits for a silent hospital (default: 60; three phases "
+                          "must fit in a round)."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -73,6 +121,21 @@ def member_session(chain: ChainOptions, registry: str | None) -> Iterator[Member
         yield Member(rounds, access, open_store(settings), open_keystore(settings, access.address))
 
 
+def _share(ctx, param, value: str | None) -> tuple[int, int] | None:
+    """``--share I/K`` as (I, K), checked before anything connects."""
+    if value is None:
+        return None
+    try:
+        index, count = (int(part) for part in value.split("/"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not I/K", ctx, param) from None
+    if not 1 <= count <= MAX_RUN_HOSPITALS:
+        raise click.BadParameter(f"the bundled data is cut at most {MAX_RUN_HOSPITALS} ways, not {count}", ctx, param)
+    if not 1 <= index <= count:
+        raise click.BadParameter(f"share {index} of {count} does not exist", ctx, param)
+    return index, count
+
+
 @click.group()
 def fl() -> None:
     """Federated studies: rounds committed on chain, updates and models sealed in the store."""
@@ -84,18 +147,19 @@ def study_options(command):
         click.option("--participant", "participants", multiple=True, required=True, type=ADDRESS,
                      help="A hospital of the study (repeat)."),
         click.option("--auditor", "auditors", multiple=True, type=ADDRESS, help="An auditor of the study (repeat)."),
-        click.option("--aggregator", default="fedavg", show_default=True, help="An aggregator from fl.aggregation."),
+        aggregator_option,
         click.option("--param", "params", multiple=True, help="Aggregator setting KEY=VALUE (a JSON value)."),
         click.option("--model", "kind", type=click.Choice(["logistic", "mlp"]), default="logistic", show_default=True),
-        click.option("--features", type=int, default=30, show_default=True,
+        click.option("--features", type=click.IntRange(1, 1_000_000), default=30, show_default=True,
                      help="Input width (30 for the bundled data)."),
-        click.option("--min-updates", type=int, default=None,
+        click.option("--min-updates", type=click.IntRange(1, 2**16 - 1), default=None,
                      help="Quorum per round (default: every participant; with --secure-aggregation, max(T, 3))."),
-        click.option("--round-seconds", type=int, default=None, help="Each round's length (default: 600)."),
+        click.option("--round-seconds", type=click.IntRange(1, MAX_ROUND_SECONDS), default=None,
+                     help="Each round's length (default: 600; at most 365 days, the registry's longest round)."),
         click.option("--dp-epsilon", type=float, default=None,
                      help="DP-SGD at every hospital, each with this epsilon budget for the whole study, on chain."),
         click.option("--dp-delta", type=float, default=None, help="The delta of --dp-epsilon (default 1e-5)."),
-        click.option("--dp-rounds", type=int, default=None,
+        click.option("--dp-rounds", type=ROUND, default=None,
                      help="The rounds the budget must last: the noise is calibrated to spend it over them."),
     ]
     for option in reversed(options):
@@ -168,8 +232,8 @@ def create(chain, registry, max_samples, **options):
 @fl.command()
 @chain_options
 @registry_option
-@click.option("--study", type=int, required=True)
-@click.option("--rounds", "target", type=int, default=None, help="Stop once round N is closed (committed or cancelled).")
+@study_option
+@target_option
 @click.option("--select", type=click.IntRange(min=1), default=None,
               help="Invite K participants a round (at least the quorum): the live ones with the most samples.")
 @user_errors
@@ -184,12 +248,13 @@ def coordinator(chain, registry, study, target, select):
 @fl.command()
 @chain_options
 @registry_option
-@click.option("--study", type=int, required=True)
-@click.option("--share", default=None, help="I/K: train on share I of the bundled breast-cancer data cut K ways.")
+@study_option
+@click.option("--share", default=None, metavar="I/K", callback=_share,
+              help="Train on share I of the bundled breast-cancer data cut K ways (K at most 50).")
 @click.option("--data", "table", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Train on your own CSV table instead.")
 @click.option("--label", default=None, help="The table's label column (0 or 1).")
-@click.option("--rounds", "target", type=int, default=None, help="Stop once round N is closed (committed or cancelled).")
+@target_option
 @click.option("--max-epsilon", type=float, default=None,
               help="This hospital's own cap on the epsilon its data set may spend over all its studies "
                    "(kept in MEDSHARE_HOME for later studies); needs --delta.")
@@ -220,8 +285,9 @@ def participant(chain, registry, study, share, table, label, target, max_epsilon
 @fl.command()
 @chain_options
 @registry_option
-@click.option("--study", type=int, default=None, help="Default: the latest study `medshare fl run` made here.")
-@click.option("--round", "round_number", type=int, default=None)
+@click.option("--study", type=STUDY, default=None,
+              help="The study to verify (default: the latest study `medshare fl run` made here).")
+@click.option("--round", "round_number", type=ROUND, default=None, help="Verify only round N.")
 @click.option("--all", "every", is_flag=True, help="Every round (the default).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary last.")
 @user_errors
@@ -253,7 +319,7 @@ def verify(chain, registry, study, round_number, every, as_json):
 @fl.command()
 @chain_options
 @registry_option
-@click.option("--study", type=int, required=True)
+@study_option
 @user_errors
 def status(chain, registry, study):
     """Show a study's rounds and participants; verified and scored where your keys allow; with privacy
@@ -267,10 +333,13 @@ def status(chain, registry, study):
 
 
 @fl.command()
-@click.option("--rounds", "rounds", type=int, required=True)
-@click.option("--hospitals", type=int, required=True)
-@click.option("--aggregator", default="fedavg", show_default=True)
-@click.option("--rpc", default=None, help="Use this node (default: start an anvil for the run).")
+@click.option("--rounds", "rounds", type=click.IntRange(1, MAX_RUN_ROUNDS), required=True,
+              help=f"How many rounds the study runs (1 to {MAX_RUN_ROUNDS}).")
+@click.option("--hospitals", type=click.IntRange(1, MAX_RUN_HOSPITALS), required=True,
+              help=f"How many hospitals train, each its own process on its share of the data (1 to {MAX_RUN_HOSPITALS}).")
+@aggregator_option
+@click.option("--rpc", default=None, metavar="URL",
+              help="Use the Ethereum node at URL, which must answer (default: start an anvil for the run).")
 @click.option("--select", type=click.IntRange(min=1), default=None,
               help="Invite K hospitals a round (the quorum): the live ones with the most samples.")
 @click.option("--dp-epsilon", type=float, default=None,
@@ -282,7 +351,8 @@ def status(chain, registry, study):
                    "killed (SIGKILL) once its key advertisement is on chain, and started again after the round; "
                    "HOSPITAL@ROUND:shares or HOSPITAL@ROUND:masked-input kill it after its encrypted shares or "
                    "its masked input instead.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary last.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON document on stdout (the progress goes to stderr).")
 @user_errors
 def run(rounds, hospitals, aggregator, rpc, select, dp_epsilon, dp_delta, secure, threshold, phase_seconds, drops,
         as_json):
@@ -300,8 +370,22 @@ def run(rounds, hospitals, aggregator, rpc, select, dp_epsilon, dp_delta, secure
                                drops=tuple(Dropout.parse(drop) for drop in drops))
     except RunSettingsError as error:  # bad input: nothing was started
         raise click.UsageError(str(error)) from None
+    if rpc is not None:
+        from offchain import inputs
+
+        inputs.node_chain_id(inputs.rpc_url(rpc))  # it must answer, as an Ethereum node, before anything is sent
     settings = dataclasses.replace(settings, passphrase=passphrase())  # asked for once the options are good
-    result = run_study(settings, Settings.from_env(), echo=click.echo, progress=not as_json)
+    # With --json, stdout holds the JSON document alone: every other line (ours, Ape's) goes to stderr.
+    with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+        result = run_study(settings, Settings.from_env(), echo=click.echo, progress=not as_json)
+        _summary(result, settings)
+    if as_json:
+        click.echo(json.dumps(result.to_json()))
+    if not all(entry.verified for entry in result.rounds):
+        raise SystemExit(1)
+
+
+def _summary(result, settings) -> None:
     for entry in result.rounds:
         mark = "verified" if entry.verified else "NOT VERIFIED"
         secure_part = ""
@@ -313,10 +397,6 @@ def run(rounds, hospitals, aggregator, rpc, select, dp_epsilon, dp_delta, secure
     for name, spent in result.epsilon_spent.items():
         click.echo(f"{name}: epsilon {spent:.3f} of {result.epsilon_budget[name]:g} spent (delta {settings.dp_delta:g})")
     click.echo(f"plot: {result.plot}")
-    if as_json:
-        click.echo(json.dumps(result.to_json()))
-    if not all(entry.verified for entry in result.rounds):
-        raise SystemExit(1)
 
 
 def _checkpoint(point: str) -> None:
@@ -345,7 +425,7 @@ def _params(pairs: tuple[str, ...]) -> dict:
     return params
 
 
-def _hospital_data(share: str | None, table: Path | None, label: str | None, num_features: int):
+def _hospital_data(share: tuple[int, int] | None, table: Path | None, label: str | None, num_features: int):
     from fl.data import federated_breast_cancer
     from offchain.rounds.tables import load_table
 
@@ -355,10 +435,6 @@ def _hospital_data(share: str | None, table: Path | None, label: str | None, num
         if label is None:
             raise click.UsageError("--data needs --label COLUMN")
         return load_table(table, label, num_features)
-    try:
-        index, count = (int(part) for part in share.split("/"))
-    except ValueError:
-        raise click.BadParameter(f"{share!r} is not I/K", param_hint="--share") from None
-    if not 1 <= index <= count:
-        raise click.BadParameter(f"share {index} of {count} does not exist", param_hint="--share")
+    index, count = share
     return federated_breast_cancer(count).hospitals[index - 1]
+

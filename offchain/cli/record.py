@@ -72,6 +72,13 @@ def _one_or_csv(record_ref: str | None, users: tuple[str, ...], csv: Path | None
         raise click.UsageError(f"give RECORD and at least one {what}, or --csv FILE")
 
 
+def _once_each(addresses: tuple[str, ...], hint: str) -> None:
+    """Refuse an address given twice (each would be sent twice)."""
+    repeated = sorted({address for address in addresses if addresses.count(address) > 1})
+    if repeated:
+        raise click.BadParameter(f"{', '.join(repeated)} given more than once", param_hint=hint)
+
+
 @click.group()
 def record() -> None:
     """Upload, grant, fetch and revoke encrypted records."""
@@ -106,11 +113,13 @@ def grant(chain: ChainOptions, record_ref: str | None, grantees: tuple[str, ...]
     """Let GRANTEES (doctors, or researchers with the patient's consent) read RECORD until an expiry, and
     give them its key in the same transaction."""
     _one_or_csv(record_ref, grantees, csv, "GRANTEE")
+    _once_each(grantees, "GRANTEE...")
     if csv is not None and (days or until):
         raise click.UsageError("with --csv, each row gives its own days")
     if csv is None and (days is None) == (until is None):
         raise click.UsageError("give exactly one of --days and --until")
     with connected(chain) as client:
+        expiry = None if csv is not None else inputs.expiry(days=days, until=until, now=client.now())
         service = record_service(client)
         if csv is not None:
             rows = read_batch(service, csv, grant=True)
@@ -125,7 +134,6 @@ def grant(chain: ChainOptions, record_ref: str | None, grantees: tuple[str, ...]
                            f"until {inputs.show_time(row.expiry)}")
             echo_sent(client.sent)
             return
-        expiry = inputs.expiry(days=days, until=until, now=client.now())
         record_id = resolve_record(service, client, record_ref)
         info = service.grant(record_id, list(grantees), expiry)
     for grantee in grantees:
@@ -141,6 +149,7 @@ def grant(chain: ChainOptions, record_ref: str | None, grantees: tuple[str, ...]
 @user_errors
 def share(chain: ChainOptions, record_ref: str, readers: tuple[str, ...]) -> None:
     """Give RECORD's current key to READERS who may read it already (e.g. break-glass access)."""
+    _once_each(readers, "READERS...")
     with connected(chain) as client:
         service = record_service(client)
         record_id = resolve_record(service, client, record_ref)
@@ -154,14 +163,15 @@ def share(chain: ChainOptions, record_ref: str, readers: tuple[str, ...]) -> Non
 @chain_options
 @click.argument("record_ref", metavar="RECORD")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Where to write the decrypted record (an existing file only with --force).")
-@click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
+              help="Where to write the decrypted record: a new file, or an existing regular file with --force; "
+                   "never a symbolic link, a device or other special file.")
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it is an existing regular file.")
 @user_errors
 def fetch(chain: ChainOptions, record_ref: str, output: Path, force: bool) -> None:
     """Read RECORD into OUTPUT: checked, logged on chain, fetched, decrypted and verified.
 
-    Everything checkable first (OUTPUT writable, your access, your key, the record's blocks present and intact),
-    so a read that would fail is not logged.
+    Everything checkable first (OUTPUT writable, your access, your key, the record's blocks present and intact,
+    the whole record decrypted and authenticated), so a read that would fail, or is interrupted, is not logged.
     """
     with connected(chain) as client:
         service = record_service(client)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import click
 
-from offchain.cli.fl import create, member_session, registry_option, status
+from offchain.cli.fl import MAX_ROUND_SECONDS, ROUND, create, member_session, registry_option, status, study_option
 from offchain.cli.session import chain_options, user_errors
 
 
@@ -28,21 +28,27 @@ rounds.add_command(status)
 @rounds.command(name="open")
 @chain_options
 @registry_option
-@click.option("--study", type=int, required=True)
+@study_option
 @user_errors
 def open_round(chain, registry, study):
     """Open the study's next round on its latest committed model (you must be its coordinator)."""
+    from offchain.errors import InvalidInput
     from offchain.rounds.coordinator import open_next_round
 
     with member_session(chain, registry) as member:
-        open_next_round(member.study(study), click.echo)
+        view = member.study(study)
+        seconds = view.config.round_seconds
+        if seconds > MAX_ROUND_SECONDS:
+            raise InvalidInput(f"study {study}'s rounds last {seconds:,} s, longer than the registry's longest round "
+                               f"({MAX_ROUND_SECONDS:,} s, 365 days): it can never open a round; create a new study")
+        open_next_round(view, click.echo)
 
 
 @rounds.command()
 @chain_options
 @registry_option
-@click.option("--study", type=int, required=True)
-@click.option("--round", "round_number", type=int, required=True)
+@study_option
+@click.option("--round", "round_number", type=ROUND, required=True, help="The round to cancel.")
 @user_errors
 def cancel(chain, registry, study, round_number):
     """Cancel a round that missed its quorum by its deadline (you must be the study's coordinator), or

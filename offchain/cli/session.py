@@ -11,7 +11,9 @@ How the node is chosen: :mod:`offchain.network`.
 from __future__ import annotations
 
 import functools
+import math
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -36,6 +38,7 @@ from offchain.records import RecordIndex, RecordService
 from offchain.settings import Settings
 
 PASSPHRASE_ENV = "MEDSHARE_PASSPHRASE"
+_PRIVATE_KEY = re.compile(r"(0[xX])?[0-9a-fA-F]{64}")
 user_errors = reported(MedShareError, OSError)
 """Show the library's refusals as one clear line and exit status 1, never a traceback."""
 
@@ -75,6 +78,16 @@ class AddressParam(click.ParamType):
 
 
 ADDRESS = AddressParam()
+
+
+class FiniteFloatRange(click.FloatRange):
+    """A float in a range that is also a number: ``nan`` slips through every comparison, ``inf`` is no setting."""
+
+    def convert(self, value, param, ctx) -> float:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
 
 
 def network_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -142,13 +155,21 @@ def _account(accounts: Any, networks: Any, alias: str | None) -> Any:
         if networks.provider.network.is_local:
             return accounts.test_accounts[0]
         raise InvalidInput("--account ALIAS is required on a live network")
+    if _PRIVATE_KEY.fullmatch(alias.strip()):
+        raise InvalidInput("--account takes an account alias, and what was given looks like a private key (not "
+                           "repeated here); never type a key on a command line: import it once with "
+                           "`ape accounts import ALIAS`, and consider it exposed")
     if alias.upper().startswith("TEST::"):
         if not networks.provider.network.is_local:
             raise InvalidInput(f"--account {alias}: test accounts exist only on a local network")
-        try:
-            return accounts.test_accounts[int(alias[6:])]
-        except (ValueError, IndexError):
-            raise InvalidInput(f"--account {alias}: no such test account") from None
+        number, known = alias[6:], len(accounts.test_accounts)
+        if not number.isdigit() or int(number) >= known:
+            raise InvalidInput(f"--account {alias}: no such test account (TEST::0 to TEST::{known - 1})")
+        account = accounts.test_accounts[int(number)]
+        if not account.balance:
+            raise InvalidInput(f"--account {alias}: {account.address} holds no funds on this chain to pay for "
+                               "transactions (the node funds only its own test accounts)")
+        return account
     if alias.startswith(hsm.ALIAS_PREFIX):
         return hsm.load_account(alias)
     if alias not in accounts.aliases:
@@ -171,8 +192,13 @@ def echo_sent(sent: Sequence[Sent]) -> None:
 
 
 def keystore_path(settings: Settings, address: str) -> Path:
-    """Where ``address``'s keystore lives: ``$MEDSHARE_HOME/keys/<address>.json``."""
-    return settings.home / "keys" / f"{address.lower()}.json"
+    """Where ``address``'s keystore lives: ``$MEDSHARE_HOME/keys/<address>.json`` (refused if something
+    other than a file is there)."""
+    path = settings.home / "keys" / f"{address.lower()}.json"
+    if path.exists() and not path.is_file():
+        raise InvalidInput(f"keystore {path} is not a regular file (a folder or a device is there); "
+                           "move it away, or restore the keystore file")
+    return path
 
 
 def passphrase(*, confirm: bool = False) -> str:

@@ -20,9 +20,12 @@ commitment in the ciphertext's header is used.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import stat
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +44,9 @@ from offchain.crypto import (
     verify_data_key,
     wrap_data_key,
 )
-from offchain.crypto.atomic import atomic_write
+from offchain.crypto.atomic import fsync_directory
 from offchain.errors import MedShareError
+from offchain.interrupts import deferred_interrupts
 from offchain.ipfs.cid import CID
 from offchain.ipfs.store import Store, open_cat
 from offchain.records.index import IndexEntry, RecordIndex, check_name
@@ -99,13 +103,15 @@ class RecordService:
             cid = self._encrypt_into_store(source, data_key, ZERO_RECORD_ID, 1, progress)
         record_id = record_id_for(self.client.address, cid)
         readers = [self.client.address] + ([patient] if self._published_key(patient) else [])
-        try:
-            self.client.register_record(cid, patient, self._wrap(data_key, record_id, 1, readers))
-        except ChainRefusal:
-            self._forget(cid)
-            raise
+        shares = self._wrap(data_key, record_id, 1, readers)
         entry = IndexEntry(patient, name, "0x" + record_id.hex(), 1, str(cid))
-        self.index.add(entry)
+        with deferred_interrupts():  # registered on chain and named in the index, or neither
+            try:
+                self.client.register_record(cid, patient, shares)
+            except ChainRefusal:
+                self._forget(cid)
+                raise
+            self.index.add(entry)
         return entry
 
     # Grant ------------------------------------------------------------------
@@ -163,18 +169,26 @@ class RecordService:
 
     def fetch(self, record_id: bytes, out: Path, *, overwrite: bool = False,
               progress: Progress | None = None) -> Fetched:
-        """Read the record into ``out``: checked, logged on chain, decrypted and verified.
+        """Read the record into ``out``: checked, decrypted and verified, logged on chain, published.
 
-        Whatever can be checked without the chain's log is checked first, so a
-        read that would fail leaves no ``AccessLogged`` entry: ``out`` can be
-        written (its folder exists and takes files; an existing file only with
-        ``overwrite``), the reader may read now (``checkAccess``, or the
-        record's owner or patient reading it back, whose reads the contract
-        logs too), a data key was shared with them and unwraps, and every block of the version is in
-        the store and matches its hash. Only then is the read logged
-        (``logAccess``), while the content is decrypted into a temporary file;
-        ``out`` appears only once both succeeded, and never holds an
-        unauthenticated byte.
+        Everything that can fail locally or be checked without the chain's log
+        comes first, so a read that fails, or is interrupted, leaves no
+        ``AccessLogged`` entry: ``out`` can be written (its folder exists and
+        takes files; it is not a directory, a symbolic link, a device or any
+        other non-regular file; an existing file only with ``overwrite``), the
+        reader may read now (``checkAccess``, or the record's owner or patient
+        reading it back, whose reads the contract logs too), a data key was
+        shared with them and unwraps, every block of the version is in the
+        store and matches its hash, and the whole version decrypts and
+        authenticates into a private temporary file beside ``out``. Only then,
+        as one step that Ctrl-C and SIGTERM wait for, is the read logged
+        (``logAccess``) and the file published at ``out``, which so never
+        holds an unauthenticated byte. Two fetches to one ``out`` take turns
+        at that step: the second sees the first's file.
+
+        A symbolic link at ``out`` is refused, with or without ``overwrite``:
+        a decrypted record is never written through a link to elsewhere, nor
+        does it replace the link.
         """
         out = Path(out)
         _check_output(out, overwrite)
@@ -184,18 +198,31 @@ class RecordService:
         keystore = self._require_keystore()
         data_key = self._data_key(keystore, record_id, version, cid)
         self.store.verify(cid)
-        with atomic_write(out, overwrite=overwrite) as file, ThreadPoolExecutor(max_workers=1) as pool:
-            logged = pool.submit(self.client.log_access, record_id)  # leaving waits for it, on errors too
-            with open_cat(self.store, cid) as source:
-                size = decrypt_stream(source, file, data_key, stream_record_id(record_id, version), version,
-                                      progress=progress)
-            if self._logged_version(logged, record_id) != version:
-                raise RecordError(f"record 0x{record_id.hex()} moved to a new version during the read; fetch again")
+        fd, part = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as file:
+                with open_cat(self.store, cid) as source:
+                    size = decrypt_stream(source, file, data_key, stream_record_id(record_id, version), version,
+                                          progress=progress)
+                file.flush()
+                os.fsync(file.fileno())
+            with _folder_lock(out.parent), deferred_interrupts():
+                _check_output(out, overwrite)  # again: another fetch may have written it meanwhile
+                if self._logged_version(record_id) != version:
+                    raise RecordError(f"record 0x{record_id.hex()} moved to a new version during the read; "
+                                      "fetch again")
+                if overwrite:
+                    os.replace(part, out)
+                else:
+                    os.link(part, out)
+                fsync_directory(out.parent)
+        finally:
+            Path(part).unlink(missing_ok=True)
         return Fetched(record_id, version, size, out)
 
-    def _logged_version(self, logged: Future[int], record_id: bytes) -> int:
+    def _logged_version(self, record_id: bytes) -> int:
         try:
-            return logged.result()
+            return self.client.log_access(record_id)
         except ChainRefusal as refusal:
             if refusal.error == "AccessDenied":
                 raise AccessRefused(self._why_no_access(record_id)) from None
@@ -446,14 +473,34 @@ class RecordService:
 def _check_output(out: Path, overwrite: bool) -> None:
     """Refuse an output path the decrypted record could not be written to, before anything is read or logged."""
     folder = out.parent
+    if out.is_symlink():
+        raise RecordError(f"output path {out} is a symbolic link; name the file itself (a record is never "
+                          "written through a link, nor replaces one)")
     if out.is_dir():
         raise RecordError(f"output path {out} is a directory; name a file")
     if not folder.is_dir():
         raise RecordError(f"output folder {folder} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise RecordError(f"output folder {folder} is not writable")
-    if out.exists() and not overwrite:
+    try:
+        mode = out.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        raise RecordError(f"output path {out} is not a regular file (a device, a pipe or a socket); name a file")
+    if not overwrite:
         raise RecordError(f"{out} already exists; use --force to replace it")
+
+
+@contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (fetches writing into it take turns)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _readable(path: Path) -> Path:

@@ -46,6 +46,7 @@ from fl.secure_aggregation import (
     board_outcome,
     secure_sum_from_board,
 )
+from offchain.inputs import show_time
 from offchain.contract_client import ChainRefusal
 from offchain.rounds.aggregate import RoundAggregation
 from offchain.rounds.client import SecurePhase
@@ -347,7 +348,7 @@ def open_next_round(study: Study, log: Log | None = None, *, select: int | None 
     deadline, invited = next_round_terms(study, select)
     opened = member.rounds.open_round(study.number, base, deadline, invited)
     if log is not None:
-        log(f"round {opened}: opened on the model of round {base_round} ({base.cid}), deadline {deadline}"
+        log(f"round {opened}: opened on the model of round {base_round} ({base.cid}), deadline {show_time(deadline)}"
             + (f", inviting {len(invited)}" if select is not None else ""))
     return opened
 

@@ -26,6 +26,7 @@ round is closed it is started again, so it is silent in that round only.
 from __future__ import annotations
 
 import enum
+import fcntl
 import json
 import os
 import re
@@ -33,7 +34,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -200,6 +202,20 @@ class RunSettings:
             self._check_secure()
         elif self.threshold is not None or self.drops or self.phase_seconds is not None:
             raise RunSettingsError("--threshold, --drop and phase seconds need --secure-aggregation")
+        self._check_study()
+
+    def _check_study(self) -> None:
+        """The study's config as the run will make it (aggregator, round and phase lengths), checked
+        now on stand-in addresses, so nothing is deployed for a run that could not create its study."""
+        from fl.models import ModelSpec
+        from offchain.rounds.errors import StudyConfigError
+
+        stand_ins = tuple("0x" + f"{i + 1:040x}" for i in range(self.hospitals))
+        try:
+            StudyConfig(ModelSpec("logistic", 1), stand_ins, (), self.aggregator, round_seconds=self.round_seconds,
+                        **_secure_options(self))
+        except StudyConfigError as error:
+            raise RunSettingsError(str(error)) from None
 
     def _check_secure(self) -> None:
         from fl.aggregation import sum_based_aggregators
@@ -313,8 +329,37 @@ def hospital_name(index: int) -> str:
     return f"hospital-{index}"
 
 
+class RunInProgress(RoundsError):
+    """Another ``medshare fl run`` uses this home: its keystores, logs and plot would be shared."""
+
+
+@contextmanager
+def _one_run_per_home(settings: Settings) -> Iterator[None]:
+    """Hold ``$MEDSHARE_HOME/fl/run.lock`` for the run; refuse at once if another run holds it."""
+    path = settings.home / "fl" / "run.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            raise RunInProgress(f"another `medshare fl run` (pid {lock.read().strip() or '?'}) is using "
+                                f"{settings.home}; wait for it, or give this run its own MEDSHARE_HOME") from None
+        lock.truncate(0)
+        lock.write(str(os.getpid()))
+        lock.flush()
+        yield
+
+
 def run_study(run: RunSettings, settings: Settings, *, echo: Echo, progress: bool = True) -> RunResult:
-    """Everything ``medshare fl run`` does; returns the per-round results (printing is the caller's)."""
+    """Everything ``medshare fl run`` does; returns the per-round results (printing is the caller's).
+
+    One run at a time per home (:class:`RunInProgress` otherwise)."""
+    with _one_run_per_home(settings):
+        return _run_study(run, settings, echo=echo, progress=progress)
+
+
+def _run_study(run: RunSettings, settings: Settings, *, echo: Echo, progress: bool) -> RunResult:
     from ape import accounts, networks
 
     provider_settings = {"host": run.rpc} if run.rpc else {}
@@ -400,8 +445,11 @@ def ensure_deployed(admin, *, record: bool):
         deployed = {each.name: each.address for each in deploy(admin, admin.address, force=True)}
         access, registry = deployed[ACCESS_CONTRACT], deployed[REGISTRY_CONTRACT]
         return project.MedicalAccess.at(access), project.RoundRegistry.at(registry)
-    access = admin.deploy(project.MedicalAccess, admin)
-    registry = admin.deploy(project.RoundRegistry, access)
+    from ape.logging import LogLevel, logger
+
+    with logger.at_level(LogLevel.WARNING):  # the run reports what it made in its own lines
+        access = admin.deploy(project.MedicalAccess, admin)
+        registry = admin.deploy(project.RoundRegistry, access)
     return access, registry
 
 
@@ -542,7 +590,9 @@ def _follow(auditor: Member, study: int, run: RunSettings, nodes: _Nodes, names:
     closed = 0
     echo = click.echo if progress else (lambda line: None)
     deadline = time.monotonic() + NODE_TIMEOUT_SECONDS
-    with click.progressbar(length=run.rounds, label="rounds", file=sys.stderr if progress else open(os.devnull, "w")) as bar:
+    from offchain.cli.terminal import progress_file
+
+    with click.progressbar(length=run.rounds, label="rounds", file=progress_file(progress)) as bar:
         while closed < run.rounds:
             nodes.kill_the_silent(echo)
             nodes.check()

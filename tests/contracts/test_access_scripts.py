@@ -90,7 +90,7 @@ def test_a_bad_members_row_refuses_the_whole_file(access, admin, second_row, mes
         read_members_csv(path)
     # The command refuses before connecting: nothing is sent.
     result = CliRunner().invoke(main, ["members", "add", "--csv", str(path), "--contract", access.address])
-    assert result.exit_code == 1 and re.search(message, result.output) and "Traceback" not in result.output
+    assert result.exit_code == 2 and re.search(message, result.output) and "Traceback" not in result.output
 
 
 # -- each script beside its command, on one chain -------------------------------------------------

@@ -11,6 +11,7 @@ from web3 import HTTPProvider, Web3
 from conftest import ONE_DAY, make_cid
 from offchain import events as event_store
 from offchain.chain import AccessClient
+from offchain.errors import InvalidInput
 from offchain.events import EventStore, EventStoreError
 from offchain.rpcproxy import LogRangeProxy
 
@@ -229,7 +230,7 @@ def test_queries_use_indexes_not_scans(access, record, hospital):
 def test_page_setting_is_checked(monkeypatch):
     for bad in ("abc", "0", "-5"):
         monkeypatch.setenv("MEDSHARE_LOG_PAGE_BLOCKS", bad)
-        with pytest.raises(event_store.InvalidInput, match="MEDSHARE_LOG_PAGE_BLOCKS"):
+        with pytest.raises(InvalidInput, match="MEDSHARE_LOG_PAGE_BLOCKS"):
             event_store.page_blocks_setting()
     monkeypatch.setenv("MEDSHARE_LOG_PAGE_BLOCKS", "10")
     assert event_store.page_blocks_setting() == 10

@@ -95,7 +95,7 @@ def test_a_directory_is_refused(invoke, tmp_path):
 def test_an_unknown_backend_is_a_clear_error(invoke, env):
     env["MEDSHARE_IPFS_BACKEND"] = "filecoin"
     result = invoke("ipfs", "pin", "ls")
-    assert result.exit_code == 1 and "MEDSHARE_IPFS_BACKEND must be one of embedded, kubo" in result.stderr
+    assert result.exit_code == 2 and "MEDSHARE_IPFS_BACKEND must be one of embedded, kubo" in result.stderr
 
 
 def test_an_unreachable_kubo_node_is_a_clear_error(invoke, env):

@@ -165,7 +165,7 @@ def test_a_bad_ipfs_backend_is_one_line_under_every_command(command, tmp_path):
         main, command, input=b"x",
         env={"MEDSHARE_IPFS_BACKEND": "bogus", "MEDSHARE_HOME": str(tmp_path), "MEDSHARE_PASSPHRASE": PASSPHRASE},
     )
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output  # a bad setting is bad input
     assert result.output == "Error: MEDSHARE_IPFS_BACKEND must be one of embedded, kubo, not 'bogus'\n"
     assert list(tmp_path.iterdir()) == []
 

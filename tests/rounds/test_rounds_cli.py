@@ -82,14 +82,14 @@ def test_fl_run_then_verify_with_no_options(chain, tmp_path):
     run = subprocess.run([*medshare, "fl", "run", "--rounds", "2", "--hospitals", "2", "--rpc", rpc, "--json"],
                          env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout + run.stderr
-    summary = json.loads(run.stdout.splitlines()[-1])
+    summary = json.loads(run.stdout)  # with --json, stdout is the JSON document alone
     assert [entry["round"] for entry in summary["rounds"]] == [1, 2]
     assert all(entry["verified"] for entry in summary["rounds"])
     assert summary["rounds"][1]["base_cid"] == summary["rounds"][0]["aggregate_cid"]
     assert sorted(summary["rounds"][0]["participants"]) == ["hospital-1", "hospital-2"]
     assert all(0.5 < entry["test_accuracy"] <= 1.0 for entry in summary["rounds"])
     assert Path(summary["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "round 2: test accuracy" in run.stdout
+    assert "round 2: test accuracy" in run.stderr
     verify = subprocess.run([*medshare, "fl", "verify", "--rpc", rpc, "--json"], env=env, capture_output=True,
                             text=True, timeout=600)
     assert verify.returncode == 0, verify.stdout + verify.stderr
@@ -121,7 +121,7 @@ def test_fl_run_on_its_own_anvil_leaves_nothing_running(tmp_path):
     run = subprocess.run([*medshare, "fl", "run", "--rounds", "1", "--hospitals", "2", "--json"],
                          env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout + run.stderr
-    summary = json.loads(run.stdout.splitlines()[-1])
+    summary = json.loads(run.stdout)  # with --json, stdout is the JSON document alone
     assert [(entry["round"], entry["verified"]) for entry in summary["rounds"]] == [(1, True)]
     assert sorted(summary["rounds"][0]["participants"]) == ["hospital-1", "hospital-2"]
     assert _processes_with(home) == [], "the run left an anvil or a node running"

@@ -35,13 +35,13 @@ def test_fl_run_with_a_budget_reports_spend_and_budget_by_hospital(chain, tmp_pa
                           "--dp-epsilon", "3", "--dp-delta", "1e-5", "--json"],
                          env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout + run.stderr
-    summary = json.loads(run.stdout.splitlines()[-1])
+    summary = json.loads(run.stdout)  # with --json, stdout is the JSON document alone
     assert all(entry["verified"] for entry in summary["rounds"]) and len(summary["rounds"]) == 2
     assert summary["epsilon_budget"] == {"hospital-1": 3.0, "hospital-2": 3.0}
     assert set(summary["epsilon_spent"]) == {"hospital-1", "hospital-2"}
     # The noise was calibrated to spend the budget over the two rounds: close to it, never over.
     assert all(2.5 < spent <= 3.0 for spent in summary["epsilon_spent"].values()), summary
-    assert "hospital-1: epsilon " in run.stdout
+    assert "hospital-1: epsilon " in run.stderr
 
 
 def test_fl_run_refuses_bad_dp_options_in_one_line(tmp_path, monkeypatch):
