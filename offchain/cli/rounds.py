@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import click
 
-from offchain.cli.fl import MAX_ROUND_SECONDS, ROUND, create, member_session, registry_option, status, study_option
+from offchain.cli.fl import ROUND, create, member_session, registry_option, status, study_option
 from offchain.cli.session import chain_options, user_errors
 
 
@@ -32,16 +32,10 @@ rounds.add_command(status)
 @user_errors
 def open_round(chain, registry, study):
     """Open the study's next round on its latest committed model (you must be its coordinator)."""
-    from offchain.errors import InvalidInput
     from offchain.rounds.coordinator import open_next_round
 
     with member_session(chain, registry) as member:
-        view = member.study(study)
-        seconds = view.config.round_seconds
-        if seconds > MAX_ROUND_SECONDS:
-            raise InvalidInput(f"study {study}'s rounds last {seconds:,} s, longer than the registry's longest round "
-                               f"({MAX_ROUND_SECONDS:,} s, 365 days): it can never open a round; create a new study")
-        open_next_round(view, click.echo)
+        open_next_round(member.study(study), click.echo)
 
 
 @rounds.command()

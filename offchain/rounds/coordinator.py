@@ -344,6 +344,10 @@ def next_round_terms(study: Study, select: int | None = None, through_round: int
 def open_next_round(study: Study, log: Log | None = None, *, select: int | None = None) -> int:
     """Open the study's next round on its latest committed model, inviting its participants (or a selection)."""
     member = study.member
+    longest = int(member.rounds.contract.MAX_ROUND_DURATION())
+    if study.config.round_seconds > longest:
+        raise RoundsError(f"study {study.number}'s rounds last {study.config.round_seconds:,} s, longer than the "
+                          f"registry's longest round ({longest:,} s): it can never open a round; create a new study")
     base_round, base = member.rounds.latest_model(study.number)
     deadline, invited = next_round_terms(study, select)
     opened = member.rounds.open_round(study.number, base, deadline, invited)

@@ -241,3 +241,27 @@ def test_round_whose_quorum_rests_on_malformed_updates_is_cancelled(consortium, 
     assert (info.state, info.rejected_submitters) == ("cancelled", (bad.address,))
     assert [v.line() for v in verdicts(consortium, study)] == ["round 1: cancelled"]
     assert coordinator.step().action == "opened"
+
+
+def test_a_round_opens_with_a_readable_deadline(consortium):
+    from offchain.inputs import show_time
+    from offchain.rounds.coordinator import open_next_round
+
+    study = consortium.study()
+    lines: list[str] = []
+    number = open_next_round(consortium.coordinator.study(study), lines.append)
+    deadline = consortium.coordinator.rounds.round(study, number).deadline
+    (line,) = lines
+    assert f"deadline {show_time(deadline)}" in line and " UTC (Unix " in line, line
+
+
+def test_a_study_whose_rounds_outlast_the_registry_sends_no_opening(consortium, chain):
+    from offchain.rounds.coordinator import open_next_round
+
+    study = consortium.study(round_seconds=400 * 86_400)
+    height = chain.blocks.height
+    with pytest.raises(RoundsError, match="can never open a round"):
+        open_next_round(consortium.coordinator.study(study), print)
+    with pytest.raises(RoundsError, match="can never open a round"):
+        Coordinator(consortium.coordinator, study).step()
+    assert chain.blocks.height == height
