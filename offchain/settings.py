@@ -3,6 +3,8 @@
 ``MEDSHARE_HOME``          data folder (default: ``.medshare`` in the current directory)
 ``MEDSHARE_IPFS_BACKEND``  ``embedded`` (default: the built-in store) or ``kubo``
 ``IPFS_API``               the Kubo node's API multiaddr, for the ``kubo`` backend
+``MEDSHARE_CONSORTIUM``    the consortium's IPFS config: peers, pinning nodes, replication
+                           (default: ``$MEDSHARE_HOME/consortium.json``; see offchain.ipfs.consortium)
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class Settings:
     home: Path
     ipfs_backend: str = "embedded"
     ipfs_api: str = DEFAULT_IPFS_API
+    consortium: Path | None = None
 
     def __post_init__(self) -> None:
         if self.ipfs_backend not in IPFS_BACKENDS:
@@ -37,9 +40,15 @@ class Settings:
             home=Path(environ.get("MEDSHARE_HOME") or Path.cwd() / ".medshare"),
             ipfs_backend=environ.get("MEDSHARE_IPFS_BACKEND") or "embedded",
             ipfs_api=environ.get("IPFS_API") or DEFAULT_IPFS_API,
+            consortium=Path(environ["MEDSHARE_CONSORTIUM"]) if environ.get("MEDSHARE_CONSORTIUM") else None,
         )
 
     @property
     def ipfs_dir(self) -> Path:
         """The embedded IPFS store's folder."""
         return self.home / "ipfs"
+
+    @property
+    def consortium_file(self) -> Path:
+        """The consortium's IPFS config (peers, pinning nodes, replication)."""
+        return self.consortium or self.home / "consortium.json"
