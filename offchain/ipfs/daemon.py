@@ -122,10 +122,16 @@ class LocalDaemon:
         """Start the daemon and wait, at most ``timeout`` seconds, until its API answers."""
         from offchain.ipfs.kubo import KuboStore
 
+        chosen = not (self.api_port and self.swarm_port)
         self.init()
         for port in (self.api_port, self.swarm_port):
             if not _port_free(port):
-                raise DaemonError(f"port {port} on {LOOPBACK} is taken: cannot start the IPFS daemon in {self.repo}")
+                if not chosen:
+                    raise DaemonError(f"port {port} on {LOOPBACK} is taken: cannot start the IPFS daemon in {self.repo}")
+                # Ports we picked (or found in its config) were taken since: pick others.
+                self.api_port, self.swarm_port = free_port(), free_port()
+                self.init()
+                break
         with self.log.open("ab") as out:
             # --enable-preload=false: js-ipfs would otherwise announce every add to its public preload nodes.
             self.process = subprocess.Popen(
@@ -279,6 +285,13 @@ def _tail(path: Path, lines: int = 5) -> str:
 @contextmanager
 def start_all(daemons: Sequence[LocalDaemon]) -> Iterator[Sequence[LocalDaemon]]:
     """Start the daemons side by side (a start is mostly Node loading modules), stop them all on leaving."""
+    taken: set[int] = set()
+    for daemon in daemons:  # ports chosen one after another, so that no two daemons get the same
+        daemon.init()
+        while {daemon.api_port, daemon.swarm_port} & taken or daemon.api_port == daemon.swarm_port:
+            daemon.api_port, daemon.swarm_port = free_port(), free_port()
+            daemon.init()
+        taken |= {daemon.api_port, daemon.swarm_port}
     try:
         with ThreadPoolExecutor(max_workers=len(daemons) or 1) as pool:
             for started in pool.map(lambda daemon: daemon.start(), daemons):

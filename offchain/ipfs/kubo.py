@@ -63,6 +63,7 @@ class KuboStore:
         self.timeout = timeout
         self.fetch_timeout = fetch_timeout
         self.pin_timeout = pin_timeout
+        self._kubo: bool | None = None  # whether the daemon is Kubo, once asked (see has())
         with self._kubo_errors():  # a malformed address is refused here, before any request
             self._client = ipfshttpclient.Client(api, timeout=timeout)
 
@@ -132,19 +133,38 @@ class KuboStore:
         return write_chunks(self.iter_cat(cid), out)
 
     def has(self, cid: CID) -> bool:
-        """Whether the daemon holds the block itself.
+        """Whether the daemon holds the block itself, without asking its peers.
 
         Kubo: ``block/stat`` with ``offline=true`` answers from the local blockstore at once ("block was
-        not found locally (offline)"). js-ipfs 0.66 ignores ``offline`` and asks its connected peers for a
-        block it lacks, so the call also passes Kubo's ``timeout`` option (``HAS_TIMEOUT_SECONDS``): a
-        missing block is then a timeout error on js-ipfs, answered within that bound, and still ``False``.
+        not found locally (offline)"). js-ipfs 0.66 ignores ``offline`` there and asks its connected peers
+        for a block it lacks (so a "has" would fetch it), and offers no other local lookup by CID; on a
+        daemon that is not Kubo the answer comes from ``refs/local`` (every local block, by its multihash:
+        a scan, fine for a test node, which is all js-ipfs serves here). Both are bounded by
+        ``HAS_TIMEOUT_SECONDS`` (Kubo's ``timeout`` option) or the HTTP timeout.
         """
+        if not self._is_kubo():
+            return self._in_local_refs(cid)
         with self._kubo_errors():
             try:
                 self._client.block.stat(str(cid), offline=True, **self._bounded(HAS_TIMEOUT_SECONDS))
             except ErrorResponse:
                 return False
         return True
+
+    def _is_kubo(self) -> bool:
+        """Whether the daemon is Kubo: its ``version`` names the Go release it was built with ("Golang")."""
+        if self._kubo is None:
+            with self._kubo_errors():
+                self._kubo = "Golang" in self._client.version()
+        return self._kubo
+
+    def _in_local_refs(self, cid: CID) -> bool:
+        with self._kubo_errors():
+            for ref in self._client._client.request("/refs/local", (), decoder="json", stream=True,
+                                                    timeout=self.timeout):
+                if _parsed(ref.get("Ref")) is not None and _parsed(ref["Ref"]).multihash == cid.multihash:
+                    return True
+        return False
 
     def pin(self, cid: CID) -> None:
         """Pin ``cid`` recursively; the daemon fetches what it lacks from its peers within ``pin_timeout``."""
@@ -168,10 +188,14 @@ class KuboStore:
             return self._client.id()["ID"]
 
     def connect(self, *addresses: str) -> None:
-        """Dial peers by multiaddr (``/ip4/…/tcp/…/p2p/ID``): ``swarm/connect``, bounded."""
-        if addresses:
+        """Dial peers by multiaddr (``/ip4/…/tcp/…/p2p/ID``): ``swarm/connect``, bounded.
+
+        One address a call: Kubo takes several ``arg``s, js-ipfs 0.66 refuses more than one. Sent as a
+        plain request: ipfshttpclient 0.7's ``swarm.connect`` sends each character of its first address
+        as one more ``arg``."""
+        for address in addresses:
             with self._kubo_errors():
-                self._client.swarm.connect(*addresses, **self._bounded(10))
+                self._client._client.request("/swarm/connect", (address,), decoder="json", **self._bounded(10))
 
     def peers(self) -> list[str]:
         """The peer IDs the node is connected to."""
