@@ -10,7 +10,6 @@ import pytest
 
 from offchain.ipfs.sites import Site, separate_sites
 
-PASSPHRASE = "site passphrase"
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from offchain.ipfs.consortium import Consortium, PinningNode, ReplicationError, 
 from offchain.ipfs.daemon import free_port
 from offchain.rounds.runner import ensure_published_key
 
-from .conftest import PASSPHRASE
+PASSPHRASE = "site passphrase"
 
 
 @pytest.fixture(scope="module", autouse=True)
