@@ -18,3 +18,8 @@ def sites(tmp_path_factory) -> Iterator[dict[str, Site]]:
     with separate_sites(tmp_path_factory.mktemp("sites"), ["site-a", "site-b", "pin-1"], pinning=["pin-1"],
                         replication=2) as started:
         yield started
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sites: parties on separate sites, each its own home and js-ipfs daemon "
+                                       "on loopback (tools/ipfs-daemon, installed by the bootstrap for ./run test)")

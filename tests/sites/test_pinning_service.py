@@ -28,6 +28,9 @@ setup({ token: process.argv[1], loglevel: 'error' })
   .then(service => require('http').createServer(service).listen(Number(process.argv[2]), '127.0.0.1'))
 """
 
+pytestmark = pytest.mark.sites
+
+
 
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[str]:

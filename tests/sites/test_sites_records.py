@@ -20,6 +20,9 @@ from offchain.rounds.runner import ensure_published_key
 
 PASSPHRASE = "site passphrase"
 
+pytestmark = pytest.mark.sites
+
+
 
 @pytest.fixture(scope="module", autouse=True)
 def _passphrase():
