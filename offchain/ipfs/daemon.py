@@ -32,6 +32,7 @@ from offchain.ipfs.errors import StoreError
 ROOT = Path(__file__).resolve().parents[2]
 DAEMON_FOLDER = ROOT / "tools" / "ipfs-daemon"
 JSIPFS = DAEMON_FOLDER / "node_modules" / "ipfs" / "src" / "cli.js"
+DAEMON_SCRIPT = DAEMON_FOLDER / "daemon.mjs"
 START_TIMEOUT_SECONDS = 90
 STOP_TIMEOUT_SECONDS = 15
 LOOPBACK = "127.0.0.1"
@@ -133,11 +134,12 @@ class LocalDaemon:
                 self.init()
                 break
         with self.log.open("ab") as out:
-            # --enable-preload=false: js-ipfs would otherwise announce every add to its public preload nodes.
+            # tools/ipfs-daemon/daemon.mjs starts js-ipfs's daemon as `jsipfs daemon --enable-preload=false
+            # --init-profile test --init-config FILE` would (a first start inits the repository itself;
+            # preload off: js-ipfs would announce every add to public preload nodes), with libp2p's Noise
+            # cipher on Node's native ChaCha20-Poly1305 (see that file).
             self.process = subprocess.Popen(
-                # A first start inits the repository (`jsipfs init --profile test`, then our edits) itself.
-                ["node", str(JSIPFS), "daemon", "--enable-preload=false", "--init-profile", "test",
-                 "--init-config", str(self._init_config)],
+                ["node", str(DAEMON_SCRIPT), str(self._init_config)],
                 env=self._env(), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,  # a Ctrl-C in the terminal is for the caller; it stops this on its way out
             )
