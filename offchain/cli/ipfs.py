@@ -122,8 +122,8 @@ def up(repo: Path | None, api_port: int | None, swarm_port: int | None) -> None:
         daemon.start()
         daemon.detach()
     elif api_port not in (None, daemon.api_port) or swarm_port not in (None, daemon.swarm_port):
-        raise InvalidInput(f"the node in {repo} already runs on API port {daemon.api_port}, swarm port "
-                           f"{daemon.swarm_port}; `medshare ipfs down` first to change them")
+        raise click.UsageError(f"the node in {repo} already runs on API port {daemon.api_port}, swarm port "
+                               f"{daemon.swarm_port}; `medshare ipfs down` first to change them")
     click.echo(f"IPFS node up in {repo}")
     click.echo(f"  swarm address (list it in the consortium's peers): {daemon.swarm_address}")
     click.echo(f"  use it: export MEDSHARE_IPFS_BACKEND=kubo IPFS_API={daemon.api}")
