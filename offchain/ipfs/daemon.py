@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -133,6 +134,9 @@ class LocalDaemon:
                 self.api_port, self.swarm_port = free_port(), free_port()
                 self.init()
                 break
+        # Its ports are free, so no daemon serves this repository: a lock left by one that was killed is
+        # stale (js-ipfs would refuse to start for 20 s, proper-lockfile's staleness time; its lock is a folder).
+        shutil.rmtree(self.repo / "repo.lock", ignore_errors=True)
         with self.log.open("ab") as out:
             # tools/ipfs-daemon/daemon.mjs starts js-ipfs's daemon as `jsipfs daemon --enable-preload=false
             # --init-profile test --init-config FILE` would (a first start inits the repository itself;
