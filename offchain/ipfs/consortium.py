@@ -24,19 +24,21 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from offchain.errors import InvalidInput
 from offchain.ipfs.cid import CID
-from offchain.ipfs.errors import BlockNotFound, StoreError
+from offchain.ipfs.errors import BlockNotFound, NodeUnreachable, StoreError
 from offchain.ipfs.kubo import KuboStore
 from offchain.ipfs.pinning_service import PinningServiceClient, PinningServiceError
 
 SERVICE_PIN_TIMEOUT_SECONDS = 600.0
+NODE_WAIT_SECONDS = 120.0  # how long a read waits for the site's own node to come back (a restart)
 
 
 class ReplicationError(StoreError):
@@ -148,29 +150,25 @@ class SiteStore:
 
     local: KuboStore
     consortium: Consortium
-    _dialled: bool = field(default=False, init=False)
 
     @property
     def api(self) -> str:
         return self.local.api
 
     def dial(self) -> None:
-        """Connect the node to the consortium's peers (those that answer: a peer may be down)."""
-        own = None
+        """Connect the node to those of the consortium's peers it is not connected to (those that answer:
+        a peer may be down). Before every read and replication, as a node restarted since, ours or a
+        peer's, has lost its connections; cheap when all are connected (one ``swarm/peers``)."""
+        own = self.local.peer_id()
+        connected = set(self.local.peers())
         for peer in self.consortium.peers:
-            if own is None:
-                own = self.local.peer_id()
-            if peer.endswith("/p2p/" + own):
+            peer_id = peer.rsplit("/p2p/", 1)[-1]
+            if peer_id == own or peer_id in connected:
                 continue
             try:
                 self.local.connect(peer)
             except StoreError:
                 pass  # a site that is down; the read that needs it reports what is missing
-        self._dialled = True
-
-    def _dialled_once(self) -> None:
-        if not self._dialled:
-            self.dial()
 
     def add(self, stream: BinaryIO, *, cid_version: int = 1, only_hash: bool = False) -> CID:
         cid = self.local.add(stream, cid_version=cid_version, only_hash=only_hash)
@@ -185,8 +183,7 @@ class SiteStore:
         self.replicate(sink.cid)
 
     def iter_cat(self, cid: CID) -> Iterator[bytes]:
-        self._dialled_once()
-        yield from self._redialling(lambda: self.local.iter_cat(cid))
+        yield from self._patiently(lambda: self.local.iter_cat(cid))
 
     def cat(self, cid: CID, out: BinaryIO) -> int:
         from offchain.ipfs.store import write_chunks
@@ -197,25 +194,34 @@ class SiteStore:
         for _ in self.iter_cat(cid):
             pass
 
-    def _redialling(self, pieces) -> Iterator[bytes]:
-        """The pieces; if a block cannot be found before any piece was given, dial the peers again (one
-        may have restarted since) and try once more."""
-        given = False
-        try:
-            for piece in pieces():
-                given = True
-                yield piece
-        except BlockNotFound:
-            if given:
-                raise
-            self.dial()
-            yield from pieces()
+    def _patiently(self, pieces) -> Iterator[bytes]:
+        """The pieces, read through the site's node once it is up and dialled to its peers. Before any
+        piece was given: a node that does not answer (restarting) is waited for, up to
+        ``NODE_WAIT_SECONDS``; a block no peer gave is asked for once more after dialling again."""
+        deadline = time.monotonic() + NODE_WAIT_SECONDS
+        retried = False
+        while True:
+            given = False
+            try:
+                self.dial()
+                for piece in pieces():
+                    given = True
+                    yield piece
+                return
+            except NodeUnreachable:
+                if given or time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+            except BlockNotFound:
+                if given or retried:
+                    raise
+                retried = True
 
     def has(self, cid: CID) -> bool:
         return self.local.has(cid)
 
     def pin(self, cid: CID) -> None:
-        self._dialled_once()
+        self.dial()
         self.local.pin(cid)
 
     def unpin(self, cid: CID) -> None:
@@ -231,7 +237,7 @@ class SiteStore:
         wanted = self.consortium.replication - 1
         if wanted <= 0:
             return []
-        self._dialled_once()
+        self.dial()
         own_addresses = self._own_addresses()
         taken: list[str] = []
         refused: list[str] = []

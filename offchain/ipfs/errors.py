@@ -40,3 +40,7 @@ class NotPinned(StoreError):
     def __init__(self, cid: CID) -> None:
         super().__init__(f"{cid} is not pinned")
         self.cid = cid
+
+
+class NodeUnreachable(StoreError):
+    """The IPFS node's API does not answer (down, or restarting)."""

@@ -37,7 +37,7 @@ from ipfshttpclient.exceptions import ErrorResponse
 
 from offchain.ipfs.cid import CID, DAG_PB, InvalidCID
 from offchain.ipfs.dag import check_block, child_cid, file_node, file_pieces
-from offchain.ipfs.errors import BlockNotFound, NotAFile, NotPinned, StoreError
+from offchain.ipfs.errors import BlockNotFound, NodeUnreachable, NotAFile, NotPinned, StoreError
 from offchain.ipfs.importer import CHUNK_SIZE, FileImporter
 from offchain.ipfs.store import write_chunks
 from offchain.settings import DEFAULT_IPFS_API, Settings
@@ -235,6 +235,8 @@ class KuboStore:
             if missing is not None and _timed_out(error):
                 raise BlockNotFound(missing, f"Kubo at {self.api} did not find it, locally or among its "
                                              f"connected peers, in time ({error})") from error
+            if isinstance(error, ipfshttpclient.exceptions.ConnectionError):
+                raise NodeUnreachable(f"Kubo at {self.api}: {error}") from error
             raise StoreError(f"Kubo at {self.api}: {error}") from error
 
 
