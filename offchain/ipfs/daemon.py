@@ -176,17 +176,6 @@ class LocalDaemon:
                 self.process.wait(timeout=timeout)
         self.process = None
 
-    def kill(self) -> None:
-        """SIGKILL: a crash, nothing flushed."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
-        self.process = None
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
     def __enter__(self) -> LocalDaemon:
         return self.start()
 
