@@ -22,6 +22,15 @@ Figures (last line, JSON):
   or rotated (once per process: the derived key is kept) and returned to the
   OS at once, which ``rss_after_derivation_mib`` shows. The peak is Linux's
   high-water mark (VmHWM), reset around the derivation (``/proc/self/clear_refs``).
+- ``site_to_site_mib_s``: a record of ``--site-mib`` MiB (default 256) encrypted
+  and uploaded at site A through A's own IPFS node (js-ipfs, tools/ipfs-daemon),
+  then fetched at site B through B's own node over libp2p on loopback, as
+  ``medshare record fetch`` reads it (every block verified, then read and
+  decrypted), in MiB/s (target >= 40); ``site_to_site_over_daemon_cat``: that
+  over B's daemon's own ``cat`` of the same CID, also fetched anew from A (B's
+  copy garbage-collected first), in MiB/s of the same run (target >= 0.5).
+- ``replicate_s_256mib``: seconds for the consortium's pinning node to pin the
+  upload from A (``pin/add`` fetching every block), scaled to 256 MiB.
 Context figures: the baselines in MB/s; this disk's sequential write speed
 into one file, in the store's 256 KiB writes and, like the store, fsynced
 once at the end, which bounds any add (``encrypt_add_over_disk``, and ``disk_bound``
@@ -34,7 +43,7 @@ three runs (each add into a new store), as other processes on a shared
 machine slow single runs; the only-hash imports, ours and Kubo's, run once.
 
 Each ``measure_*`` function is independent; add new figures as new functions.
-Run: ./run bench storage [--size-mib N]
+Run: ./run bench storage [--size-mib N] [--site-mib N]
 """
 
 from __future__ import annotations
@@ -258,12 +267,66 @@ def measure_access_1mib(workdir: Path, peak: PeakRss, repeats: int = 21) -> tupl
         return statistics.median(times), derivation_mib, rss_after_mib
 
 
+def measure_site_to_site(folder: Path, size: int) -> dict[str, float]:
+    """Three sites on loopback (A uploads, B reads, a pinning node replicates), each its own js-ipfs daemon."""
+    import requests
+
+    from offchain.crypto import decrypt_stream
+    from offchain.crypto.stream import ciphertext_length
+    from offchain.ipfs import KuboStore, open_store
+    from offchain.ipfs.sites import separate_sites
+    from offchain.ipfs.store import open_cat
+
+    source = folder / "site-record.bin"
+    write_test_file(source, size)
+    key = new_data_key()
+    mib = size / (1 << 20)
+    with separate_sites(folder / "sites", ["site-a", "site-b", "pin-1"], pinning=["pin-1"], replication=2) as sites:
+        a = KuboStore(sites["site-a"].daemon.api, timeout=600)
+        with source.open("rb") as plain, a.writer() as sink:
+            encrypt_stream(plain, sink, key, RECORD_ID, 1)
+        cid = sink.cid
+        uploader = open_store(sites["site-a"].settings)
+        start = time.perf_counter()
+        uploader.replicate(cid)
+        replicate_s = time.perf_counter() - start
+
+        reader = open_store(sites["site-b"].settings)
+        reader.dial()
+        start = time.perf_counter()
+        reader.verify(cid)  # as RecordService.fetch: every block checked before a byte is decrypted
+        with open_cat(reader, cid) as ciphertext, open(os.devnull, "wb") as devnull:
+            decrypt_stream(ciphertext, devnull, key, RECORD_ID, 1)
+        site_to_site = mib / (time.perf_counter() - start)
+
+        b_api = "http://127.0.0.1:%d/api/v0" % sites["site-b"].daemon.api_port
+        requests.post(f"{b_api}/repo/gc", timeout=600).raise_for_status()  # B's copy is not pinned: gone
+        if KuboStore(sites["site-b"].daemon.api).has(cid):
+            raise SystemExit("storage bench: site B still holds the record after repo/gc")
+
+        def daemon_cat() -> float:
+            start = time.perf_counter()
+            with requests.post(f"{b_api}/cat", params={"arg": str(cid)}, stream=True, timeout=600) as response:
+                response.raise_for_status()
+                received = sum(len(piece) for piece in response.iter_content(1 << 20))
+            if received != ciphertext_length(size):
+                raise SystemExit(f"storage bench: B's cat gave {received} bytes")
+            return mib / (time.perf_counter() - start)
+
+        cold_cat = daemon_cat()
+        warm_cat = daemon_cat()
+    return {"site_to_site_mib_s": site_to_site, "daemon_cat_cold_mib_s": cold_cat, "daemon_cat_warm_mib_s": warm_cat,
+            "replicate_s_256mib": replicate_s * 256 / mib}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024, help="test file size (default 1024)")
-    size_mib = parser.parse_args().size_mib
-    if size_mib < 1:
-        parser.error("--size-mib must be at least 1")
+    parser.add_argument("--site-mib", type=int, default=256, help="the site-to-site record's size (default 256)")
+    arguments = parser.parse_args()
+    size_mib, site_mib = arguments.size_mib, arguments.site_mib
+    if size_mib < 1 or site_mib < 1:
+        parser.error("--size-mib and --site-mib must be at least 1")
     size = size_mib << 20
 
     with tempfile.TemporaryDirectory(prefix="medshare-bench-") as folder:
@@ -280,6 +343,8 @@ def main() -> None:
         peak = PeakRss()
         access_ms, derivation_mib, rss_after_derivation = measure_access_1mib(Path(folder), peak)
         peak_rss = peak.mib()
+        shutil.rmtree(store.root)  # the 1 GiB store is done with; the sites need the disk
+        sites = measure_site_to_site(Path(folder), site_mib << 20)
 
     floor = 1 / (1 / aes + 1 / sha)
     disk_bound = encrypt_add >= DISK_BOUND_SHARE * disk
@@ -300,8 +365,15 @@ def main() -> None:
             ("peak RSS, storage path", peak_rss, "MiB"),
             ("keystore derivation (scrypt), added at its peak", derivation_mib, "MiB"),
             ("  RSS right after it", rss_after_derivation, "MiB"),
+            (f"site A to site B, fetch + decrypt {site_mib} MiB", sites["site_to_site_mib_s"], "MiB/s"),
+            ("  B's daemon's own cat, fetched anew", sites["daemon_cat_cold_mib_s"], "MiB/s"),
+            ("  B's daemon's own cat, held", sites["daemon_cat_warm_mib_s"], "MiB/s"),
+            ("replicate to the pinning node, per 256 MiB", sites["replicate_s_256mib"], "s"),
         ],
     )
+    site_ratio = sites["site_to_site_mib_s"] / sites["daemon_cat_cold_mib_s"]
+    print(f"site to site: {sites['site_to_site_mib_s']:.1f} MiB/s (target >= 40), "
+          f"{site_ratio:.2f} x B's daemon's own cat of the CID (target >= 0.5)")
     print(
         f"encrypt then add: {encrypt_add / floor:.2f} x floor (target >= 0.6), "
         f"{encrypt_add / disk:.0%} of sequential write: "
@@ -326,6 +398,11 @@ def main() -> None:
             "only_hash_v0_mb_s": round(ours_v0, 1),
             "only_hash_v1_mb_s": round(ours_v1, 1),
             "kubo_only_hash_mb_s": round(kubo, 1),
+            "site_to_site_mib_s": round(sites["site_to_site_mib_s"], 1),
+            "site_to_site_over_daemon_cat": round(site_ratio, 3),
+            "replicate_s_256mib": round(sites["replicate_s_256mib"], 2),
+            "daemon_cat_cold_mib_s": round(sites["daemon_cat_cold_mib_s"], 1),
+            "daemon_cat_warm_mib_s": round(sites["daemon_cat_warm_mib_s"], 1),
         }
     )
 

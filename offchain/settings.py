@@ -5,6 +5,8 @@
 ``IPFS_API``               the Kubo node's API multiaddr, for the ``kubo`` backend
 ``MEDSHARE_LOG_PAGE_BLOCKS`` the most blocks one ``eth_getLogs`` asks for (default 1000; public Polygon
                            endpoints refuse wider ranges)
+``MEDSHARE_CONSORTIUM``    the consortium's IPFS config: peers, pinning nodes, replication
+                           (default: ``$MEDSHARE_HOME/consortium.json``; see offchain.ipfs.consortium)
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class Settings:
     ipfs_backend: str = "embedded"
     ipfs_api: str = DEFAULT_IPFS_API
     log_page_blocks: int = DEFAULT_LOG_PAGE_BLOCKS
+    consortium: Path | None = None
 
     def __post_init__(self) -> None:
         if self.ipfs_backend not in IPFS_BACKENDS:
@@ -46,12 +49,18 @@ class Settings:
             ipfs_backend=environ.get("MEDSHARE_IPFS_BACKEND") or "embedded",
             ipfs_api=environ.get("IPFS_API") or DEFAULT_IPFS_API,
             log_page_blocks=_whole_number(environ, "MEDSHARE_LOG_PAGE_BLOCKS", DEFAULT_LOG_PAGE_BLOCKS),
+            consortium=Path(environ["MEDSHARE_CONSORTIUM"]) if environ.get("MEDSHARE_CONSORTIUM") else None,
         )
 
     @property
     def ipfs_dir(self) -> Path:
         """The embedded IPFS store's folder."""
         return self.home / "ipfs"
+
+    @property
+    def consortium_file(self) -> Path:
+        """The consortium's IPFS config (peers, pinning nodes, replication)."""
+        return self.consortium or self.home / "consortium.json"
 
 
 def _whole_number(environ: Mapping[str, str], name: str, default: int) -> int:

@@ -20,6 +20,7 @@ ONE_DAY = 24 * 3600
 # in "/" is a folder. Tests elsewhere that do the same carry the marks themselves.
 MARKS_BY_PATH = {
     "tests/web/": ("browser", "slow"),
+    "tests/sites/": ("sites", "e2e", "slow"),
     "tests/toolchain/": ("toolchain",),
     "tests/test_demo.py": ("e2e", "slow"),
     "tests/test_readme.py": ("e2e", "slow"),

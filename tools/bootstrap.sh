@@ -138,3 +138,22 @@ medshare_install_softhsm() {
          && _medshare_quietly "$ROOT/.tools/apt.log" "${apt[@]}" install softhsm2; } \
     || _medshare_log "could not install SoftHSM2 (log: .tools/apt.log): the HSM tests will be skipped"
 }
+
+# A local IPFS daemon (npm `ipfs`, js-ipfs 0.66.1, which serves Kubo's RPC API) in tools/ipfs-daemon,
+# with its own package.json and lockfile, apart from the product's npm tree: for the test command
+# (the multi-site tests start daemons) and for `medshare ipfs up`. Its tree was resolved as of
+# 2024-12-13 (`npm install --before=2024-12-14 ipfs@0.66.1`): later releases of its dependencies fail
+# on Node 20. Skipped while the stamp of its lockfile is unchanged.
+medshare_ipfs_daemon() {
+  local dir="$ROOT/tools/ipfs-daemon" stamp
+  stamp="$(_medshare_stamp "$dir/package.json" "$dir/package-lock.json")"
+  [ "$(cat "$dir/node_modules/.medshare-stamp" 2>/dev/null)" != "$stamp" ] || return 0
+  mkdir -p "$ROOT/.tools"
+  (
+    if command -v flock >/dev/null; then exec 8>"$ROOT/.tools/ipfs-daemon.lock" && flock 8; fi
+    [ "$(cat "$dir/node_modules/.medshare-stamp" 2>/dev/null)" != "$stamp" ] || exit 0
+    _medshare_log "installing the IPFS daemon (js-ipfs) into tools/ipfs-daemon"
+    cd "$dir" && _medshare_quietly "$ROOT/.tools/ipfs-npm.log" npm ci --ignore-scripts --no-audit --no-fund
+    echo "$stamp" > "$dir/node_modules/.medshare-stamp"
+  )
+}

@@ -351,11 +351,14 @@ def status(chain, registry, study):
                    "killed (SIGKILL) once its key advertisement is on chain, and started again after the round; "
                    "HOSPITAL@ROUND:shares or HOSPITAL@ROUND:masked-input kill it after its encrypted shares or "
                    "its masked input instead.")
+@click.option("--sites", type=click.Choice(["shared", "separate"]), default="shared", show_default=True,
+              help="separate: the coordinator, each hospital and the auditor get their own home and their own IPFS "
+                   "node on loopback (js-ipfs), content moving between the nodes over libp2p.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON document on stdout (the progress goes to stderr).")
 @user_errors
 def run(rounds, hospitals, aggregator, rpc, select, dp_epsilon, dp_delta, secure, threshold, phase_seconds, drops,
-        as_json):
+        sites, as_json):
     """Run a study on the bundled data: a coordinator and K hospital nodes as separate processes."""
     from fl.privacy import DEFAULT_DELTA
     from offchain.rounds.runner import Dropout, RunSettings, RunSettingsError, run_study
@@ -367,7 +370,7 @@ def run(rounds, hospitals, aggregator, rpc, select, dp_epsilon, dp_delta, secure
                                select=select, dp_epsilon=dp_epsilon,
                                dp_delta=DEFAULT_DELTA if dp_delta is None else dp_delta, secure=secure,
                                threshold=threshold, phase_seconds=phase_seconds,
-                               drops=tuple(Dropout.parse(drop) for drop in drops))
+                               drops=tuple(Dropout.parse(drop) for drop in drops), sites=sites)
     except RunSettingsError as error:  # bad input: nothing was started
         raise click.UsageError(str(error)) from None
     if rpc is not None:

@@ -13,10 +13,15 @@ from offchain.settings import Settings
 
 
 def open_store(settings: Settings | None = None) -> Store:
-    """The configured store: embedded in ``$MEDSHARE_HOME/ipfs`` (default) or Kubo at ``IPFS_API``."""
+    """The configured store: embedded in ``$MEDSHARE_HOME/ipfs`` (default) or Kubo at ``IPFS_API``; a Kubo
+    node with a consortium config (:mod:`offchain.ipfs.consortium`) dials its peers and replicates uploads."""
+    from offchain.ipfs.consortium import Consortium, SiteStore
+
     settings = settings or Settings.from_env()
     if settings.ipfs_backend == "kubo":
-        return KuboStore.from_settings(settings)
+        node = KuboStore.from_settings(settings)
+        consortium = Consortium.load(settings.consortium_file)
+        return node if consortium is None else SiteStore(node, consortium)
     return EmbeddedStore.from_settings(settings)
 
 

@@ -13,8 +13,8 @@ class StoreError(MedShareError):
 class BlockNotFound(StoreError):
     """A block is not in the store."""
 
-    def __init__(self, cid: CID) -> None:
-        super().__init__(f"block {cid} is not in the store")
+    def __init__(self, cid: CID, reason: str = "") -> None:
+        super().__init__(f"block {cid} is not in the store" + (f": {reason}" if reason else ""))
         self.cid = cid
 
 
@@ -40,3 +40,7 @@ class NotPinned(StoreError):
     def __init__(self, cid: CID) -> None:
         super().__init__(f"{cid} is not pinned")
         self.cid = cid
+
+
+class NodeUnreachable(StoreError):
+    """The IPFS node's API does not answer (down, or restarting)."""

@@ -21,6 +21,13 @@ phases through the chain, and ``drops`` make hospitals go silent mid-round:
 the node posts the message of its :class:`DropPoint` for that round, then
 holds (posts nothing more), and this process kills it with SIGKILL; once the
 round is closed it is started again, so it is silent in that round only.
+
+With ``sites="separate"`` the parties are apart as on different machines: the
+coordinator, each hospital and the auditor (this process) get a home of their
+own under ``$MEDSHARE_HOME/sites/`` (their keystores are made there) and an IPFS
+node of their own on loopback (:mod:`offchain.ipfs.sites`); updates and
+aggregates move between the nodes over libp2p, and every upload is pinned on
+the uploader's node and the auditor's, the consortium's pinning node.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -86,6 +93,10 @@ def default_threshold(hospitals: int) -> int:
 def secure_quorum(threshold: int) -> int:
     """A secure study's quorum: the fewest survivors whose sum may be revealed, max(t, 3)."""
     return max(threshold, MIN_SURVIVORS)
+
+
+SITES = ("shared", "separate")
+AUDITOR_SITE = "auditor"  # with separate sites, the auditor's node is the consortium's pinning node
 
 
 class RunSettingsError(RoundsError):
@@ -185,8 +196,11 @@ class RunSettings:
     phase_seconds: int | None = None  # how long a secure phase waits for a silent hospital (None: the default)
     drops: tuple[Dropout, ...] = ()
     training: LocalTrainingConfig | None = None  # local training (None: the default, or DP-SGD's)
+    sites: str = "shared"  # "separate": every party its own home and IPFS node (offchain.ipfs.sites)
 
     def __post_init__(self) -> None:
+        if self.sites not in SITES:
+            raise RunSettingsError(f"--sites must be one of {', '.join(SITES)}, not {self.sites!r}")
         if self.rounds < 1:
             raise RunSettingsError(f"--rounds must be at least 1, got {self.rounds}")
         if not 1 <= self.hospitals <= 50:
@@ -288,11 +302,12 @@ class RunResult:
     plot: str = ""
     epsilon_spent: dict[str, float] = field(default_factory=dict)  # by hospital name; empty without budgets
     epsilon_budget: dict[str, float] = field(default_factory=dict)
+    sites: str = "shared"
 
     def to_json(self) -> dict:
         return {"study": self.study, "contract": self.contract, "access": self.access,
                 "rounds": [asdict(entry) for entry in self.rounds], "plot": self.plot,
-                "epsilon_spent": self.epsilon_spent, "epsilon_budget": self.epsilon_budget}
+                "epsilon_spent": self.epsilon_spent, "epsilon_budget": self.epsilon_budget, "sites": self.sites}
 
 
 @dataclass(frozen=True)
@@ -364,7 +379,8 @@ def _run_study(run: RunSettings, settings: Settings, *, echo: Echo, progress: bo
 
     provider_settings = {"host": run.rpc} if run.rpc else {}
     # Its own anvil is stopped when the run ends (not at interpreter exit, after the JSON was printed).
-    with networks.parse_network_choice(DEFAULT_NETWORK, provider_settings, disconnect_after=run.rpc is None) as provider:
+    with networks.parse_network_choice(DEFAULT_NETWORK, provider_settings, disconnect_after=run.rpc is None) as provider, \
+            _sites(run, settings) as sites:
         uri = provider.http_uri if hasattr(provider, "http_uri") else provider.uri
         test_accounts = accounts.test_accounts
         admin = test_accounts[ADMIN]
@@ -372,8 +388,9 @@ def _run_study(run: RunSettings, settings: Settings, *, echo: Echo, progress: bo
         coordinator = test_accounts[run.accounts.coordinator]
         auditor = test_accounts[run.accounts.auditor]
         hospitals = [test_accounts[run.accounts.hospital(i)] for i in range(run.hospitals)]
+        homes = _site_homes(sites, coordinator, hospitals, auditor)
         members = enrol(access_contract, registry_contract, admin, coordinator, hospitals, [auditor],
-                        settings, run.passphrase)
+                        settings, run.passphrase, homes=homes)
         from fl.models import ModelSpec
         from fl.data import load_split
 
@@ -396,7 +413,8 @@ def _run_study(run: RunSettings, settings: Settings, *, echo: Echo, progress: bo
                   "--study", str(study.number), "--rounds", str(run.rounds)]
         env = {**os.environ, "MEDSHARE_HOME": str(settings.home), "MEDSHARE_PASSPHRASE": run.passphrase}
         env.pop(SILENT_AFTER_ENV, None)
-        nodes = _Nodes(settings.home / "fl" / "logs", env, run.drops, run.rounds)
+        nodes = _Nodes(settings.home / "fl" / "logs", env, run.drops, run.rounds,
+                       {name: site.env() for name, site in (sites or {}).items()})
         selection = ["--select", str(run.select)] if run.select else []
         nodes.start("coordinator", ["coordinator", "--account", f"TEST::{run.accounts.coordinator}", *selection,
                                     *common])
@@ -416,7 +434,27 @@ def _run_study(run: RunSettings, settings: Settings, *, echo: Echo, progress: bo
         result.contract, result.access = registry_contract.address, access_contract.address
         result.epsilon_spent, result.epsilon_budget = spend_by_name(auditor_member, study.number, names)
         result.plot = str(plot_accuracy(result, settings.home / "fl" / f"study-{study.number}-accuracy.png"))
+        result.sites = run.sites
         return result
+
+
+def _sites(run: RunSettings, settings: Settings):
+    """Separate sites for the run's parties (started now, stopped when it ends), or None when they share."""
+    if run.sites != "separate":
+        return nullcontext(None)
+    from offchain.ipfs.sites import separate_sites
+
+    names = ["coordinator", *(hospital_name(i) for i in range(1, run.hospitals + 1)), AUDITOR_SITE]
+    return separate_sites(settings.home / "sites", names, pinning=[AUDITOR_SITE], replication=2)
+
+
+def _site_homes(sites, coordinator, hospitals, auditor) -> dict[str, Settings] | None:
+    """Each account's own settings (home and node), by address; None when the parties share one home."""
+    if sites is None:
+        return None
+    by_name = {"coordinator": coordinator, AUDITOR_SITE: auditor,
+               **{hospital_name(i): account for i, account in enumerate(hospitals, start=1)}}
+    return {by_name[name].address: site.settings for name, site in sites.items()}
 
 
 def _secure_options(run: RunSettings) -> dict:
@@ -473,24 +511,27 @@ def ensure_published_key(access: AccessClient, settings: Settings, passphrase: s
 
 
 def enrol(access_contract, registry_contract, admin, coordinator, hospitals, others, settings: Settings,
-          passphrase: str) -> dict[str, Member]:
+          passphrase: str, *, homes: dict[str, Settings] | None = None) -> dict[str, Member]:
     """Make the accounts a consortium's study members: funded, given their roles, keys published.
 
     ``coordinator`` gets COORDINATOR, ``hospitals`` PARTICIPANT, ``others``
     (auditors) RESEARCHER unless they hold a role already (publishing a key
-    takes membership); each gets a keystore in ``settings.home`` and its key
-    published. Returns each account's :class:`Member`, by address.
+    takes membership); each gets a keystore in ``settings.home`` (or in its
+    own home, ``homes[address]``, with its own store) and its key published.
+    Returns each account's :class:`Member`, by address.
     """
     everyone = [coordinator, *hospitals, *others]
     _fund(admin, everyone)
     _grant(access_contract, admin, Role.COORDINATOR, [coordinator])
     _grant(access_contract, admin, Role.PARTICIPANT, hospitals)
     _grant(access_contract, admin, Role.RESEARCHER, [a for a in others if not int(access_contract.rolesOf(a.address))])
-    store = open_store(settings)
+    shared = open_store(settings) if not homes else None
     members = {}
     for account in everyone:
+        own = (homes or {}).get(account.address, settings)
         access = AccessClient(access_contract, account)
-        keystore = ensure_published_key(access, settings, passphrase)
+        keystore = ensure_published_key(access, own, passphrase)
+        store = shared or open_store(own)
         members[account.address] = Member(rounds_client(access, registry_contract.address), access, store, keystore)
     return members
 
@@ -512,9 +553,11 @@ class _Nodes:
     """The run's node processes by name, each logging to ``logs/<name>.log``; a hospital told to go
     silent (:class:`Dropout`) is killed once it says it holds, and started again later."""
 
-    def __init__(self, logs: Path, env: dict, drops: tuple[Dropout, ...], rounds: int) -> None:
+    def __init__(self, logs: Path, env: dict, drops: tuple[Dropout, ...], rounds: int,
+                 site_env: dict[str, dict[str, str]] | None = None) -> None:
         self.logs = logs
         self.env = env
+        self.site_env = site_env or {}  # by node name: its own home and IPFS node (separate sites)
         self.drops = sorted(drops, key=lambda drop: drop.round)
         self.rounds = rounds
         self.processes: dict[str, subprocess.Popen] = {}
@@ -529,7 +572,9 @@ class _Nodes:
     def start(self, name: str, arguments: list[str], after_round: int = 0) -> None:
         """Start node ``name``; a hospital with a drop in a round after ``after_round`` holds in the first."""
         silent = next((d for d in self.drops if d.name == name and d.round > after_round), None)
-        env = self.env if silent is None else {**self.env, SILENT_AFTER_ENV: f"{silent.after.value}@{silent.round}"}
+        env = {**self.env, **self.site_env.get(name, {})}
+        if silent is not None:
+            env[SILENT_AFTER_ENV] = f"{silent.after.value}@{silent.round}"
         command = [sys.executable, "-c", "from offchain.cli import main; main()", "fl", *arguments]
         mode = "ab" if name in self.arguments else "wb"  # a restarted node's log goes on from its last
         with self.log(name).open(mode) as out:

@@ -1,5 +1,6 @@
-"""The Kubo backend: against a real daemon at IPFS_API (skipped when none answers there), and its checks
-against a lying test double of the daemon's API (see FakeKubo: no Kubo binary can be had here)."""
+"""The Kubo backend: against a real daemon, and its checks against a lying test double of the daemon's API
+(FakeKubo). No Kubo binary can be had here: the daemon is js-ipfs (tools/ipfs-daemon, installed by the
+bootstrap), started on loopback in a temporary repository, unless IPFS_API names a loopback node to test."""
 
 import email.parser
 import http.server
@@ -7,15 +8,19 @@ import io
 import ipaddress
 import json
 import random
+import os
 import socket
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from offchain.ipfs import CID, CorruptBlock, EmbeddedStore, KuboStore, NotPinned, Store, StoreError
+from offchain.ipfs import CID, BlockNotFound, CorruptBlock, EmbeddedStore, KuboStore, NotPinned, Store, StoreError
+from offchain.ipfs.daemon import LocalDaemon
+from offchain.ipfs.kubo import HAS_TIMEOUT_SECONDS
 from offchain.settings import Settings
 
 CHUNK = 262_144
@@ -51,16 +56,18 @@ def test_only_a_loopback_api_is_tested(api, loopback):
 
 
 @pytest.fixture(scope="module")
-def kubo() -> KuboStore:
-    settings = Settings.from_env()
-    if not on_loopback(settings.ipfs_api):  # tests reach nothing beyond this machine
-        pytest.skip(f"IPFS_API {settings.ipfs_api} is not a loopback address; the Kubo tests only use a local node")
-    store = KuboStore.from_settings(settings)
-    try:
+def kubo(tmp_path_factory) -> Iterator[KuboStore]:
+    """The node at IPFS_API if set (it must be on loopback), else a js-ipfs daemon of this module's own."""
+    if os.environ.get("IPFS_API"):
+        settings = Settings.from_env()
+        if not on_loopback(settings.ipfs_api):  # tests reach nothing beyond this machine
+            pytest.fail(f"IPFS_API {settings.ipfs_api} is not a loopback address; the Kubo tests only use a local node")
+        store = KuboStore.from_settings(settings)
         store.version()
-    except StoreError:
-        pytest.skip(f"no Kubo daemon answers at {store.api} (set IPFS_API to test the Kubo backend)")
-    return store
+        yield store
+        return
+    with LocalDaemon(tmp_path_factory.mktemp("kubo-node")) as daemon:
+        yield KuboStore(daemon.api, timeout=60, fetch_timeout=5)
 
 
 def test_it_is_a_store():
@@ -105,6 +112,28 @@ def test_kubo_writer_adds_what_is_written_and_nothing_on_error(kubo, tmp_path):
 def test_only_hash_stores_nothing_on_kubo(kubo):
     cid = kubo.add(io.BytesIO(random.randbytes(64)), only_hash=True)
     assert not kubo.has(cid)
+
+
+def test_a_missing_block_is_answered_within_bounds(kubo):
+    """js-ipfs ignores offline=true and would look for the block among its peers for ever: has() and a
+    read are bounded by Kubo's timeout option (the store's fetch_timeout), and say what is missing."""
+    missing = kubo.add(io.BytesIO(os.urandom(64)), only_hash=True)
+    start = time.monotonic()
+    assert not kubo.has(missing)
+    assert time.monotonic() - start < HAS_TIMEOUT_SECONDS + 5
+    assert not kubo.pinned(missing)
+    start = time.monotonic()
+    with pytest.raises(BlockNotFound, match=f"block {missing} is not in the store: Kubo at {kubo.api}"):
+        kubo.cat(missing, io.BytesIO())
+    assert time.monotonic() - start < kubo.fetch_timeout + 10
+
+
+def test_kubo_names_its_peer_and_pins_by_cid(kubo):
+    cid = kubo.add(io.BytesIO(b"pinned, asked by CID"))
+    assert kubo.pinned(cid)
+    kubo.unpin(cid)
+    assert not kubo.pinned(cid)
+    assert kubo.peer_id().startswith(("12D3Koo", "Qm"))
 
 
 @pytest.fixture
@@ -213,7 +242,7 @@ class FakeKuboHandler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _version(self, arg, query, body) -> None:
-        self._reply(200, {"Version": "0.0.0-test-double"})
+        self._reply(200, {"Version": "0.0.0-test-double", "Golang": "go1.22"})  # as Kubo answers
 
     def _add(self, arg, query, body) -> None:
         message = email.parser.BytesParser().parsebytes(
