@@ -165,9 +165,16 @@ def test_a_configured_network_that_does_not_answer(project, tmp_path):
 # -- numbers, addresses and settings: one line, status 2, no block, no file -----------------------
 
 
+CACHE = "cache"
+
+
 def _files(home: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(home)): p.read_bytes() for p in sorted(home.rglob("*")) if p.is_file()} \
-        if home.exists() else {}
+    """The files under ``home`` but its cache of the chain's events (a read may bring that up to date: it
+    holds only what the chain says, and is rebuilt from the chain at will)."""
+    if not home.exists():
+        return {}
+    return {str(p.relative_to(home)): p.read_bytes() for p in sorted(home.rglob("*"))
+            if p.is_file() and p.relative_to(home).parts[0] != CACHE}
 
 
 class Untouched:
@@ -218,7 +225,7 @@ KEY_LIKE = "ab" * 32
     (["chain", "rehearse-amoy", "--gas-price-gwei", "nan"], "not a finite number"),
     (["keys", "show", "--account", KEY_LIKE], "looks like a private key"),
     (["keys", "show", "--account", "0x" + KEY_LIKE], "looks like a private key"),
-    (["keys", "publish", "--account", "TEST::99"], "no such test account (TEST::0 to TEST::15)"),
+    (["keys", "publish", "--account", "TEST::99"], "no such test account (TEST::0 to TEST::"),
     (["record", "grant", "0x" + "ab" * 32, DOCTOR, "--days", "0.0000001", "--account", "TEST::1"], "under a minute"),
     (["record", "grant", "0x" + "ab" * 32, DOCTOR, "--until", "2027-13-45", "--account", "TEST::1"], "is not a date"),
     (["record", "grant", "0x" + "ab" * 32, DOCTOR, DOCTOR, "--days", "1", "--account", "TEST::1"], "more than once"),

@@ -101,7 +101,7 @@ def test_fl_create_declares_secure_aggregation_in_the_config_and_on_chain(consor
         assert result.exit_code == 2 and "Traceback" not in result.output, result.output
         return result.output
 
-    assert "threshold must be at least 2" in refused("--secure-aggregation", "--threshold", "1")
+    assert "'--threshold': 1 is not in the range 2<=x<=50" in refused("--secure-aggregation", "--threshold", "1")
     assert "threshold 4 exceeds the 3 clients" in refused("--secure-aggregation", "--threshold", "4")
     assert "--threshold and --phase-seconds need --secure-aggregation" in refused("--threshold", "2")
     assert "use one of fedadam, fedavg, fedprox" in refused("--secure-aggregation", "--aggregator", "median")
