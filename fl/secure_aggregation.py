@@ -64,7 +64,6 @@ for a choice of n, k, t.
 from __future__ import annotations
 
 import base64
-import binascii
 import enum
 import functools
 import hashlib
@@ -455,7 +454,7 @@ class _Fields:
             raise MalformedMessage(f"{self.where}: {name!r} must be a str")
         try:
             value = base64.b64decode(text, validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or a str that is not ASCII
             raise MalformedMessage(f"{self.where}: {name!r} is not base64") from None
         if length is not None and len(value) != length:
             raise MalformedMessage(f"{self.where}: {name!r} must be {length} bytes, got {len(value)}")

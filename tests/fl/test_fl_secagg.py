@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from fl.secure_aggregation import (
@@ -629,6 +629,7 @@ _SID = b"round-0000001"
     junk=st.binary(max_size=30),
     raw=st.booleans(),
 )
+@example(kind="masked-input", body={"vector": "\x80"}, junk=b"", raw=False)  # not ASCII, so not base64
 def test_any_payload_parses_or_is_a_clear_refusal(kind, body, junk, raw):
     payload = junk if raw else json.dumps({"kind": kind, "session": _SID.hex(), "client": "h1", **body}).encode()
     for parse in (
