@@ -10,10 +10,16 @@ from typing import Any
 import pytest
 from eth_account.messages import encode_typed_data
 from eth_utils import keccak, to_canonical_address
+from hypothesis import settings
 
 from offchain.signatures import DOMAIN_NAME, DOMAIN_TYPE, DOMAIN_VERSION, GRANT_TYPE
 
 ONE_DAY = 24 * 3600
+
+# Property tests draw new examples on every CI run; a per-example deadline would turn a loaded
+# machine into a failure that says nothing about the code.
+settings.register_profile("medshare", deadline=None)
+settings.load_profile("medshare")
 
 # The suites whose every test starts processes (the CLI, `ape run`, node processes, a portal server,
 # Chromium) or a long campaign: left out of the quick loop (`./run test -m "not slow"`). A path ending
