@@ -25,8 +25,10 @@ Figures (last line, JSON):
 - ``site_to_site_mib_s``: a record of ``--site-mib`` MiB (default 256) encrypted
   and uploaded at site A through A's own IPFS node (js-ipfs, tools/ipfs-daemon),
   then fetched at site B through B's own node over libp2p on loopback, as
-  ``medshare record fetch`` reads it (every block verified, then read and
-  decrypted), in MiB/s (target >= 40); ``site_to_site_over_daemon_cat``: that
+  ``medshare record fetch`` reads it (verified whole, then read and decrypted;
+  the verify streams B's own ``cat`` and imports it again to the CID, so the
+  network leg runs at the daemon's own speed), in MiB/s (target >= 40);
+  ``site_to_site_over_daemon_cat``: that
   over B's daemon's own ``cat`` of the same CID, also fetched anew from A (B's
   copy garbage-collected first), in MiB/s of the same run (target >= 0.5).
 - ``replicate_s_256mib``: seconds for the consortium's pinning node to pin the

@@ -86,6 +86,19 @@ def test_kubo_gives_the_embedded_cid_and_cats_it_back(kubo, tmp_path, version, s
     assert out.getvalue() == data
 
 
+@pytest.mark.parametrize("version", [0, 1])
+def test_a_file_chunked_by_another_tool_is_verified_block_by_block(kubo, tmp_path, version):
+    """Another tool's chunking gives another CID from our importer, so the daemon's cat proves nothing;
+    the walk checks each block instead."""
+    data = random.Random(version).randbytes(5000)
+    added = kubo._client.add(io.BytesIO(data), cid_version=version, raw_leaves=version == 1, chunker="size-1000")
+    cid = CID.parse(added["Hash"])
+    assert cid != EmbeddedStore(tmp_path).add(io.BytesIO(data), cid_version=version, only_hash=True)
+    kubo.verify(cid)
+    out = io.BytesIO()
+    assert kubo.cat(cid, out) == len(data) and out.getvalue() == data
+
+
 def test_kubo_pins(kubo):
     cid = kubo.add(io.BytesIO(b"pinned on kubo"))
     assert cid in kubo.pins()
@@ -193,6 +206,7 @@ class FakeKubo(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), FakeKuboHandler)
         self.store = EmbeddedStore(root)
         self.lie_cid = self.lie_block = False
+        self.lie_cat = b""  # bytes a cat adds to the file's
         self.calls: list[str] = []
 
     @property
@@ -263,6 +277,14 @@ class FakeKuboHandler(http.server.BaseHTTPRequestHandler):
             block[len(block) // 2] ^= 1
         self._reply(200, bytes(block))
 
+    def _cat(self, arg, query, body) -> None:
+        out = io.BytesIO()
+        self.server.store.cat(CID.parse(arg), out)
+        data = out.getvalue()
+        if self.server.lie_cat:
+            data = data[: -len(self.server.lie_cat)] + self.server.lie_cat if len(data) > 1 else self.server.lie_cat
+        self._reply(200, data)
+
     def _block_stat(self, arg, query, body) -> None:
         if not self.server.store.has(CID.parse(arg)):
             return self._reply(500, {"Message": "block was not found locally (offline)", "Code": 0, "Type": "error"})
@@ -332,6 +354,23 @@ def test_a_daemon_returning_wrong_bytes_is_caught_on_cat_and_verify(fake_kubo, v
     fake_kubo.lie_block = True
     with pytest.raises(CorruptBlock, match=f"is corrupt: its content at Kubo at {store.api}"):
         store.cat(cid, io.BytesIO())
+    assert "cat" not in fake_kubo.calls  # bytes come block by block, each checked
     with pytest.raises(CorruptBlock):
         store.verify(cid)
-    assert "cat" not in fake_kubo.calls  # bytes come block by block, each checked
+
+
+@pytest.mark.parametrize("lie", [b"\x00", b"\x00" * 10, b"\x00" * (CHUNK + 1)], ids=["changed", "longer", "far-longer"])
+def test_verify_trusts_the_daemons_cat_only_when_it_imports_to_the_cid(fake_kubo, lie):
+    store = KuboStore(fake_kubo.api, timeout=30)
+    data = random.Random(11).randbytes(2 * CHUNK + 3)
+    cid = store.add(io.BytesIO(data))
+    fake_kubo.calls.clear()
+    store.verify(cid)
+    assert fake_kubo.calls == ["block/get", "cat"]  # the root's declared size, then one cat, imported again
+    fake_kubo.calls.clear()
+    fake_kubo.lie_cat = lie
+    store.verify(cid)  # the cat proves nothing; the blocks, each checked, are sound
+    assert fake_kubo.calls.count("block/get") == 2 + 3 and "cat" in fake_kubo.calls  # the root twice, 3 leaves
+    fake_kubo.lie_block = True
+    with pytest.raises(CorruptBlock):
+        store.verify(cid)
