@@ -254,13 +254,17 @@ def coordinator(chain, registry, study, target, select):
 @click.option("--data", "table", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Train on your own CSV table instead.")
 @click.option("--label", default=None, help="The table's label column (0 or 1).")
+@click.option("--validation", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="With --data: your validation table (same columns), on which each committed model is scored "
+                   "and the metrics published with your next update (with --share: your share of the bundled "
+                   "held-out records).")
 @target_option
 @click.option("--max-epsilon", type=float, default=None,
               help="This hospital's own cap on the epsilon its data set may spend over all its studies "
                    "(kept in MEDSHARE_HOME for later studies); needs --delta.")
 @click.option("--delta", type=float, default=None, help="The delta of --max-epsilon.")
 @user_errors
-def participant(chain, registry, study, share, table, label, target, max_epsilon, delta):
+def participant(chain, registry, study, share, table, label, validation, target, max_epsilon, delta):
     """Take part in a study as a hospital: train on each round's model, submit the sealed update."""
     from offchain.rounds.errors import RoundsError
     from offchain.rounds.ledger import PrivacyCap
@@ -277,9 +281,10 @@ def participant(chain, registry, study, share, table, label, target, max_epsilon
     with member_session(chain, registry) as member:
         model = member.study(study).config.model
         data = _hospital_data(share, table, label, model.num_features)
+        held_out = _validation_data(share, validation, label, model.num_features)
         silent_after_from_env(member.rounds, _hold)  # `fl run --drop`: go silent mid-round
         HospitalNode(member, study, data, target_rounds=target, log=click.echo, home=Settings.from_env().home,
-                     cap=cap).run()
+                     cap=cap, validation=held_out).run()
 
 
 @fl.command()
@@ -396,10 +401,18 @@ def _summary(result, settings) -> None:
             secure_part = f" (secure sum of {len(entry.survivors)} survivors" + (
                 f"; dropped {', '.join(entry.dropped)})" if entry.dropped else ")")
         click.echo(f"round {entry.round}: test accuracy {entry.test_accuracy:.3f}, "
-                   f"{len(entry.participants)} updates{secure_part}, {mark}")
+                   f"{len(entry.participants)} updates{secure_part}, {mark}{_published_part(entry.metrics)}")
     for name, spent in result.epsilon_spent.items():
         click.echo(f"{name}: epsilon {spent:.3f} of {result.epsilon_budget[name]:g} spent (delta {settings.dp_delta:g})")
     click.echo(f"plot: {result.plot}")
+
+
+def _published_part(metrics: dict | None) -> str:
+    """The hospitals' weighted AUROC of a round's model, as they published it (nothing when none did)."""
+    auroc = None if metrics is None else (metrics["weighted"] or {}).get("auroc")
+    if auroc is None:
+        return ""
+    return f"; AUROC {auroc:.3f} weighted over {len(metrics['hospitals'])} hospitals' validation splits"
 
 
 def _checkpoint(point: str) -> None:
@@ -441,3 +454,19 @@ def _hospital_data(share: tuple[int, int] | None, table: Path | None, label: str
     index, count = share
     return federated_breast_cancer(count).hospitals[index - 1]
 
+
+def _validation_data(share: tuple[int, int] | None, table: Path | None, label: str | None, num_features: int):
+    """The hospital's validation split: its ``table`` (with --data), or with --share I/K share I of the
+    bundled held-out records cut K ways (records no hospital trains on); None: it publishes no metrics."""
+    if table is not None:
+        if share is not None:
+            raise click.UsageError("--validation goes with --data; with --share the bundled held-out records serve")
+        from offchain.rounds.tables import load_table
+
+        return load_table(table, label, num_features).data
+    if share is None:
+        return None
+    from fl.data import held_out_share
+
+    index, count = share
+    return held_out_share(index - 1, count)
