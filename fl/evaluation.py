@@ -104,8 +104,12 @@ class Metrics:
 def _metric(name: str, value: Any) -> float | None:
     if value is None and name in _MAY_BE_UNDEFINED:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise MetricsError(f"{name} must be a finite number, got {value!r}")
+    try:
+        finite = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    except OverflowError:  # an int past any float
+        finite = False
+    if not finite:
+        raise MetricsError(f"{name} must be a finite number, got {str(value)[:40]}")
     value = float(value)
     if value < 0 or (name in _PROBABILITIES and value > 1):
         raise MetricsError(f"{name} is out of range: {value!r}")

@@ -3,7 +3,7 @@
     medshare fl create --participant ADDR... [--auditor ADDR...] [--aggregator NAME] [--dp-epsilon E --dp-rounds N]
                        [--secure-aggregation [--threshold T] [--phase-seconds S]] ...
     medshare fl coordinator --study S [--rounds N] [--select K]   open, aggregate, commit; resumes from the chain
-    medshare fl participant --study S (--share I/K | --data FILE.csv --label COLUMN) [--rounds N]
+    medshare fl participant --study S (--share I/K | --data FILE.csv --label COLUMN [--validation FILE.csv]) [--rounds N]
     medshare fl verify [--study S] [--round N | --all] [--json]
     medshare fl status --study S
     medshare fl run --rounds N --hospitals K [--aggregator NAME] [--rpc URL] [--select K] [--dp-epsilon E [--dp-delta D]]
@@ -161,6 +161,9 @@ def study_options(command):
         click.option("--dp-delta", type=float, default=None, help="The delta of --dp-epsilon (default 1e-5)."),
         click.option("--dp-rounds", type=ROUND, default=None,
                      help="The rounds the budget must last: the noise is calibrated to spend it over them."),
+        click.option("--decision-threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+                     help="Where a predicted probability counts as positive, for the sensitivity and specificity "
+                          "the hospitals publish (default 0.5)."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -168,7 +171,8 @@ def study_options(command):
 
 
 def study_config(participants, auditors, aggregator, params, kind, features, min_updates, round_seconds,
-                 dp_epsilon=None, dp_delta=None, dp_rounds=None, secure=False, threshold=None, phase_seconds=None):
+                 dp_epsilon=None, dp_delta=None, dp_rounds=None, secure=False, threshold=None, phase_seconds=None,
+                 decision_threshold=None):
     """The config and quorum the study options describe."""
     from fl.client import LocalTrainingConfig
     from fl.models import ModelSpec
@@ -203,7 +207,8 @@ def study_config(participants, auditors, aggregator, params, kind, features, min
         raise click.UsageError("--threshold and --phase-seconds need --secure-aggregation")
     config = StudyConfig(model, tuple(participants), tuple(auditors), aggregator, _params(params),
                          training=training, dp=dp, round_seconds=round_seconds or DEFAULT_ROUND_SECONDS,
-                         secure_aggregation=secure_aggregation)
+                         secure_aggregation=secure_aggregation,
+                         **({} if decision_threshold is None else {"decision_threshold": decision_threshold}))
     return config, min_updates or len(config.participants)
 
 

@@ -34,6 +34,22 @@ from offchain.rounds.study import Study
 
 EVALUATION_METADATA = "evaluation"
 FORMAT = "medshare-evaluation/1"
+# A well-formed document is a few hundred characters, two levels deep: anything far past that is refused
+# before the JSON parser sees it (deep nesting can exhaust its stack).
+MAX_DOCUMENT_CHARS = 4096
+MAX_NESTING = 4
+
+
+def _nesting(text: str) -> int:
+    """How deep brackets nest in ``text`` (brackets inside strings count too: an over-estimate)."""
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 def study_task(config: StudyConfig) -> str:
@@ -57,6 +73,10 @@ class SiteEvaluation:
     @classmethod
     def parse(cls, text: str, config: StudyConfig) -> SiteEvaluation:
         """A published evaluation as ``config``'s study must have it; MetricsError otherwise."""
+        if len(text) > MAX_DOCUMENT_CHARS:
+            raise MetricsError(f"{len(text):,} characters, at most {MAX_DOCUMENT_CHARS:,}")
+        if _nesting(text) > MAX_NESTING:
+            raise MetricsError(f"nested deeper than {MAX_NESTING} levels")
         try:
             document = json.loads(text)
         except ValueError as error:
