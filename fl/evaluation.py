@@ -35,9 +35,9 @@ TASKS: tuple[str, ...] = ("binary", "multiclass", "regression")
 DEFAULT_THRESHOLD = 0.5
 # What each task publishes; the others stay absent. AUROC, sensitivity and specificity may be None (undefined).
 _FIELDS_BY_TASK = {
-    "binary": ("loss", "accuracy", "auroc", "sensitivity", "specificity", "brier"),
-    "multiclass": ("loss", "accuracy", "auroc", "sensitivity", "specificity", "brier"),
-    "regression": ("loss", "mse", "mae"),
+    "binary": ("auroc", "sensitivity", "specificity", "brier", "accuracy", "loss"),
+    "multiclass": ("auroc", "sensitivity", "specificity", "brier", "accuracy", "loss"),
+    "regression": ("mse", "mae", "loss"),
 }
 _MAY_BE_UNDEFINED = ("auroc", "sensitivity", "specificity")
 _PROBABILITIES = ("accuracy", "auroc", "sensitivity", "specificity")
