@@ -711,6 +711,7 @@ def plot_accuracy(result: RunResult, path: Path) -> Path:
               label="test accuracy (held-out split)")
     _plot_published_auroc(axes, result)
     axes.set_xlabel("round")
+    axes.xaxis.get_major_locator().set_params(integer=True)
     axes.set_ylabel("score")
     axes.set_title(f"study {result.study}: committed models by round")
     axes.set_ylim(0, 1)
