@@ -278,6 +278,8 @@ def participant(chain, registry, study, share, table, label, validation, target,
 
     if (max_epsilon is None) != (delta is None):
         raise click.UsageError("--max-epsilon and --delta go together")
+    if validation is not None and table is None:
+        raise click.UsageError("--validation goes with --data (with --share, the bundled held-out records serve)")
     try:
         cap = None if max_epsilon is None else PrivacyCap(max_epsilon, delta)
     except RoundsError as error:  # out of range: bad input, nothing was touched
@@ -464,8 +466,6 @@ def _validation_data(share: tuple[int, int] | None, table: Path | None, label: s
     """The hospital's validation split: its ``table`` (with --data), or with --share I/K share I of the
     bundled held-out records cut K ways (records no hospital trains on); None: it publishes no metrics."""
     if table is not None:
-        if share is not None:
-            raise click.UsageError("--validation goes with --data; with --share the bundled held-out records serve")
         from offchain.rounds.tables import load_table
 
         return load_table(table, label, num_features).data

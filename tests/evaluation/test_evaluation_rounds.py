@@ -106,3 +106,24 @@ def test_malformed_metrics_are_ignored_with_one_warning(consortium, evaluating_n
     assert set(metrics.sites) == {m.address for m in consortium.hospitals[:2]}
     # The round itself is unaffected: the update is well formed, counted and verified.
     assert report.rounds[1].verified and len(report.rounds[1].status.counted) == 3
+
+
+def test_a_validation_split_unlike_the_training_data_is_refused(consortium):
+    from fl.data import Dataset, federated_breast_cancer
+    from offchain.rounds.errors import RoundsError
+
+    study = consortium.study()
+    share = federated_breast_cancer(3).hospitals[0]
+    narrow = Dataset(share.data.features[:5, :3], share.data.labels[:5])
+    with pytest.raises(RoundsError, match="validation split has 3 features, its training data 30"):
+        HospitalNode(consortium.hospitals[0], study, share, validation=narrow)
+
+
+def test_participant_takes_validation_only_with_its_own_table(tmp_path):
+    from click.testing import CliRunner
+
+    from offchain.cli import main
+
+    result = CliRunner().invoke(main, ["fl", "participant", "--study", "1", "--share", "1/2",
+                                       "--validation", str(tmp_path / "v.csv")])
+    assert result.exit_code == 2 and "--validation goes with --data" in result.output
