@@ -156,8 +156,9 @@ def load_artifact(directory: str | os.PathLike, digest: str) -> Artifact:
     return decode_artifact(path.read_bytes(), expected_digest=digest)
 
 
-def encode_client_model(model: ClientModel, round_number: int) -> bytes:
-    """A client's update for a round as artifact bytes (metadata: kind, round, client, samples, metrics)."""
+def encode_client_model(model: ClientModel, round_number: int, extra: Mapping[str, str] | None = None) -> bytes:
+    """A client's update for a round as artifact bytes (metadata: kind, round, client, samples, metrics,
+    and the ``extra`` entries, which may not replace any of those)."""
     if isinstance(round_number, bool) or not isinstance(round_number, int) or round_number < 0:
         raise ArtifactError(f"round must be a non-negative int, got {round_number!r}")
     metadata = {
@@ -170,7 +171,10 @@ def encode_client_model(model: ClientModel, round_number: int) -> bytes:
         value = getattr(model, metric)
         if value is not None:
             metadata[metric] = repr(float(value))
-    return encode_artifact(model.parameters, metadata)
+    clashing = sorted(set(extra or {}) & set(metadata))
+    if clashing:
+        raise ArtifactError(f"extra metadata may not replace {clashing}")
+    return encode_artifact(model.parameters, {**metadata, **(extra or {})})
 
 
 def decode_client_model(data: bytes, expected_digest: str | None = None) -> tuple[ClientModel, int]:

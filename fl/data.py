@@ -194,3 +194,12 @@ def federated_breast_cancer(
         HospitalData(hospital_name(i), train.subset(share)) for i, share in enumerate(shares)
     )
     return FederatedDataset(hospitals=hospitals, train=train, test=test)
+
+
+def held_out_share(index: int, num_hospitals: int, seed: int = DEFAULT_SEED) -> Dataset:
+    """Hospital ``index``'s (0-based) validation split for the bundled data: its share of the held-out
+    records cut ``num_hospitals`` ways (records no hospital trains on), standardised as the training split."""
+    if not 0 <= index < num_hospitals:
+        raise PartitionError(f"share {index + 1} of {num_hospitals} does not exist")
+    test = load_split(seed)[1]
+    return test.subset(partition_iid(test.num_samples, num_hospitals, seed)[index])

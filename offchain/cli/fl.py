@@ -3,7 +3,7 @@
     medshare fl create --participant ADDR... [--auditor ADDR...] [--aggregator NAME] [--dp-epsilon E --dp-rounds N]
                        [--secure-aggregation [--threshold T] [--phase-seconds S]] ...
     medshare fl coordinator --study S [--rounds N] [--select K]   open, aggregate, commit; resumes from the chain
-    medshare fl participant --study S (--share I/K | --data FILE.csv --label COLUMN) [--rounds N]
+    medshare fl participant --study S (--share I/K | --data FILE.csv --label COLUMN [--validation FILE.csv]) [--rounds N]
     medshare fl verify [--study S] [--round N | --all] [--json]
     medshare fl status --study S
     medshare fl run --rounds N --hospitals K [--aggregator NAME] [--rpc URL] [--select K] [--dp-epsilon E [--dp-delta D]]
@@ -161,6 +161,9 @@ def study_options(command):
         click.option("--dp-delta", type=float, default=None, help="The delta of --dp-epsilon (default 1e-5)."),
         click.option("--dp-rounds", type=ROUND, default=None,
                      help="The rounds the budget must last: the noise is calibrated to spend it over them."),
+        click.option("--decision-threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+                     help="Where a predicted probability counts as positive, for the sensitivity and specificity "
+                          "the hospitals publish (default 0.5)."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -168,7 +171,8 @@ def study_options(command):
 
 
 def study_config(participants, auditors, aggregator, params, kind, features, min_updates, round_seconds,
-                 dp_epsilon=None, dp_delta=None, dp_rounds=None, secure=False, threshold=None, phase_seconds=None):
+                 dp_epsilon=None, dp_delta=None, dp_rounds=None, secure=False, threshold=None, phase_seconds=None,
+                 decision_threshold=None):
     """The config and quorum the study options describe."""
     from fl.client import LocalTrainingConfig
     from fl.models import ModelSpec
@@ -203,7 +207,8 @@ def study_config(participants, auditors, aggregator, params, kind, features, min
         raise click.UsageError("--threshold and --phase-seconds need --secure-aggregation")
     config = StudyConfig(model, tuple(participants), tuple(auditors), aggregator, _params(params),
                          training=training, dp=dp, round_seconds=round_seconds or DEFAULT_ROUND_SECONDS,
-                         secure_aggregation=secure_aggregation)
+                         secure_aggregation=secure_aggregation,
+                         **({} if decision_threshold is None else {"decision_threshold": decision_threshold}))
     return config, min_updates or len(config.participants)
 
 
@@ -254,13 +259,17 @@ def coordinator(chain, registry, study, target, select):
 @click.option("--data", "table", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Train on your own CSV table instead.")
 @click.option("--label", default=None, help="The table's label column (0 or 1).")
+@click.option("--validation", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="With --data: your validation table (same columns), on which each committed model is scored "
+                   "and the metrics published with your next update (with --share: your share of the bundled "
+                   "held-out records).")
 @target_option
 @click.option("--max-epsilon", type=float, default=None,
               help="This hospital's own cap on the epsilon its data set may spend over all its studies "
                    "(kept in MEDSHARE_HOME for later studies); needs --delta.")
 @click.option("--delta", type=float, default=None, help="The delta of --max-epsilon.")
 @user_errors
-def participant(chain, registry, study, share, table, label, target, max_epsilon, delta):
+def participant(chain, registry, study, share, table, label, validation, target, max_epsilon, delta):
     """Take part in a study as a hospital: train on each round's model, submit the sealed update."""
     from offchain.rounds.errors import RoundsError
     from offchain.rounds.ledger import PrivacyCap
@@ -269,6 +278,8 @@ def participant(chain, registry, study, share, table, label, target, max_epsilon
 
     if (max_epsilon is None) != (delta is None):
         raise click.UsageError("--max-epsilon and --delta go together")
+    if validation is not None and table is None:
+        raise click.UsageError("--validation goes with --data (with --share, the bundled held-out records serve)")
     try:
         cap = None if max_epsilon is None else PrivacyCap(max_epsilon, delta)
     except RoundsError as error:  # out of range: bad input, nothing was touched
@@ -277,9 +288,10 @@ def participant(chain, registry, study, share, table, label, target, max_epsilon
     with member_session(chain, registry) as member:
         model = member.study(study).config.model
         data = _hospital_data(share, table, label, model.num_features)
+        held_out = _validation_data(share, validation, label, model.num_features)
         silent_after_from_env(member.rounds, _hold)  # `fl run --drop`: go silent mid-round
         HospitalNode(member, study, data, target_rounds=target, log=click.echo, home=Settings.from_env().home,
-                     cap=cap).run()
+                     cap=cap, validation=held_out).run()
 
 
 @fl.command()
@@ -396,10 +408,18 @@ def _summary(result, settings) -> None:
             secure_part = f" (secure sum of {len(entry.survivors)} survivors" + (
                 f"; dropped {', '.join(entry.dropped)})" if entry.dropped else ")")
         click.echo(f"round {entry.round}: test accuracy {entry.test_accuracy:.3f}, "
-                   f"{len(entry.participants)} updates{secure_part}, {mark}")
+                   f"{len(entry.participants)} updates{secure_part}, {mark}{_published_part(entry.metrics)}")
     for name, spent in result.epsilon_spent.items():
         click.echo(f"{name}: epsilon {spent:.3f} of {result.epsilon_budget[name]:g} spent (delta {settings.dp_delta:g})")
     click.echo(f"plot: {result.plot}")
+
+
+def _published_part(metrics: dict | None) -> str:
+    """The hospitals' weighted AUROC of a round's model, as they published it (nothing when none did)."""
+    auroc = None if metrics is None else (metrics["weighted"] or {}).get("auroc")
+    if auroc is None:
+        return ""
+    return f"; AUROC {auroc:.3f} weighted over {len(metrics['hospitals'])} hospitals' validation splits"
 
 
 def _checkpoint(point: str) -> None:
@@ -441,3 +461,17 @@ def _hospital_data(share: tuple[int, int] | None, table: Path | None, label: str
     index, count = share
     return federated_breast_cancer(count).hospitals[index - 1]
 
+
+def _validation_data(share: tuple[int, int] | None, table: Path | None, label: str | None, num_features: int):
+    """The hospital's validation split: its ``table`` (with --data), or with --share I/K share I of the
+    bundled held-out records cut K ways (records no hospital trains on); None: it publishes no metrics."""
+    if table is not None:
+        from offchain.rounds.tables import load_table
+
+        return load_table(table, label, num_features).data
+    if share is None:
+        return None
+    from fl.data import held_out_share
+
+    index, count = share
+    return held_out_share(index - 1, count)

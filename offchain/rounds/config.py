@@ -12,6 +12,7 @@ same bytes and digest in any process::
      "model": {"kind": "logistic", "num_features": 30},
      "participants": ["0x...", ...],
      "round_seconds": 600,
+     "decision_threshold": 0.3,  # present only when not 0.5: where a binary model's probability is positive
      "secure_aggregation": null | {"threshold": 3, "phase_seconds": 60, "fractional_bits": 24,
                                    "modulus_bits": 64, "value_bound": 1024.0, "max_total_weight": 1048576,
                                    "graph_degree": 8},  # graph_degree: present only when not 0
@@ -46,6 +47,8 @@ from eth_utils import is_address, to_checksum_address
 
 from fl.aggregation import AggregationError, create_aggregator, sum_based_aggregators
 from fl.client import LocalTrainingConfig, dp_round_parameters
+from fl.evaluation import DEFAULT_THRESHOLD as DEFAULT_DECISION_THRESHOLD
+from fl.evaluation import check_threshold
 from fl.models import ModelSpec
 from fl.privacy import DistributedDPConfig, DPParameters, DPSGDConfig, PrivacyBudget
 from fl.secure_aggregation import FixedPointCodec, SecureAggregationError, SessionParameters
@@ -131,6 +134,9 @@ class StudyConfig:
     round_seconds: int = DEFAULT_ROUND_SECONDS
     secure_aggregation: SecureAggregationSettings | None = None
     distributed_dp: DistributedDPConfig | None = None
+    # Where a binary model's probability counts as positive, for the sensitivity and specificity each
+    # hospital publishes (fl.evaluation); in the canonical JSON only when not the default 0.5.
+    decision_threshold: float = DEFAULT_DECISION_THRESHOLD
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "participants", _addresses(self.participants, "participants"))
@@ -167,11 +173,15 @@ class StudyConfig:
                                        "sum: it needs secure_aggregation")
             if self.dp is not None:
                 raise StudyConfigError("a study takes local DP-SGD (dp) or distributed_dp, not both")
+        _check_decision_threshold(self.decision_threshold)
 
     def to_json(self) -> dict[str, Any]:
         distributed = {} if self.distributed_dp is None else {"distributed_dp": asdict(self.distributed_dp)}
+        threshold = {} if self.decision_threshold == DEFAULT_DECISION_THRESHOLD else \
+            {"decision_threshold": self.decision_threshold}
         return {
             **distributed,
+            **threshold,
             "format": FORMAT,
             "model": {"kind": self.model.kind, "num_features": self.model.num_features},
             "aggregator": {"name": self.aggregator, "params": dict(self.aggregator_params)},
@@ -258,6 +268,7 @@ class StudyConfig:
                 round_seconds=document["round_seconds"],
                 secure_aggregation=SecureAggregationSettings.from_json(secure) if secure is not None else None,
                 distributed_dp=DistributedDPConfig(**distributed) if distributed is not None else None,
+                decision_threshold=document.get("decision_threshold", DEFAULT_DECISION_THRESHOLD),
             )
         except StudyConfigError:
             raise
@@ -290,3 +301,10 @@ def _addresses(values: Sequence[str], what: str) -> tuple[str, ...]:
     if len(set(checked)) != len(checked):
         raise StudyConfigError(f"{what} lists an address twice")
     return tuple(checked)
+
+
+def _check_decision_threshold(threshold: Any) -> None:
+    try:
+        check_threshold(threshold)
+    except ValueError as error:
+        raise StudyConfigError(f"decision_threshold: {error}") from None

@@ -31,7 +31,7 @@ from pathlib import Path
 from fl.aggregation import ClientModel
 from fl.artifacts import encode_client_model
 from fl.client import HospitalClient
-from fl.data import HospitalData
+from fl.data import Dataset, HospitalData
 from fl.models import ParameterLayout
 from fl.privacy import NoiseSource, PrivacyBudgetExceeded
 from fl.secure_aggregation import PostingUnavailable, SecureAggregationClient, SecureAggregationError
@@ -39,6 +39,7 @@ from offchain.chain import Role
 from offchain.contract_client import ChainRefusal
 from offchain.rounds.client import ArtifactRef, MissingEvent, SecurePhase
 from offchain.rounds.errors import ArtifactCheckFailed, RoundsError
+from offchain.rounds.evaluation import evaluate_site
 from offchain.rounds.ledger import DatasetLedger, PrivacyCap, study_key
 from offchain.rounds.privacy import HospitalSpend, submit_private_update
 from offchain.rounds.secure_board import ChainBulletinBoard
@@ -64,12 +65,18 @@ class HospitalNode:
 
     def __init__(self, member: Member, study: int, data: HospitalData, *, target_rounds: int | None = None,
                  log: Log | None = None, training_time: Timer | None = None, home: Path | None = None,
-                 cap: PrivacyCap | None = None) -> None:
+                 cap: PrivacyCap | None = None, validation: Dataset | None = None) -> None:
         """``home``: the node's home folder, where its privacy ledger of ``data`` persists across
         restarts and studies (:mod:`offchain.rounds.ledger`); None keeps it in memory only.
         ``cap``: the hospital's own privacy cap over every study on ``data`` (saved in ``home``;
-        without one, the cap saved there before, if any)."""
+        without one, the cap saved there before, if any). ``validation``: the hospital's validation
+        split, on which it scores each round's base model and publishes the metrics with its update
+        (:mod:`offchain.rounds.evaluation`); None publishes none."""
         self.member = member
+        if validation is not None and validation.num_features != data.data.num_features:
+            raise RoundsError(f"{data.name}'s validation split has {validation.num_features} features, its "
+                              f"training data {data.data.num_features}")
+        self.validation = validation
         self.study = Study(member, study)
         config = self.study.config
         if member.address not in config.participants:
@@ -140,8 +147,9 @@ class HospitalNode:
         declared = self._declaration(number)
         if isinstance(declared, Step):
             return declared
+        evaluation = self._evaluation(state.base_round, parameters)
         model = self._train(number, parameters)
-        update = self.study.seal_update(number, encode_client_model(model, number))
+        update = self.study.seal_update(number, encode_client_model(model, number, evaluation))
         refused = self._submit(number, update, model.data_samples, declared)
         if refused is not None:
             return refused
@@ -160,6 +168,17 @@ class HospitalNode:
                 f"study {self.study.number} round {number}: its base is not the model of round {base_round} ({base.cid})"
             )
         return self.study.model(base_round)
+
+    def _evaluation(self, base_round: int, parameters: dict) -> dict[str, str]:
+        """The update metadata publishing this node's metrics of the base model (none without a split)."""
+        if self.validation is None:
+            return {}
+        try:
+            evaluation = evaluate_site(self.study.config, base_round, parameters, self.validation)
+        except ValueError as error:
+            raise RoundsError(f"study {self.study.number}: cannot score the model of round {base_round} on "
+                              f"{self.data.name}'s validation split: {error}") from None
+        return evaluation.to_metadata()
 
     def _declaration(self, number: int):
         """The DP declaration this round's update will carry (None without budgets), or the Step that

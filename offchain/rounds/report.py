@@ -1,5 +1,6 @@
 """A study reported whole: its rounds, who took part, whether each round verifies, how well each
-committed model scores, and what each hospital has spent of its privacy budget.
+committed model scores (on the held-out split, and as each hospital published it on its own validation
+split: :mod:`offchain.rounds.evaluation`), and what each hospital has spent of its privacy budget.
 
 One report serves every front end (``medshare fl status``, ``fl run``, the
 portal's Studies page, the demo). It is built from the chain, the store and
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 from offchain.rounds.errors import ArtifactCheckFailed, RoundsError
+from offchain.rounds.evaluation import RoundMetrics, published_metrics
 from offchain.rounds.status import RoundStatus, StudyStatus, study_status
 from offchain.rounds.study import Member, Study
 from offchain.rounds.verifier import RoundVerdict, verify_study
@@ -106,6 +108,7 @@ class RoundReport:
     failed_check: str | None = None
     failure: str = ""
     test_accuracy: float | None = None
+    metrics: RoundMetrics | None = None  # what the hospitals published about its model (None: nothing read)
 
     def line(self, names: Mapping[str, str] | None = None) -> str:
         extra = ""
@@ -113,11 +116,13 @@ class RoundReport:
             extra += ", verified" if self.verified else f", FAILED {self.failed_check}: {self.failure}"
         if self.test_accuracy is not None:
             extra += f", test accuracy {self.test_accuracy:.3f}"
-        return self.status.line(extra, dict(names or {}))
+        line = self.status.line(extra, dict(names or {}))
+        return line if self.metrics is None else f"{line}\n  metrics: {self.metrics.line(names)}"
 
     def to_json(self) -> dict:
         return {**asdict(self.status), "verified": self.verified, "failed_check": self.failed_check,
-                "failure": self.failure, "test_accuracy": self.test_accuracy}
+                "failure": self.failure, "test_accuracy": self.test_accuracy,
+                "metrics": None if self.metrics is None else self.metrics.to_json()}
 
 
 @dataclass(frozen=True)
@@ -221,9 +226,10 @@ def study_report(member: Member, study: int, *, names: Mapping[str, str] | None 
                     accuracies[round_status.round] = round_accuracy(view, round_status.round, test)
                 except RoundsError as error:  # a damaged aggregate, or a model the test split does not fit
                     notes.append(f"round {round_status.round}: no test accuracy: {error}")
+    published = _published_metrics(member, view, config, has_key, notes)
     rounds = tuple(
         RoundReport(round_status, *_verdict(verdicts.get(round_status.round)),
-                    test_accuracy=accuracies.get(round_status.round))
+                    test_accuracy=accuracies.get(round_status.round), metrics=published.get(round_status.round))
         for round_status in status.rounds
     )
     participants = tuple(
@@ -237,6 +243,23 @@ def study_report(member: Member, study: int, *, names: Mapping[str, str] | None 
     )
     return StudyReport(status, config.aggregator, f"{config.model.kind} ({config.model.num_features} features)",
                        config.dp is not None, participants, config.auditors, rounds, tuple(notes))
+
+
+def _published_metrics(member: Member, view: Study, config, has_key: bool, notes: list[str]) -> dict[int, RoundMetrics]:
+    """The metrics the hospitals published, by round, where ``member`` may read them; else a note why not."""
+    if config.secure_aggregation is not None:
+        notes.append("a study under secure aggregation publishes no per-hospital metrics")
+        return {}
+    if member.address not in view.update_readers():
+        notes.append("only the study's auditors and its coordinator read the metrics the hospitals publish "
+                     "with their updates")
+        return {}
+    if not has_key:
+        notes.append(f"{member.address} has no keystore here: the hospitals' metrics cannot be read")
+        return {}
+    published = published_metrics(view)
+    notes.extend(published.warnings)
+    return published.rounds
 
 
 def _verdict(verdict: RoundVerdict | None) -> tuple[bool | None, str | None, str]:

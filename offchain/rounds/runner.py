@@ -291,6 +291,9 @@ class RoundResult:
     verified: bool
     survivors: list[str] | None = None  # secure rounds: whose masked inputs are in the sum; None: not secure
     dropped: list[str] | None = None  # secure rounds: who advertised keys but whose input is not in the sum
+    # What the hospitals published about this round's model, scored on their own validation splits:
+    # {"weighted": {...}, "hospitals": {"hospital-1": {...}, ...}}; None: none published (yet)
+    metrics: dict | None = None
 
 
 @dataclass
@@ -429,7 +432,9 @@ def _run_study(run: RunSettings, settings: Settings, *, echo: Echo, progress: bo
         finally:
             nodes.stop()
         verdicts = {verdict.round: verdict for verdict in verify_study(auditor_member, study.number)}
-        result.rounds = [RoundResult(**{**asdict(entry), "verified": verdicts[entry.round].verified})
+        metrics = _published_metrics(auditor_member, study.number, names, echo)
+        result.rounds = [RoundResult(**{**asdict(entry), "verified": verdicts[entry.round].verified,
+                                        "metrics": metrics.get(entry.round)})
                          for entry in result.rounds]
         result.contract, result.access = registry_contract.address, access_contract.address
         result.epsilon_spent, result.epsilon_budget = spend_by_name(auditor_member, study.number, names)
@@ -674,6 +679,21 @@ def _score(view, number: int, info, names: dict, test) -> RoundResult:
                        False, *((named(parties.survivors), named(parties.dropped)) if parties else ()))
 
 
+def _published_metrics(auditor: Member, study: int, names: dict, echo: Echo) -> dict[int, dict]:
+    """The hospitals' published metrics by round, as JSON naming the hospitals; a warning for each
+    document left out."""
+    from offchain.rounds.evaluation import published_metrics
+    from offchain.rounds.study import Study
+
+    view = Study(auditor, study)
+    if view.secure:
+        return {}
+    published = published_metrics(view)
+    for warning in published.warnings:
+        echo(f"warning: {warning}")
+    return {number: metrics.to_json(names) for number, metrics in published.rounds.items()}
+
+
 def _last_line(path: Path) -> str:
     lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
     return lines[-1] if lines else "(no output)"
@@ -687,13 +707,33 @@ def plot_accuracy(result: RunResult, path: Path) -> Path:
     from matplotlib import pyplot
 
     figure, axes = pyplot.subplots(figsize=(6, 4))
-    axes.plot([entry.round for entry in result.rounds], [entry.test_accuracy for entry in result.rounds], marker="o")
+    axes.plot([entry.round for entry in result.rounds], [entry.test_accuracy for entry in result.rounds], marker="o",
+              label="test accuracy (held-out split)")
+    _plot_published_auroc(axes, result)
     axes.set_xlabel("round")
-    axes.set_ylabel("test accuracy")
-    axes.set_title(f"study {result.study}: committed aggregates on the held-out test split")
+    axes.xaxis.get_major_locator().set_params(integer=True)
+    axes.set_ylabel("score")
+    axes.set_title(f"study {result.study}: committed models by round")
     axes.set_ylim(0, 1)
     axes.grid(True, alpha=0.3)
+    axes.legend(loc="lower right", fontsize="small")
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100, bbox_inches="tight")
     pyplot.close(figure)
     return path
+
+
+def _plot_published_auroc(axes, result: RunResult) -> None:
+    """The AUROC the hospitals published on their validation splits: weighted, and each hospital's."""
+    scored = [entry for entry in result.rounds if entry.metrics is not None]
+    weighted = [(entry.round, (entry.metrics["weighted"] or {}).get("auroc")) for entry in scored]
+    weighted = [(number, value) for number, value in weighted if value is not None]
+    if weighted:
+        axes.plot(*zip(*weighted), marker="s", linewidth=2, label="AUROC, weighted (validation splits)")
+    hospitals = sorted({name for entry in scored for name in entry.metrics["hospitals"]})
+    for name in hospitals:
+        points = [(entry.round, entry.metrics["hospitals"][name].get("auroc")) for entry in scored
+                  if name in entry.metrics["hospitals"]]
+        points = [(number, value) for number, value in points if value is not None]
+        if points:
+            axes.plot(*zip(*points), linestyle=":", alpha=0.6, label=f"AUROC, {name}")

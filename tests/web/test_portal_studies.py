@@ -8,14 +8,14 @@ import re
 import pytest
 
 from fl.client import LocalTrainingConfig
-from fl.data import federated_breast_cancer
+from fl.data import federated_breast_cancer, held_out_share
 from fl.models import ModelSpec
 from fl.privacy import DPParameters, DPSGDConfig, epsilon_of
 from offchain.addressbook import remember_names
 from offchain.rounds.config import StudyConfig
 from offchain.rounds.coordinator import Coordinator
 from offchain.rounds.participant import HospitalNode
-from offchain.rounds.report import round_accuracy
+from offchain.rounds.report import round_accuracy, study_report
 from offchain.rounds.runner import enrol
 from offchain.settings import Settings
 
@@ -40,10 +40,13 @@ def study_chain(accounts, project, portal_home):
     return access, registry, members, coordinator, auditor, hospitals
 
 
-def _run_rounds(members, coordinator, hospitals, study: int, rounds: int) -> None:
+def _run_rounds(members, coordinator, hospitals, study: int, rounds: int, *, evaluate: bool = False) -> None:
+    """``rounds`` rounds of ``study``; with ``evaluate``, each hospital publishes its metrics of the round's base."""
     driver = Coordinator(members[coordinator.address], study)
     shares = federated_breast_cancer(len(hospitals)).hospitals
-    nodes = [HospitalNode(members[h.address], study, share) for h, share in zip(hospitals, shares)]
+    nodes = [HospitalNode(members[h.address], study, share,
+                          validation=held_out_share(i, len(hospitals)) if evaluate else None)
+             for i, (h, share) in enumerate(zip(hospitals, shares))]
     for _ in range(rounds):
         assert driver.step().action == "opened"
         for node in nodes:
@@ -129,3 +132,29 @@ def test_studies_page_without_a_registry_says_so(portal, publish_keys):
     assert status == 400 and "no RoundRegistry" in answer["error"]
     status, _, answer = _request(f"{origin}/api/studies/one", token=token)
     assert status == 400 and "not a study number" in answer["error"]
+
+
+def test_studies_page_shows_the_hospitals_published_metrics_by_round(portal, study_chain, portal_home):
+    access, registry, members, coordinator, auditor, hospitals = study_chain
+    config = StudyConfig(ModelSpec("logistic", 30), tuple(h.address for h in hospitals), (auditor.address,))
+    study = members[coordinator.address].create_study(config, min_updates=HOSPITALS).number
+    _run_rounds(members, coordinator, hospitals, study, 2, evaluate=True)
+    remember_names(Settings(home=portal_home), {hospitals[0].address: "St Mary's"})
+    expected = study_report(members[auditor.address], study, verify=False, score=False).rounds[0].metrics
+
+    page = portal(AUDITOR, contract=access.address, registry=registry.address, axe=True)
+    page.click("#tab-studies")
+    page.wait_for_selector(f"#study-report[data-study='{study}'][data-rendered='true']")
+    table = page.locator("#metrics-table")
+    weighted = table.locator("tr[data-round='1'][data-hospital='weighted']")
+    assert weighted.locator(".metric-auroc").inner_text() == f"{expected.weighted.auroc:.3f}"
+    assert weighted.locator(".metric-examples").inner_text() == str(expected.weighted.examples)
+    for hospital in hospitals:
+        row = table.locator(f"tr[data-round='1'][data-hospital='{hospital.address}']")
+        site = expected.sites[hospital.address]
+        for name in ("auroc", "sensitivity", "specificity", "brier", "accuracy", "loss"):
+            assert row.locator(f".metric-{name}").inner_text() == f"{getattr(site, name):.3f}"
+    assert "St Mary's" in table.locator(f"tr[data-hospital='{hospitals[0].address}']").inner_text()
+    assert table.locator("tr[data-round='2']").count() == 0  # the last model: no next update carried its metrics
+    plotted = page.evaluate("() => Chart.getChart('accuracy-chart').data.datasets[1].data")
+    assert plotted[0] == pytest.approx(expected.weighted.auroc) and plotted[1] is None

@@ -471,6 +471,36 @@
     return $cell;
   }
 
+  // The metrics each hospital published about a round's model (offchain/rounds/evaluation.py), and their
+  // weighted combination: one row each. A regression study shows MSE and MAE instead of the clinical ones.
+  const METRIC_COLUMNS = [['auroc', 'AUROC'], ['sensitivity', 'Sensitivity'], ['specificity', 'Specificity'],
+    ['brier', 'Brier'], ['accuracy', 'Accuracy'], ['mse', 'MSE'], ['mae', 'MAE'], ['loss', 'Loss'], ['examples', 'Examples']];
+
+  function metricsTable(report) {
+    const published = report.rounds.filter((round) => round.metrics);
+    const shown = METRIC_COLUMNS.filter(([key]) => published.some((round) => round.metrics.weighted
+      && round.metrics.weighted[key] !== undefined && (key !== 'examples' || round.metrics.weighted.examples !== null)));
+    const $table = $('<table class="table table-sm align-middle" id="metrics-table"><caption class="visually-hidden">'
+      + "Metrics the hospitals published by round</caption><thead><tr><th scope=\"col\">Round</th><th scope=\"col\">Hospital</th>"
+      + '</tr></thead><tbody></tbody></table>');
+    shown.forEach(([, label]) => $table.find('thead tr').append($('<th scope="col">').text(label)));
+    const value = (metrics, key) => {
+      const v = metrics[key];
+      if (v === undefined || v === null) return '—';
+      return key === 'examples' ? String(v) : v.toFixed(3);
+    };
+    const row = (round, name, metrics, isWeighted) => $('<tr>').attr('data-round', round.round)
+      .attr('data-hospital', isWeighted ? 'weighted' : name).toggleClass('fw-semibold', isWeighted)
+      .append($('<td>').text(round.round), $('<td>').text(isWeighted ? 'weighted' : (nameOf(name) || short(name))),
+        ...shown.map(([key]) => $('<td>').addClass('metric-' + key).text(value(metrics, key))));
+    published.forEach((round) => {
+      if (round.metrics.weighted) $table.find('tbody').append(row(round, '', round.metrics.weighted, true));
+      Object.entries(round.metrics.hospitals).forEach(([address, metrics]) => $table.find('tbody').append(row(round, address, metrics, false)));
+    });
+    if (!published.length) emptyRow($table, 2, 'No metrics published that you can read; the notes below say why.');
+    return $('<div class="table-responsive" tabindex="0">').append($table);
+  }
+
   async function showStudy(number) {
     $('#study-loading').text('reading, verifying and scoring study ' + number + '…');
     let report;
@@ -518,6 +548,7 @@
         ? 'No committed round has a test accuracy you can see; the notes below say why.' : 'No round has been committed yet.');
     $report.append($facts, $('<h2 class="h6">').text('Rounds'), $('<div class="table-responsive" tabindex="0">').append($rounds),
       $('<h2 class="h6">').text('Test accuracy by round'), $chart,
+      $('<h2 class="h6">').text("Hospitals' metrics by round (their own validation splits)"), metricsTable(report),
       $('<h2 class="h6">').text('Participants'), $('<div class="table-responsive" tabindex="0">').append($participants));
     if (report.dpDeclared) {
       $report.append($('<p class="small" id="privacy-explained">').text('Privacy spent (ε, epsilon) bounds how much the updates '
@@ -531,7 +562,9 @@
       accuracyChart = new window.Chart($chart.find('canvas')[0], {
         type: 'line',
         data: { labels: scored.map((round) => 'round ' + round.round),
-          datasets: [{ label: 'test accuracy (held-out split)', data: scored.map((round) => round.test_accuracy) }] },
+          datasets: [{ label: 'test accuracy (held-out split)', data: scored.map((round) => round.test_accuracy) },
+            { label: 'AUROC, weighted over the hospitals (validation splits)',
+              data: scored.map((round) => (round.metrics && round.metrics.weighted ? round.metrics.weighted.auroc : null)) }] },
         options: { animation: false, maintainAspectRatio: false, scales: { y: { min: 0, max: 1 } } },
       });
     }
