@@ -108,9 +108,11 @@ def decode_artifact(data: bytes, expected_digest: str | None = None) -> Artifact
     if length > len(data) - _HEADER_SIZE.size:
         raise ArtifactError("not a safetensors artifact: header length exceeds the data")
     try:
-        header = json.loads(data[_HEADER_SIZE.size : _HEADER_SIZE.size + length])
+        # safetensors first: its parser bounds the header's size and nesting, so json.loads below
+        # only ever sees a header it accepted (a deeply nested one would exhaust the stack).
         tensors = safetensors.torch.load(bytes(data))
-    except (ValueError, UnicodeDecodeError, safetensors.SafetensorError) as error:
+        header = json.loads(data[_HEADER_SIZE.size : _HEADER_SIZE.size + length])
+    except (ValueError, UnicodeDecodeError, RecursionError, safetensors.SafetensorError) as error:
         raise ArtifactError(f"not a safetensors artifact: {error}") from None
     if not isinstance(header, dict):
         raise ArtifactError("not a safetensors artifact: the header is not a JSON object")

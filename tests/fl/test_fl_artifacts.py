@@ -110,6 +110,10 @@ def test_malformed_digest_is_refused(digest):
         ((10**9).to_bytes(8, "little") + b"{}", "header length exceeds the data"),
         ((8).to_bytes(8, "little") + b"not json", "not a safetensors artifact"),
         ((8).to_bytes(8, "little") + b"[1,2,3] ", "not a safetensors artifact"),
+        # A hostile update nested past any stack: refused, never a crash of the reader.
+        ((400_002).to_bytes(8, "little") + b"{" + b"[" * 200_000 + b"]" * 200_000 + b"}", "not a safetensors artifact"),
+        ((400_024).to_bytes(8, "little") + b'{"__metadata__":{"a":' + b"[" * 200_000 + b"]" * 200_000 + b"}} ",
+         "not a safetensors artifact"),
     ],
 )
 def test_malformed_bytes_are_refused(data, message):
