@@ -3,7 +3,8 @@
     medshare fl create --participant ADDR... [--auditor ADDR...] [--aggregator NAME] [--dp-epsilon E --dp-rounds N]
                        [--secure-aggregation [--threshold T] [--phase-seconds S]] ...
     medshare fl coordinator --study S [--rounds N] [--select K]   open, aggregate, commit; resumes from the chain
-    medshare fl participant --study S (--share I/K | --data FILE.csv --label COLUMN) [--rounds N]
+    medshare fl participant --study S (--share I/K | --data FILE.csv --label COLUMN | --images DIR | --loader ENTRY)
+                            [--rounds N]
     medshare fl verify [--study S] [--round N | --all] [--json]
     medshare fl status --study S
     medshare fl run --rounds N --hospitals K [--aggregator NAME] [--rpc URL] [--select K] [--dp-epsilon E [--dp-delta D]]
