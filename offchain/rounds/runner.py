@@ -447,10 +447,11 @@ def _run_study(run: RunSettings, settings: Settings, *, echo: Echo, progress: bo
 
 
 def _allowed_models(settings: Settings) -> tuple[str, ...]:
-    """The model entry points the run's coordinator may build (its node settings' allowlist)."""
+    """The model entry points the run's coordinator may build (its node settings' allowlist). The
+    validation seed is drawn now, before the hospital nodes that share this home start together."""
     from offchain.rounds.node_settings import NodeSettings
 
-    return NodeSettings.load(settings.home).allowlist
+    return NodeSettings.seeded(settings.home).allowlist
 
 
 def _sites(run: RunSettings, settings: Settings):
