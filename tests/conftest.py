@@ -32,6 +32,7 @@ MARKS_BY_PATH = {
     "tests/contracts/test_access_scripts.py": ("e2e", "slow"),
     "tests/offchain/test_rehearse_amoy.py": ("e2e", "slow"),
     "tests/offchain/test_crypto_memory.py": ("slow",),
+    "tests/byo/test_byo_study.py": ("e2e", "slow"),
 }
 
 

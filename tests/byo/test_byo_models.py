@@ -11,7 +11,7 @@ from PIL import Image
 from fl.artifacts import layout_digest
 from fl.client import HospitalClient, LocalTrainingConfig
 from fl.data import split_validation
-from fl.entry_points import EntryPointError, EntryPointNotAllowed
+from fl.entry_points import EntryPointNotAllowed
 from fl.images import ImageFolderError, load_image_folder
 from fl.models import BUILTIN_MODELS, ModelLayoutMismatch, ModelSpec, evaluate, set_parameters
 from offchain.rounds.config import StudyConfig
