@@ -207,6 +207,8 @@ def model_spec(kind, features, input_shape, task, classes, model_args):
     """The study's model as the model options describe it (bad input: a usage error)."""
     from fl.models import ModelSpec
 
+    if classes is not None and task != "multiclass":
+        raise click.UsageError("--classes goes with --task multiclass")
     try:
         return ModelSpec(kind, 0 if input_shape else features, input_shape or (), task,
                          2 if classes is None else classes, _params(model_args, "--model-arg"))
@@ -460,9 +462,11 @@ def _run_model(kind, model_args, features, input_shape, task, classes, images) -
     """The run's own model and image folders, when the options name them (else the bundled table's)."""
     if (kind, model_args, input_shape, task, classes, images) == ("logistic", (), None, "binary", None, None):
         return {}
-    if images is None:
-        raise click.UsageError("a model other than the bundled table's needs the hospitals' data: --images")
-    return {"model": model_spec(kind, features, input_shape, task, classes, model_args), "images": images}
+    model = model_spec(kind, features, input_shape, task, classes, model_args)
+    if images is None and (model.kind not in ("logistic", "mlp") or model.input_shape != (30,) or model.task != "binary"):
+        raise click.UsageError("the bundled table fits logistic or mlp on 30 features, binary: give the hospitals' "
+                               "own data with --images")
+    return {"model": model, "images": images}
 
 
 def _summary(result, settings) -> None:

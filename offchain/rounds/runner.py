@@ -432,7 +432,7 @@ def _run_study(run: RunSettings, settings: Settings, *, echo: Echo, progress: bo
         auditor_member = members[auditor.address]
         try:
             # The bundled test split scores only the bundled table's model.
-            scored = test if run.model is None else None
+            scored = test if run.images is None else None
             result = _follow(auditor_member, study.number, run, nodes, names, scored, progress)
         finally:
             nodes.stop()
