@@ -74,3 +74,25 @@ def test_the_verifier_refuses_an_aggregate_whose_layout_is_not_the_studys(models
     with pytest.raises(_Failed) as failed:
         _check_layout(view, aggregate_bytes(1, 1, widened))
     assert failed.value.check == "layout" and "not the architecture the study trains" in failed.value.detail
+
+
+def test_a_coordinator_creates_a_study_only_on_a_model_its_own_allowlist_names(byo_consortium, models_pkg,
+                                                                              monkeypatch):
+    access, registry, coordinator, hospital, _, home = byo_consortium
+    monkeypatch.setenv("MEDSHARE_HOME", str(home))
+    monkeypatch.setenv("MEDSHARE_PASSPHRASE", PASSPHRASE)
+    NodeSettings(()).save(home)
+    studies = len(coordinator.rounds.studies())
+    create = ["fl", "create", "--account", "TEST::1", "--contract", access.address, "--registry", registry.address,
+              "--participant", hospital, "--model", models_pkg, "--input-shape", "1,16,16", "--task", "multiclass",
+              "--classes", "3"]
+    refused = CliRunner().invoke(main, create)
+    assert refused.exit_code != 0 and refused.output == (
+        f"Error: refusing the study's model: model {models_pkg} is not on this node's allowlist (allowed_models in "
+        "its node settings); refusing to run its code\n")
+    assert len(coordinator.rounds.studies()) == studies
+    NodeSettings((models_pkg,)).save(home)
+    created = CliRunner().invoke(main, create)
+    assert created.exit_code == 0, created.output
+    config = coordinator.study(studies + 1).config
+    assert config.model.kind == models_pkg and config.model.layout is not None
