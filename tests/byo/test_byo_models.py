@@ -237,3 +237,17 @@ def test_a_hospitals_own_loader_and_its_refusals(tmp_path, monkeypatch):
         own_data(spec, tmp_path / "home", loader="site_loaders:load", loader_args={"columns": 3})
     with pytest.raises(TableError, match="cannot be imported"):
         own_data(spec, tmp_path / "home", loader="site_loaders:nothing")
+
+
+@pytest.mark.parametrize("kind", ["cnn", "models_pkg.cnn:build"])
+def test_dp_sgd_trains_a_cnn_with_per_example_gradients(tmp_path, models_pkg, kind):
+    from fl.privacy import DPSGDConfig
+
+    hospital = load_image_folder(class_folders(tmp_path / "images", 6, seed=2), SHAPE)
+    spec = ModelSpec(kind, input_shape=SHAPE, task="multiclass", classes=CLASSES)
+    client = HospitalClient(hospital, spec, dp=DPSGDConfig(noise_multiplier=1.0, max_grad_norm=1.0, sample_rate=0.5),
+                            allowed_models=[kind])
+    base = spec.build(0, allowed=[kind]).state_dict()
+    trained = client.train(base, 1)
+    assert trained.training_loss is None and client.ledger.rounds  # DP: no metrics, the release recorded
+    assert any(not torch.equal(trained.parameters[name], base[name]) for name in base)
