@@ -39,6 +39,9 @@ Figures (last line, JSON):
   the five updates' bytes (the speeds ``bench/storage`` measures, single
   threaded) and FedAvg's read pass over the five updates; and
   ``large_model_over_floor``, their ratio.
+- ``cnn_round_s_3``: the built-in CNN's study (16x16 grayscale images, 3
+  classes), one round of 3 hospitals, wall seconds with the hospitals'
+  training excluded (median); its training, ``cnn_training_s_3``, apart.
 
 Run: ./run bench rounds [--rounds N]
 """
@@ -295,6 +298,7 @@ def main() -> None:
     figures["large_model_round_s"] = elapsed
     figures["large_model_floor_s"] = floor
     figures["large_model_over_floor"] = elapsed / floor
+    figures.update(cnn_figures(arguments.rounds))
     figures["peak_rss_mib"] = peak_rss_mib()
     print_table("federated rounds on a local anvil (targets: 1,000 ms, 2,000 ms, 3,000 ms, 160,000 gas, 12,000 ms, "
                 "2,000 ms, 6 s)", [
@@ -313,6 +317,60 @@ def main() -> None:
         ("peak memory", figures["peak_rss_mib"], "MiB"),
     ])
     print_figures({name: round(value, 3) for name, value in figures.items()})
+
+
+CNN_SHAPE = (1, 16, 16)
+CNN_IMAGES_PER_HOSPITAL = 60
+
+
+def measure_cnn_round(home: Path, rounds: int, hospitals: int = 3) -> tuple[float, float]:
+    """The built-in CNN's study (3 classes, 16x16 grayscale, random images: the round's cost, not its
+    quality): median wall seconds per round with training excluded, and the median training seconds
+    a round (every hospital's, summed) printed apart."""
+    import numpy as np
+    import torch
+
+    from fl.data import Dataset, HospitalData
+    from fl.models import ModelSpec
+    from offchain.rounds.coordinator import Coordinator
+    from offchain.rounds.participant import HospitalNode
+
+    spec = ModelSpec("cnn", input_shape=CNN_SHAPE, task="multiclass", classes=3)
+    coordinator_member, hospital_members, study = consortium(home, hospitals, spec)
+    coordinator = Coordinator(coordinator_member, study, target_rounds=rounds + 2)
+    rng = np.random.default_rng(0)
+    training: list[float] = []
+    nodes = []
+    for i, member in enumerate(hospital_members):
+        images = torch.from_numpy(rng.random((CNN_IMAGES_PER_HOSPITAL, *CNN_SHAPE), dtype=np.float32))
+        labels = torch.from_numpy((np.arange(CNN_IMAGES_PER_HOSPITAL) % 3).astype(np.float32))
+        nodes.append(HospitalNode(member, study, HospitalData(f"hospital-{i + 1}", Dataset(images, labels)),
+                                  training_time=training.append))
+    walls, trainings = [], []
+    assert coordinator.step().action == "opened"
+    for _ in range(rounds + 1):  # the first round warms the caches up
+        training.clear()
+        start = time.perf_counter()
+        for node in nodes:
+            assert node.step().action == "submitted"
+        assert coordinator.step().action == "committed"
+        walls.append(time.perf_counter() - start - sum(training))
+        trainings.append(sum(training))
+    return statistics.median(walls[1:]), statistics.median(trainings[1:])
+
+
+def cnn_figures(rounds: int) -> dict[str, float]:
+    """``cnn_round_s_3`` on its own anvil, its training time printed apart."""
+    from ape import networks
+
+    with tempfile.TemporaryDirectory(prefix="medshare-bench-cnn-") as folder, \
+            networks.parse_network_choice("ethereum:local:foundry", disconnect_after=True):
+        wall, training = measure_cnn_round(Path(folder) / "cnn3", rounds)
+    print_table("the built-in CNN's round, 3 hospitals (training excluded)", [
+        ("CNN round, 3 hospitals, training excluded", wall, "s"),
+        ("  training, 3 hospitals (apart)", training, "s"),
+    ])
+    return {"cnn_round_s_3": wall, "cnn_training_s_3": training}
 
 
 if __name__ == "__main__":

@@ -95,6 +95,20 @@ def encode_artifact(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, 
     return b"".join([_HEADER_SIZE.pack(len(text)), text, *blobs])
 
 
+def layout_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """Hex SHA-256 of a state dict's parameter layout (names, shapes, dtypes), written as a safetensors
+    header is (sorted names, each with its dtype code and shape; no offsets, no metadata): two models
+    share it exactly when their state dicts have the same architecture."""
+    header = {}
+    for name in sorted(tensors):
+        code = _DTYPE_CODES.get(tensors[name].dtype)
+        if code is None:
+            raise ArtifactError(f"{name!r} has dtype {tensors[name].dtype}, which artifacts cannot store")
+        header[name] = {"dtype": code, "shape": list(tensors[name].shape)}
+    text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    return hashlib.sha256(text).hexdigest()
+
+
 def decode_artifact(data: bytes, expected_digest: str | None = None) -> Artifact:
     """Parse artifact bytes; with ``expected_digest``, refuse bytes whose SHA-256 differs."""
     digest = artifact_digest(data)

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from opacus import GradSampleModule
 from torch import nn
-from torch.nn import functional
 
 from fl.aggregation import ClientModel
 from fl.data import Dataset, HospitalData
-from fl.models import ModelSpec, evaluate, get_parameters, logits, set_parameters
+from fl.models import ModelSpec, evaluate, get_parameters, set_parameters
 from fl.privacy import (
     CryptoNoiseDPOptimizer,
     DPParameters,
@@ -97,23 +96,30 @@ class HospitalClient:
         *,
         seeded_noise: SeededNoise | None = None,
         dp_history: Sequence[DPParameters] = (),
+        allowed_models: Collection[str] = (),
     ) -> None:
         """``dp_history``: what this hospital's earlier updates of the study declared (e.g. read from the
-        chain by a node that restarted), so that the budget covers the whole study."""
+        chain by a node that restarted), so that the budget covers the whole study. ``allowed_models``:
+        the model entry points this hospital's node settings allow (the built-ins always are)."""
         data = hospital.data
         if data.num_samples == 0:
             raise ValueError(f"hospital {hospital.name!r} has no training records")
-        if data.num_features != model_spec.num_features:
+        if tuple(data.features.shape[1:]) != model_spec.input_shape:
+            shape = data.features.shape[1:]
             raise ValueError(
                 f"hospital {hospital.name!r} has {data.num_features} features, "
-                f"the model expects {model_spec.num_features}"
+                f"the model expects {model_spec.num_features}" if len(shape) == 1 == len(model_spec.input_shape)
+                else f"hospital {hospital.name!r} has examples of shape {tuple(shape)}, "
+                     f"the model expects {model_spec.input_shape}"
             )
-        if not torch.all((data.labels == 0) | (data.labels == 1)):
-            raise ValueError(f"hospital {hospital.name!r} has labels other than 0 and 1")
+        problem = model_spec.label_problem(data.labels)
+        if problem is not None:
+            raise ValueError(f"hospital {hospital.name!r} has {problem}")
         if not torch.isfinite(data.features).all():
             raise ValueError(f"hospital {hospital.name!r} has NaN or infinite features")
         self.hospital = hospital
         self.model_spec = model_spec
+        self.allowed_models = tuple(allowed_models)
         self.training = training
         self.dp = dp
         self.seed = seed
@@ -157,7 +163,7 @@ class HospitalClient:
         for name, tensor in global_parameters.items():
             if not torch.isfinite(tensor).all():
                 raise ValueError(f"global parameter {name!r} has NaN or infinite values")
-        model = self.model_spec.build(seed=0)
+        model = self.model_spec.build(seed=0, allowed=self.allowed_models)
         set_parameters(model, global_parameters)
         anchor = {name: p.detach().clone() for name, p in model.named_parameters()}
         data = self.hospital.data
@@ -167,7 +173,7 @@ class HospitalClient:
                 else torch.Generator().manual_seed(derive_seed(self.seed, self.client_id, round_number))
             )
             self._train_plain(model, anchor, data, generator)
-            local = evaluate(model, data)
+            local = evaluate(model, data, self.model_spec)
             loss, accuracy = local.loss, local.accuracy
         else:
             noise = noise_generator(self.seeded_noise, self.client_id, round_number)
@@ -214,9 +220,7 @@ class HospitalClient:
             order = torch.randperm(data.num_samples, generator=generator)
             for batch in order.split(self.training.batch_size):
                 optimizer.zero_grad()
-                loss = functional.binary_cross_entropy_with_logits(
-                    logits(model, data.features[batch]), data.labels[batch]
-                )
+                loss = self.model_spec.loss(model(data.features[batch]), data.labels[batch])
                 loss.backward()
                 self._proximal_gradient(model, anchor)
                 optimizer.step()
@@ -248,9 +252,7 @@ class HospitalClient:
         for _ in range(release.steps):
             optimizer.zero_grad()
             drawn = noise.bernoulli(data.num_samples, dp.sample_rate)
-            loss = functional.binary_cross_entropy_with_logits(
-                private_model(data.features[drawn]).squeeze(-1), data.labels[drawn], reduction="sum"
-            )
+            loss = self.model_spec.loss(private_model(data.features[drawn]), data.labels[drawn], reduction="sum")
             with warnings.catch_warnings():
                 # Inputs never need gradients here; opacus's hooks still fire
                 # correctly on the module outputs, which is all they need.

@@ -31,15 +31,16 @@ class PartitionError(ValueError):
 
 @dataclass(frozen=True)
 class Dataset:
-    """Features (float32, one row per patient) and binary labels (float32, 0 or 1)."""
+    """Features (float32, one row per patient: a table's row or an image's channels x pixels) and
+    labels (float32: 0 or 1, a class number, or a value)."""
 
     features: torch.Tensor
     labels: torch.Tensor
 
     def __post_init__(self) -> None:
-        if self.features.ndim != 2 or self.labels.ndim != 1:
+        if self.features.ndim < 2 or self.labels.ndim != 1:
             raise ValueError(
-                f"features must be 2-D and labels 1-D, got {tuple(self.features.shape)} "
+                f"features must be at least 2-D and labels 1-D, got {tuple(self.features.shape)} "
                 f"and {tuple(self.labels.shape)}"
             )
         if self.features.shape[0] != self.labels.shape[0]:
@@ -62,10 +63,30 @@ class Dataset:
 
 @dataclass(frozen=True)
 class HospitalData:
-    """One hospital's private training records."""
+    """One hospital's private training records, and the validation records it holds back (if any)."""
 
     name: str
     data: Dataset
+    validation: Dataset | None = None
+
+
+DEFAULT_VALIDATION_FRACTION = 0.2
+
+
+def split_validation(hospital: HospitalData, seed: int,
+                     fraction: float = DEFAULT_VALIDATION_FRACTION) -> HospitalData:
+    """Hold back ``fraction`` of the hospital's records (at least one, when it has two or more) for
+    validation. The split is a permutation drawn from the hospital's own ``seed``, so it is the same
+    at every restart; it never leaves the site (nothing about it is published)."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"the validation fraction must be in (0, 1), got {fraction}")
+    records = hospital.data.num_samples
+    held = min(records - 1, max(1, round(records * fraction))) if records >= 2 else 0
+    order = np.random.default_rng(seed).permutation(records)
+    if held == 0:
+        return hospital
+    return HospitalData(hospital.name, hospital.data.subset(np.sort(order[held:])),
+                        hospital.data.subset(np.sort(order[:held])))
 
 
 @dataclass(frozen=True)

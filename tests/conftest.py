@@ -39,6 +39,7 @@ MARKS_BY_PATH = {
     "tests/offchain/test_rehearse_amoy.py": ("e2e", "slow"),
     "tests/offchain/test_crypto_memory.py": ("slow",),
     "tests/evaluation/test_evaluation_cli.py": ("e2e", "slow"),
+    "tests/byo/test_byo_study.py": ("e2e", "slow"),
 }
 
 

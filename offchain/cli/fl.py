@@ -3,7 +3,8 @@
     medshare fl create --participant ADDR... [--auditor ADDR...] [--aggregator NAME] [--dp-epsilon E --dp-rounds N]
                        [--secure-aggregation [--threshold T] [--phase-seconds S]] ...
     medshare fl coordinator --study S [--rounds N] [--select K]   open, aggregate, commit; resumes from the chain
-    medshare fl participant --study S (--share I/K | --data FILE.csv --label COLUMN [--validation FILE.csv]) [--rounds N]
+    medshare fl participant --study S (--share I/K | --data FILE.csv --label COLUMN [--validation FILE.csv] | --images DIR
+                            | --loader ENTRY) [--rounds N]
     medshare fl verify [--study S] [--round N | --all] [--json]
     medshare fl status --study S
     medshare fl run --rounds N --hospitals K [--aggregator NAME] [--rpc URL] [--select K] [--dp-epsilon E [--dp-delta D]]
@@ -149,9 +150,7 @@ def study_options(command):
         click.option("--auditor", "auditors", multiple=True, type=ADDRESS, help="An auditor of the study (repeat)."),
         aggregator_option,
         click.option("--param", "params", multiple=True, help="Aggregator setting KEY=VALUE (a JSON value)."),
-        click.option("--model", "kind", type=click.Choice(["logistic", "mlp"]), default="logistic", show_default=True),
-        click.option("--features", type=click.IntRange(1, 1_000_000), default=30, show_default=True,
-                     help="Input width (30 for the bundled data)."),
+        *model_options,
         click.option("--min-updates", type=click.IntRange(1, 2**16 - 1), default=None,
                      help="Quorum per round (default: every participant; with --secure-aggregation, max(T, 3))."),
         click.option("--round-seconds", type=click.IntRange(1, MAX_ROUND_SECONDS), default=None,
@@ -172,18 +171,14 @@ def study_options(command):
 
 def study_config(participants, auditors, aggregator, params, kind, features, min_updates, round_seconds,
                  dp_epsilon=None, dp_delta=None, dp_rounds=None, secure=False, threshold=None, phase_seconds=None,
-                 decision_threshold=None):
+                 decision_threshold=None, input_shape=None, task="binary", classes=None, model_args=()):
     """The config and quorum the study options describe."""
     from fl.client import LocalTrainingConfig
-    from fl.models import ModelSpec
     from fl.privacy import DEFAULT_DELTA
     from offchain.rounds.config import DEFAULT_ROUND_SECONDS, StudyConfig
     from offchain.rounds.privacy import DP_LEARNING_RATE, budgeted_dp
 
-    try:
-        model = ModelSpec(kind, features)
-    except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="--features") from None
+    model = model_spec(kind, features, input_shape, task, classes, model_args)
     training, dp = LocalTrainingConfig(), None
     if dp_epsilon is None:
         if dp_delta is not None or dp_rounds is not None:
@@ -212,6 +207,53 @@ def study_config(participants, auditors, aggregator, params, kind, features, min
     return config, min_updates or len(config.participants)
 
 
+def model_spec(kind, features, input_shape, task, classes, model_args):
+    """The study's model as the model options describe it (bad input: a usage error)."""
+    from fl.models import ModelSpec
+
+    if classes is not None and task != "multiclass":
+        raise click.UsageError("--classes goes with --task multiclass")
+    try:
+        return ModelSpec(kind, 0 if input_shape else features, input_shape or (), task,
+                         2 if classes is None else classes, _params(model_args, "--model-arg"))
+    except ValueError as error:
+        raise click.UsageError(f"--model: {error}") from None
+
+
+def _input_shape(ctx, param, value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        shape = tuple(int(part) for part in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not sizes separated by commas, e.g. 1,16,16", ctx, param) from None
+    if not shape or min(shape) < 1:
+        raise click.BadParameter(f"{value!r}: every size must be positive", ctx, param)
+    return shape
+
+
+model_options = [
+    click.option("--model", "kind", default="logistic", show_default=True, metavar="NAME|ENTRY",
+                 help="logistic, mlp, cnn, or your own builder package.module:build (each hospital's node must "
+                      "allow it in its node.json)."),
+    click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
+                 help="A keyword argument of your builder (a JSON value; repeat)."),
+    click.option("--features", type=click.IntRange(1, 1_000_000), default=30, show_default=True,
+                 help="Input width (30 for the bundled data)."),
+    click.option("--input-shape", default=None, metavar="C,H,W", callback=_input_shape,
+                 help="One example's shape instead of --features, e.g. 1,16,16 for 16x16 grayscale images."),
+    click.option("--task", type=click.Choice(["binary", "multiclass", "regression"]), default="binary",
+                 show_default=True),
+    click.option("--classes", type=click.IntRange(2, 100_000), default=None, help="K, for --task multiclass."),
+]
+
+
+def with_model_options(command):
+    for option in reversed(model_options):
+        command = option(command)
+    return command
+
+
 @fl.command()
 @chain_options
 @registry_option
@@ -229,8 +271,11 @@ def create(chain, registry, max_samples, **options):
         config, min_updates = study_config(**options)
     except StudyConfigError as error:  # options that contradict each other: bad input, nothing was sent
         raise click.UsageError(str(error)) from None
+    from offchain.rounds.node_settings import NodeSettings
+
+    allowed = NodeSettings.load(Settings.from_env().home).allowlist
     with member_session(chain, registry) as member:
-        study = member.create_study(config, min_updates, max_samples=max_samples)
+        study = member.create_study(config, min_updates, max_samples=max_samples, allowed_models=allowed)
     click.echo(f"study {study.number} created (config {study.info.config_cid})")
 
 
@@ -263,13 +308,21 @@ def coordinator(chain, registry, study, target, select):
               help="With --data: your validation table (same columns), on which each committed model is scored "
                    "and the metrics published with your next update (with --share: your share of the bundled "
                    "held-out records).")
+@click.option("--images", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Train on your own images: a folder with one folder per class number, or a labels.csv "
+                   "(PNG, JPEG or DICOM).")
+@click.option("--loader", default=None, metavar="ENTRY",
+              help="Train on what your own loader package.module:load returns (features, labels).")
+@click.option("--loader-arg", "loader_args", multiple=True, metavar="KEY=VALUE",
+              help="A keyword argument of --loader (a JSON value; repeat).")
 @target_option
 @click.option("--max-epsilon", type=float, default=None,
               help="This hospital's own cap on the epsilon its data set may spend over all its studies "
                    "(kept in MEDSHARE_HOME for later studies); needs --delta.")
 @click.option("--delta", type=float, default=None, help="The delta of --max-epsilon.")
 @user_errors
-def participant(chain, registry, study, share, table, label, validation, target, max_epsilon, delta):
+def participant(chain, registry, study, share, table, label, validation, images, loader, loader_args, target,
+                max_epsilon, delta):
     """Take part in a study as a hospital: train on each round's model, submit the sealed update."""
     from offchain.rounds.errors import RoundsError
     from offchain.rounds.ledger import PrivacyCap
@@ -285,13 +338,27 @@ def participant(chain, registry, study, share, table, label, validation, target,
     except RoundsError as error:  # out of range: bad input, nothing was touched
         raise click.UsageError(str(error)) from None
 
+    from offchain.rounds.node_settings import NodeSettings
+
+    home = Settings.from_env().home
+    node = NodeSettings.load(home)
     with member_session(chain, registry) as member:
         model = member.study(study).config.model
-        data = _hospital_data(share, table, label, model.num_features)
-        held_out = _validation_data(share, validation, label, model.num_features)
+        if images is not None or loader is not None:
+            if share is not None or table is not None or (images is not None and loader is not None):
+                raise click.UsageError("give exactly one of --share, --data, --images and --loader")
+            if validation is not None:
+                raise click.UsageError("--validation goes with --data; --images and --loader hold back their own split")
+            from offchain.rounds.local_data import own_data
+
+            data = own_data(model, home, images=images, loader=loader, loader_args=_params(loader_args, "--loader-arg"))
+            held_out = data.validation
+        else:
+            data = _hospital_data(share, table, label, model.num_features)
+            held_out = _validation_data(share, validation, label, model.num_features)
         silent_after_from_env(member.rounds, _hold)  # `fl run --drop`: go silent mid-round
-        HospitalNode(member, study, data, target_rounds=target, log=click.echo, home=Settings.from_env().home,
-                     cap=cap, validation=held_out).run()
+        HospitalNode(member, study, data, target_rounds=target, log=click.echo, home=home,
+                     cap=cap, validation=held_out, allowed_models=node.allowlist).run()
 
 
 @fl.command()
@@ -368,9 +435,13 @@ def status(chain, registry, study):
                    "node on loopback (js-ipfs), content moving between the nodes over libp2p.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON document on stdout (the progress goes to stderr).")
+@with_model_options
+@click.option("--images", type=click.Path(path_type=Path, file_okay=False, exists=True), default=None,
+              help="hospital-N trains on its own image folder IMAGES/hospital-N (one folder per class number) "
+                   "instead of the bundled table; give the study's --model and --input-shape.")
 @user_errors
 def run(rounds, hospitals, aggregator, rpc, select, dp_epsilon, dp_delta, secure, threshold, phase_seconds, drops,
-        sites, as_json):
+        sites, as_json, kind, model_args, features, input_shape, task, classes, images):
     """Run a study on the bundled data: a coordinator and K hospital nodes as separate processes."""
     from fl.privacy import DEFAULT_DELTA
     from offchain.rounds.runner import Dropout, RunSettings, RunSettingsError, run_study
@@ -382,7 +453,8 @@ def run(rounds, hospitals, aggregator, rpc, select, dp_epsilon, dp_delta, secure
                                select=select, dp_epsilon=dp_epsilon,
                                dp_delta=DEFAULT_DELTA if dp_delta is None else dp_delta, secure=secure,
                                threshold=threshold, phase_seconds=phase_seconds,
-                               drops=tuple(Dropout.parse(drop) for drop in drops), sites=sites)
+                               drops=tuple(Dropout.parse(drop) for drop in drops), sites=sites,
+                               **_run_model(kind, model_args, features, input_shape, task, classes, images))
     except RunSettingsError as error:  # bad input: nothing was started
         raise click.UsageError(str(error)) from None
     if rpc is not None:
@@ -400,6 +472,17 @@ def run(rounds, hospitals, aggregator, rpc, select, dp_epsilon, dp_delta, secure
         raise SystemExit(1)
 
 
+def _run_model(kind, model_args, features, input_shape, task, classes, images) -> dict:
+    """The run's own model and image folders, when the options name them (else the bundled table's)."""
+    if (kind, model_args, input_shape, task, classes, images) == ("logistic", (), None, "binary", None, None):
+        return {}
+    model = model_spec(kind, features, input_shape, task, classes, model_args)
+    if images is None and (model.kind not in ("logistic", "mlp") or model.input_shape != (30,) or model.task != "binary"):
+        raise click.UsageError("the bundled table fits logistic or mlp on 30 features, binary: give the hospitals' "
+                               "own data with --images")
+    return {"model": model, "images": images}
+
+
 def _summary(result, settings) -> None:
     for entry in result.rounds:
         mark = "verified" if entry.verified else "NOT VERIFIED"
@@ -407,7 +490,8 @@ def _summary(result, settings) -> None:
         if entry.survivors is not None:
             secure_part = f" (secure sum of {len(entry.survivors)} survivors" + (
                 f"; dropped {', '.join(entry.dropped)})" if entry.dropped else ")")
-        click.echo(f"round {entry.round}: test accuracy {entry.test_accuracy:.3f}, "
+        accuracy = "" if entry.test_accuracy is None else f"test accuracy {entry.test_accuracy:.3f}, "
+        click.echo(f"round {entry.round}: {accuracy}"
                    f"{len(entry.participants)} updates{secure_part}, {mark}{_published_part(entry.metrics)}")
     for name, spent in result.epsilon_spent.items():
         click.echo(f"{name}: epsilon {spent:.3f} of {result.epsilon_budget[name]:g} spent (delta {settings.dp_delta:g})")
@@ -435,12 +519,12 @@ def _hold(message: str) -> None:
         time.sleep(3600)
 
 
-def _params(pairs: tuple[str, ...]) -> dict:
+def _params(pairs: tuple[str, ...], option: str = "--param") -> dict:
     params = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--param")
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint=option)
         try:
             params[key] = json.loads(value)
         except json.JSONDecodeError:

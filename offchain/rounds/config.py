@@ -9,7 +9,7 @@ same bytes and digest in any process::
     {"aggregator": {"name": "fedavg", "params": {}},
      "auditors": ["0x..."], "dp": null | {"max_grad_norm": ..., "noise_multiplier": ..., ...},
      "format": "medshare-study/1",
-     "model": {"kind": "logistic", "num_features": 30},
+     "model": {"kind": "logistic", "num_features": 30, "layout": "<hex>"},  # fl.models.ModelSpec.to_json
      "participants": ["0x...", ...],
      "round_seconds": 600,
      "decision_threshold": 0.3,  # present only when not 0.5: where a binary model's probability is positive
@@ -183,7 +183,7 @@ class StudyConfig:
             **distributed,
             **threshold,
             "format": FORMAT,
-            "model": {"kind": self.model.kind, "num_features": self.model.num_features},
+            "model": self.model.to_json(),
             "aggregator": {"name": self.aggregator, "params": dict(self.aggregator_params)},
             "training": asdict(self.training),
             "dp": _dp_json(self.dp),
@@ -192,6 +192,20 @@ class StudyConfig:
             "auditors": list(self.auditors),
             "round_seconds": self.round_seconds,
         }
+
+    def with_model_layout(self, parameters: Mapping[str, Any]) -> StudyConfig:
+        """This config committed to the parameter layout of ``parameters`` (the genesis model's): every
+        node then refuses to train a model of another layout, and the verifier an aggregate."""
+        from dataclasses import replace
+
+        from fl.artifacts import layout_digest
+        from fl.models import ModelLayoutMismatch
+
+        try:
+            self.model.check_layout(parameters)
+        except ModelLayoutMismatch as error:
+            raise StudyConfigError(f"the genesis model does not fit the config: {error}") from None
+        return replace(self, model=replace(self.model, layout=layout_digest(parameters)))
 
     def canonical_bytes(self) -> bytes:
         """The bytes that go in the store, whose SHA-256 goes on chain."""
@@ -258,7 +272,7 @@ class StudyConfig:
             secure = document["secure_aggregation"]
             distributed = document.get("distributed_dp")
             config = cls(
-                model=ModelSpec(**document["model"]),
+                model=ModelSpec.from_json(document["model"]),
                 participants=tuple(document["participants"]),
                 auditors=tuple(document["auditors"]),
                 aggregator=document["aggregator"]["name"],

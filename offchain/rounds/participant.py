@@ -24,7 +24,7 @@ node's privacy ledger once its update is on chain, not when it trains.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +32,7 @@ from fl.aggregation import ClientModel
 from fl.artifacts import encode_client_model
 from fl.client import HospitalClient
 from fl.data import Dataset, HospitalData
-from fl.models import ParameterLayout
+from fl.models import BUILTIN_MODELS, ParameterLayout
 from fl.privacy import NoiseSource, PrivacyBudgetExceeded
 from fl.secure_aggregation import PostingUnavailable, SecureAggregationClient, SecureAggregationError
 from offchain.chain import Role
@@ -43,7 +43,7 @@ from offchain.rounds.evaluation import evaluate_site
 from offchain.rounds.ledger import DatasetLedger, PrivacyCap, study_key
 from offchain.rounds.privacy import HospitalSpend, submit_private_update
 from offchain.rounds.secure_board import ChainBulletinBoard
-from offchain.rounds.study import Member, Study
+from offchain.rounds.study import Member, Study, build_model
 
 Log = Callable[[str], None]
 Timer = Callable[[float], None]
@@ -65,8 +65,11 @@ class HospitalNode:
 
     def __init__(self, member: Member, study: int, data: HospitalData, *, target_rounds: int | None = None,
                  log: Log | None = None, training_time: Timer | None = None, home: Path | None = None,
-                 cap: PrivacyCap | None = None, validation: Dataset | None = None) -> None:
-        """``home``: the node's home folder, where its privacy ledger of ``data`` persists across
+                 cap: PrivacyCap | None = None, validation: Dataset | None = None,
+                 allowed_models: Collection[str] = BUILTIN_MODELS) -> None:
+        """``allowed_models``: the model entry points this hospital's node settings allow (its allowlist,
+        :mod:`offchain.rounds.node_settings`); a study's model is built, and trained, only from those.
+        ``home``: the node's home folder, where its privacy ledger of ``data`` persists across
         restarts and studies (:mod:`offchain.rounds.ledger`); None keeps it in memory only.
         ``cap``: the hospital's own privacy cap over every study on ``data`` (saved in ``home``;
         without one, the cap saved there before, if any). ``validation``: the hospital's validation
@@ -83,6 +86,8 @@ class HospitalNode:
             raise RoundsError(f"{member.address} is not a participant of study {study}")
         member.require_role(Role.PARTICIPANT, "participant")
         member.require_keystore()
+        self.allowed_models = tuple(allowed_models)
+        build_model(config.model, self.allowed_models, f"study {study}'s")  # before anything else is done
         if home is not None:
             if cap is not None:
                 cap.save(home)
@@ -99,7 +104,8 @@ class HospitalNode:
         # (a stalled or sabotaged secure round) falls back to.
         self._published_history = list(history)
         try:
-            self.client = HospitalClient(data, config.model, config.training, config.dp, dp_history=history)
+            self.client = HospitalClient(data, config.model, config.training, config.dp, dp_history=history,
+                                         allowed_models=self.allowed_models)
         except ValueError as error:
             raise RoundsError(f"cannot train study {study}'s model on {data.name}: {error}") from None
         # A study with privacy budgets: each update declares its DP spend, and none goes past the budget.
@@ -167,7 +173,7 @@ class HospitalNode:
             raise ArtifactCheckFailed(
                 f"study {self.study.number} round {number}: its base is not the model of round {base_round} ({base.cid})"
             )
-        return self.study.model(base_round)
+        return _checked_layout(self.study, number, self.study.model(base_round))
 
     def _evaluation(self, base_round: int, parameters: dict) -> dict[str, str]:
         """The update metadata publishing this node's metrics of the base model (none without a split)."""
@@ -204,7 +210,7 @@ class HospitalNode:
             # An earlier training was never published: it released nothing, so it costs nothing.
             config = self.study.config
             self.client = HospitalClient(self.data, config.model, config.training, config.dp,
-                                         dp_history=self._published_history)
+                                         dp_history=self._published_history, allowed_models=self.allowed_models)
         try:
             trained = self.client.train(parameters, number)
         except PrivacyBudgetExceeded as error:
@@ -346,6 +352,15 @@ class HospitalNode:
         except _NotTaken:
             return refused[0]
         return Step("submitted", number, "masked input")
+
+
+def _checked_layout(study: Study, number: int, parameters: dict) -> dict:
+    """``parameters`` if they have the parameter layout the study's config commits to."""
+    try:
+        study.config.model.check_layout(parameters)
+    except ValueError as error:
+        raise ArtifactCheckFailed(f"study {study.number} round {number}: its base model: {error}") from None
+    return parameters
 
 
 class _NotTaken(Exception):

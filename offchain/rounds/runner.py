@@ -54,6 +54,7 @@ from offchain.deployments import ACCESS_CONTRACT, find_deployment
 from offchain.deployments import DeploymentNotFound
 from offchain.ipfs import open_store
 from fl.client import LocalTrainingConfig
+from fl.models import ModelSpec
 from offchain.rounds.config import StudyConfig
 from offchain.rounds.errors import RoundsError
 from offchain.rounds.network import REGISTRY_CONTRACT, rounds_client
@@ -197,6 +198,8 @@ class RunSettings:
     drops: tuple[Dropout, ...] = ()
     training: LocalTrainingConfig | None = None  # local training (None: the default, or DP-SGD's)
     sites: str = "shared"  # "separate": every party its own home and IPFS node (offchain.ipfs.sites)
+    model: ModelSpec | None = None  # the study's model (None: logistic on the bundled table)
+    images: Path | None = None  # hospital-N trains on its image folder images/hospital-N (None: the bundled table)
 
     def __post_init__(self) -> None:
         if self.sites not in SITES:
@@ -287,7 +290,7 @@ class RoundResult:
     base_cid: str
     aggregate_cid: str
     participants: list[str]
-    test_accuracy: float
+    test_accuracy: float | None  # None: a study the bundled test split does not fit
     verified: bool
     survivors: list[str] | None = None  # secure rounds: whose masked inputs are in the sum; None: not secure
     dropped: list[str] | None = None  # secure rounds: who advertised keys but whose input is not in the sum
@@ -402,10 +405,11 @@ def _run_study(run: RunSettings, settings: Settings, *, echo: Echo, progress: bo
         if run.dp_epsilon is not None:
             training = run.training or LocalTrainingConfig(learning_rate=DP_LEARNING_RATE)
             dp = budgeted_dp(run.dp_epsilon, run.dp_delta, run.rounds, training)
-        config = StudyConfig(ModelSpec("logistic", test.num_features), tuple(h.address for h in hospitals),
+        config = StudyConfig(run.model or ModelSpec("logistic", test.num_features), tuple(h.address for h in hospitals),
                              (auditor.address,), run.aggregator, training=training, dp=dp,
                              round_seconds=run.round_seconds, **_secure_options(run))
-        study = members[coordinator.address].create_study(config, min_updates=run.quorum)
+        study = members[coordinator.address].create_study(config, min_updates=run.quorum,
+                                                          allowed_models=_allowed_models(settings))
         secure = f", secure aggregation (threshold {run.secure_threshold})" if run.secure else ""
         echo(f"study {study.number} on chain {provider.chain_id}: RoundRegistry {registry_contract.address}, "
              f"{run.hospitals} hospitals, {run.rounds} rounds, aggregator {run.aggregator}{secure}")
@@ -422,13 +426,17 @@ def _run_study(run: RunSettings, settings: Settings, *, echo: Echo, progress: bo
         nodes.start("coordinator", ["coordinator", "--account", f"TEST::{run.accounts.coordinator}", *selection,
                                     *common])
         for i in range(1, run.hospitals + 1):
+            data = ["--share", f"{i}/{run.hospitals}"] if run.images is None else \
+                ["--images", str(run.images / hospital_name(i))]
             nodes.start(hospital_name(i), ["participant", "--account", f"TEST::{run.accounts.hospital(i - 1)}",
-                                           "--share", f"{i}/{run.hospitals}", *common])
+                                           *data, *common])
         names = {h.address: hospital_name(i) for i, h in enumerate(hospitals, start=1)}
         remember_names(settings, names)  # so reports (fl status, the portal) name the hospitals too
         auditor_member = members[auditor.address]
         try:
-            result = _follow(auditor_member, study.number, run, nodes, names, test, progress)
+            # The bundled test split scores only the bundled table's model.
+            scored = test if run.images is None else None
+            result = _follow(auditor_member, study.number, run, nodes, names, scored, progress)
         finally:
             nodes.stop()
         verdicts = {verdict.round: verdict for verdict in verify_study(auditor_member, study.number)}
@@ -441,6 +449,14 @@ def _run_study(run: RunSettings, settings: Settings, *, echo: Echo, progress: bo
         result.plot = str(plot_accuracy(result, settings.home / "fl" / f"study-{study.number}-accuracy.png"))
         result.sites = run.sites
         return result
+
+
+def _allowed_models(settings: Settings) -> tuple[str, ...]:
+    """The model entry points the run's coordinator may build (its node settings' allowlist). The
+    validation seed is drawn now, before the hospital nodes that share this home start together."""
+    from offchain.rounds.node_settings import NodeSettings
+
+    return NodeSettings.seeded(settings.home).allowlist
 
 
 def _sites(run: RunSettings, settings: Settings):
@@ -668,7 +684,7 @@ def _score(view, number: int, info, names: dict, test) -> RoundResult:
     from offchain.rounds.report import round_accuracy
     from offchain.rounds.status import secure_parties
 
-    accuracy = round_accuracy(view, number, test)
+    accuracy = None if test is None else round_accuracy(view, number, test)
     base = view.model_ref(committed_base_round(view, number))
     parties = secure_parties(view, info)
 
@@ -707,7 +723,8 @@ def plot_accuracy(result: RunResult, path: Path) -> Path:
     from matplotlib import pyplot
 
     figure, axes = pyplot.subplots(figsize=(6, 4))
-    axes.plot([entry.round for entry in result.rounds], [entry.test_accuracy for entry in result.rounds], marker="o",
+    scored = [entry for entry in result.rounds if entry.test_accuracy is not None]
+    axes.plot([entry.round for entry in scored], [entry.test_accuracy for entry in scored], marker="o",
               label="test accuracy (held-out split)")
     _plot_published_auroc(axes, result)
     axes.set_xlabel("round")

@@ -18,13 +18,15 @@ from __future__ import annotations
 import hashlib
 import io
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
 import torch
 
 from fl.artifacts import ArtifactError, decode_artifact, encode_artifact
+from fl.entry_points import EntryPointError
+from fl.models import BUILTIN_MODELS, ModelSpec
 from offchain.chain import AccessClient, Role
 from offchain.crypto import Keystore
 from offchain.ipfs import CID, Store, StoreError
@@ -123,9 +125,11 @@ class Member:
     # Creating a study -------------------------------------------------------
 
     def create_study(self, config: StudyConfig, min_updates: int, genesis: Mapping[str, torch.Tensor] | None = None,
-                     *, max_samples: int | None = None) -> Study:
+                     *, max_samples: int | None = None, allowed_models: Collection[str] = BUILTIN_MODELS) -> Study:
         """Register a study run by this member (a coordinator): store its config and sealed genesis model,
-        and create it on chain with its terms (:func:`study_terms`) in one transaction."""
+        and create it on chain with its terms (:func:`study_terms`) in one transaction. The config
+        commits to the genesis model's parameter layout; ``allowed_models``: the model entry points
+        this member's node settings let it build (the genesis)."""
         self.require_role(Role.COORDINATOR, "coordinator")
         if not 1 <= min_updates <= len(config.participants):
             raise RoundsError(f"min updates must be 1 to {len(config.participants)} (the participants), got {min_updates}")
@@ -134,7 +138,8 @@ class Member:
         terms = study_terms(config, min_updates, max_samples)
         readers = self.public_keys([self.address, *config.members])
         if genesis is None:
-            genesis = config.model.build(seed=secrets.randbits(63)).state_dict()
+            genesis = build_model(config.model, allowed_models, "the study's").state_dict()
+        config = config.with_model_layout(genesis)
         plaintext = encode_artifact(genesis, {"kind": GENESIS})
         number = len(self.rounds.studies()) + 1
         secure = config.secure_aggregation is not None
@@ -261,6 +266,15 @@ class Study:
             return decode_artifact(data)  # open() checked its SHA-256
         except ArtifactError as error:
             raise ArtifactCheckFailed(f"{what} ({ref.cid}): {error}") from None
+
+
+def build_model(spec: ModelSpec, allowed_models: Collection[str], whose: str) -> torch.nn.Module:
+    """The model ``spec`` names, freshly initialised, built only from code ``allowed_models`` lists and
+    only with the study's parameter layout; refused with one line (RoundsError) otherwise."""
+    try:
+        return spec.build(seed=secrets.randbits(63), allowed=allowed_models)
+    except (EntryPointError, ValueError, TypeError) as error:  # ModelLayoutMismatch is a ValueError
+        raise RoundsError(f"refusing {whose} model: {error}") from None
 
 
 def aggregate_bytes(study: int, round_number: int, tensors: Mapping[str, torch.Tensor]) -> bytes:

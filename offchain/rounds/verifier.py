@@ -21,6 +21,7 @@ For each round it runs these checks in order and reports the first that fails:
 ``rederive``  the study's aggregator over the counted updates gives, bit for bit, the bytes whose
               SHA-256 the chain committed
 ``aggregate`` the committed aggregate is in the store under its CID, decrypts and hashes to that SHA-256
+``layout``    the aggregate has the parameter layout (names, shapes, dtypes) the study's config commits to
 
 A cancelled round is reported as such and passes when it committed nothing
 and rejected only malformed updates;
@@ -42,6 +43,7 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from fl.artifacts import decode_artifact
 from fl.secure_aggregation import SecureAggregationError
 from offchain.chain import Role
 from offchain.rounds.aggregate import RoundAggregation, committed_base_round
@@ -52,7 +54,8 @@ from offchain.rounds.sealed import AGGREGATE
 from offchain.rounds.secure_board import secure_sum
 from offchain.rounds.study import Member, Study, read_public
 
-CHECKS = ("config", "custody", "quorum", "roles", "rejections", "privacy", "updates", "rederive", "aggregate")
+CHECKS = ("config", "custody", "quorum", "roles", "rejections", "privacy", "updates", "rederive", "aggregate",
+          "layout")
 
 
 @dataclass(frozen=True)
@@ -234,6 +237,15 @@ def _check_aggregate(view: Study, number: int, info, rederived: bytes) -> None:
         raise _Failed("aggregate", str(error)) from None
     if stored != rederived:
         raise _Failed("aggregate", "the stored aggregate differs from the re-derived one")
+    _check_layout(view, rederived)
+
+
+def _check_layout(view: Study, aggregate: bytes) -> None:
+    """``layout``: the aggregate is the architecture the study's config commits to."""
+    try:
+        view.config.model.check_layout(decode_artifact(aggregate).tensors)
+    except ValueError as error:  # ModelLayoutMismatch, or bytes that are no model (ArtifactError)
+        raise _Failed("layout", str(error)) from None
 
 
 def _check_rejections(view: Study, aggregation: RoundAggregation, number: int, info, updates) -> None:

@@ -93,7 +93,7 @@ def test_bad_test_fraction_and_malformed_datasets_are_refused():
         load_split(test_fraction=1.0)
     with pytest.raises(ValueError, match="2 feature rows but 3 labels"):
         Dataset(torch.zeros(2, 4), torch.zeros(3))
-    with pytest.raises(ValueError, match="must be 2-D"):
+    with pytest.raises(ValueError, match="must be at least 2-D"):
         Dataset(torch.zeros(4), torch.zeros(4))
     with pytest.raises(PartitionError, match="1-D"):
         partition_dirichlet(np.zeros((4, 2)), 2, 1.0, min_samples=1)

@@ -1,0 +1,1 @@
+"""A consortium's own model package, as a hospital would install it: a small CNN builder."""
