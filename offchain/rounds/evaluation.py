@@ -19,7 +19,7 @@ under DP, another round's model) as absent and says so once, in a warning.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,12 +93,13 @@ class SiteEvaluation:
 
 
 def evaluate_site(config: StudyConfig, model_round: int, parameters: Mapping[str, torch.Tensor],
-                  validation) -> SiteEvaluation:
+                  validation, allowed_models: Collection[str] = ()) -> SiteEvaluation:
     """A hospital's evaluation of the model committed by ``model_round`` on its ``validation`` split
-    (a :class:`fl.data.Dataset`), with no count under DP."""
+    (a :class:`fl.data.Dataset`), with no count under DP; the model is built only from code the
+    hospital's ``allowed_models`` lists (beside the built-ins)."""
     from fl.models import set_parameters
 
-    model = config.model.build(seed=0)
+    model = config.model.build(seed=0, allowed=allowed_models)
     set_parameters(model, parameters)
     metrics = evaluate_model(model, validation.features, validation.labels, study_task(config),
                              config.decision_threshold)

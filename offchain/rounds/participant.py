@@ -180,7 +180,8 @@ class HospitalNode:
         if self.validation is None:
             return {}
         try:
-            evaluation = evaluate_site(self.study.config, base_round, parameters, self.validation)
+            evaluation = evaluate_site(self.study.config, base_round, parameters, self.validation,
+                                       self.allowed_models)
         except ValueError as error:
             raise RoundsError(f"study {self.study.number}: cannot score the model of round {base_round} on "
                               f"{self.data.name}'s validation split: {error}") from None

@@ -2,8 +2,8 @@
 through the chain and real node processes (`fl run`), then `fl verify` and `fl status`.
 
 The images are generated here with numpy and Pillow (tests/byo/images.py): 16x16 grayscale, three
-classes. Per-hospital metrics under ``rounds[].metrics`` come with federated evaluation (issue 23
-item 3) and are not asserted here.
+classes. Each hospital scores each committed model on its own validation split and publishes the
+metrics with its next update: per-hospital AUROC under ``rounds[].metrics``.
 """
 
 import json
@@ -39,6 +39,13 @@ def test_a_byo_cnn_study_on_image_folders_through_node_processes_and_the_chain_v
                for entry in summary["rounds"])
     assert [entry["base_cid"] for entry in summary["rounds"][1:]] == \
         [entry["aggregate_cid"] for entry in summary["rounds"][:-1]]
+    for entry in summary["rounds"][:-1]:  # the last model has no next update to publish with
+        hospitals = entry["metrics"]["hospitals"]
+        assert sorted(hospitals) == ["hospital-1", "hospital-2", "hospital-3"]
+        for metrics in hospitals.values():  # macro one-vs-rest; undefined when a class is missing from 5 images
+            assert metrics["task"] == "multiclass" and "auroc" in metrics
+            assert metrics["auroc"] is None or 0.0 <= metrics["auroc"] <= 1.0
+            assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["examples"] == 5
     for n in (1, 2, 3):  # each trained on its images less its validation split (24 images, 5 held back)
         assert "(19 samples)" in (home / "fl" / "logs" / f"hospital-{n}.log").read_text()
     verify = subprocess.run([*medshare, "fl", "verify", "--rpc", rpc, "--json"], env=env, capture_output=True,
