@@ -116,9 +116,9 @@ class Builder:
             raise RuntimeError(f"{method}: {answer['error']}")
         return answer["result"]
 
-    def unlock(self, address: str) -> None:
-        self.rpc("anvil_impersonateAccount", [address])
-        self.rpc("anvil_setBalance", [address, hex(10**24)])
+    def unlock(self, addresses: list[str]) -> None:
+        self.rpc_batch([request for address in addresses for request in (
+            ("anvil_impersonateAccount", [address]), ("anvil_setBalance", [address, hex(10**24)]))])
 
     def send(self, sender: str, to: str, data: bytes, gas: int = TX_GAS) -> dict:
         call = {"from": sender, "to": to, "data": "0x" + data.hex(), "gas": hex(gas)}
@@ -132,19 +132,28 @@ class Builder:
     def send_together(self, calls: list[tuple[str, str, bytes, int]]) -> list[dict]:
         """Send ``calls`` (sender, to, data, gas) without mining, then mine them (in as few blocks as
         they fit): one block for a round's submissions rather than one each. Receipts in call order."""
-        sent = []
+        sent = [{"from": sender, "to": to, "data": "0x" + data.hex(), "gas": hex(gas)} for sender, to, data, gas in calls]
         self.rpc("evm_setAutomine", [False])
         try:
-            for sender, to, data, gas in calls:
-                call = {"from": sender, "to": to, "data": "0x" + data.hex(), "gas": hex(gas)}
-                sent.append((self.rpc("eth_sendTransaction", [call]), call))
+            hashes = self.rpc_batch([("eth_sendTransaction", [call]) for call in sent])
             receipts = [None] * len(sent)
             while None in receipts:
                 self.rpc("evm_mine", [])
-                receipts = [self.rpc("eth_getTransactionReceipt", [tx_hash]) for tx_hash, _ in sent]
+                receipts = self.rpc_batch([("eth_getTransactionReceipt", [tx_hash]) for tx_hash in hashes])
         finally:
             self.rpc("evm_setAutomine", [True])
-        return [self._succeeded(receipt, call) for receipt, (_, call) in zip(receipts, sent)]
+        return [self._succeeded(receipt, call) for receipt, call in zip(receipts, sent)]
+
+    def rpc_batch(self, requests: list[tuple[str, list]]) -> list:
+        """One JSON-RPC batch (one round trip); the results in request order."""
+        answers = self.web3.provider.make_batch_request(requests)
+        if isinstance(answers, dict) or len(answers) != len(requests):
+            raise RuntimeError(f"a batch of {len(requests)} requests: {answers}")
+        answers = sorted(answers, key=lambda answer: int(answer["id"]))
+        failed = [answer["error"] for answer in answers if "error" in answer]
+        if failed:
+            raise RuntimeError(f"{requests[0][0]}: {failed[0]}")
+        return [answer["result"] for answer in answers]
 
     def _succeeded(self, receipt: dict, call: dict) -> dict:
         if int(receipt["status"], 16) != 1:
@@ -202,7 +211,7 @@ def build(access, registry_type, admin, events: int, rounds: int, round_hospital
     """The history; returns the gas figures the year model needs and the deployments' addresses."""
     from ape import chain
     from eth_abi import encode as abi_encode
-    from eth_utils import keccak, to_canonical_address
+    from eth_utils import keccak, to_canonical_address, to_checksum_address
     from web3 import HTTPProvider, Web3
 
     from offchain.rounds.client import StudyTerms
@@ -221,8 +230,7 @@ def build(access, registry_type, admin, events: int, rounds: int, round_hospital
     hospitals = [_address(1 + i) for i in range(HOSPITALS)]
     doctors = [_address(1000 + i) for i in range(DOCTORS)]
     patients = [_address(100_000 + i) for i in range(units)]
-    for account in hospitals + doctors:
-        b.unlock(account)
+    b.unlock(hospitals + doctors)
     fn = Encoders(access)
     multicall = fn.multicall
     to = access.address
@@ -309,8 +317,7 @@ def build(access, registry_type, admin, events: int, rounds: int, round_hospital
     registry_block = int(registry.receipt.block_number) if getattr(registry, "receipt", None) else access_to
     coordinator = _address(2_000_000)
     sites = [_address(2_000_001 + i) for i in range(round_hospitals)]
-    for account in [coordinator, *sites]:
-        b.unlock(account)
+    b.unlock([coordinator, *sites])
     batch(admin.address, [grant_role.encode_input(access.COORDINATOR_ROLE(), coordinator)]
           + [grant_role.encode_input(access.PARTICIPANT_ROLE(), s) for s in sites], 300)
     reg = registry.address
@@ -337,8 +344,8 @@ def build(access, registry_type, admin, events: int, rounds: int, round_hospital
             if number == 1:
                 round_slots += _new_slots(b, receipt, reg)
         # The aggregate names the submitters in the order their updates landed.
-        landed = [site for _, site in sorted(
-            ((int(r["blockNumber"], 16), int(r["transactionIndex"], 16)), site) for r, site in zip(receipts, sites))]
+        landed = [to_checksum_address(r["from"]) for r in sorted(
+            receipts, key=lambda r: (int(r["blockNumber"], 16), int(r["transactionIndex"], 16)))]
         aggregate = (_cid(7_000_000 + number), (2).to_bytes(32, "big"))
         receipt = b.send(coordinator, reg, study_calls.commitAggregate.encode_input(1, number, landed, 0, *aggregate),
                          5_000_000)
