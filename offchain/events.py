@@ -2,7 +2,7 @@
 
 Every client read (a record's grants or audit trail, an owner's records, a round's updates) is an
 indexed query of this store, never a scan of history, and memory stays bounded however long the
-history: a sync holds one page of logs at a time, a query only the rows it returns.
+history: a sync holds a few pages of logs at a time, a query only the rows it returns.
 
 Layout: ``<folder>/<chain id>/<address>.sqlite`` (WAL mode, shared by every process of the site).
 Table ``logs`` holds one row per log: its place (``block``, ``idx``), transaction, event type
@@ -34,7 +34,8 @@ import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Sequence
+import queue
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,12 @@ FIRST_PAGE_BLOCKS = 8
 must not send a first page of a million logs."""
 TARGET_PAGE_LOGS = 5000
 """Pages grow while they return fewer logs than this, and shrink when they return more."""
+PAGES_AHEAD = 2
+"""Pages fetched and converted ahead of the one being stored (what a sync holds in memory, beyond it)."""
 CHECKPOINTS_KEPT = 64
 CEILING_PAGES = 64
+PROGRESS_BLOCKS = 2000
+"""A sync reading fewer blocks than this shows no progress (it is over before one would read it)."""
 COLD_SYNC_BLOCKS = 1000
 """An empty store reading at least this many blocks builds its indexes after the logs."""
 
@@ -295,10 +300,11 @@ class EventStore:
         self.types = {abi.name: EventType(abi) for abi in events}
         self.progress: Callable[[SyncProgress], None] | None = None
         """Called after every page a sync stores (front ends draw a progress bar from it)."""
-        self._lock = threading.Lock()  # one connection, shared by a fetch's worker thread
+        self._lock = threading.Lock()  # one connection, one thread at a time (a sync's worker never uses it)
         self._db = self._open()
         self._type_ids = self._register_types()
         self._by_id = {self._type_ids[event.topic0]: event for event in self.types.values()}
+        self._hex_type_ids = {"0x" + topic0.hex(): ident for topic0, ident in self._type_ids.items()}
 
     @classmethod
     def for_contract(cls, folder: Path, chain_id: int, address: str, from_block: int, events: Iterable[Any],
@@ -447,13 +453,42 @@ class EventStore:
     def _read(self, web3: Any, start: int, head_number: int, head_hash: bytes) -> None:
         """Read blocks ``start`` to the head, a page per transaction, adapting the page to the provider.
 
+        A worker thread fetches and converts the next page while this one commits the last (the
+        provider's work, the JSON and the SQLite inserts overlap); at most :data:`PAGES_AHEAD` pages
+        wait, so memory stays bounded."""
+        stored, total = 0, head_number - start + 1
+        while start <= head_number:
+            learned = (min(self.max_page_blocks, int(self._meta("page_blocks", FIRST_PAGE_BLOCKS))),
+                       min(self.max_page_blocks, int(self._meta("page_ceiling", self.max_page_blocks))),
+                       int(self._meta("page_ceiling_pages", 0)))
+            pages = self._pages(web3, start, head_number, learned)
+            if head_number - start + 1 > learned[0]:
+                pages = _Prefetch(pages, PAGES_AHEAD)  # more than one page: fetch the next while storing
+            try:
+                for page in pages:
+                    if page.stop == head_number:
+                        page.checkpoint = (head_number, head_hash)
+                    if not self._commit(page):
+                        # Another process stored these blocks (or dropped back) meanwhile: pick up from there.
+                        start = int(self._meta("synced_to")) + 1
+                        break
+                    stored += len(page.rows)
+                    start = page.stop + 1
+                    if self.progress is not None:
+                        self.progress(SyncProgress(total - (head_number - page.stop), total, stored, page.blocks))
+            finally:
+                pages.close()
+
+    def _pages(self, web3: Any, start: int, head_number: int, learned: tuple[int, int, int]) -> Iterator[_Page]:
+        """The pages of logs from ``start`` to ``head_number``, each converted to rows (runs in the
+        worker, which never touches the database). ``learned``: the page range, its ceiling and the
+        pages left before the ceiling lifts, as the last sync left them.
+
         A refused page is halved and tried again; the refused width is not tried again for
         :data:`CEILING_PAGES` pages, this sync's and the next ones' (a provider's cap does not move),
         then growth resumes (a cap on the result's size moves with the chain's density)."""
-        page = min(self.max_page_blocks, int(self._meta("page_blocks", FIRST_PAGE_BLOCKS)))
-        ceiling = min(self.max_page_blocks, int(self._meta("page_ceiling", self.max_page_blocks)))
-        ceiling_left = int(self._meta("page_ceiling_pages", 0))
-        streak, stored, total = 0, 0, head_number - start + 1
+        page, ceiling, ceiling_left = learned
+        streak = 0
         address = self.address
         while start <= head_number:
             stop = min(head_number, start + page - 1)
@@ -465,53 +500,66 @@ class EventStore:
                 page = max(1, (stop - start + 1) // 2)
                 ceiling, ceiling_left, streak = page, CEILING_PAGES, 0
                 continue
-            rows, checkpoint = self._rows(logs)
-            if stop == head_number:
-                checkpoint = (head_number, head_hash)
-            with _transaction(self._db):
-                if int(self._meta("synced_to")) != start - 1:
-                    # Another process stored these blocks (or dropped back) meanwhile: pick up from there.
-                    start = int(self._meta("synced_to")) + 1
-                    continue
-                self._db.executemany("INSERT OR IGNORE INTO logs VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-                if checkpoint is not None:
-                    self._db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?)", checkpoint)
-                    self._db.execute("DELETE FROM checkpoints WHERE block <= (SELECT block FROM checkpoints "
-                                     "ORDER BY block DESC LIMIT 1 OFFSET ?)", (CHECKPOINTS_KEPT,))
-                self._db.execute("UPDATE meta SET value = ? WHERE key = 'synced_to'", (stop,))
-                self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
-                    ("page_blocks", page), ("page_ceiling", ceiling), ("page_ceiling_pages", ceiling_left - 1)])
-            stored += len(rows)
+            count = len(logs)
+            rows, checkpoint, unknown = self._rows(logs)
+            del logs
+            yield _Page(start, stop, rows, checkpoint, unknown, page, (page, ceiling, ceiling_left - 1))
             start = stop + 1
-            if self.progress is not None:
-                self.progress(SyncProgress(total - (head_number - stop), total, stored, page))
             streak += 1
             ceiling_left -= 1
             if ceiling_left <= 0:
                 ceiling = self.max_page_blocks
-            if len(rows) > TARGET_PAGE_LOGS:
+            if count > TARGET_PAGE_LOGS:
                 page, streak = max(1, page // 2), 0
-            elif streak >= 2 and len(rows) < TARGET_PAGE_LOGS // 4 and page < ceiling:
+            elif streak >= 2 and count < TARGET_PAGE_LOGS // 4 and page < ceiling:
                 page, streak = min(ceiling, page * 2), 0
 
-    def _rows(self, logs: list[dict]) -> tuple[list[tuple], tuple[int, bytes] | None]:
-        rows = []
-        type_ids = self._type_ids
-        checkpoint = None
+    def _commit(self, page: _Page) -> bool:
+        """Store ``page`` (its logs, checkpoint, the block reached and the learned range) in one
+        transaction; False if another process moved the store meanwhile (nothing stored)."""
+        db = self._db
+        rows = page.rows
+        if page.unknown:
+            ids = {topic0: self._new_type(topic0) for topic0 in page.unknown}
+            rows = [(*row[:3], ids[row[3]], *row[4:]) if isinstance(row[3], bytes) else row for row in rows]
+        with _transaction(db):
+            if int(self._meta("synced_to")) != page.start - 1:
+                return False
+            db.executemany("INSERT OR IGNORE INTO logs VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            if page.checkpoint is not None:
+                db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?)", page.checkpoint)
+                db.execute("DELETE FROM checkpoints WHERE block <= (SELECT block FROM checkpoints "
+                           "ORDER BY block DESC LIMIT 1 OFFSET ?)", (CHECKPOINTS_KEPT,))
+            db.execute("UPDATE meta SET value = ? WHERE key = 'synced_to'", (page.stop,))
+            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                           zip(("page_blocks", "page_ceiling", "page_ceiling_pages"), page.learned))
+        return True
+
+    def _rows(self, logs: list[dict]) -> tuple[list[tuple], tuple[int, bytes] | None, set[bytes]]:
+        """The rows of a page's logs, the checkpoint its last log gives, and the first topics of events
+        outside the ABI (another version of the contract), which stand in their rows for an id
+        until :meth:`_commit` registers them."""
+        rows: list[tuple] = []
+        append = rows.append
+        type_of = self._hex_type_ids.get
         fromhex = bytes.fromhex
+        unknown: set[bytes] = set()
+        last = None
         for log in logs:
             if log.get("removed"):
                 continue
-            topics = [fromhex(topic[2:]) for topic in log["topics"]]
-            block = int(log["blockNumber"], 16)
-            event = type_ids.get(topics[0]) if topics else None
-            if topics and event is None:
-                event = self._new_type(topics[0])
-            topics += [None] * (4 - len(topics))
-            rows.append((block, int(log["logIndex"], 16), fromhex(log["transactionHash"][2:]), event,
-                         topics[1], topics[2], topics[3], fromhex(log["data"][2:])))
-            checkpoint = (block, fromhex(log["blockHash"][2:]))
-        return rows, checkpoint
+            topics = log["topics"]
+            count = len(topics)
+            event = type_of(topics[0]) if count else None
+            if event is None and count:
+                event = fromhex(topics[0][2:])
+                unknown.add(event)
+            append((int(log["blockNumber"], 16), int(log["logIndex"], 16), fromhex(log["transactionHash"][2:]), event,
+                    fromhex(topics[1][2:]) if count > 1 else None, fromhex(topics[2][2:]) if count > 2 else None,
+                    fromhex(topics[3][2:]) if count > 3 else None, fromhex(log["data"][2:])))
+            last = log
+        checkpoint = None if last is None else (rows[-1][0], fromhex(last["blockHash"][2:]))
+        return rows, checkpoint, unknown
 
     def _new_type(self, topic0: bytes) -> int:
         """An event outside the ABI (another version of the contract): kept, under its own id."""
@@ -519,6 +567,7 @@ class EventStore:
             self._db.execute("INSERT OR IGNORE INTO event_types (topic0) VALUES (?)", (topic0,))
         (ident,) = self._db.execute("SELECT id FROM event_types WHERE topic0 = ?", (topic0,)).fetchone()
         self._type_ids[topic0] = ident
+        self._hex_type_ids["0x" + topic0.hex()] = ident
         return ident
 
     # Queries -----------------------------------------------------------------
@@ -560,6 +609,71 @@ class EventStore:
             return [bytes(row[0]) for row in self._db.execute(sql, values)]
 
 
+@dataclass
+class _Page:
+    """One page of logs, fetched and converted, waiting to be stored."""
+
+    start: int
+    stop: int
+    rows: list[tuple]
+    checkpoint: tuple[int, bytes] | None
+    unknown: set[bytes]
+    blocks: int
+    learned: tuple[int, int, int]
+    """The paging state to store with it: the range, its ceiling, pages left before the ceiling lifts."""
+
+
+class _Prefetch:
+    """Iterates ``items`` in a worker thread, at most ``depth`` items ahead; an error there is raised
+    here, in order. :meth:`close` stops the worker at its next item (it holds no lock, and a fetch it
+    is waiting on is left to finish in the background)."""
+
+    _END = object()
+
+    def __init__(self, items: Iterator[Any], depth: int) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stopped = threading.Event()
+        self._items = items
+        self._thread = threading.Thread(target=self._run, name="event-store-fetch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for item in self._items:
+                if not self._put((True, item)):
+                    return
+        except BaseException as error:  # noqa: BLE001 - handed to the reading thread, which raises it
+            self._put((False, error))
+            return
+        self._put((True, self._END))
+
+    def _put(self, entry: tuple[bool, Any]) -> bool:
+        while not self._stopped.is_set():
+            try:
+                self._queue.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            ok, item = self._queue.get()
+            if not ok:
+                raise item
+            if item is self._END:
+                return
+            yield item
+
+    def close(self) -> None:
+        self._stopped.set()
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+
+
 class _Guard:
     """Turn a damaged database met mid-use into one EventStoreError naming the file."""
 
@@ -589,20 +703,24 @@ class _transaction:  # noqa: N801 - used as a context manager, like a function
         return False
 
 
-def progress_printer(label: str = "events", stream: Any = sys.stderr) -> Callable[[SyncProgress], None]:
-    """A progress callback printing how far a long sync is, on a terminal only (rewriting one line)."""
+def progress_printer(label: str = "events", stream: Any = None) -> Callable[[SyncProgress], None]:
+    """A progress callback printing how far a long sync is (at least :data:`PROGRESS_BLOCKS` blocks)
+    to ``stream`` (standard error as it is when a page lands), on a terminal only, rewriting one
+    line at most twice a second and ending it when the sync reaches the head."""
     started = time.monotonic()
     shown = [0.0]
 
     def show(progress: SyncProgress) -> None:
         now = time.monotonic()
-        if progress.total < 2000 or not stream.isatty() or (now - shown[0] < 0.5 and progress.done < progress.total):
+        out = stream if stream is not None else sys.stderr
+        if progress.total < PROGRESS_BLOCKS or not out.isatty():
+            return
+        if now - shown[0] < 0.5 and progress.done < progress.total:
             return
         shown[0] = now
         end = "\r" if progress.done < progress.total else "\n"
-        stream.write(f"{label}: block {progress.done:,}/{progress.total:,} ({progress.done / progress.total:.0%}), "
-                     f"{progress.logs:,} logs, {progress.page_blocks:,} blocks a page, "
-                     f"{now - started:.0f}s{end}")
-        stream.flush()
+        out.write(f"{label}: block {progress.done:,}/{progress.total:,} ({progress.done / progress.total:.0%}), "
+                  f"{progress.logs:,} logs, {progress.page_blocks:,} blocks a page, {now - started:.0f}s{end}")
+        out.flush()
 
     return show

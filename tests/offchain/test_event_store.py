@@ -1,6 +1,8 @@
 """The indexed event store: reads are paged and incremental, survive reorgs and crashes, adapt to a
 provider's range cap, carry to the next process on disk, and a damaged database is one clear error."""
 
+import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -158,6 +160,22 @@ def test_pages_adapt_to_a_provider_refusing_more_than_10_blocks(access, chain, h
         assert proxy.refused == refused
 
 
+def test_a_provider_refusing_every_page_is_one_clear_error_and_loses_nothing(access, chain, hospital, doctor,
+                                                                              record, tmp_path):
+    start = chain.blocks.height
+    access.grantAccess(record, doctor, chain.pending_timestamp + ONE_DAY, sender=hospital)
+    chain.mine(40)  # many pages: the pages are fetched by the sync's worker thread
+    upstream = chain.provider.web3.provider.endpoint_uri
+    store = EventStore(tmp_path / "store.sqlite", access.address, start, access.contract_type.events)
+    with LogRangeProxy(upstream, max_log_blocks=0) as proxy:
+        with pytest.raises(event_store.LogQueryRefused, match=f"block {start} alone: block range is too wide"):
+            store.sync(Web3(HTTPProvider(proxy.url)))
+        assert proxy.log_ranges[-1] == (start, start)  # halved down to one block before giving up
+    assert store.synced_to == start - 1 and store.count() == 0
+    store.sync(chain.provider.web3)  # the same store, through a provider that serves it
+    assert [log.grantee for log in store.query("AccessGranted", record=record)] == [doctor.address]
+
+
 def test_the_proxy_runs_on_its_own_with_max_range(access, chain, hospital, doctor, record, tmp_path):
     start = chain.blocks.height
     access.grantAccess(record, doctor, chain.pending_timestamp + ONE_DAY, sender=hospital)
@@ -179,6 +197,71 @@ def test_the_proxy_runs_on_its_own_with_max_range(access, chain, hospital, docto
     bad = subprocess.run([sys.executable, "-m", "offchain.rpcproxy", upstream, "--max-range", "0"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--max-range must be at least 1" in bad.stderr
+
+
+def _terminal():
+    """A real pseudo-terminal: (its file, a function returning everything written to it once closed)."""
+    master, slave = os.openpty()
+    terminal = os.fdopen(slave, "w")
+
+    def written() -> str:
+        terminal.close()
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the terminal is closed and drained
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(master)
+        return b"".join(chunks).decode()
+
+    return terminal, written
+
+
+def test_a_long_sync_shows_how_far_it_is_on_a_terminal(access, chain, hospital, doctor, record, tmp_path,
+                                                       monkeypatch):
+    start = chain.blocks.height
+    access.grantAccess(record, doctor, chain.pending_timestamp + ONE_DAY, sender=hospital)
+    chain.mine(event_store.PROGRESS_BLOCKS + 500)
+    total = chain.blocks.height - start + 1
+    terminal, written = _terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)  # the client's progress goes to standard error, a terminal here
+    client = AccessClient(access, hospital, from_block=start, cache_folder=tmp_path)
+    pages = []
+    printer = client.events.progress
+    client.events.progress = lambda progress: (pages.append(progress), printer(progress))
+    assert client.granted_users(record) == [doctor.address]
+    output = written()
+    assert len(pages) > 2  # pages of up to 1,000 blocks, starting small
+    # One line, rewritten in place (\r), ended once at the head; each frame says how far the sync is.
+    assert output.endswith("\n") and output.count("\n") == 1 and output.count("\r") >= 2
+    frames = [frame.strip() for frame in output.split("\r") if frame.strip()]
+    shown = [re.fullmatch(rf"events of {access.address[:10]}: block ([\d,]+)/([\d,]+) \((\d+)%\), ([\d,]+) logs, "
+                          r"([\d,]+) blocks a page, \d+s", frame) for frame in frames]
+    assert all(shown), frames
+    done = [int(match[1].replace(",", "")) for match in shown]
+    assert all(int(match[2].replace(",", "")) == total for match in shown)
+    assert done[0] == pages[0].done < total and done == sorted(done) and done[-1] == total
+    assert [int(match[3]) for match in shown][-1] == 100 and int(shown[0][3]) < 100
+    assert int(shown[-1][4].replace(",", "")) == client.events.count()
+
+    # A sync too short to need it, or one not on a terminal (a pipe): nothing is written.
+    terminal, written = _terminal()
+    client.events.progress = event_store.progress_printer("events", terminal)
+    chain.mine(event_store.PROGRESS_BLOCKS - 10)
+    client.sync_events()
+    assert written() == ""
+    read_end, write_end = os.pipe()
+    with os.fdopen(write_end, "w") as pipe:
+        store = EventStore(tmp_path / "piped.sqlite", access.address, start, access.contract_type.events)
+        store.progress = event_store.progress_printer("events", pipe)
+        store.sync(chain.provider.web3)
+        assert store.synced_to == chain.blocks.height
+    with os.fdopen(read_end) as piped:
+        assert piped.read() == ""
 
 
 def test_stored_logs_decode_as_ape_decodes_them(access, chain, hospital, doctor, patient, record, researcher):
