@@ -32,6 +32,8 @@ MARKS_BY_PATH = {
     "tests/contracts/test_access_scripts.py": ("e2e", "slow"),
     "tests/offchain/test_rehearse_amoy.py": ("e2e", "slow"),
     "tests/offchain/test_crypto_memory.py": ("slow",),
+    "tests/compression/test_compression_chain.py": ("slow",),
+    "tests/compression/test_byzantine_nodes.py": ("e2e", "slow"),
 }
 
 

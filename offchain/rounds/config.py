@@ -26,6 +26,10 @@ says whom each protects against. A DP study publishes no record count: its
 updates carry none on chain and its rounds average unweighted, so the epsilon
 it reports is for add/remove-one-record adjacency at each hospital.
 
+``compression`` (present only when set: ``{"top_k_ratio": r | null, "quantize_8bit": b}``,
+:class:`fl.compression.CompressionConfig`) makes every update a compressed one
+(:mod:`offchain.rounds.compression`); it excludes secure aggregation.
+
 ``participants`` are the hospitals of the study (the coordinator invites them
 to each round, and the aggregate is encrypted for them); ``auditors`` may read
 every update and aggregate and re-derive each round. With
@@ -46,6 +50,7 @@ from eth_utils import is_address, to_checksum_address
 
 from fl.aggregation import AggregationError, create_aggregator, sum_based_aggregators
 from fl.client import LocalTrainingConfig, dp_round_parameters
+from fl.compression import CompressionConfig
 from fl.models import ModelSpec
 from fl.privacy import DistributedDPConfig, DPParameters, DPSGDConfig, PrivacyBudget
 from fl.secure_aggregation import FixedPointCodec, SecureAggregationError, SessionParameters
@@ -131,6 +136,7 @@ class StudyConfig:
     round_seconds: int = DEFAULT_ROUND_SECONDS
     secure_aggregation: SecureAggregationSettings | None = None
     distributed_dp: DistributedDPConfig | None = None
+    compression: CompressionConfig | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "participants", _addresses(self.participants, "participants"))
@@ -167,11 +173,23 @@ class StudyConfig:
                                        "sum: it needs secure_aggregation")
             if self.dp is not None:
                 raise StudyConfigError("a study takes local DP-SGD (dp) or distributed_dp, not both")
+        self._check_compression()
+
+    def _check_compression(self) -> None:
+        if self.compression is None:
+            return
+        if not isinstance(self.compression, CompressionConfig):
+            raise StudyConfigError(f"compression must be a CompressionConfig, got {self.compression!r}")
+        if self.secure_aggregation is not None:
+            raise StudyConfigError("compression sends each hospital's update sparse or quantized, which a masked "
+                                   "input of secure aggregation cannot be: choose one")
 
     def to_json(self) -> dict[str, Any]:
         distributed = {} if self.distributed_dp is None else {"distributed_dp": asdict(self.distributed_dp)}
+        compression = {} if self.compression is None else {"compression": self.compression.to_json()}
         return {
             **distributed,
+            **compression,
             "format": FORMAT,
             "model": {"kind": self.model.kind, "num_features": self.model.num_features},
             "aggregator": {"name": self.aggregator, "params": dict(self.aggregator_params)},
@@ -247,6 +265,7 @@ class StudyConfig:
             dp = document["dp"]
             secure = document["secure_aggregation"]
             distributed = document.get("distributed_dp")
+            compression = document.get("compression")
             config = cls(
                 model=ModelSpec(**document["model"]),
                 participants=tuple(document["participants"]),
@@ -258,6 +277,7 @@ class StudyConfig:
                 round_seconds=document["round_seconds"],
                 secure_aggregation=SecureAggregationSettings.from_json(secure) if secure is not None else None,
                 distributed_dp=DistributedDPConfig(**distributed) if distributed is not None else None,
+                compression=CompressionConfig.from_json(compression) if "compression" in document else None,
             )
         except StudyConfigError:
             raise

@@ -54,6 +54,7 @@ from offchain.deployments import ACCESS_CONTRACT, find_deployment
 from offchain.deployments import DeploymentNotFound
 from offchain.ipfs import open_store
 from fl.client import LocalTrainingConfig
+from fl.compression import CompressionConfig
 from offchain.rounds.config import StudyConfig
 from offchain.rounds.errors import RoundsError
 from offchain.rounds.network import REGISTRY_CONTRACT, rounds_client
@@ -197,6 +198,8 @@ class RunSettings:
     drops: tuple[Dropout, ...] = ()
     training: LocalTrainingConfig | None = None  # local training (None: the default, or DP-SGD's)
     sites: str = "shared"  # "separate": every party its own home and IPFS node (offchain.ipfs.sites)
+    aggregator_params: dict = field(default_factory=dict)  # the aggregator's settings (e.g. trim_ratio)
+    compression: CompressionConfig | None = None  # every update compressed (top-k, int8, or both)
 
     def __post_init__(self) -> None:
         if self.sites not in SITES:
@@ -227,7 +230,7 @@ class RunSettings:
         stand_ins = tuple("0x" + f"{i + 1:040x}" for i in range(self.hospitals))
         try:
             StudyConfig(ModelSpec("logistic", 1), stand_ins, (), self.aggregator, round_seconds=self.round_seconds,
-                        **_secure_options(self))
+                        **_secure_options(self), **_update_options(self))
         except StudyConfigError as error:
             raise RunSettingsError(str(error)) from None
 
@@ -401,7 +404,7 @@ def _run_study(run: RunSettings, settings: Settings, *, echo: Echo, progress: bo
             dp = budgeted_dp(run.dp_epsilon, run.dp_delta, run.rounds, training)
         config = StudyConfig(ModelSpec("logistic", test.num_features), tuple(h.address for h in hospitals),
                              (auditor.address,), run.aggregator, training=training, dp=dp,
-                             round_seconds=run.round_seconds, **_secure_options(run))
+                             round_seconds=run.round_seconds, **_secure_options(run), **_update_options(run))
         study = members[coordinator.address].create_study(config, min_updates=run.quorum)
         secure = f", secure aggregation (threshold {run.secure_threshold})" if run.secure else ""
         echo(f"study {study.number} on chain {provider.chain_id}: RoundRegistry {registry_contract.address}, "
@@ -465,6 +468,11 @@ def _secure_options(run: RunSettings) -> dict:
 
     timing = {} if run.phase_seconds is None else {"phase_seconds": run.phase_seconds}
     return {"secure_aggregation": SecureAggregationSettings(run.secure_threshold, **timing)}
+
+
+def _update_options(run: RunSettings) -> dict:
+    """The study config's aggregator settings and update compression, as the run asks for them."""
+    return {"aggregator_params": dict(run.aggregator_params), "compression": run.compression}
 
 
 def ensure_deployed(admin, *, record: bool):
