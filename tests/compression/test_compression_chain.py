@@ -66,7 +66,7 @@ def test_compressed_updates_are_stored_in_fewer_bytes(five_hospitals):
         updates = consortium.auditor.rounds.updates(study, 1)
         sizes[name] = [stored_size(consortium.auditor.store, u.artifact.cid) for u in updates]
         sizes[name + " plaintext"] = [len(stored_update(consortium, study, 1, u)) for u in updates]
-    # 513 float32 parameters against 52 int8 codes, a 65-byte bitmap and 3 scales; the seal's keys are the same.
+    # 513 float32 parameters against 53 int8 codes, a 65-byte bitmap and 4 scales; the seal's keys are the same.
     assert max(sizes["compressed plaintext"]) * 4 < min(sizes["plain plaintext"]), sizes
     assert max(sizes["compressed"]) * 2 < min(sizes["plain"]), sizes
 
