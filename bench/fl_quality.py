@@ -448,12 +448,12 @@ def main() -> None:
 
 
 # Issue 23: robust aggregation and compression through the chain path.
-BYZANTINE_CHAIN_ROUNDS = 10
+BYZANTINE_CHAIN_ROUNDS = 5
 BYZANTINE_CHAIN_RULE = ("trimmed_mean", {"trim_ratio": 0.2})
 BYZANTINE_SCALE = 10.0
 BYZANTINE_HOOK = Path(__file__).resolve().parent.parent / "tests" / "compression" / "byzantine"
-TOPK_CHAIN_ROUNDS = 20
-TOPK_CHAIN_RUNS = 2
+TOPK_CHAIN_ROUNDS = 10
+TOPK_CHAIN_RUNS = 1
 TOPK_CHAIN = CompressionConfig(top_k_ratio=0.1, quantize_8bit=True)
 
 
