@@ -296,12 +296,17 @@ def _options():
     parser.add_argument("--only-privacy", action="store_true",
                         help="only the issue-19 figures: csprng_noise_overhead, rounds_per_budget_*, local and "
                              "distributed DP on chain, centralized_acc")
+    parser.add_argument("--only-chain-robustness", action="store_true",
+                        help="only issue 23's figures: byzantine_chain_gap_pts, topk_int8_bytes_ratio, topk_int8_gap_pts")
     return parser.parse_args()
 
 
 def main() -> None:
     options = _options()
     chain_runs, only_chain = options.dp_chain_runs, options.only_dp_chain
+    if options.only_chain_robustness:
+        print(json.dumps(robust_and_compressed_chain()))
+        return
     if options.only_privacy:
         _, central = train_centralized(federated_breast_cancer(HOSPITALS, "iid", seed=SEED),
                                        epochs=ROUNDS * TRAINING.epochs, training=TRAINING, seed=SEED)
@@ -438,7 +443,138 @@ def main() -> None:
         **measure_csprng_overhead(),
         **rounds_per_budget(),
         **measure_chain_privacy(options.privacy_runs),
+        **robust_and_compressed_chain(),
     }))
+
+
+# Issue 23: robust aggregation and compression through the chain path.
+BYZANTINE_CHAIN_ROUNDS = 5
+BYZANTINE_CHAIN_RULE = ("trimmed_mean", {"trim_ratio": 0.2})
+BYZANTINE_SCALE = 10.0
+BYZANTINE_HOOK = Path(__file__).resolve().parent.parent / "tests" / "compression" / "byzantine"
+TOPK_CHAIN_ROUNDS = 10
+TOPK_CHAIN_RUNS = 1
+TOPK_CHAIN = CompressionConfig(top_k_ratio=0.1, quantize_8bit=True)
+
+
+def measure_byzantine_chain(rounds: int = BYZANTINE_CHAIN_ROUNDS) -> dict:
+    """``byzantine_chain_gap_pts``: ``medshare fl run``'s library with 5 hospital node processes, each
+    its own OS process on its ``--share I/5``: clean FedAvg against the robust rule with hospital 1
+    sending ``base - 10 * (trained - base)`` every round (the test-only hook in tests/compression/byzantine,
+    put on the nodes' PYTHONPATH), and FedAvg under the same attack; every round verified by the auditor."""
+    import os
+    import tempfile
+
+    from offchain.rounds.runner import RunSettings, run_study
+    from offchain.settings import Settings
+
+    def final_accuracy(aggregator: str, params: dict, attacked: bool) -> float:
+        saved = {name: os.environ.get(name) for name in ("PYTHONPATH", "MEDSHARE_TEST_BYZANTINE")}
+        if attacked:
+            os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BYZANTINE_HOOK), saved["PYTHONPATH"]]))
+            os.environ["MEDSHARE_TEST_BYZANTINE"] = f"1:{BYZANTINE_SCALE:g}"
+        try:
+            with tempfile.TemporaryDirectory(prefix="medshare-byzantine-chain-") as home:
+                result = run_study(RunSettings(rounds=rounds, hospitals=HOSPITALS, aggregator=aggregator,
+                                               aggregator_params=params, passphrase="bench byzantine chain"),
+                                   Settings(home=Path(home)), echo=lambda line: None, progress=False)
+                if attacked:
+                    log = (Path(home) / "fl" / "logs" / "hospital-1.log").read_text()
+                    assert "byzantine (test hook)" in log, "the Byzantine hook did not run in hospital-1"
+        finally:
+            for name, value in saved.items():
+                os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
+        assert all(entry.verified for entry in result.rounds), "a round failed verification"
+        return result.rounds[-1].test_accuracy
+
+    rule, params = BYZANTINE_CHAIN_RULE
+    clean = final_accuracy("fedavg", {}, attacked=False)
+    robust = final_accuracy(rule, params, attacked=True)
+    fedavg = final_accuracy("fedavg", {}, attacked=True)
+    return {"byzantine_chain_gap_pts": round(100 * (clean - robust), 2), "byzantine_chain_rule": rule,
+            "byzantine_chain_clean_fedavg_acc": round(clean, 4), "byzantine_chain_robust_acc": round(robust, 4),
+            "byzantine_chain_fedavg_attacked_acc": round(fedavg, 4), "byzantine_chain_rounds": rounds}
+
+
+def measure_topk_chain(rounds: int = TOPK_CHAIN_ROUNDS, runs: int = TOPK_CHAIN_RUNS) -> dict:
+    """``topk_int8_bytes_ratio``, ``topk_int8_gap_pts``: the MLP (513 parameters, the larger built-in
+    model) through on-chain rounds, 5 hospitals (the runner's shares), the library's coordinator and
+    nodes stepping in this process on a local anvil and the embedded store, uncompressed against top-10 %
+    + int8 with error feedback, from the same genesis; ``runs`` studies each (the hospitals' batch order
+    comes from the OS). Bytes are what the store holds per update (sealed: the wrapped keys of 2 readers
+    and the AEAD framing included), beside the safetensors plaintext and its tensor data alone."""
+    import io
+    import tempfile
+
+    from ape import accounts, networks, project
+
+    from fl.models import ModelSpec, evaluate, set_parameters
+    from offchain.rounds.config import StudyConfig
+    from offchain.rounds.coordinator import Coordinator
+    from offchain.rounds.participant import HospitalNode
+    from offchain.rounds.runner import enrol
+    from offchain.rounds.sealed import UPDATE
+    from offchain.settings import Settings
+
+    data = federated_breast_cancer(HOSPITALS)
+    spec = ModelSpec("mlp", data.num_features)
+    genesis = spec.build(seed=SEED).state_dict()
+    with tempfile.TemporaryDirectory(prefix="medshare-bench-topk-") as home, \
+            networks.parse_network_choice("ethereum:local:foundry", disconnect_after=True):
+        test_accounts = accounts.test_accounts
+        admin, coordinator_account, auditor = test_accounts[0], test_accounts[1], test_accounts[2]
+        hospitals = [test_accounts[3 + i] for i in range(HOSPITALS)]
+        access = admin.deploy(project.MedicalAccess, admin)
+        registry = admin.deploy(project.RoundRegistry, access)
+        members = enrol(access, registry, admin, coordinator_account, hospitals, [auditor], Settings(home=Path(home)),
+                        "bench topk passphrase")
+        coordinator_member, auditor_member = members[coordinator_account.address], members[auditor.address]
+        participants = tuple(h.address for h in hospitals)
+
+        def study(compression) -> tuple[float, list[int], list[int], list[int]]:
+            config = StudyConfig(spec, participants, (auditor.address,), compression=compression)
+            number = coordinator_member.create_study(config, min_updates=HOSPITALS, genesis=genesis).number
+            coordinator = Coordinator(coordinator_member, number, target_rounds=rounds)
+            nodes = [HospitalNode(members[address], number, share, home=Path(home) / address)
+                     for address, share in zip(participants, data.hospitals)]
+            for _ in range(rounds * 4):
+                for node in nodes:
+                    node.step()
+                if coordinator.step().action == "done":
+                    break
+            view = auditor_member.study(number)
+            stored, plaintext, tensors = [], [], []
+            for update in auditor_member.rounds.updates(number, rounds):
+                stored.append(auditor_member.store.cat(update.artifact.cid, io.BytesIO()))
+                opened = view.open(update.artifact, view.place(rounds, UPDATE, update.participant))
+                plaintext.append(len(opened))
+                tensors.append(len(opened) - 8 - int.from_bytes(opened[:8], "little"))
+            model = spec.build(seed=0)
+            set_parameters(model, view.model(rounds))
+            return evaluate(model, data.test).accuracy, stored, plaintext, tensors
+
+        outcomes = {name: [study(compression) for _ in range(runs)]
+                    for name, compression in (("plain", None), ("topk_int8", TOPK_CHAIN))}
+    mean = {name: sum(run[0] for run in runs_of) / runs for name, runs_of in outcomes.items()}
+
+    def per_update(name: str, index: int) -> float:
+        values = [size for run in outcomes[name] for size in run[index]]
+        return sum(values) / len(values)
+
+    return {"topk_int8_bytes_ratio": round(per_update("topk_int8", 1) / per_update("plain", 1), 4),
+            "topk_int8_gap_pts": round(100 * (mean["plain"] - mean["topk_int8"]), 2),
+            "topk_int8_plaintext_ratio": round(per_update("topk_int8", 2) / per_update("plain", 2), 4),
+            "topk_int8_tensor_bytes_ratio": round(per_update("topk_int8", 3) / per_update("plain", 3), 4),
+            "topk_int8_stored_bytes": round(per_update("topk_int8", 1)), "plain_stored_bytes": round(per_update("plain", 1)),
+            "topk_int8_chain_acc": round(mean["topk_int8"], 4), "plain_chain_acc": round(mean["plain"], 4),
+            "topk_int8_acc_runs": [round(run[0], 4) for run in outcomes["topk_int8"]],
+            "plain_acc_runs": [round(run[0], 4) for run in outcomes["plain"]],
+            "topk_chain_model": "mlp", "topk_chain_rounds": rounds}
+
+
+def robust_and_compressed_chain() -> dict:
+    """Issue 23's figures (``--only-chain-robustness``): robust aggregation and compression on chain."""
+    return {**measure_byzantine_chain(), **measure_topk_chain()}
 
 
 if __name__ == "__main__":

@@ -40,6 +40,8 @@ MARKS_BY_PATH = {
     "tests/offchain/test_crypto_memory.py": ("slow",),
     "tests/evaluation/test_evaluation_cli.py": ("e2e", "slow"),
     "tests/byo/test_byo_study.py": ("e2e", "slow"),
+    "tests/compression/test_compression_chain.py": ("slow",),
+    "tests/compression/test_byzantine_nodes.py": ("e2e", "slow"),
 }
 
 

@@ -1,7 +1,7 @@
 """``medshare fl``: federated studies whose every round is a committed, verifiable artifact on chain.
 
     medshare fl create --participant ADDR... [--auditor ADDR...] [--aggregator NAME] [--dp-epsilon E --dp-rounds N]
-                       [--secure-aggregation [--threshold T] [--phase-seconds S]] ...
+                       [--secure-aggregation [--threshold T] [--phase-seconds S]] [--top-k R] [--int8] ...
     medshare fl coordinator --study S [--rounds N] [--select K]   open, aggregate, commit; resumes from the chain
     medshare fl participant --study S (--share I/K | --data FILE.csv --label COLUMN [--validation FILE.csv] | --images DIR
                             | --loader ENTRY) [--rounds N]
@@ -9,6 +9,7 @@
     medshare fl status --study S
     medshare fl run --rounds N --hospitals K [--aggregator NAME] [--rpc URL] [--select K] [--dp-epsilon E [--dp-delta D]]
                     [--secure-aggregation [--threshold T] [--phase-seconds S] [--drop HOSPITAL@ROUND ...]] [--json]
+                    [--param KEY=VALUE ...] [--top-k R] [--int8]
 
 Each command is one account (``--account``) with its own keystore in
 ``$MEDSHARE_HOME/keys``; nodes talk only through the chain and the store.
@@ -142,6 +143,21 @@ def fl() -> None:
     """Federated studies: rounds committed on chain, updates and models sealed in the store."""
 
 
+compression_options = [
+    click.option("--top-k", "top_k", type=click.FloatRange(0, 1, min_open=True), default=None, metavar="RATIO",
+                 help="Compress every update: send the largest RATIO of each tensor's entries (error feedback keeps "
+                      "the rest for the next round)."),
+    click.option("--int8", is_flag=True, help="Compress every update: int8 codes with one scale a tensor."),
+]
+
+
+def compression_config(top_k: float | None, int8: bool):
+    """The study's update compression the options name (None: plain updates)."""
+    from fl.compression import CompressionConfig
+
+    return None if top_k is None and not int8 else CompressionConfig(top_k, int8)
+
+
 def study_options(command):
     """The options that make a study's config (shared with `ape run rounds create`)."""
     options = [
@@ -163,6 +179,7 @@ def study_options(command):
         click.option("--decision-threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
                      help="Where a predicted probability counts as positive, for the sensitivity and specificity "
                           "the hospitals publish (default 0.5)."),
+        *compression_options,
     ]
     for option in reversed(options):
         command = option(command)
@@ -171,7 +188,8 @@ def study_options(command):
 
 def study_config(participants, auditors, aggregator, params, kind, features, min_updates, round_seconds,
                  dp_epsilon=None, dp_delta=None, dp_rounds=None, secure=False, threshold=None, phase_seconds=None,
-                 decision_threshold=None, input_shape=None, task="binary", classes=None, model_args=()):
+                 decision_threshold=None, input_shape=None, task="binary", classes=None, model_args=(),
+                 top_k=None, int8=False):
     """The config and quorum the study options describe."""
     from fl.client import LocalTrainingConfig
     from fl.privacy import DEFAULT_DELTA
@@ -202,7 +220,7 @@ def study_config(participants, auditors, aggregator, params, kind, features, min
         raise click.UsageError("--threshold and --phase-seconds need --secure-aggregation")
     config = StudyConfig(model, tuple(participants), tuple(auditors), aggregator, _params(params),
                          training=training, dp=dp, round_seconds=round_seconds or DEFAULT_ROUND_SECONDS,
-                         secure_aggregation=secure_aggregation,
+                         secure_aggregation=secure_aggregation, compression=compression_config(top_k, int8),
                          **({} if decision_threshold is None else {"decision_threshold": decision_threshold}))
     return config, min_updates or len(config.participants)
 
@@ -439,9 +457,12 @@ def status(chain, registry, study):
 @click.option("--images", type=click.Path(path_type=Path, file_okay=False, exists=True), default=None,
               help="hospital-N trains on its own image folder IMAGES/hospital-N (one folder per class number) "
                    "instead of the bundled table; give the study's --model and --input-shape.")
+@click.option("--param", "params", multiple=True, help="Aggregator setting KEY=VALUE (a JSON value).")
+@compression_options[0]
+@compression_options[1]
 @user_errors
 def run(rounds, hospitals, aggregator, rpc, select, dp_epsilon, dp_delta, secure, threshold, phase_seconds, drops,
-        sites, as_json, kind, model_args, features, input_shape, task, classes, images):
+        sites, as_json, kind, model_args, features, input_shape, task, classes, images, params, top_k, int8):
     """Run a study on the bundled data: a coordinator and K hospital nodes as separate processes."""
     from fl.privacy import DEFAULT_DELTA
     from offchain.rounds.runner import Dropout, RunSettings, RunSettingsError, run_study
@@ -454,6 +475,7 @@ def run(rounds, hospitals, aggregator, rpc, select, dp_epsilon, dp_delta, secure
                                dp_delta=DEFAULT_DELTA if dp_delta is None else dp_delta, secure=secure,
                                threshold=threshold, phase_seconds=phase_seconds,
                                drops=tuple(Dropout.parse(drop) for drop in drops), sites=sites,
+                               aggregator_params=_params(params), compression=compression_config(top_k, int8),
                                **_run_model(kind, model_args, features, input_shape, task, classes, images))
     except RunSettingsError as error:  # bad input: nothing was started
         raise click.UsageError(str(error)) from None

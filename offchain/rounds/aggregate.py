@@ -32,6 +32,7 @@ from fl.aggregation import AggregationError, AggregationResult, Aggregator, Clie
 from fl.artifacts import ArtifactError, decode_client_model
 from fl.models import ParameterLayout
 from fl.secure_aggregation import SecureSum
+from offchain.rounds.compression import decode_update as decode_compressed_update_on
 from offchain.rounds.errors import ArtifactCheckFailed, RoundsError
 from offchain.rounds.sealed import UPDATE, readers_of
 from offchain.rounds.secure_board import secure_sum
@@ -77,12 +78,11 @@ class RoundAggregation:
         if unreadable:
             raise ArtifactCheckFailed(f"{place.describe()}: carries no key for {', '.join(unreadable)}")
         try:
-            model, declared_round = decode_client_model(data)  # open() checked its SHA-256
+            parameters, declared_round = self.decode_update(data, base)  # open() checked its SHA-256
         except ArtifactError as error:
             raise ArtifactCheckFailed(f"{place.describe()}: {error}") from None
         if declared_round != round_number:
             raise ArtifactCheckFailed(f"{place.describe()}: the update says it is for round {declared_round}")
-        parameters = model.parameters
         if parameters.keys() != base.keys():
             raise ArtifactCheckFailed(f"{place.describe()}: its tensors {sorted(parameters)} are not the model's "
                                       f"{sorted(base)}")
@@ -96,6 +96,15 @@ class RoundAggregation:
         # A DP study averages unweighted: its counts are never published (a private update declares 0).
         weight = 1 if self.study.config.private else update.samples
         return ClientModel(client_id=update.participant, parameters=parameters, data_samples=weight)
+
+    def decode_update(self, data: bytes, base: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int]:
+        """An update's model parameters and declared round: a client update, or in a study with
+        ``compression`` a compressed one on ``base`` (:mod:`offchain.rounds.compression`), and only that."""
+        compression = self.study.config.compression
+        if compression is not None:
+            return decode_compressed_update_on(data, base, compression)
+        model, declared_round = decode_client_model(data)
+        return dict(model.parameters), declared_round
 
     def screen(self, round_number: int, base_round: int, updates: Sequence) -> Screening:
         """Run :meth:`check_update` on each of ``updates`` (two at a time: decryption and hashing

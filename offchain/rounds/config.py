@@ -27,6 +27,10 @@ says whom each protects against. A DP study publishes no record count: its
 updates carry none on chain and its rounds average unweighted, so the epsilon
 it reports is for add/remove-one-record adjacency at each hospital.
 
+``compression`` (present only when set: ``{"top_k_ratio": r | null, "quantize_8bit": b}``,
+:class:`fl.compression.CompressionConfig`) makes every update a compressed one
+(:mod:`offchain.rounds.compression`); it excludes secure aggregation.
+
 ``participants`` are the hospitals of the study (the coordinator invites them
 to each round, and the aggregate is encrypted for them); ``auditors`` may read
 every update and aggregate and re-derive each round. With
@@ -49,6 +53,7 @@ from fl.aggregation import AggregationError, create_aggregator, sum_based_aggreg
 from fl.client import LocalTrainingConfig, dp_round_parameters
 from fl.evaluation import DEFAULT_THRESHOLD as DEFAULT_DECISION_THRESHOLD
 from fl.evaluation import check_threshold
+from fl.compression import CompressionConfig
 from fl.models import ModelSpec
 from fl.privacy import DistributedDPConfig, DPParameters, DPSGDConfig, PrivacyBudget
 from fl.secure_aggregation import FixedPointCodec, SecureAggregationError, SessionParameters
@@ -137,6 +142,7 @@ class StudyConfig:
     # Where a binary model's probability counts as positive, for the sensitivity and specificity each
     # hospital publishes (fl.evaluation); in the canonical JSON only when not the default 0.5.
     decision_threshold: float = DEFAULT_DECISION_THRESHOLD
+    compression: CompressionConfig | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "participants", _addresses(self.participants, "participants"))
@@ -174,14 +180,26 @@ class StudyConfig:
             if self.dp is not None:
                 raise StudyConfigError("a study takes local DP-SGD (dp) or distributed_dp, not both")
         _check_decision_threshold(self.decision_threshold)
+        self._check_compression()
+
+    def _check_compression(self) -> None:
+        if self.compression is None:
+            return
+        if not isinstance(self.compression, CompressionConfig):
+            raise StudyConfigError(f"compression must be a CompressionConfig, got {self.compression!r}")
+        if self.secure_aggregation is not None:
+            raise StudyConfigError("compression sends each hospital's update sparse or quantized, which a masked "
+                                   "input of secure aggregation cannot be: choose one")
 
     def to_json(self) -> dict[str, Any]:
         distributed = {} if self.distributed_dp is None else {"distributed_dp": asdict(self.distributed_dp)}
         threshold = {} if self.decision_threshold == DEFAULT_DECISION_THRESHOLD else \
             {"decision_threshold": self.decision_threshold}
+        compression = {} if self.compression is None else {"compression": self.compression.to_json()}
         return {
             **distributed,
             **threshold,
+            **compression,
             "format": FORMAT,
             "model": self.model.to_json(),
             "aggregator": {"name": self.aggregator, "params": dict(self.aggregator_params)},
@@ -271,6 +289,7 @@ class StudyConfig:
             dp = document["dp"]
             secure = document["secure_aggregation"]
             distributed = document.get("distributed_dp")
+            compression = document.get("compression")
             config = cls(
                 model=ModelSpec.from_json(document["model"]),
                 participants=tuple(document["participants"]),
@@ -283,6 +302,7 @@ class StudyConfig:
                 secure_aggregation=SecureAggregationSettings.from_json(secure) if secure is not None else None,
                 distributed_dp=DistributedDPConfig(**distributed) if distributed is not None else None,
                 decision_threshold=document.get("decision_threshold", DEFAULT_DECISION_THRESHOLD),
+                compression=CompressionConfig.from_json(compression) if "compression" in document else None,
             )
         except StudyConfigError:
             raise

@@ -38,6 +38,7 @@ from fl.secure_aggregation import PostingUnavailable, SecureAggregationClient, S
 from offchain.chain import Role
 from offchain.contract_client import ChainRefusal
 from offchain.rounds.client import ArtifactRef, MissingEvent, SecurePhase
+from offchain.rounds.compression import node_compressor
 from offchain.rounds.errors import ArtifactCheckFailed, RoundsError
 from offchain.rounds.evaluation import evaluate_site
 from offchain.rounds.ledger import DatasetLedger, PrivacyCap, study_key
@@ -97,6 +98,7 @@ class HospitalNode:
             raise RoundsError(f"study {study} trains without DP, which no privacy cap allows "
                               f"(this node's: epsilon {cap.max_epsilon:g} at delta {cap.delta:g})")
         self.study_key = study_key(member.chain_id, member.rounds.contract.address, study)
+        self.compressor = node_compressor(config.compression, home, self.study_key, member.address)
         self.ledger = DatasetLedger.open(home, data) if config.private else None
         history = [] if self.ledger is None or config.dp is None else self.ledger.history(self.study_key)
         self.data = data
@@ -155,11 +157,27 @@ class HospitalNode:
             return declared
         evaluation = self._evaluation(state.base_round, parameters)
         model = self._train(number, parameters)
-        update = self.study.seal_update(number, encode_client_model(model, number, evaluation))
+        plaintext = self._update_bytes(number, parameters, model, evaluation)
+        update = self.study.seal_update(number, plaintext)
         refused = self._submit(number, update, model.data_samples, declared)
         if refused is not None:
             return refused
+        self._update_sent(number, len(plaintext))
         return Step("submitted", number, str(update.cid))
+
+    def _update_bytes(self, number: int, base, model: ClientModel, evaluation: dict[str, str]) -> bytes:
+        """The update's stored bytes: the client model, or in a study with ``compression`` its change
+        from ``base`` compressed with this node's error feedback (:mod:`offchain.rounds.compression`);
+        either carries the node's ``evaluation`` metadata."""
+        if self.compressor is None:
+            return encode_client_model(model, number, evaluation)
+        return self.compressor.encode(number, base, model.parameters, evaluation)
+
+    def _update_sent(self, number: int, size: int) -> None:
+        """The update is on chain: carry its error-feedback residual on (persisted in the node's home)."""
+        if self.compressor is not None:
+            self.compressor.keep()
+            self.log(f"round {number}: compressed update of {size:,} bytes")
 
     def _base(self, number: int, state) -> dict:
         """The round's base model, whose commitment must be the round's base on chain."""

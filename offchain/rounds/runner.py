@@ -55,6 +55,7 @@ from offchain.deployments import DeploymentNotFound
 from offchain.ipfs import open_store
 from fl.client import LocalTrainingConfig
 from fl.models import ModelSpec
+from fl.compression import CompressionConfig
 from offchain.rounds.config import StudyConfig
 from offchain.rounds.errors import RoundsError
 from offchain.rounds.network import REGISTRY_CONTRACT, rounds_client
@@ -200,6 +201,8 @@ class RunSettings:
     sites: str = "shared"  # "separate": every party its own home and IPFS node (offchain.ipfs.sites)
     model: ModelSpec | None = None  # the study's model (None: logistic on the bundled table)
     images: Path | None = None  # hospital-N trains on its image folder images/hospital-N (None: the bundled table)
+    aggregator_params: dict = field(default_factory=dict)  # the aggregator's settings (e.g. trim_ratio)
+    compression: CompressionConfig | None = None  # every update compressed (top-k, int8, or both)
 
     def __post_init__(self) -> None:
         if self.sites not in SITES:
@@ -230,7 +233,7 @@ class RunSettings:
         stand_ins = tuple("0x" + f"{i + 1:040x}" for i in range(self.hospitals))
         try:
             StudyConfig(ModelSpec("logistic", 1), stand_ins, (), self.aggregator, round_seconds=self.round_seconds,
-                        **_secure_options(self))
+                        **_secure_options(self), **_update_options(self))
         except StudyConfigError as error:
             raise RunSettingsError(str(error)) from None
 
@@ -407,7 +410,7 @@ def _run_study(run: RunSettings, settings: Settings, *, echo: Echo, progress: bo
             dp = budgeted_dp(run.dp_epsilon, run.dp_delta, run.rounds, training)
         config = StudyConfig(run.model or ModelSpec("logistic", test.num_features), tuple(h.address for h in hospitals),
                              (auditor.address,), run.aggregator, training=training, dp=dp,
-                             round_seconds=run.round_seconds, **_secure_options(run))
+                             round_seconds=run.round_seconds, **_secure_options(run), **_update_options(run))
         study = members[coordinator.address].create_study(config, min_updates=run.quorum,
                                                           allowed_models=_allowed_models(settings))
         secure = f", secure aggregation (threshold {run.secure_threshold})" if run.secure else ""
@@ -486,6 +489,11 @@ def _secure_options(run: RunSettings) -> dict:
 
     timing = {} if run.phase_seconds is None else {"phase_seconds": run.phase_seconds}
     return {"secure_aggregation": SecureAggregationSettings(run.secure_threshold, **timing)}
+
+
+def _update_options(run: RunSettings) -> dict:
+    """The study config's aggregator settings and update compression, as the run asks for them."""
+    return {"aggregator_params": dict(run.aggregator_params), "compression": run.compression}
 
 
 def ensure_deployed(admin, *, record: bool):

@@ -1,0 +1,97 @@
+"""Compressed updates on the chain path: a study whose config sets ``compression``.
+
+A hospital node sends ``trained - base`` compressed (:mod:`fl.compression`: top-k, int8 codes, or
+both) with error feedback: what it did not send is a residual kept in the node's own home, one file
+per study and account, and added to its next update, so it survives restarts. The residual moves on
+only once the update is on chain: an update the round never took left nothing behind.
+
+Every reader (the coordinator, each auditor) decodes the same stored bytes into the model
+``base + update`` by the same float32 arithmetic, so the aggregate is re-derived bit for bit. An
+update that is not exactly what the study's config prescribes (a plain update, other tensors, more or
+fewer kept entries than top-k keeps) is malformed like any other: rejected, as the hospital's silence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from fl.artifacts import ArtifactError
+from fl.compression import (
+    CompressionConfig,
+    ErrorFeedbackCompressor,
+    decode_compressed_update,
+    encode_compressed_update,
+    load_residual,
+    save_residual,
+)
+from offchain.rounds.evaluation import EVALUATION_METADATA
+from offchain.rounds.errors import RoundsError
+
+
+def residual_path(home: Path, study_key: str, account: str) -> Path:
+    """Where a node keeps its error-feedback residual for one study (hospitals may share a home)."""
+    return home / "fl" / "compression" / f"{study_key}-{account.lower()}.safetensors"
+
+
+class UpdateCompressor:
+    """One hospital's compressor in one study; ``path``: where its residual persists (None: memory only)."""
+
+    def __init__(self, config: CompressionConfig, path: Path | None = None) -> None:
+        self.compressor = ErrorFeedbackCompressor(config)
+        self.path = path
+        self._pending: dict[str, torch.Tensor] | None = None
+        if path is not None:
+            try:
+                self.compressor.residual = load_residual(path)
+            except ArtifactError as error:
+                raise RoundsError(f"the error-feedback residual {path} is damaged ({error}); delete it to start "
+                                  "error feedback afresh") from None
+
+    def encode(self, round_number: int, base: Mapping[str, torch.Tensor],
+               trained: Mapping[str, torch.Tensor], evaluation: Mapping[str, str] | None = None) -> bytes:
+        """The stored bytes of ``trained - base`` (plus the residual), compressed, with the node's
+        ``evaluation`` metadata (:mod:`offchain.rounds.evaluation`); the residual it leaves waits for
+        :meth:`keep`."""
+        for name, tensor in base.items():
+            if not tensor.is_floating_point():
+                raise RoundsError(f"the model's {name!r} is {tensor.dtype}: only floating-point models compress")
+        update = {name: trained[name].detach().float() - tensor.float() for name, tensor in base.items()}
+        try:
+            compressed, self._pending = self.compressor.propose(update)
+        except ValueError as error:
+            where = f" (residual {self.path})" if self.path is not None else ""
+            raise RoundsError(f"cannot compress this update{where}: {error}") from None
+        return encode_compressed_update(compressed, round_number, evaluation)
+
+    def keep(self) -> None:
+        """The update just encoded is on chain: its residual is the one to carry on (and to persist)."""
+        if self._pending is None:
+            return
+        self.compressor.residual, self._pending = self._pending, None
+        if self.path is not None:
+            save_residual(self.path, self.compressor.residual)
+
+
+def decode_update(data: bytes, base: Mapping[str, torch.Tensor],
+                  config: CompressionConfig) -> tuple[dict[str, torch.Tensor], int]:
+    """The model a compressed update stands for, ``base + update`` in the base's dtypes, and the round
+    it declares; ArtifactError if it is not a compressed update of this model under ``config``."""
+    for name, tensor in base.items():
+        if not tensor.is_floating_point():
+            raise ArtifactError(f"the model's {name!r} is {tensor.dtype}: only floating-point models compress")
+    compressed, round_number = decode_compressed_update(data, {n: tuple(t.shape) for n, t in base.items()}, config,
+                                                        optional_metadata=(EVALUATION_METADATA,))
+    parameters = {name: (tensor.float() + compressed[name].decode()).to(tensor.dtype) for name, tensor in base.items()}
+    return parameters, round_number
+
+
+def node_compressor(config: CompressionConfig | None, home: Path | None, study_key: str,
+                    account: str) -> UpdateCompressor | None:
+    """A hospital node's compressor for a study (None when the study sends plain updates); its residual
+    in ``home`` when the node has one."""
+    if config is None:
+        return None
+    return UpdateCompressor(config, None if home is None else residual_path(home, study_key, account))
