@@ -1,22 +1,24 @@
 """Federated learning for MedShare."""
 
+import importlib
 import logging as _logging
+from types import ModuleType
 
 
-def _import_opacus_quietly() -> None:
-    """Import opacus without the root log handler its ``logging.basicConfig`` call adds at import.
+def import_opacus(module: str = "opacus") -> ModuleType:
+    """``module`` of opacus, imported where DP runs or is accounted, never at ``import fl``.
 
-    That handler makes every library's log line (Ape's transaction lines among
-    them) print a second time, timestamped; an application configures logging,
-    a library does not.
+    opacus pulls in scipy.stats and torch.distributed (about 1.6 s), which every process start (each
+    ``medshare`` command, each node) would pay for nothing. Its ``logging.basicConfig`` call at import
+    adds a root log handler that makes every library's log line (Ape's transaction lines among them)
+    print a second time, timestamped; an application configures logging, a library does not: the
+    handler is removed.
     """
     root = _logging.getLogger()
     before = list(root.handlers)
-    import opacus.utils.module_utils  # noqa: F401 - the module that calls basicConfig
-
-    for handler in root.handlers[:]:
-        if handler not in before:
-            root.removeHandler(handler)
-
-
-_import_opacus_quietly()
+    try:
+        return importlib.import_module(module)
+    finally:
+        for handler in root.handlers[:]:
+            if handler not in before:
+                root.removeHandler(handler)
