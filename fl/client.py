@@ -20,7 +20,7 @@ from torch.nn import functional
 from fl.aggregation import ClientModel
 from fl.data import Dataset, HospitalData
 from fl.models import ModelSpec, evaluate, get_parameters, logits, set_parameters
-from fl import import_opacus
+from fl.opacus_import import import_opacus
 from fl.privacy import (
     DPParameters,
     DPSGDConfig,

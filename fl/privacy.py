@@ -43,8 +43,8 @@ import numpy as np
 import torch
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
-from fl import import_opacus
 from fl.aggregation import ClientModel
+from fl.opacus_import import import_opacus
 
 DEFAULT_DELTA = 1e-5
 # The accountants a study may choose: opacus's RDP, or the privacy loss distribution (PLD) of Google's
