@@ -5,7 +5,6 @@ import importlib
 import importlib.util
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -141,17 +140,11 @@ RESEARCHER = "0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65"
 OTHER_DOCTOR, OTHER_PATIENT = "0x976EA74026E726554dB657fA54763abd0C3a0aa9", "0x23618e81E3f5cdF7f54C3d65f7FBc0aBf5B21E8f"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def session_chain(tmp_path):
     """``medshare chain up`` in a scratch MEDSHARE_HOME; stopped at the end."""
     settings = Settings(home=tmp_path / "home")
-    local, started = localchain.up(settings, port=_free_port())
+    local, started = localchain.up(settings, port=localchain.free_port())
     assert started
     yield settings
     localchain.down(settings)
