@@ -26,9 +26,7 @@ from .test_rounds_secure import Run, five, secure_study  # noqa: F401 (five: the
 
 MEDSHARE = [sys.executable, "-c", "from offchain.cli import main; main()"]
 HOSPITALS = 5
-# How long a phase waits for a silent hospital (twice in round 1, so it is most of the test's time); a restarted
-# node posts its keys of round 2 within it unless the machine is loaded, and is then dropped again (allowed below).
-PHASE_SECONDS = 20
+PHASE_SECONDS = 30  # how long a phase waits for a silent hospital; a restarted node must post keys within it
 EPOCHS = 5
 FULL_BATCH = 10_000  # more than any hospital's records: one batch, whatever the order
 # Fixed point (2^-24) and float32 storage, far below what one hospital's update moves the mean.
