@@ -14,14 +14,13 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
-from opacus import GradSampleModule
 from torch import nn
 
 from fl.aggregation import ClientModel
 from fl.data import Dataset, HospitalData
 from fl.models import ModelSpec, evaluate, get_parameters, set_parameters
+from fl.opacus_import import import_opacus
 from fl.privacy import (
-    CryptoNoiseDPOptimizer,
     DPParameters,
     DPSGDConfig,
     NoiseSource,
@@ -31,6 +30,7 @@ from fl.privacy import (
     derive_seed,
     noise_generator,
     os_generator,
+    crypto_noise_dp_optimizer,
 )
 
 __all__ = ["HospitalClient", "LocalTrainingConfig", "derive_seed", "dp_round_parameters"]
@@ -240,8 +240,8 @@ class HospitalClient:
         # Per-record gradients of the summed loss; DPOptimizer divides the
         # clipped, noised sum by the expected batch size, as DP-SGD prescribes
         # for Poisson sampling (dividing by the drawn size would leak it).
-        private_model = GradSampleModule(model, loss_reduction="sum")
-        optimizer = CryptoNoiseDPOptimizer(
+        private_model = import_opacus().GradSampleModule(model, loss_reduction="sum")
+        optimizer = crypto_noise_dp_optimizer()(
             torch.optim.SGD(private_model.parameters(), lr=self.training.learning_rate),
             noise_multiplier=dp.noise_multiplier,
             max_grad_norm=dp.max_grad_norm,

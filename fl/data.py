@@ -14,8 +14,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-from sklearn.datasets import load_breast_cancer
-from sklearn.model_selection import train_test_split
 
 DEFAULT_SEED = 0
 DEFAULT_TEST_FRACTION = 0.25
@@ -108,6 +106,10 @@ def load_split(
     """The seeded, label-stratified (train, test) split, standardised with training statistics."""
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    # sklearn (with scipy and pandas, about a second) only where the data is loaded, not at every import.
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+
     bunch = load_breast_cancer()
     x_train, x_test, y_train, y_test = train_test_split(
         bunch.data, bunch.target, test_size=test_fraction, random_state=seed, stratify=bunch.target

@@ -41,14 +41,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from opacus.accountants import RDPAccountant
-from opacus.accountants.analysis import rdp as rdp_analysis
-from opacus.accountants.utils import get_noise_multiplier
-from opacus.optimizers import DPOptimizer
-from opacus.optimizers.optimizer import _check_processed_flag, _mark_as_processed
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
 from fl.aggregation import ClientModel
+from fl.opacus_import import import_opacus
 
 DEFAULT_DELTA = 1e-5
 # The accountants a study may choose: opacus's RDP, or the privacy loss distribution (PLD) of Google's
@@ -150,20 +146,40 @@ def noise_generator(seeded: SeededNoise | None, *labels: object) -> NoiseSource:
     return NoiseSource.fresh() if seeded is None else seeded.generator(*labels)
 
 
-class CryptoNoiseDPOptimizer(DPOptimizer):
-    """opacus's DP-SGD optimizer with its Gaussian noise drawn from a :class:`NoiseSource`."""
+@functools.cache
+def crypto_noise_dp_optimizer() -> type:
+    """:class:`CryptoNoiseDPOptimizer`, built at first use: opacus is imported only where DP-SGD runs."""
+    opacus_optimizer = import_opacus("opacus.optimizers.optimizer")
 
-    def __init__(self, *args, noise: NoiseSource, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.noise = noise
+    class CryptoNoiseDPOptimizer(opacus_optimizer.DPOptimizer):
+        """opacus's DP-SGD optimizer with its Gaussian noise drawn from a :class:`NoiseSource`."""
 
-    def add_noise(self) -> None:
-        std = self.noise_multiplier * self.max_grad_norm
-        for parameter in self.params:
-            _check_processed_flag(parameter.summed_grad)
-            noise = self.noise.gaussian(parameter.summed_grad.shape, std, parameter.summed_grad.dtype)
-            parameter.grad = (parameter.summed_grad + noise).view_as(parameter)
-            _mark_as_processed(parameter.summed_grad)
+        def __init__(self, *args, noise: NoiseSource, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.noise = noise
+
+        def add_noise(self) -> None:
+            std = self.noise_multiplier * self.max_grad_norm
+            for parameter in self.params:
+                opacus_optimizer._check_processed_flag(parameter.summed_grad)
+                noise = self.noise.gaussian(parameter.summed_grad.shape, std, parameter.summed_grad.dtype)
+                parameter.grad = (parameter.summed_grad + noise).view_as(parameter)
+                opacus_optimizer._mark_as_processed(parameter.summed_grad)
+
+    CryptoNoiseDPOptimizer.__module__, CryptoNoiseDPOptimizer.__qualname__ = __name__, "CryptoNoiseDPOptimizer"
+    return CryptoNoiseDPOptimizer
+
+
+def __getattr__(name: str):
+    if name == "CryptoNoiseDPOptimizer":
+        return crypto_noise_dp_optimizer()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _rdp_analysis():
+    """opacus's RDP analysis and RDPAccountant's default orders (imported at first use)."""
+    accountants = import_opacus("opacus.accountants")
+    return import_opacus("opacus.accountants.analysis.rdp"), accountants.RDPAccountant.DEFAULT_ALPHAS
 
 
 @dataclass(frozen=True)
@@ -248,7 +264,7 @@ def calibrate_noise_multiplier(
         raise ValueError(f"steps must be at least 1, got {steps}")
     if accountant == "rdp":
         return float(
-            get_noise_multiplier(
+            import_opacus("opacus.accountants.utils").get_noise_multiplier(
                 target_epsilon=target_epsilon,
                 target_delta=delta,
                 sample_rate=sample_rate,
@@ -275,9 +291,10 @@ def _rdp_per_step(noise_multiplier: float, sample_rate: float) -> np.ndarray:
     Cached because opacus evaluates its fractional orders slowly (about half a
     second per call) and a run asks again with the same settings every round.
     """
+    rdp_analysis, alphas = _rdp_analysis()
     return np.asarray(
         rdp_analysis.compute_rdp(
-            q=sample_rate, noise_multiplier=noise_multiplier, steps=1, orders=RDPAccountant.DEFAULT_ALPHAS
+            q=sample_rate, noise_multiplier=noise_multiplier, steps=1, orders=alphas
         )
     )
 
@@ -307,7 +324,7 @@ class DPParameters:
 
 
 def _history_rdp(history: Sequence[DPParameters]) -> np.ndarray:
-    total = np.zeros(len(RDPAccountant.DEFAULT_ALPHAS))
+    total = np.zeros(len(_rdp_analysis()[1]))
     for release in history:
         total = total + release.steps * _rdp_per_step(float(release.noise_multiplier), float(release.sample_rate))
     return total
@@ -316,7 +333,8 @@ def _history_rdp(history: Sequence[DPParameters]) -> np.ndarray:
 def _epsilon_of_rdp(rdp: np.ndarray, delta: float) -> float:
     if not rdp.any():
         return 0.0
-    epsilon, _ = rdp_analysis.get_privacy_spent(orders=RDPAccountant.DEFAULT_ALPHAS, rdp=rdp, delta=delta)
+    rdp_analysis, alphas = _rdp_analysis()
+    epsilon, _ = rdp_analysis.get_privacy_spent(orders=alphas, rdp=rdp, delta=delta)
     return float(epsilon)
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import Any
 
 from offchain import inputs
-from offchain.errors import InvalidInput
+from offchain.jsonfile import read_json_file
 from offchain.settings import Settings
 
 NAMES_FILE = "names.json"
@@ -20,15 +21,13 @@ NAMES_FILE = "names.json"
 def known_names(settings: Settings) -> dict[str, str]:
     """Every name in ``$MEDSHARE_HOME/names.json``, by checksummed address (none if there is no file)."""
     path = settings.home / NAMES_FILE
-    try:
-        document = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except (ValueError, UnicodeDecodeError) as error:
-        raise InvalidInput(f"{path} is not a JSON object of address: name ({error}); fix or delete it") from None
-    if not isinstance(document, dict) or not all(isinstance(name, str) for name in document.values()):
-        raise InvalidInput(f"{path} is not a JSON object of address: name; fix or delete it")
-    return {inputs.address(address, f"{path}: address"): name for address, name in document.items()}
+
+    def parse(document: Any) -> dict[str, str]:
+        if not isinstance(document, dict) or not all(isinstance(name, str) for name in document.values()):
+            raise TypeError("expected an object of address: name")
+        return {inputs.address(address, f"{path}: address"): name for address, name in document.items()}
+
+    return read_json_file(path, parse, "an address book") or {}
 
 
 def remember_names(settings: Settings, names: Mapping[str, str]) -> None:

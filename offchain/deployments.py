@@ -23,6 +23,7 @@ from typing import Any
 
 from offchain import inputs
 from offchain.errors import InvalidInput, MedShareError
+from offchain.jsonfile import read_json_file
 from offchain.settings import Settings
 
 
@@ -68,21 +69,17 @@ def deployments_file(settings: Settings | None = None) -> Path:
 
 
 def _read(path: Path) -> dict[str, dict[str, dict]]:
-    try:
-        known = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DeploymentsFileDamaged(f"{path} is not valid JSON ({error}); fix or delete it") from None
-    if not isinstance(known, dict) or not all(isinstance(entry, dict) for entry in known.values()):
-        raise DeploymentsFileDamaged(f"{path} is not a deployments file (an object of chain ids, each an object of "
-                                     "contracts); fix or delete it")
-    # The first format held one MedicalAccess per chain id.
-    known = {chain: ({ACCESS_CONTRACT: entry} if "address" in entry else entry) for chain, entry in known.items()}
-    for chain, contracts in known.items():
-        for name, entry in contracts.items():
-            _checked(entry, f"{path}: chain {chain}, {name}")
-    return known
+    def parse(known: Any) -> dict[str, dict[str, dict]]:
+        if not isinstance(known, dict) or not all(isinstance(entry, dict) for entry in known.values()):
+            raise TypeError("expected an object of chain ids, each an object of contracts")
+        # The first format held one MedicalAccess per chain id.
+        known = {chain: ({ACCESS_CONTRACT: entry} if "address" in entry else entry) for chain, entry in known.items()}
+        for chain, contracts in known.items():
+            for name, entry in contracts.items():
+                _checked(entry, f"{path}: chain {chain}, {name}")
+        return known
+
+    return read_json_file(path, parse, "a deployments file", error=DeploymentsFileDamaged) or {}
 
 
 def _checked(entry: Any, where: str) -> Deployment:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from offchain.errors import InvalidInput
+from offchain.jsonfile import read_json_file
 from offchain.ipfs.cid import CID
 from offchain.ipfs.errors import BlockNotFound, NodeUnreachable, StoreError
 from offchain.ipfs.kubo import KuboStore
@@ -115,16 +116,7 @@ class Consortium:
     @classmethod
     def load(cls, path: Path) -> Consortium | None:
         """The config at ``path``; None if there is no file (a site alone)."""
-        try:
-            text = path.read_text()
-        except FileNotFoundError:
-            return None
-        try:
-            return cls.from_json(json.loads(text), str(path))
-        except ValueError as error:
-            if isinstance(error, InvalidInput):
-                raise
-            raise InvalidInput(f"{path} is not JSON: {error}") from None
+        return read_json_file(path, lambda document: cls.from_json(document, str(path)), "a consortium config")
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

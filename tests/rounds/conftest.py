@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from fl.artifacts import encode_client_model
 from fl.data import federated_breast_cancer
 from fl.models import ModelSpec
 from offchain.rounds.config import StudyConfig
@@ -42,6 +43,21 @@ class Consortium:
         members = members or self.hospitals
         shares = federated_breast_cancer(len(members)).hospitals
         return [HospitalNode(member, study, share) for member, share in zip(members, shares)]
+
+    def cheat_in_round_one(self, study: int, *, data_samples: int | None = None):
+        """Round 1 opened and every node but the first submitted; the first (the cheat) has trained as
+        it should and sealed its update (claiming ``data_samples`` if given) but posted nothing.
+        Returns (the coordinator, the cheat's node, its sealed update)."""
+        coordinator = Coordinator(self.coordinator, study)
+        assert coordinator.step().action == "opened"
+        cheat, *honest = self.nodes(study)
+        for node in honest:
+            assert node.step().action == "submitted"
+        view = cheat.study
+        trained = cheat.client.train(view.model(0), 1)
+        trained = type(trained)(client_id=cheat.member.address, parameters=trained.parameters,
+                                data_samples=trained.data_samples if data_samples is None else data_samples)
+        return coordinator, cheat, view.seal_update(1, encode_client_model(trained, 1))
 
     def run_round(self, study: int, nodes=None) -> int:
         """Open a round (unless the last commit opened it), have every node submit, commit; returns the round."""

@@ -11,7 +11,6 @@ import math
 import pytest
 import torch
 
-from fl.artifacts import encode_client_model
 from fl.client import LocalTrainingConfig
 from fl.data import federated_breast_cancer
 from fl.models import ModelSpec, ParameterLayout
@@ -106,17 +105,10 @@ def test_a_dp_study_publishes_no_record_count_on_chain_or_in_the_store(consortiu
 
 def test_a_declaration_other_than_the_studys_dp_config_is_rejected_and_fails_the_verifier(consortium):
     study = dp_study(consortium)
-    coordinator = Coordinator(consortium.coordinator, study)
-    assert coordinator.step().action == "opened"
-    cheat, *honest = consortium.nodes(study)
-    for node in honest:
-        assert node.step().action == "submitted"
     # The cheat declares sigma 1000 (nearly no epsilon, its own accountant's figure for it, within its
     # budget: the registry takes it), whatever it trained with.
+    coordinator, cheat, update = consortium.cheat_in_round_one(study, data_samples=1)
     view = cheat.study
-    trained = cheat.client.train(view.model(0), 1)
-    trained = type(trained)(client_id=cheat.member.address, parameters=trained.parameters, data_samples=1)
-    update = view.seal_update(1, encode_client_model(trained, 1))
     true = cheat.client.dp_round_parameters
     lie = declare(DPParameters(1000.0, true.sample_rate, true.steps, true.clipping_norm))
     units = epsilon_units([lie], DELTA)

@@ -4,7 +4,6 @@ recomputes every declared epsilon, and `fl status`' library reports spend agains
 
 import pytest
 
-from fl.artifacts import encode_client_model
 from fl.client import LocalTrainingConfig
 from fl.models import ModelSpec
 from fl.privacy import DPParameters
@@ -77,18 +76,9 @@ def test_node_refuses_to_train_past_its_budget(consortium):
 
 def test_verifier_fails_a_round_whose_declared_epsilon_is_not_the_accountants(consortium):
     study = budgeted_study(consortium, rounds=2)
-    coordinator = Coordinator(consortium.coordinator, study)
-    assert coordinator.step().action == "opened"
-    cheat, *honest = consortium.nodes(study)
-    for node in honest:
-        assert node.step().action == "submitted"
     # The cheat trains as it should, but declares less epsilon than its parameters give (still
     # within its budget and not below its spend, so the registry, which cannot run the accountant, takes it).
-    view = cheat.study
-    trained = cheat.client.train(view.model(0), 1)
-    trained = type(trained)(client_id=cheat.member.address, parameters=trained.parameters,
-                            data_samples=trained.data_samples)
-    update = view.seal_update(1, encode_client_model(trained, 1))
+    coordinator, cheat, update = consortium.cheat_in_round_one(study)
     true = cheat.spend.next(cheat.client.dp_round_parameters)
     understated = Declaration(*true.as_tuple()[:4], true.epsilon_units // 2)
     submit_private_update(cheat.member.rounds, study, 1, update, understated)

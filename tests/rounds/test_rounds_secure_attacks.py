@@ -48,12 +48,28 @@ def flaky(member: Member) -> tuple[Member, FlakyStore]:
 def stranger_posts(consortium, study: int, cid: bytes) -> bool:
     """A stranger (no role) posts raw CID bytes in the round's current phase; False if the chain refuses."""
     rounds = consortium.stranger.rounds
-    phase = rounds.round(study, 1).secure_phase
     try:
-        rounds._send(rounds.contract.postSecureMessage, study, 1, int(phase), cid, hashlib.sha256(cid).digest())
+        post_raw(rounds, study, rounds.round(study, 1).secure_phase, cid)
     except ChainRefusal:
         return False  # the registry's roster check (issue 18, contract side) refuses it before any reader
     return True
+
+
+def post_raw(rounds, study: int, phase: SecurePhase, cid: bytes) -> None:
+    """Raw CID bytes posted as a secure message of round 1's ``phase``, with their sha256, unchecked."""
+    rounds._send(rounds.contract.postSecureMessage, study, 1, int(phase), cid, hashlib.sha256(cid).digest())
+
+
+@pytest.fixture
+def flaky_at_unmasking(consortium):
+    """A secure round (t = 2) in its unmasking phase whose first hospital's store can be made to fail:
+    (the run, that hospital, its store)."""
+    study = secure_study(consortium, consortium.hospitals, threshold=2)
+    run = Run(consortium, consortium.hospitals, study)
+    member, store = flaky(consortium.hospitals[0])
+    run.nodes[0] = run._capture(HospitalNode(member, study, run.shares[0], log=run.logs.append))
+    until_phase(run, consortium, SecurePhase.UNMASKING)
+    return run, member, store
 
 
 @pytest.mark.parametrize("cid", [b"\x00", bytes(range(256)) * 96], ids=["zero-byte", "24KiB"])
@@ -67,8 +83,7 @@ def test_a_strangers_malformed_cid_is_silence_and_the_round_commits(consortium, 
     hospital = consortium.hospitals[0].rounds
     # A roster member's second posting, malformed, changes nothing (the registry may refuse it first).
     try:
-        hospital._send(hospital.contract.postSecureMessage, study, 1, int(SecurePhase.SHARES), cid,
-                       hashlib.sha256(cid).digest())
+        post_raw(hospital, study, SecurePhase.SHARES, cid)
     except ChainRefusal:
         pass
     assert run.coordinator.step().action in ("waiting", "closed")  # reads the postings, does not raise
@@ -77,13 +92,9 @@ def test_a_strangers_malformed_cid_is_silence_and_the_round_commits(consortium, 
     assert [v.verified for v in verify_study(keyless(consortium.stranger), study)] == [True]
 
 
-def test_a_hospital_missing_a_masked_inputs_bytes_reveals_nothing_retries_then_unmasks(consortium):
-    study = secure_study(consortium, consortium.hospitals, threshold=2)
-    run = Run(consortium, consortium.hospitals, study)
-    member, store = flaky(consortium.hospitals[0])
-    run.nodes[0] = run._capture(HospitalNode(member, study, run.shares[0], log=run.logs.append))
-    until_phase(run, consortium, SecurePhase.UNMASKING)
-    rounds = consortium.coordinator.rounds
+def test_a_hospital_missing_a_masked_inputs_bytes_reveals_nothing_retries_then_unmasks(consortium, flaky_at_unmasking):
+    run, member, store = flaky_at_unmasking
+    study, rounds = run.study, consortium.coordinator.rounds
     third = rounds.updates(study, 1)[2].artifact.cid
     store.broken.add(third)
     for _ in range(3):
@@ -97,13 +108,10 @@ def test_a_hospital_missing_a_masked_inputs_bytes_reveals_nothing_retries_then_u
     check_committed(run, 1, [m.address for m in consortium.hospitals])
 
 
-def test_a_hospital_whose_bytes_stay_missing_refuses_at_the_deadline_and_reveals_nothing(consortium, chain):
-    study = secure_study(consortium, consortium.hospitals, threshold=2)
-    run = Run(consortium, consortium.hospitals, study)
-    member, store = flaky(consortium.hospitals[0])
-    run.nodes[0] = run._capture(HospitalNode(member, study, run.shares[0], log=run.logs.append))
-    until_phase(run, consortium, SecurePhase.UNMASKING)
-    rounds = consortium.coordinator.rounds
+def test_a_hospital_whose_bytes_stay_missing_refuses_at_the_deadline_and_reveals_nothing(consortium, chain,
+                                                                                       flaky_at_unmasking):
+    run, member, store = flaky_at_unmasking
+    study, rounds = run.study, consortium.coordinator.rounds
     store.broken.add(rounds.updates(study, 1)[1].artifact.cid)
     assert run.nodes[0].step().action == "waiting"
     chain.mine(timestamp=chain.pending_timestamp + 700)
