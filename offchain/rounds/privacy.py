@@ -27,7 +27,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from fl.privacy import DPParameters, PrivacyBudget, PrivacyBudgetExceeded, epsilon_of
+from fl.privacy import ACCOUNTANTS, DPParameters, PrivacyBudget, PrivacyBudgetExceeded, epsilon_of
+from offchain.errors import InvalidInput
 from offchain.rounds.client import ArtifactRef, RoundsClient
 from offchain.rounds.errors import RoundsError
 
@@ -40,6 +41,10 @@ _PACKING = (64, 32, 64, 32, 64)  # the bits of each Declaration field in the pac
 
 class PrivacyCheckFailed(RoundsError):
     """A declared epsilon is not what the declared DP parameters give, or passes the budget."""
+
+
+class PrivacySettingsError(RoundsError, InvalidInput):
+    """A study's DP settings are out of range or contradict each other: bad input, nothing was sent."""
 
 
 @dataclass(frozen=True)
@@ -323,12 +328,50 @@ DP_CLIPPING_NORM = 1.0
 DP_LEARNING_RATE = 1.0
 
 
+# Distributed DP of a study with a budget (as bench/fl_quality.py's distributed runs): few rounds of long
+# local training, each hospital's whole update clipped to 0.5.
+DISTRIBUTED_DP_CLIP = 0.5
+DISTRIBUTED_DP_EPOCHS = 10
+DISTRIBUTED_DP_LEARNING_RATE = 0.1
+
+
 def checked_budget(epsilon: float, delta: float) -> PrivacyBudget:
-    """The (epsilon, delta) budget; RoundsError, in one line, unless both are in range."""
+    """The (epsilon, delta) budget; PrivacySettingsError, in one line, unless both are in range."""
     try:
         return PrivacyBudget(epsilon, delta)
     except ValueError as error:
-        raise RoundsError(f"privacy budget: {error}") from None
+        raise PrivacySettingsError(f"privacy budget: {error}") from None
+
+
+def checked_accountant(accountant: str) -> str:
+    """``accountant`` if a study may name it; PrivacySettingsError otherwise."""
+    if accountant not in ACCOUNTANTS:
+        raise PrivacySettingsError(f"DP accountant {accountant!r} is not one of {', '.join(ACCOUNTANTS)}")
+    return accountant
+
+
+def study_privacy(epsilon: float, delta: float, rounds: int, *, accountant: str = "rdp",
+                  distributed_survivors: int | None = None, training=None):
+    """(local training, DP-SGD, distributed DP) of a study whose every hospital may spend ``epsilon`` at
+    ``delta`` over ``rounds`` rounds, by ``accountant``: DP-SGD at each hospital, or, given
+    ``distributed_survivors`` (the fewest hospitals a secure sum may hold: the secure threshold),
+    distributed DP inside the secure sum. ``training`` replaces the default local training of either.
+    PrivacySettingsError for settings out of range."""
+    from fl.client import LocalTrainingConfig
+    from fl.privacy import calibrate_distributed_dp
+
+    checked_budget(epsilon, delta)
+    checked_accountant(accountant)
+    if distributed_survivors is None:
+        training = training or LocalTrainingConfig(learning_rate=DP_LEARNING_RATE)
+        return training, budgeted_dp(epsilon, delta, rounds, training, accountant), None
+    training = training or LocalTrainingConfig(epochs=DISTRIBUTED_DP_EPOCHS, learning_rate=DISTRIBUTED_DP_LEARNING_RATE)
+    try:
+        distributed = calibrate_distributed_dp(epsilon, delta, rounds, DISTRIBUTED_DP_CLIP, distributed_survivors,
+                                               accountant)
+    except ValueError as error:
+        raise PrivacySettingsError(f"distributed DP: {error}") from None
+    return training, None, distributed
 
 
 def budgeted_dp(epsilon: float, delta: float, rounds: int, training, accountant: str = "rdp"):
