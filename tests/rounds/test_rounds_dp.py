@@ -35,7 +35,7 @@ from offchain.rounds.privacy import (
     submit_private_update,
 )
 from offchain.rounds.verifier import verify_study
-from .test_rounds_secure import Run, keyless, secure_study
+from .test_rounds_secure import Run, check_committed, five, keyless, secure_study  # noqa: F401 (five: a fixture)
 
 EPSILON, DELTA = 2.0, 1e-5
 
@@ -133,6 +133,46 @@ def test_a_declaration_other_than_the_studys_dp_config_is_rejected_and_fails_the
     assert list(info.rejected_submitters) == [cheat.member.address]
     assert cheat.member.address not in info.counted_submitters
     assert [(v.round, v.verified) for v in verify_study(consortium.auditor, study)] == [(1, True)]
+
+
+def forged(declaration: Declaration, noise_multiplier: float | None = None, epsilon: int | None = None):
+    """``declaration`` with another noise multiplier (its epsilon then recomputed) or another epsilon (units)."""
+    parameters = declaration.parameters()
+    if noise_multiplier is not None:
+        lie = declare(DPParameters(noise_multiplier, parameters.sample_rate, parameters.steps,
+                                   parameters.clipping_norm))
+        return Declaration(round(lie.noise_multiplier * 10**9), *declaration.as_tuple()[1:4],
+                           epsilon_units([lie], DELTA))
+    return Declaration(*declaration.as_tuple()[:4], epsilon)
+
+
+def test_a_secure_round_routes_around_a_declaration_the_verifier_refuses(consortium, five):
+    training = LocalTrainingConfig(learning_rate=DP_LEARNING_RATE)
+    study = secure_study(consortium, five, threshold=3, training=training, dp=budgeted_dp(EPSILON, DELTA, 2, training))
+    run = Run(consortium, five, study)
+    liar, understater = run.nodes[1], run.nodes[3]
+    # One declares sigma 1000 (its epsilon true to that sigma), one the study's DP with half its epsilon:
+    # the registry takes both (ranges and a rising spend), the verifier's privacy check takes neither.
+    lies = {liar: lambda d: forged(d, noise_multiplier=1000.0),
+            understater: lambda d: forged(d, epsilon=d.epsilon_units // 2)}
+    for node, lie in lies.items():
+        def submit(number, update, samples, declared, _submit=node._submit, _lie=lie):
+            return _submit(number, update, samples, _lie(declared))
+        node._submit = submit
+    # Their masked inputs are silence to every reader: the others unmask them as dropouts, the round commits
+    # the exact mean of the three honest ones, and the keyless verifier agrees.
+    assert run.drive().action == "committed"
+    cheats = {liar.member.address, understater.member.address}
+    honest = [m.address for m in five if m.address not in cheats]
+    info = consortium.auditor.rounds.round(study, 1)
+    assert sorted(info.counted_submitters) == sorted(honest)
+    assert sorted(info.rejected_submitters) == sorted(cheats)
+    check_committed(run, 1, honest)
+    assert [(v.round, v.verified, v.updates) for v in verify_study(keyless(consortium.stranger), study)] == [(1, True, 3)]
+    # What the verifier would have said had the coordinator counted them.
+    for cheat, why in [(liar, "declared .sigma, q, clip, steps. .1000"), (understater, "declared epsilon")]:
+        with pytest.raises(PrivacyCheckFailed, match=why):
+            check_round(consortium.auditor.rounds, study, 1, [cheat.member.address], run.coordinator.study.config)
 
 
 # Item 3: each hospital's own cap across studies -----------------------------------------------------
