@@ -169,7 +169,7 @@ class StudyConfig:
                 raise StudyConfigError("a study takes local DP-SGD (dp) or distributed_dp, not both")
 
     def to_json(self) -> dict[str, Any]:
-        distributed = {} if self.distributed_dp is None else {"distributed_dp": asdict(self.distributed_dp)}
+        distributed = {} if self.distributed_dp is None else {"distributed_dp": _distributed_json(self.distributed_dp)}
         return {
             **distributed,
             "format": FORMAT,
@@ -276,6 +276,15 @@ def _dp_json(dp: DPSGDConfig | None) -> dict[str, Any] | None:
     document = asdict(dp)
     if document["accountant"] == "rdp":
         del document["accountant"]
+    return document
+
+
+def _distributed_json(distributed: DistributedDPConfig) -> dict[str, Any]:
+    """Distributed DP as the config holds it; the sample rate only when set (record level), as in configs
+    written before record-level distributed DP."""
+    document = asdict(distributed)
+    if document["sample_rate"] is None:
+        del document["sample_rate"]
     return document
 
 

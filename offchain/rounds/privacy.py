@@ -346,11 +346,13 @@ DP_CLIPPING_NORM = 1.0
 DP_LEARNING_RATE = 1.0
 
 
-# Distributed DP of a study with a budget (as bench/fl_quality.py's distributed runs): few rounds of long
-# local training, each hospital's whole update clipped to 0.5.
+# Distributed DP of a study with a budget (as bench/fl_quality.py's distributed runs): record level, one
+# step of DP-SGD a round on the union of the hospitals' records, each sampled with probability 1/2, each
+# record's gradient clipped to 0.5; the step is the learning rate times the noised sum of clipped gradients
+# (averaged over the survivors by the aggregator).
 DISTRIBUTED_DP_CLIP = 0.5
-DISTRIBUTED_DP_EPOCHS = 10
-DISTRIBUTED_DP_LEARNING_RATE = 0.1
+DISTRIBUTED_DP_SAMPLE_RATE = 0.5
+DISTRIBUTED_DP_LEARNING_RATE = 0.2
 
 
 def checked_budget(epsilon: float, delta: float) -> PrivacyBudget:
@@ -383,10 +385,10 @@ def study_privacy(epsilon: float, delta: float, rounds: int, *, accountant: str 
     if distributed_survivors is None:
         training = training or LocalTrainingConfig(learning_rate=DP_LEARNING_RATE)
         return training, budgeted_dp(epsilon, delta, rounds, training, accountant), None
-    training = training or LocalTrainingConfig(epochs=DISTRIBUTED_DP_EPOCHS, learning_rate=DISTRIBUTED_DP_LEARNING_RATE)
+    training = training or LocalTrainingConfig(learning_rate=DISTRIBUTED_DP_LEARNING_RATE)
     try:
         distributed = calibrate_distributed_dp(epsilon, delta, rounds, DISTRIBUTED_DP_CLIP, distributed_survivors,
-                                               accountant)
+                                               accountant, DISTRIBUTED_DP_SAMPLE_RATE)
     except ValueError as error:
         raise PrivacySettingsError(f"distributed DP: {error}") from None
     return training, None, distributed

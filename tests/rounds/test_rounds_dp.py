@@ -32,6 +32,7 @@ from offchain.rounds.privacy import (
     declarations,
     declare,
     epsilon_units,
+    study_privacy,
     submit_private_update,
 )
 from offchain.rounds.verifier import verify_study
@@ -260,6 +261,27 @@ def test_distributed_dp_noises_only_the_secure_sum_and_is_accounted_per_hospital
     mean = layout.flatten(run.coordinator.study.model(1)) - layout.flatten(base)
     expected_norm = distributed.share_std * math.sqrt(3 * layout.size) / 3
     assert 0.5 * expected_norm < float(torch.linalg.vector_norm(mean)) < 1.5 * expected_norm + 0.5
+    assert all(log.event_arguments["samples"] == 0 for log in rounds._logs("UpdateSubmitted", study=study))
+    assert [v.verified for v in verify_study(keyless(consortium.stranger), study)] == [True]
+
+
+def test_record_level_distributed_dp_runs_one_dp_sgd_step_a_round_in_the_secure_sum(consortium):
+    hospitals = consortium.hospitals
+    training, dp, distributed = study_privacy(2.0, DELTA, 2, distributed_survivors=2)
+    assert dp is None and distributed.record_level
+    study = secure_study(consortium, hospitals, threshold=2, training=training, distributed_dp=distributed)
+    config = consortium.auditor.study(study).config
+    assert config.distributed_dp == distributed and b'"sample_rate":0.5' in config.canonical_bytes()
+    run = Run(consortium, hospitals, study)
+    assert run.drive().action == "committed"
+    rounds = consortium.auditor.rounds
+    spent = declarations(rounds, study, round=1)
+    assert sorted(entry.participant for entry in spent) == sorted(m.address for m in hospitals)
+    for entry in spent:  # each record's release: one sampled-Gaussian step at the full noise
+        assert entry.declaration.parameters() == DPParameters(distributed.noise_multiplier, 0.5, 1, 0.5)
+        assert entry.declaration.epsilon_units == epsilon_units([distributed.round_release], DELTA)
+    # The committed model is the base plus the mean of the survivors' steps, each its own noised sum.
+    check_committed(run, 1, [m.address for m in hospitals])
     assert all(log.event_arguments["samples"] == 0 for log in rounds._logs("UpdateSubmitted", study=study))
     assert [v.verified for v in verify_study(keyless(consortium.stranger), study)] == [True]
 
