@@ -212,12 +212,13 @@ def rounds_per_budget(epsilon: float = BUDGET_EPSILON) -> dict:
     return figures
 
 
-def measure_chain_privacy(runs: int) -> dict:
+def measure_chain_privacy(runs: int, local_runs: int | None = None) -> dict:
     """``local_dp_acc_eps*``, ``distributed_dp_acc_eps*``: mean test accuracy over ``runs`` studies each,
     5 hospitals (the runner's shares), through the rounds' library on a local anvil: the coordinator
     and the hospital nodes stepping in this process, every update and every secure phase on chain and in
     the store, each hospital's budget on chain. Local: DP-SGD at each hospital; distributed: each
-    hospital's clipped update plus its share of the noise inside the secure sum (threshold 3)."""
+    hospital's clipped update plus its share of the noise inside the secure sum (threshold 3).
+    ``local_runs`` (default ``runs``) for local DP alone: 0 measures distributed DP only."""
     import tempfile
 
     from ape import accounts, networks, project
@@ -269,15 +270,16 @@ def measure_chain_privacy(runs: int) -> dict:
             name = f"eps{epsilon:g}"
             local = [accuracy(StudyConfig(spec, participants, (auditor.address,), training=training,
                                           dp=budgeted_dp(epsilon, DP_DELTA, LOCAL_DP_ROUNDS, training)),
-                              LOCAL_DP_ROUNDS) for _ in range(runs)]
+                              LOCAL_DP_ROUNDS) for _ in range(runs if local_runs is None else local_runs)]
             # As `fl run --dp-epsilon E --secure-aggregation --distributed-dp` makes it.
             distributed_training, _, distributed_dp = study_privacy(epsilon, DP_DELTA, DISTRIBUTED_DP_ROUNDS,
                                                                     distributed_survivors=secure.threshold)
             distributed = [accuracy(StudyConfig(spec, participants, (auditor.address,), training=distributed_training,
                                                 secure_aggregation=secure, distributed_dp=distributed_dp),
                                     DISTRIBUTED_DP_ROUNDS) for _ in range(runs)]
-            figures[f"local_dp_acc_{name}"] = round(sum(local) / runs, 4)
-            figures[f"local_dp_acc_{name}_runs"] = [round(value, 4) for value in local]
+            if local:
+                figures[f"local_dp_acc_{name}"] = round(sum(local) / len(local), 4)
+                figures[f"local_dp_acc_{name}_runs"] = [round(value, 4) for value in local]
             figures[f"distributed_dp_acc_{name}"] = round(sum(distributed) / runs, 4)
             figures[f"distributed_dp_acc_{name}_runs"] = [round(value, 4) for value in distributed]
             figures[f"distributed_dp_noise_{name}"] = round(distributed_dp.noise_multiplier, 3)
@@ -293,6 +295,8 @@ def _options():
     parser.add_argument("--only-dp-chain", action="store_true")
     parser.add_argument("--privacy-runs", type=int, default=PRIVACY_RUNS,
                         help="studies per setting for local_dp_acc_* / distributed_dp_acc_* (0 skips them)")
+    parser.add_argument("--local-privacy-runs", type=int, default=None,
+                        help="studies per setting for local_dp_acc_* alone (default: --privacy-runs; 0 skips them)")
     parser.add_argument("--only-privacy", action="store_true",
                         help="only the issue-19 figures: csprng_noise_overhead, rounds_per_budget_*, local and "
                              "distributed DP on chain, centralized_acc")
@@ -306,7 +310,7 @@ def main() -> None:
         _, central = train_centralized(federated_breast_cancer(HOSPITALS, "iid", seed=SEED),
                                        epochs=ROUNDS * TRAINING.epochs, training=TRAINING, seed=SEED)
         figures = {"centralized_acc": round(central.accuracy, 4), **measure_csprng_overhead(), **rounds_per_budget(),
-                   **measure_chain_privacy(options.privacy_runs)}
+                   **measure_chain_privacy(options.privacy_runs, options.local_privacy_runs)}
         print(json.dumps(figures))
         return
     if only_chain:
