@@ -148,9 +148,9 @@ dp_options = [
                  help="How --dp-epsilon is accounted: rdp (opacus, the default) or pld (dp-accounting, tighter: "
                       "less noise for the same budget); recorded in the study's config."),
     click.option("--distributed-dp", is_flag=True,
-                 help="With --secure-aggregation: instead of DP-SGD at each hospital, each clips its update and adds "
-                      "only its share of the noise inside the secure sum (protects against the coordinator and the "
-                      "public, not against colluding hospitals)."),
+                 help="With --secure-aggregation: instead of DP-SGD at each hospital, each round is one DP-SGD step "
+                      "on all hospitals' records, each hospital adding only its share of the noise inside the secure "
+                      "sum (protects against the coordinator and the public, not against colluding hospitals)."),
 ]
 
 
