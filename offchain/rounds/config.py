@@ -18,7 +18,8 @@ same bytes and digest in any process::
      "training": {"batch_size": 16, "epochs": 1, "learning_rate": 0.1, "mu": 0.0}}
 
 ``dp`` (local DP-SGD at each hospital) and ``distributed_dp`` (present only when set:
-each hospital's clipped update plus its share of the noise, inside the secure sum;
+each hospital's clipped update plus its share of the noise, inside the secure sum; with a
+``sample_rate``, one DP-SGD step a round on the hospitals' records together;
 :class:`fl.privacy.DistributedDPConfig`) exclude each other; ``accountant`` is
 present in either only when it is ``"pld"`` (absent: RDP), so every party
 recomputes epsilons with the accountant the study names. :attr:`StudyConfig.threat_model`
