@@ -27,9 +27,11 @@ Issue 19 (``--only-privacy`` alone; ``--privacy-runs N``, default 5):
 one drawing from torch's generator, target <= 2), ``rounds_per_budget_rdp`` /
 ``rounds_per_budget_pld``, and local against distributed DP through on-chain
 rounds at epsilon 1 and 4 per hospital (``local_dp_acc_eps*``,
-``distributed_dp_acc_eps*``). Distributed DP is client level: with 5
-hospitals the noise must hide a fifth of the sum, so it trails local DP-SGD
-(record level) here; it pays off with many hospitals.
+``distributed_dp_acc_eps*``). Distributed DP is record level (``fl run
+--distributed-dp``'s): each round one step of DP-SGD on the union of the
+hospitals' records, each hospital adding its share of the noise inside the
+secure sum, so one record's gradient is hidden among the whole consortium's
+sample instead of one hospital's.
 
 Targets: FedAvg (non-IID) within 1.5 points of centralized; DP-SGD (mean of 5
 runs) within 3 points of centralized at epsilon <= 4; the best robust rule
@@ -127,9 +129,7 @@ def measure_dp_chain(runs: int) -> dict:
 PRIVACY_RUNS = 5
 PRIVACY_EPSILONS = (1.0, 4.0)
 LOCAL_DP_ROUNDS = 5
-DISTRIBUTED_DP_ROUNDS = 3
-DISTRIBUTED_DP_CLIP = 0.5
-DISTRIBUTED_DP_TRAINING = LocalTrainingConfig(epochs=10, learning_rate=0.1)
+DISTRIBUTED_DP_ROUNDS = 10  # record-level distributed DP-SGD: one step a round
 BUDGET_EPSILON = 4.0  # rounds_per_budget_*: at the noise RDP calibrates for DP_ROUNDS rounds within it
 
 
@@ -212,22 +212,22 @@ def rounds_per_budget(epsilon: float = BUDGET_EPSILON) -> dict:
     return figures
 
 
-def measure_chain_privacy(runs: int) -> dict:
+def measure_chain_privacy(runs: int, local_runs: int | None = None) -> dict:
     """``local_dp_acc_eps*``, ``distributed_dp_acc_eps*``: mean test accuracy over ``runs`` studies each,
     5 hospitals (the runner's shares), through the rounds' library on a local anvil: the coordinator
     and the hospital nodes stepping in this process, every update and every secure phase on chain and in
     the store, each hospital's budget on chain. Local: DP-SGD at each hospital; distributed: each
-    hospital's clipped update plus its share of the noise inside the secure sum (threshold 3)."""
+    hospital's clipped update plus its share of the noise inside the secure sum (threshold 3).
+    ``local_runs`` (default ``runs``) for local DP alone: 0 measures distributed DP only."""
     import tempfile
 
     from ape import accounts, networks, project
 
     from fl.models import ModelSpec, evaluate, set_parameters
-    from fl.privacy import calibrate_distributed_dp
     from offchain.rounds.config import SecureAggregationSettings, StudyConfig
     from offchain.rounds.coordinator import Coordinator
     from offchain.rounds.participant import HospitalNode
-    from offchain.rounds.privacy import DP_LEARNING_RATE, budgeted_dp
+    from offchain.rounds.privacy import DP_LEARNING_RATE, budgeted_dp, study_privacy
     from offchain.rounds.runner import default_threshold, enrol
     from offchain.settings import Settings
 
@@ -270,14 +270,16 @@ def measure_chain_privacy(runs: int) -> dict:
             name = f"eps{epsilon:g}"
             local = [accuracy(StudyConfig(spec, participants, (auditor.address,), training=training,
                                           dp=budgeted_dp(epsilon, DP_DELTA, LOCAL_DP_ROUNDS, training)),
-                              LOCAL_DP_ROUNDS) for _ in range(runs)]
-            distributed_dp = calibrate_distributed_dp(epsilon, DP_DELTA, DISTRIBUTED_DP_ROUNDS, DISTRIBUTED_DP_CLIP,
-                                                      secure.threshold)
-            distributed = [accuracy(StudyConfig(spec, participants, (auditor.address,), training=DISTRIBUTED_DP_TRAINING,
+                              LOCAL_DP_ROUNDS) for _ in range(runs if local_runs is None else local_runs)]
+            # As `fl run --dp-epsilon E --secure-aggregation --distributed-dp` makes it.
+            distributed_training, _, distributed_dp = study_privacy(epsilon, DP_DELTA, DISTRIBUTED_DP_ROUNDS,
+                                                                    distributed_survivors=secure.threshold)
+            distributed = [accuracy(StudyConfig(spec, participants, (auditor.address,), training=distributed_training,
                                                 secure_aggregation=secure, distributed_dp=distributed_dp),
                                     DISTRIBUTED_DP_ROUNDS) for _ in range(runs)]
-            figures[f"local_dp_acc_{name}"] = round(sum(local) / runs, 4)
-            figures[f"local_dp_acc_{name}_runs"] = [round(value, 4) for value in local]
+            if local:
+                figures[f"local_dp_acc_{name}"] = round(sum(local) / len(local), 4)
+                figures[f"local_dp_acc_{name}_runs"] = [round(value, 4) for value in local]
             figures[f"distributed_dp_acc_{name}"] = round(sum(distributed) / runs, 4)
             figures[f"distributed_dp_acc_{name}_runs"] = [round(value, 4) for value in distributed]
             figures[f"distributed_dp_noise_{name}"] = round(distributed_dp.noise_multiplier, 3)
@@ -293,6 +295,8 @@ def _options():
     parser.add_argument("--only-dp-chain", action="store_true")
     parser.add_argument("--privacy-runs", type=int, default=PRIVACY_RUNS,
                         help="studies per setting for local_dp_acc_* / distributed_dp_acc_* (0 skips them)")
+    parser.add_argument("--local-privacy-runs", type=int, default=None,
+                        help="studies per setting for local_dp_acc_* alone (default: --privacy-runs; 0 skips them)")
     parser.add_argument("--only-privacy", action="store_true",
                         help="only the issue-19 figures: csprng_noise_overhead, rounds_per_budget_*, local and "
                              "distributed DP on chain, centralized_acc")
@@ -311,7 +315,7 @@ def main() -> None:
         _, central = train_centralized(federated_breast_cancer(HOSPITALS, "iid", seed=SEED),
                                        epochs=ROUNDS * TRAINING.epochs, training=TRAINING, seed=SEED)
         figures = {"centralized_acc": round(central.accuracy, 4), **measure_csprng_overhead(), **rounds_per_budget(),
-                   **measure_chain_privacy(options.privacy_runs)}
+                   **measure_chain_privacy(options.privacy_runs, options.local_privacy_runs)}
         print(json.dumps(figures))
         return
     if only_chain:

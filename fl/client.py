@@ -21,6 +21,7 @@ from fl.data import Dataset, HospitalData
 from fl.models import ModelSpec, evaluate, get_parameters, set_parameters
 from fl.opacus_import import import_opacus
 from fl.privacy import (
+    DistributedDPConfig,
     DPParameters,
     DPSGDConfig,
     NoiseSource,
@@ -33,7 +34,7 @@ from fl.privacy import (
     crypto_noise_dp_optimizer,
 )
 
-__all__ = ["HospitalClient", "LocalTrainingConfig", "derive_seed", "dp_round_parameters"]
+__all__ = ["HospitalClient", "LocalTrainingConfig", "derive_seed", "distributed_dp_step", "dp_round_parameters"]
 
 
 @dataclass(frozen=True)
@@ -263,3 +264,34 @@ class HospitalClient:
             self._proximal_gradient(model, anchor)
             optimizer.original_optimizer.step()
         self.ledger.record(round_number, release)
+
+
+def distributed_dp_step(model_spec: ModelSpec, global_parameters: Mapping[str, torch.Tensor], data: Dataset,
+                        distributed: DistributedDPConfig, learning_rate: float,
+                        noise: NoiseSource, allowed_models: Collection[str] = ()) -> dict[str, torch.Tensor]:
+    """One step of record-level distributed DP-SGD at one hospital: the global model minus
+    ``learning_rate`` times (the sum of the clipped per-record gradients of a Poisson sample of its
+    records, plus its share of the noise). Not divided by any batch size: the sum must be the same
+    function of each record at every hospital, so that the shares add up to the noise the secure sum
+    needs against any one record (a hospital's own size would scale its records' sensitivity)."""
+    model = model_spec.build(seed=0, allowed=allowed_models)
+    set_parameters(model, global_parameters)
+    drawn = noise.bernoulli(data.num_samples, distributed.sample_rate)
+    parameters = dict(model.named_parameters())
+    summed = {name: torch.zeros_like(parameter, dtype=torch.float64) for name, parameter in parameters.items()}
+    if drawn.any():
+        private_model = import_opacus().GradSampleModule(model, loss_reduction="sum")
+        loss = model_spec.loss(private_model(data.features[drawn]), data.labels[drawn], reduction="sum")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Full backward hook is firing")
+            loss.backward()
+        samples = {name: parameter.grad_sample.double().flatten(1) for name, parameter in parameters.items()}
+        norms = torch.sqrt(sum(sample.pow(2).sum(1) for sample in samples.values()))
+        scale = torch.clamp(distributed.clip_norm / (norms + 1e-12), max=1.0)
+        for name, sample in samples.items():
+            summed[name] = (scale @ sample).view(parameters[name].shape)
+    stepped = {}
+    for name, parameter in parameters.items():
+        gradient = summed[name] + noise.gaussian(parameter.shape, distributed.share_std)
+        stepped[name] = (parameter.detach().double() - learning_rate * gradient).to(parameter.dtype)
+    return {name: stepped.get(name, tensor.clone()) for name, tensor in get_parameters(model).items()}

@@ -26,7 +26,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.nn import functional
 
@@ -132,7 +131,7 @@ def binary_metrics(logits: torch.Tensor, labels: torch.Tensor, threshold: float 
         task="binary",
         loss=float(functional.binary_cross_entropy_with_logits(logits, labels)),
         accuracy=float((predicted == positive).double().mean()),
-        auroc=float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else None,
+        auroc=_auroc(y, p) if 0 < y.sum() < len(y) else None,
         sensitivity=_rate(predicted, positive),
         specificity=_rate(~predicted, ~positive),
         brier=float(((probabilities - labels) ** 2).mean()),
@@ -159,7 +158,7 @@ def multiclass_metrics(logits: torch.Tensor, labels: torch.Tensor) -> Metrics:
     for k in range(classes):
         member = target == k
         if 0 < int(member.sum()) < len(target):
-            aurocs.append(roc_auc_score(member.numpy(), probabilities[:, k].numpy()))
+            aurocs.append(_auroc(member.numpy(), probabilities[:, k].numpy()))
         for rates, value in ((sensitivities, _rate(predicted == k, member)),
                              (specificities, _rate(predicted != k, ~member))):
             if value is not None:
@@ -253,3 +252,10 @@ def check_threshold(threshold: float) -> None:
     """A decision threshold is a probability strictly between 0 and 1."""
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
         raise ValueError(f"the decision threshold must be in (0, 1), got {threshold!r}")
+
+
+def _auroc(labels, scores) -> float:
+    # scikit-learn is loaded only when a model is scored: nodes and readers that never score need not pay for it.
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(labels, scores))

@@ -490,6 +490,7 @@ class DistributedDPConfig:
     delta: float = DEFAULT_DELTA
     epsilon_budget: float | None = None
     accountant: str = "rdp"
+    sample_rate: float | None = None
 
     def __post_init__(self) -> None:
         _check_noise_and_norm(self.noise_multiplier, self.clip_norm, "clip_norm")
@@ -498,11 +499,24 @@ class DistributedDPConfig:
         _check_delta(self.delta)
         _check_budget(self.epsilon_budget)
         _check_accountant(self.accountant)
+        if self.sample_rate is not None and not 0.0 < self.sample_rate <= 1.0:
+            raise ValueError(f"sample_rate must be in (0, 1], got {self.sample_rate}")
+
+    @property
+    def record_level(self) -> bool:
+        """With a ``sample_rate``: distributed DP-SGD, each round one step of it (FedSGD). Each hospital
+        Poisson-samples its records at ``sample_rate``, clips each record's gradient to ``clip_norm`` and
+        adds its noise share to their sum; the secure sum is then one DP-SGD step on the union of the
+        hospitals' records, with at least the full noise, accounted per record (as local DP-SGD is, with
+        a sample of the whole consortium's records against the noise instead of one hospital's)."""
+        return self.sample_rate is not None
 
     @property
     def round_release(self) -> DPParameters:
-        """What one round releases about any hospital: one Gaussian step on its clipped update."""
-        return DPParameters(self.noise_multiplier, 1.0, 1, self.clip_norm)
+        """What one round releases about any hospital: one Gaussian step on its clipped update (client
+        level), or about any record: one sampled-Gaussian step on its clipped gradient (record level)."""
+        return DPParameters(self.noise_multiplier, 1.0 if self.sample_rate is None else self.sample_rate, 1,
+                            self.clip_norm)
 
     @property
     def share_std(self) -> float:
@@ -510,19 +524,23 @@ class DistributedDPConfig:
         return self.noise_multiplier * self.clip_norm / math.sqrt(self.min_survivors)
 
     def privatize(self, update: torch.Tensor, noise: NoiseSource) -> torch.Tensor:
-        """``update`` (flat, float64) clipped to ``clip_norm`` plus this hospital's share of the noise."""
+        """``update`` (flat, float64) clipped to ``clip_norm`` plus this hospital's share of the noise
+        (client level; at record level the update already holds its share: :func:`fl.client.distributed_dp_step`)."""
+        if self.record_level:
+            return update.double()
         norm = float(torch.linalg.vector_norm(update.double()))
         scale = min(1.0, self.clip_norm / norm) if norm > 0 else 1.0
         return update.double() * scale + noise.gaussian(update.shape, self.share_std)
 
 
 def calibrate_distributed_dp(epsilon: float, delta: float, rounds: int, clip_norm: float, min_survivors: int,
-                             accountant: str = "rdp") -> DistributedDPConfig:
-    """Distributed DP whose ``rounds`` rounds spend at most ``epsilon`` at ``delta``, with that budget."""
-    noise = calibrate_noise_multiplier(epsilon, delta, 1.0, rounds, accountant)
+                             accountant: str = "rdp", sample_rate: float | None = None) -> DistributedDPConfig:
+    """Distributed DP whose ``rounds`` rounds spend at most ``epsilon`` at ``delta``, with that budget
+    (record level, one DP-SGD step a round, with a ``sample_rate``; client level without)."""
+    noise = calibrate_noise_multiplier(epsilon, delta, 1.0 if sample_rate is None else sample_rate, rounds, accountant)
     # Rounded up to whole billionths, as the chain declares it (never less noise than calibrated).
     noise = math.ceil(noise * 1e9) / 1e9
-    return DistributedDPConfig(clip_norm, noise, min_survivors, delta, epsilon, accountant)
+    return DistributedDPConfig(clip_norm, noise, min_survivors, delta, epsilon, accountant, sample_rate)
 
 
 @dataclass(frozen=True)

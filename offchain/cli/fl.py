@@ -1,13 +1,15 @@
 """``medshare fl``: federated studies whose every round is a committed, verifiable artifact on chain.
 
-    medshare fl create --participant ADDR... [--auditor ADDR...] [--aggregator NAME] [--dp-epsilon E --dp-rounds N]
+    medshare fl create --participant ADDR... [--auditor ADDR...] [--aggregator NAME] [--dp-epsilon E --dp-rounds N
+                       [--dp-delta D] [--dp-accountant rdp|pld] [--distributed-dp]]
                        [--secure-aggregation [--threshold T] [--phase-seconds S]] [--top-k R] [--int8] ...
     medshare fl coordinator --study S [--rounds N] [--select K]   open, aggregate, commit; resumes from the chain
     medshare fl participant --study S (--share I/K | --data FILE.csv --label COLUMN [--validation FILE.csv] | --images DIR
                             | --loader ENTRY) [--rounds N]
     medshare fl verify [--study S] [--round N | --all] [--json]
     medshare fl status --study S
-    medshare fl run --rounds N --hospitals K [--aggregator NAME] [--rpc URL] [--select K] [--dp-epsilon E [--dp-delta D]]
+    medshare fl run --rounds N --hospitals K [--aggregator NAME] [--rpc URL] [--select K]
+                    [--dp-epsilon E [--dp-delta D] [--dp-accountant rdp|pld] [--distributed-dp]]
                     [--secure-aggregation [--threshold T] [--phase-seconds S] [--drop HOSPITAL@ROUND ...]] [--json]
                     [--param KEY=VALUE ...] [--top-k R] [--int8]
 
@@ -158,6 +160,17 @@ def compression_config(top_k: float | None, int8: bool):
     return None if top_k is None and not int8 else CompressionConfig(top_k, int8)
 
 
+dp_options = [
+    click.option("--dp-accountant", type=click.Choice(["rdp", "pld"]), default=None,
+                 help="How --dp-epsilon is accounted: rdp (opacus, the default) or pld (dp-accounting, tighter: "
+                      "less noise for the same budget); recorded in the study's config."),
+    click.option("--distributed-dp", is_flag=True,
+                 help="With --secure-aggregation: instead of DP-SGD at each hospital, each round is one DP-SGD step "
+                      "on all hospitals' records, each hospital adding only its share of the noise inside the secure "
+                      "sum (protects against the coordinator and the public, not against colluding hospitals)."),
+]
+
+
 def study_options(command):
     """The options that make a study's config (shared with `ape run rounds create`)."""
     options = [
@@ -179,6 +192,7 @@ def study_options(command):
         click.option("--decision-threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
                      help="Where a predicted probability counts as positive, for the sensitivity and specificity "
                           "the hospitals publish (default 0.5)."),
+        *dp_options,
         *compression_options,
     ]
     for option in reversed(options):
@@ -189,23 +203,19 @@ def study_options(command):
 def study_config(participants, auditors, aggregator, params, kind, features, min_updates, round_seconds,
                  dp_epsilon=None, dp_delta=None, dp_rounds=None, secure=False, threshold=None, phase_seconds=None,
                  decision_threshold=None, input_shape=None, task="binary", classes=None, model_args=(),
-                 top_k=None, int8=False):
+                 top_k=None, int8=False, dp_accountant=None, distributed_dp=False):
     """The config and quorum the study options describe."""
     from fl.client import LocalTrainingConfig
     from fl.privacy import DEFAULT_DELTA
     from offchain.rounds.config import DEFAULT_ROUND_SECONDS, StudyConfig
-    from offchain.rounds.privacy import DP_LEARNING_RATE, budgeted_dp
+    from offchain.rounds.privacy import study_privacy
 
     model = model_spec(kind, features, input_shape, task, classes, model_args)
-    training, dp = LocalTrainingConfig(), None
-    if dp_epsilon is None:
-        if dp_delta is not None or dp_rounds is not None:
-            raise click.UsageError("--dp-delta and --dp-rounds need --dp-epsilon")
-    else:
-        if dp_rounds is None or dp_rounds < 1:
-            raise click.UsageError("--dp-epsilon needs --dp-rounds N (N >= 1): the rounds the budget must last")
-        training = LocalTrainingConfig(learning_rate=DP_LEARNING_RATE)
-        dp = budgeted_dp(dp_epsilon, DEFAULT_DELTA if dp_delta is None else dp_delta, dp_rounds, training)
+    check_dp_options(dp_epsilon, dp_delta, dp_accountant, distributed_dp, secure)
+    if dp_epsilon is None and dp_rounds is not None:
+        raise click.UsageError("--dp-delta and --dp-rounds need --dp-epsilon")
+    if dp_epsilon is not None and (dp_rounds is None or dp_rounds < 1):
+        raise click.UsageError("--dp-epsilon needs --dp-rounds N (N >= 1): the rounds the budget must last")
     secure_aggregation = None
     if secure:
         from offchain.rounds.config import SecureAggregationSettings
@@ -218,9 +228,15 @@ def study_config(participants, auditors, aggregator, params, kind, features, min
         min_updates = min_updates or min(secure_quorum(secure_aggregation.threshold), len(participants))
     elif threshold is not None or phase_seconds is not None:
         raise click.UsageError("--threshold and --phase-seconds need --secure-aggregation")
+    training, dp, distributed = LocalTrainingConfig(), None, None
+    if dp_epsilon is not None:
+        training, dp, distributed = study_privacy(
+            dp_epsilon, DEFAULT_DELTA if dp_delta is None else dp_delta, dp_rounds, accountant=dp_accountant or "rdp",
+            distributed_survivors=secure_aggregation.threshold if distributed_dp else None)
     config = StudyConfig(model, tuple(participants), tuple(auditors), aggregator, _params(params),
                          training=training, dp=dp, round_seconds=round_seconds or DEFAULT_ROUND_SECONDS,
-                         secure_aggregation=secure_aggregation, compression=compression_config(top_k, int8),
+                         secure_aggregation=secure_aggregation, distributed_dp=distributed,
+                         compression=compression_config(top_k, int8),
                          **({} if decision_threshold is None else {"decision_threshold": decision_threshold}))
     return config, min_updates or len(config.participants)
 
@@ -270,6 +286,18 @@ def with_model_options(command):
     for option in reversed(model_options):
         command = option(command)
     return command
+
+
+def check_dp_options(dp_epsilon, dp_delta, dp_accountant, distributed_dp, secure) -> None:
+    """The DP options that need another (`fl create`, `fl run`): a usage error, before anything is sent."""
+    if dp_epsilon is None:
+        for name, given in (("--dp-delta", dp_delta is not None), ("--dp-accountant", dp_accountant is not None),
+                            ("--distributed-dp", distributed_dp)):
+            if given:
+                raise click.UsageError(f"{name} needs --dp-epsilon")
+    if distributed_dp and not secure:
+        raise click.UsageError("--distributed-dp adds each hospital's share of the noise inside the secure sum: "
+                               "it needs --secure-aggregation")
 
 
 @fl.command()
@@ -442,6 +470,8 @@ def status(chain, registry, study):
 @click.option("--dp-epsilon", type=float, default=None,
               help="DP-SGD at every hospital within this epsilon over the whole study (its budget on chain).")
 @click.option("--dp-delta", type=float, default=None, help="The delta of --dp-epsilon (default 1e-5).")
+@dp_options[0]
+@dp_options[1]
 @secure_options
 @click.option("--drop", "drops", multiple=True, metavar="HOSPITAL@ROUND",
               help="With --secure-aggregation: hospital-N goes silent in that round (repeat). Its node process is "
@@ -461,18 +491,19 @@ def status(chain, registry, study):
 @compression_options[0]
 @compression_options[1]
 @user_errors
-def run(rounds, hospitals, aggregator, rpc, select, dp_epsilon, dp_delta, secure, threshold, phase_seconds, drops,
-        sites, as_json, kind, model_args, features, input_shape, task, classes, images, params, top_k, int8):
+def run(rounds, hospitals, aggregator, rpc, select, dp_epsilon, dp_delta, dp_accountant, distributed_dp, secure,
+        threshold, phase_seconds, drops, sites, as_json, kind, model_args, features, input_shape, task, classes, images,
+        params, top_k, int8):
     """Run a study on the bundled data: a coordinator and K hospital nodes as separate processes."""
     from fl.privacy import DEFAULT_DELTA
     from offchain.rounds.runner import Dropout, RunSettings, RunSettingsError, run_study
 
-    if dp_delta is not None and dp_epsilon is None:
-        raise click.UsageError("--dp-delta needs --dp-epsilon")
+    check_dp_options(dp_epsilon, dp_delta, dp_accountant, distributed_dp, secure)
     try:
         settings = RunSettings(rounds=rounds, hospitals=hospitals, aggregator=aggregator, rpc=rpc,
                                select=select, dp_epsilon=dp_epsilon,
-                               dp_delta=DEFAULT_DELTA if dp_delta is None else dp_delta, secure=secure,
+                               dp_delta=DEFAULT_DELTA if dp_delta is None else dp_delta,
+                               dp_accountant=dp_accountant or "rdp", distributed_dp=distributed_dp, secure=secure,
                                threshold=threshold, phase_seconds=phase_seconds,
                                drops=tuple(Dropout.parse(drop) for drop in drops), sites=sites,
                                aggregator_params=_params(params), compression=compression_config(top_k, int8),

@@ -19,7 +19,8 @@ same bytes and digest in any process::
      "training": {"batch_size": 16, "epochs": 1, "learning_rate": 0.1, "mu": 0.0}}
 
 ``dp`` (local DP-SGD at each hospital) and ``distributed_dp`` (present only when set:
-each hospital's clipped update plus its share of the noise, inside the secure sum;
+each hospital's clipped update plus its share of the noise, inside the secure sum; with a
+``sample_rate``, one DP-SGD step a round on the hospitals' records together;
 :class:`fl.privacy.DistributedDPConfig`) exclude each other; ``accountant`` is
 present in either only when it is ``"pld"`` (absent: RDP), so every party
 recomputes epsilons with the accountant the study names. :attr:`StudyConfig.threat_model`
@@ -192,7 +193,7 @@ class StudyConfig:
                                    "input of secure aggregation cannot be: choose one")
 
     def to_json(self) -> dict[str, Any]:
-        distributed = {} if self.distributed_dp is None else {"distributed_dp": asdict(self.distributed_dp)}
+        distributed = {} if self.distributed_dp is None else {"distributed_dp": _distributed_json(self.distributed_dp)}
         threshold = {} if self.decision_threshold == DEFAULT_DECISION_THRESHOLD else \
             {"decision_threshold": self.decision_threshold}
         compression = {} if self.compression is None else {"compression": self.compression.to_json()}
@@ -321,6 +322,15 @@ def _dp_json(dp: DPSGDConfig | None) -> dict[str, Any] | None:
     document = asdict(dp)
     if document["accountant"] == "rdp":
         del document["accountant"]
+    return document
+
+
+def _distributed_json(distributed: DistributedDPConfig) -> dict[str, Any]:
+    """Distributed DP as the config holds it; the sample rate only when set (record level), as in configs
+    written before record-level distributed DP."""
+    document = asdict(distributed)
+    if document["sample_rate"] is None:
+        del document["sample_rate"]
     return document
 
 

@@ -51,7 +51,7 @@ from offchain.contract_client import ChainRefusal
 from offchain.rounds.aggregate import RoundAggregation
 from offchain.rounds.client import SecurePhase
 from offchain.rounds.errors import RoundsError
-from offchain.rounds.privacy import declaration_faults
+from offchain.rounds.privacy import privacy_faults
 from offchain.rounds.secure_board import BOARD_PHASES, ChainBulletinBoard
 from offchain.rounds.selection import select_participants
 from offchain.rounds.study import Member, Study
@@ -150,8 +150,10 @@ class Coordinator:
                     if u.participant in holders and isinstance(screened[u.participant], ClientModel)]
         rejected = [u.participant for u in updates
                     if u.participant in holders and not isinstance(screened[u.participant], ClientModel)]
-        # A DP declaration other than the study's DP-SGD: rejected, however well formed the update.
-        faults = declaration_faults(self.member.rounds, self.study.number, number, self.study.config)
+        # A DP declaration the verifier would refuse (not the study's DP, a wrong epsilon): rejected, however
+        # well formed the update.
+        faults = privacy_faults(self.member.rounds, self.study.number, number, [u.participant for u in updates],
+                                self.study.config)
         for account, fault in faults.items():
             if account in holders and account not in rejected:
                 self.log(f"round {number}: rejecting the update of {account}: {fault}")

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from fl.aggregation import ClientModel
 from fl.artifacts import encode_client_model
-from fl.client import HospitalClient
+from fl.client import HospitalClient, distributed_dp_step
 from fl.data import Dataset, HospitalData
 from fl.models import BUILTIN_MODELS, ParameterLayout
 from fl.privacy import NoiseSource, PrivacyBudgetExceeded
@@ -231,7 +231,7 @@ class HospitalNode:
             self.client = HospitalClient(self.data, config.model, config.training, config.dp,
                                          dp_history=self._published_history, allowed_models=self.allowed_models)
         try:
-            trained = self.client.train(parameters, number)
+            trained = self._distributed_dp_step(parameters) or self.client.train(parameters, number)
         except PrivacyBudgetExceeded as error:
             raise RoundsError(f"study {self.study.number} round {number}: {error}") from None
         if self.training_time is not None:
@@ -239,6 +239,17 @@ class HospitalNode:
         return type(trained)(client_id=self.member.address, parameters=trained.parameters,
                              data_samples=trained.data_samples, training_loss=trained.training_loss,
                              training_accuracy=trained.training_accuracy)
+
+    def _distributed_dp_step(self, parameters) -> ClientModel | None:
+        """In a study of record-level distributed DP, this round's training: one step of distributed DP-SGD
+        (its noise share in it); None in any other study."""
+        config = self.study.config
+        distributed = config.distributed_dp
+        if distributed is None or not distributed.record_level:
+            return None
+        stepped = distributed_dp_step(config.model, parameters, self.data.data, distributed,
+                                      config.training.learning_rate, NoiseSource.fresh(), self.allowed_models)
+        return ClientModel(client_id=self.member.address, parameters=stepped, data_samples=self.data.data.num_samples)
 
     def _submit(self, number: int, update: ArtifactRef, samples: int, declared) -> Step | None:
         """Submit ``update`` to the round (with its DP declaration in a budgeted study); the Step to

@@ -27,7 +27,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from fl.privacy import DPParameters, PrivacyBudget, PrivacyBudgetExceeded, epsilon_of
+from fl.privacy import ACCOUNTANTS, DPParameters, PrivacyBudget, PrivacyBudgetExceeded, epsilon_of
+from offchain.errors import InvalidInput
 from offchain.rounds.client import ArtifactRef, RoundsClient
 from offchain.rounds.errors import RoundsError
 
@@ -40,6 +41,10 @@ _PACKING = (64, 32, 64, 32, 64)  # the bits of each Declaration field in the pac
 
 class PrivacyCheckFailed(RoundsError):
     """A declared epsilon is not what the declared DP parameters give, or passes the budget."""
+
+
+class PrivacySettingsError(RoundsError, InvalidInput):
+    """A study's DP settings are out of range or contradict each other: bad input, nothing was sent."""
 
 
 @dataclass(frozen=True)
@@ -282,36 +287,54 @@ def check_round(rounds: RoundsClient, study: int, round: int, submitters: Iterab
     the DP-SGD parameters of the study's ``config`` and under the budget it sets, and every declared
     epsilon is the accountant's epsilon of its hospital's declarations so far, within budget.
     A study without budgets passes."""
+    faults = privacy_faults(rounds, study, round, submitters, config)
+    if faults:
+        raise PrivacyCheckFailed(next(iter(faults.values())))
+
+
+def privacy_faults(rounds: RoundsClient, study: int, round: int, submitters: Iterable[str],
+                   config=None) -> dict[str, str]:
+    """The ``submitters`` of a budgeted study's round whose update may not count, in their order, each
+    with why (what :func:`check_round` refuses); empty for a study without budgets. A pure function
+    of the chain once the round's updates are in, so every reader finds the same: the coordinator
+    rejects these updates, and in a secure round their masked inputs count as not posted (their
+    senders are dropouts, unmasked by everyone alike), which is how the verifier judges them."""
     if not budgeted_hospitals(rounds, study):
-        return
+        return {}
     spent = {entry.participant: entry for entry in declarations(rounds, study, round=round)}
-    faults = {} if config is None else declaration_faults(rounds, study, round, config)
+    declared = {} if config is None else declaration_faults(rounds, study, round, config)
     study_budget = None if config is None or config.privacy_budget is None else ChainBudget.of(config.privacy_budget)
+    faults = {}
     for account in submitters:
-        entry = spent.get(account)
-        if entry is None:
-            raise PrivacyCheckFailed(f"{account}'s update declares no DP spend in a study with privacy budgets")
-        if account in faults:
-            raise PrivacyCheckFailed(faults[account])
-        budget, _ = budget_of(rounds, study, account)
-        if budget is None:
-            raise PrivacyCheckFailed(f"{account} submitted with no privacy budget in the study")
-        if config is not None and budget != study_budget:
-            raise PrivacyCheckFailed(
-                f"{account}'s budget on chain, epsilon {budget.epsilon:g} at delta {budget.delta:g}, is not the one "
+        fault = _privacy_fault(rounds, study, round, account, spent.get(account), declared, study_budget, config)
+        if fault is not None:
+            faults[account] = fault
+    return faults
+
+
+def _privacy_fault(rounds: RoundsClient, study: int, round: int, account: str, entry: SpentDeclaration | None,
+                   declared: dict[str, str], study_budget: ChainBudget | None, config) -> str | None:
+    if entry is None:
+        return f"{account}'s update declares no DP spend in a study with privacy budgets"
+    if account in declared:
+        return declared[account]
+    budget, _ = budget_of(rounds, study, account)
+    if budget is None:
+        return f"{account} submitted with no privacy budget in the study"
+    if config is not None and budget != study_budget:
+        return (f"{account}'s budget on chain, epsilon {budget.epsilon:g} at delta {budget.delta:g}, is not the one "
                 f"the study's config sets" + ("" if study_budget is None else
                                               f" (epsilon {study_budget.epsilon:g} at delta {study_budget.delta:g})"))
-        history = [item.declaration.parameters() for item in declarations(rounds, study, participant=account)
-                   if item.round <= round]
-        expected = epsilon_units(history, budget.delta, "rdp" if config is None else config.dp_accountant)
-        declared = entry.declaration.epsilon_units
-        if declared != expected:
-            raise PrivacyCheckFailed(
-                f"{account} declared epsilon {declared / EPSILON_SCALE:.6f} after round {round}, but its declared "
+    history = [item.declaration.parameters() for item in declarations(rounds, study, participant=account)
+               if item.round <= round]
+    expected = epsilon_units(history, budget.delta, "rdp" if config is None else config.dp_accountant)
+    epsilon = entry.declaration.epsilon_units
+    if epsilon != expected:
+        return (f"{account} declared epsilon {epsilon / EPSILON_SCALE:.6f} after round {round}, but its declared "
                 f"DP parameters give {expected / EPSILON_SCALE:.6f} at delta {budget.delta:g}")
-        if declared > budget.epsilon_units:
-            raise PrivacyCheckFailed(f"{account} spent epsilon {declared / EPSILON_SCALE:.6f}, over its budget "
-                                     f"of {budget.epsilon:g}")
+    if epsilon > budget.epsilon_units:
+        return f"{account} spent epsilon {epsilon / EPSILON_SCALE:.6f}, over its budget of {budget.epsilon:g}"
+    return None
 
 
 # A study's DP settings ------------------------------------------------------------------------------
@@ -323,12 +346,52 @@ DP_CLIPPING_NORM = 1.0
 DP_LEARNING_RATE = 1.0
 
 
+# Distributed DP of a study with a budget (as bench/fl_quality.py's distributed runs): record level, one
+# step of DP-SGD a round on the union of the hospitals' records, each sampled with probability 1/2, each
+# record's gradient clipped to 0.5; the step is the learning rate times the noised sum of clipped gradients
+# (averaged over the survivors by the aggregator).
+DISTRIBUTED_DP_CLIP = 0.5
+DISTRIBUTED_DP_SAMPLE_RATE = 0.5
+DISTRIBUTED_DP_LEARNING_RATE = 0.2
+
+
 def checked_budget(epsilon: float, delta: float) -> PrivacyBudget:
-    """The (epsilon, delta) budget; RoundsError, in one line, unless both are in range."""
+    """The (epsilon, delta) budget; PrivacySettingsError, in one line, unless both are in range."""
     try:
         return PrivacyBudget(epsilon, delta)
     except ValueError as error:
-        raise RoundsError(f"privacy budget: {error}") from None
+        raise PrivacySettingsError(f"privacy budget: {error}") from None
+
+
+def checked_accountant(accountant: str) -> str:
+    """``accountant`` if a study may name it; PrivacySettingsError otherwise."""
+    if accountant not in ACCOUNTANTS:
+        raise PrivacySettingsError(f"DP accountant {accountant!r} is not one of {', '.join(ACCOUNTANTS)}")
+    return accountant
+
+
+def study_privacy(epsilon: float, delta: float, rounds: int, *, accountant: str = "rdp",
+                  distributed_survivors: int | None = None, training=None):
+    """(local training, DP-SGD, distributed DP) of a study whose every hospital may spend ``epsilon`` at
+    ``delta`` over ``rounds`` rounds, by ``accountant``: DP-SGD at each hospital, or, given
+    ``distributed_survivors`` (the fewest hospitals a secure sum may hold: the secure threshold),
+    distributed DP inside the secure sum. ``training`` replaces the default local training of either.
+    PrivacySettingsError for settings out of range."""
+    from fl.client import LocalTrainingConfig
+    from fl.privacy import calibrate_distributed_dp
+
+    checked_budget(epsilon, delta)
+    checked_accountant(accountant)
+    if distributed_survivors is None:
+        training = training or LocalTrainingConfig(learning_rate=DP_LEARNING_RATE)
+        return training, budgeted_dp(epsilon, delta, rounds, training, accountant), None
+    training = training or LocalTrainingConfig(learning_rate=DISTRIBUTED_DP_LEARNING_RATE)
+    try:
+        distributed = calibrate_distributed_dp(epsilon, delta, rounds, DISTRIBUTED_DP_CLIP, distributed_survivors,
+                                               accountant, DISTRIBUTED_DP_SAMPLE_RATE)
+    except ValueError as error:
+        raise PrivacySettingsError(f"distributed DP: {error}") from None
+    return training, None, distributed
 
 
 def budgeted_dp(epsilon: float, delta: float, rounds: int, training, accountant: str = "rdp"):

@@ -59,7 +59,7 @@ from fl.compression import CompressionConfig
 from offchain.rounds.config import StudyConfig
 from offchain.rounds.errors import RoundsError
 from offchain.rounds.network import REGISTRY_CONTRACT, rounds_client
-from offchain.rounds.privacy import DP_LEARNING_RATE, budgeted_dp, checked_budget, spend_by_name
+from offchain.rounds.privacy import checked_accountant, checked_budget, spend_by_name, study_privacy
 from offchain.rounds.study import Member
 from offchain.rounds.verifier import verify_study
 from fl.secure_aggregation import MIN_CLIENTS as MIN_SURVIVORS, SecureAggregationError, SessionParameters
@@ -192,6 +192,8 @@ class RunSettings:
     select: int | None = None  # invite this many hospitals a round (also the quorum); None: all of them
     dp_epsilon: float | None = None  # each hospital's budget over the whole study (DP-SGD calibrated to it)
     dp_delta: float = 1e-5
+    dp_accountant: str = "rdp"  # how the budget is accounted: "rdp" or "pld"
+    distributed_dp: bool = False  # with secure aggregation: noise shares inside the secure sum, not DP-SGD
     accounts: StudyAccounts = StudyAccounts()
     secure: bool = False  # secure aggregation: the coordinator sees only the sum of the updates
     threshold: int | None = None  # its t (None: the smallest t over half the hospitals, at least 2)
@@ -215,6 +217,9 @@ class RunSettings:
             raise RunSettingsError(f"--select must be 1 to --hospitals ({self.hospitals}), got {self.select}")
         if self.dp_epsilon is not None:
             checked_budget(self.dp_epsilon, self.dp_delta)
+        checked_accountant(self.dp_accountant)
+        if self.distributed_dp and (self.dp_epsilon is None or not self.secure):
+            raise RunSettingsError("distributed DP needs a budget (--dp-epsilon) and --secure-aggregation")
         if self.accounts.hospitals and len(self.accounts.hospitals) != self.hospitals:
             raise RunSettingsError(f"{self.hospitals} hospitals but {len(self.accounts.hospitals)} hospital accounts")
         object.__setattr__(self, "drops", tuple(self.drops))
@@ -404,13 +409,15 @@ def _run_study(run: RunSettings, settings: Settings, *, echo: Echo, progress: bo
         from fl.data import load_split
 
         train, test = load_split()
-        training, dp = run.training or LocalTrainingConfig(), None
+        training, dp, distributed = run.training or LocalTrainingConfig(), None, None
         if run.dp_epsilon is not None:
-            training = run.training or LocalTrainingConfig(learning_rate=DP_LEARNING_RATE)
-            dp = budgeted_dp(run.dp_epsilon, run.dp_delta, run.rounds, training)
+            training, dp, distributed = study_privacy(
+                run.dp_epsilon, run.dp_delta, run.rounds, accountant=run.dp_accountant, training=run.training,
+                distributed_survivors=run.secure_threshold if run.distributed_dp else None)
         config = StudyConfig(run.model or ModelSpec("logistic", test.num_features), tuple(h.address for h in hospitals),
                              (auditor.address,), run.aggregator, training=training, dp=dp,
-                             round_seconds=run.round_seconds, **_secure_options(run), **_update_options(run))
+                             round_seconds=run.round_seconds, distributed_dp=distributed, **_secure_options(run),
+                             **_update_options(run))
         study = members[coordinator.address].create_study(config, min_updates=run.quorum,
                                                           allowed_models=_allowed_models(settings))
         secure = f", secure aggregation (threshold {run.secure_threshold})" if run.secure else ""

@@ -21,7 +21,10 @@ the study's participants when the round invites anyone).
   whose bytes do not hash to the SHA-256 on chain, are too large, or do not
   parse as that phase's message counts as not posted: every reader sees the
   same bytes for a CID, so every reader decides the same way, and a faulty or
-  malicious party is a dropout, never an error that blocks the round. A
+  malicious party is a dropout, never an error that blocks the round. So is,
+  in a study with privacy budgets, a masked input whose DP declaration the
+  verifier's privacy check refuses (:func:`offchain.rounds.privacy.privacy_faults`,
+  read from the chain alone). A
   store read that fails is another matter: another reader may have the
   bytes, so acting as if the posting were absent would split the readers'
   views (and, in the unmasking phase, reveal both secrets of one hospital).
@@ -63,6 +66,7 @@ from fl.secure_aggregation import (
 from offchain.ipfs import StoreError
 from offchain.rounds.client import ArtifactRef, SecurePhase
 from offchain.rounds.errors import RoundsError
+from offchain.rounds.privacy import privacy_faults
 from offchain.rounds.study import Study, store_public
 
 #: The board's phases as the registry numbers them.
@@ -203,6 +207,10 @@ class ChainBulletinBoard(BulletinBoard):
         return [(update.participant, update.artifact) for update in self.rounds.updates(self.study.number, self.round)]
 
     def _valid(self, phase: Phase, postings: list[tuple[str, ArtifactRef | None]]) -> tuple[Posting, ...]:
+        if phase is Phase.MASKED_INPUTS:  # a masked input the privacy check refuses is silence (privacy_faults)
+            faulty = privacy_faults(self.rounds, self.study.number, self.round, [s for s, _ in postings],
+                                    self.study.config)
+            postings = [(sender, artifact) for sender, artifact in postings if sender not in faulty]
         kept = []
         for sender, artifact in postings:
             payload = None if artifact is None else self._fetch(artifact)

@@ -16,6 +16,7 @@ For each round it runs these checks in order and reports the first that fails:
               (sigma, q, clip, steps per round) under the config's budget (epsilon, delta), and its
               declared epsilon is what its hospital's declared DP parameters give with the accountant
               (:mod:`offchain.rounds.privacy`); an update declaring other parameters must be rejected
+              (in a secure round, its masked input is not in the sum: its sender counts as a dropout)
 ``updates``   every counted update is in the store under its CID, decrypts, hashes to its SHA-256
               on chain, and is a client update for this round
 ``rederive``  the study's aggregator over the counted updates gives, bit for bit, the bytes whose
@@ -48,7 +49,7 @@ from fl.secure_aggregation import SecureAggregationError
 from offchain.chain import Role
 from offchain.rounds.aggregate import RoundAggregation, committed_base_round
 from offchain.rounds.errors import ArtifactCheckFailed, RoundsError
-from offchain.rounds.privacy import PrivacyCheckFailed, declaration_faults
+from offchain.rounds.privacy import PrivacyCheckFailed, privacy_faults
 from offchain.rounds.privacy import check_round as check_privacy
 from offchain.rounds.sealed import AGGREGATE
 from offchain.rounds.secure_board import secure_sum
@@ -207,7 +208,8 @@ def _check_secure(view: Study, aggregation: RoundAggregation, number: int, info,
     if sorted(left_out) != sorted(info.rejected_submitters):
         raise _Failed("rejections", f"the commit left out {sorted(info.rejected_submitters)}, but the submitters "
                                     f"whose masked input is not in the sum are {sorted(left_out)}")
-    _check_privacy(view, number, submitters)
+    # Whose declaration the privacy check refuses is not in the sum: the board counts its masked input as not posted.
+    _check_privacy(view, number, list(total.survivors))
     try:
         rederived = aggregation.aggregate_secure(number, base_round, total)
     except RoundsError as error:
@@ -249,8 +251,9 @@ def _check_layout(view: Study, aggregate: bytes) -> None:
 
 
 def _check_rejections(view: Study, aggregation: RoundAggregation, number: int, info, updates) -> None:
-    # An update whose DP declaration is not the study's is rightly rejected, well formed or not.
-    faulty = declaration_faults(view.member.rounds, view.number, number, view.config)
+    # An update whose DP declaration the privacy check refuses is rightly rejected, well formed or not.
+    faulty = privacy_faults(view.member.rounds, view.number, number, [update.participant for update in updates],
+                            view.config)
     rejected = [update for update in updates
                 if update.participant in set(info.rejected_submitters) and update.participant not in faulty]
     if not rejected:

@@ -268,3 +268,35 @@ def test_dp_noise_and_sampling_never_come_from_torchs_mersenne_twister(monkeypat
     dp = ClientLevelDP(config)
     assert set(dp.sample(["a", "b", "c"], 1)) <= {"a", "b", "c"}
     dp.aggregate(1, GLOBAL, [client("a", [1.0, 0, 0, 0])])
+
+
+def test_a_distributed_dp_step_bounds_each_records_part_by_the_clip_and_adds_only_a_share_of_the_noise():
+    from fl.client import distributed_dp_step
+    from fl.data import Dataset, federated_breast_cancer
+    from fl.models import ModelSpec
+    from fl.privacy import DistributedDPConfig, NoiseSource
+
+    data = federated_breast_cancer(5).hospitals[0].data
+    spec = ModelSpec("logistic", data.num_features)
+    base = spec.build(seed=0).state_dict()
+    flat = lambda parameters: torch.cat([parameters[name].double().flatten() for name in sorted(parameters)])  # noqa: E731
+    # Every record drawn, next to no noise: the step is the learning rate times the sum of clipped gradients,
+    # so removing one record moves it by at most learning rate * clip, however large that record's gradient.
+    exact = DistributedDPConfig(clip_norm=0.5, noise_multiplier=1e-9, min_survivors=3, sample_rate=1.0)
+    assert exact.record_level and exact.round_release == DPParameters(1e-9, 1.0, 1, 0.5)
+    whole = flat(distributed_dp_step(spec, base, data, exact, 0.1, NoiseSource.fresh()))
+    fewer = Dataset(data.features[1:], data.labels[1:])
+    less = flat(distributed_dp_step(spec, base, fewer, exact, 0.1, NoiseSource.fresh()))
+    assert 0 < float(torch.linalg.vector_norm(whole - less)) <= 0.1 * 0.5 + 1e-6
+    # The sum of all clipped gradients is far larger than one record's clip: clipping did not scale it away.
+    assert float(torch.linalg.vector_norm(whole - flat(base))) > 0.1 * 0.5 * 5
+    # The noise: each hospital's share has deviation sigma * clip / sqrt(min_survivors), so that the shares of
+    # any min_survivors hospitals add up to the full deviation (seen on an empty sample: noise alone).
+    noisy = DistributedDPConfig(clip_norm=0.5, noise_multiplier=4.0, min_survivors=4, sample_rate=1e-12)
+    steps = torch.stack([flat(distributed_dp_step(spec, base, data, noisy, 1.0, NoiseSource.fresh())) - flat(base)
+                         for _ in range(200)])
+    assert math.isclose(float(steps.std()), 4.0 * 0.5 / 2, rel_tol=0.1)
+    # A client-level config is not record level: its update is clipped and noised whole (privatize).
+    assert not DistributedDPConfig(clip_norm=0.5, noise_multiplier=4.0, min_survivors=4).record_level
+    with pytest.raises(ValueError, match="sample_rate"):
+        DistributedDPConfig(clip_norm=0.5, noise_multiplier=4.0, min_survivors=4, sample_rate=0.0)

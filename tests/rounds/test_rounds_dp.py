@@ -31,10 +31,11 @@ from offchain.rounds.privacy import (
     declarations,
     declare,
     epsilon_units,
+    study_privacy,
     submit_private_update,
 )
 from offchain.rounds.verifier import verify_study
-from .test_rounds_secure import Run, keyless, secure_study
+from .test_rounds_secure import Run, check_committed, five, keyless, secure_study  # noqa: F401 (five: a fixture)
 
 EPSILON, DELTA = 2.0, 1e-5
 
@@ -127,6 +128,46 @@ def test_a_declaration_other_than_the_studys_dp_config_is_rejected_and_fails_the
     assert [(v.round, v.verified) for v in verify_study(consortium.auditor, study)] == [(1, True)]
 
 
+def forged(declaration: Declaration, noise_multiplier: float | None = None, epsilon: int | None = None):
+    """``declaration`` with another noise multiplier (its epsilon then recomputed) or another epsilon (units)."""
+    parameters = declaration.parameters()
+    if noise_multiplier is not None:
+        lie = declare(DPParameters(noise_multiplier, parameters.sample_rate, parameters.steps,
+                                   parameters.clipping_norm))
+        return Declaration(round(lie.noise_multiplier * 10**9), *declaration.as_tuple()[1:4],
+                           epsilon_units([lie], DELTA))
+    return Declaration(*declaration.as_tuple()[:4], epsilon)
+
+
+def test_a_secure_round_routes_around_a_declaration_the_verifier_refuses(consortium, five):  # noqa: F811
+    training = LocalTrainingConfig(learning_rate=DP_LEARNING_RATE)
+    study = secure_study(consortium, five, threshold=3, training=training, dp=budgeted_dp(EPSILON, DELTA, 2, training))
+    run = Run(consortium, five, study)
+    liar, understater = run.nodes[1], run.nodes[3]
+    # One declares sigma 1000 (its epsilon true to that sigma), one the study's DP with half its epsilon:
+    # the registry takes both (ranges and a rising spend), the verifier's privacy check takes neither.
+    lies = {liar: lambda d: forged(d, noise_multiplier=1000.0),
+            understater: lambda d: forged(d, epsilon=d.epsilon_units // 2)}
+    for node, lie in lies.items():
+        def submit(number, update, samples, declared, _submit=node._submit, _lie=lie):
+            return _submit(number, update, samples, _lie(declared))
+        node._submit = submit
+    # Their masked inputs are silence to every reader: the others unmask them as dropouts, the round commits
+    # the exact mean of the three honest ones, and the keyless verifier agrees.
+    assert run.drive().action == "committed"
+    cheats = {liar.member.address, understater.member.address}
+    honest = [m.address for m in five if m.address not in cheats]
+    info = consortium.auditor.rounds.round(study, 1)
+    assert sorted(info.counted_submitters) == sorted(honest)
+    assert sorted(info.rejected_submitters) == sorted(cheats)
+    check_committed(run, 1, honest)
+    assert [(v.round, v.verified, v.updates) for v in verify_study(keyless(consortium.stranger), study)] == [(1, True, 3)]
+    # What the verifier would have said had the coordinator counted them.
+    for cheat, why in [(liar, "declared .sigma, q, clip, steps. .1000"), (understater, "declared epsilon")]:
+        with pytest.raises(PrivacyCheckFailed, match=why):
+            check_round(consortium.auditor.rounds, study, 1, [cheat.member.address], run.coordinator.study.config)
+
+
 # Item 3: each hospital's own cap across studies -----------------------------------------------------
 
 
@@ -212,6 +253,30 @@ def test_distributed_dp_noises_only_the_secure_sum_and_is_accounted_per_hospital
     mean = layout.flatten(run.coordinator.study.model(1)) - layout.flatten(base)
     expected_norm = distributed.share_std * math.sqrt(3 * layout.size) / 3
     assert 0.5 * expected_norm < float(torch.linalg.vector_norm(mean)) < 1.5 * expected_norm + 0.5
+    assert all(log.event_arguments["samples"] == 0 for log in rounds._logs("UpdateSubmitted", study=study))
+    assert [v.verified for v in verify_study(keyless(consortium.stranger), study)] == [True]
+
+
+def test_record_level_distributed_dp_runs_one_dp_sgd_step_a_round_in_the_secure_sum(consortium):
+    hospitals = consortium.hospitals
+    training, dp, distributed = study_privacy(2.0, DELTA, 2, distributed_survivors=2)
+    assert dp is None and distributed.record_level
+    study = secure_study(consortium, hospitals, threshold=2, training=training, distributed_dp=distributed)
+    config = consortium.auditor.study(study).config
+    assert config.distributed_dp == distributed and b'"sample_rate":0.5' in config.canonical_bytes()
+    run = Run(consortium, hospitals, study)
+    assert run.drive().action == "committed"
+    rounds = consortium.auditor.rounds
+    spent = declarations(rounds, study, round=1)
+    assert sorted(entry.participant for entry in spent) == sorted(m.address for m in hospitals)
+    for entry in spent:  # each record's release: one sampled-Gaussian step at the full noise
+        assert entry.declaration.parameters() == DPParameters(distributed.noise_multiplier, 0.5, 1, 0.5)
+        assert entry.declaration.epsilon_units == epsilon_units([distributed.round_release], DELTA)
+    # The committed model moved from the base by the mean of the survivors' steps (each its own noised sum).
+    base, model = run.coordinator.study.model(0), run.coordinator.study.model(1)
+    layout = ParameterLayout.of(base)
+    moved = float(torch.linalg.vector_norm(layout.flatten(model) - layout.flatten(base)))
+    assert 0 < moved < training.learning_rate * (426 * 0.5 + 10 * distributed.noise_multiplier * 0.5 * 6)
     assert all(log.event_arguments["samples"] == 0 for log in rounds._logs("UpdateSubmitted", study=study))
     assert [v.verified for v in verify_study(keyless(consortium.stranger), study)] == [True]
 

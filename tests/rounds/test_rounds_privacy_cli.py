@@ -52,8 +52,21 @@ def test_fl_run_refuses_bad_dp_options_in_one_line(tmp_path, monkeypatch):
     for epsilon, delta in [("-1", "1e-5"), ("nan", "1e-5"), ("4", "1"), ("4", "0")]:
         refused = CliRunner().invoke(main, ["fl", "run", "--rounds", "1", "--hospitals", "1", "--dp-epsilon", epsilon,
                                             "--dp-delta", delta])
-        assert refused.exit_code == 1 and refused.output.startswith("Error: privacy budget: "), refused.output
+        assert refused.exit_code == 2 and refused.output.startswith("Error: privacy budget: "), refused.output
         assert refused.output.count("\n") == 1
+    # The accountant and distributed DP: each needs what it builds on, and only the accountants there are.
+    base = ["fl", "run", "--rounds", "1", "--hospitals", "3"]
+    for extra, message in [
+        (["--dp-accountant", "pld"], "--dp-accountant needs --dp-epsilon"),
+        (["--distributed-dp"], "--distributed-dp needs --dp-epsilon"),
+        (["--dp-epsilon", "4", "--distributed-dp"], "--distributed-dp adds each hospital's share of the noise"),
+        (["--dp-epsilon", "4", "--dp-accountant", "moments"], "'moments' is not one of 'rdp', 'pld'"),
+        (["--dp-epsilon", "4", "--dp-accountant", ""], "'' is not one of 'rdp', 'pld'"),
+    ]:
+        refused = CliRunner().invoke(main, [*base, *extra])
+        assert refused.exit_code == 2 and message in refused.output, (extra, refused.output)
+        assert [line for line in refused.output.splitlines() if line.startswith("Error:")] == \
+            [refused.output.splitlines()[-1]]
 
 
 def test_create_puts_each_hospitals_budget_on_chain(consortium, fl):  # noqa: F811
@@ -70,3 +83,38 @@ def test_create_puts_each_hospitals_budget_on_chain(consortium, fl):  # noqa: F8
     assert "--dp-epsilon needs --dp-rounds" in missing
     lonely = fl(1, "create", *participants, "--dp-rounds", "3", ok=False)
     assert "need --dp-epsilon" in lonely
+
+
+def test_create_takes_the_accountant_and_distributed_dp(consortium, fl):  # noqa: F811
+    participants = [arg for member in consortium.hospitals for arg in ("--participant", member.address)]
+    created = fl(1, "create", *participants, "--dp-epsilon", "2", "--dp-rounds", "3", "--dp-accountant", "pld",
+                 "--secure-aggregation", "--threshold", "2", "--distributed-dp")
+    config = consortium.auditor.study(int(created.split()[1])).config
+    distributed = config.distributed_dp
+    assert config.dp is None and distributed is not None
+    assert (distributed.accountant, distributed.epsilon_budget, distributed.min_survivors) == ("pld", 2.0, 2)
+    assert b'"accountant":"pld"' in config.canonical_bytes()
+    local = fl(1, "create", *participants, "--dp-epsilon", "2", "--dp-rounds", "3", "--dp-accountant", "pld")
+    local_config = consortium.auditor.study(int(local.split()[1])).config
+    assert local_config.dp.accountant == "pld" and local_config.distributed_dp is None
+    # PLD is tighter: the same budget over the same rounds takes less noise than RDP's.
+    rdp = fl(1, "create", *participants, "--dp-epsilon", "2", "--dp-rounds", "3")
+    assert local_config.dp.noise_multiplier < consortium.auditor.study(int(rdp.split()[1])).config.dp.noise_multiplier
+    lonely = fl(1, "create", *participants, "--dp-epsilon", "2", "--dp-rounds", "3", "--distributed-dp", ok=False)
+    assert "it needs --secure-aggregation" in lonely
+    bad = fl(1, "create", *participants, "--dp-epsilon", "2", "--dp-rounds", "3", "--dp-accountant", "PLD", ok=False)
+    assert "'PLD' is not one of 'rdp', 'pld'" in bad
+
+
+def test_fl_run_with_distributed_dp_and_pld(chain, tmp_path):
+    env = {**os.environ, "MEDSHARE_HOME": str(tmp_path / "home"), "MEDSHARE_PASSPHRASE": PASSPHRASE}
+    run = subprocess.run([*MEDSHARE, "fl", "run", "--rounds", "1", "--hospitals", "3", "--rpc", chain.provider.http_uri,
+                          "--secure-aggregation", "--dp-epsilon", "2", "--dp-accountant", "pld", "--distributed-dp",
+                          "--json"], env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout + run.stderr
+    summary = json.loads(run.stdout)
+    assert [entry["verified"] for entry in summary["rounds"]] == [True]
+    assert len(summary["rounds"][0]["survivors"]) == 3
+    assert summary["epsilon_budget"] == {f"hospital-{i}": 2.0 for i in (1, 2, 3)}
+    # One round of the calibrated noise spends (by PLD) close to the whole budget, never more.
+    assert all(1.5 < spent <= 2.0 for spent in summary["epsilon_spent"].values()), summary
