@@ -377,7 +377,7 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         if (minUpdates == 0 || minUpdates > MAX_UPDATES) revert BadMinUpdates(minUpdates);
         if (terms.maxSamples == 0) revert BadSampleCap(terms.maxSamples);
         if (!terms.secureAggregation && terms.graphDegree != 0) revert BadGraphDegree(terms.graphDegree);
-        _checkArtifact(configCid, configDigest);
+        _parseArtifact(configCid, configDigest);
         bytes32 genesis = _commitment(genesisCid, genesisSha256);
         study = ++_studyCount;
         Study storage s = _studies[study];
@@ -533,8 +533,7 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         } else if (!_holdsUnpaused(msg.sender, _PARTICIPANT_BIT)) {
             revert NotParticipant(msg.sender);
         }
-        (uint8 format, bytes32 digest) = Cid.parse(cid);
-        if (sha256Digest == 0) revert ZeroDigest();
+        (uint8 format, bytes32 digest) = _parseArtifact(cid, sha256Digest);
         emit SecureMessagePosted(study, round, msg.sender, phase, format, digest, sha256Digest);
     }
 
@@ -808,8 +807,7 @@ contract RoundRegistry is ConsortiumBound, Multicall {
             if (block.timestamp > deadline) revert DeadlinePassed(study, round, deadline);
             if (samples > maxSamples) revert SamplesOverCap(study, round, samples, maxSamples);
         }
-        (uint8 format, bytes32 digest) = Cid.parse(cid);
-        if (sha256Digest == 0) revert ZeroDigest();
+        (uint8 format, bytes32 digest) = _parseArtifact(cid, sha256Digest);
         // Nothing of a secure round's masked input is stored: its CID is checked only.
         uint256 index = header.secure
             ? _takeMaskedInput(study, round, header)
@@ -1034,14 +1032,18 @@ contract RoundRegistry is ConsortiumBound, Multicall {
 
     /// @dev The commitment of the artifact (`cid`, `sha256Digest`); refuses a malformed CID or a zero digest.
     function _commitment(bytes calldata cid, bytes32 sha256Digest) private pure returns (bytes32) {
-        _checkArtifact(cid, sha256Digest);
+        _parseArtifact(cid, sha256Digest);
         return keccak256(abi.encode(cid, sha256Digest));
     }
 
-    /// @dev Refuses a malformed CID ({Cid-parse} reverts; the parts it returns are not needed: the
-    /// whole CID goes in the events) or a zero digest.
-    function _checkArtifact(bytes calldata cid, bytes32 sha256Digest) private pure {
-        Cid.parse(cid);
+    /// @dev The CID's format and sha2-256 digest ({Cid-parse}), what the update and posting events log;
+    /// refuses a malformed CID or a zero `sha256Digest`.
+    function _parseArtifact(bytes calldata cid, bytes32 sha256Digest)
+        private
+        pure
+        returns (uint8 format, bytes32 digest)
+    {
+        (format, digest) = Cid.parse(cid);
         if (sha256Digest == 0) revert ZeroDigest();
     }
 
