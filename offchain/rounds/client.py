@@ -233,7 +233,7 @@ class RoundsClient(ContractClient):
     def updates(self, study: int, round: int) -> list[UpdateInfo]:
         """The round's updates in submission order."""
         return [
-            UpdateInfo(log.participant, int(log.index), _logged_artifact(log), int(log.samples))
+            UpdateInfo(log.participant, int(log.index), logged_artifact(log), int(log.samples))
             for log in self._logs("UpdateSubmitted", study=study, round=round)
         ]
 
@@ -448,7 +448,7 @@ def _posted_artifact(log) -> ArtifactRef | None:
     """A secure posting's artifact, or None when it names no CID (readers filter senders first; the
     registry refuses a malformed CID, so this is a reader's second line)."""
     try:
-        return _logged_artifact(log)
+        return logged_artifact(log)
     except (InvalidCID, ValueError):
         return None
 
@@ -457,7 +457,7 @@ def _posted_artifact(log) -> ArtifactRef | None:
 _CID_FORMATS = {1: (0, DAG_PB), 2: (1, RAW), 3: (1, DAG_PB)}
 
 
-def _logged_artifact(log) -> ArtifactRef:
+def logged_artifact(log) -> ArtifactRef:
     """The artifact of an event that logs its CID as parsed parts (``cidFormat``, ``cidDigest``) beside
     its ``sha256`` (UpdateSubmitted, SecureMessagePosted); InvalidCID for an unknown format."""
     if int(log.cidFormat) not in _CID_FORMATS:
