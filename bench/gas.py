@@ -192,7 +192,7 @@ def measure_private_rounds(admin, access) -> dict[str, int]:
             update = (_cid(300 * number + i), (1).to_bytes(32, "big"))
             # noise 1.123456789, sample rate 0.25, clipping norm 1, 4 steps, epsilon 1.234567 a round
             declaration = Declaration(1_123_456_789, 250_000_000, 1_000_000_000, 4, 1_234_567 * number).packed()
-            submits.append(registry.submitPrivateUpdate(study, number, *update, 100, declaration, sender=site).gas_used)
+            submits.append(registry.submitPrivateUpdate(study, number, *update, 0, declaration, sender=site).gas_used)
         aggregate = (_cid(300 * number + 99), (2).to_bytes(32, "big"))
         registry.commitAggregate(study, number, sites, 0, *aggregate, sender=coordinator)
         base = _commitment(*aggregate)

@@ -94,6 +94,12 @@ abstract contract ConsortiumRoles is AccessControl, Pausable {
         return _memberships[account].roles();
     }
 
+    /// @notice {rolesOf} with bit 255 set while the consortium is paused: a contract beside the policy
+    /// checks both for a member's action in one call (the round registry, for every masked input).
+    function rolesAndPauseOf(address account) external view returns (uint256) {
+        return _memberships[account].roles() | (paused() ? 1 << 255 : 0);
+    }
+
     /// @notice Which of `accounts` hold a role whose bit (see {rolesOf}) is set in `bits`: bit i of
     /// `held` is set when `accounts[i]` does. At most 256 accounts.
     function holdersOf(address[] calldata accounts, uint256 bits) external view returns (uint256 held) {

@@ -8,6 +8,9 @@ interface IConsortium {
     /// @notice The bitmap of consortium roles `account` holds (bit 7 coordinator, bit 8 participant).
     function rolesOf(address account) external view returns (uint256);
 
+    /// @notice {rolesOf} with bit 255 set while the guardian paused the consortium's state changes.
+    function rolesAndPauseOf(address account) external view returns (uint256);
+
     /// @notice Bit i is set when `accounts[i]` holds a role whose bit is set in `bits`.
     function holdersOf(address[] calldata accounts, uint256 bits) external view returns (uint256);
 

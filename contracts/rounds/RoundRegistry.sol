@@ -49,6 +49,8 @@ contract RoundRegistry is ConsortiumBound, Multicall {
     uint64 public constant DELTA_SCALE = 1e18;
     /// @notice Noise multipliers, sample rates and clipping norms are in units of 1e-9.
     uint64 public constant DP_PARAMETER_SCALE = 1e9;
+    /// @notice The largest epsilon budget a hospital may be given, in millionths (about 7.2e10).
+    uint64 public constant MAX_EPSILON_BUDGET = type(uint56).max;
     /// @notice A round's deadline is at most this far ahead, so no round can hold its study for good.
     uint64 public constant MAX_ROUND_DURATION = 365 days;
     /// @notice How long after a round's deadline its coordinator alone may close it; after that anyone
@@ -123,9 +125,11 @@ contract RoundRegistry is ConsortiumBound, Multicall {
 
     /// @dev One slot per hospital and study: its budget for the whole study and what it has spent.
     struct PrivacyAccount {
-        uint64 epsilonBudget; // in 1/EPSILON_SCALE; 0: no budget (the hospital cannot submit)
+        // In 1/EPSILON_SCALE; 0: no budget (the hospital cannot submit). At most {MAX_EPSILON_BUDGET}:
+        // 56 bits leave room for {secureIndex} in the slot.
+        uint56 epsilonBudget;
         uint64 delta; // in 1/DELTA_SCALE; every epsilon of this hospital is at this delta
-        uint64 epsilonSpent; // in 1/EPSILON_SCALE, over all its updates to the study
+        uint56 epsilonSpent; // in 1/EPSILON_SCALE, over all its updates to the study (at most its budget)
         // The last secure round the hospital submitted a masked input to: a secure round's
         // once-per-round guard lives here, in a slot reused every round, rather than in a fresh slot
         // of {Round.updates} (the 17,000 gas difference keeps a secure round within its budget).
@@ -134,6 +138,10 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         // posting and masked input in the slot the masked input updates anyway. The coordinator's
         // opening writes it (and so pays for the slot's creation, not a participant).
         uint32 invitedRound;
+        // The hospital's place among the submitters of {lastSecureRound} (from 0): with the count in
+        // the round's header, what a secure round's commit checks its submitters against, so a masked
+        // input updates no tally slot (2,100 gas of a participant's budget).
+        uint8 secureIndex;
     }
 
 
@@ -147,7 +155,9 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         // loss is a transaction, so the count never wraps them).
         uint40 roleLosses;
         uint64 maxSamples; // the study's, copied at open: the most samples an update may declare
-        uint16 updateCount; // set when the round closes (the tally counts while it is open)
+        // Set when the round closes; while it is open a plain round counts in its tally, a secure
+        // round here (its masked input writes the header, not the tally).
+        uint16 updateCount;
         uint16 counted; // updates from accounts holding the participant role at commit
         bool budgeted; // the study's, copied at open: updates must declare their DP spend
         bool secure; // the study's, copied at open: the round runs secure aggregation
@@ -157,7 +167,8 @@ contract RoundRegistry is ConsortiumBound, Multicall {
     struct Round {
         RoundHeader header;
         // Open or cancelled: the submitters' running digest (high 224 bits) and their count (low 32
-        // bits). Committed: the aggregate's commitment. One slot serves both, as the digest is
+        // bits), a plain round's only (a secure round's survivors are checked against their account
+        // slots). Committed: the aggregate's commitment. One slot serves both, as the digest is
         // spent at commit.
         bytes32 tally;
         mapping(address participant => bytes32 commitment) updates;
@@ -192,13 +203,17 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         uint64 deadline,
         address[] invited
     );
-    /// @notice `participant` submitted the round's `index`-th update (from 0), trained on `samples`.
+    /// @notice `participant` submitted the round's `index`-th update (from 0), trained on `samples`: its
+    /// bytes are in the store under the CID of format `cidFormat` and digest `cidDigest` (as in
+    /// {SecureMessagePosted}), with SHA-256 `sha256`.
+    /// @dev The CID as its parsed parts: two words of log data fewer than its bytes, on every update.
     event UpdateSubmitted(
         uint64 indexed study,
         uint32 indexed round,
         address indexed participant,
         uint16 index,
-        bytes cid,
+        uint8 cidFormat,
+        bytes32 cidDigest,
         bytes32 sha256,
         uint64 samples
     );
@@ -235,10 +250,20 @@ contract RoundRegistry is ConsortiumBound, Multicall {
     /// @notice An update to the study may declare at most `maxSamples` samples.
     event SampleCapSet(uint64 indexed study, uint64 maxSamples);
     /// @notice `sender` posted a message of the secure round's `phase` (Keys, Shares or Unmasking): its
-    /// bytes are in the store under `cid`, with SHA-256 `sha256`. Readers count a sender's first posting
-    /// in a phase only.
+    /// bytes are in the store under the CID of format `cidFormat` ({Cid-V0}, {Cid-V1_RAW} or
+    /// {Cid-V1_DAG_PB}) and sha2-256 digest `cidDigest` ({Cid-encode} rebuilds its bytes), with SHA-256
+    /// `sha256`. Readers count a sender's first posting in a phase only.
+    /// @dev The CID as its parsed parts: two words of log data fewer than its bytes (every participant
+    /// of a secure round logs three postings); `sender` in the data, not a topic (readers take a
+    /// round's postings whole), for the same reason.
     event SecureMessagePosted(
-        uint64 indexed study, uint32 indexed round, address indexed sender, SecurePhase phase, bytes cid, bytes32 sha256
+        uint64 indexed study,
+        uint32 indexed round,
+        address sender,
+        SecurePhase phase,
+        uint8 cidFormat,
+        bytes32 cidDigest,
+        bytes32 sha256
     );
     /// @notice The coordinator closed the secure round's `phase`: its postings are final.
     event SecurePhaseClosed(uint64 indexed study, uint32 indexed round, SecurePhase phase);
@@ -347,13 +372,12 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         bytes calldata configCid,
         StudyTerms calldata terms
     ) external returns (uint64 study) {
-        _requireNotPaused();
-        if (!_holds(msg.sender, _COORDINATOR_BIT)) revert NotCoordinator(msg.sender);
+        if (!_holdsUnpaused(msg.sender, _COORDINATOR_BIT)) revert NotCoordinator(msg.sender);
         uint16 minUpdates = terms.minUpdates;
         if (minUpdates == 0 || minUpdates > MAX_UPDATES) revert BadMinUpdates(minUpdates);
         if (terms.maxSamples == 0) revert BadSampleCap(terms.maxSamples);
         if (!terms.secureAggregation && terms.graphDegree != 0) revert BadGraphDegree(terms.graphDegree);
-        _checkArtifact(configCid, configDigest);
+        _parseArtifact(configCid, configDigest);
         bytes32 genesis = _commitment(genesisCid, genesisSha256);
         study = ++_studyCount;
         Study storage s = _studies[study];
@@ -471,7 +495,7 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         if (epsilonSpent > spend.epsilonBudget) {
             revert PrivacyBudgetExceeded(study, msg.sender, epsilonSpent, spend.epsilonBudget);
         }
-        account.epsilonSpent = epsilonSpent;
+        account.epsilonSpent = uint56(epsilonSpent); // at most the budget, so it fits
         emit PrivacySpent(declaration);
     }
 
@@ -493,22 +517,26 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         external
     {
         Study storage s = _studies[study];
-        Round storage r = s.rounds[round];
-        RoundHeader memory header = r.header;
-        _requireOpen(study, round, header.status);
-        if (!header.secure) revert RoundNotSecure(study, round);
+        // Only the fields checked here, from the one slot (a copy of the whole header decodes all eleven).
+        RoundHeader storage header = s.rounds[round].header;
+        (RoundStatus status, bool secure, bool invites, SecurePhase current) =
+            (header.status, header.secure, header.invites, header.phase);
+        _requireOpen(study, round, status);
+        if (!secure) revert RoundNotSecure(study, round);
         // Masked inputs are updates, and a finished round takes nothing more before its commit.
-        if (phase != header.phase || phase == SecurePhase.MaskedInputs || phase == SecurePhase.Finished) {
-            revert SecurePhaseMismatch(study, round, header.phase, phase);
+        if (phase != current || phase == SecurePhase.MaskedInputs || phase == SecurePhase.Finished) {
+            revert SecurePhaseMismatch(study, round, current, phase);
         }
-        _requireNotPaused();
-        if (header.invites) {
+        if (invites) {
+            _requireNotPaused();
             if (s.privacy[msg.sender].invitedRound != round) revert NotInvited(study, round, msg.sender);
-        } else if (!_holds(msg.sender, _PARTICIPANT_BIT)) {
+        } else if (!_holdsUnpaused(msg.sender, _PARTICIPANT_BIT)) {
             revert NotParticipant(msg.sender);
         }
-        _checkArtifact(cid, sha256Digest);
-        emit SecureMessagePosted(study, round, msg.sender, phase, cid, sha256Digest);
+        // {_parseArtifact} inline: a call's overhead is some 60 gas on every posting and masked input.
+        (uint8 format, bytes32 digest) = Cid.parse(cid);
+        if (sha256Digest == 0) revert ZeroDigest();
+        emit SecureMessagePosted(study, round, msg.sender, phase, format, digest, sha256Digest);
     }
 
     /// @notice Close a secure round's current phase: its postings are final and the next phase
@@ -566,7 +594,7 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         uint256 mask;
         {
             uint256 counted;
-            (mask, counted) = _countParticipants(study, round, r, submitters, rejectedMask, true);
+            (mask, counted) = _countParticipants(study, round, s, submitters, rejectedMask, true);
             if (counted < header.minUpdates) revert QuorumNotMet(study, round, counted, header.minUpdates);
             roundHeader.counted = uint16(counted);
         }
@@ -602,7 +630,7 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         RoundHeader memory roundHeader = r.header;
         _requireOpen(study, round, roundHeader.status);
         if (block.timestamp <= roundHeader.deadline) revert DeadlineNotReached(study, round, roundHeader.deadline);
-        uint256 updates = uint256(r.tally) & _COUNT_MASK;
+        uint256 updates = _updateCount(r, roundHeader.secure);
         uint256 anyoneFrom = uint256(roundHeader.deadline) + CANCEL_GRACE_PERIOD;
         bool abandoned = block.timestamp > anyoneFrom;
         if (msg.sender != header.coordinator || !_holds(msg.sender, _COORDINATOR_BIT)) {
@@ -612,7 +640,7 @@ contract RoundRegistry is ConsortiumBound, Multicall {
             }
             if (rejectedMask != 0) revert RejectionByNonCoordinator(msg.sender);
         } else if (!abandoned && updates >= header.minUpdates) {
-            (, uint256 counted) = _countParticipants(study, round, r, submitters, rejectedMask, false);
+            (, uint256 counted) = _countParticipants(study, round, s, submitters, rejectedMask, false);
             if (counted >= header.minUpdates) revert QuorumReached(study, round, counted, header.minUpdates);
         } else if (rejectedMask >> updates != 0) {
             revert RejectedOutOfRange(study, round, rejectedMask, updates);
@@ -686,7 +714,7 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         baseRound = header.baseRound;
         baseCommitment = _modelOf(s, baseRound);
         invites = header.invites;
-        updateCount = status == RoundStatus.Open ? uint16(uint256(r.tally) & _COUNT_MASK) : header.updateCount;
+        updateCount = status == RoundStatus.Open ? uint16(_updateCount(r, header.secure)) : header.updateCount;
         counted = header.counted;
         if (status == RoundStatus.Committed) aggregateCommitment = r.tally;
     }
@@ -760,8 +788,7 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         uint64 samples,
         bool declaresPrivacy
     ) private {
-        _requireNotPaused();
-        if (!_holds(msg.sender, _PARTICIPANT_BIT)) revert NotParticipant(msg.sender);
+        if (!_holdsUnpaused(msg.sender, _PARTICIPANT_BIT)) revert NotParticipant(msg.sender);
         // A budgeted (DP) study's count stays off chain: a record count would tell neighbouring data sets apart.
         if (declaresPrivacy) {
             if (samples != 0) revert SampleCountInPrivateUpdate();
@@ -769,34 +796,68 @@ contract RoundRegistry is ConsortiumBound, Multicall {
             revert NoSamples();
         }
         Round storage r = _studies[study].rounds[round];
-        RoundHeader memory header = r.header;
-        _requireOpen(study, round, header.status);
-        if (header.budgeted != declaresPrivacy) {
-            if (header.budgeted) revert PrivacyDeclarationRequired(study, round);
-            revert RoundNotPrivate(study, round);
-        }
-        if (block.timestamp > header.deadline) revert DeadlinePassed(study, round, header.deadline);
-        if (samples > header.maxSamples) revert SamplesOverCap(study, round, samples, header.maxSamples);
-        uint256 tally = uint256(r.tally);
-        uint256 index = tally & _COUNT_MASK;
-        if (index == MAX_UPDATES) revert RoundFull(study, round);
-        if (header.secure) {
-            if (header.phase != SecurePhase.MaskedInputs) {
-                revert SecurePhaseMismatch(study, round, header.phase, SecurePhase.MaskedInputs);
+        // The header's fields read one by one from its slot: a copy of the whole struct decodes all eleven.
+        RoundHeader storage header = r.header;
+        bool secure;
+        {
+            RoundStatus status;
+            bool budgeted;
+            uint64 deadline;
+            uint64 maxSamples;
+            (status, budgeted, deadline, maxSamples, secure) =
+                (header.status, header.budgeted, header.deadline, header.maxSamples, header.secure);
+            _requireOpen(study, round, status);
+            if (budgeted != declaresPrivacy) {
+                if (budgeted) revert PrivacyDeclarationRequired(study, round);
+                revert RoundNotPrivate(study, round);
             }
-            PrivacyAccount storage account = _studies[study].privacy[msg.sender];
-            PrivacyAccount memory entry = account;
-            if (header.invites && entry.invitedRound != round) revert NotInvited(study, round, msg.sender);
-            if (entry.lastSecureRound >= round) revert AlreadySubmitted(study, round, msg.sender);
-            account.lastSecureRound = round;
-            _checkArtifact(cid, sha256Digest); // nothing of a masked input is stored: checked only
-        } else {
-            if (header.invites && !r.invited[msg.sender]) revert NotInvited(study, round, msg.sender);
-            if (r.updates[msg.sender] != 0) revert AlreadySubmitted(study, round, msg.sender);
-            r.updates[msg.sender] = _commitment(cid, sha256Digest);
+            if (block.timestamp > deadline) revert DeadlinePassed(study, round, deadline);
+            if (samples > maxSamples) revert SamplesOverCap(study, round, samples, maxSamples);
         }
+        // {_parseArtifact} inline: a call's overhead is some 60 gas on every posting and masked input.
+        (uint8 format, bytes32 digest) = Cid.parse(cid);
+        if (sha256Digest == 0) revert ZeroDigest();
+        // Nothing of a secure round's masked input is stored: its CID is checked only.
+        uint256 index = secure
+            ? _takeMaskedInput(study, round, header)
+            : _takeUpdate(study, round, r, keccak256(abi.encode(cid, sha256Digest)));
+        emit UpdateSubmitted(study, round, msg.sender, uint16(index), format, digest, sha256Digest, samples);
+    }
+
+    /// @dev A plain round's update from the caller, of commitment `commitment`: its roster and
+    /// once-per-round checks, then its record and the round's tally; returns its place.
+    function _takeUpdate(uint64 study, uint32 round, Round storage r, bytes32 commitment)
+        private
+        returns (uint256 index)
+    {
+        uint256 tally = uint256(r.tally);
+        index = tally & _COUNT_MASK;
+        if (index == MAX_UPDATES) revert RoundFull(study, round);
+        if (r.header.invites && !r.invited[msg.sender]) revert NotInvited(study, round, msg.sender);
+        if (r.updates[msg.sender] != 0) revert AlreadySubmitted(study, round, msg.sender);
+        r.updates[msg.sender] = commitment;
         r.tally = bytes32(_chain(tally & ~_COUNT_MASK, msg.sender) | (index + 1));
-        emit UpdateSubmitted(study, round, msg.sender, uint16(index), cid, sha256Digest, samples);
+    }
+
+    /// @dev A secure round's masked input from the caller: its phase, roster and once-per-round checks,
+    /// then its place among the submitters (returned), kept in the caller's account slot beside the
+    /// guard (one slot write) and counted in the round's header, which holds the survivors' count.
+    function _takeMaskedInput(uint64 study, uint32 round, RoundHeader storage header)
+        private
+        returns (uint256 index)
+    {
+        (SecurePhase phase, bool invites, uint16 count) = (header.phase, header.invites, header.updateCount);
+        if (phase != SecurePhase.MaskedInputs) revert SecurePhaseMismatch(study, round, phase, SecurePhase.MaskedInputs);
+        index = count;
+        if (index == MAX_UPDATES) revert RoundFull(study, round);
+        mapping(address => PrivacyAccount) storage accounts = _studies[study].privacy;
+        PrivacyAccount memory entry = accounts[msg.sender];
+        if (invites && entry.invitedRound != round) revert NotInvited(study, round, msg.sender);
+        if (entry.lastSecureRound >= round) revert AlreadySubmitted(study, round, msg.sender);
+        entry.lastSecureRound = round;
+        entry.secureIndex = uint8(index); // below MAX_UPDATES
+        accounts[msg.sender] = entry;
+        header.updateCount = uint16(index + 1);
     }
 
     /// @dev Gives each of `hospitals` the (epsilon, delta) budget of a new study; none without hospitals.
@@ -811,11 +872,13 @@ contract RoundRegistry is ConsortiumBound, Multicall {
             if (epsilonBudget != 0 || delta != 0) revert BadPrivacyBudget(epsilonBudget, delta);
             return;
         }
-        if (epsilonBudget == 0 || delta == 0 || delta >= DELTA_SCALE) revert BadPrivacyBudget(epsilonBudget, delta);
+        if (epsilonBudget == 0 || epsilonBudget > MAX_EPSILON_BUDGET || delta == 0 || delta >= DELTA_SCALE) {
+            revert BadPrivacyBudget(epsilonBudget, delta);
+        }
         for (uint256 i; i < hospitals.length; ++i) {
             address hospital = hospitals[i];
             if (s.privacy[hospital].epsilonBudget != 0) revert PrivacyBudgetAlreadySet(study, hospital);
-            s.privacy[hospital] = PrivacyAccount(epsilonBudget, delta, 0, 0, 0);
+            s.privacy[hospital] = PrivacyAccount(uint56(epsilonBudget), delta, 0, 0, 0, 0);
             emit PrivacyBudgetSet(study, hospital, epsilonBudget, delta);
         }
     }
@@ -846,8 +909,8 @@ contract RoundRegistry is ConsortiumBound, Multicall {
     function _requireCoordinator(uint64 study, StudyHeader memory header, bool checkRole) private view {
         if (header.coordinator == address(0)) revert UnknownStudy(study);
         if (header.coordinator != msg.sender) revert NotStudyCoordinator(study, msg.sender);
-        _requireNotPaused();
-        if (checkRole && !_holds(msg.sender, _COORDINATOR_BIT)) revert NotCoordinator(msg.sender);
+        if (!checkRole) _requireNotPaused();
+        else if (!_holdsUnpaused(msg.sender, _COORDINATOR_BIT)) revert NotCoordinator(msg.sender);
     }
 
     function _requireOpen(uint64 study, uint32 round, RoundStatus status) private pure {
@@ -855,7 +918,7 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         if (status != RoundStatus.Open) revert RoundNotOpen(study, round, status);
     }
 
-    /// @dev Checks `submitters` against the round's tally, then which of them hold the participant
+    /// @dev Checks `submitters` against the round's record ({_checkSubmitters}), then which of them hold the participant
     /// role now and were not rejected (`mask`, `counted` of them): all held it, if no account lost a
     /// learning role since the round opened (each held it when it submitted, and the coordinator held
     /// its role at opening); else one batch read of their roles (and the caller's coordinator role).
@@ -864,25 +927,15 @@ contract RoundRegistry is ConsortiumBound, Multicall {
     function _countParticipants(
         uint64 study,
         uint32 round,
-        Round storage r,
+        Study storage s,
         address[] calldata submitters,
         uint256 rejectedMask,
         bool forCommit
     ) private view returns (uint256 mask, uint256 counted) {
-        uint256 tally = uint256(r.tally);
+        Round storage r = s.rounds[round];
         uint256 n = submitters.length;
-        if (n != tally & _COUNT_MASK) revert SubmittersMismatch(study, round);
+        _checkSubmitters(study, round, s, r, submitters);
         if (rejectedMask >> n != 0) revert RejectedOutOfRange(study, round, rejectedMask, n);
-        uint256 digest = _TALLY_SEED;
-        // {_chain} over calldata: an address with dirty high bits yields another digest, so refused.
-        assembly ("memory-safe") {
-            for { let i := 0 } lt(i, n) { i := add(i, 1) } {
-                mstore(0x00, digest)
-                mstore(0x20, calldataload(add(submitters.offset, shl(5, i))))
-                digest := shl(32, shr(32, keccak256(0x00, 0x40)))
-            }
-        }
-        if (digest | n != tally) revert SubmittersMismatch(study, round);
 
         uint256 all;
         unchecked {
@@ -902,6 +955,44 @@ contract RoundRegistry is ConsortiumBound, Multicall {
         }
         mask &= ~rejectedMask;
         counted = _popcount(mask);
+    }
+
+    /// @dev Refuses ({SubmittersMismatch}) unless `submitters` are the open round's submitters in
+    /// submission order. A plain round checks them against its tally's running digest (a hash an
+    /// update); a secure round, whose masked inputs keep no tally, against each one's account slot:
+    /// it submitted to this round (its study has one round open at a time), at place i, and there
+    /// are as many as the header counts, so the list is the submitters, each once, in order.
+    function _checkSubmitters(
+        uint64 study,
+        uint32 round,
+        Study storage s,
+        Round storage r,
+        address[] calldata submitters
+    ) private view {
+        uint256 n = submitters.length;
+        if (n != _updateCount(r, r.header.secure)) revert SubmittersMismatch(study, round);
+        if (r.header.secure) {
+            for (uint256 i; i < n; ++i) {
+                PrivacyAccount storage entry = s.privacy[submitters[i]];
+                if (entry.lastSecureRound != round || entry.secureIndex != i) revert SubmittersMismatch(study, round);
+            }
+            return;
+        }
+        uint256 digest = _TALLY_SEED;
+        // {_chain} over calldata: an address with dirty high bits yields another digest, so refused.
+        assembly ("memory-safe") {
+            for { let i := 0 } lt(i, n) { i := add(i, 1) } {
+                mstore(0x00, digest)
+                mstore(0x20, calldataload(add(submitters.offset, shl(5, i))))
+                digest := shl(32, shr(32, keccak256(0x00, 0x40)))
+            }
+        }
+        if (digest | n != uint256(r.tally)) revert SubmittersMismatch(study, round);
+    }
+
+    /// @dev How many updates the open round took: a plain round's tally counts them, a secure round's header.
+    function _updateCount(Round storage r, bool secure) private view returns (uint256) {
+        return secure ? r.header.updateCount : uint256(r.tally) & _COUNT_MASK;
     }
 
     /// @dev {IConsortium-holdersOf}`(accounts, participant bit)`, its arguments copied from calldata as
@@ -950,14 +1041,18 @@ contract RoundRegistry is ConsortiumBound, Multicall {
 
     /// @dev The commitment of the artifact (`cid`, `sha256Digest`); refuses a malformed CID or a zero digest.
     function _commitment(bytes calldata cid, bytes32 sha256Digest) private pure returns (bytes32) {
-        _checkArtifact(cid, sha256Digest);
+        _parseArtifact(cid, sha256Digest);
         return keccak256(abi.encode(cid, sha256Digest));
     }
 
-    /// @dev Refuses a malformed CID ({Cid-parse} reverts; the parts it returns are not needed: the
-    /// whole CID goes in the events) or a zero digest.
-    function _checkArtifact(bytes calldata cid, bytes32 sha256Digest) private pure {
-        Cid.parse(cid);
+    /// @dev The CID's format and sha2-256 digest ({Cid-parse}), what the update and posting events log;
+    /// refuses a malformed CID or a zero `sha256Digest`.
+    function _parseArtifact(bytes calldata cid, bytes32 sha256Digest)
+        private
+        pure
+        returns (uint8 format, bytes32 digest)
+    {
+        (format, digest) = Cid.parse(cid);
         if (sha256Digest == 0) revert ZeroDigest();
     }
 

@@ -23,7 +23,7 @@ from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
 
 from offchain.contract_client import ContractClient
-from offchain.ipfs.cid import CID, InvalidCID
+from offchain.ipfs.cid import CID, DAG_PB, RAW, InvalidCID
 
 
 class MissingEvent(LookupError):
@@ -233,8 +233,7 @@ class RoundsClient(ContractClient):
     def updates(self, study: int, round: int) -> list[UpdateInfo]:
         """The round's updates in submission order."""
         return [
-            UpdateInfo(log.participant, int(log.index), ArtifactRef(CID.from_bytes(log.cid), bytes(log.sha256)),
-                       int(log.samples))
+            UpdateInfo(log.participant, int(log.index), logged_artifact(log), int(log.samples))
             for log in self._logs("UpdateSubmitted", study=study, round=round)
         ]
 
@@ -446,11 +445,25 @@ def _members(submitters: Sequence[str], mask: int) -> tuple[str, ...]:
 
 
 def _posted_artifact(log) -> ArtifactRef | None:
-    """A secure posting's artifact, or None when its bytes are no CID (readers filter senders first)."""
+    """A secure posting's artifact, or None when it names no CID (readers filter senders first; the
+    registry refuses a malformed CID, so this is a reader's second line)."""
     try:
-        return ArtifactRef(CID.from_bytes(bytes(log.cid)), bytes(log.sha256))
+        return logged_artifact(log)
     except (InvalidCID, ValueError):
         return None
+
+
+#: RoundRegistry's CID formats (Cid.sol: V0, V1_RAW, V1_DAG_PB) as (version, codec).
+_CID_FORMATS = {1: (0, DAG_PB), 2: (1, RAW), 3: (1, DAG_PB)}
+
+
+def logged_artifact(log) -> ArtifactRef:
+    """The artifact of an event that logs its CID as parsed parts (``cidFormat``, ``cidDigest``) beside
+    its ``sha256`` (UpdateSubmitted, SecureMessagePosted); InvalidCID for an unknown format."""
+    if int(log.cidFormat) not in _CID_FORMATS:
+        raise InvalidCID(f"unknown CID format {int(log.cidFormat)} in a logged artifact")
+    version, codec = _CID_FORMATS[int(log.cidFormat)]
+    return ArtifactRef(CID.from_digest(version, codec, bytes(log.cidDigest)), bytes(log.sha256))
 
 
 def _artifact(log, prefix: str = "") -> ArtifactRef:

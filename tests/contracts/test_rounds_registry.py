@@ -150,7 +150,8 @@ def test_round_from_open_to_commit(rounds, study, open_round, coordinator, hospi
     for index, member in enumerate(hospitals[:3]):
         tx = submit(rounds, study, 1, member, 10 + index, samples=50 + index)
         cid, sha = make_artifact(10 + index)
-        assert tx.events == [rounds.UpdateSubmitted(study, 1, member, index, cid, sha, 50 + index)]
+        # The CID is logged as its parsed parts: format 2 (CIDv1 raw) and its sha2-256 digest.
+        assert tx.events == [rounds.UpdateSubmitted(study, 1, member, index, 2, cid[4:], sha, 50 + index)]
         assert rounds.updateOf(study, 1, member) == commitment(make_artifact(10 + index))
     assert rounds.updateOf(study, 1, hospitals[3]) == bytes(32)
     assert rounds.roundOf(study, 1)[5] == 3

@@ -68,7 +68,8 @@ def test_a_secure_round_runs_its_phases_in_order_and_commits(rounds, secure, coo
     (event,) = tx.events
     assert (event.event_name, event.study, event.round, event.sender, event.phase) == (
         "SecureMessagePosted", secure, 1, hospitals[0].address, KEYS)
-    assert (bytes(event.cid), bytes(event.sha256)) == make_artifact(1)
+    cid, sha = make_artifact(1)
+    assert (event.cidFormat, bytes(event.cidDigest), bytes(event.sha256)) == (2, cid[4:], sha)  # 2: CIDv1 raw
     run_to_unmasking(rounds, secure, coordinator, hospitals, survivors=2)
     assert rounds.secureRoundOf(secure, 1) == (True, UNMASKING)
     assert [rounds.hasSubmitted(secure, 1, h) for h in hospitals[:3]] == [True, True, False]

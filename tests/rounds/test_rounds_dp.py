@@ -17,6 +17,7 @@ from fl.models import ModelSpec, ParameterLayout
 from fl.privacy import DistributedDPConfig, DPParameters, calibrate_distributed_dp, epsilon_of
 from offchain.contract_client import ChainRefusal
 from offchain.ipfs.cid import CID
+from offchain.rounds.client import logged_artifact
 from offchain.rounds.config import StudyConfig
 from offchain.rounds.coordinator import Coordinator
 from offchain.rounds.errors import RoundsError, StudyConfigError
@@ -80,12 +81,13 @@ def test_a_dp_study_publishes_no_record_count_on_chain_or_in_the_store(consortiu
             if name == "samples":
                 assert value == 0, log
     # Every object the study names in the store: its config, genesis, updates and aggregates.
-    cids = [log.event_arguments[name] for log in logs for name in ("cid", "genesisCid", "configCid")
-            if name in log.event_arguments]
+    cids = [CID.from_bytes(bytes(log.event_arguments[name])) for log in logs
+            for name in ("cid", "genesisCid", "configCid") if name in log.event_arguments]
+    cids += [logged_artifact(log).cid for log in logs if "cidDigest" in log.event_arguments]  # updates
     assert len(cids) >= 6
     for cid in cids:
         out = io.BytesIO()
-        consortium.auditor.store.cat(CID.from_bytes(bytes(cid)), out)
+        consortium.auditor.store.cat(cid, out)
         raw = out.getvalue()
         assert b"data_samples" not in raw and b"samples" not in raw
         for count in hidden:
