@@ -22,7 +22,7 @@ runner's, ``--share I/5``); ``--dp-chain-runs N`` runs it N times instead of 5
 (0 skips it, as on-chain runs take minutes each), ``--only-dp-chain`` runs that
 part alone.
 
-Issue 19 (``--only-privacy`` alone; ``--privacy-runs N``, default 5):
+The privacy figures (``--only-privacy`` alone; ``--privacy-runs N``, default 5):
 ``csprng_noise_overhead`` (a DP-SGD step with ChaCha20 noise and sampling over
 one drawing from torch's generator, target <= 2), ``rounds_per_budget_rdp`` /
 ``rounds_per_budget_pld``, and local against distributed DP through on-chain
@@ -125,7 +125,7 @@ def measure_dp_chain(runs: int) -> dict:
     }
 
 
-# Issue 19: local against distributed DP through on-chain rounds, at epsilon 1 and 4 per hospital.
+# Local against distributed DP through on-chain rounds, at epsilon 1 and 4 per hospital.
 PRIVACY_RUNS = 5
 PRIVACY_EPSILONS = (1.0, 4.0)
 LOCAL_DP_ROUNDS = 5
@@ -135,8 +135,8 @@ BUDGET_EPSILON = 4.0  # rounds_per_budget_*: at the noise RDP calibrates for DP_
 
 def measure_csprng_overhead(repeats: int = 5, steps: int = 40) -> dict:
     """``csprng_noise_overhead``: seconds per DP-SGD step of one hospital with its noise and sampling from
-    the ChaCha20 source (secure-mode sum of draws) over the same step drawing from torch's generator as
-    before issue 19; the best of ``repeats`` interleaved runs of ``steps`` steps each. Beside it,
+    the ChaCha20 source (secure-mode sum of draws) over the same step drawing from torch's generator (a
+    Mersenne Twister, as DP-SGD drew before); the best of ``repeats`` interleaved runs of ``steps`` steps each. Beside it,
     ``csprng_noise_only_ratio``: the noise alone for a 1 M-value update, ChaCha20 over torch.normal."""
     import warnings
 
@@ -298,10 +298,11 @@ def _options():
     parser.add_argument("--local-privacy-runs", type=int, default=None,
                         help="studies per setting for local_dp_acc_* alone (default: --privacy-runs; 0 skips them)")
     parser.add_argument("--only-privacy", action="store_true",
-                        help="only the issue-19 figures: csprng_noise_overhead, rounds_per_budget_*, local and "
+                        help="only the privacy figures: csprng_noise_overhead, rounds_per_budget_*, local and "
                              "distributed DP on chain, centralized_acc")
     parser.add_argument("--only-chain-robustness", action="store_true",
-                        help="only issue 23's figures: byzantine_chain_gap_pts, topk_int8_bytes_ratio, topk_int8_gap_pts")
+                        help="only the chain path's robustness and compression figures: byzantine_chain_gap_pts, "
+                             "topk_int8_bytes_ratio, topk_int8_gap_pts")
     return parser.parse_args()
 
 
@@ -451,7 +452,7 @@ def main() -> None:
     }))
 
 
-# Issue 23: robust aggregation and compression through the chain path.
+# Robust aggregation and compression through the chain path.
 BYZANTINE_CHAIN_ROUNDS = 5
 BYZANTINE_CHAIN_RULE = ("trimmed_mean", {"trim_ratio": 0.2})
 BYZANTINE_SCALE = 10.0
@@ -577,7 +578,7 @@ def measure_topk_chain(rounds: int = TOPK_CHAIN_ROUNDS, runs: int = TOPK_CHAIN_R
 
 
 def robust_and_compressed_chain() -> dict:
-    """Issue 23's figures (``--only-chain-robustness``): robust aggregation and compression on chain."""
+    """The chain path's figures (``--only-chain-robustness``): robust aggregation and compression on chain."""
     return {**measure_byzantine_chain(), **measure_topk_chain()}
 
 
