@@ -210,9 +210,7 @@ class _Scenario:
                                  "post-quantum MLKEM768-X25519); the stranger holds a key but no role")
 
     def _keystore_path(self, address: str) -> Path:
-        from offchain.cli.session import keystore_path  # where `medshare` and the study's nodes look
-
-        path = keystore_path(self.settings, address)
+        path = self.settings.keystore_path(address)  # where `medshare` and the study's nodes look
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 

@@ -62,6 +62,15 @@ class Settings:
         """The consortium's IPFS config (peers, pinning nodes, replication)."""
         return self.consortium or self.home / "consortium.json"
 
+    def keystore_path(self, address: str) -> Path:
+        """Where ``address``'s keystore lives: ``$MEDSHARE_HOME/keys/<address>.json`` (refused if something
+        other than a file is there)."""
+        path = self.home / "keys" / f"{address.lower()}.json"
+        if path.exists() and not path.is_file():
+            raise InvalidInput(f"keystore {path} is not a regular file (a folder or a device is there); "
+                               "move it away, or restore the keystore file")
+        return path
+
 
 def _whole_number(environ: Mapping[str, str], name: str, default: int) -> int:
     text = (environ.get(name) or "").strip()

@@ -34,7 +34,6 @@ from offchain.cli.session import (
     chain_options,
     connected,
     connected_account,
-    keystore_path,
     keystore_unlock,
     network_options,
     passphrase,
@@ -76,7 +75,7 @@ def _key_label_option(help_text: str):
 def create(chain: ChainOptions, suite: KeySuite, sealed_by_token: bool, key_label: str) -> None:
     """Create your keystore with a new key of the chosen kind (then run `medshare keys publish`)."""
     with connected(chain) as client:
-        path = keystore_path(Settings.from_env(), client.address)
+        path = Settings.from_env().keystore_path(client.address)
         unlock = _token_sealer(key_label) if sealed_by_token else keystore_unlock(path)
         keystore = create_keystore(client, path, unlock, suite)
     sealed = " sealed by the HSM token" if sealed_by_token else ""
@@ -95,7 +94,7 @@ def _token_sealer(key_label: str):
 def publish(chain: ChainOptions) -> None:
     """Publish your keystore's current public key (creating the keystore on first use)."""
     with connected(chain) as client:
-        path = keystore_path(Settings.from_env(), client.address)
+        path = Settings.from_env().keystore_path(client.address)
         done = publish_key(client, path, keystore_unlock(path))
     if not done.published:
         click.echo(f"{client.address}: key version {done.version} is already published")
@@ -111,7 +110,7 @@ def publish(chain: ChainOptions) -> None:
 def rotate(chain: ChainOptions, suite: KeySuite | None) -> None:
     """Make a new key pair and publish it; older keys stay in the keystore, so older shares still open."""
     with connected(chain) as client:
-        path = keystore_path(Settings.from_env(), client.address)
+        path = Settings.from_env().keystore_path(client.address)
         version = rotate_key(client, path, keystore_unlock(path), suite)
     click.echo(f"{client.address}: published key version {version} (earlier versions kept in {path})")
 
@@ -239,7 +238,7 @@ def unseal_keystore(chain: ChainOptions) -> None:
 
 def _account_keystore(chain: ChainOptions):
     with connected_account(chain) as account:
-        path = keystore_path(Settings.from_env(), account.address)
+        path = Settings.from_env().keystore_path(account.address)
     if not path.exists():
         raise tokens.HsmError(f"there is no keystore at {path} (`medshare keys create` makes one)")
     return path

@@ -191,16 +191,6 @@ def echo_sent(sent: Sequence[Sent]) -> None:
         click.echo(f"  tx {transaction.tx_hash} (gas {transaction.gas_used:,}, block {transaction.block})")
 
 
-def keystore_path(settings: Settings, address: str) -> Path:
-    """Where ``address``'s keystore lives: ``$MEDSHARE_HOME/keys/<address>.json`` (refused if something
-    other than a file is there)."""
-    path = settings.home / "keys" / f"{address.lower()}.json"
-    if path.exists() and not path.is_file():
-        raise InvalidInput(f"keystore {path} is not a regular file (a folder or a device is there); "
-                           "move it away, or restore the keystore file")
-    return path
-
-
 def passphrase(*, confirm: bool = False) -> str:
     """The keystore passphrase: ``MEDSHARE_PASSPHRASE`` if set, else asked for (never echoed) on a terminal."""
     from_env = os.environ.get(PASSPHRASE_ENV)
@@ -225,7 +215,7 @@ def keystore_unlock(path: Path) -> Callable[..., str | KeySealer]:
 
 def open_keystore(settings: Settings, address: str) -> Keystore | None:
     """The member's unlocked keystore, or None if it has none yet."""
-    path = keystore_path(settings, address)
+    path = settings.keystore_path(address)
     if not path.exists():
         return None
     return Keystore.open(path, keystore_unlock(path)())

@@ -529,9 +529,7 @@ def ensure_deployed(admin, *, record: bool):
 
 def ensure_published_key(access: AccessClient, settings: Settings, passphrase: str) -> Keystore:
     """The account's keystore (created on first use) with its current key published."""
-    from offchain.cli.session import keystore_path
-
-    path = keystore_path(settings, access.address)
+    path = settings.keystore_path(access.address)
     if path.exists():
         keystore = Keystore.open(path, passphrase)
     else:

@@ -195,7 +195,6 @@ def _member(summary: dict, home: Path, account_index: int):
     from ape import accounts, project
 
     from offchain.chain import AccessClient
-    from offchain.cli.session import keystore_path
     from offchain.crypto import Keystore
     from offchain.ipfs import open_store
     from offchain.rounds.network import rounds_client
@@ -206,7 +205,7 @@ def _member(summary: dict, home: Path, account_index: int):
     account = accounts.test_accounts[account_index]
     access = AccessClient(project.MedicalAccess.at(summary["access"]), account)
     return Member(rounds_client(access, summary["contract"]), access, open_store(settings),
-                  Keystore.open(keystore_path(settings, account.address), PASSPHRASE))
+                  Keystore.open(settings.keystore_path(account.address), PASSPHRASE))
 
 
 def _fedavg(models: list[tuple[dict[str, torch.Tensor], int]]) -> dict[str, torch.Tensor]:
