@@ -20,13 +20,19 @@ from offchain.rounds.verifier import verify_study
 from .test_rounds_secure import secure_study
 
 
-def test_a_survivor_evicted_before_the_commit_cancels_the_round(consortium, chain):
-    hospitals = consortium.hospitals
+def secure_round(consortium, hospitals):
+    """A secure study of ``hospitals`` (threshold 2): its id, the log, its coordinator (one round), the nodes."""
     study = secure_study(consortium, hospitals, 2)
     logs: list[str] = []
     coordinator = Coordinator(consortium.coordinator, study, target_rounds=1, log=logs.append)
     shares = federated_breast_cancer(len(hospitals)).hospitals
     nodes = [HospitalNode(member, study, share, log=logs.append) for member, share in zip(hospitals, shares)]
+    return study, logs, coordinator, nodes
+
+
+def test_a_survivor_evicted_before_the_commit_cancels_the_round(consortium, chain):
+    hospitals = consortium.hospitals
+    study, logs, coordinator, nodes = secure_round(consortium, hospitals)
     rounds = consortium.coordinator.rounds
     evicted = hospitals[1].address
     step = None
@@ -60,11 +66,7 @@ def test_a_survivor_evicted_in_the_commits_block_fails_the_verifiers_roles_check
     for member in hospitals:  # the session's consortium: a test before may have evicted one
         if not access.rolesOf(member.address) & 1 << 8:
             access.grantRole(access.PARTICIPANT_ROLE(), member.address, sender=consortium.admin)
-    study = secure_study(consortium, hospitals, 2)
-    logs: list[str] = []
-    coordinator = Coordinator(consortium.coordinator, study, target_rounds=1, log=logs.append)
-    shares = federated_breast_cancer(len(hospitals)).hospitals
-    nodes = [HospitalNode(member, study, share, log=logs.append) for member, share in zip(hospitals, shares)]
+    study, logs, coordinator, nodes = secure_round(consortium, hospitals)
     rounds = consortium.coordinator.rounds
     board = ChainBulletinBoard(consortium.coordinator.study(study), 1)
     for _ in range(40):  # every phase but the last closed, every unmasking response posted
