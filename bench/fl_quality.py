@@ -45,7 +45,10 @@ import json
 import math
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -212,6 +215,31 @@ def rounds_per_budget(epsilon: float = BUDGET_EPSILON) -> dict:
     return figures
 
 
+@contextmanager
+def chain_consortium(purpose: str) -> Iterator[tuple[Path, dict, Any, Any, list]]:
+    """A local anvil (closed on exit) with MedicalAccess and RoundRegistry deployed and a coordinator, an
+    auditor and ``HOSPITALS`` hospitals enrolled, their keystores in a temporary home: (the home, the
+    members by address, the coordinator's account, the auditor's, the hospitals')."""
+    import tempfile
+
+    from ape import accounts, networks, project
+
+    from offchain.rounds.runner import enrol
+    from offchain.settings import Settings
+
+    with tempfile.TemporaryDirectory(prefix=f"medshare-bench-{purpose}-") as folder, \
+            networks.parse_network_choice("ethereum:local:foundry", disconnect_after=True):
+        home = Path(folder)
+        test_accounts = accounts.test_accounts
+        admin, coordinator_account, auditor = test_accounts[0], test_accounts[1], test_accounts[2]
+        hospitals = [test_accounts[3 + i] for i in range(HOSPITALS)]
+        access = admin.deploy(project.MedicalAccess, admin)
+        registry = admin.deploy(project.RoundRegistry, access)
+        members = enrol(access, registry, admin, coordinator_account, hospitals, [auditor], Settings(home=home),
+                        f"bench {purpose} passphrase")
+        yield home, members, coordinator_account, auditor, hospitals
+
+
 def measure_chain_privacy(runs: int, local_runs: int | None = None) -> dict:
     """``local_dp_acc_eps*``, ``distributed_dp_acc_eps*``: mean test accuracy over ``runs`` studies each,
     5 hospitals (the runner's shares), through the rounds' library on a local anvil: the coordinator
@@ -219,32 +247,20 @@ def measure_chain_privacy(runs: int, local_runs: int | None = None) -> dict:
     the store, each hospital's budget on chain. Local: DP-SGD at each hospital; distributed: each
     hospital's clipped update plus its share of the noise inside the secure sum (threshold 3).
     ``local_runs`` (default ``runs``) for local DP alone: 0 measures distributed DP only."""
-    import tempfile
-
-    from ape import accounts, networks, project
 
     from fl.models import ModelSpec, evaluate, set_parameters
     from offchain.rounds.config import SecureAggregationSettings, StudyConfig
     from offchain.rounds.coordinator import Coordinator
     from offchain.rounds.participant import HospitalNode
     from offchain.rounds.privacy import DP_LEARNING_RATE, budgeted_dp, study_privacy
-    from offchain.rounds.runner import default_threshold, enrol
-    from offchain.settings import Settings
+    from offchain.rounds.runner import default_threshold
 
     if not runs:
         return {}
     data = federated_breast_cancer(HOSPITALS)
     spec = ModelSpec("logistic", data.num_features)
     figures: dict = {}
-    with tempfile.TemporaryDirectory(prefix="medshare-bench-dp-") as home, \
-            networks.parse_network_choice("ethereum:local:foundry", disconnect_after=True):
-        test_accounts = accounts.test_accounts
-        admin, coordinator_account, auditor = test_accounts[0], test_accounts[1], test_accounts[2]
-        hospitals = [test_accounts[3 + i] for i in range(HOSPITALS)]
-        access = admin.deploy(project.MedicalAccess, admin)
-        registry = admin.deploy(project.RoundRegistry, access)
-        members = enrol(access, registry, admin, coordinator_account, hospitals, [auditor], Settings(home=Path(home)),
-                        "bench dp passphrase")
+    with chain_consortium("dp") as (home, members, coordinator_account, auditor, hospitals):
         coordinator_member = members[coordinator_account.address]
         hospital_members = [members[h.address] for h in hospitals]
         participants = tuple(h.address for h in hospitals)
@@ -509,30 +525,18 @@ def measure_topk_chain(rounds: int = TOPK_CHAIN_ROUNDS, runs: int = TOPK_CHAIN_R
     comes from the OS). Bytes are what the store holds per update (sealed: the wrapped keys of 2 readers
     and the AEAD framing included), beside the safetensors plaintext and its tensor data alone."""
     import io
-    import tempfile
 
-    from ape import accounts, networks, project
 
     from fl.models import ModelSpec, evaluate, set_parameters
     from offchain.rounds.config import StudyConfig
     from offchain.rounds.coordinator import Coordinator
     from offchain.rounds.participant import HospitalNode
-    from offchain.rounds.runner import enrol
     from offchain.rounds.sealed import UPDATE
-    from offchain.settings import Settings
 
     data = federated_breast_cancer(HOSPITALS)
     spec = ModelSpec("mlp", data.num_features)
     genesis = spec.build(seed=SEED).state_dict()
-    with tempfile.TemporaryDirectory(prefix="medshare-bench-topk-") as home, \
-            networks.parse_network_choice("ethereum:local:foundry", disconnect_after=True):
-        test_accounts = accounts.test_accounts
-        admin, coordinator_account, auditor = test_accounts[0], test_accounts[1], test_accounts[2]
-        hospitals = [test_accounts[3 + i] for i in range(HOSPITALS)]
-        access = admin.deploy(project.MedicalAccess, admin)
-        registry = admin.deploy(project.RoundRegistry, access)
-        members = enrol(access, registry, admin, coordinator_account, hospitals, [auditor], Settings(home=Path(home)),
-                        "bench topk passphrase")
+    with chain_consortium("topk") as (home, members, coordinator_account, auditor, hospitals):
         coordinator_member, auditor_member = members[coordinator_account.address], members[auditor.address]
         participants = tuple(h.address for h in hospitals)
 
@@ -540,7 +544,7 @@ def measure_topk_chain(rounds: int = TOPK_CHAIN_ROUNDS, runs: int = TOPK_CHAIN_R
             config = StudyConfig(spec, participants, (auditor.address,), compression=compression)
             number = coordinator_member.create_study(config, min_updates=HOSPITALS, genesis=genesis).number
             coordinator = Coordinator(coordinator_member, number, target_rounds=rounds)
-            nodes = [HospitalNode(members[address], number, share, home=Path(home) / address)
+            nodes = [HospitalNode(members[address], number, share, home=home / address)
                      for address, share in zip(participants, data.hospitals)]
             for _ in range(rounds * 4):
                 for node in nodes:
