@@ -61,7 +61,7 @@ def _child(args: list[str]) -> None:
     from ethpm_types import ContractType
     from web3 import HTTPProvider, Web3
 
-    from offchain.events import EventStore
+    from offchain.chain.events import EventStore
 
     build = json.loads((ROOT / ".build" / "__local__.json").read_text())
     web3 = Web3(HTTPProvider(url, request_kwargs={"timeout": 600}))
@@ -422,10 +422,10 @@ def main() -> None:
     from ape import accounts, chain, networks, project
     from ape.logging import logger
 
-    from offchain.chain import AccessClient
+    from offchain.chain.access import AccessClient
     from offchain.rounds.client import RoundsClient
 
-    from offchain.localchain import DEFAULT_CHAIN_ID, throwaway
+    from offchain.chain.localchain import DEFAULT_CHAIN_ID, throwaway
 
     logger.set_level("WARNING")
     # Our own anvil (as `medshare chain up` runs it): the one Ape starts traces every step, which

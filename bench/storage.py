@@ -229,7 +229,7 @@ def measure_access_1mib(workdir: Path, peak: PeakRss, repeats: int = 21) -> tupl
     """
     from ape import accounts, chain, networks, project
 
-    from offchain.chain import AccessClient
+    from offchain.chain.access import AccessClient
     from offchain.crypto import Keystore
     from offchain.records import RecordIndex, RecordService
 

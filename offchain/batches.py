@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-from offchain.contract_client import ChainRefusal, ContractClient, Sent, refusals
+from offchain.chain.contract import ChainRefusal, ContractClient, Sent, refusals
 
 BUDGET_SHARE = 0.5
 """The share of the block gas limit one chunk may use: a chunk must be included beside other

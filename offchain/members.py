@@ -1,6 +1,6 @@
 """Consortium membership: who holds which role, and changing it in one transaction.
 
-A change names a :class:`~offchain.roles.Role` and an address (and, in a
+A change names a :class:`~offchain.chain.roles.Role` and an address (and, in a
 file, an optional label that only the report shows). Every change is checked
 first against the chain (the signer is a consortium admin, no change repeats,
 the contract is not paused, the last admin stays); changes that the chain
@@ -25,9 +25,9 @@ from pathlib import Path
 
 from offchain import inputs
 from offchain.batches import Call, ChunkSent, plan_chunks, send_chunks
-from offchain.chain import AccessClient
+from offchain.chain.access import AccessClient
 from offchain.errors import InvalidInput, MedShareError
-from offchain.roles import Role
+from offchain.chain.roles import Role
 
 MEMBER_COLUMNS = ("role", "address", "label")
 

@@ -1,5 +1,5 @@
 """The end-to-end demo: ``./run demo`` (``ape run demo``) plays the consortium scenario of
-:mod:`offchain.demo` on a local anvil and the embedded IPFS store, and prints it.
+:mod:`offchain.scenarios.demo` on a local anvil and the embedded IPFS store, and prints it.
 
     ./run demo [--rounds N] [--folder DIR] [--json]
 
@@ -15,7 +15,7 @@ import click
 
 from offchain.cli.session import user_errors
 from offchain.cli.terminal import progress_file
-from offchain.demo import DEFAULT_ROUNDS, DemoResult, run_demo
+from offchain.scenarios.demo import DEFAULT_ROUNDS, DemoResult, run_demo
 from offchain.settings import Settings
 
 

@@ -12,7 +12,7 @@ from eth_account.messages import encode_typed_data
 from eth_utils import keccak, to_canonical_address
 from hypothesis import settings
 
-from offchain.signatures import DOMAIN_NAME, DOMAIN_TYPE, DOMAIN_VERSION, GRANT_TYPE
+from offchain.chain.signatures import DOMAIN_NAME, DOMAIN_TYPE, DOMAIN_VERSION, GRANT_TYPE
 
 ONE_DAY = 24 * 3600
 
@@ -239,7 +239,7 @@ def rounds(project, access, admin, coordinator, hospitals):
 def role_members(access, role):
     """The members of ``role`` as the library lists them (the contract does not enumerate them):
     replayed from its RoleGranted and RoleRevoked events by the event store."""
-    from offchain.chain import AccessClient
+    from offchain.chain.access import AccessClient
     from offchain.members import list_members
 
     return list_members(AccessClient(access, None), [role])[role]

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from eth_utils import keccak
 
-from offchain.chain import AccessClient
-from offchain.contract_client import ChainRefusal
-from offchain.demo import HOSPITALS, OTHERS, PATIENTS, ROLES
-from offchain.roles import Role
-from offchain.signatures import sign_grant
+from offchain.chain.access import AccessClient
+from offchain.chain.contract import ChainRefusal
+from offchain.scenarios.demo import HOSPITALS, OTHERS, PATIENTS, ROLES
+from offchain.chain.roles import Role
+from offchain.chain.signatures import sign_grant
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

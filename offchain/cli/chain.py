@@ -16,9 +16,11 @@ import json
 
 import click
 
-from offchain import localchain, rehearsal, verification
+from offchain.chain import explorer
+from offchain.chain import localchain
+from offchain.scenarios import rehearsal
 from offchain.cli.session import ChainOptions, FiniteFloatRange, network_options, user_errors
-from offchain.network import connect
+from offchain.chain.network import connect
 
 
 @click.group()
@@ -102,6 +104,6 @@ def verify(chain: ChainOptions, names: tuple[str, ...]) -> None:
 
     Needs ETHERSCAN_API_KEY (Etherscan's v2 API key, which serves Polygonscan)."""
     with connect(chain.network, chain.rpc):
-        done = verification.verify_deployments(names)
+        done = explorer.verify_deployments(names)
     for each in done:
         click.echo(f"{each.name} at {each.address} verified: {each.url}")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from offchain import deploy as deployment
+from offchain.chain import deploy as deployment
 from offchain.cli.session import ADDRESS, ChainOptions, connected_account, network_options, user_errors
-from offchain.deployments import deployments_file
+from offchain.chain.deployments import deployments_file
 from offchain.errors import InvalidInput
-from offchain.network import on_throwaway_chain
+from offchain.chain.network import on_throwaway_chain
 
 
 @click.command()

@@ -116,7 +116,7 @@ def secure_options(command):
 def member_session(chain: ChainOptions, registry: str | None) -> Iterator[Member]:
     """This account as a study member: its access and rounds clients, the store, its keystore."""
     from offchain.ipfs import open_store
-    from offchain.rounds.network import rounds_client
+    from offchain.rounds.registry import rounds_client
     from offchain.rounds.study import Member
 
     settings = Settings.from_env()

@@ -39,7 +39,7 @@ from offchain.members import (
     read_members_csv,
     remove_members,
 )
-from offchain.roles import ROLE_NAMES, Role
+from offchain.chain.roles import ROLE_NAMES, Role
 
 ROLE = click.Choice(ROLE_NAMES, case_sensitive=False)
 

@@ -25,7 +25,7 @@ import click
 from tqdm import tqdm
 
 from offchain import inputs
-from offchain.chain import AccessClient
+from offchain.chain.access import AccessClient
 from offchain.cli.session import (
     ADDRESS,
     ChainOptions,

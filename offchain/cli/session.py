@@ -5,7 +5,7 @@ commands): ``--network`` (an Ape network choice, default the local chain:
 ``medshare chain up``'s if it runs), ``--rpc`` (a node's URL, which must
 answer), ``--account`` (an Ape account alias, ``hsm:LABEL`` for a key in the
 HSM token (:mod:`offchain.hsm`), or ``TEST::N`` on a local network) and ``--contract`` (default: the deployment recorded for the chain).
-How the node is chosen: :mod:`offchain.network`.
+How the node is chosen: :mod:`offchain.chain.network`.
 """
 
 from __future__ import annotations
@@ -25,15 +25,15 @@ import click
 
 from offchain import hsm, inputs
 from offchain.batches import ChunkSent
-from offchain.chain import AccessClient
+from offchain.chain.access import AccessClient
 from offchain.cli.errors import reported
-from offchain.contract_client import Sent
+from offchain.chain.contract import Sent
 from offchain.crypto import Keystore
 from offchain.crypto.keystore import KeySealer
-from offchain.deployments import find_deployment
+from offchain.chain.deployments import find_deployment
 from offchain.errors import ChainUnavailable, InvalidInput, MedShareError
 from offchain.ipfs import open_store
-from offchain.network import DEFAULT_NETWORK, connect
+from offchain.chain.network import DEFAULT_NETWORK, connect
 from offchain.records import RecordIndex, RecordService
 from offchain.settings import Settings
 

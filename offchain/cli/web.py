@@ -15,7 +15,7 @@ import click
 
 from offchain.cli.fl import registry_option
 from offchain.cli.session import ChainOptions, chain_options, connected, record_service, user_errors
-from offchain.deployments import DeploymentNotFound
+from offchain.chain.deployments import DeploymentNotFound
 from offchain.settings import Settings
 
 
@@ -55,7 +55,7 @@ def web(chain: ChainOptions, registry: str | None, port: int) -> None:
 
 def _study_member(service, registry: str | None):
     """The member at work on studies, on the RoundRegistry beside this MedicalAccess; None if there is none."""
-    from offchain.rounds.network import rounds_client
+    from offchain.rounds.registry import rounds_client
     from offchain.rounds.study import Member
 
     try:

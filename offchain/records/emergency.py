@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from offchain.chain import AccessClient
+from offchain.chain.access import AccessClient
 
 
 @dataclass(frozen=True)

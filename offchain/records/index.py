@@ -16,7 +16,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from offchain.chain import RecordVersion
+from offchain.chain.access import RecordVersion
 from offchain.errors import MedShareError
 from offchain.ipfs.cid import CID
 

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from offchain.chain import AccessClient
-from offchain.contract_client import ChainRefusal
+from offchain.chain.access import AccessClient
+from offchain.chain.contract import ChainRefusal
 from offchain.crypto import KeySuite, Keystore
 from offchain.crypto.keystore import Unlock, keystore_lock
 from offchain.records.service import RecordError

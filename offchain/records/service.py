@@ -33,8 +33,8 @@ from typing import BinaryIO
 
 from eth_utils import keccak
 
-from offchain.chain import AccessClient, RecordInfo, Role, SignedGrant, record_id_for
-from offchain.contract_client import ChainRefusal
+from offchain.chain.access import AccessClient, RecordInfo, Role, SignedGrant, record_id_for
+from offchain.chain.contract import ChainRefusal
 from offchain.crypto import (
     CryptoError,
     Keystore,

@@ -4,7 +4,7 @@
 signs. The chain keeps each artifact's commitment (the keccak of its CID and
 SHA-256); the CIDs and digests themselves come back from the registry's
 events, and each is checked against its commitment before it is handed out.
-A refusal surfaces as :class:`~offchain.contract_client.ChainRefusal` carrying
+A refusal surfaces as :class:`~offchain.chain.contract.ChainRefusal` carrying
 the contract's custom error.
 """
 
@@ -22,7 +22,7 @@ from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
 
-from offchain.contract_client import ContractClient
+from offchain.chain.contract import ContractClient
 from offchain.ipfs.cid import CID, DAG_PB, RAW, InvalidCID
 
 

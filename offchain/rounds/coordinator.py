@@ -47,7 +47,7 @@ from fl.secure_aggregation import (
     secure_sum_from_board,
 )
 from offchain.inputs import show_time
-from offchain.contract_client import ChainRefusal
+from offchain.chain.contract import ChainRefusal
 from offchain.rounds.aggregate import RoundAggregation
 from offchain.rounds.client import SecurePhase
 from offchain.rounds.errors import RoundsError

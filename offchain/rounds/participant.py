@@ -35,8 +35,8 @@ from fl.data import Dataset, HospitalData
 from fl.models import BUILTIN_MODELS, ParameterLayout
 from fl.privacy import NoiseSource, PrivacyBudgetExceeded
 from fl.secure_aggregation import PostingUnavailable, SecureAggregationClient, SecureAggregationError
-from offchain.chain import Role
-from offchain.contract_client import ChainRefusal
+from offchain.chain.access import Role
+from offchain.chain.contract import ChainRefusal
 from offchain.rounds.client import ArtifactRef, MissingEvent, SecurePhase
 from offchain.rounds.compression import node_compressor
 from offchain.rounds.errors import ArtifactCheckFailed, RoundsError

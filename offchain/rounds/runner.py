@@ -47,18 +47,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from offchain.addressbook import remember_names
-from offchain.chain import AccessClient, Role
+from offchain.chain.access import AccessClient, Role
 from offchain.crypto import Keystore
-from offchain.deploy import deploy
-from offchain.deployments import ACCESS_CONTRACT, find_deployment
-from offchain.deployments import DeploymentNotFound
+from offchain.chain.deploy import deploy
+from offchain.chain.deployments import ACCESS_CONTRACT, find_deployment
+from offchain.chain.deployments import DeploymentNotFound
 from offchain.ipfs import open_store
 from fl.client import LocalTrainingConfig
 from fl.models import ModelSpec
 from fl.compression import CompressionConfig
 from offchain.rounds.config import StudyConfig
 from offchain.rounds.errors import RoundsError
-from offchain.rounds.network import REGISTRY_CONTRACT, rounds_client
+from offchain.rounds.registry import REGISTRY_CONTRACT, rounds_client
 from offchain.rounds.privacy import checked_accountant, checked_budget, spend_by_name, study_privacy
 from offchain.rounds.study import Member
 from offchain.rounds.verifier import verify_study

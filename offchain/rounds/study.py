@@ -27,7 +27,7 @@ import torch
 from fl.artifacts import ArtifactError, decode_artifact, encode_artifact
 from fl.entry_points import EntryPointError
 from fl.models import BUILTIN_MODELS, ModelSpec
-from offchain.chain import AccessClient, Role
+from offchain.chain.access import AccessClient, Role
 from offchain.crypto import Keystore
 from offchain.ipfs import CID, Store, StoreError
 from offchain.rounds.client import ArtifactRef, RoundsClient, StudyTerms

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 
 from fl.artifacts import decode_artifact
 from fl.secure_aggregation import SecureAggregationError
-from offchain.chain import Role
+from offchain.chain.access import Role
 from offchain.rounds.aggregate import RoundAggregation, committed_base_round
 from offchain.rounds.errors import ArtifactCheckFailed, RoundsError
 from offchain.rounds.privacy import PrivacyCheckFailed, privacy_faults

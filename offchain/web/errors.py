@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from offchain.contract_client import ChainRefusal
+from offchain.chain.contract import ChainRefusal
 
 _ARGUMENT = re.compile(r"`(\w+)`")
 _CONSTANT = re.compile(r"\{(\w+)\}")

@@ -41,11 +41,11 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from offchain.addressbook import known_names, remember_names
-from offchain.chain import AccessClient, Role, SignedGrant
-from offchain.contract_client import ChainRefusal
+from offchain.chain.access import AccessClient, Role, SignedGrant
+from offchain.chain.contract import ChainRefusal
 from offchain import inputs
 from offchain.crypto import KeySuite
-from offchain.deployments import abi_json
+from offchain.chain.deployments import abi_json
 from offchain.errors import MedShareError
 from offchain.ipfs import StoreError
 from offchain.members import MemberChange, add_members, list_members, remove_members

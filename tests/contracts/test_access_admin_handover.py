@@ -4,7 +4,7 @@ import ape
 import pytest
 
 from conftest import role_members
-from offchain.roles import Role
+from offchain.chain.roles import Role
 
 ZERO = "0x0000000000000000000000000000000000000000"
 
@@ -124,7 +124,7 @@ def test_the_seat_moves_but_other_roles_stay(access, admin, admin_role, doctor, 
 
 
 def test_the_library_checks_before_it_sends(access, admin, guardian, doctor, stranger):
-    from offchain.chain import AccessClient
+    from offchain.chain.access import AccessClient
     from offchain.errors import InvalidInput
     from offchain.members import (
         AdminHandover,

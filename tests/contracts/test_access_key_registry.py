@@ -70,7 +70,7 @@ def test_key_publication_refusals(access, guardian, doctor, stranger):
 
 
 def test_the_client_checks_the_bytes_against_the_commitment(access, doctor):
-    from offchain.chain import AccessClient
+    from offchain.chain.access import AccessClient
 
     client = AccessClient(access, doctor)
     assert not client.encryption_key(doctor.address).published
@@ -85,7 +85,7 @@ def test_the_client_checks_the_bytes_against_the_commitment(access, doctor):
 
 def test_the_client_refuses_bytes_that_do_not_match_the_commitment(access, chain, doctor):
     """A node serving state that disagrees with the event (here: the stored hash overwritten on anvil)."""
-    from offchain.chain import AccessClient
+    from offchain.chain.access import AccessClient
     from offchain.crypto import KeyWrapError
 
     client = AccessClient(access, doctor)

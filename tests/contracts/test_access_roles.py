@@ -5,7 +5,7 @@ import pytest
 from eth_utils import keccak
 
 from conftest import make_cid, role_members
-from offchain.roles import Role
+from offchain.chain.roles import Role
 
 ZERO = "0x0000000000000000000000000000000000000000"
 ROLE_NAMES = [

@@ -1,4 +1,4 @@
-"""The consortium admin flows (offchain.deploy, offchain.members, record batches) on the session's anvil,
+"""The consortium admin flows (offchain.chain.deploy, offchain.members, record batches) on the session's anvil,
 each Ape script shown to be its ``medshare`` command, and the flows end to end on one chain of the test's own."""
 
 import importlib
@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from offchain import deploy as deployment
-from offchain import localchain
-from offchain.chain import AccessClient
+from offchain.chain import deploy as deployment
+from offchain.chain import localchain
+from offchain.chain.access import AccessClient
 from offchain.cli import main
-from offchain.deployments import find_deployment
+from offchain.chain.deployments import find_deployment
 from offchain.errors import InvalidInput
 from offchain.members import MemberChange, NotAdmin, add_members, list_members, read_members_csv, remove_members
-from offchain.roles import Role
+from offchain.chain.roles import Role
 from offchain.settings import Settings
 
 

@@ -8,12 +8,12 @@ import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct, encode_typed_data
 
-from offchain.chain import AccessClient
+from offchain.chain.access import AccessClient
 from offchain.hsm import create_signing_key, load_account, open_token, sign_digest, signing_keys
 from offchain.hsm.signing import SECP256K1_ORDER
 from offchain.members import MemberChange, add_members
-from offchain.roles import Role
-from offchain.signatures import grant_typed_data, sign_grant
+from offchain.chain.roles import Role
+from offchain.chain.signatures import grant_typed_data, sign_grant
 
 ONE_DAY = 24 * 3600
 A_CID = bytes.fromhex("01551220") + bytes(range(32))  # CIDv1, raw, sha2-256

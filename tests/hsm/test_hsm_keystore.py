@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from hsm.softhsm import REMOVABLE_LABEL
 
-from offchain.chain import AccessClient
+from offchain.chain.access import AccessClient
 from offchain.cli import main
 from offchain.crypto import Keystore, KeystoreError
 from offchain.hsm import HsmError, TokenSealer, TokenSettings, open_token

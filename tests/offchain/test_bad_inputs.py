@@ -251,7 +251,7 @@ def test_a_bad_log_page_setting_is_refused_by_every_command(medshare, access, un
 
 
 def test_a_bad_log_page_setting_does_not_break_imports():
-    done = subprocess.run([sys.executable, "-c", "import offchain.contract_client, offchain.cli"],
+    done = subprocess.run([sys.executable, "-c", "import offchain.chain.contract, offchain.cli"],
                           env={**os.environ, "MEDSHARE_LOG_PAGE_BLOCKS": "abc"}, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 
@@ -438,7 +438,7 @@ def test_a_fetch_interrupted_while_decrypting_logs_nothing(granted, chain, tmp_p
 @pytest.mark.parametrize("signal_number", SIGNALS)
 def test_a_fetch_interrupted_while_logging_completes_first(granted, chain, tmp_path, monkeypatch, signal_number):
     """Logged means published: a signal during logAccess waits until the file is in place."""
-    from offchain.chain import AccessClient
+    from offchain.chain.access import AccessClient
 
     fetch, plaintext = granted
     out = tmp_path / "out"
@@ -487,7 +487,7 @@ def test_an_upload_interrupted_while_encrypting_leaves_nothing(medshare, access,
 
 @pytest.mark.parametrize("signal_number", SIGNALS)
 def test_an_upload_interrupted_while_registering_completes_first(access, tmp_path, monkeypatch, chain, signal_number):
-    from offchain.chain import AccessClient
+    from offchain.chain.access import AccessClient
 
     monkeypatch.setenv("MEDSHARE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("MEDSHARE_PASSPHRASE", "a passphrase")

@@ -7,10 +7,10 @@ import pytest
 from eth_account import Account
 
 from offchain.batches import ChunkFailed, gas_budget
-from offchain.chain import AccessClient
+from offchain.chain.access import AccessClient
 from offchain.errors import InvalidInput
 from offchain.members import add_members, read_members_csv, remove_members
-from offchain.roles import Role
+from offchain.chain.roles import Role
 
 
 def _holders(access, addresses, role):

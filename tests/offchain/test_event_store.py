@@ -11,11 +11,11 @@ import pytest
 from web3 import HTTPProvider, Web3
 
 from conftest import ONE_DAY, make_cid
-from offchain import events as event_store
-from offchain.chain import AccessClient
+from offchain.chain import events as event_store
+from offchain.chain.access import AccessClient
 from offchain.errors import InvalidInput
-from offchain.events import EventStore, EventStoreError
-from offchain.rpcproxy import LogRangeProxy
+from offchain.chain.events import EventStore, EventStoreError
+from offchain.chain.rpcproxy import LogRangeProxy
 
 
 @pytest.fixture
@@ -181,7 +181,7 @@ def test_the_proxy_runs_on_its_own_with_max_range(access, chain, hospital, docto
     access.grantAccess(record, doctor, chain.pending_timestamp + ONE_DAY, sender=hospital)
     chain.mine(25)
     upstream = chain.provider.web3.provider.endpoint_uri
-    proxy = subprocess.Popen([sys.executable, "-m", "offchain.rpcproxy", upstream, "--max-range", "10"],
+    proxy = subprocess.Popen([sys.executable, "-m", "offchain.chain.rpcproxy", upstream, "--max-range", "10"],
                              stdout=subprocess.PIPE, text=True)
     try:
         url = proxy.stdout.readline().strip()
@@ -194,7 +194,7 @@ def test_the_proxy_runs_on_its_own_with_max_range(access, chain, hospital, docto
     finally:
         proxy.terminate()
         proxy.wait(timeout=30)
-    bad = subprocess.run([sys.executable, "-m", "offchain.rpcproxy", upstream, "--max-range", "0"],
+    bad = subprocess.run([sys.executable, "-m", "offchain.chain.rpcproxy", upstream, "--max-range", "0"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--max-range must be at least 1" in bad.stderr
 

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from conftest import ONE_DAY
-from offchain.chain import AccessClient
+from offchain.chain.access import AccessClient
 from offchain.crypto import KeySuite, Keystore, parse_wrapped_key
 from offchain.ipfs import EmbeddedStore
 from offchain.records import AccessRefused, RecordIndex, RecordService

@@ -1,10 +1,10 @@
-"""One place parses what users type (offchain.inputs, offchain.roles): each bad value gets one clear error."""
+"""One place parses what users type (offchain.inputs, offchain.chain.roles): each bad value gets one clear error."""
 
 import pytest
 
 from offchain import inputs
 from offchain.errors import ChainUnavailable, InvalidInput, MedShareError
-from offchain.roles import ROLE_NAMES, Role
+from offchain.chain.roles import ROLE_NAMES, Role
 
 DOCTOR = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
 
@@ -86,9 +86,9 @@ def test_csv_rows_name_the_bad_row_and_column(tmp_path):
 
 
 def test_every_domain_error_shares_one_root():
-    from offchain.contract_client import ChainRefusal
+    from offchain.chain.contract import ChainRefusal
     from offchain.crypto import CryptoError
-    from offchain.deployments import DeploymentNotFound
+    from offchain.chain.deployments import DeploymentNotFound
     from offchain.ipfs import StoreError
     from offchain.records import RecordError, RecordIndexError
 

@@ -49,7 +49,7 @@ def test_up_status_down(tmp_path):
 
 def test_a_port_in_time_wait_is_free_for_a_server():
     """`chain up` right after `chain down`: the sockets the old chain closed linger in TIME-WAIT."""
-    from offchain.localchain import _port_free
+    from offchain.chain.localchain import _port_free
 
     server = socket.socket()
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -78,7 +78,7 @@ def test_up_right_after_down_on_the_same_port(tmp_path):
 def test_two_ups_at_once_start_one_chain(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
-    from offchain import localchain
+    from offchain.chain import localchain
     from offchain.errors import ChainUnavailable
     from offchain.settings import Settings
 

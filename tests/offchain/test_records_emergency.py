@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from offchain.chain import AccessClient
+from offchain.chain.access import AccessClient
 from offchain.crypto import Keystore
 from offchain.ipfs import EmbeddedStore
 from offchain.records import RecordIndex, RecordService

@@ -9,8 +9,8 @@ import os
 import pytest
 
 from conftest import ONE_DAY
-from offchain.chain import AccessClient, record_id_for
-from offchain.contract_client import ChainRefusal
+from offchain.chain.access import AccessClient, record_id_for
+from offchain.chain.contract import ChainRefusal
 from offchain.crypto import IntegrityError, Keystore, decrypt_stream, encrypt_stream, new_data_key, wrap_data_key
 from offchain.ipfs import CID, CorruptBlock, EmbeddedStore
 from offchain.ipfs.store import open_cat

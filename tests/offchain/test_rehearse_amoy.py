@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from offchain.rehearsal import OPERATIONS
+from offchain.scenarios.rehearsal import OPERATIONS
 
 
 def test_rehearse_amoy_prints_the_cost_table_and_its_json(project, tmp_path):

@@ -3,7 +3,7 @@
 import pytest
 
 from conftest import ONE_DAY
-from offchain.contract_client import ChainRefusal
+from offchain.chain.contract import ChainRefusal
 from offchain.ipfs import CID, RAW
 from offchain.rounds import ArtifactRef, MissingEvent, RoundsClient, RoundState, StudyTerms
 

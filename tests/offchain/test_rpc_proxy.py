@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from web3 import HTTPProvider, Web3
 
-from offchain import localchain
-from offchain.rpcproxy import LogRangeProxy
+from offchain.chain import localchain
+from offchain.chain.rpcproxy import LogRangeProxy
 from offchain.settings import Settings
 
 HOSPITAL, DOCTOR, PATIENT = ("0x70997970C51812dc3A010C7d01b50e0d17dc79C8", "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",

@@ -15,8 +15,10 @@ import requests
 from eth_abi import encode as abi_encode
 from eth_utils import to_canonical_address
 
-from offchain import deploy, localchain, rehearsal, verification
-from offchain.network import connect
+from offchain.chain import deploy, localchain
+from offchain.chain import explorer
+from offchain.scenarios import rehearsal
+from offchain.chain.network import connect
 
 
 class FakeEtherscan(requests.adapters.BaseAdapter):
@@ -70,7 +72,7 @@ def test_the_verify_request_for_polygonscan_is_built_from_the_deployment(project
         session.mount("https://", etherscan)
         session.mount("http://", etherscan)
         monkeypatch.setattr(_APIClient, "session", session)
-        (verified,) = verification.verify_deployments(path=deployments)
+        (verified,) = explorer.verify_deployments(path=deployments)
 
     assert verified.name == "MedicalAccess" and verified.address == access.address
     # What the plugin had Ape copy into the contracts folder is gone: every source is still in view.
@@ -103,5 +105,5 @@ def test_verification_needs_an_explorer_and_a_key(project, tmp_path, monkeypatch
     monkeypatch.delenv("ETHERSCAN_API_KEY", raising=False)
     with localchain.throwaway(rehearsal.AMOY_CHAIN_ID, tmp_path / "anvil.log") as node, \
             connect(rehearsal.AMOY_NETWORK, node):
-        with pytest.raises(verification.VerificationUnavailable, match="ETHERSCAN_API_KEY"):
-            verification.verify_deployments(path=tmp_path / "deployments.json")
+        with pytest.raises(explorer.VerificationUnavailable, match="ETHERSCAN_API_KEY"):
+            explorer.verify_deployments(path=tmp_path / "deployments.json")

@@ -15,7 +15,7 @@ from fl.client import LocalTrainingConfig
 from fl.data import federated_breast_cancer
 from fl.models import ModelSpec, ParameterLayout
 from fl.privacy import DistributedDPConfig, DPParameters, calibrate_distributed_dp, epsilon_of
-from offchain.contract_client import ChainRefusal
+from offchain.chain.contract import ChainRefusal
 from offchain.ipfs.cid import CID
 from offchain.rounds.client import logged_artifact
 from offchain.rounds.config import StudyConfig

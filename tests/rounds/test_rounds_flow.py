@@ -7,7 +7,7 @@ import torch
 
 from fl.artifacts import encode_client_model
 from fl.aggregation import ClientModel
-from offchain.contract_client import ChainRefusal
+from offchain.chain.contract import ChainRefusal
 from offchain.rounds.coordinator import Coordinator
 from offchain.rounds.errors import RoundsError
 from offchain.rounds.status import study_status

@@ -7,7 +7,7 @@ import pytest
 from fl.client import LocalTrainingConfig
 from fl.models import ModelSpec
 from fl.privacy import DPParameters
-from offchain.contract_client import ChainRefusal
+from offchain.chain.contract import ChainRefusal
 from offchain.rounds.config import StudyConfig
 from offchain.rounds.coordinator import Coordinator
 from offchain.rounds.privacy import (

@@ -14,7 +14,7 @@ from fl.client import LocalTrainingConfig
 from fl.data import federated_breast_cancer
 from fl.models import ModelSpec, ParameterLayout
 from fl.secure_aggregation import SecureAggregationError, ShareKeysMessage, SurvivorSetMismatch
-from offchain.contract_client import ChainRefusal
+from offchain.chain.contract import ChainRefusal
 from offchain.rounds.client import SecurePhase
 from offchain.rounds.config import SecureAggregationSettings, StudyConfig
 from offchain.rounds.coordinator import Coordinator

@@ -11,7 +11,7 @@ import pytest
 
 from fl.client import LocalTrainingConfig
 from fl.secure_aggregation import GROUP_ORDER
-from offchain.contract_client import ChainRefusal
+from offchain.chain.contract import ChainRefusal
 from offchain.ipfs import StoreError
 from offchain.rounds.client import SecurePhase
 from offchain.rounds.ledger import DatasetLedger

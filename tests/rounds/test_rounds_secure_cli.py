@@ -194,10 +194,10 @@ def _member(summary: dict, home: Path, account_index: int):
     """Test account ``account_index`` as a study member, with the keystore the run made for it."""
     from ape import accounts, project
 
-    from offchain.chain import AccessClient
+    from offchain.chain.access import AccessClient
     from offchain.crypto import Keystore
     from offchain.ipfs import open_store
-    from offchain.rounds.network import rounds_client
+    from offchain.rounds.registry import rounds_client
     from offchain.rounds.study import Member
     from offchain.settings import Settings
 

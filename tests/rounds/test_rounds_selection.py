@@ -3,7 +3,7 @@ registry records the invitation and refuses anyone else."""
 
 import pytest
 
-from offchain.contract_client import ChainRefusal
+from offchain.chain.contract import ChainRefusal
 from offchain.rounds.coordinator import Coordinator
 from offchain.rounds.errors import RoundsError
 from offchain.rounds.selection import select_participants

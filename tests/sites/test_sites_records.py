@@ -10,7 +10,7 @@ import os
 import pytest
 from click.testing import CliRunner
 
-from offchain.chain import AccessClient
+from offchain.chain.access import AccessClient
 from offchain.cli import main as medshare
 from offchain.cli.session import record_service
 from offchain.ipfs import CID, KuboStore, open_store

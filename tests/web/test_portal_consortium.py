@@ -8,7 +8,7 @@ import json
 from click.testing import CliRunner
 
 from offchain.cli import main
-from offchain.roles import Role
+from offchain.chain.roles import Role
 
 from .test_portal import _origin_and_token, _request
 

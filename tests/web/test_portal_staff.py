@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from offchain.addressbook import remember_names
 from offchain.cli import main
-from offchain.roles import Role
+from offchain.chain.roles import Role
 from offchain.settings import Settings
 
 from .conftest import PASSPHRASE, Portals

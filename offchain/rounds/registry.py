@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from offchain.chain import AccessClient
-from offchain.deployments import find_deployment
+from offchain.chain.access import AccessClient
+from offchain.chain.deployments import find_deployment
 from offchain.rounds.client import RoundsClient
 from offchain.rounds.errors import RoundsError
 

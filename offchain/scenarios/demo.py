@@ -33,18 +33,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from offchain.chain import AccessClient
-from offchain.contract_client import Sent
+from offchain.chain.access import AccessClient
+from offchain.chain.contract import Sent
 from offchain.crypto import KeySuite, Keystore
-from offchain.deploy import deploy
+from offchain.chain.deploy import deploy
 from offchain.errors import MedShareError
 from offchain.inputs import show_time
 from offchain.ipfs import open_store
 from offchain.members import MemberChange, add_members
 from offchain.records import AccessRefused, RecordIndex, RecordService
-from offchain.roles import Role
+from offchain.chain.roles import Role
 from offchain.settings import Settings
-from offchain.signatures import sign_grant
+from offchain.chain.signatures import sign_grant
 
 NETWORK = "ethereum:local:foundry"
 DEFAULT_ROUNDS = 2

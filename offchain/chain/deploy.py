@@ -2,7 +2,7 @@
 
 :func:`deploy` deploys every contract of :data:`CONTRACTS` in order and
 records each (address, deployer, block, transaction, ABI digest) under the
-chain id, as :mod:`offchain.deployments` describes. It refuses, before
+chain id, as :mod:`offchain.chain.deployments` describes. It refuses, before
 sending anything, to replace a recorded deployment whose code is still on
 chain, unless ``force`` is given: the old address would be forgotten while its
 records and grants live on.
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from offchain import deployments
+from offchain.chain import deployments
 from offchain.errors import MedShareError
 
 

@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from contextvars import ContextVar
 
-from offchain import inputs, localchain
+from offchain import inputs
+from offchain.chain import localchain
 from offchain.errors import ChainUnavailable
 from offchain.settings import Settings
 

@@ -3,7 +3,7 @@
 :class:`AccessClient` wraps a deployed MedicalAccess and the account that
 signs. Every step that changes policy and publishes keys goes out as one
 ``multicall`` transaction, so a refusal anywhere leaves nothing half done. A
-revert surfaces as :class:`~offchain.contract_client.ChainRefusal` carrying
+revert surfaces as :class:`~offchain.chain.contract.ChainRefusal` carrying
 the contract's custom error.
 """
 
@@ -15,10 +15,10 @@ from typing import Any
 
 from eth_utils import keccak, to_canonical_address
 
-from offchain.contract_client import ContractClient
+from offchain.chain.contract import ContractClient
 from offchain.crypto import KeySuite, KeyWrapError
 from offchain.ipfs.cid import CID
-from offchain.roles import Role
+from offchain.chain.roles import Role
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ against that limit: every request is forwarded unchanged, except an
 ``eth_getLogs`` whose block range exceeds ``max_log_blocks``, which gets the
 error such endpoints return. It listens on 127.0.0.1 only.
 
-Run on its own: ``python -m offchain.rpcproxy http://127.0.0.1:8545 --max-range 10 [--port 8546]``
+Run on its own: ``python -m offchain.chain.rpcproxy http://127.0.0.1:8545 --max-range 10 [--port 8546]``
 prints its URL and serves until interrupted (free tiers cap ``eth_getLogs`` at 5 to 10 blocks).
 """
 
@@ -105,7 +105,7 @@ class LogRangeProxy:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m offchain.rpcproxy",
+    parser = argparse.ArgumentParser(prog="python -m offchain.chain.rpcproxy",
                                      description="A JSON-RPC proxy refusing eth_getLogs over wide block ranges.")
     parser.add_argument("upstream", help="the node's JSON-RPC URL (http://127.0.0.1:...)")
     parser.add_argument("--max-range", type=int, default=DEFAULT_MAX_LOG_BLOCKS, metavar="BLOCKS",

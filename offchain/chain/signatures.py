@@ -15,7 +15,7 @@ from typing import Any
 
 from eth_account.messages import encode_typed_data
 
-from offchain.chain import AccessClient, SignedGrant
+from offchain.chain.access import AccessClient, SignedGrant
 
 DOMAIN_NAME, DOMAIN_VERSION = "MedicalAccess", "1"
 

@@ -6,7 +6,7 @@ like it where it matters:
 * an anvil with Amoy's chain id (80002), a 1-second block time and a
   Polygon-like base fee (:data:`BASE_FEE_GWEI`);
 * reached through ape-polygon's real ``polygon:amoy:node`` network, its URI
-  (``POLYGON_AMOY_RPC_URL``) pointed at a :class:`~offchain.rpcproxy.LogRangeProxy`
+  (``POLYGON_AMOY_RPC_URL``) pointed at a :class:`~offchain.chain.rpcproxy.LogRangeProxy`
   in front of the anvil, which refuses ``eth_getLogs`` over 1,000 blocks as
   public endpoints do; :data:`HISTORY_BLOCKS` blocks are mined after the
   deployment, so every log read spans several pages;
@@ -16,7 +16,7 @@ like it where it matters:
   folder, funded with ``anvil_setBalance``, and forgotten with it (test
   accounts stay refused on any network but a local one).
 
-The flows are the library's (:mod:`offchain.deploy`, :mod:`offchain.members`,
+The flows are the library's (:mod:`offchain.chain.deploy`, :mod:`offchain.members`,
 :class:`~offchain.records.RecordService`, :class:`~offchain.rounds.RoundsClient`);
 the rehearsal only strings them together and measures each operation's gas.
 Its state (store, keystores, deployments) lives in a temporary folder, so it
@@ -39,17 +39,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from offchain import deploy as deploy_flow
-from offchain import localchain
-from offchain.chain import AccessClient
-from offchain.contract_client import ContractClient
+from offchain.chain import deploy as deploy_flow
+from offchain.chain import localchain
+from offchain.chain.access import AccessClient
+from offchain.chain.contract import ContractClient
 from offchain.crypto import Keystore
 from offchain.errors import MedShareError
 from offchain.members import MemberChange, add_members
-from offchain.network import connect
+from offchain.chain.network import connect
 from offchain.records import RecordIndex, RecordService
-from offchain.roles import Role
-from offchain.rpcproxy import DEFAULT_MAX_LOG_BLOCKS, LogRangeProxy
+from offchain.chain.roles import Role
+from offchain.chain.rpcproxy import DEFAULT_MAX_LOG_BLOCKS, LogRangeProxy
 from offchain.rounds import ArtifactRef, RoundsClient, StudyTerms
 from offchain.settings import Settings
 

@@ -1,7 +1,7 @@
 """A deployed contract seen from Python: typed reads, lean signed transactions, refusals as errors.
 
 :class:`ContractClient` is the plumbing every MedShare contract client shares
-(the access policy's :class:`~offchain.chain.AccessClient`, the round
+(the access policy's :class:`~offchain.chain.access.AccessClient`, the round
 registry's client): ``eth_call`` without Ape's trace printing, event queries,
 and a send path that simulates first, so a refusal costs no gas and surfaces
 as :class:`ChainRefusal` carrying the contract's custom error.
@@ -25,7 +25,7 @@ from web3.exceptions import ContractCustomError as Web3CustomError
 from web3.exceptions import ContractLogicError as Web3LogicError
 
 from offchain.errors import MedShareError
-from offchain.events import EventLog, EventStore, progress_printer
+from offchain.chain.events import EventLog, EventStore, progress_printer
 
 
 class ChainRefusal(MedShareError):

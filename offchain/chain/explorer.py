@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from offchain import deployments
+from offchain.chain import deployments
 from offchain.errors import MedShareError
 
 API_KEY_ENV = "ETHERSCAN_API_KEY"
@@ -38,11 +38,11 @@ class Verified:
 
 
 def verify_deployments(names: Sequence[str] | None = None, path: Path | None = None) -> list[Verified]:
-    """Verify the contracts recorded for the connected chain (all of :data:`offchain.deploy.CONTRACTS`
+    """Verify the contracts recorded for the connected chain (all of :data:`offchain.chain.deploy.CONTRACTS`
     that are recorded, or ``names``) on the network's explorer."""
     from ape import chain, networks, project
 
-    from offchain.deploy import CONTRACTS
+    from offchain.chain.deploy import CONTRACTS
 
     network = networks.provider.network
     explorer = network.explorer
