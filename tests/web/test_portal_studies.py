@@ -16,7 +16,7 @@ from offchain.rounds.config import StudyConfig
 from offchain.rounds.coordinator import Coordinator
 from offchain.rounds.participant import HospitalNode
 from offchain.rounds.report import round_accuracy, study_report
-from offchain.rounds.runner import enrol
+from offchain.consortium import enrol
 from offchain.settings import Settings
 
 from .conftest import PASSPHRASE
