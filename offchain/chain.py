@@ -204,14 +204,17 @@ class AccessClient(ContractClient):
     def _record_versions(self, owner: str) -> list[RecordVersion]:
         patients: dict[bytes, str] = {}
         versions = []
+        parse = CID.from_bytes
         for log in self._logs("RecordRegistered", owner=owner):
-            record_id = bytes(log.record)
-            patients[record_id] = log.patient
-            versions.append(RecordVersion(record_id, owner, log.patient, 1, CID.from_bytes(bytes(log.cid))))
+            fields = log.event_arguments
+            record_id, patient = fields["record"], fields["patient"]
+            patients[record_id] = patient
+            versions.append(RecordVersion(record_id, owner, patient, 1, parse(fields["cid"])))
         for log in self._logs("RecordRotated", owner=owner):
-            record_id = bytes(log.record)
-            cid = CID.from_bytes(bytes(log.cid))
-            versions.append(RecordVersion(record_id, owner, patients.get(record_id, ""), log.version, cid))
+            fields = log.event_arguments
+            record_id = fields["record"]
+            versions.append(RecordVersion(record_id, owner, patients.get(record_id, ""), fields["version"],
+                                          parse(fields["cid"])))
         return versions
 
     def audit_trail(self, record_id: bytes) -> list[AuditEntry]:

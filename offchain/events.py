@@ -90,14 +90,19 @@ class SyncProgress:
 class EventLog:
     """One decoded log: ``event_name``, ``event_arguments`` (also as attributes), and where it is on chain."""
 
-    __slots__ = ("event_name", "event_arguments", "block_number", "log_index", "transaction_hash")
+    __slots__ = ("event_name", "event_arguments", "block_number", "log_index", "_tx")
 
-    def __init__(self, event_name: str, arguments: dict[str, Any], block: int, index: int, tx_hash: str) -> None:
+    def __init__(self, event_name: str, arguments: dict[str, Any], block: int, index: int, tx: bytes) -> None:
         self.event_name = event_name
         self.event_arguments = arguments
         self.block_number = block
         self.log_index = index
-        self.transaction_hash = tx_hash
+        self._tx = tx
+
+    @property
+    def transaction_hash(self) -> str:
+        """The 0x-prefixed hash of the log's transaction (made when asked: most reads never do)."""
+        return "0x" + self._tx.hex()
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -133,8 +138,12 @@ def _static_decoder(canonical: str) -> Callable[[bytes], Any] | None:
     size = _FIXED_BYTES.fullmatch(canonical)
     if size:
         length = int(size[1])
-        return lambda word: word[:length]
+        return _whole_word if length == 32 else lambda word: word[:length]
     return None
+
+
+def _whole_word(word: bytes) -> bytes:
+    return word
 
 
 def _field_decoder(canonical: str) -> tuple[bool, Callable[[bytes, int], Any]] | None:
@@ -171,14 +180,20 @@ class EventType:
         self.indexed = [(item.name, item.canonical_type) for item in abi.inputs if item.indexed]
         self.unindexed = [(item.name, item.canonical_type) for item in abi.inputs if not item.indexed]
         self.order = [item.name for item in abi.inputs]
+        # A topic the store returns is already the value of a bytes32 (or of an indexed dynamic
+        # field: its hash): those are taken as they are (None), the others decoded.
         self._topic_decoders = [
-            (name, _static_decoder(canonical) or (lambda topic: topic)) for name, canonical in self.indexed
+            (name, None if decoder is _whole_word else decoder)
+            for name, canonical in self.indexed
+            for decoder in [_static_decoder(canonical) or _whole_word]
         ]
         decoders = [_field_decoder(canonical) for _, canonical in self.unindexed]
         self._data_decoders = (
             None if any(decoder is None for decoder in decoders)
-            else [(name, decoder[1]) for (name, _), decoder in zip(self.unindexed, decoders)]
+            else [(name, 32 * position, decoder[1])
+                  for position, ((name, _), decoder) in enumerate(zip(self.unindexed, decoders))]
         )
+        self._in_order = [name for name, _ in self.indexed + self.unindexed] == self.order
 
     def column(self, field: str) -> str:
         """The column holding indexed ``field``: ``t1``, ``t2`` or ``t3``."""
@@ -200,16 +215,17 @@ class EventType:
         """The log's fields by name, in the event's order (an indexed dynamic field: its topic, the hash)."""
         values: dict[str, Any] = {}
         for (name, decode), topic in zip(self._topic_decoders, topics):
-            values[name] = decode(bytes(topic))
+            values[name] = topic if decode is None else decode(topic)
         if self._data_decoders is not None:
-            for position, (name, decode) in enumerate(self._data_decoders):
-                values[name] = decode(data, 32 * position)
+            for name, at, decode in self._data_decoders:
+                values[name] = decode(data, at)
         elif self.unindexed:
             decoded = abi_decode([canonical for _, canonical in self.unindexed], data)
             for (name, canonical), value in zip(self.unindexed, decoded):
                 values[name] = _checksum(bytes(12) + bytes.fromhex(value[2:])) if canonical == "address" else value
-        ordered = {name: values[name] for name in self.order}
-        return EventLog(self.name, ordered, block, index, "0x" + tx.hex())
+        if not self._in_order:
+            values = {name: values[name] for name in self.order}
+        return EventLog(self.name, values, block, index, tx)
 
 
 _SCHEMA = """
@@ -592,7 +608,7 @@ class EventStore:
         with self._lock, self._guarded():
             rows = self._db.execute(sql, params).fetchall()
         by_id = self._by_id
-        return [by_id[event].decode(block, idx, bytes(tx), (t1, t2, t3), bytes(data))
+        return [by_id[event].decode(block, idx, tx, (t1, t2, t3), data)
                 for block, idx, tx, event, t1, t2, t3, data in rows]
 
     def distinct(self, event: str, field: str, **fields: Any) -> list[bytes]:
