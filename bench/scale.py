@@ -397,6 +397,43 @@ def year_model(built: dict) -> dict:
     }
 
 
+HISTORY_FOLDER = ROOT / ".cache" / "bench-scale"
+
+
+def _history_file(project, options) -> Path:
+    """Where the history of these contracts (their bytecode), this builder (its source) and these
+    options is saved: what it holds is exactly what a build now would make."""
+    import hashlib
+    import inspect
+
+    key = hashlib.sha256()
+    for name in ("MedicalAccess", "RoundRegistry"):
+        key.update(bytes.fromhex(str(getattr(project, name).contract_type.deployment_bytecode.bytecode)[2:]))
+    for part in (build, Builder, Encoder, _cid, _address, _new_slots):
+        key.update(inspect.getsource(part).encode())
+    key.update(json.dumps([options.events, options.rounds, options.hospitals, HOSPITALS, DOCTORS]).encode())
+    key.update(subprocess.run(["anvil", "--version"], capture_output=True, text=True).stdout.encode())
+    return HISTORY_FOLDER / f"{key.hexdigest()[:24]}.json"
+
+
+def _save_history(chain, path: Path, built: dict) -> None:
+    """The built chain (anvil's state dump, gzipped: every block, transaction and log) beside what the
+    build measured, so a later run measures the same figures on the same chain without building it."""
+    state = chain.provider.make_request("anvil_dumpState", [])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.with_suffix(".state.gz").write_bytes(bytes.fromhex(str(state)[2:]))
+    path.write_text(json.dumps({**built, "record": built["record"].hex()}))  # last: the pair is complete
+
+
+def _unpacked(path: Path, folder: Path) -> Path:
+    """The saved chain as the JSON file anvil's ``--load-state`` reads."""
+    import gzip
+
+    state = folder / "state.json"
+    state.write_bytes(gzip.decompress(path.with_suffix(".state.gz").read_bytes()))
+    return state
+
+
 def _median_ms(call, times: int = 20) -> float:
     call()  # warm
     samples = []
@@ -415,6 +452,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000, help="MedicalAccess events to build (default 200,000)")
     parser.add_argument("--rounds", type=int, default=100, help="rounds of the study (default 100)")
     parser.add_argument("--hospitals", type=int, default=50, help="hospitals in the study (default 50)")
+    parser.add_argument("--rebuild", action="store_true",
+                        help="build the history even if one of these contracts and options is saved under .cache/")
     options = parser.parse_args()
     if options.events < 1000 or options.rounds < 1 or not 2 <= options.hospitals <= 256:
         parser.error("--events at least 1,000; --rounds at least 1; --hospitals from 2 to 256")
@@ -430,15 +469,26 @@ def main() -> None:
     logger.set_level("WARNING")
     # Our own anvil (as `medshare chain up` runs it): the one Ape starts traces every step, which
     # makes a block of thousands of calls take many seconds.
-    with tempfile.TemporaryDirectory() as work, throwaway(DEFAULT_CHAIN_ID, Path(work) / "anvil.log") as node, \
-            networks.parse_network_choice("ethereum:local:foundry", {"host": node}):
+    saved = _history_file(project, options)
+    reuse = saved.exists() and not options.rebuild
+    with tempfile.TemporaryDirectory() as work, throwaway(
+            DEFAULT_CHAIN_ID, Path(work) / "anvil.log", load_state=_unpacked(saved, Path(work)) if reuse else None
+    ) as node, networks.parse_network_choice("ethereum:local:foundry", {"host": node}):
         admin = accounts.test_accounts[0]
-        access = admin.deploy(project.MedicalAccess, admin)
-        deploy_block = chain.blocks.height
-        started = time.perf_counter()
-        print(f"deployed; building the history ({options.events:,} events)...", file=sys.stderr)
-        built = build(access, project.RoundRegistry, admin, options.events, options.rounds, options.hospitals)
-        build_s = time.perf_counter() - started
+        if reuse:
+            built = {**json.loads(saved.read_text()), "loaded": True}
+            built["record"] = bytes.fromhex(built["record"])
+            access = project.MedicalAccess.at(built["access"])
+            print(f"history loaded from {saved.relative_to(ROOT)} (built in {built['build_s']:.0f}s)", file=sys.stderr)
+        else:
+            access = admin.deploy(project.MedicalAccess, admin)
+            deploy_block = chain.blocks.height
+            started = time.perf_counter()
+            print(f"deployed; building the history ({options.events:,} events)...", file=sys.stderr)
+            built = build(access, project.RoundRegistry, admin, options.events, options.rounds, options.hospitals)
+            built.update(access=access.address, deploy_block=deploy_block, build_s=time.perf_counter() - started)
+            _save_history(chain, saved, built)
+        deploy_block, build_s = built["deploy_block"], built["build_s"]
         url = chain.provider.web3.provider.endpoint_uri
         child = subprocess.run(
             [sys.executable, __file__, "--sync-child", url, work, str(chain.chain_id),
@@ -473,6 +523,7 @@ def main() -> None:
             "events": access_events,
             "registry_events": registry_events,
             "build_s": round(build_s, 1),
+            "history_reused": built.get("loaded", False),
             "cold_sync_s": round(synced["cold_sync_s"], 2),
             "cold_sync_events_per_s": round((access_events + registry_events) / synced["cold_sync_s"]),
             "cold_sync_cpu_s": round(synced["cold_sync_cpu_s"], 2),
@@ -497,7 +548,7 @@ def main() -> None:
                "q_audit_trail_ms": ("<=", 50), "q_study_status_ms": ("<=", 50), "enrol_gas_marginal": ("<=", 60_000)}
     print(f"history: {access_events:,} MedicalAccess events ({built['units']:,} patients and records), "
           f"{registry_events:,} RoundRegistry events ({options.rounds} rounds of {options.hospitals} hospitals), "
-          f"built in {build_s:.0f}s")
+          f"built in {build_s:.0f}s" + (" (saved, loaded into anvil)" if built.get("loaded") else ""))
     for name, (sense, target) in targets.items():
         value = figures[name]
         ok = value is not None and (value >= target if sense == ">=" else value <= target)
