@@ -478,7 +478,7 @@ def main() -> None:
         if reuse:
             built = {**json.loads(saved.read_text()), "loaded": True}
             built["record"] = bytes.fromhex(built["record"])
-            access = project.MedicalAccess.at(built["access"])
+            access = project.MedicalAccess.at(built["access"], fetch_from_explorer=False, detect_proxy=False)
             print(f"history loaded from {saved.relative_to(ROOT)} (built in {built['build_s']:.0f}s)", file=sys.stderr)
         else:
             access = admin.deploy(project.MedicalAccess, admin)
@@ -506,7 +506,7 @@ def main() -> None:
 
         folder = Path(work)
         client = AccessClient(access, admin, from_block=deploy_block, cache_folder=folder)
-        rounds_client = RoundsClient(project.RoundRegistry.at(built["registry"]), admin,
+        rounds_client = RoundsClient(project.RoundRegistry.at(built["registry"], fetch_from_explorer=False, detect_proxy=False), admin,
                                      from_block=built["registry_block"], cache_folder=folder)
         hospital, record = built["hospital"], built["record"]
         versions = client.record_versions(hospital)
