@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import http.client
+import itertools
 import json
 import os
 import re
@@ -40,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
@@ -245,12 +247,51 @@ CREATE INDEX IF NOT EXISTS logs_t3 ON logs (t3, event);
 
 
 _connections = threading.local()
+INSERT_ROWS = 64
+"""Logs a statement inserts: SQLite steps (and the GIL changes hands) once for that many, not once a log."""
+_INSERT_ONE = "INSERT OR IGNORE INTO logs VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_MANY = "INSERT OR IGNORE INTO logs VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * INSERT_ROWS)
 
 
 _DROP_INDEXES = """
 DROP INDEX IF EXISTS logs_event; DROP INDEX IF EXISTS logs_t1; DROP INDEX IF EXISTS logs_t2;
 DROP INDEX IF EXISTS logs_t3;
 """
+
+
+class _Log(msgspec.Struct):
+    """The fields of an ``eth_getLogs`` entry the store keeps (the others are skipped, not parsed)."""
+
+    blockNumber: str  # noqa: N815 - the JSON-RPC names
+    logIndex: str  # noqa: N815
+    transactionHash: str  # noqa: N815
+    blockHash: str  # noqa: N815
+    topics: list[str]
+    data: str
+    removed: bool = False
+
+
+class _LogsAnswer(msgspec.Struct):
+    result: list[_Log] | None = None
+    error: Any = None
+
+
+_LOGS_ANSWER = msgspec.json.Decoder(_LogsAnswer)
+"""A page of logs parsed straight into the fields kept: about half the time of json.loads (a cold
+sync spends more time parsing its pages than on anything else of its own)."""
+
+
+_DECODERS = {"eth_getLogs": _LOGS_ANSWER}
+
+
+def _get_logs(web3: Any, address: str, start: int, stop: int) -> list[_Log]:
+    logs = _rpc(web3, "eth_getLogs", [{"address": address, "fromBlock": hex(start), "toBlock": hex(stop)}])
+    if logs and not isinstance(logs[0], _Log):  # a provider other than HTTP: parsed already, as dicts
+        try:
+            logs = msgspec.convert(logs, list[_Log])
+        except msgspec.ValidationError as error:
+            raise _RpcError(f"a malformed eth_getLogs answer: {error}") from None
+    return logs
 
 
 def _rpc(web3: Any, method: str, params: list) -> Any:
@@ -264,14 +305,14 @@ def _rpc(web3: Any, method: str, params: list) -> Any:
         except Exception as error:  # noqa: BLE001 - providers raise their own types for an error answer
             raise _RpcError(str(error)) from None
     else:
-        answer = _http_rpc(str(url), method, params)
+        answer = _http_rpc(str(url), method, params, _DECODERS.get(method))
     if "error" in answer:
         error = answer["error"]
         raise _RpcError(error.get("message", str(error)) if isinstance(error, dict) else str(error))
     return answer["result"]
 
 
-def _http_rpc(url: str, method: str, params: list) -> dict:
+def _http_rpc(url: str, method: str, params: list, decoder: msgspec.json.Decoder | None = None) -> dict:
     parsed = urllib.parse.urlsplit(url)
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
     for attempt in (1, 2):
@@ -290,8 +331,13 @@ def _http_rpc(url: str, method: str, params: list) -> dict:
                 raise _RpcError(f"{url}: {error}") from None
             continue
         try:
-            return json.loads(data)
-        except ValueError:
+            if decoder is None:
+                return json.loads(data)
+            answer = decoder.decode(data)
+            return {"result": answer.result} if answer.error is None else {"error": answer.error}
+        except msgspec.ValidationError as error:
+            raise _RpcError(f"{url} answered {method} with a malformed result: {error}") from None
+        except (ValueError, msgspec.DecodeError):
             raise _RpcError(f"{url} answered {method} with something other than JSON (HTTP {response.status})") from None
     raise AssertionError("unreachable")
 
@@ -509,7 +555,7 @@ class EventStore:
         while start <= head_number:
             stop = min(head_number, start + page - 1)
             try:
-                logs = _rpc(web3, "eth_getLogs", [{"address": address, "fromBlock": hex(start), "toBlock": hex(stop)}])
+                logs = _get_logs(web3, address, start, stop)
             except _RpcError as error:
                 if stop == start:
                     raise LogQueryRefused(f"the provider refused eth_getLogs for block {start} alone: {error}") from None
@@ -541,7 +587,10 @@ class EventStore:
         with _transaction(db):
             if int(self._meta("synced_to")) != page.start - 1:
                 return False
-            db.executemany("INSERT OR IGNORE INTO logs VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            whole = len(rows) - len(rows) % INSERT_ROWS
+            db.executemany(_INSERT_MANY, (list(itertools.chain.from_iterable(rows[at:at + INSERT_ROWS]))
+                                          for at in range(0, whole, INSERT_ROWS)))
+            db.executemany(_INSERT_ONE, rows[whole:])
             if page.checkpoint is not None:
                 db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?)", page.checkpoint)
                 db.execute("DELETE FROM checkpoints WHERE block <= (SELECT block FROM checkpoints "
@@ -551,7 +600,7 @@ class EventStore:
                            zip(("page_blocks", "page_ceiling", "page_ceiling_pages"), page.learned))
         return True
 
-    def _rows(self, logs: list[dict]) -> tuple[list[tuple], tuple[int, bytes] | None, set[bytes]]:
+    def _rows(self, logs: list[_Log]) -> tuple[list[tuple], tuple[int, bytes] | None, set[bytes]]:
         """The rows of a page's logs, the checkpoint its last log gives, and the first topics of events
         outside the ABI (another version of the contract), which stand in their rows for an id
         until :meth:`_commit` registers them."""
@@ -562,19 +611,19 @@ class EventStore:
         unknown: set[bytes] = set()
         last = None
         for log in logs:
-            if log.get("removed"):
+            if log.removed:
                 continue
-            topics = log["topics"]
+            topics = log.topics
             count = len(topics)
             event = type_of(topics[0]) if count else None
             if event is None and count:
                 event = fromhex(topics[0][2:])
                 unknown.add(event)
-            append((int(log["blockNumber"], 16), int(log["logIndex"], 16), fromhex(log["transactionHash"][2:]), event,
+            append((int(log.blockNumber, 16), int(log.logIndex, 16), fromhex(log.transactionHash[2:]), event,
                     fromhex(topics[1][2:]) if count > 1 else None, fromhex(topics[2][2:]) if count > 2 else None,
-                    fromhex(topics[3][2:]) if count > 3 else None, fromhex(log["data"][2:])))
+                    fromhex(topics[3][2:]) if count > 3 else None, fromhex(log.data[2:])))
             last = log
-        checkpoint = None if last is None else (rows[-1][0], fromhex(last["blockHash"][2:]))
+        checkpoint = None if last is None else (rows[-1][0], fromhex(last.blockHash[2:]))
         return rows, checkpoint, unknown
 
     def _new_type(self, topic0: bytes) -> int:
