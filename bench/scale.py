@@ -92,8 +92,17 @@ def _child(args: list[str]) -> None:
     started = time.perf_counter()
     stores[0].sync(web3)
     figures["incremental_sync_ms"] = (time.perf_counter() - started) * 1000
-    figures["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    figures["peak_rss_mib"] = _peak_rss_mib()
     print(json.dumps(figures))
+
+
+def _peak_rss_mib() -> float:
+    """This process's peak resident memory since it started (VmHWM: unlike getrusage's ru_maxrss,
+    which a child inherits from its parent across fork and exec, it counts this program alone)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # -- building the history ------------------------------------------------------------------------
@@ -428,9 +437,11 @@ def _save_history(chain, path: Path, built: dict) -> None:
 def _unpacked(path: Path, folder: Path) -> Path:
     """The saved chain as the JSON file anvil's ``--load-state`` reads."""
     import gzip
+    import shutil
 
     state = folder / "state.json"
-    state.write_bytes(gzip.decompress(path.with_suffix(".state.gz").read_bytes()))
+    with gzip.open(path.with_suffix(".state.gz")) as packed, open(state, "wb") as unpacked:
+        shutil.copyfileobj(packed, unpacked, 1 << 20)
     return state
 
 
