@@ -61,8 +61,6 @@ CHECKPOINTS_KEPT = 64
 CEILING_PAGES = 64
 PROGRESS_BLOCKS = 2000
 """A sync reading fewer blocks than this shows no progress (it is over before one would read it)."""
-COLD_SYNC_BLOCKS = 1000
-"""An empty store reading at least this many blocks builds its indexes after the logs."""
 
 
 class EventStoreError(MedShareError):
@@ -469,9 +467,10 @@ class EventStore:
             if start > head_number:
                 return
             cold = self._db.execute("SELECT 1 FROM logs LIMIT 1").fetchone() is None
-            if cold and head_number - start >= COLD_SYNC_BLOCKS:
-                # An empty store reading a long history: its indexes are built once at the end (a
-                # sorted build), not row by row; a sync cut short rebuilds them when next opened.
+            if cold and head_number - start >= FIRST_PAGE_BLOCKS:
+                # An empty store reading more than a first page: its indexes are built once at the
+                # end (a sorted build), not row by row (a few hundred blocks of a busy contract hold
+                # hundreds of thousands of logs); a sync cut short rebuilds them when next opened.
                 self._db.executescript(_DROP_INDEXES)
                 try:
                     self._read(web3, start, head_number, head_hash)
