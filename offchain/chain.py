@@ -202,19 +202,13 @@ class AccessClient(ContractClient):
             return self._record_versions(owner)
 
     def _record_versions(self, owner: str) -> list[RecordVersion]:
-        patients: dict[bytes, str] = {}
-        versions = []
+        self.sync_events()
         parse = CID.from_bytes
-        for log in self._logs("RecordRegistered", owner=owner):
-            fields = log.event_arguments
-            record_id, patient = fields["record"], fields["patient"]
-            patients[record_id] = patient
-            versions.append(RecordVersion(record_id, owner, patient, 1, parse(fields["cid"])))
-        for log in self._logs("RecordRotated", owner=owner):
-            fields = log.event_arguments
-            record_id = fields["record"]
-            versions.append(RecordVersion(record_id, owner, patients.get(record_id, ""), fields["version"],
-                                          parse(fields["cid"])))
+        registered = self.events.values("RecordRegistered", ("record", "patient", "cid"), owner=owner)
+        versions = [RecordVersion(record_id, owner, patient, 1, parse(cid)) for record_id, patient, cid in registered]
+        patients = {record_id: patient for record_id, patient, _ in registered}
+        for record_id, version, cid in self.events.values("RecordRotated", ("record", "version", "cid"), owner=owner):
+            versions.append(RecordVersion(record_id, owner, patients.get(record_id, ""), version, parse(cid)))
         return versions
 
     def audit_trail(self, record_id: bytes) -> list[AuditEntry]:
