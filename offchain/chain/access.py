@@ -238,16 +238,13 @@ class AccessClient(ContractClient):
             return self._record_versions(owner)
 
     def _record_versions(self, owner: str) -> list[RecordVersion]:
-        patients: dict[bytes, str] = {}
-        versions = []
-        for log in self._logs("RecordRegistered", owner=owner):
-            record_id = bytes(log.record)
-            patients[record_id] = log.patient
-            versions.append(RecordVersion(record_id, owner, log.patient, 1, CID.from_bytes(bytes(log.cid))))
-        for log in self._logs("RecordRotated", owner=owner):
-            record_id = bytes(log.record)
-            cid = CID.from_bytes(bytes(log.cid))
-            versions.append(RecordVersion(record_id, owner, patients.get(record_id, ""), log.version, cid))
+        self.sync_events()
+        parse = CID.from_bytes
+        registered = self.events.values("RecordRegistered", ("record", "patient", "cid"), owner=owner)
+        versions = [RecordVersion(record_id, owner, patient, 1, parse(cid)) for record_id, patient, cid in registered]
+        patients = {record_id: patient for record_id, patient, _ in registered}
+        for record_id, version, cid in self.events.values("RecordRotated", ("record", "version", "cid"), owner=owner):
+            versions.append(RecordVersion(record_id, owner, patients.get(record_id, ""), version, parse(cid)))
         return versions
 
     def audit_trail(self, record_id: bytes) -> list[AuditEntry]:
