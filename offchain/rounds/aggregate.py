@@ -29,10 +29,10 @@ from typing import Any
 import torch
 
 from fl.aggregation import AggregationError, AggregationResult, Aggregator, ClientModel, create_aggregator
-from fl.artifacts import ArtifactError, decode_client_model
-from fl.models import ParameterLayout
+from fl.artifacts import ArtifactError
+from fl.round import check_update, combine, combine_secure, decode_update
 from fl.secure_aggregation import SecureSum
-from offchain.rounds.compression import decode_update as decode_compressed_update_on
+from offchain.rounds.evaluation import EVALUATION_METADATA
 from offchain.rounds.errors import ArtifactCheckFailed, RoundsError
 from offchain.rounds.sealed import UPDATE, readers_of
 from offchain.rounds.secure_board import secure_sum
@@ -79,32 +79,17 @@ class RoundAggregation:
             raise ArtifactCheckFailed(f"{place.describe()}: carries no key for {', '.join(unreadable)}")
         try:
             parameters, declared_round = self.decode_update(data, base)  # open() checked its SHA-256
+            check_update(parameters, declared_round, round_number, base)
         except ArtifactError as error:
             raise ArtifactCheckFailed(f"{place.describe()}: {error}") from None
-        if declared_round != round_number:
-            raise ArtifactCheckFailed(f"{place.describe()}: the update says it is for round {declared_round}")
-        if parameters.keys() != base.keys():
-            raise ArtifactCheckFailed(f"{place.describe()}: its tensors {sorted(parameters)} are not the model's "
-                                      f"{sorted(base)}")
-        for name, tensor in parameters.items():
-            expected = base[name]
-            if tensor.shape != expected.shape or tensor.dtype != expected.dtype:
-                raise ArtifactCheckFailed(f"{place.describe()}: {name} is {tensor.dtype} {tuple(tensor.shape)}, the "
-                                          f"model's is {expected.dtype} {tuple(expected.shape)}")
-            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-                raise ArtifactCheckFailed(f"{place.describe()}: {name} holds NaN or infinite values")
         # A DP study averages unweighted: its counts are never published (a private update declares 0).
         weight = 1 if self.study.config.private else update.samples
         return ClientModel(client_id=update.participant, parameters=parameters, data_samples=weight)
 
     def decode_update(self, data: bytes, base: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int]:
         """An update's model parameters and declared round: a client update, or in a study with
-        ``compression`` a compressed one on ``base`` (:mod:`offchain.rounds.compression`), and only that."""
-        compression = self.study.config.compression
-        if compression is not None:
-            return decode_compressed_update_on(data, base, compression)
-        model, declared_round = decode_client_model(data)
-        return dict(model.parameters), declared_round
+        ``compression`` a compressed one on ``base`` (:func:`fl.round.decode_update`), and only that."""
+        return decode_update(data, base, self.study.config.compression, optional_metadata=(EVALUATION_METADATA,))
 
     def screen(self, round_number: int, base_round: int, updates: Sequence) -> Screening:
         """Run :meth:`check_update` on each of ``updates`` (two at a time: decryption and hashing
@@ -138,7 +123,7 @@ class RoundAggregation:
                 raise ArtifactCheckFailed(screening.rejected[0][1])
             clients = [client for _, client in screening.accepted]
         base = self.study.model(base_round)
-        return self._combine(round_number, lambda: self.aggregator.aggregate(list(clients), global_model=base))
+        return self._combine(round_number, lambda: combine(self.aggregator, clients, base))
 
     def aggregate_secure(self, round_number: int, base_round: int, total: SecureSum,
                          progress: Callable[[str], None] | None = None) -> bytes:
@@ -146,10 +131,7 @@ class RoundAggregation:
         (sum-based) aggregator on base + the survivors' mean update, weighted by their sample counts."""
         self.catch_up(round_number, progress)
         base = self.study.model(base_round)
-        layout = ParameterLayout.of(base)
-        mean = layout.unflatten(layout.flatten(base) + torch.from_numpy(total.mean))
-        return self._combine(round_number,
-                             lambda: self.aggregator.aggregate_mean(mean, total.total_weight, global_model=base))
+        return self._combine(round_number, lambda: combine_secure(self.aggregator, base, total))
 
     def _combine(self, round_number: int, run: Callable[[], AggregationResult]) -> bytes:
         try:

@@ -19,14 +19,9 @@ from pathlib import Path
 import torch
 
 from fl.artifacts import ArtifactError
-from fl.compression import (
-    CompressionConfig,
-    ErrorFeedbackCompressor,
-    decode_compressed_update,
-    encode_compressed_update,
-    load_residual,
-    save_residual,
-)
+from fl.compression import CompressionConfig, ErrorFeedbackCompressor, encode_compressed_update, load_residual, save_residual
+from fl.round import compress_change
+from fl.round import decode_update as decode_round_update
 from offchain.rounds.evaluation import EVALUATION_METADATA
 from offchain.rounds.errors import RoundsError
 
@@ -55,12 +50,8 @@ class UpdateCompressor:
         """The stored bytes of ``trained - base`` (plus the residual), compressed, with the node's
         ``evaluation`` metadata (:mod:`offchain.rounds.evaluation`); the residual it leaves waits for
         :meth:`keep`."""
-        for name, tensor in base.items():
-            if not tensor.is_floating_point():
-                raise RoundsError(f"the model's {name!r} is {tensor.dtype}: only floating-point models compress")
-        update = {name: trained[name].detach().float() - tensor.float() for name, tensor in base.items()}
         try:
-            compressed, self._pending = self.compressor.propose(update)
+            compressed, self._pending = compress_change(self.compressor, base, trained)
         except ValueError as error:
             where = f" (residual {self.path})" if self.path is not None else ""
             raise RoundsError(f"cannot compress this update{where}: {error}") from None
@@ -78,14 +69,9 @@ class UpdateCompressor:
 def decode_update(data: bytes, base: Mapping[str, torch.Tensor],
                   config: CompressionConfig) -> tuple[dict[str, torch.Tensor], int]:
     """The model a compressed update stands for, ``base + update`` in the base's dtypes, and the round
-    it declares; ArtifactError if it is not a compressed update of this model under ``config``."""
-    for name, tensor in base.items():
-        if not tensor.is_floating_point():
-            raise ArtifactError(f"the model's {name!r} is {tensor.dtype}: only floating-point models compress")
-    compressed, round_number = decode_compressed_update(data, {n: tuple(t.shape) for n, t in base.items()}, config,
-                                                        optional_metadata=(EVALUATION_METADATA,))
-    parameters = {name: (tensor.float() + compressed[name].decode()).to(tensor.dtype) for name, tensor in base.items()}
-    return parameters, round_number
+    it declares (:func:`fl.round.decode_update`, the node's evaluation metadata allowed beside it);
+    ArtifactError if it is not a compressed update of this model under ``config``."""
+    return decode_round_update(data, base, config, optional_metadata=(EVALUATION_METADATA,))
 
 
 def node_compressor(config: CompressionConfig | None, home: Path | None, study_key: str,
