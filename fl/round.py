@@ -187,15 +187,40 @@ class InMemoryBoard:
 # The steps ---------------------------------------------------------------------------------------
 
 
+class UpdateEncoder:
+    """A hospital's update bytes (:func:`encode_update`): its client model, or under ``compression`` its
+    change from the base with error feedback, whose residual moves on only once :meth:`keep` says the
+    round took the update."""
+
+    def __init__(self, compression: CompressionConfig | None = None) -> None:
+        self.compressor = None if compression is None else ErrorFeedbackCompressor(compression)
+        self._pending: dict[str, torch.Tensor] | None = None
+
+    def encode(self, round_number: int, base: Parameters, model: ClientModel,
+               metadata: Mapping[str, str] | None = None) -> bytes:
+        data, self._pending = encode_update(round_number, base, model, self.compressor, metadata)
+        return data
+
+    def keep(self) -> bool:
+        """Carry the residual of the update just encoded on; False when there was none to carry."""
+        if self._pending is None:
+            return False
+        self.compressor.residual, self._pending = self._pending, None
+        return True
+
+
 class HospitalStep:
     """One hospital's part in each round: train from the base, encode, store, post; its error-feedback
-    residual moves on only once the round took the update."""
+    residual moves on only once the board took the update (a board refuses one by raising).
+    ``train``: the hospital's own training; ``encoder``: its saved encoding state (a node's residual
+    kept across restarts), else a fresh one for ``compression``."""
 
     def __init__(self, client_id: str, train: Callable[[Parameters, int], ClientModel],
-                 compression: CompressionConfig | None = None, byzantine_scale: float | None = None) -> None:
+                 compression: CompressionConfig | None = None, byzantine_scale: float | None = None, *,
+                 encoder: UpdateEncoder | None = None) -> None:
         self.client_id = client_id
         self.train = train
-        self.compressor = None if compression is None else ErrorFeedbackCompressor(compression)
+        self.encoder = encoder if encoder is not None else UpdateEncoder(compression)
         self.byzantine_scale = byzantine_scale
 
     def step(self, round_number: int, base: Parameters, board: UpdateBoard, store: UpdateStore,
@@ -203,11 +228,10 @@ class HospitalStep:
         model = self.train(base, round_number)
         if self.byzantine_scale is not None:
             model = poison(base, model, self.byzantine_scale)
-        data, residual = encode_update(round_number, base, model, self.compressor, metadata)
+        data = self.encoder.encode(round_number, base, model, metadata)
         posted = PostedUpdate(self.client_id, store.put(data), model.data_samples)
         board.post(round_number, posted)
-        if residual is not None:
-            self.compressor.residual = residual
+        self.encoder.keep()
         return posted
 
 

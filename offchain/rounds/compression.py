@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 
 from fl.artifacts import ArtifactError
-from fl.compression import CompressionConfig, ErrorFeedbackCompressor, encode_compressed_update, load_residual, save_residual
-from fl.round import compress_change
+from fl.aggregation import ClientModel
+from fl.compression import CompressionConfig, load_residual, save_residual
+from fl.round import UpdateEncoder
 from fl.round import decode_update as decode_round_update
 from offchain.rounds.evaluation import EVALUATION_METADATA
 from offchain.rounds.errors import RoundsError
@@ -31,13 +32,13 @@ def residual_path(home: Path, study_key: str, account: str) -> Path:
     return home / "fl" / "compression" / f"{study_key}-{account.lower()}.safetensors"
 
 
-class UpdateCompressor:
-    """One hospital's compressor in one study; ``path``: where its residual persists (None: memory only)."""
+class UpdateCompressor(UpdateEncoder):
+    """One hospital's update encoding in a compressed study (:class:`fl.round.UpdateEncoder`), its
+    residual persisted at ``path`` (None: memory only)."""
 
     def __init__(self, config: CompressionConfig, path: Path | None = None) -> None:
-        self.compressor = ErrorFeedbackCompressor(config)
+        super().__init__(config)
         self.path = path
-        self._pending: dict[str, torch.Tensor] | None = None
         if path is not None:
             try:
                 self.compressor.residual = load_residual(path)
@@ -45,25 +46,23 @@ class UpdateCompressor:
                 raise RoundsError(f"the error-feedback residual {path} is damaged ({error}); delete it to start "
                                   "error feedback afresh") from None
 
-    def encode(self, round_number: int, base: Mapping[str, torch.Tensor],
-               trained: Mapping[str, torch.Tensor], evaluation: Mapping[str, str] | None = None) -> bytes:
-        """The stored bytes of ``trained - base`` (plus the residual), compressed, with the node's
-        ``evaluation`` metadata (:mod:`offchain.rounds.evaluation`); the residual it leaves waits for
+    def encode(self, round_number: int, base: Mapping[str, torch.Tensor], model: ClientModel,
+               metadata: Mapping[str, str] | None = None) -> bytes:
+        """The stored bytes of ``model - base`` (plus the residual), compressed, with the node's
+        evaluation metadata (:mod:`offchain.rounds.evaluation`); the residual it leaves waits for
         :meth:`keep`."""
         try:
-            compressed, self._pending = compress_change(self.compressor, base, trained)
+            return super().encode(round_number, base, model, metadata)
         except ValueError as error:
             where = f" (residual {self.path})" if self.path is not None else ""
             raise RoundsError(f"cannot compress this update{where}: {error}") from None
-        return encode_compressed_update(compressed, round_number, evaluation)
 
-    def keep(self) -> None:
-        """The update just encoded is on chain: its residual is the one to carry on (and to persist)."""
-        if self._pending is None:
-            return
-        self.compressor.residual, self._pending = self._pending, None
-        if self.path is not None:
+    def keep(self) -> bool:
+        """The update just encoded is on chain: its residual is the one to carry on, and to persist."""
+        kept = super().keep()
+        if kept and self.path is not None:
             save_residual(self.path, self.compressor.residual)
+        return kept
 
 
 def decode_update(data: bytes, base: Mapping[str, torch.Tensor],

@@ -10,6 +10,7 @@ from fl.client import HospitalClient
 from fl.data import federated_breast_cancer
 from fl.models import ModelSpec
 from fl.round import CoordinatorStep, HospitalStep, InMemoryBoard, InMemoryStore, PostedUpdate, combine, poison
+from offchain.rounds.board import ChainRound
 from offchain.rounds.coordinator import Coordinator
 from .test_compression_chain import BOTH, stored_update
 
@@ -54,6 +55,22 @@ def test_simulation_steps_and_chain_nodes_make_the_same_updates_and_aggregate(fi
         fedavg = combine(create_aggregator("fedavg", {}),
                          simulated_coordinator.screen(number, base, board, store).accepted, base).parameters
         assert not all(torch.equal(fedavg[name], committed[name]) for name in committed)
+    # The chain's round is a board and store too: the coordinator's step reads the same updates from it.
+    chain = ChainRound(view, 2)
+    from_chain = simulated_coordinator.screen(2, view.model(1), chain, chain)
+    in_memory = simulated_coordinator.screen(2, view.model(1), board, store)
+    assert from_chain.rejected == [] and len(from_chain.accepted) == len(nodes)
+    assert [(c.client_id.lower(), c.data_samples) for c in from_chain.accepted] == \
+        [(c.client_id.lower(), c.data_samples) for c in in_memory.accepted]
+    assert all(torch.equal(a.parameters[n], b.parameters[n])
+               for a, b in zip(from_chain.accepted, in_memory.accepted) for n in a.parameters)
+    # A round that no longer takes an update: the node reports the refusal, and its error feedback
+    # stays where the last update the chain took left it.
+    node = nodes[1]
+    residual = {name: tensor.clone() for name, tensor in node.compressor.compressor.residual.items()}
+    refused = node._train_and_submit(2, node.member.rounds.round_for(study, 2, node.member.address))
+    assert refused.action == "waiting" and refused.detail in ("AlreadySubmitted", "RoundNotOpen")
+    assert residual and all(torch.equal(node.compressor.compressor.residual[n], residual[n]) for n in residual)
 
 
 def test_the_simulated_coordinator_rejects_a_malformed_update_as_the_chain_does():
