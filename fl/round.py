@@ -246,21 +246,26 @@ class Screening:
 class CoordinatorStep:
     """The coordinator's part: read the round's posted updates, check each on the base, combine."""
 
-    def __init__(self, aggregator: Aggregator, compression: CompressionConfig | None = None) -> None:
+    def __init__(self, aggregator: Aggregator, compression: CompressionConfig | None = None,
+                 optional_metadata: Collection[str] = ()) -> None:
+        """``optional_metadata``: what a compressed update may carry beside its own (a node's metrics)."""
         self.aggregator = aggregator
         self.compression = compression
+        self.optional_metadata = tuple(optional_metadata)
+
+    def check(self, round_number: int, base: Parameters, posted: PostedUpdate, data: bytes) -> ClientModel:
+        """A posted update's bytes decoded on the base and checked; ArtifactError if it is malformed."""
+        parameters, declared_round = decode_update(data, base, self.compression, self.optional_metadata)
+        check_update(parameters, declared_round, round_number, base)
+        return ClientModel(client_id=posted.participant, parameters=parameters, data_samples=posted.weight)
 
     def screen(self, round_number: int, base: Parameters, board: UpdateBoard, store: UpdateStore) -> Screening:
         accepted, rejected = [], []
         for posted in board.updates(round_number):
             try:
-                parameters, declared_round = decode_update(store.get(posted.ref), base, self.compression)
-                check_update(parameters, declared_round, round_number, base)
+                accepted.append(self.check(round_number, base, posted, store.get(posted.ref)))
             except ArtifactError as error:
                 rejected.append((posted.participant, str(error)))
-                continue
-            accepted.append(ClientModel(client_id=posted.participant, parameters=parameters,
-                                        data_samples=posted.weight))
         return Screening(accepted, rejected)
 
     def step(self, round_number: int, base: Parameters, board: UpdateBoard, store: UpdateStore) -> AggregationResult:

@@ -30,7 +30,7 @@ import torch
 
 from fl.aggregation import AggregationError, AggregationResult, Aggregator, ClientModel, create_aggregator
 from fl.artifacts import ArtifactError
-from fl.round import check_update, combine, combine_secure, decode_update
+from fl.round import CoordinatorStep, PostedUpdate, combine, combine_secure
 from fl.secure_aggregation import SecureSum
 from offchain.rounds.evaluation import EVALUATION_METADATA
 from offchain.rounds.errors import ArtifactCheckFailed, RoundsError
@@ -57,6 +57,8 @@ class RoundAggregation:
         self.study = study
         config = study.config
         self.aggregator: Aggregator = create_aggregator(config.aggregator, config.aggregator_params)
+        # The one check and combination of a round (:mod:`fl.round`), the simulation's too.
+        self.step = CoordinatorStep(self.aggregator, config.compression, optional_metadata=(EVALUATION_METADATA,))
         self.stateful = hasattr(self.aggregator, "load_state_dict")
         self.applied_through = 0  # rounds whose aggregation the aggregator's state includes
         self.last_result: tuple[int, dict[str, torch.Tensor]] | None = None  # the last aggregate's tensors
@@ -77,19 +79,13 @@ class RoundAggregation:
         unreadable = [reader for reader in self.study.update_readers() if reader.lower() not in carried]
         if unreadable:
             raise ArtifactCheckFailed(f"{place.describe()}: carries no key for {', '.join(unreadable)}")
-        try:
-            parameters, declared_round = self.decode_update(data, base)  # open() checked its SHA-256
-            check_update(parameters, declared_round, round_number, base)
-        except ArtifactError as error:
-            raise ArtifactCheckFailed(f"{place.describe()}: {error}") from None
         # A DP study averages unweighted: its counts are never published (a private update declares 0).
         weight = 1 if self.study.config.private else update.samples
-        return ClientModel(client_id=update.participant, parameters=parameters, data_samples=weight)
-
-    def decode_update(self, data: bytes, base: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int]:
-        """An update's model parameters and declared round: a client update, or in a study with
-        ``compression`` a compressed one on ``base`` (:func:`fl.round.decode_update`), and only that."""
-        return decode_update(data, base, self.study.config.compression, optional_metadata=(EVALUATION_METADATA,))
+        posted = PostedUpdate(update.participant, str(update.artifact.cid), weight)
+        try:
+            return self.step.check(round_number, base, posted, data)  # open() checked its SHA-256
+        except ArtifactError as error:
+            raise ArtifactCheckFailed(f"{place.describe()}: {error}") from None
 
     def screen(self, round_number: int, base_round: int, updates: Sequence) -> Screening:
         """Run :meth:`check_update` on each of ``updates`` (two at a time: decryption and hashing
