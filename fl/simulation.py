@@ -1,11 +1,14 @@
 """Federated training runs in one process: hospitals, server, and the options between them.
 
-A round: every hospital trains from the global model (FedProx, optionally
-DP-SGD); a Byzantine hospital may replace its model by a poisoned one;
-uploads may be compressed with error feedback; the server combines them by
-a named aggregator from ``fl.aggregation``, by secure aggregation (FedAvg on
-masked updates, the server seeing only their sum), or with client-level DP.
-The global model is scored on the common test split after every round.
+A round is the chain path's round (:mod:`fl.round`) over an in-memory board and
+store: every hospital trains from the global model (FedProx, optionally
+DP-SGD); a Byzantine hospital may replace its model by a poisoned one; it
+encodes its update as the chain path stores it (optionally compressed with
+error feedback) and posts it; the server decodes and checks each posted
+update and combines them by a named aggregator from ``fl.aggregation``, by
+secure aggregation (FedAvg on masked updates, the server seeing only their
+sum), or with client-level DP. The global model is scored on the common test
+split after every round.
 
 ``FederatedConfig.seed`` fixes the model's initialisation and the batch order
 of training without DP; DP noise, record sampling, the choice of hospitals
@@ -24,10 +27,11 @@ import torch
 
 from fl.aggregation import Aggregator, ClientModel, create_aggregator, sum_based_aggregators
 from fl.client import HospitalClient, LocalTrainingConfig
-from fl.compression import CompressionConfig, ErrorFeedbackCompressor, compressed_size, decompress
+from fl.compression import CompressionConfig
 from fl.data import FederatedDataset, HospitalData
 from fl.models import Evaluation, ModelKind, ModelSpec, ParameterLayout, evaluate, get_parameters, set_parameters
 from fl.privacy import ClientLevelDP, ClientLevelDPConfig, DPSGDConfig, PrivacySpent, RoundPrivacy, SeededNoise
+from fl.round import CoordinatorStep, HospitalStep, InMemoryBoard, InMemoryStore, combine_secure
 from fl.secure_aggregation import FixedPointCodec, SecureSum, SessionParameters, secure_weighted_sum
 
 @dataclass(frozen=True)
@@ -75,6 +79,7 @@ class RoundRecord:
     round_number: int
     participants: tuple[str, ...]
     test: Evaluation
+    #: The round's updates as stored (what the chain path would put in its store).
     uploaded_bytes: int
     privacy: Mapping[str, RoundPrivacy]
     #: Under secure aggregation: whose masked input the sum holds, and who dropped after sharing keys.
@@ -102,24 +107,6 @@ class FederatedResult:
         return any(privacy.noise_seeded for privacy in spent)
 
 
-def poison(global_parameters: Mapping[str, torch.Tensor], model: ClientModel, scale: float) -> ClientModel:
-    """The sign-flipped, scaled model a Byzantine client sends: ``global - scale * (model - global)``."""
-    return ClientModel(
-        client_id=model.client_id,
-        parameters={
-            name: tensor - scale * (model.parameters[name] - tensor)
-            for name, tensor in global_parameters.items()
-        },
-        data_samples=model.data_samples,
-        training_loss=model.training_loss,
-        training_accuracy=model.training_accuracy,
-    )
-
-
-def _update_bytes(parameters: Mapping[str, torch.Tensor]) -> int:
-    return sum(tensor.numel() * tensor.element_size() for tensor in parameters.values())
-
-
 def run_federated(dataset: FederatedDataset, config: FederatedConfig) -> FederatedResult:
     """Train for ``config.rounds`` rounds and score the global model after each one."""
     names = [hospital.name for hospital in dataset.hospitals]
@@ -133,47 +120,44 @@ def run_federated(dataset: FederatedDataset, config: FederatedConfig) -> Federat
         HospitalClient(hospital, spec, config.training, config.dp, seed=config.seed, seeded_noise=config.seeded_noise)
         for hospital in dataset.hospitals
     ]
-    compressors = (
-        {name: ErrorFeedbackCompressor(config.compression) for name in names}
-        if config.compression is not None else {}
-    )
+    hospitals = {
+        client.client_id: HospitalStep(client.client_id, client.train, config.compression,
+                                       config.byzantine_scale if client.client_id in config.byzantine_clients else None)
+        for client in clients
+    }
     client_dp = (
         ClientLevelDP(config.client_level_dp, seeded_noise=config.seeded_noise) if config.client_level_dp else None
     )
     aggregator = create_aggregator(config.aggregator, dict(config.aggregator_config))
+    coordinator = CoordinatorStep(aggregator, config.compression)
+    board, store = InMemoryBoard(), InMemoryStore()
     records = []
     for round_number in range(1, config.rounds + 1):
-        uploads = []
-        uploaded_bytes = 0
         survivors = dropped = ()
         drawn = set(names if client_dp is None else client_dp.sample(names, round_number))
         participants = [client for client in clients if client.client_id in drawn]
-        for client in participants:
-            trained = client.train(global_parameters, round_number)
-            if client.client_id in config.byzantine_clients:
-                trained = poison(global_parameters, trained, config.byzantine_scale)
-            if compressors:
-                trained, sent = _compress_upload(global_parameters, trained, compressors[client.client_id])
+        posted = [hospitals[client.client_id].step(round_number, global_parameters, board, store)
+                  for client in participants]
+        if config.secure_aggregation is not None or client_dp is not None:
+            screening = coordinator.screen(round_number, global_parameters, board, store)
+            if screening.rejected:
+                raise ValueError(f"round {round_number}: malformed updates {screening.rejected}")
+            if config.secure_aggregation is not None:
+                global_parameters, secure_sum = _secure_aggregate(
+                    aggregator, global_parameters, screening.accepted, config.secure_aggregation, round_number
+                )
+                survivors, dropped = secure_sum.survivors, secure_sum.dropped
             else:
-                sent = _update_bytes(trained.parameters)
-            uploaded_bytes += sent
-            uploads.append(trained)
-        if config.secure_aggregation is not None:
-            global_parameters, secure_sum = _secure_aggregate(
-                aggregator, global_parameters, uploads, config.secure_aggregation, round_number
-            )
-            survivors, dropped = secure_sum.survivors, secure_sum.dropped
-        elif client_dp is not None:
-            global_parameters = client_dp.aggregate(round_number, global_parameters, uploads)
+                global_parameters = client_dp.aggregate(round_number, global_parameters, screening.accepted)
         else:
-            global_parameters = aggregator.aggregate(uploads, global_model=global_parameters).parameters
+            global_parameters = coordinator.step(round_number, global_parameters, board, store).parameters
         set_parameters(model, global_parameters)
         records.append(
             RoundRecord(
                 round_number=round_number,
                 participants=tuple(client.client_id for client in participants),
                 test=evaluate(model, dataset.test),
-                uploaded_bytes=uploaded_bytes,
+                uploaded_bytes=sum(store.size(update.ref) for update in posted),
                 privacy={c.client_id: c.last_round_privacy for c in participants if c.last_round_privacy},
                 survivors=survivors,
                 dropped=dropped,
@@ -185,23 +169,6 @@ def run_federated(dataset: FederatedDataset, config: FederatedConfig) -> Federat
         hospital_privacy={c.client_id: c.ledger.total for c in clients if c.ledger is not None},
         client_level_privacy=client_dp.ledger.total if client_dp is not None else None,
     )
-
-
-def _compress_upload(
-    global_parameters: Mapping[str, torch.Tensor], trained: ClientModel, compressor: ErrorFeedbackCompressor
-) -> tuple[ClientModel, int]:
-    """What the server rebuilds from the compressed update, and the bytes it received."""
-    update = {name: trained.parameters[name] - tensor for name, tensor in global_parameters.items()}
-    compressed = compressor.compress(update)
-    received = decompress(compressed)
-    rebuilt = ClientModel(
-        client_id=trained.client_id,
-        parameters={name: tensor + received[name].to(tensor.dtype) for name, tensor in global_parameters.items()},
-        data_samples=trained.data_samples,
-        training_loss=trained.training_loss,
-        training_accuracy=trained.training_accuracy,
-    )
-    return rebuilt, compressed_size(compressed)
 
 
 def _secure_aggregate(
@@ -226,8 +193,7 @@ def _secure_aggregate(
         for upload in uploads
     }
     total = secure_weighted_sum(inputs, session, config.dropouts_per_round.get(round_number, ()))
-    mean = layout.unflatten(base + torch.from_numpy(total.mean))
-    return aggregator.aggregate_mean(mean, total.total_weight, global_model=global_parameters).parameters, total
+    return combine_secure(aggregator, global_parameters, total).parameters, total
 
 
 def train_centralized(

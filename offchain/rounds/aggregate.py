@@ -29,10 +29,10 @@ from typing import Any
 import torch
 
 from fl.aggregation import AggregationError, AggregationResult, Aggregator, ClientModel, create_aggregator
-from fl.artifacts import ArtifactError, decode_client_model
-from fl.models import ParameterLayout
+from fl.artifacts import ArtifactError
+from fl.round import CoordinatorStep, PostedUpdate, combine, combine_secure
 from fl.secure_aggregation import SecureSum
-from offchain.rounds.compression import decode_update as decode_compressed_update_on
+from offchain.rounds.evaluation import EVALUATION_METADATA
 from offchain.rounds.errors import ArtifactCheckFailed, RoundsError
 from offchain.rounds.sealed import UPDATE, readers_of
 from offchain.rounds.secure_board import secure_sum
@@ -57,6 +57,8 @@ class RoundAggregation:
         self.study = study
         config = study.config
         self.aggregator: Aggregator = create_aggregator(config.aggregator, config.aggregator_params)
+        # The one check and combination of a round (:mod:`fl.round`), the simulation's too.
+        self.step = CoordinatorStep(self.aggregator, config.compression, optional_metadata=(EVALUATION_METADATA,))
         self.stateful = hasattr(self.aggregator, "load_state_dict")
         self.applied_through = 0  # rounds whose aggregation the aggregator's state includes
         self.last_result: tuple[int, dict[str, torch.Tensor]] | None = None  # the last aggregate's tensors
@@ -77,34 +79,13 @@ class RoundAggregation:
         unreadable = [reader for reader in self.study.update_readers() if reader.lower() not in carried]
         if unreadable:
             raise ArtifactCheckFailed(f"{place.describe()}: carries no key for {', '.join(unreadable)}")
-        try:
-            parameters, declared_round = self.decode_update(data, base)  # open() checked its SHA-256
-        except ArtifactError as error:
-            raise ArtifactCheckFailed(f"{place.describe()}: {error}") from None
-        if declared_round != round_number:
-            raise ArtifactCheckFailed(f"{place.describe()}: the update says it is for round {declared_round}")
-        if parameters.keys() != base.keys():
-            raise ArtifactCheckFailed(f"{place.describe()}: its tensors {sorted(parameters)} are not the model's "
-                                      f"{sorted(base)}")
-        for name, tensor in parameters.items():
-            expected = base[name]
-            if tensor.shape != expected.shape or tensor.dtype != expected.dtype:
-                raise ArtifactCheckFailed(f"{place.describe()}: {name} is {tensor.dtype} {tuple(tensor.shape)}, the "
-                                          f"model's is {expected.dtype} {tuple(expected.shape)}")
-            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-                raise ArtifactCheckFailed(f"{place.describe()}: {name} holds NaN or infinite values")
         # A DP study averages unweighted: its counts are never published (a private update declares 0).
         weight = 1 if self.study.config.private else update.samples
-        return ClientModel(client_id=update.participant, parameters=parameters, data_samples=weight)
-
-    def decode_update(self, data: bytes, base: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int]:
-        """An update's model parameters and declared round: a client update, or in a study with
-        ``compression`` a compressed one on ``base`` (:mod:`offchain.rounds.compression`), and only that."""
-        compression = self.study.config.compression
-        if compression is not None:
-            return decode_compressed_update_on(data, base, compression)
-        model, declared_round = decode_client_model(data)
-        return dict(model.parameters), declared_round
+        posted = PostedUpdate(update.participant, str(update.artifact.cid), weight)
+        try:
+            return self.step.check(round_number, base, posted, data)  # open() checked its SHA-256
+        except ArtifactError as error:
+            raise ArtifactCheckFailed(f"{place.describe()}: {error}") from None
 
     def screen(self, round_number: int, base_round: int, updates: Sequence) -> Screening:
         """Run :meth:`check_update` on each of ``updates`` (two at a time: decryption and hashing
@@ -138,7 +119,7 @@ class RoundAggregation:
                 raise ArtifactCheckFailed(screening.rejected[0][1])
             clients = [client for _, client in screening.accepted]
         base = self.study.model(base_round)
-        return self._combine(round_number, lambda: self.aggregator.aggregate(list(clients), global_model=base))
+        return self._combine(round_number, lambda: combine(self.aggregator, clients, base))
 
     def aggregate_secure(self, round_number: int, base_round: int, total: SecureSum,
                          progress: Callable[[str], None] | None = None) -> bytes:
@@ -146,10 +127,7 @@ class RoundAggregation:
         (sum-based) aggregator on base + the survivors' mean update, weighted by their sample counts."""
         self.catch_up(round_number, progress)
         base = self.study.model(base_round)
-        layout = ParameterLayout.of(base)
-        mean = layout.unflatten(layout.flatten(base) + torch.from_numpy(total.mean))
-        return self._combine(round_number,
-                             lambda: self.aggregator.aggregate_mean(mean, total.total_weight, global_model=base))
+        return self._combine(round_number, lambda: combine_secure(self.aggregator, base, total))
 
     def _combine(self, round_number: int, run: Callable[[], AggregationResult]) -> bytes:
         try:

@@ -19,14 +19,10 @@ from pathlib import Path
 import torch
 
 from fl.artifacts import ArtifactError
-from fl.compression import (
-    CompressionConfig,
-    ErrorFeedbackCompressor,
-    decode_compressed_update,
-    encode_compressed_update,
-    load_residual,
-    save_residual,
-)
+from fl.aggregation import ClientModel
+from fl.compression import CompressionConfig, load_residual, save_residual
+from fl.round import UpdateEncoder
+from fl.round import decode_update as decode_round_update
 from offchain.rounds.evaluation import EVALUATION_METADATA
 from offchain.rounds.errors import RoundsError
 
@@ -36,13 +32,13 @@ def residual_path(home: Path, study_key: str, account: str) -> Path:
     return home / "fl" / "compression" / f"{study_key}-{account.lower()}.safetensors"
 
 
-class UpdateCompressor:
-    """One hospital's compressor in one study; ``path``: where its residual persists (None: memory only)."""
+class UpdateCompressor(UpdateEncoder):
+    """One hospital's update encoding in a compressed study (:class:`fl.round.UpdateEncoder`), its
+    residual persisted at ``path`` (None: memory only)."""
 
     def __init__(self, config: CompressionConfig, path: Path | None = None) -> None:
-        self.compressor = ErrorFeedbackCompressor(config)
+        super().__init__(config)
         self.path = path
-        self._pending: dict[str, torch.Tensor] | None = None
         if path is not None:
             try:
                 self.compressor.residual = load_residual(path)
@@ -50,42 +46,31 @@ class UpdateCompressor:
                 raise RoundsError(f"the error-feedback residual {path} is damaged ({error}); delete it to start "
                                   "error feedback afresh") from None
 
-    def encode(self, round_number: int, base: Mapping[str, torch.Tensor],
-               trained: Mapping[str, torch.Tensor], evaluation: Mapping[str, str] | None = None) -> bytes:
-        """The stored bytes of ``trained - base`` (plus the residual), compressed, with the node's
-        ``evaluation`` metadata (:mod:`offchain.rounds.evaluation`); the residual it leaves waits for
+    def encode(self, round_number: int, base: Mapping[str, torch.Tensor], model: ClientModel,
+               metadata: Mapping[str, str] | None = None) -> bytes:
+        """The stored bytes of ``model - base`` (plus the residual), compressed, with the node's
+        evaluation metadata (:mod:`offchain.rounds.evaluation`); the residual it leaves waits for
         :meth:`keep`."""
-        for name, tensor in base.items():
-            if not tensor.is_floating_point():
-                raise RoundsError(f"the model's {name!r} is {tensor.dtype}: only floating-point models compress")
-        update = {name: trained[name].detach().float() - tensor.float() for name, tensor in base.items()}
         try:
-            compressed, self._pending = self.compressor.propose(update)
+            return super().encode(round_number, base, model, metadata)
         except ValueError as error:
             where = f" (residual {self.path})" if self.path is not None else ""
             raise RoundsError(f"cannot compress this update{where}: {error}") from None
-        return encode_compressed_update(compressed, round_number, evaluation)
 
-    def keep(self) -> None:
-        """The update just encoded is on chain: its residual is the one to carry on (and to persist)."""
-        if self._pending is None:
-            return
-        self.compressor.residual, self._pending = self._pending, None
-        if self.path is not None:
+    def keep(self) -> bool:
+        """The update just encoded is on chain: its residual is the one to carry on, and to persist."""
+        kept = super().keep()
+        if kept and self.path is not None:
             save_residual(self.path, self.compressor.residual)
+        return kept
 
 
 def decode_update(data: bytes, base: Mapping[str, torch.Tensor],
                   config: CompressionConfig) -> tuple[dict[str, torch.Tensor], int]:
     """The model a compressed update stands for, ``base + update`` in the base's dtypes, and the round
-    it declares; ArtifactError if it is not a compressed update of this model under ``config``."""
-    for name, tensor in base.items():
-        if not tensor.is_floating_point():
-            raise ArtifactError(f"the model's {name!r} is {tensor.dtype}: only floating-point models compress")
-    compressed, round_number = decode_compressed_update(data, {n: tuple(t.shape) for n, t in base.items()}, config,
-                                                        optional_metadata=(EVALUATION_METADATA,))
-    parameters = {name: (tensor.float() + compressed[name].decode()).to(tensor.dtype) for name, tensor in base.items()}
-    return parameters, round_number
+    it declares (:func:`fl.round.decode_update`, the node's evaluation metadata allowed beside it);
+    ArtifactError if it is not a compressed update of this model under ``config``."""
+    return decode_round_update(data, base, config, optional_metadata=(EVALUATION_METADATA,))
 
 
 def node_compressor(config: CompressionConfig | None, home: Path | None, study_key: str,

@@ -29,14 +29,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fl.aggregation import ClientModel
-from fl.artifacts import encode_client_model
 from fl.client import HospitalClient, distributed_dp_step
 from fl.data import Dataset, HospitalData
 from fl.models import BUILTIN_MODELS, ParameterLayout
 from fl.privacy import NoiseSource, PrivacyBudgetExceeded
+from fl.round import HospitalStep
 from fl.secure_aggregation import PostingUnavailable, SecureAggregationClient, SecureAggregationError
 from offchain.chain.access import Role
 from offchain.chain.contract import ChainRefusal
+from offchain.rounds.board import ChainRound, UpdateNotTaken
 from offchain.rounds.client import ArtifactRef, MissingEvent, SecurePhase
 from offchain.rounds.compression import node_compressor
 from offchain.rounds.errors import ArtifactCheckFailed, RoundsError
@@ -118,6 +119,10 @@ class HospitalNode:
         self.log = log or (lambda message: None)
         self.training_time = training_time
         self._sessions: dict[int, _SecureSession] = {}
+        # A plain round is the one round step every hospital runs (:mod:`fl.round`), on this node's own
+        # training and its saved error feedback.
+        self.hospital = HospitalStep(member.address, lambda base, number: self._train(number, base),
+                                     encoder=self.compressor)
 
     def step(self) -> Step:
         self.study.refresh()
@@ -156,28 +161,15 @@ class HospitalNode:
         if isinstance(declared, Step):
             return declared
         evaluation = self._evaluation(state.base_round, parameters)
-        model = self._train(number, parameters)
-        plaintext = self._update_bytes(number, parameters, model, evaluation)
-        update = self.study.seal_update(number, plaintext)
-        refused = self._submit(number, update, model.data_samples, declared)
-        if refused is not None:
-            return refused
-        self._update_sent(number, len(plaintext))
-        return Step("submitted", number, str(update.cid))
-
-    def _update_bytes(self, number: int, base, model: ClientModel, evaluation: dict[str, str]) -> bytes:
-        """The update's stored bytes: the client model, or in a study with ``compression`` its change
-        from ``base`` compressed with this node's error feedback (:mod:`offchain.rounds.compression`);
-        either carries the node's ``evaluation`` metadata."""
-        if self.compressor is None:
-            return encode_client_model(model, number, evaluation)
-        return self.compressor.encode(number, base, model.parameters, evaluation)
-
-    def _update_sent(self, number: int, size: int) -> None:
-        """The update is on chain: carry its error-feedback residual on (persisted in the node's home)."""
+        chain_round = ChainRound(self.study, number,
+                                 submit=lambda update, samples: self._submit(number, update, samples, declared))
+        try:
+            posted = self.hospital.step(number, parameters, chain_round, chain_round, evaluation)
+        except UpdateNotTaken as refused:
+            return refused.outcome
         if self.compressor is not None:
-            self.compressor.keep()
-            self.log(f"round {number}: compressed update of {size:,} bytes")
+            self.log(f"round {number}: compressed update of {chain_round.size(posted.ref):,} bytes")
+        return Step("submitted", number, str(chain_round.artifact(posted.ref).cid))
 
     def _base(self, number: int, state) -> dict:
         """The round's base model, whose commitment must be the round's base on chain."""
@@ -368,19 +360,17 @@ class HospitalNode:
             values = distributed.privatize(values, NoiseSource.fresh()).to(values.dtype)
         values = values.numpy()
         samples = self._weight(session.trained.data_samples)
-        refused: list[Step] = []
 
         def submit(update: ArtifactRef) -> None:
             step = self._submit(number, update, samples, session.declared)
             if step is not None:
-                refused.append(step)
-                raise _NotTaken
+                raise UpdateNotTaken(step)
 
         session.submit = submit
         try:
             session.client.masked_input(values, samples)
-        except _NotTaken:
-            return refused[0]
+        except UpdateNotTaken as refused:
+            return refused.outcome
         return Step("submitted", number, "masked input")
 
 
@@ -391,10 +381,6 @@ def _checked_layout(study: Study, number: int, parameters: dict) -> dict:
     except ValueError as error:
         raise ArtifactCheckFailed(f"study {study.number} round {number}: its base model: {error}") from None
     return parameters
-
-
-class _NotTaken(Exception):
-    """The round did not take a masked input (its refusal is reported as a Step)."""
 
 
 class _SecureSession:

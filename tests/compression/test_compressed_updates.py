@@ -11,6 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fl.aggregation import ClientModel
 from fl.artifacts import ArtifactError, decode_artifact, encode_artifact
 from fl.compression import (
     CompressionConfig,
@@ -70,10 +71,15 @@ def test_kept_count_is_the_ratio_of_entries_rounded_up_at_least_one():
     assert kept_count(1, TOPK) == 1 and kept_count(31, TOPK) == 4 and kept_count(30, INT8) == 30
 
 
+def as_trained(parameters):
+    """A node's trained model, as its update encoder takes it."""
+    return ClientModel(client_id="0xhospital", parameters=parameters, data_samples=1)
+
+
 def test_decode_update_is_base_plus_the_update():
     base, trained = model(3), model(4)
     node = UpdateCompressor(INT8)
-    data = node.encode(2, base, trained)
+    data = node.encode(2, base, as_trained(trained))
     parameters, round_number = decode_update(data, base, INT8)
     assert round_number == 2 and parameters.keys() == base.keys()
     for name in base:
@@ -149,13 +155,13 @@ def test_the_residual_persists_only_once_the_update_is_sent(tmp_path):
     path = tmp_path / "residual.safetensors"
     base = model(8)
     node = UpdateCompressor(BOTH, path)
-    node.encode(1, base, model(9))
+    node.encode(1, base, as_trained(model(9)))
     assert not path.exists()  # not on chain yet: nothing carried on
     node.keep()
     saved = UpdateCompressor(BOTH, path).compressor.residual
     assert saved.keys() == base.keys() and all(torch.equal(saved[n], node.compressor.residual[n]) for n in base)
     # A second update never sent leaves the first one's residual in place.
-    node.encode(2, base, model(10))
+    node.encode(2, base, as_trained(model(10)))
     assert all(torch.equal(UpdateCompressor(BOTH, path).compressor.residual[n], saved[n]) for n in base)
 
 
@@ -167,7 +173,7 @@ def test_error_feedback_sends_over_rounds_all_but_the_last_residual(tmp_path):
     for number in range(1, 6):
         trained = model(20 + number)
         node = UpdateCompressor(BOTH, path)  # a node restarted every round
-        received, _ = decode_update(node.encode(number, base, trained), base, BOTH)
+        received, _ = decode_update(node.encode(number, base, as_trained(trained)), base, BOTH)
         node.keep()
         for name in base:
             sent[name] += received[name] - base[name]
@@ -188,11 +194,11 @@ def test_a_damaged_residual_file_is_refused_with_one_clear_line(tmp_path):
 def test_a_residual_of_another_model_is_refused(tmp_path):
     path = tmp_path / "residual.safetensors"
     node = UpdateCompressor(BOTH, path)
-    node.encode(1, model(12), model(13))
+    node.encode(1, model(12), as_trained(model(13)))
     node.keep()
     other = {"0.weight": torch.zeros(1, 30), "0.bias": torch.zeros(1)}
     with pytest.raises(RoundsError, match="cannot compress"):
-        UpdateCompressor(BOTH, path).encode(2, other, other)
+        UpdateCompressor(BOTH, path).encode(2, other, as_trained(other))
 
 
 def test_study_config_carries_compression_canonically():

@@ -11,7 +11,7 @@ import torch
 from fl.aggregation import ClientModel
 from fl.artifacts import decode_artifact, encode_client_model
 from fl.compression import COMPRESSED_UPDATE, CompressionConfig, encode_compressed_update, load_residual
-from fl.simulation import poison
+from fl.round import poison
 from offchain.rounds.compression import residual_path
 from offchain.rounds.coordinator import Coordinator
 from offchain.rounds.sealed import UPDATE

@@ -29,7 +29,8 @@ def test_fedavg_learns_and_is_deterministic(three):
     assert all(r.participants == ("hospital_1", "hospital_2", "hospital_3") for r in result.rounds)
     assert result.test_accuracy > 0.9
     assert result.rounds[-1].test.loss < result.rounds[0].test.loss
-    assert result.rounds[0].uploaded_bytes == 3 * 31 * 4
+    # Each update as stored: 31 float32 parameters and a safetensors header.
+    assert 3 * 31 * 4 < result.rounds[0].uploaded_bytes < 3 * (31 * 4 + 1024)
     assert result.hospital_privacy == {} and result.client_level_privacy is None
     again = run_federated(three, config)
     assert update_norm(result.parameters, again.parameters) == 0.0
@@ -134,8 +135,10 @@ def test_client_level_dp_samples_hospitals_by_poisson_and_is_accounted(three):
 def test_compressed_uploads_are_smaller_and_still_learn(three):
     config = FederatedConfig(rounds=3, training=TRAINING, compression=CompressionConfig(top_k_ratio=0.25, quantize_8bit=True))
     result = run_federated(three, config)
-    # Per hospital: 8 of 30 weights and the bias, 5 bytes each, plus two 4-byte scales = 53 of 124 bytes.
-    assert result.rounds[0].uploaded_bytes == 3 * 53
+    plain = run_federated(three, dataclasses.replace(config, compression=None, rounds=1))
+    # Per hospital: 9 int8 codes (8 of 30 weights, the bias), a 4-byte bitmap, two 4-byte scales: 21 of 124
+    # bytes, headers aside.
+    assert result.rounds[0].uploaded_bytes <= plain.rounds[0].uploaded_bytes - 3 * (124 - 21)
     assert result.test_accuracy > 0.85
 
 

@@ -3,7 +3,7 @@
 Python imports ``sitecustomize`` at start-up from ``PYTHONPATH``: a test or bench that wants a Byzantine
 hospital among the real node processes ``fl run`` starts puts this folder there and sets
 ``MEDSHARE_TEST_BYZANTINE=I:SCALE``: the hospital started with ``--share I/K`` then submits
-``base - SCALE * (trained - base)`` (:func:`fl.simulation.poison`) instead of its trained model. No
+``base - SCALE * (trained - base)`` (:func:`fl.round.poison`) instead of its trained model. No
 option of the product reaches this: the library and the CLI know nothing of it.
 """
 
@@ -20,7 +20,7 @@ def _share_index() -> int | None:
 
 
 def _install(scale: float) -> None:
-    from fl.simulation import poison
+    from fl.round import poison
     from offchain.rounds.participant import HospitalNode
 
     honest = HospitalNode._train
