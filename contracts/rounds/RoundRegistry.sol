@@ -2,6 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {Multicall} from "@openzeppelin/contracts/utils/Multicall.sol";
+import {IRoundRegistry} from "../interfaces/IRoundRegistry.sol";
 import {ConsortiumBound} from "./ConsortiumBound.sol";
 import {PrivacyBudgets} from "./PrivacyBudgets.sol";
 import {SecureRounds} from "./SecureRounds.sol";
@@ -13,7 +14,7 @@ import {StudyRounds} from "./StudyRounds.sol";
 /// ({PrivacyBudgets}) and secure aggregation run through the chain ({SecureRounds}).
 /// @dev Composed of those units over their shared storage ({RoundState}); roles and pause come from
 /// the access policy ({ConsortiumBound}). OpenZeppelin's {Multicall} batches a coordinator's calls.
-contract RoundRegistry is StudyRounds, PrivacyBudgets, SecureRounds, Multicall {
+contract RoundRegistry is IRoundRegistry, StudyRounds, PrivacyBudgets, SecureRounds, Multicall {
     /// @param consortium_ The deployed MedicalAccess whose roles and pause the registry follows.
     constructor(address consortium_) ConsortiumBound(consortium_) {}
 }
