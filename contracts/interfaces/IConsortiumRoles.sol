@@ -3,7 +3,7 @@ pragma solidity ^0.8.24;
 
 /// @title IConsortiumRoles
 /// @notice The consortium's roles (on OpenZeppelin's access control, {IAccessControl}), their packed
-/// /// bitmaps, the counts other contracts read, and the guardian's pause.
+/// bitmaps, the counts other contracts read, and the guardian's pause.
 interface IConsortiumRoles {
     /// @notice `role` is not one of the consortium's roles.
     error UnknownRole(bytes32 role);

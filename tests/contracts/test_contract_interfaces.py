@@ -31,7 +31,11 @@ PAIRS = [("MedicalAccess", "IMedicalAccess"), ("RoundRegistry", "IRoundRegistry"
 
 def _abi(project, name: str) -> set[tuple[str, str, str]]:
     contract_type = project.get_contract(name).contract_type
-    return {(item.type, item.name, item.selector) for item in contract_type.abi if item.type in ("function", "event", "error")}
+    return {
+        (item.type, item.name, item.selector)
+        for item in contract_type.abi
+        if item.type in ("function", "event", "error")
+    }
 
 
 @pytest.mark.parametrize(("contract", "interface"), PAIRS)
