@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 import {Membership} from "./Membership.sol";
+import {IConsortiumRoles} from "../interfaces/IConsortiumRoles.sol";
 
 /// @title ConsortiumRoles
 /// @notice The consortium's roles on OpenZeppelin's access control, plus a guardian pause.
@@ -16,22 +17,22 @@ import {Membership} from "./Membership.sol";
 /// event, and clients list members from their indexed event store. The contract itself only needs to
 /// know how many admins there are (the last one cannot leave), so that is all it counts: an
 /// enumerable set would cost every enrolment two more storage slots.
-abstract contract ConsortiumRoles is AccessControl, Pausable {
-    /// @notice May pause and unpause every state change.
+abstract contract ConsortiumRoles is AccessControl, Pausable, IConsortiumRoles {
+    /// @inheritdoc IConsortiumRoles
     bytes32 public constant GUARDIAN_ROLE = keccak256("GUARDIAN_ROLE");
-    /// @notice A hospital: registers records and manages their grants.
+    /// @inheritdoc IConsortiumRoles
     bytes32 public constant DATA_OWNER_ROLE = keccak256("DATA_OWNER_ROLE");
-    /// @notice A clinician: may read records it was granted.
+    /// @inheritdoc IConsortiumRoles
     bytes32 public constant DOCTOR_ROLE = keccak256("DOCTOR_ROLE");
-    /// @notice A research institution: may read records it was granted and whose patient consented.
+    /// @inheritdoc IConsortiumRoles
     bytes32 public constant RESEARCHER_ROLE = keccak256("RESEARCHER_ROLE");
-    /// @notice A data subject: grants, revokes and consents for the records that name it.
+    /// @inheritdoc IConsortiumRoles
     bytes32 public constant PATIENT_ROLE = keccak256("PATIENT_ROLE");
-    /// @notice May open short break-glass access to any record.
+    /// @inheritdoc IConsortiumRoles
     bytes32 public constant EMERGENCY_ROLE = keccak256("EMERGENCY_ROLE");
-    /// @notice Runs federated-learning rounds.
+    /// @inheritdoc IConsortiumRoles
     bytes32 public constant COORDINATOR_ROLE = keccak256("COORDINATOR_ROLE");
-    /// @notice Takes part in federated-learning rounds.
+    /// @inheritdoc IConsortiumRoles
     bytes32 public constant PARTICIPANT_ROLE = keccak256("PARTICIPANT_ROLE");
 
     uint256 internal constant _ADMIN_BIT = 1 << 0;
@@ -58,50 +59,32 @@ abstract contract ConsortiumRoles is AccessControl, Pausable {
     /// @dev How many accounts hold `DEFAULT_ADMIN_ROLE` (packed beside `_ownerCount`).
     uint32 private _adminCount;
 
-    /// @notice `role` is not one of the consortium's roles.
-    error UnknownRole(bytes32 role);
-    /// @notice {holdersOf} answers for at most 256 accounts.
-    error TooManyAccounts(uint256 count);
-    /// @notice The zero address cannot hold a role.
-    error ZeroAddressMember();
-    /// @notice `account` is the last consortium admin: removing it (or its renouncing) would leave
-    /// every role unmanageable for good.
-    error LastAdmin(address account);
-
     /// @param admin The first consortium admin (holds `DEFAULT_ADMIN_ROLE`).
     constructor(address admin) {
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
     }
 
-    /// @notice Stop every state change that could widen access. What only narrows it still runs:
-    /// role removal (so a compromised member can be evicted before the contract resumes), revoking,
-    /// withdrawing consent, closing break-glass, retiring or rotating a record, cancelling a
-    /// signature, replacing a compromised encryption key; so does the appointment of a guardian (so that evicting the last guardian, or
-    /// losing its key, cannot leave the contract paused for good). While paused, `checkAccess`
-    /// answers false. Guardian only.
+    /// @inheritdoc IConsortiumRoles
     function pause() external onlyRole(GUARDIAN_ROLE) {
         _pause();
     }
 
-    /// @notice Resume state changes. Guardian only.
+    /// @inheritdoc IConsortiumRoles
     function unpause() external onlyRole(GUARDIAN_ROLE) {
         _unpause();
     }
 
-    /// @notice The bitmap of consortium roles `account` holds: bit 0 admin, 1 guardian, 2 data owner,
-    /// 3 doctor, 4 researcher, 5 patient, 6 emergency, 7 coordinator, 8 participant.
+    /// @inheritdoc IConsortiumRoles
     function rolesOf(address account) external view returns (uint256) {
         return _memberships[account].roles();
     }
 
-    /// @notice {rolesOf} with bit 255 set while the consortium is paused: a contract beside the policy
-    /// checks both for a member's action in one call (the round registry, for every masked input).
+    /// @inheritdoc IConsortiumRoles
     function rolesAndPauseOf(address account) external view returns (uint256) {
         return _memberships[account].roles() | (paused() ? 1 << 255 : 0);
     }
 
-    /// @notice Which of `accounts` hold a role whose bit (see {rolesOf}) is set in `bits`: bit i of
-    /// `held` is set when `accounts[i]` does. At most 256 accounts.
+    /// @inheritdoc IConsortiumRoles
     function holdersOf(address[] calldata accounts, uint256 bits) external view returns (uint256 held) {
         if (accounts.length > 256) revert TooManyAccounts(accounts.length);
         bits &= 0xffff; // the roles bitmap of a {Membership}
@@ -116,26 +99,22 @@ abstract contract ConsortiumRoles is AccessControl, Pausable {
         }
     }
 
-    /// @notice How many times an account lost the coordinator or participant role (revoked or
-    /// renounced). While it is unchanged, every account still holds the learning roles it was seen
-    /// to hold, so the round registry need not read those memberships again.
+    /// @inheritdoc IConsortiumRoles
     function learningRoleLosses() external view returns (uint256) {
         return _learningRoleLosses;
     }
 
-    /// @notice How many accounts hold the consortium admin role (`DEFAULT_ADMIN_ROLE`); never 0.
-    /// Members of the other roles are counted and listed from the role events, off chain.
+    /// @inheritdoc IConsortiumRoles
     function totalAdmins() external view returns (uint256) {
         return _adminCount;
     }
 
-    /// @notice How many accounts were ever given the data-owner role (the last data-owner id handed out).
+    /// @inheritdoc IConsortiumRoles
     function dataOwnerCount() external view returns (uint256) {
         return _ownerCount;
     }
 
-    /// @notice The account that data-owner id `ownerId` (1 to {dataOwnerCount}) was handed to; the
-    /// zero address for an id not handed out. An id stays with its account for good.
+    /// @inheritdoc IConsortiumRoles
     function dataOwnerAt(uint32 ownerId) external view returns (address) {
         return _ownerAccounts[ownerId];
     }

@@ -6,6 +6,7 @@ import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/Signa
 import {RecordState} from "../records/RecordState.sol";
 import {GrantState} from "./GrantState.sol";
 import {AccessGrants} from "./AccessGrants.sol";
+import {IPatientSignatures} from "../interfaces/IPatientSignatures.sol";
 
 /// @title PatientSignatures
 /// @notice A patient's grants and consents as EIP-712 signatures that anyone may relay. Each signature
@@ -15,12 +16,12 @@ import {AccessGrants} from "./AccessGrants.sol";
 /// block changed the pair's grant or consent (a revocation, a withdrawal, another grant) or the
 /// grantee lost a reading role, so a held-back signature cannot undo them. The domain binds chain id and contract. The patient may be an EOA or
 /// an ERC-1271 contract wallet.
-abstract contract PatientSignatures is AccessGrants, EIP712 {
-    /// @notice EIP-712 type of a patient's grant.
+abstract contract PatientSignatures is AccessGrants, EIP712, IPatientSignatures {
+    /// @inheritdoc IPatientSignatures
     bytes32 public constant GRANT_TYPEHASH = keccak256(
         "Grant(bytes32 record,address grantee,uint64 expiry,uint256 nonce,uint64 issuedBlock,uint256 deadline)"
     );
-    /// @notice EIP-712 type of a patient's consent (`expiry` 0 withdraws).
+    /// @inheritdoc IPatientSignatures
     bytes32 public constant CONSENT_TYPEHASH = keccak256(
         "Consent(bytes32 record,address researcher,uint64 expiry,uint256 nonce,uint64 issuedBlock,uint256 deadline)"
     );
@@ -28,31 +29,7 @@ abstract contract PatientSignatures is AccessGrants, EIP712 {
     /// @dev Used or cancelled nonces: bit `nonce % 256` of word `nonce / 256`.
     mapping(address patient => mapping(uint256 word => uint256 bits)) private _usedNonces;
 
-    /// @notice `patient` cancelled its signature with `nonce` before anyone relayed it.
-    event SignatureCancelled(address indexed patient, uint256 nonce);
-
-    /// @notice The signature's deadline has passed.
-    error SignatureExpired(uint256 deadline);
-    /// @notice The signature is not `patient`'s, the patient of `record`.
-    error InvalidPatientSignature(bytes32 record, address patient);
-    /// @notice `patient`'s signature with `nonce` was used or cancelled already.
-    error NonceAlreadyUsed(address patient, uint256 nonce);
-    /// @notice The signature claims to be issued at a block not mined before this transaction's.
-    error SignatureFromFuture(uint64 issuedBlock);
-    /// @notice The signature was issued at `issuedBlock`, before a later block changed the pair's grant
-    /// or consent (a revocation, a withdrawal, another grant) or took a reading role from the
-    /// grantee: it no longer speaks for the patient.
-    error SignatureSuperseded(bytes32 record, address grantee, uint64 issuedBlock);
-
-    /// @notice Relay the patient's signed {Grant}: `grantee` may read `record` until `expiry`, with the
-    /// patient's consent until then. Anyone may call.
-    /// @param record The record id.
-    /// @param grantee The reader (a doctor or researcher).
-    /// @param expiry Unix time at which the grant stops passing; must be in the future.
-    /// @param nonce Any nonce of the patient's not used or cancelled yet (see {nonceUsed}).
-    /// @param issuedBlock The latest mined block when the patient signed.
-    /// @param deadline Unix time after which the signature is refused.
-    /// @param signature The patient's EIP-712 signature.
+    /// @inheritdoc IPatientSignatures
     function grantAccessBySig(
         bytes32 record,
         address grantee,
@@ -69,16 +46,7 @@ abstract contract PatientSignatures is AccessGrants, EIP712 {
         _grant(_grants[record], record, grantee, _checkExpiry(expiry), true, patient);
     }
 
-    /// @notice Relay the patient's signed {Consent}: consent until `expiry` for `researcher` to read
-    /// `record`, or withdraw it (`expiry` 0; runs while paused, and needs no patient role: withdrawing
-    /// only narrows access). Anyone may call.
-    /// @param record The record id.
-    /// @param researcher A holder of the researcher role (any account when withdrawing).
-    /// @param expiry Unix time at which the consent ends (in the future), or 0 to withdraw.
-    /// @param nonce Any nonce of the patient's not used or cancelled yet (see {nonceUsed}).
-    /// @param issuedBlock The latest mined block when the patient signed.
-    /// @param deadline Unix time after which the signature is refused.
-    /// @param signature The patient's EIP-712 signature.
+    /// @inheritdoc IPatientSignatures
     function setConsentBySig(
         bytes32 record,
         address researcher,
@@ -97,17 +65,13 @@ abstract contract PatientSignatures is AccessGrants, EIP712 {
         _setConsent(record, researcher, expiry, patient);
     }
 
-    /// @notice Cancel the caller's outstanding signature with `nonce`, so that nobody can relay it.
-    /// Runs while paused.
-    /// @param nonce The nonce the signature carries.
+    /// @inheritdoc IPatientSignatures
     function cancelSignature(uint256 nonce) external {
         _useNonce(msg.sender, nonce);
         emit SignatureCancelled(msg.sender, nonce);
     }
 
-    /// @notice Whether `patient`'s `nonce` was used or cancelled.
-    /// @param patient The signer.
-    /// @param nonce The nonce.
+    /// @inheritdoc IPatientSignatures
     function nonceUsed(address patient, uint256 nonce) external view returns (bool) {
         return _usedNonces[patient][nonce >> 8] & (1 << (nonce & 0xff)) != 0;
     }

@@ -3,6 +3,7 @@ pragma solidity ^0.8.24;
 
 import {RecordState} from "../records/RecordState.sol";
 import {AccessGrants} from "../grants/AccessGrants.sol";
+import {IKeyShares} from "../interfaces/IKeyShares.sol";
 
 /// @title KeyShares
 /// @notice Where a reader finds a record's data key: the owner or the patient publishes the key of a
@@ -14,39 +15,11 @@ import {AccessGrants} from "../grants/AccessGrants.sol";
 /// nor into the patient's slot but the owner and the patient, so neither can poison the key the other
 /// party rotates and grants from; readers' clients still check every share against the key
 /// commitment in the ciphertext's header.
-abstract contract KeyShares is AccessGrants {
-    /// @notice The largest wrapped key accepted (the off-chain format's are 95 bytes for an X25519
-    /// reader and 1,183 for a hybrid post-quantum MLKEM768-X25519 reader).
+abstract contract KeyShares is AccessGrants, IKeyShares {
+    /// @inheritdoc IKeyShares
     uint256 public constant MAX_WRAPPED_KEY_SIZE = 1280;
 
-    /// @notice `sharedBy` published `wrappedKey`: the data key of `version` of `record`, sealed for
-    /// `reader`'s encryption key.
-    event DataKeyShared(
-        bytes32 indexed record, address indexed reader, uint32 indexed version, address sharedBy, bytes wrappedKey
-    );
-
-    /// @notice Keys can only be shared for the record's current version `current`.
-    error StaleRecordVersion(bytes32 record, uint32 version, uint32 current);
-    /// @notice `readers` and `wrappedKeys` differ in length, or are empty.
-    error KeySharesMismatch(uint256 readers, uint256 wrappedKeys);
-    /// @notice The wrapped key for `reader` is empty or longer than {MAX_WRAPPED_KEY_SIZE}.
-    error InvalidWrappedKey(address reader);
-    /// @notice `reader` is neither the record's owner or patient nor someone with access to it now.
-    error NotAReader(bytes32 record, address reader);
-    /// @notice The caller may not publish keys for `reader` (the owner's slot is the owner's own; the
-    /// patient's slot is the owner's and the patient's).
-    error MayNotShareWith(bytes32 record, address reader);
-
-    /// @notice Publish the data key of the current version of `record`, wrapped for each reader.
-    /// Record owner or patient. Each reader must be the record's owner or patient or pass
-    /// `checkAccess` now (grant first, or grant and share in one `multicall`); only the owner shares
-    /// with the owner, and only the owner or patient with the patient. Runs while paused, when only
-    /// the owner and the patient pass (after a rotation, they keep the new key).
-    /// @param record The record id.
-    /// @param version The record's current version (guards against sharing a key that a concurrent
-    /// rotation has just made stale).
-    /// @param readers The readers, in the order of `wrappedKeys`.
-    /// @param wrappedKeys Each reader's wrapped data key; 1 to {MAX_WRAPPED_KEY_SIZE} bytes.
+    /// @inheritdoc IKeyShares
     function shareDataKeys(bytes32 record, uint32 version, address[] calldata readers, bytes[] calldata wrappedKeys)
         external
     {

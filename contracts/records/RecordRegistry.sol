@@ -5,6 +5,7 @@ import {ConsortiumRoles} from "../access/ConsortiumRoles.sol";
 import {Membership} from "../access/Membership.sol";
 import {Cid} from "./Cid.sol";
 import {RecordState, RecordStateLib} from "./RecordState.sol";
+import {IRecordRegistry} from "../interfaces/IRecordRegistry.sol";
 
 /// @title RecordRegistry
 /// @notice Records: encrypted files on IPFS, bound to the data owner that registered them and to the
@@ -13,7 +14,7 @@ import {RecordState, RecordStateLib} from "./RecordState.sol";
 /// CID in the mempool or on IPFS can only register it under its own ids. The owner may rotate a record
 /// to a new CID (re-encryption): grants follow the record. No CID digest is claimed twice within one
 /// owner's records and versions.
-abstract contract RecordRegistry is ConsortiumRoles {
+abstract contract RecordRegistry is ConsortiumRoles, IRecordRegistry {
     /// @dev Keyed by (owner, digest) key: a record (keyed by its id, its first key) or a rotation's claim.
     mapping(bytes32 key => RecordState) internal _records;
     /// @dev The CID digest of each record's current version (the id does not reveal it).
@@ -21,31 +22,7 @@ abstract contract RecordRegistry is ConsortiumRoles {
     /// @dev The record a rotation's (owner, digest) key belongs to.
     mapping(bytes32 key => bytes32 record) private _versionRecords;
 
-    /// @notice `owner` registered `record` for `patient`; `cid` is its binary CID (version 1).
-    event RecordRegistered(bytes32 indexed record, address indexed owner, address indexed patient, bytes cid);
-    /// @notice `owner` moved `record` to `cid`, its new `version`; grants are unchanged.
-    event RecordRotated(bytes32 indexed record, address indexed owner, uint32 version, bytes cid);
-    /// @notice `owner` retired `record`: no access to it passes ever again.
-    event RecordRetired(bytes32 indexed record, address indexed owner);
-
-    /// @notice The CID's digest is already held by one of the caller's records or record versions.
-    error CidAlreadyClaimed(bytes32 digest);
-    /// @notice No record has the id `record`.
-    error UnknownRecord(bytes32 record);
-    /// @notice `record` is retired.
-    error RecordIsRetired(bytes32 record);
-    /// @notice `caller` is not the data owner of `record`.
-    error NotRecordOwner(bytes32 record, address caller);
-    /// @notice `caller` is neither the data owner nor the patient of `record`.
-    error NotOwnerOrPatient(bytes32 record, address caller);
-    /// @notice `patient` does not hold the patient role.
-    error PatientNotEnrolled(address patient);
-
-    /// @notice Register the record stored on IPFS under `cid`, owned by the caller, about `patient`.
-    /// Data owners only. CIDv0 and CIDv1 (raw or dag-pb), sha2-256.
-    /// @param cid The binary CID of the encrypted record.
-    /// @param patient The patient the record belongs to; must hold the patient role.
-    /// @return record The record id: `keccak256(abi.encodePacked(caller, digest))`.
+    /// @inheritdoc IRecordRegistry
     function registerRecord(bytes calldata cid, address patient) external whenNotPaused returns (bytes32 record) {
         Membership caller = _memberships[msg.sender];
         _requireRoleBit(caller, _DATA_OWNER_BIT, DATA_OWNER_ROLE, msg.sender);
@@ -58,12 +35,7 @@ abstract contract RecordRegistry is ConsortiumRoles {
         emit RecordRegistered(record, msg.sender, patient, cid);
     }
 
-    /// @notice Move `record` to a new CID (e.g. after re-encryption); its version goes up by one and
-    /// every grant stays. Record owner only; the new CID must never have been claimed by the owner.
-    /// Runs while paused (re-encrypting narrows access: readers cut off meanwhile get no new key).
-    /// @param record The record id.
-    /// @param cid The binary CID of the record's new version.
-    /// @return version The record's new version.
+    /// @inheritdoc IRecordRegistry
     function rotateRecord(bytes32 record, bytes calldata cid) external returns (uint32 version) {
         RecordState r = _liveRecord(record);
         _requireOwner(record, r);
@@ -78,10 +50,7 @@ abstract contract RecordRegistry is ConsortiumRoles {
         emit RecordRotated(record, msg.sender, version, cid);
     }
 
-    /// @notice Retire `record` for good: `checkAccess` is false for it from now on and it can no
-    /// longer be changed. Record owner (whether or not it still holds the data-owner role: retiring
-    /// only narrows access), or a consortium admin once the owner lost that role. Runs while paused.
-    /// @param record The record id.
+    /// @inheritdoc IRecordRegistry
     function retireRecord(bytes32 record) external {
         RecordState r = _liveRecord(record);
         _requireNarrower(record, r, false);
@@ -89,9 +58,7 @@ abstract contract RecordRegistry is ConsortiumRoles {
         emit RecordRetired(record, msg.sender);
     }
 
-    /// @notice The record's data owner, patient, current version and whether it is retired.
-    /// Reverts {UnknownRecord} for an unknown id.
-    /// @param record The record id.
+    /// @inheritdoc IRecordRegistry
     function recordOf(bytes32 record)
         external
         view
@@ -101,25 +68,18 @@ abstract contract RecordRegistry is ConsortiumRoles {
         return (_ownerAccounts[r.ownerId()], r.patient(), r.version(), r.isRetired());
     }
 
-    /// @notice The record's data owner. Reverts {UnknownRecord} for an unknown id.
-    /// @param record The record id.
+    /// @inheritdoc IRecordRegistry
     function ownerOf(bytes32 record) external view returns (address) {
         return _ownerAccounts[_knownRecord(record).ownerId()];
     }
 
-    /// @notice The binary CID of the record's current version, and that version.
-    /// Reverts {UnknownRecord} for an unknown id.
-    /// @param record The record id.
+    /// @inheritdoc IRecordRegistry
     function currentCid(bytes32 record) external view returns (bytes memory cid, uint32 version) {
         RecordState r = _knownRecord(record);
         return (Cid.encode(r.format(), _digests[record]), r.version());
     }
 
-    /// @notice The record `cid` belongs to under `owner`: the record a rotation moved to it, else the
-    /// id it registers (or registered) as. Reverts {Cid.InvalidCid} for anything but a CIDv0 or a
-    /// raw/dag-pb CIDv1 with a sha2-256 digest.
-    /// @param owner The data owner's account.
-    /// @param cid A binary CID.
+    /// @inheritdoc IRecordRegistry
     function recordIdOf(address owner, bytes calldata cid) external view returns (bytes32 record) {
         (, bytes32 digest) = Cid.parse(cid);
         bytes32 key = _keyOf(owner, digest);

@@ -1,23 +1,19 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
-import {IConsortium} from "./IConsortium.sol";
+import {IConsortium} from "../interfaces/IConsortium.sol";
+import {IConsortiumBound} from "../interfaces/IConsortiumBound.sol";
 
 /// @title ConsortiumBound
 /// @notice A contract that lives beside the consortium's access policy: it takes its members' roles
 /// and its guardian's pause from there, so admins appoint and evict in one place.
-abstract contract ConsortiumBound {
+abstract contract ConsortiumBound is IConsortiumBound {
     /// @dev ConsortiumRoles' role bits (see {IConsortium-rolesOf}).
     uint256 internal constant _COORDINATOR_BIT = 1 << 7;
     uint256 internal constant _PARTICIPANT_BIT = 1 << 8;
 
-    /// @notice The access policy (MedicalAccess) whose roles and pause this contract follows.
+    /// @inheritdoc IConsortiumBound
     IConsortium public immutable consortium;
-
-    /// @notice `consortium` holds no contract code.
-    error ConsortiumNotAContract(address consortium);
-    /// @notice The consortium's guardian paused every state change.
-    error ConsortiumPaused();
 
     /// @param consortium_ The deployed access policy (MedicalAccess).
     constructor(address consortium_) {

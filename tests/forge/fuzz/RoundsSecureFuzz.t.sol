@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
+import {ISecureRounds} from "../../../contracts/interfaces/ISecureRounds.sol";
+import {IStudyRounds} from "../../../contracts/interfaces/IStudyRounds.sol";
 import {RoundRegistry} from "../../../contracts/rounds/RoundRegistry.sol";
 import {TestBase} from "../utils/Vm.sol";
 import {Consortium} from "../utils/Consortium.sol";
@@ -38,7 +40,7 @@ contract RoundsSecureFuzzTest is TestBase, Consortium {
             bytes32(uint256(7)),
             bytes32(uint256(8)),
             cid(8),
-            RoundRegistry.StudyTerms({
+            IStudyRounds.StudyTerms({
                 minUpdates: 2,
                 maxSamples: 1_000,
                 secureAggregation: true,
@@ -77,7 +79,7 @@ contract RoundsSecureFuzzTest is TestBase, Consortium {
             if (what == 0) {
                 // A posting: from the invited only, in every phase; never MaskedInputs.
                 bool ok = !committed && asked == phase && phase != MASKED && phase != FINISHED && who != 3;
-                try rounds.postSecureMessage(study, 1, RoundRegistry.SecurePhase(asked), cid(100 + i), bytes32(i + 1)) {
+                try rounds.postSecureMessage(study, 1, ISecureRounds.SecurePhase(asked), cid(100 + i), bytes32(i + 1)) {
                     assertTrue(ok, "a posting was taken out of its phase or from outside the roster");
                 } catch {
                     assertFalse(ok, "a posting in its phase was refused");
@@ -93,7 +95,7 @@ contract RoundsSecureFuzzTest is TestBase, Consortium {
                 }
             } else if (what == 2) {
                 bool ok = !committed && who == 3 && asked == phase && phase != FINISHED;
-                try rounds.closeSecurePhase(study, 1, RoundRegistry.SecurePhase(asked)) {
+                try rounds.closeSecurePhase(study, 1, ISecureRounds.SecurePhase(asked)) {
                     assertTrue(ok, "a phase was closed out of order or by someone else");
                     phase++;
                 } catch {
@@ -112,7 +114,7 @@ contract RoundsSecureFuzzTest is TestBase, Consortium {
                     assertFalse(ok, "a finished round with its quorum could not commit");
                 }
             }
-            (bool secure, RoundRegistry.SecurePhase current) = rounds.secureRoundOf(study, 1);
+            (bool secure, ISecureRounds.SecurePhase current) = rounds.secureRoundOf(study, 1);
             assertTrue(secure, "the study lost secure aggregation");
             assertEq(uint8(current), phase, "the phase differs from the model's");
         }

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
+import {ISecureRounds} from "../../../contracts/interfaces/ISecureRounds.sol";
+import {IStudyRounds} from "../../../contracts/interfaces/IStudyRounds.sol";
 import {RoundRegistry} from "../../../contracts/rounds/RoundRegistry.sol";
 import {Consortium} from "../utils/Consortium.sol";
 import {Vm} from "../utils/Vm.sol";
@@ -65,14 +67,14 @@ contract RoundsHandler is Consortium {
             bytes32(uint256(70)),
             bytes32(uint256(71)),
             cid(71),
-            RoundRegistry.StudyTerms(QUORUM, MAX_SAMPLES, false, 0, hospitals, EPSILON_BUDGET, DELTA)
+            IStudyRounds.StudyTerms(QUORUM, MAX_SAMPLES, false, 0, hospitals, EPSILON_BUDGET, DELTA)
         );
         studies[1] = rounds.createStudy(
             cid(80),
             bytes32(uint256(80)),
             bytes32(uint256(81)),
             cid(81),
-            RoundRegistry.StudyTerms(QUORUM, MAX_SAMPLES, true, 0, new address[](0), 0, 0)
+            IStudyRounds.StudyTerms(QUORUM, MAX_SAMPLES, true, 0, new address[](0), 0, 0)
         );
         vm.stopPrank();
     }
@@ -140,7 +142,7 @@ contract RoundsHandler is Consortium {
         uint8 phase = phaseSeed % 5;
         vm.prank(actors[a]);
         try rounds.postSecureMessage(
-            study, round, RoundRegistry.SecurePhase(phase), cid(uint256(keccak256(abi.encode(round, a, phase)))), bytes32(uint256(a + 1))
+            study, round, ISecureRounds.SecurePhase(phase), cid(uint256(keccak256(abi.encode(round, a, phase)))), bytes32(uint256(a + 1))
         ) {} catch {}
     }
 
@@ -150,7 +152,7 @@ contract RoundsHandler is Consortium {
         if (round == 0) return;
         uint8 phase = _phase(1, round);
         vm.prank(byHospital ? actors[0] : coordinator);
-        try rounds.closeSecurePhase(study, round, RoundRegistry.SecurePhase(phase)) {
+        try rounds.closeSecurePhase(study, round, ISecureRounds.SecurePhase(phase)) {
             if (byHospital) violation = "a hospital closed a secure phase";
             GhostRound storage g = _ghost[1][round];
             if (phase + 1 > g.maxPhase) g.maxPhase = phase + 1;
@@ -174,7 +176,7 @@ contract RoundsHandler is Consortium {
         vm.prank(coordinator);
         try rounds.commitAggregate(study, round, submitters, rejected, aggregateCid, digest) {
             g.aggregate = keccak256(abi.encode(aggregateCid, digest));
-            g.committedFinished = phase == uint8(RoundRegistry.SecurePhase.Finished);
+            g.committedFinished = phase == uint8(ISecureRounds.SecurePhase.Finished);
         } catch {}
     }
 
@@ -191,15 +193,15 @@ contract RoundsHandler is Consortium {
     function _step(uint8 studySeed, uint8 seed) private {
         uint256 k = studySeed % STUDIES;
         (uint64 study, uint32 round) = _lastRound(k);
-        RoundRegistry.RoundStatus status = RoundRegistry.RoundStatus.None;
+        IStudyRounds.RoundStatus status = IStudyRounds.RoundStatus.None;
         if (round != 0) (status,,,,,,,) = rounds.roundOf(study, round);
-        if (status != RoundRegistry.RoundStatus.Open) return open(studySeed, seed % 2 == 0, 1 days);
+        if (status != IStudyRounds.RoundStatus.Open) return open(studySeed, seed % 2 == 0, 1 days);
         uint16 submitted = _ghost[k][round].submitted;
         uint8 phase = _phase(k, round);
-        bool finished = k == 0 || phase == uint8(RoundRegistry.SecurePhase.Finished);
+        bool finished = k == 0 || phase == uint8(ISecureRounds.SecurePhase.Finished);
         // Now and then a commit before the phases are done, which the registry must refuse.
         if (!finished && submitted >= QUORUM && seed % 5 == 0) return commit(studySeed, 0);
-        if (k == 1 && phase != uint8(RoundRegistry.SecurePhase.MaskedInputs) && !finished) {
+        if (k == 1 && phase != uint8(ISecureRounds.SecurePhase.MaskedInputs) && !finished) {
             post(seed, phase);
             return close(false);
         }
@@ -276,7 +278,7 @@ contract RoundsHandler is Consortium {
         if (a == 4) violation = "a stranger's update was taken";
         if (k == 0 && samples != 0) violation = "a private update published a sample count";
         if (samples > MAX_SAMPLES) violation = "an update over the study's sample cap was taken";
-        if (k == 1 && phase != uint8(RoundRegistry.SecurePhase.MaskedInputs)) g.updateOutsidePhase = true;
+        if (k == 1 && phase != uint8(ISecureRounds.SecurePhase.MaskedInputs)) g.updateOutsidePhase = true;
         g.submittedMask |= uint8(1 << a);
         g.order[g.submitted++] = actors[a];
     }
@@ -287,7 +289,7 @@ contract RoundsHandler is Consortium {
     }
 
     function _phase(uint256 k, uint32 round) private view returns (uint8) {
-        (, RoundRegistry.SecurePhase phase) = rounds.secureRoundOf(studies[k], round);
+        (, ISecureRounds.SecurePhase phase) = rounds.secureRoundOf(studies[k], round);
         return uint8(phase);
     }
 }

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
+import {ISecureRounds} from "../../../contracts/interfaces/ISecureRounds.sol";
+import {IStudyRounds} from "../../../contracts/interfaces/IStudyRounds.sol";
 import {RoundRegistry} from "../../../contracts/rounds/RoundRegistry.sol";
 import {TestBase} from "../utils/Vm.sol";
 import {RoundsHandler} from "./RoundsHandler.sol";
@@ -31,9 +33,9 @@ contract RoundsInvariantsTest is TestBase {
             uint32 lastCommitted;
             for (uint32 round = 1; round <= roundCount; ++round) {
                 RoundsHandler.GhostRound memory g = handler.ghost(k, round);
-                (RoundRegistry.RoundStatus status,,, bytes32 base,,,, bytes32 aggregate) = rounds.roundOf(study, round);
+                (IStudyRounds.RoundStatus status,,, bytes32 base,,,, bytes32 aggregate) = rounds.roundOf(study, round);
                 assertTrue(base == g.base, "a round's base is not the latest model at its opening");
-                if (status == RoundRegistry.RoundStatus.Committed) {
+                if (status == IStudyRounds.RoundStatus.Committed) {
                     assertTrue(aggregate == g.aggregate && aggregate != 0, "a committed aggregate differs");
                     latest = aggregate;
                     lastCommitted = round;
@@ -57,16 +59,16 @@ contract RoundsInvariantsTest is TestBase {
             uint64 study = handler.studies(k);
             (, uint16 minUpdates, uint32 roundCount,,,) = rounds.studyOf(study);
             for (uint32 round = 1; round <= roundCount; ++round) {
-                (RoundRegistry.RoundStatus status,,,,, uint16 updateCount, uint16 counted,) =
+                (IStudyRounds.RoundStatus status,,,,, uint16 updateCount, uint16 counted,) =
                     rounds.roundOf(study, round);
                 RoundsHandler.GhostRound memory g = handler.ghost(k, round);
                 assertEq(updateCount, g.submitted, "the registry's update count differs from the updates taken");
-                if (status == RoundRegistry.RoundStatus.Committed) {
+                if (status == IStudyRounds.RoundStatus.Committed) {
                     assertTrue(counted >= minUpdates, "a round committed below its quorum");
                     assertTrue(counted <= updateCount, "a round counted more updates than it took");
                 }
                 if (round < roundCount) {
-                    assertTrue(status != RoundRegistry.RoundStatus.Open, "two rounds of a study are open");
+                    assertTrue(status != IStudyRounds.RoundStatus.Open, "two rounds of a study are open");
                 }
             }
         }
@@ -81,11 +83,11 @@ contract RoundsInvariantsTest is TestBase {
         (,, uint32 roundCount,,,) = rounds.studyOf(study);
         for (uint32 round = 1; round <= roundCount; ++round) {
             RoundsHandler.GhostRound memory g = handler.ghost(1, round);
-            (, RoundRegistry.SecurePhase phase) = rounds.secureRoundOf(study, round);
+            (, ISecureRounds.SecurePhase phase) = rounds.secureRoundOf(study, round);
             assertTrue(uint8(phase) >= g.maxPhase, "a secure round's phase moved back");
             assertFalse(g.updateOutsidePhase, "a masked input was taken outside its phase");
-            (RoundRegistry.RoundStatus status,,,,,,,) = rounds.roundOf(study, round);
-            if (status == RoundRegistry.RoundStatus.Committed) {
+            (IStudyRounds.RoundStatus status,,,,,,,) = rounds.roundOf(study, round);
+            if (status == IStudyRounds.RoundStatus.Committed) {
                 assertTrue(g.committedFinished, "a secure round committed before its phases closed");
             }
         }
