@@ -407,6 +407,11 @@ class RoundsClient(ContractClient):
         if log is None:
             logs = self._logs(event, **topics)
             if not logs:
+                # The state that names this event can be newer than the store (inside one_read it was
+                # brought up to the head once, before that state was read): once more to the head.
+                self.events.sync(self.contract.provider.web3)
+                logs = self.events.query(event, **topics)
+            if not logs:
                 shown = ", ".join(f"{name} {value}" for name, value in topics.items())
                 raise MissingEvent(f"no {event} event for {shown} since block {self.from_block}")
             log = cache[key] = logs[-1]

@@ -127,3 +127,17 @@ def test_a_client_that_starts_reading_after_the_events_says_so(rounds, client, c
     assert late.studies() == [study]  # state still reads
     with pytest.raises(MissingEvent, match=f"no StudyCreated event for study {study} since block"):
         late.study(study)
+
+
+def test_a_round_committed_during_one_read_is_found(client, coordinator, hospitals, study):
+    """One read syncs the event store once; a commit landing after that sync, seen in the round's
+    state, is still found (the store goes to the head again) instead of being called missing."""
+    runner, reader = client(coordinator), client(hospitals[0])
+    runner.open_round(study, GENESIS, runner.now() + ONE_DAY, [])
+    for index, member in enumerate(hospitals[:2]):
+        client(member).submit_update(study, 1, artifact(10 + index), 40)
+    with reader.one_read():
+        assert reader.round(study, 1).state == RoundState.OPEN
+        runner.commit_aggregate(study, 1, runner.submitters(study, 1), artifact(101))
+        committed = reader.round(study, 1)
+    assert committed.state == RoundState.COMMITTED and committed.aggregate == artifact(101)
