@@ -63,7 +63,8 @@ from offchain.rounds.errors import RoundsError
 from offchain.rounds.registry import REGISTRY_CONTRACT, rounds_client
 from offchain.rounds.privacy import checked_accountant, checked_budget, spend_by_name
 from offchain.rounds.study import Member
-from offchain.rounds.verifier import verify_study
+from offchain.rounds.report import RoundReport, study_report
+from offchain.rounds.status import StudyStatus
 from fl.secure_aggregation import SecureAggregationError, SessionParameters
 from offchain.settings import Settings
 
@@ -312,6 +313,19 @@ class RoundResult:
     # {"weighted": {...}, "hospitals": {"hospital-1": {...}, ...}}; None: none published (yet)
     metrics: dict | None = None
 
+    @classmethod
+    def of(cls, entry: RoundReport, study: StudyStatus, names: dict[str, str]) -> RoundResult:
+        """A committed round of the study's report, with the hospitals' names for their accounts."""
+        status = entry.status
+
+        def named(accounts) -> list[str]:
+            return [names.get(account, account) for account in accounts]
+
+        secure = () if status.survivors is None else (named(status.survivors), named(status.dropped))
+        return cls(status.round, study.model_cid(status.base_round), status.aggregate_cid, named(status.counted),
+                   entry.test_accuracy, bool(entry.verified), *secure,
+                   metrics=None if entry.metrics is None else entry.metrics.to_json(names))
+
 
 @dataclass
 class RunResult:
@@ -443,14 +457,15 @@ def _run_study(run: RunSettings, settings: Settings, *, echo: Echo, progress: bo
         try:
             # The bundled test split scores only the bundled table's model.
             scored = test if run.images is None else None
-            result = _follow(auditor_member, study.number, run, nodes, names, scored, progress)
+            _follow(auditor_member, study.number, run, nodes, progress)
         finally:
             nodes.stop()
-        verdicts = {verdict.round: verdict for verdict in verify_study(auditor_member, study.number)}
-        metrics = _published_metrics(auditor_member, study.number, names, echo)
-        result.rounds = [RoundResult(**{**asdict(entry), "verified": verdicts[entry.round].verified,
-                                        "metrics": metrics.get(entry.round)})
-                         for entry in result.rounds]
+        # What the run prints is the study's report, read from the chain once, as `fl status` shows it.
+        report = study_report(auditor_member, study.number, names=names, test=scored)
+        for note in report.notes:
+            echo(f"note: {note}")
+        result = RunResult(study.number, "", "", [RoundResult.of(entry, report.status, names)
+                                                  for entry in report.rounds if entry.status.state == "committed"])
         result.contract, result.access = registry_contract.address, access_contract.address
         result.epsilon_spent, result.epsilon_budget = spend_by_name(auditor_member, study.number, names)
         result.plot = str(plot_accuracy(result, settings.home / "fl" / f"study-{study.number}-accuracy.png"))
@@ -639,15 +654,13 @@ class _Nodes:
             process.wait()
 
 
-def _follow(auditor: Member, study: int, run: RunSettings, nodes: _Nodes, names: dict, test,
-            progress: bool) -> RunResult:
-    """Wait for the nodes, scoring each committed round as it lands; silence and kill the dropped."""
+def _follow(auditor: Member, study: int, run: RunSettings, nodes: _Nodes, progress: bool) -> None:
+    """Wait for the nodes, following the rounds as they close; silence and kill the dropped."""
     import click
 
     from offchain.rounds.study import Study
 
     view = Study(auditor, study)
-    result = RunResult(study, "", "")
     closed = 0
     echo = click.echo if progress else (lambda line: None)
     deadline = time.monotonic() + NODE_TIMEOUT_SECONDS
@@ -659,11 +672,8 @@ def _follow(auditor: Member, study: int, run: RunSettings, nodes: _Nodes, names:
             nodes.check()
             view.refresh()
             for number in range(closed + 1, view.info.round_count + 1):
-                info = auditor.rounds.round(study, number)
-                if info.state == "open":
+                if view.round(number).state == "open":
                     break
-                if info.state == "committed":
-                    result.rounds.append(_score(view, number, info, names, test))
                 closed = number
                 bar.update(1)
                 nodes.restart_killed(closed, echo)
@@ -671,38 +681,6 @@ def _follow(auditor: Member, study: int, run: RunSettings, nodes: _Nodes, names:
                 raise RoundsError(f"the study did not finish in {NODE_TIMEOUT_SECONDS} s; see the logs in {nodes.logs}")
             time.sleep(0.2)
     nodes.wait()
-    return result
-
-
-def _score(view, number: int, info, names: dict, test) -> RoundResult:
-    from offchain.rounds.aggregate import committed_base_round
-    from offchain.rounds.report import round_accuracy
-    from offchain.rounds.status import secure_parties
-
-    accuracy = None if test is None else round_accuracy(view, number, test)
-    base = view.model_ref(committed_base_round(view, number))
-    parties = secure_parties(view, info)
-
-    def named(accounts: list[str]) -> list[str]:
-        return [names.get(account, account) for account in accounts]
-
-    return RoundResult(number, str(base.cid), str(info.aggregate.cid), named(info.counted_submitters), accuracy,
-                       False, *((named(parties.survivors), named(parties.dropped)) if parties else ()))
-
-
-def _published_metrics(auditor: Member, study: int, names: dict, echo: Echo) -> dict[int, dict]:
-    """The hospitals' published metrics by round, as JSON naming the hospitals; a warning for each
-    document left out."""
-    from offchain.rounds.evaluation import published_metrics
-    from offchain.rounds.study import Study
-
-    view = Study(auditor, study)
-    if view.secure:
-        return {}
-    published = published_metrics(view)
-    for warning in published.warnings:
-        echo(f"warning: {warning}")
-    return {number: metrics.to_json(names) for number, metrics in published.rounds.items()}
 
 
 def _last_line(path: Path) -> str:

@@ -45,6 +45,7 @@ class RoundStatus:
     survivors: tuple[str, ...] | None = None  # a secure round's (SecureParties); None: not secure
     dropped: tuple[str, ...] | None = None
     update_bytes: int | None = None  # the mean bytes the store holds per update; None: no update readable
+    base_round: int = 0  # the round whose model this one trains on (0: the genesis model)
 
     def line(self, extra: str = "", names: dict[str, str] | None = None) -> str:
         """The round in words; ``extra`` (e.g. a verdict) goes after the counts; ``names``: people's
@@ -74,6 +75,11 @@ class StudyStatus:
     latest_round: int
     rounds: tuple[RoundStatus, ...]
     secure: bool = False
+    genesis_cid: str = ""
+
+    def model_cid(self, round_number: int) -> str | None:
+        """The CID of the model committed by ``round_number`` (0: the genesis model; None: none committed)."""
+        return self.genesis_cid if round_number == 0 else self.rounds[round_number - 1].aggregate_cid
 
     def lines(self) -> list[str]:
         secure = ", secure aggregation" if self.secure else ""
@@ -96,10 +102,11 @@ def study_status(view: Study) -> StudyStatus:
             number, state.state, state.deadline, tuple(update.participant for update in updates),
             tuple(state.counted_submitters), str(state.aggregate.cid) if state.aggregate else None,
             *((parties.phase.name.lower().replace("_", "-"), parties.survivors, parties.dropped) if parties else ()),
-            update_bytes=_bytes_per_update(view, updates)))
+            update_bytes=_bytes_per_update(view, updates), base_round=state.base_round))
     latest, _ = view.member.rounds.latest_model(view.number)
     info = view.info
-    return StudyStatus(view.number, info.coordinator, info.min_updates, latest, tuple(statuses), info.secure)
+    return StudyStatus(view.number, info.coordinator, info.min_updates, latest, tuple(statuses), info.secure,
+                       str(info.genesis.cid))
 
 
 def _bytes_per_update(view: Study, updates) -> int | None:
