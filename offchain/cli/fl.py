@@ -414,8 +414,9 @@ def verify(chain, registry, study, round_number, every, as_json):
 @study_option
 @user_errors
 def status(chain, registry, study):
-    """Show a study's rounds and participants; verified and scored where your keys allow; with privacy
-    budgets, each hospital's spend against its budget as the registry recorded them."""
+    """Show a study's rounds and participants: the bytes stored per update; verified, and the metrics the
+    hospitals published (weighted and each one's), where your keys allow; with privacy budgets, each
+    hospital's spend against its budget as the registry recorded them."""
     from offchain.addressbook import known_names
     from offchain.rounds.report import study_report
 
