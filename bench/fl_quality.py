@@ -224,7 +224,7 @@ def chain_consortium(purpose: str) -> Iterator[tuple[Path, dict, Any, Any, list]
 
     from ape import accounts, networks, project
 
-    from offchain.rounds.runner import enrol
+    from offchain.consortium import enrol
     from offchain.settings import Settings
 
     with tempfile.TemporaryDirectory(prefix=f"medshare-bench-{purpose}-") as folder, \

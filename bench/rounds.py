@@ -71,7 +71,7 @@ def consortium(home: Path, hospitals: int, spec, *, round_seconds: int | None = 
     from ape import accounts, project
 
     from offchain.rounds.config import StudyConfig
-    from offchain.rounds.runner import enrol
+    from offchain.consortium import enrol
     from offchain.settings import Settings
 
     test_accounts = accounts.test_accounts

@@ -123,7 +123,7 @@ def send_chunks(client: ContractClient, chunks: Sequence[Sequence[Call]], *,
     for number, chunk in enumerate(chunks, start=1):
         rows = tuple(row for call in chunk for row in call.rows)
         try:
-            client._multicall(_flat(chunk))
+            client.multicall(_flat(chunk))
         except ChainRefusal as error:
             raise ChunkFailed(number, rows, done, error) from None
         done += rows
@@ -146,7 +146,7 @@ class BatchJournal:
 
     def __init__(self, folder: Path, kind: str, source: bytes, client: ContractClient) -> None:
         key = hashlib.sha256(b"\0".join([
-            kind.encode(), source, str(client._chain_id()).encode(), client.contract.address.lower().encode(),
+            kind.encode(), source, str(client.chain_id).encode(), client.contract.address.lower().encode(),
             str(client.address).lower().encode()])).hexdigest()[:32]
         self.path = folder / f"{kind}-{key}.json"
         self.done: set[int] = set()

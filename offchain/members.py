@@ -25,14 +25,11 @@ from pathlib import Path
 
 from offchain import inputs
 from offchain.batches import Call, ChunkSent, plan_chunks, send_chunks
-from offchain.chain.access import AccessClient
+from offchain.chain.access import ZERO_ADDRESS, AccessClient
 from offchain.errors import InvalidInput, MedShareError
 from offchain.chain.roles import Role
 
 MEMBER_COLUMNS = ("role", "address", "label")
-
-
-ZERO_ADDRESS = "0x" + "00" * 20
 
 
 class NotAdmin(MedShareError):
@@ -136,17 +133,14 @@ def _apply(client: AccessClient, changes: Sequence[MemberChange], *, grant: bool
 
 
 def _holders(client: AccessClient, changes: Sequence[MemberChange]) -> list[bool]:
-    """Whether each change's address holds its role now: ``holdersOf``, 256 accounts a call."""
+    """Whether each change's address holds its role now (one ``holdersOf`` call per role and 256 accounts)."""
     held = [False] * len(changes)
     by_role: dict[Role, list[int]] = {}
     for position, change in enumerate(changes):
         by_role.setdefault(change.role, []).append(position)
     for role, positions in by_role.items():
-        for start in range(0, len(positions), 256):
-            part = positions[start:start + 256]
-            (bits,) = client._call("holdersOf", [changes[i].address for i in part], int(role))
-            for offset, position in enumerate(part):
-                held[position] = bool(bits >> offset & 1)
+        for position, holds in zip(positions, client.holders_of([changes[i].address for i in positions], role)):
+            held[position] = holds
     return held
 
 
@@ -164,7 +158,7 @@ def _preflight(client: AccessClient, pending: Sequence[MemberChange], *, grant: 
                 raise InvalidInput(f"{named(change)}the contract is paused: only guardians can be appointed "
                                    f"until the guardian resumes it ({change.address} as {change.role.label})")
         return
-    admins = int(client._call("totalAdmins")[0])
+    admins = client.total_admins()
     for change in pending:
         if change.role is Role.ADMIN:
             admins -= 1
@@ -189,7 +183,7 @@ def propose_admin_handover(client: AccessClient, successor: str) -> AdminHandove
         raise InvalidInput("successor: the zero address holds no key (to withdraw a proposal, cancel it)")
     if client.roles_of(successor) & Role.ADMIN:
         raise HandoverRefused(f"{successor} is a consortium admin already: there is no seat to hand it")
-    client._send(client.contract.proposeAdminHandover, successor)
+    client.propose_admin_handover(successor)
     return AdminHandover(client.address, successor)
 
 
@@ -201,7 +195,7 @@ def accept_admin_handover(client: AccessClient) -> AdminHandover:
         raise HandoverRefused(f"no admin handover is proposed to {client.address} ({named})")
     if client.is_paused():
         raise HandoverRefused("the contract is paused: a handover is accepted once the guardian resumes it")
-    client._send(client.contract.acceptAdminHandover)
+    client.accept_admin_handover()
     return pending
 
 
@@ -211,7 +205,7 @@ def cancel_admin_handover(client: AccessClient) -> AdminHandover:
     pending = pending_admin_handover(client)
     if pending is None:
         raise HandoverRefused("no admin handover is pending")
-    client._send(client.contract.proposeAdminHandover, ZERO_ADDRESS)
+    client.cancel_admin_handover()
     return pending
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from offchain.cli.session import user_errors
-from offchain.cli.terminal import progress_file
+from offchain.terminal import progress_file
 from offchain.scenarios.demo import DEFAULT_ROUNDS, DemoResult, run_demo
 from offchain.settings import Settings
 

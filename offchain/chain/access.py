@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from eth_abi import decode as abi_decode
 from eth_utils import keccak, to_canonical_address
 
 from offchain.chain.contract import ContractClient
@@ -46,6 +47,16 @@ class PublishedKey:
     @property
     def published(self) -> bool:
         return self.version > 0
+
+
+@dataclass(frozen=True)
+class KeyCommitment:
+    """What the key registry stores of a member's current key: the keccak256 of its bytes, its suite's
+    KEM id and its version (all 0: none published). Cheap to read for many members at once."""
+
+    key_hash: bytes
+    kem_id: int
+    version: int
 
 
 @dataclass(frozen=True)
@@ -117,6 +128,10 @@ class EmergencyOpening:
     block: int
 
 
+ZERO_ADDRESS = "0x" + "00" * 20
+HOLDERS_PER_CALL = 256
+"""The most accounts MedicalAccess's ``holdersOf`` answers for in one call (one bit each of a word)."""
+
 AUDIT_EVENTS: dict[str, str] = {
     "AccessGranted": "grantee", "AccessRevoked": "grantee", "ConsentSet": "researcher",
     "EmergencyAccessOpened": "user", "EmergencyAccessClosed": "user", "AccessLogged": "reader",
@@ -156,6 +171,19 @@ class AccessClient(ContractClient):
     def roles_of(self, member: str) -> Role:
         return Role(int(self.contract.rolesOf(member)))
 
+    def holders_of(self, accounts: Sequence[str], role: Role) -> list[bool]:
+        """Whether each of ``accounts`` holds ``role`` now: one call per :data:`HOLDERS_PER_CALL` accounts."""
+        held: list[bool] = []
+        for start in range(0, len(accounts), HOLDERS_PER_CALL):
+            part = list(accounts[start:start + HOLDERS_PER_CALL])
+            (bits,) = self._call("holdersOf", part, int(role))
+            held += [bool(bits >> offset & 1) for offset in range(len(part))]
+        return held
+
+    def total_admins(self) -> int:
+        """How many accounts hold the consortium admin role."""
+        return int(self._call("totalAdmins")[0])
+
     def is_paused(self) -> bool:
         return bool(self.contract.paused())
 
@@ -178,6 +206,14 @@ class AccessClient(ContractClient):
                 "registry's commitment; refusing to use them"
             )
         return PublishedKey(member, key, suite, int(version))
+
+    def encryption_keys_of(self, members: Sequence[str]) -> list[KeyCommitment]:
+        """Each member's current key commitment (storage only, no event read), in one call."""
+        method = self.contract.encryptionKeyOf
+        (results,) = self._call("multicall", [method.encode_input(member) for member in members])
+        types = [output.canonical_type for output in method.abis[0].outputs]
+        return [KeyCommitment(bytes(key_hash), int(kem_id), int(version))
+                for key_hash, kem_id, version in (abi_decode(types, bytes(result)) for result in results)]
 
     def encryption_key_version(self, member: str) -> int:
         """The version of ``member``'s current key (0: none published), from storage alone."""
@@ -202,16 +238,13 @@ class AccessClient(ContractClient):
             return self._record_versions(owner)
 
     def _record_versions(self, owner: str) -> list[RecordVersion]:
-        patients: dict[bytes, str] = {}
-        versions = []
-        for log in self._logs("RecordRegistered", owner=owner):
-            record_id = bytes(log.record)
-            patients[record_id] = log.patient
-            versions.append(RecordVersion(record_id, owner, log.patient, 1, CID.from_bytes(bytes(log.cid))))
-        for log in self._logs("RecordRotated", owner=owner):
-            record_id = bytes(log.record)
-            cid = CID.from_bytes(bytes(log.cid))
-            versions.append(RecordVersion(record_id, owner, patients.get(record_id, ""), log.version, cid))
+        self.sync_events()
+        parse = CID.from_bytes
+        registered = self.events.values("RecordRegistered", ("record", "patient", "cid"), owner=owner)
+        versions = [RecordVersion(record_id, owner, patient, 1, parse(cid)) for record_id, patient, cid in registered]
+        patients = {record_id: patient for record_id, patient, _ in registered}
+        for record_id, version, cid in self.events.values("RecordRotated", ("record", "version", "cid"), owner=owner):
+            versions.append(RecordVersion(record_id, owner, patients.get(record_id, ""), version, parse(cid)))
         return versions
 
     def audit_trail(self, record_id: bytes) -> list[AuditEntry]:
@@ -244,7 +277,7 @@ class AccessClient(ContractClient):
         """Register ``cid`` as a new record for ``patient`` and share its key, in one transaction;
         returns the record id."""
         record_id = record_id_for(self.address, cid)
-        self._multicall(
+        self.multicall(
             [self.contract.registerRecord.encode_input(bytes(cid), patient)]
             + self._share_calls(record_id, 1, shares)
         )
@@ -253,7 +286,7 @@ class AccessClient(ContractClient):
     def grant(self, record_id: bytes, grantees: Sequence[str], expiry: int, version: int,
               shares: Sequence[tuple[str, bytes]]) -> None:
         """Grant ``grantees`` access until ``expiry`` and share the current version's key with them."""
-        self._multicall(self.grant_calls(record_id, grantees, expiry, version, shares))
+        self.multicall(self.grant_calls(record_id, grantees, expiry, version, shares))
 
     def grant_calls(self, record_id: bytes, grantees: Sequence[str], expiry: int, version: int,
                     shares: Sequence[tuple[str, bytes]]) -> list[bytes]:
@@ -279,7 +312,7 @@ class AccessClient(ContractClient):
 
         A revocation goes out on its own before (:meth:`revoke`): it must never depend on a rotation
         succeeding."""
-        self._multicall([self.contract.rotateRecord.encode_input(record_id, bytes(cid))]
+        self.multicall([self.contract.rotateRecord.encode_input(record_id, bytes(cid))]
                         + self._share_calls(record_id, version, shares))
 
     def set_consent(self, record_id: bytes, researcher: str, expiry: int) -> None:
@@ -297,7 +330,19 @@ class AccessClient(ContractClient):
             signed.record_id, signed.grantee, signed.expiry, signed.nonce, signed.issued_block, signed.deadline,
             signed.signature,
         )
-        self._multicall([grant] + self._share_calls(signed.record_id, version, shares))
+        self.multicall([grant] + self._share_calls(signed.record_id, version, shares))
+
+    def propose_admin_handover(self, successor: str) -> None:
+        """Propose ``successor`` to take the signer's admin seat (replacing any pending proposal)."""
+        self._send(self.contract.proposeAdminHandover, successor)
+
+    def cancel_admin_handover(self) -> None:
+        """Withdraw the pending admin handover (any admin may)."""
+        self._send(self.contract.proposeAdminHandover, ZERO_ADDRESS)
+
+    def accept_admin_handover(self) -> None:
+        """Take the admin seat proposed to the signer."""
+        self._send(self.contract.acceptAdminHandover)
 
     def log_access(self, record_id: bytes) -> int:
         """Record the signer's read on chain (reverts AccessDenied without access); returns the version read."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,20 +103,24 @@ def _topic_value(canonical_type: str, topic: bytes) -> Any:
 
 @dataclass(frozen=True)
 class Sent:
-    """A transaction this client sent and saw mined: what front ends print (hash and gas)."""
+    """A transaction this client sent and saw mined: what front ends print (hash and gas), and the
+    contract method it called with its arguments (what an :attr:`ContractClient.on_sent` hook reads)."""
 
     tx_hash: str
     gas_used: int
     block: int
+    method: str = ""
+    args: tuple = ()
 
 
 class ContractClient:
     """A deployed contract (an Ape contract instance) and the account that signs for this client."""
 
-    def __init__(self, contract: Any, account: Any, *, from_block: int = 0, cache_folder: Path | None = None) -> None:
+    def __init__(self, contract: Any, account: Any, *, from_block: int = 0, cache_folder: Path | None = None,
+                 on_sent: Callable[[Sent], None] | None = None) -> None:
         """``cache_folder``: keep the contract's indexed event store on disk there
         (``<cache_folder>/events/<chain id>/<address>.sqlite``), so the next process reads only new
-        blocks; without it the store is in memory only."""
+        blocks; without it the store is in memory only. ``on_sent``: see :attr:`on_sent`."""
         self.contract = contract
         self.account = account
         self.from_block = from_block
@@ -124,6 +128,9 @@ class ContractClient:
         self._cached_chain_id: int | None = None
         self.sent: list[Sent] = []
         """Every transaction sent through this client, oldest first."""
+        self.on_sent = on_sent
+        """Called with each transaction this client sends, once it is mined (and confirmed), before the
+        step that sent it goes on: where a test or ``fl run --drop`` makes a node stop after a given message."""
         events = contract.contract_type.events
         self.events = (
             EventStore.for_contract(cache_folder / "events", self._chain_id(), contract.address, from_block, events)
@@ -171,8 +178,15 @@ class ContractClient:
         finally:
             del self._reading[thread]
 
-    def _multicall(self, calls: list[bytes]) -> Any:
-        return self._send(self.contract.multicall, calls)
+    @property
+    def chain_id(self) -> int:
+        """The id of the chain the contract is on."""
+        return self._chain_id()
+
+    def multicall(self, calls: Sequence[bytes]) -> Any:
+        """Send the contract's encoded ``calls`` as one ``multicall`` transaction (all land, or none);
+        returns the receipt once confirmed."""
+        return self._send(self.contract.multicall, list(calls))
 
     def _send(self, method: Any, *args: Any) -> Any:
         """Send ``method(*args)`` signed by the account; returns the web3 receipt once confirmed.
@@ -209,10 +223,14 @@ class ContractClient:
         receipt = web3.eth.wait_for_transaction_receipt(tx_hash, timeout=600, poll_latency=0.01 if local else 1.0)
         if receipt["status"] != 1:
             raise ChainRefusal("transaction reverted after its simulation passed", {"tx": tx_hash})
-        self.sent.append(Sent("0x" + bytes(tx_hash).hex(), int(receipt["gasUsed"]), int(receipt["blockNumber"])))
+        sent = Sent("0x" + bytes(tx_hash).hex(), int(receipt["gasUsed"]), int(receipt["blockNumber"]),
+                    method.abis[0].name, args)
+        self.sent.append(sent)
         confirmations = provider.network.required_confirmations
         while confirmations and web3.eth.block_number < receipt["blockNumber"] + confirmations:
             time.sleep(1.0)
+        if self.on_sent is not None:
+            self.on_sent(sent)
         return receipt
 
     def _chain_id(self) -> int:

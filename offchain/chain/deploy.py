@@ -2,10 +2,10 @@
 
 :func:`deploy` deploys every contract of :data:`CONTRACTS` in order and
 records each (address, deployer, block, transaction, ABI digest) under the
-chain id, as :mod:`offchain.chain.deployments` describes. It refuses, before
-sending anything, to replace a recorded deployment whose code is still on
-chain, unless ``force`` is given: the old address would be forgotten while its
-records and grants live on.
+chain id, as :mod:`offchain.chain.deployments` describes (a throwaway chain's
+are not recorded). It refuses, before sending anything, to replace a recorded
+deployment whose code is still on chain, unless ``force`` is given: the old
+address would be forgotten while its records and grants live on.
 """
 
 from __future__ import annotations
@@ -68,14 +68,18 @@ def check_replaceable(chain_id: int, names: Sequence[str], *, force: bool, path:
             )
 
 
-def deploy(account: Any, admin: str, *, force: bool = False, path: Path | None = None) -> list[Deployed]:
-    """Deploy the consortium's contracts from ``account`` with ``admin`` as consortium admin, and record them."""
+def deploy(account: Any, admin: str, *, force: bool = False, path: Path | None = None,
+           record: bool = True) -> list[Deployed]:
+    """Deploy the consortium's contracts from ``account`` with ``admin`` as consortium admin, and record
+    them (unless ``record`` is False: a throwaway chain's contracts must not replace the records of
+    another chain with the same id)."""
     from ape import chain, project
     from ape.logging import LogLevel, logger
 
     contracts = _contracts()
     chain_id = chain.chain_id
-    check_replaceable(chain_id, [name for name, _ in contracts], force=force, path=path)
+    if record:
+        check_replaceable(chain_id, [name for name, _ in contracts], force=force, path=path)
     done: list[Deployed] = []
     addresses: dict[str, str] = {}
     for name, arguments in contracts:
@@ -87,7 +91,8 @@ def deploy(account: Any, admin: str, *, force: bool = False, path: Path | None =
         deployment = deployments.Deployment(
             instance.address, account.address, receipt.block_number, receipt.txn_hash, deployments.abi_digest(abi)
         )
-        deployments.record_deployment(chain_id, deployment, path, name=name)
+        if record:
+            deployments.record_deployment(chain_id, deployment, path, name=name)
         addresses[name] = instance.address
         done.append(Deployed(name, instance.address, deployment, receipt.gas_used))
     return done

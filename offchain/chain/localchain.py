@@ -168,10 +168,11 @@ def free_port() -> int:
 
 def spawn(port: int, chain_id: int, log: Path, *, block_time: float | None = None,
           base_fee: int | None = None, hardfork: str | None = None,
-          owner: str | None = None) -> tuple[subprocess.Popen, str]:
+          owner: str | None = None, load_state: Path | None = None) -> tuple[subprocess.Popen, str]:
     """Start anvil on 127.0.0.1:``port`` (output appended to ``log``) and wait until it answers;
     returns the process and its URL. ``base_fee`` (wei) sets the first block's base fee; ``owner``
-    marks it as the chain of that home (:data:`OWNER_ENV`)."""
+    marks it as the chain of that home (:data:`OWNER_ENV`); ``load_state``: a chain anvil dumped
+    (its JSON state: blocks, transactions and logs) to start from."""
     binary = shutil.which("anvil")
     if binary is None:
         raise ChainUnavailable("no `anvil` on PATH; run the command through ./run, which installs it")
@@ -184,6 +185,8 @@ def spawn(port: int, chain_id: int, log: Path, *, block_time: float | None = Non
         arguments += ["--block-base-fee-per-gas", str(base_fee)]
     if hardfork is not None:
         arguments += ["--hardfork", hardfork]
+    if load_state is not None:
+        arguments += ["--load-state", str(load_state)]
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as output:
         environment = {**os.environ, OWNER_ENV: owner} if owner else None
@@ -191,7 +194,9 @@ def spawn(port: int, chain_id: int, log: Path, *, block_time: float | None = Non
                                    start_new_session=True, env=environment)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_it_answers(process, url, port, log)
+        # A saved chain is read before anvil answers: allow for reading it (a few MB/s on a busy machine).
+        extra = 0.0 if load_state is None else load_state.stat().st_size / 2e6
+        _wait_until_it_answers(process, url, port, log, STARTUP_SECONDS + extra)
     except BaseException:  # an error, Ctrl-C or SIGTERM while it starts: it must not outlive us
         process.kill()
         process.wait()
@@ -199,8 +204,9 @@ def spawn(port: int, chain_id: int, log: Path, *, block_time: float | None = Non
     return process, url
 
 
-def _wait_until_it_answers(process: subprocess.Popen, url: str, port: int, log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_SECONDS
+def _wait_until_it_answers(process: subprocess.Popen, url: str, port: int, log: Path,
+                           seconds: float = STARTUP_SECONDS) -> None:
+    deadline = time.monotonic() + seconds
     while True:
         # Another node started on the port at the same moment may answer; only our own process counts.
         if process.poll() is None and _answers(url) and _listens(process.pid, port):
@@ -224,9 +230,10 @@ def _answers(url: str) -> bool:
 
 @contextmanager
 def throwaway(chain_id: int, log: Path, *, block_time: float | None = None, base_fee: int | None = None,
-              hardfork: str | None = None) -> Iterator[str]:
+              hardfork: str | None = None, load_state: Path | None = None) -> Iterator[str]:
     """An anvil on a free loopback port for the duration of the block (its URL); stopped on leaving."""
-    process, url = spawn(free_port(), chain_id, log, block_time=block_time, base_fee=base_fee, hardfork=hardfork)
+    process, url = spawn(free_port(), chain_id, log, block_time=block_time, base_fee=base_fee, hardfork=hardfork,
+                         load_state=load_state)
     try:
         yield url
     finally:

@@ -340,7 +340,7 @@ def participant(chain, registry, study, share, table, label, validation, images,
     from offchain.rounds.errors import RoundsError
     from offchain.rounds.ledger import PrivacyCap
     from offchain.rounds.participant import HospitalNode
-    from offchain.rounds.runner import silent_after_from_env
+    from offchain.rounds.faults import silent_after_from_env
 
     if (max_epsilon is None) != (delta is None):
         raise click.UsageError("--max-epsilon and --delta go together")

@@ -28,6 +28,10 @@ class InvalidCID(ValueError):
 
 
 def _split_multihash(multihash: bytes) -> tuple[int, bytes]:
+    if len(multihash) > 2 and multihash[0] < 0x80 and multihash[1] < 0x80:  # one-byte code and length: most
+        if len(multihash) - 2 != multihash[1]:
+            raise InvalidCID(f"multihash declares a {multihash[1]}-byte digest but holds {len(multihash) - 2} bytes")
+        return multihash[0], multihash[2:]
     try:
         code, offset = decode_varint(multihash)
         length, offset = decode_varint(multihash, offset)

@@ -21,6 +21,8 @@ def decode_varint(data: bytes | memoryview, offset: int = 0) -> tuple[int, int]:
     Raises ValueError on a truncated, over-long (> 9 bytes, beyond 63 bits) or
     non-minimal encoding.
     """
+    if offset < len(data) and data[offset] < 0x80:  # one byte: nearly every varint a CID holds
+        return data[offset], offset + 1
     value = shift = 0
     for index in range(offset, min(offset + 9, len(data))):
         byte = data[index]

@@ -119,7 +119,7 @@ class RecordService:
     def grant(self, record_id: bytes, grantees: Sequence[str], expiry: int) -> RecordInfo:
         """Let ``grantees`` read the record until ``expiry`` and give them its current key."""
         record, calls = self.prepare_grant(record_id, grantees, expiry)
-        self.client._multicall(calls)
+        self.client.multicall(calls)
         return record
 
     def prepare_grant(self, record_id: bytes, grantees: Sequence[str], expiry: int) -> tuple[RecordInfo, list[bytes]]:

@@ -314,6 +314,12 @@ class RoundsClient(ContractClient):
                              bytes(config_cid), terms.encoded())
         return int(self._event_args(receipt, "StudyCreated")["study"])
 
+    def privacy_of(self, study: int, account: str) -> tuple[int, int, int]:
+        """``account``'s privacy budget in the study as the registry holds it: its epsilon and delta
+        (0, 0: it has none) and the epsilon spent so far, in the registry's fixed-point units."""
+        epsilon, delta, spent = self._call("privacyOf", study, account)
+        return int(epsilon), int(delta), int(spent)
+
     def study_terms(self, study: int) -> tuple[int, bool, bool, int]:
         """The study's sample cap, whether it has privacy budgets, whether it runs secure aggregation,
         and its SecAgg+ graph degree (0: the complete graph)."""
@@ -337,6 +343,11 @@ class RoundsClient(ContractClient):
         """Submit the signer's update (trained on ``samples`` samples) to the round."""
         self._send(self.contract.submitUpdate, study, round, bytes(update.cid), update.sha256, samples)
 
+    def submit_private_update(self, study: int, round: int, update: ArtifactRef, declaration: int) -> None:
+        """Submit the signer's update to a budgeted study's round with its packed DP ``declaration``
+        and no sample count (the registry takes none from a private update)."""
+        self._send(self.contract.submitPrivateUpdate, study, round, bytes(update.cid), update.sha256, 0, declaration)
+
     def commit_aggregate(self, study: int, round: int, submitters: Sequence[str], aggregate: ArtifactRef,
                          rejected: Sequence[str] = ()) -> None:
         """Commit the round's aggregate; ``submitters`` are all the round's submitters in order,
@@ -347,7 +358,7 @@ class RoundsClient(ContractClient):
                         deadline: int, invited: Sequence[str] = (), rejected: Sequence[str] = ()) -> int:
         """Commit the round's aggregate and open the next round on it, in one transaction; returns
         the new round's number."""
-        receipt = self._multicall([
+        receipt = self.multicall([
             self.contract.commitAggregate.encode_input(
                 *self._commit_args(study, round, submitters, aggregate, rejected)),
             self.contract.openRound.encode_input(study, aggregate.commitment(), deadline, list(invited)),

@@ -17,3 +17,7 @@ class TableError(RoundsError):
 
 class StudyConfigError(RoundsError, ValueError):
     """A study config that is malformed, inconsistent, or does not match its on-chain digest."""
+
+
+class RunSettingsError(RoundsError):
+    """The options of a run contradict each other or the study (bad input: nothing was started)."""

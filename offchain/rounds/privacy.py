@@ -168,14 +168,13 @@ def submit_private_update(rounds: RoundsClient, study: int, round: int, update: 
                           spend: Declaration) -> None:
     """Submit the signer's update to a budgeted study's round with its DP declaration, and no sample
     count (0: the registry takes no other from a private update)."""
-    rounds._send(rounds.contract.submitPrivateUpdate, study, round, bytes(update.cid), update.sha256, 0,
-                 spend.packed())
+    rounds.submit_private_update(study, round, update, spend.packed())
 
 
 def budget_of(rounds: RoundsClient, study: int, account: str) -> tuple[ChainBudget | None, int]:
     """``account``'s budget in the study (None if it has none) and its spend so far, in 1/EPSILON_SCALE."""
-    epsilon, delta, spent = rounds._call("privacyOf", study, account)
-    return (ChainBudget(int(epsilon), int(delta)) if epsilon else None), int(spent)
+    epsilon, delta, spent = rounds.privacy_of(study, account)
+    return (ChainBudget(epsilon, delta) if epsilon else None), spent
 
 
 def budgeted_hospitals(rounds: RoundsClient, study: int) -> list[str]:

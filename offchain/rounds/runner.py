@@ -3,7 +3,7 @@
 On the local chain (an anvil of its own, or the node at ``rpc``) it deploys
 MedicalAccess and the RoundRegistry unless they are recorded there already,
 gives the coordinator and K hospitals their roles, has every party create a
-keystore and publish its key, creates the study (the auditor is this
+keystore and publish its key (:mod:`offchain.consortium`), creates the study (the auditor is this
 process), then starts ``medshare fl coordinator`` and ``medshare fl
 participant`` for ``hospital-1`` ... ``hospital-K`` as separate processes on
 the bundled breast-cancer data. They share nothing but the chain and the
@@ -18,9 +18,10 @@ so ``medshare fl verify --rpc URL`` finds its study and auditor.
 
 With secure aggregation (``secure=True``), each round runs the protocol's
 phases through the chain, and ``drops`` make hospitals go silent mid-round:
-the node posts the message of its :class:`DropPoint` for that round, then
-holds (posts nothing more), and this process kills it with SIGKILL; once the
-round is closed it is started again, so it is silent in that round only.
+the node posts the message of its :class:`~offchain.rounds.faults.DropPoint`
+for that round, then holds (posts nothing more), and this process kills it
+with SIGKILL; once the round is closed it is started again, so it is silent in
+that round only (:mod:`offchain.rounds.nodes`).
 
 With ``sites="separate"`` the parties are apart as on different machines: the
 coordinator, each hospital and the auditor (this process) get a home of their
@@ -32,45 +33,35 @@ the uploader's node and the auditor's, the consortium's pinning node.
 
 from __future__ import annotations
 
-import enum
 import fcntl
 import json
 import os
-import re
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from offchain.addressbook import remember_names
-from offchain.chain.access import AccessClient, Role
-from offchain.crypto import Keystore
-from offchain.chain.deploy import deploy
-from offchain.chain.deployments import ACCESS_CONTRACT, find_deployment
-from offchain.chain.deployments import DeploymentNotFound
-from offchain.ipfs import open_store
 from fl.client import LocalTrainingConfig
+from fl.compression import CompressionConfig
 from fl.models import ModelSpec
 from fl.privacy import DEFAULT_DELTA
-from fl.compression import CompressionConfig
+from fl.secure_aggregation import SecureAggregationError, SessionParameters
+from offchain.addressbook import remember_names
+from offchain.consortium import deploy_contracts, enrol, recorded_or_deployed
 from offchain.rounds.config import DEFAULT_ACCOUNTANT, DEFAULT_AGGREGATOR, DEFAULT_ROUND_SECONDS, StudyConfig
 from offchain.rounds.config import default_threshold, secure_quorum
-from offchain.rounds.errors import RoundsError
-from offchain.rounds.registry import REGISTRY_CONTRACT, rounds_client
+from offchain.rounds.errors import RoundsError, RunSettingsError
+from offchain.rounds.faults import DropPoint, Dropout, hospital_name
+from offchain.rounds.nodes import NODE_TIMEOUT_SECONDS, Nodes
+from offchain.rounds.plot import plot_accuracy
 from offchain.rounds.privacy import checked_accountant, checked_budget, spend_by_name
+from offchain.rounds.report import study_report
+from offchain.rounds.run_results import RoundResult, RunResult
 from offchain.rounds.study import Member
-from offchain.rounds.report import RoundReport, study_report
-from offchain.rounds.status import StudyStatus
-from fl.secure_aggregation import SecureAggregationError, SessionParameters
 from offchain.settings import Settings
 
 ADMIN, COORDINATOR, AUDITOR, FIRST_HOSPITAL = 0, 1, 2, 3
-FUNDING_WEI = 100 * 10**18
-NODE_TIMEOUT_SECONDS = 1800
 DEFAULT_NETWORK = "ethereum:local:foundry"
 
 Echo = Callable[[str], None]
@@ -91,86 +82,6 @@ class StudyAccounts:
 
 SITES = ("shared", "separate")
 AUDITOR_SITE = "auditor"  # with separate sites, the auditor's node is the consortium's pinning node
-
-
-class RunSettingsError(RoundsError):
-    """The options of a run contradict each other or the study (bad input: nothing was started)."""
-
-
-class DropPoint(str, enum.Enum):
-    """Where in a secure round a dropped hospital goes silent: once this message of its is on chain."""
-
-    KEYS = "keys"  # its key advertisement: it sends no shares, so it is not in the round's masks at all
-    SHARES = "shares"  # its encrypted shares: its pairwise masks are recovered from the others' shares
-    MASKED_INPUT = "masked-input"  # its masked input: a survivor whose self mask the others' shares remove
-
-
-@dataclass(frozen=True)
-class Dropout:
-    """Hospital number ``hospital`` (1-based, as in ``hospital-N``) goes silent in ``round`` after ``after``."""
-
-    hospital: int
-    round: int
-    after: DropPoint = DropPoint.KEYS
-
-    SYNTAX = "HOSPITAL@ROUND[:keys|shares|masked-input], e.g. hospital-2@3"
-
-    @classmethod
-    def parse(cls, text: str) -> Dropout:
-        match = re.fullmatch(r"(?:hospital-)?(\d+)@(\d+)(?::([a-z-]+))?", text.strip())
-        if match is None:
-            raise RunSettingsError(f"--drop {text!r}: expected {cls.SYNTAX}")
-        hospital, round_number, after = match.groups()
-        try:
-            point = DropPoint(after or DropPoint.KEYS.value)
-        except ValueError:
-            raise RunSettingsError(f"--drop {text!r}: {after!r} is not one of "
-                                   f"{', '.join(p.value for p in DropPoint)}") from None
-        return cls(int(hospital), int(round_number), point)
-
-    @property
-    def name(self) -> str:
-        return hospital_name(self.hospital)
-
-    def __str__(self) -> str:
-        return f"{self.name}@{self.round}" + ("" if self.after is DropPoint.KEYS else f":{self.after.value}")
-
-
-SILENT_AFTER_ENV = "MEDSHARE_FL_SILENT_AFTER"  # POINT@ROUND: a participant node that goes silent (--drop)
-SILENT_MARK = "going silent after"
-_POINT_SENDS = {DropPoint.KEYS: ("postSecureMessage", 0), DropPoint.SHARES: ("postSecureMessage", 1),
-                DropPoint.MASKED_INPUT: ("submitUpdate", None), "private": ("submitPrivateUpdate", None)}
-
-
-def go_silent_after(rounds, point: DropPoint, round_number: int, hold: Callable[[str], None]) -> None:
-    """Make a participant's ``rounds`` client call ``hold`` (which never returns: the node posts
-    nothing more) as soon as its ``point`` message of ``round_number`` is on chain.
-
-    The hook sits where every transaction of the client goes out (``_send``), so it holds whatever
-    path the node takes to post (a plain or a budgeted update; a key advertisement or shares).
-    """
-    send = rounds._send
-    wanted = {_POINT_SENDS[point]} | ({_POINT_SENDS["private"]} if point is DropPoint.MASKED_INPUT else set())
-
-    def sending(method, *args):
-        receipt = send(method, *args)
-        name = method.abis[0].name
-        # postSecureMessage(study, round, phase, ...), submit(Private)Update(study, round, ...)
-        if int(args[1]) == round_number and any(name == n and (phase is None or int(args[2]) == phase)
-                                               for n, phase in wanted):
-            hold(f"{SILENT_MARK} its {point.value} of round {round_number}")
-        return receipt
-
-    rounds._send = sending
-
-
-def silent_after_from_env(rounds, hold: Callable[[str], None]) -> None:
-    """Apply ``MEDSHARE_FL_SILENT_AFTER=POINT@ROUND`` (set by ``fl run --drop``) to a participant node."""
-    value = os.environ.get(SILENT_AFTER_ENV)
-    if not value:
-        return
-    point, _, number = value.partition("@")
-    go_silent_after(rounds, DropPoint(point), int(number), hold)
 
 
 @dataclass(frozen=True)
@@ -300,51 +211,6 @@ class RunSettings:
 
 
 @dataclass(frozen=True)
-class RoundResult:
-    round: int
-    base_cid: str
-    aggregate_cid: str
-    participants: list[str]
-    test_accuracy: float | None  # None: a study the bundled test split does not fit
-    verified: bool
-    survivors: list[str] | None = None  # secure rounds: whose masked inputs are in the sum; None: not secure
-    dropped: list[str] | None = None  # secure rounds: who advertised keys but whose input is not in the sum
-    # What the hospitals published about this round's model, scored on their own validation splits:
-    # {"weighted": {...}, "hospitals": {"hospital-1": {...}, ...}}; None: none published (yet)
-    metrics: dict | None = None
-
-    @classmethod
-    def of(cls, entry: RoundReport, study: StudyStatus, names: dict[str, str]) -> RoundResult:
-        """A committed round of the study's report, with the hospitals' names for their accounts."""
-        status = entry.status
-
-        def named(accounts) -> list[str]:
-            return [names.get(account, account) for account in accounts]
-
-        secure = () if status.survivors is None else (named(status.survivors), named(status.dropped))
-        return cls(status.round, study.model_cid(status.base_round), status.aggregate_cid, named(status.counted),
-                   entry.test_accuracy, bool(entry.verified), *secure,
-                   metrics=None if entry.metrics is None else entry.metrics.to_json(names))
-
-
-@dataclass
-class RunResult:
-    study: int
-    contract: str
-    access: str
-    rounds: list[RoundResult] = field(default_factory=list)
-    plot: str = ""
-    epsilon_spent: dict[str, float] = field(default_factory=dict)  # by hospital name; empty without budgets
-    epsilon_budget: dict[str, float] = field(default_factory=dict)
-    sites: str = "shared"
-
-    def to_json(self) -> dict:
-        return {"study": self.study, "contract": self.contract, "access": self.access,
-                "rounds": [asdict(entry) for entry in self.rounds], "plot": self.plot,
-                "epsilon_spent": self.epsilon_spent, "epsilon_budget": self.epsilon_budget, "sites": self.sites}
-
-
-@dataclass(frozen=True)
 class LastRun:
     """What ``medshare fl verify`` needs to check the latest run with no options."""
 
@@ -372,10 +238,6 @@ class LastRun:
             raise RoundsError(f"no `medshare fl run` recorded in {path}: name the study with --study") from None
         except (ValueError, TypeError) as error:
             raise RoundsError(f"{path} is damaged ({error}); name the study with --study") from None
-
-
-def hospital_name(index: int) -> str:
-    return f"hospital-{index}"
 
 
 class RunInProgress(RoundsError):
@@ -418,7 +280,9 @@ def _run_study(run: RunSettings, settings: Settings, *, echo: Echo, progress: bo
         uri = provider.http_uri if hasattr(provider, "http_uri") else provider.uri
         test_accounts = accounts.test_accounts
         admin = test_accounts[ADMIN]
-        access_contract, registry_contract = ensure_deployed(admin, record=run.rpc is not None)
+        # A node of the user's keeps its contracts across runs; our own anvil's vanish with it, unrecorded.
+        contracts = recorded_or_deployed(admin) if run.rpc is not None else deploy_contracts(admin, record=False)
+        access_contract, registry_contract = contracts.access, contracts.registry
         coordinator = test_accounts[run.accounts.coordinator]
         auditor = test_accounts[run.accounts.auditor]
         hospitals = [test_accounts[run.accounts.hospital(i)] for i in range(run.hospitals)]
@@ -440,9 +304,8 @@ def _run_study(run: RunSettings, settings: Settings, *, echo: Echo, progress: bo
         common = ["--rpc", uri, "--contract", access_contract.address, "--registry", registry_contract.address,
                   "--study", str(study.number), "--rounds", str(run.rounds)]
         env = {**os.environ, "MEDSHARE_HOME": str(settings.home), "MEDSHARE_PASSPHRASE": run.passphrase}
-        env.pop(SILENT_AFTER_ENV, None)
-        nodes = _Nodes(settings.home / "fl" / "logs", env, run.drops, run.rounds,
-                       {name: site.env() for name, site in (sites or {}).items()})
+        nodes = Nodes(settings.home / "fl" / "logs", env, run.drops, run.rounds,
+                      {name: site.env() for name, site in (sites or {}).items()})
         selection = ["--select", str(run.select)] if run.select else []
         nodes.start("coordinator", ["coordinator", "--account", f"TEST::{run.accounts.coordinator}", *selection,
                                     *common])
@@ -500,172 +363,16 @@ def _site_homes(sites, coordinator, hospitals, auditor) -> dict[str, Settings] |
     return {by_name[name].address: site.settings for name, site in sites.items()}
 
 
-def ensure_deployed(admin, *, record: bool):
-    """MedicalAccess and RoundRegistry on the connected chain: the recorded ones if live, else deployed now."""
-    from ape import chain, project
-
-    if record:
-        try:
-            access = find_deployment(chain.chain_id, name=ACCESS_CONTRACT)
-            registry = find_deployment(chain.chain_id, name=REGISTRY_CONTRACT)
-            if chain.provider.get_code(access.address) and chain.provider.get_code(registry.address):
-                return project.MedicalAccess.at(access.address), project.RoundRegistry.at(registry.address)
-        except DeploymentNotFound:
-            pass
-        # None recorded, or gone with an earlier chain: deploy and record anew.
-        deployed = {each.name: each.address for each in deploy(admin, admin.address, force=True)}
-        access, registry = deployed[ACCESS_CONTRACT], deployed[REGISTRY_CONTRACT]
-        return project.MedicalAccess.at(access), project.RoundRegistry.at(registry)
-    from ape.logging import LogLevel, logger
-
-    with logger.at_level(LogLevel.WARNING):  # the run reports what it made in its own lines
-        access = admin.deploy(project.MedicalAccess, admin)
-        registry = admin.deploy(project.RoundRegistry, access)
-    return access, registry
-
-
-def ensure_published_key(access: AccessClient, settings: Settings, passphrase: str) -> Keystore:
-    """The account's keystore (created on first use) with its current key published."""
-    path = settings.keystore_path(access.address)
-    if path.exists():
-        keystore = Keystore.open(path, passphrase)
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        keystore = Keystore.create(path, passphrase)
-    published = access.encryption_key(access.address)
-    if published.version != keystore.current_version or published.public_key != keystore.public_key():
-        if published.version + 1 != keystore.current_version:
-            raise RoundsError(f"{access.address}: the chain holds key version {published.version}, keystore {path} "
-                              f"is at {keystore.current_version}")
-        access.publish_encryption_key(keystore.public_key(), keystore.suite())
-    return keystore
-
-
-def enrol(access_contract, registry_contract, admin, coordinator, hospitals, others, settings: Settings,
-          passphrase: str, *, homes: dict[str, Settings] | None = None) -> dict[str, Member]:
-    """Make the accounts a consortium's study members: funded, given their roles, keys published.
-
-    ``coordinator`` gets COORDINATOR, ``hospitals`` PARTICIPANT, ``others``
-    (auditors) RESEARCHER unless they hold a role already (publishing a key
-    takes membership); each gets a keystore in ``settings.home`` (or in its
-    own home, ``homes[address]``, with its own store) and its key published.
-    Returns each account's :class:`Member`, by address.
-    """
-    everyone = [coordinator, *hospitals, *others]
-    _fund(admin, everyone)
-    _grant(access_contract, admin, Role.COORDINATOR, [coordinator])
-    _grant(access_contract, admin, Role.PARTICIPANT, hospitals)
-    _grant(access_contract, admin, Role.RESEARCHER, [a for a in others if not int(access_contract.rolesOf(a.address))])
-    shared = open_store(settings) if not homes else None
-    members = {}
-    for account in everyone:
-        own = (homes or {}).get(account.address, settings)
-        access = AccessClient(access_contract, account)
-        keystore = ensure_published_key(access, own, passphrase)
-        store = shared or open_store(own)
-        members[account.address] = Member(rounds_client(access, registry_contract.address), access, store, keystore)
-    return members
-
-
-def _fund(admin, accounts) -> None:
-    for account in accounts:
-        if account.balance == 0:
-            admin.transfer(account, FUNDING_WEI)
-
-
-def _grant(access_contract, admin, role: Role, accounts) -> None:
-    role_id = getattr(access_contract, f"{role.name}_ROLE")()
-    for account in accounts:
-        if not int(access_contract.rolesOf(account.address)) & role:
-            access_contract.grantRole(role_id, account.address, sender=admin)
-
-
-class _Nodes:
-    """The run's node processes by name, each logging to ``logs/<name>.log``; a hospital told to go
-    silent (:class:`Dropout`) is killed once it says it holds, and started again later."""
-
-    def __init__(self, logs: Path, env: dict, drops: tuple[Dropout, ...], rounds: int,
-                 site_env: dict[str, dict[str, str]] | None = None) -> None:
-        self.logs = logs
-        self.env = env
-        self.site_env = site_env or {}  # by node name: its own home and IPFS node (separate sites)
-        self.drops = sorted(drops, key=lambda drop: drop.round)
-        self.rounds = rounds
-        self.processes: dict[str, subprocess.Popen] = {}
-        self.arguments: dict[str, list[str]] = {}
-        self.silenced: dict[str, Dropout] = {}  # told to go silent, not yet killed
-        self.killed: dict[str, int] = {}  # killed, by name: the round they went silent in
-        logs.mkdir(parents=True, exist_ok=True)
-
-    def log(self, name: str) -> Path:
-        return self.logs / f"{name}.log"
-
-    def start(self, name: str, arguments: list[str], after_round: int = 0) -> None:
-        """Start node ``name``; a hospital with a drop in a round after ``after_round`` holds in the first."""
-        silent = next((d for d in self.drops if d.name == name and d.round > after_round), None)
-        env = {**self.env, **self.site_env.get(name, {})}
-        if silent is not None:
-            env[SILENT_AFTER_ENV] = f"{silent.after.value}@{silent.round}"
-        command = [sys.executable, "-c", "from offchain.cli import main; main()", "fl", *arguments]
-        mode = "ab" if name in self.arguments else "wb"  # a restarted node's log goes on from its last
-        with self.log(name).open(mode) as out:
-            self.processes[name] = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                                    stdin=subprocess.DEVNULL)
-        self.arguments[name] = arguments
-        if silent is not None:
-            self.silenced[name] = silent
-
-    def kill_the_silent(self, echo: Echo) -> None:
-        """SIGKILL each node that went silent (it said so in its log): a crash, nothing flushed or closed."""
-        for name, drop in list(self.silenced.items()):
-            if SILENT_MARK in self.log(name).read_text(errors="replace"):
-                os.kill(self.processes[name].pid, signal.SIGKILL)
-                self.processes[name].wait()
-                del self.silenced[name]
-                self.killed[name] = drop.round
-                echo(f"{name}: killed in round {drop.round}, after its {drop.after.value}")
-
-    def restart_killed(self, closed_round: int, echo: Echo) -> None:
-        """Start again each node killed in a round now closed (unless the study is over)."""
-        for name, round_number in list(self.killed.items()):
-            if round_number <= closed_round < self.rounds:
-                del self.killed[name]
-                self.start(name, self.arguments[name], after_round=closed_round)
-                echo(f"{name}: started again after round {closed_round}")
-
-    def check(self) -> None:
-        for name, process in self.processes.items():
-            code = process.poll()
-            if code not in (None, 0) and name not in self.killed:
-                raise RoundsError(f"{name} exited with status {code}: {_last_line(self.log(name))}")
-
-    def wait(self) -> None:
-        for name, process in self.processes.items():
-            if name in self.killed:
-                continue
-            code = process.wait(timeout=NODE_TIMEOUT_SECONDS)
-            if code != 0:
-                raise RoundsError(f"{name} exited with status {code}: {_last_line(self.log(name))}")
-
-    def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.kill()
-            process.wait()
-
-
-def _follow(auditor: Member, study: int, run: RunSettings, nodes: _Nodes, progress: bool) -> None:
+def _follow(auditor: Member, study: int, run: RunSettings, nodes: Nodes, progress: bool) -> None:
     """Wait for the nodes, following the rounds as they close; silence and kill the dropped."""
     import click
 
-    from offchain.rounds.study import Study
+    from offchain.terminal import progress_file
 
-    view = Study(auditor, study)
+    view = auditor.study(study)
     closed = 0
     echo = click.echo if progress else (lambda line: None)
     deadline = time.monotonic() + NODE_TIMEOUT_SECONDS
-    from offchain.cli.terminal import progress_file
-
     with click.progressbar(length=run.rounds, label="rounds", file=progress_file(progress)) as bar:
         while closed < run.rounds:
             nodes.kill_the_silent(echo)
@@ -681,49 +388,3 @@ def _follow(auditor: Member, study: int, run: RunSettings, nodes: _Nodes, progre
                 raise RoundsError(f"the study did not finish in {NODE_TIMEOUT_SECONDS} s; see the logs in {nodes.logs}")
             time.sleep(0.2)
     nodes.wait()
-
-
-def _last_line(path: Path) -> str:
-    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
-    return lines[-1] if lines else "(no output)"
-
-
-def plot_accuracy(result: RunResult, path: Path) -> Path:
-    """A PNG of test accuracy by round."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    figure, axes = pyplot.subplots(figsize=(6, 4))
-    scored = [entry for entry in result.rounds if entry.test_accuracy is not None]
-    axes.plot([entry.round for entry in scored], [entry.test_accuracy for entry in scored], marker="o",
-              label="test accuracy (held-out split)")
-    _plot_published_auroc(axes, result)
-    axes.set_xlabel("round")
-    axes.xaxis.get_major_locator().set_params(integer=True)
-    axes.set_ylabel("score")
-    axes.set_title(f"study {result.study}: committed models by round")
-    axes.set_ylim(0, 1)
-    axes.grid(True, alpha=0.3)
-    axes.legend(loc="lower right", fontsize="small")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100, bbox_inches="tight")
-    pyplot.close(figure)
-    return path
-
-
-def _plot_published_auroc(axes, result: RunResult) -> None:
-    """The AUROC the hospitals published on their validation splits: weighted, and each hospital's."""
-    scored = [entry for entry in result.rounds if entry.metrics is not None]
-    weighted = [(entry.round, (entry.metrics["weighted"] or {}).get("auroc")) for entry in scored]
-    weighted = [(number, value) for number, value in weighted if value is not None]
-    if weighted:
-        axes.plot(*zip(*weighted), marker="s", linewidth=2, label="AUROC, weighted (validation splits)")
-    hospitals = sorted({name for entry in scored for name in entry.metrics["hospitals"]})
-    for name in hospitals:
-        points = [(entry.round, entry.metrics["hospitals"][name].get("auroc")) for entry in scored
-                  if name in entry.metrics["hospitals"]]
-        points = [(number, value) for number, value in points if value is not None]
-        if points:
-            axes.plot(*zip(*points), linestyle=":", alpha=0.6, label=f"AUROC, {name}")

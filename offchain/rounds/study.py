@@ -95,12 +95,9 @@ class Member:
         the key bytes only when a commitment is new to this member.
         """
         accounts = list(dict.fromkeys(accounts))
-        contract = self.access.contract
-        (results,) = self.access._call("multicall", [contract.encryptionKeyOf.encode_input(a) for a in accounts])
         cache = self.__dict__.setdefault("_keys", {})
         keys = {}
-        for account, result in zip(accounts, results):
-            commitment = bytes(result)
+        for account, commitment in zip(accounts, self.access.encryption_keys_of(accounts)):
             if cache.get(account, (None,))[0] != commitment:
                 published = self.access.encryption_key(account)
                 if not published.published:
@@ -112,12 +109,12 @@ class Member:
 
     def participants_holding_role(self, accounts: Sequence[str]) -> list[str]:
         """Those of ``accounts`` that hold PARTICIPANT now (what commitAggregate counts), in one call."""
-        (mask,) = self.access._call("holdersOf", list(accounts), int(Role.PARTICIPANT))
-        return [account for i, account in enumerate(accounts) if mask >> i & 1]
+        return [account for account, holds in zip(accounts, self.access.holders_of(accounts, Role.PARTICIPANT))
+                if holds]
 
     @property
     def chain_id(self) -> int:
-        return self.rounds._chain_id()
+        return self.rounds.chain_id
 
     def study(self, study: int) -> Study:
         return Study(self, study)

@@ -35,8 +35,8 @@ from typing import Any, Protocol
 
 from offchain.chain.access import AccessClient
 from offchain.chain.contract import Sent
-from offchain.crypto import KeySuite, Keystore
-from offchain.chain.deploy import deploy
+from offchain.consortium import deploy_contracts, ensure_published_key, open_keystore
+from offchain.crypto import KeySuite
 from offchain.errors import MedShareError
 from offchain.inputs import show_time
 from offchain.ipfs import open_store
@@ -175,14 +175,11 @@ class _Scenario:
     # Consortium ---------------------------------------------------------------------------------
 
     def consortium(self) -> None:
-        from ape import project
-
-        deployed = deploy(self.admin, self.admin.address)
-        for each in deployed:
+        contracts = deploy_contracts(self.admin)
+        for each in contracts.deployed:
             self._gas(f"deploy_{_snake(each.name)}", each.gas_used)
-        addresses = {each.name: each.address for each in deployed}
-        self.result.contract, self.result.registry = addresses["MedicalAccess"], addresses["RoundRegistry"]
-        self.access = project.MedicalAccess.at(self.result.contract)
+        self.access = contracts.access
+        self.result.contract, self.result.registry = contracts.access.address, contracts.registry.address
         self.report.step("deploy", f"MedicalAccess {self.result.contract} and RoundRegistry {self.result.registry} "
                                    f"on chain {self.result.chain_id} (admin: test account {ADMIN})")
 
@@ -199,20 +196,16 @@ class _Scenario:
             for name in self.accounts:
                 client = AccessClient(self.access, self.accounts[name])
                 suite = KeySuite.MLKEM768_X25519 if name == DOCTOR else KeySuite.X25519
-                keystore = Keystore.create(self._keystore_path(client.address), self.passphrase, suite=suite)
                 if name in members:
                     with self._measure("publish_key_pq" if name == DOCTOR else "publish_key", client):
-                        client.publish_encryption_key(keystore.public_key(), keystore.suite())
+                        keystore = ensure_published_key(client, self.settings, self.passphrase, suite=suite)
+                else:  # where `medshare` looks for it, as for the members'
+                    keystore = open_keystore(self.settings.keystore_path(client.address), self.passphrase, suite=suite)
                 index = RecordIndex.for_contract(self.settings.home, self.result.chain_id, self.access.address)
                 self.services[name] = RecordService(client, self.store, keystore, index)
                 advance(1)
         self.report.step("keys", f"{len(members)} members published encryption keys (the doctor's hybrid "
                                  "post-quantum MLKEM768-X25519); the stranger holds a key but no role")
-
-    def _keystore_path(self, address: str) -> Path:
-        path = self.settings.keystore_path(address)  # where `medshare` and the study's nodes look
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path
 
     # Records ------------------------------------------------------------------------------------
 

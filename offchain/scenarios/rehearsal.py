@@ -16,7 +16,7 @@ like it where it matters:
   folder, funded with ``anvil_setBalance``, and forgotten with it (test
   accounts stay refused on any network but a local one).
 
-The flows are the library's (:mod:`offchain.chain.deploy`, :mod:`offchain.members`,
+The flows are the library's (:mod:`offchain.consortium`, :mod:`offchain.members`,
 :class:`~offchain.records.RecordService`, :class:`~offchain.rounds.RoundsClient`);
 the rehearsal only strings them together and measures each operation's gas.
 Its state (store, keystores, deployments) lives in a temporary folder, so it
@@ -39,11 +39,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from offchain.chain import deploy as deploy_flow
 from offchain.chain import localchain
 from offchain.chain.access import AccessClient
 from offchain.chain.contract import ContractClient
-from offchain.crypto import Keystore
+from offchain.consortium import ConsortiumContracts, deploy_contracts, ensure_published_key
 from offchain.errors import MedShareError
 from offchain.members import MemberChange, add_members
 from offchain.chain.network import connect
@@ -150,7 +149,7 @@ def rehearse_amoy(*, gas_price_gwei: float = DEFAULT_GAS_PRICE_GWEI, log: Log | 
 
 
 def _run(work: Path, anvil: str, gas_price_gwei: float, log: Log) -> Rehearsal:
-    from ape import chain, networks, project
+    from ape import chain, networks
 
     provider = networks.provider
     network = provider.network
@@ -162,13 +161,13 @@ def _run(work: Path, anvil: str, gas_price_gwei: float, log: Log) -> Rehearsal:
     store = _open_store(settings)
 
     def measured(name: str, clients: list[ContractClient], step: Callable[[], Any],
-                 sent_by_step: Callable[[], list[tuple[int, int]]] | None = None) -> Any:
+                 sent_by_step: Callable[[Any], list[tuple[int, int]]] | None = None) -> Any:
         """Run ``step`` and note the gas and blocks of the transactions it sent (through ``clients``,
-        or as ``sent_by_step`` tells: (gas, block) pairs)."""
+        or as ``sent_by_step`` tells from its result: (gas, block) pairs)."""
         before = [len(client.sent) for client in clients]
         result = step()
         sent = ([(tx.gas_used, tx.block) for client, count in zip(clients, before) for tx in client.sent[count:]]
-                if sent_by_step is None else sent_by_step())
+                if sent_by_step is None else sent_by_step(result))
         if not sent:
             raise RehearsalFailed(f"{name} sent no transaction")
         used = sum(gas for gas, _ in sent)
@@ -180,24 +179,17 @@ def _run(work: Path, anvil: str, gas_price_gwei: float, log: Log) -> Rehearsal:
         return result
 
     admin = accounts["admin"]
-    deployed: list[deploy_flow.Deployed] = []
-
-    def deploy() -> None:
-        deployed.extend(deploy_flow.deploy(admin, admin.address, path=work / "deployments.json"))
-
-    measured("deploy", [], deploy, lambda: [(item.gas_used, item.deployment.block) for item in deployed])
-    addresses = {item.name: item for item in deployed}
-    access_at, registry_at = addresses["MedicalAccess"], addresses["RoundRegistry"]
+    consortium: ConsortiumContracts = measured(
+        "deploy", [], lambda: deploy_contracts(admin, path=work / "deployments.json"),
+        lambda deployed: [(item.gas_used, item.deployment.block) for item in deployed.deployed])
     _rpc(anvil, "anvil_mine", [hex(HISTORY_BLOCKS)])
     log(f"mined {HISTORY_BLOCKS:,} blocks: every read from the deployment block now spans several log pages")
 
     def access(actor: str) -> AccessClient:
-        return AccessClient(project.MedicalAccess.at(access_at.address), accounts[actor],
-                            from_block=access_at.deployment.block)
+        return AccessClient(consortium.access, accounts[actor], from_block=consortium.from_block)
 
     def rounds(actor: str) -> RoundsClient:
-        return RoundsClient(project.RoundRegistry.at(registry_at.address), accounts[actor],
-                            from_block=registry_at.deployment.block)
+        return RoundsClient(consortium.registry, accounts[actor], from_block=consortium.from_block)
 
     admin_client = access("admin")
     changes = [MemberChange(role, accounts[actor].address, actor)
@@ -206,12 +198,10 @@ def _run(work: Path, anvil: str, gas_price_gwei: float, log: Log) -> Rehearsal:
     add_members(admin_client, changes[1:])
 
     services = {}
-    (settings.home / "keys").mkdir(parents=True)
     for actor in ("hospital", "doctor", "patient"):
         client = access(actor)
-        keystore = Keystore.create(settings.home / "keys" / f"{actor}.json", secrets.token_urlsafe(24))
-        client.publish_encryption_key(keystore.public_key(), keystore.suite())
-        index = RecordIndex.for_contract(settings.home / actor, rehearsal.chain_id, access_at.address)
+        keystore = ensure_published_key(client, settings, secrets.token_urlsafe(24))
+        index = RecordIndex.for_contract(settings.home / actor, rehearsal.chain_id, consortium.access.address)
         services[actor] = RecordService(client, store, keystore, index)
     hospital, doctor = services["hospital"], services["doctor"]
     log("encryption keys published for the hospital, the doctor and the patient")

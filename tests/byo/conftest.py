@@ -23,7 +23,7 @@ PASSPHRASE = "byo tests passphrase"
 def byo_consortium(accounts, project, tmp_path_factory):
     """MedicalAccess and RoundRegistry on the session's anvil: a coordinator (its member), a hospital
     (its account index) and an auditor with published keys, sharing one home and store."""
-    from offchain.rounds.runner import enrol
+    from offchain.consortium import enrol
     from offchain.settings import Settings
 
     admin, coordinator, auditor, hospital = accounts[0], accounts[1], accounts[2], accounts[3]

@@ -12,7 +12,7 @@ from fl.models import ModelSpec
 from offchain.rounds.config import StudyConfig
 from offchain.rounds.coordinator import Coordinator
 from offchain.rounds.participant import HospitalNode
-from offchain.rounds.runner import enrol
+from offchain.consortium import enrol
 from offchain.rounds.study import Member
 from offchain.settings import Settings
 

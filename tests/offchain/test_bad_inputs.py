@@ -537,7 +537,7 @@ def test_help_names_every_option_and_the_aggregators():
 
 
 def test_progress_bars_draw_only_on_a_terminal(capsys):
-    from offchain.cli.terminal import progress_file
+    from offchain.terminal import progress_file
 
     with click.progressbar(length=3, label="rounds", file=progress_file()) as bar:
         bar.update(3)

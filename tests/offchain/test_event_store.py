@@ -318,3 +318,20 @@ def test_page_setting_is_checked(monkeypatch):
     monkeypatch.setenv("MEDSHARE_LOG_PAGE_BLOCKS", "10")
     assert event_store.page_blocks_setting() == 10
     assert make_cid(1)
+
+
+def test_values_are_the_fields_the_logs_carry(access, chain, hospital, doctor, patient, record):
+    access.grantAccess(record, doctor, chain.pending_timestamp + ONE_DAY, sender=hospital)
+    client = AccessClient(access, hospital)
+    client.sync_events()
+    store = client.events
+    reads = (("RecordRegistered", ("cid", "patient", "record", "owner"), {"owner": hospital.address}),
+             ("AccessGranted", ("expiry", "grantee", "record"), {"record": record}))
+    for event, names, fields in reads:
+        logs = store.query(event, **fields)
+        assert logs
+        assert store.values(event, names, **fields) == [tuple(log.event_arguments[name] for name in names)
+                                                        for log in logs]
+    assert store.values("RecordRegistered", ("cid",), owner=doctor.address) == []
+    with pytest.raises(ValueError, match="no field"):
+        store.values("RecordRegistered", ("nonsense",), owner=hospital.address)

@@ -35,6 +35,7 @@ from offchain.rounds.privacy import (
     study_privacy,
     submit_private_update,
 )
+from offchain.rounds.secure_board import secure_sum
 from offchain.rounds.verifier import verify_study
 from .test_rounds_secure import Run, check_committed, five, keyless, secure_study  # noqa: F401 (five: a fixture)
 
@@ -50,7 +51,9 @@ def dp_study(consortium, rounds: int = 2, accountant: str = "rdp", epsilon: floa
 
 
 def counts() -> set[int]:
-    return {share.data.num_samples for share in federated_breast_cancer(3).hospitals}
+    """Each of the three hospitals' record counts, and their total."""
+    shares = [share.data.num_samples for share in federated_breast_cancer(3).hospitals]
+    return {*shares, sum(shares)}
 
 
 def study_logs(rounds, study: int) -> list:
@@ -67,31 +70,44 @@ def study_logs(rounds, study: int) -> list:
 # Item 1: no public counts ---------------------------------------------------------------------------
 
 
-def test_a_dp_study_publishes_no_record_count_on_chain_or_in_the_store(consortium):
-    study = dp_study(consortium)
-    consortium.run_round(study)
-    rounds = consortium.auditor.rounds
-    hidden = counts()
-    logs = study_logs(rounds, study)
-    assert {log.event_name for log in logs} >= {"StudyCreated", "UpdateSubmitted", "PrivacySpent", "RoundCommitted"}
+def assert_no_record_count(member, logs: list, hidden: set[int]) -> None:
+    """No count of ``hidden`` (each hospital's records, and their total) in ``logs``' arguments, in the
+    calldata of the transactions that emitted them, or in any object of the store they name."""
     for log in logs:
         for name, value in log.event_arguments.items():
             if isinstance(value, int) and not isinstance(value, bool):
                 assert value not in hidden, (log.event_name, name, value)
             if name == "samples":
                 assert value == 0, log
-    # Every object the study names in the store: its config, genesis, updates and aggregates.
+    web3 = member.rounds.contract.provider.web3
+    for transaction in {log.transaction_hash for log in logs}:
+        method, arguments = member.rounds.contract.decode_input(web3.eth.get_transaction(transaction)["input"])
+        for name, value in arguments.items():
+            if isinstance(value, int) and not isinstance(value, bool):
+                assert value not in hidden, (method, name, value)
+            if name == "samples":
+                assert value == 0, (method, arguments)
+    # Every object the study names in the store: its config, genesis, updates (masked inputs) and aggregates.
     cids = [CID.from_bytes(bytes(log.event_arguments[name])) for log in logs
             for name in ("cid", "genesisCid", "configCid") if name in log.event_arguments]
     cids += [logged_artifact(log).cid for log in logs if "cidDigest" in log.event_arguments]  # updates
     assert len(cids) >= 6
     for cid in cids:
         out = io.BytesIO()
-        consortium.auditor.store.cat(cid, out)
+        member.store.cat(cid, out)
         raw = out.getvalue()
         assert b"data_samples" not in raw and b"samples" not in raw
         for count in hidden:
             assert f'"{count}"'.encode() not in raw and f":{count},".encode() not in raw
+
+
+def test_a_dp_study_publishes_no_record_count_on_chain_or_in_the_store(consortium):
+    study = dp_study(consortium)
+    consortium.run_round(study)
+    rounds = consortium.auditor.rounds
+    logs = study_logs(rounds, study)
+    assert {log.event_name for log in logs} >= {"StudyCreated", "UpdateSubmitted", "PrivacySpent", "RoundCommitted"}
+    assert_no_record_count(consortium.auditor, logs, counts())
     # The registry itself refuses a count in a private update.
     update = rounds.updates(study, 1)[0]
     last = declarations(rounds, study, participant=update.participant)[-1].declaration
@@ -102,6 +118,19 @@ def test_a_dp_study_publishes_no_record_count_on_chain_or_in_the_store(consortiu
             consortium.hospitals[0].rounds.contract.submitPrivateUpdate, study, 2, bytes(update.artifact.cid),
             update.artifact.sha256, 190, last.packed())
 
+
+
+def test_a_record_level_distributed_dp_study_publishes_no_record_count_nor_the_sums_total_weight(consortium):
+    training, _, distributed = study_privacy(EPSILON, DELTA, 1, distributed_survivors=2)
+    assert distributed.record_level
+    study = secure_study(consortium, consortium.hospitals, threshold=2, training=training, distributed_dp=distributed)
+    assert Run(consortium, consortium.hospitals, study).drive().action == "committed"
+    logs = study_logs(consortium.auditor.rounds, study)
+    assert {log.event_name for log in logs} >= {"StudyCreated", "UpdateSubmitted", "PrivacySpent", "RoundCommitted"}
+    assert_no_record_count(consortium.auditor, logs, counts())
+    # Anyone can unmask the secure sum: its total weight counts the survivors, not their records.
+    view = keyless(consortium.stranger).study(study)
+    assert secure_sum(view, 1).total_weight == len(consortium.hospitals)
 
 # Item 2: declarations bound to the study ------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from offchain.rounds.config import SecureAggregationSettings, StudyConfig
 from offchain.rounds.coordinator import Coordinator
 from offchain.rounds.participant import HospitalNode, Step
 from offchain.rounds.privacy import DP_LEARNING_RATE, budgeted_dp, declarations
-from offchain.rounds.runner import enrol
+from offchain.consortium import enrol
 from offchain.rounds.secure_board import survivors_and_dropped
 from offchain.rounds.study import Member, aggregate_bytes, store_public
 from offchain.rounds.verifier import verify_study

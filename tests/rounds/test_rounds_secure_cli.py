@@ -36,7 +36,8 @@ TOLERANCE = 1e-5
 DRIVER = """
 import json, os, sys
 from fl.client import LocalTrainingConfig
-from offchain.rounds.runner import Dropout, RunSettings, run_study
+from offchain.rounds.faults import Dropout
+from offchain.rounds.runner import RunSettings, run_study
 from offchain.settings import Settings
 run = RunSettings(rounds=2, hospitals={hospitals}, rpc=sys.argv[1], passphrase=os.environ["MEDSHARE_PASSPHRASE"],
                   secure=True, phase_seconds={phase},
@@ -120,7 +121,7 @@ def test_a_node_told_to_go_silent_holds_right_after_that_message_is_on_chain(con
     """The hook `fl run --drop` sets in a hospital's node: it holds once its message of that point is
     on chain, whatever it would do next; the round then commits without it (or with its input)."""
     from offchain.rounds.client import SecurePhase
-    from offchain.rounds.runner import SILENT_MARK, DropPoint, go_silent_after
+    from offchain.rounds.faults import SILENT_MARK, DropPoint, go_silent_after
 
     study = secure_study(consortium, five, threshold=3)
     run = Run(consortium, five, study)
@@ -131,7 +132,7 @@ def test_a_node_told_to_go_silent_holds_right_after_that_message_is_on_chain(con
         raise Held
 
     for member in five[1:3]:  # the members are the module's: their clients go back as they were
-        monkeypatch.setattr(member.rounds, "_send", member.rounds._send)
+        monkeypatch.setattr(member.rounds, "on_sent", member.rounds.on_sent)
     go_silent_after(five[1].rounds, DropPoint(point), 1, hold)
     go_silent_after(five[2].rounds, DropPoint(point), 2, hold)  # another round's: never holds in round 1
     silent = False

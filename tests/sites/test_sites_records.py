@@ -16,7 +16,7 @@ from offchain.cli.session import record_service
 from offchain.ipfs import CID, KuboStore, open_store
 from offchain.ipfs.consortium import Consortium, PinningNode, ReplicationError, SiteStore, pin_locations
 from offchain.ipfs.daemon import free_port
-from offchain.rounds.runner import ensure_published_key
+from offchain.consortium import ensure_published_key
 
 PASSPHRASE = "site passphrase"
 

@@ -9,7 +9,7 @@ from offchain.addressbook import remember_names
 from offchain.rounds.config import SecureAggregationSettings, StudyConfig
 from offchain.rounds.coordinator import Coordinator
 from offchain.rounds.participant import HospitalNode
-from offchain.rounds.runner import enrol
+from offchain.consortium import enrol
 from offchain.settings import Settings
 
 from .conftest import PASSPHRASE

@@ -16,8 +16,8 @@ from offchain.addressbook import remember_names
 from offchain.rounds.config import StudyConfig
 from offchain.rounds.coordinator import Coordinator
 from offchain.rounds.participant import HospitalNode
+from offchain.consortium import enrol
 from offchain.rounds.report import study_report
-from offchain.rounds.runner import enrol
 from offchain.settings import Settings
 
 from .conftest import PASSPHRASE
