@@ -253,7 +253,7 @@ def measure_chain_privacy(runs: int, local_runs: int | None = None) -> dict:
     from offchain.rounds.coordinator import Coordinator
     from offchain.rounds.participant import HospitalNode
     from offchain.rounds.privacy import DP_LEARNING_RATE, budgeted_dp, study_privacy
-    from offchain.rounds.runner import default_threshold
+    from offchain.rounds.config import default_threshold
 
     if not runs:
         return {}
@@ -541,7 +541,9 @@ def measure_topk_chain(rounds: int = TOPK_CHAIN_ROUNDS, runs: int = TOPK_CHAIN_R
         participants = tuple(h.address for h in hospitals)
 
         def study(compression) -> tuple[float, list[int], list[int], list[int]]:
-            config = StudyConfig(spec, participants, (auditor.address,), compression=compression)
+            config = StudyConfig.from_options(participants, (auditor.address,), model=spec,
+                                              top_k=compression and compression.top_k_ratio,
+                                              int8=bool(compression and compression.quantize_8bit))
             number = coordinator_member.create_study(config, min_updates=HOSPITALS, genesis=genesis).number
             coordinator = Coordinator(coordinator_member, number, target_rounds=rounds)
             nodes = [HospitalNode(members[address], number, share, home=home / address)

@@ -66,7 +66,7 @@ LARGE_HOSPITALS = 5
 PASSPHRASE = "bench passphrase (never use a fixed one for real keys)"
 
 
-def consortium(home: Path, hospitals: int, spec, *, round_seconds: int = 600, secure=None):
+def consortium(home: Path, hospitals: int, spec, *, round_seconds: int | None = None, **options):
     """A fresh deployment, a coordinator, ``hospitals`` hospitals and an auditor, and a study for them."""
     from ape import accounts, project
 
@@ -84,8 +84,8 @@ def consortium(home: Path, hospitals: int, spec, *, round_seconds: int = 600, se
     access = admin.deploy(project.MedicalAccess, admin)
     registry = admin.deploy(project.RoundRegistry, access)
     members = enrol(access, registry, admin, coordinator, nodes, [auditor], Settings(home=home), PASSPHRASE)
-    config = StudyConfig(spec, tuple(n.address for n in nodes), (auditor.address,), round_seconds=round_seconds,
-                         secure_aggregation=secure)
+    config = StudyConfig.from_options(tuple(n.address for n in nodes), (auditor.address,), model=spec,
+                                      round_seconds=round_seconds, **options)
     study = members[coordinator.address].create_study(config, min_updates=hospitals)
     return members[coordinator.address], [members[n.address] for n in nodes], study.number
 
@@ -122,15 +122,14 @@ def measure_secure_round(home: Path, hospitals: int, rounds: int, degree: int = 
 
     from fl.data import federated_breast_cancer
     from fl.models import ModelSpec
-    from offchain.rounds.config import SecureAggregationSettings
+    from offchain.rounds.config import default_threshold
     from offchain.rounds.coordinator import Coordinator
     from offchain.rounds.participant import HospitalNode
-    from offchain.rounds.runner import default_threshold
 
     data = federated_breast_cancer(hospitals)
-    secure = SecureAggregationSettings(default_threshold(degree + 1 if degree else hospitals), graph_degree=degree)
-    coordinator_member, hospital_members, study = consortium(home, hospitals, ModelSpec("logistic", data.num_features),
-                                                             secure=secure)
+    coordinator_member, hospital_members, study = consortium(
+        home, hospitals, ModelSpec("logistic", data.num_features), secure=True, graph_degree=degree,
+        threshold=default_threshold(degree + 1 if degree else hospitals))
     coordinator = Coordinator(coordinator_member, study, target_rounds=rounds + 2)  # each commit opens the next
     training: list[float] = []
     nodes = [HospitalNode(member, study, share, training_time=training.append)

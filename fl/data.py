@@ -18,6 +18,7 @@ import torch
 DEFAULT_SEED = 0
 DEFAULT_TEST_FRACTION = 0.25
 DEFAULT_MIN_SAMPLES = 20
+BUNDLED_FEATURES = 30  # the breast-cancer table's width
 # Dirichlet draws are repeated until every hospital gets its minimum share;
 # this many failed draws means the request cannot be met in practice.
 _MAX_DIRICHLET_DRAWS = 1000

@@ -41,9 +41,9 @@ def _summary(result: DemoResult) -> None:
                    f"got {said(check.got):<8}{mark}")
     click.secho(f"\nStudy {result.study}: committed rounds", bold=True)
     for entry in result.rounds:
-        mark = "verified" if entry["verified"] else "NOT VERIFIED"
-        click.echo(f"  round {entry['round']}: test accuracy {entry['test_accuracy']:.3f}, "
-                   f"{len(entry['participants'])} updates, {mark}, aggregate {entry['aggregate_cid']}")
+        mark = "verified" if entry.verified else "NOT VERIFIED"
+        click.echo(f"  round {entry.round}: test accuracy {entry.test_accuracy:.3f}, "
+                   f"{len(entry.participants)} updates, {mark}, aggregate {entry.aggregate_cid}")
     click.echo(f"  accuracy by round: {result.plot}")
     click.echo(f"  files of this run (exports, store, keystores, node logs): {result.folder}")
     click.secho("\nGas per operation (mean per transaction)", bold=True)

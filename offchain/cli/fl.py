@@ -43,6 +43,10 @@ from offchain.cli.session import (
 )
 from offchain.settings import Settings
 
+# The bundled table's width, the default of --features (fl.data.BUNDLED_FEATURES: importing fl.data here
+# would load torch for every command).
+BUNDLED_FEATURES = 30
+
 if TYPE_CHECKING:
     from offchain.rounds.study import Member
 
@@ -200,47 +204,6 @@ def study_options(command):
     return command
 
 
-def study_config(participants, auditors, aggregator, params, kind, features, min_updates, round_seconds,
-                 dp_epsilon=None, dp_delta=None, dp_rounds=None, secure=False, threshold=None, phase_seconds=None,
-                 decision_threshold=None, input_shape=None, task="binary", classes=None, model_args=(),
-                 top_k=None, int8=False, dp_accountant=None, distributed_dp=False):
-    """The config and quorum the study options describe."""
-    from fl.client import LocalTrainingConfig
-    from fl.privacy import DEFAULT_DELTA
-    from offchain.rounds.config import DEFAULT_ROUND_SECONDS, StudyConfig
-    from offchain.rounds.privacy import study_privacy
-
-    model = model_spec(kind, features, input_shape, task, classes, model_args)
-    check_dp_options(dp_epsilon, dp_delta, dp_accountant, distributed_dp, secure)
-    if dp_epsilon is None and dp_rounds is not None:
-        raise click.UsageError("--dp-delta and --dp-rounds need --dp-epsilon")
-    if dp_epsilon is not None and (dp_rounds is None or dp_rounds < 1):
-        raise click.UsageError("--dp-epsilon needs --dp-rounds N (N >= 1): the rounds the budget must last")
-    secure_aggregation = None
-    if secure:
-        from offchain.rounds.config import SecureAggregationSettings
-        from offchain.rounds.runner import default_threshold, secure_quorum
-
-        timing = {} if phase_seconds is None else {"phase_seconds": phase_seconds}
-        secure_aggregation = SecureAggregationSettings(
-            default_threshold(len(participants)) if threshold is None else threshold, **timing)
-        # Dropouts are what secure aggregation is for: by default a round commits with as few as it unmasks.
-        min_updates = min_updates or min(secure_quorum(secure_aggregation.threshold), len(participants))
-    elif threshold is not None or phase_seconds is not None:
-        raise click.UsageError("--threshold and --phase-seconds need --secure-aggregation")
-    training, dp, distributed = LocalTrainingConfig(), None, None
-    if dp_epsilon is not None:
-        training, dp, distributed = study_privacy(
-            dp_epsilon, DEFAULT_DELTA if dp_delta is None else dp_delta, dp_rounds, accountant=dp_accountant or "rdp",
-            distributed_survivors=secure_aggregation.threshold if distributed_dp else None)
-    config = StudyConfig(model, tuple(participants), tuple(auditors), aggregator, _params(params),
-                         training=training, dp=dp, round_seconds=round_seconds or DEFAULT_ROUND_SECONDS,
-                         secure_aggregation=secure_aggregation, distributed_dp=distributed,
-                         compression=compression_config(top_k, int8),
-                         **({} if decision_threshold is None else {"decision_threshold": decision_threshold}))
-    return config, min_updates or len(config.participants)
-
-
 def model_spec(kind, features, input_shape, task, classes, model_args):
     """The study's model as the model options describe it (bad input: a usage error)."""
     from fl.models import ModelSpec
@@ -272,7 +235,7 @@ model_options = [
                       "allow it in its node.json)."),
     click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
                  help="A keyword argument of your builder (a JSON value; repeat)."),
-    click.option("--features", type=click.IntRange(1, 1_000_000), default=30, show_default=True,
+    click.option("--features", type=click.IntRange(1, 1_000_000), default=BUNDLED_FEATURES, show_default=True,
                  help="Input width (30 for the bundled data)."),
     click.option("--input-shape", default=None, metavar="C,H,W", callback=_input_shape,
                  help="One example's shape instead of --features, e.g. 1,16,16 for 16x16 grayscale images."),
@@ -288,16 +251,15 @@ def with_model_options(command):
     return command
 
 
-def check_dp_options(dp_epsilon, dp_delta, dp_accountant, distributed_dp, secure) -> None:
-    """The DP options that need another (`fl create`, `fl run`): a usage error, before anything is sent."""
-    if dp_epsilon is None:
-        for name, given in (("--dp-delta", dp_delta is not None), ("--dp-accountant", dp_accountant is not None),
-                            ("--distributed-dp", distributed_dp)):
-            if given:
-                raise click.UsageError(f"{name} needs --dp-epsilon")
-    if distributed_dp and not secure:
-        raise click.UsageError("--distributed-dp adds each hospital's share of the noise inside the secure sum: "
-                               "it needs --secure-aggregation")
+def check_dp_options(*options) -> None:
+    """The DP options that need another (`fl run`): a usage error, before anything is sent."""
+    from offchain.rounds import config
+    from offchain.rounds.errors import StudyConfigError
+
+    try:
+        config.check_dp_options(*options)
+    except StudyConfigError as error:
+        raise click.UsageError(str(error)) from None
 
 
 @fl.command()
@@ -309,14 +271,19 @@ def check_dp_options(dp_epsilon, dp_delta, dp_accountant, distributed_dp, secure
               help="The most samples one update may declare, fixed on chain (default 1,000,000, at most the "
                    "secure codec's total weight).")
 @user_errors
-def create(chain, registry, max_samples, **options):
+def create(chain, registry, max_samples, participants, auditors, params, kind, model_args, features, input_shape, task,
+           classes, min_updates, **options):
     """Create a study (you must hold COORDINATOR); prints its number."""
+    from offchain.rounds.config import StudyConfig
     from offchain.rounds.errors import StudyConfigError
 
+    model = model_spec(kind, features, input_shape, task, classes, model_args)
     try:
-        config, min_updates = study_config(**options)
+        config = StudyConfig.from_options(participants, auditors, model=model, aggregator_params=_params(params),
+                                          **options)
     except StudyConfigError as error:  # options that contradict each other: bad input, nothing was sent
         raise click.UsageError(str(error)) from None
+    min_updates = min_updates or config.default_quorum()
     from offchain.rounds.node_settings import NodeSettings
 
     allowed = NodeSettings.load(Settings.from_env().home).allowlist
@@ -447,8 +414,9 @@ def verify(chain, registry, study, round_number, every, as_json):
 @study_option
 @user_errors
 def status(chain, registry, study):
-    """Show a study's rounds and participants; verified and scored where your keys allow; with privacy
-    budgets, each hospital's spend against its budget as the registry recorded them."""
+    """Show a study's rounds and participants: the bytes stored per update; verified, and the metrics the
+    hospitals published (weighted and each one's), where your keys allow; with privacy budgets, each
+    hospital's spend against its budget as the registry recorded them."""
     from offchain.addressbook import known_names
     from offchain.rounds.report import study_report
 

@@ -143,9 +143,8 @@ class RoundAggregation:
         if not self.stateful:
             self.applied_through = round_number - 1
             return
-        rounds = self.study.member.rounds
         for earlier in range(self.applied_through + 1, round_number):
-            info = rounds.round(self.study.number, earlier)
+            info = self.study.round(earlier)
             if info.state != "committed":
                 continue
             if progress is not None:
@@ -160,15 +159,13 @@ class RoundAggregation:
 
 def counted_updates(study: Study, round_number: int) -> list:
     """The updates a committed round counted (its commit event's set), in submission order."""
-    info = study.member.rounds.round(study.number, round_number)
-    counted = set(info.counted_submitters)
-    return [update for update in study.member.rounds.updates(study.number, round_number) if update.participant in counted]
+    counted = set(study.round(round_number).counted_submitters)
+    return [update for update in study.updates(round_number) if update.participant in counted]
 
 
 def committed_base_round(study: Study, round_number: int) -> int:
     """The round whose model ``round_number`` started from: the last committed round before it (0: genesis)."""
-    rounds = study.member.rounds
     for earlier in range(round_number - 1, 0, -1):
-        if rounds.round(study.number, earlier).state == "committed":
+        if study.round(earlier).state == "committed":
             return earlier
     return 0

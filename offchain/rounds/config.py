@@ -55,14 +55,18 @@ from fl.client import LocalTrainingConfig, dp_round_parameters
 from fl.evaluation import DEFAULT_THRESHOLD as DEFAULT_DECISION_THRESHOLD
 from fl.evaluation import check_threshold
 from fl.compression import CompressionConfig
+from fl.data import BUNDLED_FEATURES
 from fl.models import ModelSpec
 from fl.privacy import DistributedDPConfig, DPParameters, DPSGDConfig, PrivacyBudget
+from fl.secure_aggregation import MIN_CLIENTS as MIN_SURVIVORS
 from fl.secure_aggregation import FixedPointCodec, SecureAggregationError, SessionParameters
 from offchain.rounds.errors import StudyConfigError
 
 FORMAT = "medshare-study/1"
 DEFAULT_ROUND_SECONDS = 600
 DEFAULT_PHASE_SECONDS = 60
+DEFAULT_AGGREGATOR = "fedavg"
+DEFAULT_ACCOUNTANT = "rdp"
 # Phases a deadline must leave room for before the masked inputs are due: keys, shares, masked inputs.
 _TIMED_PHASES = 3
 
@@ -133,7 +137,7 @@ class StudyConfig:
     model: ModelSpec
     participants: tuple[str, ...]
     auditors: tuple[str, ...] = ()
-    aggregator: str = "fedavg"
+    aggregator: str = DEFAULT_AGGREGATOR
     aggregator_params: Mapping[str, Any] = field(default_factory=dict)
     training: LocalTrainingConfig = LocalTrainingConfig()
     dp: DPSGDConfig | None = None
@@ -182,6 +186,60 @@ class StudyConfig:
                 raise StudyConfigError("a study takes local DP-SGD (dp) or distributed_dp, not both")
         _check_decision_threshold(self.decision_threshold)
         self._check_compression()
+
+    @classmethod
+    def from_options(cls, participants: Sequence[str], auditors: Sequence[str] = (), *, model: ModelSpec | None = None,
+                     aggregator: str = DEFAULT_AGGREGATOR, aggregator_params: Mapping[str, Any] | None = None,
+                     round_seconds: int | None = None, training: LocalTrainingConfig | None = None,
+                     dp_epsilon: float | None = None, dp_delta: float | None = None, dp_rounds: int | None = None,
+                     dp_accountant: str | None = None, distributed_dp: bool = False, secure: bool = False,
+                     threshold: int | None = None, phase_seconds: int | None = None, graph_degree: int = 0,
+                     decision_threshold: float | None = None, top_k: float | None = None,
+                     int8: bool = False) -> StudyConfig:
+        """The config a study's options describe (``medshare fl create``, ``fl run``, the benches); None
+        is an option not given, which takes its default: the bundled table's logistic model, 600 s
+        rounds, a secure threshold over half the hospitals (:func:`default_threshold`), the delta
+        :data:`fl.privacy.DEFAULT_DELTA` and RDP accounting. ``dp_epsilon`` is each hospital's budget over
+        ``dp_rounds`` rounds, DP-SGD calibrated to it (with ``distributed_dp``: noise shares inside the
+        secure sum); ``graph_degree``: SecAgg+'s (:class:`SecureAggregationSettings`); ``top_k`` and
+        ``int8`` compress every update. StudyConfigError for options that
+        need another or contradict each other."""
+        from fl.privacy import DEFAULT_DELTA
+
+        check_dp_options(dp_epsilon, dp_delta, dp_accountant, distributed_dp, secure)
+        if dp_epsilon is None and dp_rounds is not None:
+            raise StudyConfigError("--dp-delta and --dp-rounds need --dp-epsilon")
+        if dp_epsilon is not None and (dp_rounds is None or dp_rounds < 1):
+            raise StudyConfigError("--dp-epsilon needs --dp-rounds N (N >= 1): the rounds the budget must last")
+        if not secure and (threshold is not None or phase_seconds is not None or graph_degree):
+            raise StudyConfigError("--threshold and --phase-seconds need --secure-aggregation")
+        secure_aggregation = None
+        if secure:
+            timing = {} if phase_seconds is None else {"phase_seconds": phase_seconds}
+            secure_aggregation = SecureAggregationSettings(
+                default_threshold(len(participants)) if threshold is None else threshold, **timing,
+                graph_degree=graph_degree)
+        dp = distributed = None
+        if dp_epsilon is not None:  # DP-SGD's own default training unless ``training`` is given
+            from offchain.rounds.privacy import study_privacy
+
+            training, dp, distributed = study_privacy(
+                dp_epsilon, DEFAULT_DELTA if dp_delta is None else dp_delta, dp_rounds,
+                accountant=dp_accountant or DEFAULT_ACCOUNTANT, training=training,
+                distributed_survivors=secure_aggregation.threshold if distributed_dp else None)
+        compression = None if top_k is None and not int8 else CompressionConfig(top_k, int8)
+        return cls(model or ModelSpec("logistic", BUNDLED_FEATURES), tuple(participants), tuple(auditors), aggregator,
+                   dict(aggregator_params or {}), training=training or LocalTrainingConfig(), dp=dp,
+                   round_seconds=DEFAULT_ROUND_SECONDS if round_seconds is None else round_seconds,
+                   secure_aggregation=secure_aggregation, distributed_dp=distributed, compression=compression,
+                   decision_threshold=DEFAULT_DECISION_THRESHOLD if decision_threshold is None else decision_threshold)
+
+    def default_quorum(self) -> int:
+        """The updates a round must count unless the study says otherwise: every participant's; under
+        secure aggregation as few as the protocol can unmask (dropouts are what it is for)."""
+        if self.secure_aggregation is not None:
+            return min(secure_quorum(self.secure_aggregation.threshold), len(self.participants))
+        return len(self.participants)
 
     def _check_compression(self) -> None:
         if self.compression is None:
@@ -352,3 +410,26 @@ def _check_decision_threshold(threshold: Any) -> None:
         check_threshold(threshold)
     except ValueError as error:
         raise StudyConfigError(f"decision_threshold: {error}") from None
+
+
+def default_threshold(hospitals: int) -> int:
+    """Secure aggregation's t for ``hospitals``: the smallest over half of them (so no two disjoint
+    groups can each unmask), and at least 2."""
+    return max(2, hospitals // 2 + 1)
+
+
+def secure_quorum(threshold: int) -> int:
+    """A secure study's quorum: the fewest survivors whose sum may be revealed, max(t, 3)."""
+    return max(threshold, MIN_SURVIVORS)
+
+
+def check_dp_options(dp_epsilon, dp_delta, dp_accountant, distributed_dp: bool, secure: bool) -> None:
+    """StudyConfigError for a DP option that needs another (`fl create`, `fl run`), before anything is sent."""
+    if dp_epsilon is None:
+        for name, given in (("--dp-delta", dp_delta is not None), ("--dp-accountant", dp_accountant is not None),
+                            ("--distributed-dp", distributed_dp)):
+            if given:
+                raise StudyConfigError(f"{name} needs --dp-epsilon")
+    if distributed_dp and not secure:
+        raise StudyConfigError("--distributed-dp adds each hospital's share of the noise inside the secure sum: "
+                               "it needs --secure-aggregation")

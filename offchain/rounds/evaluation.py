@@ -126,14 +126,12 @@ class RoundMetrics:
                 "hospitals": {names.get(address, address): metrics.to_json()
                               for address, metrics in self.sites.items()}}
 
-    def line(self, names: Mapping[str, str] | None = None) -> str:
-        """The weighted metrics, then each hospital's, in words."""
+    def lines(self, names: Mapping[str, str] | None = None) -> list[str]:
+        """The weighted metrics, then each hospital's (by name where known), a line each, in words."""
         names = names or {}
         combined = self.weighted
-        head = "no metrics" if combined is None else describe(combined)
-        sites = "; ".join(f"{names.get(address, address)}: {describe(metrics)}"
-                          for address, metrics in self.sites.items())
-        return f"weighted {head}" + (f" [{sites}]" if sites else "")
+        return [f"weighted: {'no metrics' if combined is None else describe(combined)}",
+                *(f"{names.get(address, address)}: {describe(metrics)}" for address, metrics in self.sites.items())]
 
 
 def describe(metrics: Metrics) -> str:
@@ -160,15 +158,14 @@ def published_metrics(view: Study) -> PublishedMetrics:
     updates of the rounds based on it (the first a hospital published for a model counts). The reader
     must open updates: the study's coordinator or an auditor, with its keystore."""
     config = view.config
-    rounds = view.member.rounds
     found: dict[int, dict[str, Metrics]] = {}
     result = PublishedMetrics()
     for number in range(1, view.info.round_count + 1):
-        base = rounds.round(view.number, number).base_round
+        base = view.round(number).base_round
         if base == 0:
             continue  # the genesis model: the report shows committed rounds only
         sites = found.setdefault(base, {})
-        for update in rounds.updates(view.number, number):
+        for update in view.updates(number):
             if update.participant in sites:
                 continue
             try:

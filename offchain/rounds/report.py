@@ -1,6 +1,7 @@
-"""A study reported whole: its rounds, who took part, whether each round verifies, how well each
-committed model scores (on the held-out split, and as each hospital published it on its own validation
-split: :mod:`offchain.rounds.evaluation`), and what each hospital has spent of its privacy budget.
+"""A study reported whole: its rounds, who took part, the bytes stored per update, whether each round
+verifies, how well each committed model scores as each hospital published it on its own validation split
+(:mod:`offchain.rounds.evaluation`, weighted and per hospital), and what each hospital has spent of its
+privacy budget. Only a simulation or a bench, which holds a test split, adds its test accuracy.
 
 One report serves every front end (``medshare fl status``, ``fl run``, the
 portal's Studies page, the demo). It is built from the chain, the store and
@@ -19,7 +20,7 @@ from offchain.rounds.errors import ArtifactCheckFailed, RoundsError
 from offchain.rounds.evaluation import RoundMetrics, published_metrics
 from offchain.rounds.status import RoundStatus, StudyStatus, study_status
 from offchain.rounds.study import Member, Study
-from offchain.rounds.verifier import RoundVerdict, verify_study
+from offchain.rounds.verifier import RoundVerdict, verify_rounds
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ def privacy_spend(study: Study, participant: str) -> PrivacySpend | None:
     releases = sum(
         1
         for number in range(1, study.info.round_count + 1)
-        for update in rounds.updates(study.number, number)
+        for update in study.updates(number)
         if update.participant == participant
     )
     history = [dp_round_parameters(config.training, config.dp)] * releases
@@ -101,7 +102,8 @@ def round_accuracy(study: Study, round_number: int, test=None) -> float:
 
 @dataclass(frozen=True)
 class RoundReport:
-    """A round's chain state, its verdict (None: not checked) and its committed model's test accuracy."""
+    """A round's chain state, its verdict (None: not checked), the metrics the hospitals published about
+    its committed model and, in a simulation or a bench only, that model's test accuracy."""
 
     status: RoundStatus
     verified: bool | None = None
@@ -117,7 +119,9 @@ class RoundReport:
         if self.test_accuracy is not None:
             extra += f", test accuracy {self.test_accuracy:.3f}"
         line = self.status.line(extra, dict(names or {}))
-        return line if self.metrics is None else f"{line}\n  metrics: {self.metrics.line(names)}"
+        if self.metrics is None:
+            return line
+        return "\n".join([line, *(f"  metrics, {entry}" for entry in self.metrics.lines(names))])
 
     def to_json(self) -> dict:
         return {**asdict(self.status), "verified": self.verified, "failed_check": self.failed_check,
@@ -188,14 +192,16 @@ class StudyReport:
 
 
 def study_report(member: Member, study: int, *, names: Mapping[str, str] | None = None, verify: bool = True,
-                 score: bool = True, test=None) -> StudyReport:
-    """``study`` as ``member`` can check it: rounds verified (when ``verify`` and ``member`` is an auditor
-    or the coordinator), committed models scored on ``test`` (when ``score`` and ``member`` may read them;
-    default: the bundled held-out split), each participant's updates and privacy spend.
+                 test=None) -> StudyReport:
+    """``study`` as ``member`` can check it, read from the chain once (one :class:`Study` view, which the
+    status, the verifier and the published metrics share): rounds verified (when ``verify`` and
+    ``member`` is an auditor or the coordinator), the metrics each hospital published on its own
+    validation split, each participant's updates and privacy spend. Only a simulation or a bench, which
+    holds a ``test`` split, scores the committed models on it: a consortium's coordinator has none.
     ``names`` gives people's names for accounts, where known."""
     names = names or {}
-    status = study_status(member, study)
     view = Study(member, study)
+    status = study_status(view)
     notes: list[str] = []
     try:
         config = view.config
@@ -211,9 +217,9 @@ def study_report(member: Member, study: int, *, names: Mapping[str, str] | None 
         elif not has_key:
             notes.append(f"{member.address} has no keystore here: its rounds cannot be verified")
         else:
-            verdicts = {verdict.round: verdict for verdict in verify_study(member, study)}
+            verdicts = {verdict.round: verdict for verdict in verify_rounds(view)}
     accuracies: dict[int, float] = {}
-    if score:
+    if test is not None:
         if member.address not in (view.coordinator, *config.members):
             notes.append("only the study's members may read its models: no test accuracy")
         elif not has_key:

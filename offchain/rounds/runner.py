@@ -45,18 +45,20 @@ from pathlib import Path
 from fl.client import LocalTrainingConfig
 from fl.compression import CompressionConfig
 from fl.models import ModelSpec
-from fl.secure_aggregation import MIN_CLIENTS as MIN_SURVIVORS, SecureAggregationError, SessionParameters
+from fl.privacy import DEFAULT_DELTA
+from fl.secure_aggregation import SecureAggregationError, SessionParameters
 from offchain.addressbook import remember_names
 from offchain.consortium import deploy_contracts, enrol, recorded_or_deployed
-from offchain.rounds.config import StudyConfig
+from offchain.rounds.config import DEFAULT_ACCOUNTANT, DEFAULT_AGGREGATOR, DEFAULT_ROUND_SECONDS, StudyConfig
+from offchain.rounds.config import default_threshold, secure_quorum
 from offchain.rounds.errors import RoundsError, RunSettingsError
 from offchain.rounds.faults import DropPoint, Dropout, hospital_name
 from offchain.rounds.nodes import NODE_TIMEOUT_SECONDS, Nodes
 from offchain.rounds.plot import plot_accuracy
-from offchain.rounds.privacy import checked_accountant, checked_budget, spend_by_name, study_privacy
-from offchain.rounds.run_results import RoundResult, RunResult, named_published_metrics, score_round
+from offchain.rounds.privacy import checked_accountant, checked_budget, spend_by_name
+from offchain.rounds.report import study_report
+from offchain.rounds.run_results import RoundResult, RunResult
 from offchain.rounds.study import Member
-from offchain.rounds.verifier import verify_study
 from offchain.settings import Settings
 
 ADMIN, COORDINATOR, AUDITOR, FIRST_HOSPITAL = 0, 1, 2, 3
@@ -78,17 +80,6 @@ class StudyAccounts:
         return self.hospitals[i] if self.hospitals else FIRST_HOSPITAL + i
 
 
-def default_threshold(hospitals: int) -> int:
-    """Secure aggregation's t for ``hospitals``: the smallest over half of them (so no two disjoint
-    groups can each unmask), and at least 2."""
-    return max(2, hospitals // 2 + 1)
-
-
-def secure_quorum(threshold: int) -> int:
-    """A secure study's quorum: the fewest survivors whose sum may be revealed, max(t, 3)."""
-    return max(threshold, MIN_SURVIVORS)
-
-
 SITES = ("shared", "separate")
 AUDITOR_SITE = "auditor"  # with separate sites, the auditor's node is the consortium's pinning node
 
@@ -97,14 +88,14 @@ AUDITOR_SITE = "auditor"  # with separate sites, the auditor's node is the conso
 class RunSettings:
     rounds: int
     hospitals: int
-    aggregator: str = "fedavg"
+    aggregator: str = DEFAULT_AGGREGATOR
     rpc: str | None = None
     passphrase: str = ""
-    round_seconds: int = 600
+    round_seconds: int = DEFAULT_ROUND_SECONDS
     select: int | None = None  # invite this many hospitals a round (also the quorum); None: all of them
     dp_epsilon: float | None = None  # each hospital's budget over the whole study (DP-SGD calibrated to it)
-    dp_delta: float = 1e-5
-    dp_accountant: str = "rdp"  # how the budget is accounted: "rdp" or "pld"
+    dp_delta: float = DEFAULT_DELTA
+    dp_accountant: str = DEFAULT_ACCOUNTANT  # how the budget is accounted: "rdp" or "pld"
     distributed_dp: bool = False  # with secure aggregation: noise shares inside the secure sum, not DP-SGD
     accounts: StudyAccounts = StudyAccounts()
     secure: bool = False  # secure aggregation: the coordinator sees only the sum of the updates
@@ -149,10 +140,25 @@ class RunSettings:
 
         stand_ins = tuple("0x" + f"{i + 1:040x}" for i in range(self.hospitals))
         try:
-            StudyConfig(ModelSpec("logistic", 1), stand_ins, (), self.aggregator, round_seconds=self.round_seconds,
-                        **_secure_options(self), **_update_options(self))
+            self.study_config(stand_ins, (), ModelSpec("logistic", 1), calibrate=False)
         except StudyConfigError as error:
             raise RunSettingsError(str(error)) from None
+
+    def study_config(self, participants, auditors, model: ModelSpec | None = None, *,
+                     calibrate: bool = True) -> StudyConfig:
+        """The study's config as the run makes it (:meth:`StudyConfig.from_options`); without
+        ``calibrate``, no DP (which takes calibrating the noise): the rest, checked."""
+        private = {} if not calibrate or self.dp_epsilon is None else dict(
+            dp_epsilon=self.dp_epsilon, dp_delta=self.dp_delta, dp_rounds=self.rounds, dp_accountant=self.dp_accountant,
+            distributed_dp=self.distributed_dp)
+        compression = self.compression
+        return StudyConfig.from_options(
+            participants, auditors, model=model or self.model, aggregator=self.aggregator,
+            aggregator_params=self.aggregator_params, round_seconds=self.round_seconds, training=self.training,
+            secure=self.secure, threshold=self.secure_threshold if self.secure else None,
+            phase_seconds=self.phase_seconds, **private,
+            top_k=None if compression is None else compression.top_k_ratio,
+            int8=compression is not None and compression.quantize_8bit)
 
     def _check_secure(self) -> None:
         from fl.aggregation import sum_based_aggregators
@@ -283,19 +289,10 @@ def _run_study(run: RunSettings, settings: Settings, *, echo: Echo, progress: bo
         homes = _site_homes(sites, coordinator, hospitals, auditor)
         members = enrol(access_contract, registry_contract, admin, coordinator, hospitals, [auditor],
                         settings, run.passphrase, homes=homes)
-        from fl.models import ModelSpec
         from fl.data import load_split
 
-        train, test = load_split()
-        training, dp, distributed = run.training or LocalTrainingConfig(), None, None
-        if run.dp_epsilon is not None:
-            training, dp, distributed = study_privacy(
-                run.dp_epsilon, run.dp_delta, run.rounds, accountant=run.dp_accountant, training=run.training,
-                distributed_survivors=run.secure_threshold if run.distributed_dp else None)
-        config = StudyConfig(run.model or ModelSpec("logistic", test.num_features), tuple(h.address for h in hospitals),
-                             (auditor.address,), run.aggregator, training=training, dp=dp,
-                             round_seconds=run.round_seconds, distributed_dp=distributed, **_secure_options(run),
-                             **_update_options(run))
+        _, test = load_split()
+        config = run.study_config(tuple(h.address for h in hospitals), (auditor.address,))
         study = members[coordinator.address].create_study(config, min_updates=run.quorum,
                                                           allowed_models=_allowed_models(settings))
         secure = f", secure aggregation (threshold {run.secure_threshold})" if run.secure else ""
@@ -323,14 +320,15 @@ def _run_study(run: RunSettings, settings: Settings, *, echo: Echo, progress: bo
         try:
             # The bundled test split scores only the bundled table's model.
             scored = test if run.images is None else None
-            result = _follow(auditor_member, study.number, run, nodes, names, scored, progress)
+            _follow(auditor_member, study.number, run, nodes, progress)
         finally:
             nodes.stop()
-        verdicts = {verdict.round: verdict for verdict in verify_study(auditor_member, study.number)}
-        metrics = named_published_metrics(auditor_member.study(study.number), names, echo)
-        result.rounds = [RoundResult(**{**asdict(entry), "verified": verdicts[entry.round].verified,
-                                        "metrics": metrics.get(entry.round)})
-                         for entry in result.rounds]
+        # What the run prints is the study's report, read from the chain once, as `fl status` shows it.
+        report = study_report(auditor_member, study.number, names=names, test=scored)
+        for note in report.notes:
+            echo(f"note: {note}")
+        result = RunResult(study.number, "", "", [RoundResult.of(entry, report.status, names)
+                                                  for entry in report.rounds if entry.status.state == "committed"])
         result.contract, result.access = registry_contract.address, access_contract.address
         result.epsilon_spent, result.epsilon_budget = spend_by_name(auditor_member, study.number, names)
         result.plot = str(plot_accuracy(result, settings.home / "fl" / f"study-{study.number}-accuracy.png"))
@@ -365,30 +363,13 @@ def _site_homes(sites, coordinator, hospitals, auditor) -> dict[str, Settings] |
     return {by_name[name].address: site.settings for name, site in sites.items()}
 
 
-def _secure_options(run: RunSettings) -> dict:
-    """The study config's secure aggregation, as the run asks for it."""
-    if not run.secure:
-        return {}
-    from offchain.rounds.config import SecureAggregationSettings
-
-    timing = {} if run.phase_seconds is None else {"phase_seconds": run.phase_seconds}
-    return {"secure_aggregation": SecureAggregationSettings(run.secure_threshold, **timing)}
-
-
-def _update_options(run: RunSettings) -> dict:
-    """The study config's aggregator settings and update compression, as the run asks for them."""
-    return {"aggregator_params": dict(run.aggregator_params), "compression": run.compression}
-
-
-def _follow(auditor: Member, study: int, run: RunSettings, nodes: Nodes, names: dict, test,
-            progress: bool) -> RunResult:
-    """Wait for the nodes, scoring each committed round as it lands; silence and kill the dropped."""
+def _follow(auditor: Member, study: int, run: RunSettings, nodes: Nodes, progress: bool) -> None:
+    """Wait for the nodes, following the rounds as they close; silence and kill the dropped."""
     import click
 
     from offchain.terminal import progress_file
 
     view = auditor.study(study)
-    result = RunResult(study, "", "")
     closed = 0
     echo = click.echo if progress else (lambda line: None)
     deadline = time.monotonic() + NODE_TIMEOUT_SECONDS
@@ -398,11 +379,8 @@ def _follow(auditor: Member, study: int, run: RunSettings, nodes: Nodes, names: 
             nodes.check()
             view.refresh()
             for number in range(closed + 1, view.info.round_count + 1):
-                info = auditor.rounds.round(study, number)
-                if info.state == "open":
+                if view.round(number).state == "open":
                     break
-                if info.state == "committed":
-                    result.rounds.append(score_round(view, number, info, names, test))
                 closed = number
                 bar.update(1)
                 nodes.restart_killed(closed, echo)
@@ -410,4 +388,3 @@ def _follow(auditor: Member, study: int, run: RunSettings, nodes: Nodes, names: 
                 raise RoundsError(f"the study did not finish in {NODE_TIMEOUT_SECONDS} s; see the logs in {nodes.logs}")
             time.sleep(0.2)
     nodes.wait()
-    return result

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from offchain.rounds.client import RoundInfo, SecurePhase
 from offchain.rounds.errors import ArtifactCheckFailed
 from offchain.rounds.secure_board import survivors_and_dropped
-from offchain.rounds.study import Member, Study
+from offchain.ipfs import StoreError
+from offchain.rounds.study import Study
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class RoundStatus:
     secure_phase: str | None = None  # a secure round's phase (keys ... finished); None: not secure
     survivors: tuple[str, ...] | None = None  # a secure round's (SecureParties); None: not secure
     dropped: tuple[str, ...] | None = None
+    update_bytes: int | None = None  # the mean bytes the store holds per update; None: no update readable
+    base_round: int = 0  # the round whose model this one trains on (0: the genesis model)
 
     def line(self, extra: str = "", names: dict[str, str] | None = None) -> str:
         """The round in words; ``extra`` (e.g. a verdict) goes after the counts; ``names``: people's
@@ -56,7 +59,9 @@ class RoundStatus:
             secure = f", secure{phase}: {len(self.survivors)} survivors, {len(self.dropped)} dropped"
             if self.dropped:
                 secure += " (" + ", ".join(names.get(account, account) for account in self.dropped) + ")"
-        return (f"round {self.round}: {self.state}, {len(self.submitters)} updates{counted}{secure}{extra}{aggregate}"
+        stored = "" if self.update_bytes is None else f", {self.update_bytes:,} bytes per update stored"
+        return (f"round {self.round}: {self.state}, {len(self.submitters)} updates{counted}{secure}{extra}{stored}"
+                f"{aggregate}"
                 + "".join(f"\n  {account}" + (f" ({names[account]})" if account in names else "")
                           + (" (counted)" if account in self.counted else "")
                           for account in self.submitters))
@@ -70,6 +75,11 @@ class StudyStatus:
     latest_round: int
     rounds: tuple[RoundStatus, ...]
     secure: bool = False
+    genesis_cid: str = ""
+
+    def model_cid(self, round_number: int) -> str | None:
+        """The CID of the model committed by ``round_number`` (0: the genesis model; None: none committed)."""
+        return self.genesis_cid if round_number == 0 else self.rounds[round_number - 1].aggregate_cid
 
     def lines(self) -> list[str]:
         secure = ", secure aggregation" if self.secure else ""
@@ -78,21 +88,34 @@ class StudyStatus:
         return [head, *(status.line() for status in self.rounds)]
 
 
-def study_status(member: Member, study: int) -> StudyStatus:
-    rounds = member.rounds
-    info = rounds.study(study)
-    view = Study(member, study) if info.secure else None
+def study_status(view: Study) -> StudyStatus:
+    """The rounds of ``view``'s study as the chain records them, with the bytes the store holds per update."""
     statuses = []
-    for number in range(1, info.round_count + 1):
-        state = rounds.round(study, number)
-        submitters = tuple(update.participant for update in rounds.updates(study, number))
+    for number in range(1, view.info.round_count + 1):
+        state = view.round(number)
+        updates = view.updates(number)
         try:
-            parties = secure_parties(view, state) if view is not None else None
+            parties = secure_parties(view, state) if view.info.secure else None
         except ArtifactCheckFailed:  # a round inviting anyone, of a study whose config is unreadable
             parties = None
         statuses.append(RoundStatus(
-            number, state.state, state.deadline, submitters, tuple(state.counted_submitters),
-            str(state.aggregate.cid) if state.aggregate else None,
-            *((parties.phase.name.lower().replace("_", "-"), parties.survivors, parties.dropped) if parties else ())))
-    latest, _ = rounds.latest_model(study)
-    return StudyStatus(study, info.coordinator, info.min_updates, latest, tuple(statuses), info.secure)
+            number, state.state, state.deadline, tuple(update.participant for update in updates),
+            tuple(state.counted_submitters), str(state.aggregate.cid) if state.aggregate else None,
+            *((parties.phase.name.lower().replace("_", "-"), parties.survivors, parties.dropped) if parties else ()),
+            update_bytes=_bytes_per_update(view, updates), base_round=state.base_round))
+    latest, _ = view.member.rounds.latest_model(view.number)
+    info = view.info
+    return StudyStatus(view.number, info.coordinator, info.min_updates, latest, tuple(statuses), info.secure,
+                       str(info.genesis.cid))
+
+
+def _bytes_per_update(view: Study, updates) -> int | None:
+    """The mean bytes the store holds per update of a round (None: no update, or one the store lacks).
+    Anyone may count them: a sealed update's size is no secret."""
+    if not updates:
+        return None
+    try:
+        sizes = [view.stored_bytes(update.artifact) for update in updates]
+    except StoreError:
+        return None
+    return round(sum(sizes) / len(sizes))

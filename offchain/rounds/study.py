@@ -30,7 +30,7 @@ from fl.models import BUILTIN_MODELS, ModelSpec
 from offchain.chain.access import AccessClient, Role
 from offchain.crypto import Keystore
 from offchain.ipfs import CID, Store, StoreError
-from offchain.rounds.client import ArtifactRef, RoundsClient, StudyTerms
+from offchain.rounds.client import ArtifactRef, RoundInfo, RoundsClient, StudyTerms, UpdateInfo
 from offchain.rounds.config import StudyConfig, StudyConfigError
 from offchain.rounds.errors import ArtifactCheckFailed, RoundsError
 from offchain.rounds.privacy import ChainBudget
@@ -164,9 +164,35 @@ class Study:
         self.info = member.rounds.study(number)
         # A committed model never changes (its commitment is on chain): decrypted once, kept by round.
         self._models: dict[int, dict[str, torch.Tensor]] = {}
+        # Nor does a closed round (committed or cancelled) or its updates: read from the chain once, so
+        # the status, the verifier and the report that share this view read each round once.
+        self._rounds: dict[int, RoundInfo] = {}
+        self._updates: dict[int, list[UpdateInfo]] = {}
 
     def refresh(self) -> None:
         self.info = self.member.rounds.study(self.number)
+
+    def round(self, number: int) -> RoundInfo:
+        """Round ``number`` as the chain has it (a closed one read once)."""
+        info = self._rounds.get(number)
+        if info is None:
+            info = self.member.rounds.round(self.number, number)
+            if info.state != "open":
+                self._rounds[number] = info
+        return info
+
+    def updates(self, number: int) -> list[UpdateInfo]:
+        """Round ``number``'s updates in submission order (a closed round's read once)."""
+        updates = self._updates.get(number)
+        if updates is None:
+            updates = self.member.rounds.updates(self.number, number)
+            if self.round(number).state != "open":
+                self._updates[number] = updates
+        return list(updates)
+
+    def stored_bytes(self, ref: ArtifactRef) -> int:
+        """How many bytes the store holds for ``ref`` (sealed: the readers' wrapped keys included)."""
+        return self.member.store.cat(ref.cid, _Discard())
 
     @cached_property
     def config(self) -> StudyConfig:
@@ -205,7 +231,7 @@ class Study:
         """The model committed by ``round_number`` (0: the genesis model)."""
         if round_number == 0:
             return self.info.genesis
-        aggregate = self.member.rounds.round(self.number, round_number).aggregate
+        aggregate = self.round(round_number).aggregate
         if aggregate is None:
             raise RoundsError(f"study {self.number} round {round_number} has no committed aggregate")
         return aggregate
@@ -299,3 +325,13 @@ def _read_all(store: Store, cid: CID) -> bytes:
     out = io.BytesIO()
     store.cat(cid, out)
     return out.getvalue()
+
+
+class _Discard(io.RawIOBase):
+    """A sink that counts nothing and keeps nothing (the store's ``cat`` counts the bytes)."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        return len(data)

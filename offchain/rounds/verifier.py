@@ -93,7 +93,13 @@ class _Failed(Exception):
 
 def verify_study(member: Member, study: int, rounds: list[int] | None = None) -> Iterator[RoundVerdict]:
     """Yield a verdict per round (all rounds by default), in order."""
-    view = Study(member, study)
+    return verify_rounds(Study(member, study), rounds)
+
+
+def verify_rounds(view: Study, rounds: list[int] | None = None) -> Iterator[RoundVerdict]:
+    """Yield a verdict per round of ``view``'s study (all rounds by default), in order, reading the chain
+    through ``view`` (which the status and the report share)."""
+    member, study = view.member, view.number
     if not _secure(view):
         if member.address not in (view.coordinator, *_auditors(view)):
             raise RoundsError(
@@ -130,8 +136,7 @@ def _secure(view: Study) -> bool:
 
 
 def _verify_round(view: Study, aggregation: RoundAggregation, number: int) -> RoundVerdict:
-    rounds = view.member.rounds
-    info = rounds.round(view.number, number)
+    info = view.round(number)
     if info.state == "open":
         return RoundVerdict(number, "open", True)
     if info.state == "cancelled":
@@ -139,7 +144,7 @@ def _verify_round(view: Study, aggregation: RoundAggregation, number: int) -> Ro
             return RoundVerdict(number, "cancelled", False, "custody", "a cancelled round holds an aggregate")
         try:
             if not view.secure:  # no update of a secure round counts once it is cancelled
-                _check_rejections(view, aggregation, number, info, rounds.updates(view.number, number))
+                _check_rejections(view, aggregation, number, info, view.updates(number))
         except _Failed as failure:
             return RoundVerdict(number, "cancelled", False, failure.check, failure.detail)
         return RoundVerdict(number, "cancelled", True)
@@ -151,7 +156,6 @@ def _verify_round(view: Study, aggregation: RoundAggregation, number: int) -> Ro
 
 
 def _check(view: Study, aggregation: RoundAggregation, number: int, info) -> int:
-    rounds = view.member.rounds
     # custody
     base_round = committed_base_round(view, number)
     expected_base = view.model_ref(base_round)
@@ -162,7 +166,7 @@ def _check(view: Study, aggregation: RoundAggregation, number: int, info) -> int
     if len(counted) < view.info.min_updates:
         raise _Failed("quorum", f"{len(counted)} counted updates, the study needs {view.info.min_updates}")
     # roles
-    updates = rounds.updates(view.number, number)
+    updates = view.updates(number)
     submitters = [update.participant for update in updates]
     block = info.closed_block
     rejected = set(info.rejected_submitters)

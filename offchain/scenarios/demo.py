@@ -117,7 +117,7 @@ class DemoResult:
     records: list[DemoRecord] = field(default_factory=list)
     access_checks: list[AccessCheck] = field(default_factory=list)
     study: int = 0
-    rounds: list[dict] = field(default_factory=list)
+    rounds: list = field(default_factory=list)  # the study report's committed rounds (runner.RoundResult)
     plot: str = ""
     gas: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -130,7 +130,7 @@ class DemoResult:
             "records": [asdict(record) for record in self.records],
             "access_checks": [{"who": c.who, "record": c.record, "expected": c.expected, "got": c.got}
                               for c in self.access_checks],
-            "study": self.study, "rounds": self.rounds, "plot": self.plot, "gas": self.gas, "seconds": self.seconds,
+            "study": self.study, "rounds": [asdict(entry) for entry in self.rounds], "plot": self.plot, "gas": self.gas, "seconds": self.seconds,
         }
 
 
@@ -357,7 +357,7 @@ class _Scenario:
         started = time.monotonic()
         outcome = run_study(run, self.settings, echo=lambda line: self.report.step("study", line), progress=True)
         self.result.study, self.result.plot = outcome.study, outcome.plot
-        self.result.rounds = outcome.to_json()["rounds"]
+        self.result.rounds = outcome.rounds
         for operation, gas in _registry_gas(self.provider, outcome.contract, first_block).items():
             self.gas.setdefault(operation, []).extend(gas)
         self.result.gas = {operation: round(sum(used) / len(used)) for operation, used in self.gas.items()}

@@ -45,9 +45,9 @@ def test_each_hospital_publishes_its_metrics_of_the_last_committed_model(consort
     document = report.to_json()["rounds"][0]["metrics"]
     assert set(document["hospitals"]) == hospitals and 0.5 < document["weighted"]["auroc"] <= 1.0
     assert not [note for note in report.notes if "ignored" in note]
-    assert "metrics: weighted auroc" in "\n".join(report.lines())
+    assert "metrics, weighted: auroc" in "\n".join(report.lines())
     # A hospital cannot read the others' updates, so it is told why it sees no metrics.
-    hospital_view = study_report(consortium.hospitals[0], study, verify=False, score=False)
+    hospital_view = study_report(consortium.hospitals[0], study, verify=False)
     assert all(entry.metrics is None for entry in hospital_view.rounds)
     assert any("read the metrics the hospitals publish" in note for note in hospital_view.notes)
 

@@ -32,7 +32,7 @@ def test_two_rounds_commit_and_verify(consortium):
     assert rounds.round(study, 2).base_commitment == rounds.round(study, 1).aggregate.commitment()
     results = verdicts(consortium, study)
     assert [(v.round, v.verified, v.updates) for v in results] == [(1, True, 3), (2, True, 3)], results
-    lines = study_status(consortium.auditor, study).lines()
+    lines = study_status(consortium.auditor.study(study)).lines()
     assert "round 2: committed, 3 updates, 3 counted" in "\n".join(lines)
     # Everyone in the study reads the aggregate; a stranger holds no key for it.
     assert consortium.hospitals[0].study(study).model(2).keys() == {"0.weight", "0.bias"}

@@ -1,6 +1,8 @@
 """The study report (offchain.rounds.report) that `medshare fl status`, `fl run` and the portal show:
 verdicts, test accuracy, participants with names, privacy spend, and what a non-member cannot check."""
 
+import io
+
 import pytest
 from click.testing import CliRunner
 
@@ -12,7 +14,7 @@ from offchain.cli import main
 from offchain.errors import InvalidInput
 from offchain.rounds.config import StudyConfig
 from offchain.rounds.coordinator import Coordinator
-from offchain.rounds.report import privacy_spend, round_accuracy, study_report
+from offchain.rounds.report import bundled_test_split, privacy_spend, round_accuracy, study_report
 from offchain.settings import Settings
 
 from .conftest import PASSPHRASE
@@ -24,7 +26,8 @@ def test_report_verifies_and_scores_for_an_auditor_and_says_what_a_stranger_cann
     consortium.run_round(study)
     consortium.run_round(study)
     first = consortium.hospitals[0].address
-    report = study_report(consortium.auditor, study, names={first: "hospital-1"})
+    test = bundled_test_split()  # a simulation's or a bench's: only they hold a test split
+    report = study_report(consortium.auditor, study, names={first: "hospital-1"}, test=test)
     view = consortium.auditor.study(study)
     assert [(r.status.round, r.status.state, r.verified) for r in report.rounds] == [
         (1, "committed", True), (2, "committed", True)]
@@ -35,16 +38,22 @@ def test_report_verifies_and_scores_for_an_auditor_and_says_what_a_stranger_cann
     assert not report.dp_declared and report.notes == ()
     text = "\n".join(report.lines())
     assert "round 2: committed, 3 updates, 3 counted, verified, test accuracy" in text
+    stored = [consortium.auditor.store.cat(update.artifact.cid, io.BytesIO())
+              for update in consortium.auditor.rounds.updates(study, 2)]
+    assert report.rounds[1].status.update_bytes == round(sum(stored) / 3) > 0
+    assert f"{report.rounds[1].status.update_bytes:,} bytes per update stored" in text
     assert f"{first} (hospital-1): 2 updates, 2 counted; no DP declared" in text
     assert report.to_json()["rounds"][1]["verified"] is True
 
-    outsider = study_report(consortium.stranger, study)
+    outsider = study_report(consortium.stranger, study, test=test)
     assert [(r.verified, r.test_accuracy) for r in outsider.rounds] == [(None, None), (None, None)]
+    # Sizes are public: a stranger sees the bytes stored per update too.
+    assert [r.status.update_bytes for r in outsider.rounds] == [r.status.update_bytes for r in report.rounds]
     assert any("auditors and its coordinator" in note for note in outsider.notes)
     assert any("only the study's members" in note for note in outsider.notes)
 
     flip_stored_byte(consortium.auditor.store, consortium.auditor.rounds.round(study, 2).aggregate.cid)
-    damaged = study_report(consortium.auditor, study)
+    damaged = study_report(consortium.auditor, study, test=test)
     assert [(r.verified, r.failed_check) for r in damaged.rounds] == [(True, None), (False, "aggregate")]
     assert damaged.rounds[1].test_accuracy is None and damaged.rounds[0].test_accuracy is not None
     assert any(note.startswith("round 2: no test accuracy") for note in damaged.notes)
@@ -70,7 +79,7 @@ def test_privacy_spend_composes_every_submitted_update_even_in_a_cancelled_round
     assert spent.budget == 20.0 and not spent.over_budget
     other = privacy_spend(view, consortium.hospitals[1].address)
     assert other.releases == 1 and other.epsilon == pytest.approx(epsilon_of([release], dp.delta))
-    report = study_report(consortium.auditor, study, verify=False, score=False)
+    report = study_report(consortium.auditor, study, verify=False)
     assert report.dp_declared and [p.privacy for p in report.participants][:2] == [spent, other]
     assert f"epsilon {spent.epsilon:.3f} of a budget of 20 (delta 1e-05, 2 updates)" in "\n".join(report.lines())
 
@@ -86,7 +95,10 @@ def test_fl_status_prints_the_report_with_known_names(consortium, monkeypatch):
     result = CliRunner().invoke(main, ["fl", "status", "--study", str(study), "--account", "TEST::2", "--contract",
                                        consortium.access.address, "--registry", consortium.registry.address])
     assert result.exit_code == 0, result.output
-    assert "round 1: committed, 3 updates, 3 counted, verified, test accuracy 0." in result.output
+    # A consortium's coordinator holds no test split: fl status shows no test accuracy, only what the
+    # hospitals publish and what the chain and the store hold.
+    assert "round 1: committed, 3 updates, 3 counted, verified, " in result.output
+    assert "bytes per update stored" in result.output and "test accuracy" not in result.output
     assert f"{first} (St Mary's): 1 updates, 1 counted; no DP declared" in result.output
 
 

@@ -174,7 +174,7 @@ def test_the_study_report_names_each_secure_rounds_survivors_and_dropouts(consor
     run = Run(consortium, five, study, target_rounds=2)
     assert run.drive(silent_after={1: "advertised"}).action == "committed"
     names = {member.address: f"hospital-{i}" for i, member in enumerate(five, start=1)}
-    report = study_report(consortium.auditor, study, names=names, score=False)
+    report = study_report(consortium.auditor, study, names=names)
     document = report.to_json()
     assert document["secureAggregation"] is True
     first, second = document["rounds"]
@@ -187,7 +187,7 @@ def test_the_study_report_names_each_secure_rounds_survivors_and_dropouts(consor
     lines = "\n".join(report.lines())
     assert "round 1: committed, 4 updates, 4 counted, secure: 4 survivors, 1 dropped (hospital-2), verified" in lines
     assert "round 2: open, 0 updates, secure (phase keys): 0 survivors, 0 dropped" in lines
-    plain = study_report(consortium.auditor, consortium.study(), score=False).to_json()
+    plain = study_report(consortium.auditor, consortium.study()).to_json()
     assert plain["secureAggregation"] is False
 
 

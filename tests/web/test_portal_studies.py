@@ -1,5 +1,6 @@
 """The Studies page as a study's auditor and a stranger see it: a real study, rounds run by the rounds
-library on the session's anvil, its report verified and scored by the auditor's own portal."""
+library on the session's anvil, its report verified by the auditor's own portal, with the metrics the
+hospitals published and the bytes stored per update (no coordinator's test split)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from offchain.addressbook import remember_names
 from offchain.rounds.config import StudyConfig
 from offchain.rounds.coordinator import Coordinator
 from offchain.rounds.participant import HospitalNode
-from offchain.rounds.report import round_accuracy, study_report
 from offchain.consortium import enrol
+from offchain.rounds.report import study_report
 from offchain.settings import Settings
 
 from .conftest import PASSPHRASE
@@ -54,7 +55,7 @@ def _run_rounds(members, coordinator, hospitals, study: int, rounds: int, *, eva
         assert driver.step().action == "committed"
 
 
-def test_studies_page_shows_committed_verified_rounds_accuracy_and_privacy_spend(portal, study_chain, portal_home,
+def test_studies_page_shows_committed_verified_rounds_stored_bytes_and_privacy_spend(portal, study_chain, portal_home,
                                                                                  tmp_path):
     access, registry, members, coordinator, auditor, hospitals = study_chain
     participants = tuple(h.address for h in hospitals)
@@ -76,16 +77,18 @@ def test_studies_page_shows_committed_verified_rounds_accuracy_and_privacy_spend
     page.select_option("#study-select", str(study))
     page.click("#study-submit")
     page.wait_for_selector(f"#study-report[data-study='{study}'][data-rendered='true']")
-    view = members[auditor.address].study(study)
+    reported = study_report(members[auditor.address], study, verify=False)
     for number in (1, 2):
         row = page.locator(f"#rounds-table tr[data-round='{number}']")
         assert row.get_attribute("data-state") == "committed"
         assert row.locator(".round-verified").inner_text() == "verified"
-        shown = float(row.locator(".round-accuracy").inner_text())
-        assert shown == pytest.approx(round_accuracy(view, number), abs=5e-4) and 0.5 < shown <= 1.0
-    # The chart plots both committed rounds.
-    plotted = page.evaluate("() => Chart.getChart('accuracy-chart').data.datasets[0].data.length")
-    assert plotted == 2
+        stored = reported.rounds[number - 1].status.update_bytes
+        assert stored > 0 and row.locator(".round-bytes").inner_text() == f"{stored:,}"
+    # No hospital published metrics (no validation splits): no empty axes, the reason instead; and no
+    # test accuracy, which only a simulation's coordinator could have.
+    assert page.locator("#metrics-chart").count() == 0
+    assert "notes below say why" in page.inner_text("#metrics-none")
+    assert "accuracy" not in page.inner_text("#rounds-table").lower()
 
     expected = epsilon_of([DPParameters(DP.noise_multiplier, DP.sample_rate, 4, DP.max_grad_norm)] * 2, DP.delta)
     for hospital in hospitals:
@@ -114,11 +117,10 @@ def test_studies_page_shows_committed_verified_rounds_accuracy_and_privacy_spend
     outsider.click("#study-submit")
     outsider.wait_for_selector(f"#study-report[data-study='{study}'][data-rendered='true']")
     assert outsider.locator("#rounds-table tr[data-round='2'] .round-verified").inner_text() == "not checked"
-    assert outsider.locator("#rounds-table tr[data-round='2'] .round-accuracy").inner_text() == "—"
-    assert outsider.locator("#accuracy-chart").count() == 0  # no empty axes: the reason instead
-    assert "notes below say why" in outsider.inner_text("#accuracy-none")
+    assert outsider.locator("#metrics-chart").count() == 0  # no empty axes: the reason instead
+    assert "notes below say why" in outsider.inner_text("#metrics-none")
     notes = outsider.inner_text("#study-notes")
-    assert "only the study's auditors and its coordinator" in notes and "only the study's members" in notes
+    assert "only the study's auditors and its coordinator" in notes
 
 
 def test_studies_page_without_a_registry_says_so(portal, publish_keys):
@@ -140,7 +142,7 @@ def test_studies_page_shows_the_hospitals_published_metrics_by_round(portal, stu
     study = members[coordinator.address].create_study(config, min_updates=HOSPITALS).number
     _run_rounds(members, coordinator, hospitals, study, 2, evaluate=True)
     remember_names(Settings(home=portal_home), {hospitals[0].address: "St Mary's"})
-    expected = study_report(members[auditor.address], study, verify=False, score=False).rounds[0].metrics
+    expected = study_report(members[auditor.address], study, verify=False).rounds[0].metrics
 
     page = portal(AUDITOR, contract=access.address, registry=registry.address, axe=True)
     page.click("#tab-studies")
@@ -156,5 +158,9 @@ def test_studies_page_shows_the_hospitals_published_metrics_by_round(portal, stu
             assert row.locator(f".metric-{name}").inner_text() == f"{getattr(site, name):.3f}"
     assert "St Mary's" in table.locator(f"tr[data-hospital='{hospitals[0].address}']").inner_text()
     assert table.locator("tr[data-round='2']").count() == 0  # the last model: no next update carried its metrics
-    plotted = page.evaluate("() => Chart.getChart('accuracy-chart').data.datasets[1].data")
-    assert plotted[0] == pytest.approx(expected.weighted.auroc) and plotted[1] is None
+    chart = page.evaluate("() => Chart.getChart('metrics-chart').data.datasets.map((d) => [d.label, d.data])")
+    plotted = dict(chart)
+    assert list(plotted) == [f"{name}, weighted (validation splits)"
+                             for name in ("AUROC", "Sensitivity", "Specificity", "Accuracy", "Brier")]
+    assert plotted["AUROC, weighted (validation splits)"] == [pytest.approx(expected.weighted.auroc)]
+    assert plotted["Brier, weighted (validation splits)"] == [pytest.approx(expected.weighted.brier)]

@@ -416,7 +416,7 @@
 
   // ---- Studies (coordinators, participants, auditors) ------------------------
 
-  let accuracyChart = null;
+  let metricsChart = null;
   const BUDGET_WARNING = 80; // percent of the privacy budget from which a hospital's spend shows amber
 
   async function loadStudies() {
@@ -476,6 +476,10 @@
   const METRIC_COLUMNS = [['auroc', 'AUROC'], ['sensitivity', 'Sensitivity'], ['specificity', 'Specificity'],
     ['brier', 'Brier'], ['accuracy', 'Accuracy'], ['mse', 'MSE'], ['mae', 'MAE'], ['loss', 'Loss'], ['examples', 'Examples']];
 
+  // The weighted metrics plotted by round: those between 0 and 1 (the loss, MSE and MAE are not).
+  const CHART_METRICS = [['auroc', 'AUROC'], ['sensitivity', 'Sensitivity'], ['specificity', 'Specificity'],
+    ['accuracy', 'Accuracy'], ['brier', 'Brier']];
+
   function metricsTable(report) {
     const published = report.rounds.filter((round) => round.metrics);
     const shown = METRIC_COLUMNS.filter(([key]) => published.some((round) => round.metrics.weighted
@@ -502,7 +506,7 @@
   }
 
   async function showStudy(number) {
-    $('#study-loading').text('reading, verifying and scoring study ' + number + '…');
+    $('#study-loading').text('reading and verifying study ' + number + '…');
     let report;
     try { report = await api('GET', '/api/studies/' + number); } finally { $('#study-loading').text(''); }
     const $report = $('#study-report').empty().attr('data-study', report.study);
@@ -516,7 +520,7 @@
     facts.forEach(([name, value]) => $facts.append($('<dt class="col-sm-3">').text(name), $('<dd class="col-sm-9 text-break">').text(value)));
     const $rounds = $('<table class="table table-sm align-middle" id="rounds-table"><caption class="visually-hidden">Rounds of the study</caption>'
       + '<thead><tr><th scope="col">Round</th><th scope="col">State</th><th scope="col">Updates</th><th scope="col">Verified</th>'
-      + '<th scope="col">Test accuracy</th><th scope="col">Aggregate</th></tr></thead><tbody></tbody></table>');
+      + '<th scope="col">Bytes per update stored</th><th scope="col">Aggregate</th></tr></thead><tbody></tbody></table>');
     report.rounds.forEach((round) => {
       $rounds.find('tbody').append($('<tr>').attr('data-round', round.round).attr('data-state', round.state)
         .append($('<td>').text(round.round), $('<td class="round-state">').text(round.state),
@@ -525,7 +529,7 @@
           $('<td class="round-verified">').text(verdictText(round))
             .toggleClass('text-success-emphasis', round.verified === true && round.state === 'committed')
             .toggleClass('text-danger-emphasis', round.verified === false),
-          $('<td class="round-accuracy">').text(round.test_accuracy === null ? '—' : round.test_accuracy.toFixed(3)),
+          $('<td class="round-bytes">').text(round.update_bytes === null ? '—' : round.update_bytes.toLocaleString('en')),
           $('<td>').append(round.aggregate_cid ? code(short(round.aggregate_cid)).attr('title', round.aggregate_cid) : '—')));
     });
     if (!report.rounds.length) emptyRow($rounds, 6, 'No round opened yet.');
@@ -540,14 +544,18 @@
     }
     const $notes = $('<ul class="small text-body-secondary" id="study-notes">');
     report.notes.forEach((note) => $notes.append($('<li>').text(note)));
-    const scored = report.rounds.filter((round) => round.test_accuracy !== null);
-    if (accuracyChart) { accuracyChart.destroy(); accuracyChart = null; }
-    const $chart = scored.length
-      ? $('<div class="chart-box"><canvas id="accuracy-chart" aria-label="test accuracy by round" role="img"></canvas></div>')
-      : $('<p class="small text-body-secondary" id="accuracy-none">').text(report.rounds.some((round) => round.state === 'committed')
-        ? 'No committed round has a test accuracy you can see; the notes below say why.' : 'No round has been committed yet.');
+    // The weighted metrics the hospitals published (a consortium's coordinator holds no test split of its own).
+    const scored = report.rounds.filter((round) => round.metrics && round.metrics.weighted);
+    const plotted = CHART_METRICS.filter(([key]) => scored.some((round) => typeof round.metrics.weighted[key] === 'number'));
+    if (metricsChart) { metricsChart.destroy(); metricsChart = null; }
+    const $chart = scored.length && plotted.length
+      ? $('<div class="chart-box"><canvas id="metrics-chart" role="img"></canvas></div>')
+        .find('canvas').attr('aria-label', "the hospitals' weighted " + plotted.map(([, label]) => label).join(', ')
+          + ' by round; the table below lists every value').end()
+      : $('<p class="small text-body-secondary" id="metrics-none">').text(report.rounds.some((round) => round.state === 'committed')
+        ? 'No committed round has metrics you can read; the notes below say why.' : 'No round has been committed yet.');
     $report.append($facts, $('<h2 class="h6">').text('Rounds'), $('<div class="table-responsive" tabindex="0">').append($rounds),
-      $('<h2 class="h6">').text('Test accuracy by round'), $chart,
+      $('<h2 class="h6">').text("Hospitals' weighted metrics by round"), $chart,
       $('<h2 class="h6">').text("Hospitals' metrics by round (their own validation splits)"), metricsTable(report),
       $('<h2 class="h6">').text('Participants'), $('<div class="table-responsive" tabindex="0">').append($participants));
     if (report.dpDeclared) {
@@ -558,13 +566,12 @@
     }
     if (report.notes.length) $report.append($('<h2 class="h6">').text('Notes'), $notes);
     else $report.append($notes);
-    if (scored.length) {
-      accuracyChart = new window.Chart($chart.find('canvas')[0], {
+    if (scored.length && plotted.length) {
+      metricsChart = new window.Chart($chart.find('canvas')[0], {
         type: 'line',
         data: { labels: scored.map((round) => 'round ' + round.round),
-          datasets: [{ label: 'test accuracy (held-out split)', data: scored.map((round) => round.test_accuracy) },
-            { label: 'AUROC, weighted over the hospitals (validation splits)',
-              data: scored.map((round) => (round.metrics && round.metrics.weighted ? round.metrics.weighted.auroc : null)) }] },
+          datasets: plotted.map(([key, label]) => ({ label: label + ', weighted (validation splits)',
+            data: scored.map((round) => (typeof round.metrics.weighted[key] === 'number' ? round.metrics.weighted[key] : null)) })) },
         options: { animation: false, maintainAspectRatio: false, scales: { y: { min: 0, max: 1 } } },
       });
     }
