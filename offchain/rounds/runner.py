@@ -58,6 +58,7 @@ from fl.models import ModelSpec
 from fl.compression import CompressionConfig
 from offchain.rounds.config import StudyConfig
 from offchain.rounds.errors import RoundsError
+from offchain.rounds.node_server import NodeProcess, NodeServer, preloads_safely
 from offchain.rounds.registry import REGISTRY_CONTRACT, rounds_client
 from offchain.rounds.privacy import checked_accountant, checked_budget, spend_by_name, study_privacy
 from offchain.rounds.study import Member
@@ -594,10 +595,11 @@ class _Nodes:
         self.site_env = site_env or {}  # by node name: its own home and IPFS node (separate sites)
         self.drops = sorted(drops, key=lambda drop: drop.round)
         self.rounds = rounds
-        self.processes: dict[str, subprocess.Popen] = {}
+        self.processes: dict[str, subprocess.Popen | NodeProcess] = {}
         self.arguments: dict[str, list[str]] = {}
         self.silenced: dict[str, Dropout] = {}  # told to go silent, not yet killed
         self.killed: dict[str, int] = {}  # killed, by name: the round they went silent in
+        self.server: NodeServer | None = None
         logs.mkdir(parents=True, exist_ok=True)
 
     def log(self, name: str) -> Path:
@@ -611,9 +613,14 @@ class _Nodes:
             env[SILENT_AFTER_ENV] = f"{silent.after.value}@{silent.round}"
         command = [sys.executable, "-c", "from offchain.cli import main; main()", "fl", *arguments]
         mode = "ab" if name in self.arguments else "wb"  # a restarted node's log goes on from its last
-        with self.log(name).open(mode) as out:
-            self.processes[name] = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                                    stdin=subprocess.DEVNULL)
+        if self.server is None and preloads_safely(self.env):
+            self.server = NodeServer(self.env)
+        if self.server is not None:  # forked from the preloaded server: the same command, imports paid once
+            self.processes[name] = self.server.start(["fl", *arguments], env, self.log(name), mode)
+        else:
+            with self.log(name).open(mode) as out:
+                self.processes[name] = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                                        stdin=subprocess.DEVNULL)
         self.arguments[name] = arguments
         if silent is not None:
             self.silenced[name] = silent
@@ -655,6 +662,8 @@ class _Nodes:
             if process.poll() is None:
                 process.kill()
             process.wait()
+        if self.server is not None:
+            self.server.close()
 
 
 def _follow(auditor: Member, study: int, run: RunSettings, nodes: _Nodes, names: dict, test,
