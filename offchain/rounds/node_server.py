@@ -8,6 +8,8 @@ the child sets the node's own environment, arguments and log, and runs the same 
 command a fresh process would. The parties stay separate OS processes (kill one and
 the others go on); only the start-up is shared.
 
+A forked node's command line is the server's (``ps -e`` shows its node's name).
+
 Fork-safety: the server only imports (it opens no connection, database or file, and
 checks it runs no thread) before it forks; each child draws fresh seeds for torch's and
 numpy's generators (Python's ``random`` reseeds itself after a fork).
@@ -134,10 +136,22 @@ class NodeServer:
             self.process.wait()
 
 
+def _name_process(name: str) -> None:
+    """Name the process (its ``comm``, what ``ps -e`` and ``top`` show) after its node; its command
+    line stays the server's, since rewriting it would overwrite the environment the kernel shows."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
+
+
 def _child(request: dict) -> None:
     """In the forked child: become the node the request describes, run it, exit with its status."""
     code = 1
     try:
+        _name_process(Path(request["log"]).stem)
         os.environ.clear()
         os.environ.update(request["env"])
         with open(request["log"], request["mode"]) as log:
@@ -148,9 +162,6 @@ def _child(request: dict) -> None:
         os.close(null)
         sys.stdin = open(0, closefd=False)
         sys.argv = ["medshare", *request["argv"]]
-        import setproctitle
-
-        setproctitle.setproctitle(" ".join(sys.argv))  # ps (and whoever looks for a node) sees the node's command
         import numpy
         import torch
 
