@@ -152,6 +152,9 @@ def _child(request: dict) -> None:
     code = 1
     try:
         _name_process(Path(request["log"]).stem)
+        import signal
+
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a node takes Ctrl-C as a fresh process would
         os.environ.clear()
         os.environ.update(request["env"])
         with open(request["log"], request["mode"]) as log:
@@ -189,7 +192,10 @@ def _child(request: dict) -> None:
 def serve() -> None:
     """Preload, then fork a node per request until stdin closes."""
     import importlib
+    import signal
 
+    # Ctrl-C reaches the whole process group: the runner stops the nodes, then this server by closing stdin.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     for name in PRELOAD:
         importlib.import_module(name)
     answer = sys.stdout
