@@ -18,6 +18,7 @@ from pathlib import Path
 
 from offchain.rounds.errors import RoundsError
 from offchain.rounds.faults import SILENT_AFTER_ENV, SILENT_MARK, Dropout, silent_after_env
+from offchain.rounds.node_server import NodeProcess, NodeServer, preloads_safely
 
 NODE_TIMEOUT_SECONDS = 1800
 MEDSHARE = [sys.executable, "-c", "from offchain.cli import main; main()"]
@@ -39,10 +40,11 @@ class Nodes:
         self.site_env = dict(site_env or {})  # by node name: its own home and IPFS node (separate sites)
         self.drops = sorted(drops, key=lambda drop: drop.round)
         self.rounds = rounds
-        self.processes: dict[str, subprocess.Popen] = {}
+        self.processes: dict[str, subprocess.Popen | NodeProcess] = {}
         self.arguments: dict[str, list[str]] = {}
         self.silenced: dict[str, Dropout] = {}  # told to go silent, not yet killed
         self.killed: dict[str, int] = {}  # killed, by name: the round they went silent in
+        self.server: NodeServer | None = None
         logs.mkdir(parents=True, exist_ok=True)
 
     def log(self, name: str) -> Path:
@@ -54,9 +56,14 @@ class Nodes:
         silent = next((d for d in self.drops if d.name == name and d.round > after_round), None)
         env = {**self.env, **self.site_env.get(name, {}), **(silent_after_env(silent) if silent else {})}
         mode = "ab" if name in self.arguments else "wb"  # a restarted node's log goes on from its last
-        with self.log(name).open(mode) as out:
-            self.processes[name] = subprocess.Popen([*MEDSHARE, "fl", *arguments], env=env, stdout=out,
-                                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        if self.server is None and preloads_safely(self.env):
+            self.server = NodeServer(self.env)
+        if self.server is not None:  # forked from the preloaded server: the same command, imports paid once
+            self.processes[name] = self.server.start(["fl", *arguments], env, self.log(name), mode)
+        else:
+            with self.log(name).open(mode) as out:
+                self.processes[name] = subprocess.Popen([*MEDSHARE, "fl", *arguments], env=env, stdout=out,
+                                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.arguments[name] = arguments
         if silent is not None:
             self.silenced[name] = silent
@@ -100,6 +107,8 @@ class Nodes:
             if process.poll() is None:
                 process.kill()
             process.wait()
+        if self.server is not None:
+            self.server.close()
 
 
 def _last_line(path: Path) -> str:
