@@ -234,7 +234,7 @@ class RoundsClient(ContractClient):
         """The round's updates in submission order."""
         return [
             UpdateInfo(log.participant, int(log.index), logged_artifact(log), int(log.samples))
-            for log in self._logs("UpdateSubmitted", study=study, round=round)
+            for log in self.logs("UpdateSubmitted", study=study, round=round)
         ]
 
     def submitters(self, study: int, round: int) -> list[str]:
@@ -266,7 +266,7 @@ class RoundsClient(ContractClient):
         A sender may appear twice: its first posting is the one that counts."""
         return [
             SecureMessage(log.sender, SecurePhase(int(log.phase)), _posted_artifact(log), int(log.block_number), index)
-            for index, log in enumerate(self._logs("SecureMessagePosted", study=study, round=round))
+            for index, log in enumerate(self.logs("SecureMessagePosted", study=study, round=round))
             if int(log.phase) == phase
         ]
 
@@ -405,7 +405,7 @@ class RoundsClient(ContractClient):
             self._forget(topics["study"])
             log = None
         if log is None:
-            logs = self._logs(event, **topics)
+            logs = self.logs(event, **topics)
             if not logs:
                 shown = ", ".join(f"{name} {value}" for name, value in topics.items())
                 raise MissingEvent(f"no {event} event for {shown} since block {self.from_block}")
