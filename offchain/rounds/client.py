@@ -241,16 +241,6 @@ class RoundsClient(ContractClient):
         """The round's submitters in submission order (what commit and cancel list)."""
         return [update.participant for update in self.updates(study, round)]
 
-    def update_of(self, study: int, round: int, participant: str) -> bytes | None:
-        """The commitment of ``participant``'s update to the round; None if it submitted none."""
-        (commitment,) = self._call("updateOf", study, round, participant)
-        return bytes(commitment) if any(commitment) else None
-
-    def is_invited(self, study: int, round: int, account: str) -> bool:
-        """Whether the round lets ``account`` submit by invitation (True when it invites anyone)."""
-        (invited,) = self._call("isInvited", study, round, account)
-        return bool(invited)
-
     def round_for(self, study: int, round: int, participant: str) -> ParticipantView:
         """What a hospital node needs of a round, in one call: its state, deadline, base, and whether
         ``participant`` is invited and has submitted."""
