@@ -222,9 +222,9 @@ def chain_consortium(purpose: str) -> Iterator[tuple[Path, dict, Any, Any, list]
     members by address, the coordinator's account, the auditor's, the hospitals')."""
     import tempfile
 
-    from ape import accounts, networks, project
+    from ape import accounts, networks
 
-    from offchain.consortium import enrol
+    from offchain.consortium import deploy_contracts, enrol
     from offchain.settings import Settings
 
     with tempfile.TemporaryDirectory(prefix=f"medshare-bench-{purpose}-") as folder, \
@@ -233,8 +233,8 @@ def chain_consortium(purpose: str) -> Iterator[tuple[Path, dict, Any, Any, list]
         test_accounts = accounts.test_accounts
         admin, coordinator_account, auditor = test_accounts[0], test_accounts[1], test_accounts[2]
         hospitals = [test_accounts[3 + i] for i in range(HOSPITALS)]
-        access = admin.deploy(project.MedicalAccess, admin)
-        registry = admin.deploy(project.RoundRegistry, access)
+        contracts = deploy_contracts(admin, record=False)
+        access, registry = contracts.access, contracts.registry
         members = enrol(access, registry, admin, coordinator_account, hospitals, [auditor], Settings(home=home),
                         f"bench {purpose} passphrase")
         yield home, members, coordinator_account, auditor, hospitals

@@ -68,10 +68,10 @@ PASSPHRASE = "bench passphrase (never use a fixed one for real keys)"
 
 def consortium(home: Path, hospitals: int, spec, *, round_seconds: int | None = None, **options):
     """A fresh deployment, a coordinator, ``hospitals`` hospitals and an auditor, and a study for them."""
-    from ape import accounts, project
+    from ape import accounts
 
     from offchain.rounds.config import StudyConfig
-    from offchain.consortium import enrol
+    from offchain.consortium import deploy_contracts, enrol
     from offchain.settings import Settings
 
     test_accounts = accounts.test_accounts
@@ -81,8 +81,8 @@ def consortium(home: Path, hospitals: int, spec, *, round_seconds: int | None = 
         extra = test_accounts.generate_test_account()
         admin.transfer(extra, 10**20)
         nodes.append(extra)
-    access = admin.deploy(project.MedicalAccess, admin)
-    registry = admin.deploy(project.RoundRegistry, access)
+    contracts = deploy_contracts(admin, record=False)
+    access, registry = contracts.access, contracts.registry
     members = enrol(access, registry, admin, coordinator, nodes, [auditor], Settings(home=home), PASSPHRASE)
     config = StudyConfig.from_options(tuple(n.address for n in nodes), (auditor.address,), model=spec,
                                       round_seconds=round_seconds, **options)

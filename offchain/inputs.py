@@ -118,14 +118,6 @@ def _looks_like_a_date(text: str) -> bool:
     return bool(re.match(r"\s*\d{4}-\d{1,2}-\d{1,2}", text))
 
 
-def finite_number(value: str | float, what: str, *, low: float | None = None, high: float | None = None) -> float:
-    """``value`` as a float that is finite (no ``nan``, no ``inf``), and within ``low`` (exclusive) to ``high``."""
-    number = float(_number(value, what))
-    if (low is not None and number <= low) or (high is not None and number > high):
-        raise InvalidInput(f"{what}: {value!r} is not in the range ({low:g}, {high:g}]")
-    return number
-
-
 def show_time(unix: int) -> str:
     """A Unix time for people: ``2026-12-06 15:34 UTC (Unix 1796485000)``."""
     try:

@@ -198,7 +198,7 @@ class AccessClient(ContractClient):
         if version == 0:
             return PublishedKey(member, b"", None, 0)
         suite = KeySuite.from_kem_id(int(kem_id))
-        logs = self._logs("EncryptionKeyPublished", member=member, version=version)
+        logs = self.logs("EncryptionKeyPublished", member=member, version=version)
         key = bytes(logs[-1].key) if logs else b""
         if not logs or keccak(key) != bytes(key_hash) or logs[-1].suite != kem_id:
             raise KeyWrapError(
@@ -224,12 +224,12 @@ class AccessClient(ContractClient):
 
         The newest is not always the right one (a party may publish a wrong key): callers keep the
         first that unwraps and matches the ciphertext's key commitment."""
-        logs = self._logs("DataKeyShared", record=record_id, reader=reader, version=version)
+        logs = self.logs("DataKeyShared", record=record_id, reader=reader, version=version)
         return [bytes(log.wrappedKey) for log in reversed(logs)]
 
     def granted_users(self, record_id: bytes) -> list[str]:
         """Everyone ever granted access to the record, in order of first grant."""
-        users = dict.fromkeys(log.grantee for log in self._logs("AccessGranted", record=record_id))
+        users = dict.fromkeys(log.grantee for log in self.logs("AccessGranted", record=record_id))
         return list(users)
 
     def record_versions(self, owner: str) -> list[RecordVersion]:
@@ -263,7 +263,7 @@ class AccessClient(ContractClient):
         """Every break-glass opening on any record, oldest first (openings are rare: one event query)."""
         return [
             EmergencyOpening(bytes(log.record), log.user, log.patient, int(log.expiry), log.block_number)
-            for log in self._logs("EmergencyAccessOpened")
+            for log in self.logs("EmergencyAccessOpened")
         ]
 
     # Transactions ----------------------------------------------------------

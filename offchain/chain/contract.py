@@ -150,7 +150,7 @@ class ContractClient:
         """The timestamp the next block will carry (what expiries and deadlines are compared with)."""
         return int(self.contract.chain_manager.pending_timestamp)
 
-    def _logs(self, event: str, **fields: Any) -> list[EventLog]:
+    def logs(self, event: str, **fields: Any) -> list[EventLog]:
         """The contract's ``event`` logs whose indexed ``fields`` have these values, oldest first: the
         event store, brought up to the chain's head, answers from its indexes."""
         self.sync_events()

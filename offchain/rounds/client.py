@@ -234,22 +234,12 @@ class RoundsClient(ContractClient):
         """The round's updates in submission order."""
         return [
             UpdateInfo(log.participant, int(log.index), logged_artifact(log), int(log.samples))
-            for log in self._logs("UpdateSubmitted", study=study, round=round)
+            for log in self.logs("UpdateSubmitted", study=study, round=round)
         ]
 
     def submitters(self, study: int, round: int) -> list[str]:
         """The round's submitters in submission order (what commit and cancel list)."""
         return [update.participant for update in self.updates(study, round)]
-
-    def update_of(self, study: int, round: int, participant: str) -> bytes | None:
-        """The commitment of ``participant``'s update to the round; None if it submitted none."""
-        (commitment,) = self._call("updateOf", study, round, participant)
-        return bytes(commitment) if any(commitment) else None
-
-    def is_invited(self, study: int, round: int, account: str) -> bool:
-        """Whether the round lets ``account`` submit by invitation (True when it invites anyone)."""
-        (invited,) = self._call("isInvited", study, round, account)
-        return bool(invited)
 
     def round_for(self, study: int, round: int, participant: str) -> ParticipantView:
         """What a hospital node needs of a round, in one call: its state, deadline, base, and whether
@@ -266,7 +256,7 @@ class RoundsClient(ContractClient):
         A sender may appear twice: its first posting is the one that counts."""
         return [
             SecureMessage(log.sender, SecurePhase(int(log.phase)), _posted_artifact(log), int(log.block_number), index)
-            for index, log in enumerate(self._logs("SecureMessagePosted", study=study, round=round))
+            for index, log in enumerate(self.logs("SecureMessagePosted", study=study, round=round))
             if int(log.phase) == phase
         ]
 
@@ -405,7 +395,7 @@ class RoundsClient(ContractClient):
             self._forget(topics["study"])
             log = None
         if log is None:
-            logs = self._logs(event, **topics)
+            logs = self.logs(event, **topics)
             if not logs:
                 # The state that names this event can be newer than the store (inside one_read it was
                 # brought up to the head once, before that state was read): once more to the head.

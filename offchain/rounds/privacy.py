@@ -179,7 +179,7 @@ def budget_of(rounds: RoundsClient, study: int, account: str) -> tuple[ChainBudg
 
 def budgeted_hospitals(rounds: RoundsClient, study: int) -> list[str]:
     """The hospitals given a budget in the study (none: the study has no budgets), in the order set."""
-    return list(dict.fromkeys(log.hospital for log in rounds._logs("PrivacyBudgetSet", study=study)))
+    return list(dict.fromkeys(log.hospital for log in rounds.logs("PrivacyBudgetSet", study=study)))
 
 
 def declarations(rounds: RoundsClient, study: int, *, round: int | None = None,
@@ -189,9 +189,9 @@ def declarations(rounds: RoundsClient, study: int, *, round: int | None = None,
     A ``PrivacySpent`` log carries the declaration only (topics cost gas): its study, round and
     participant are those of the ``UpdateSubmitted`` log just before it in the same transaction.
     """
-    updates = {(log.transaction_hash, log.log_index): log for log in rounds._logs("UpdateSubmitted", study=study)}
+    updates = {(log.transaction_hash, log.log_index): log for log in rounds.logs("UpdateSubmitted", study=study)}
     found = []
-    for log in rounds._logs("PrivacySpent"):
+    for log in rounds.logs("PrivacySpent"):
         update = updates.get((log.transaction_hash, log.log_index - 1))
         if update is None:  # another study's
             continue

@@ -23,12 +23,12 @@ PASSPHRASE = "byo tests passphrase"
 def byo_consortium(accounts, project, tmp_path_factory):
     """MedicalAccess and RoundRegistry on the session's anvil: a coordinator (its member), a hospital
     (its account index) and an auditor with published keys, sharing one home and store."""
-    from offchain.consortium import enrol
+    from offchain.consortium import deploy_contracts, enrol
     from offchain.settings import Settings
 
     admin, coordinator, auditor, hospital = accounts[0], accounts[1], accounts[2], accounts[3]
-    access = admin.deploy(project.MedicalAccess, admin)
-    registry = admin.deploy(project.RoundRegistry, access)
+    contracts = deploy_contracts(admin, record=False)
+    access, registry = contracts.access, contracts.registry
     home = tmp_path_factory.mktemp("byo-home")
     members = enrol(access, registry, admin, coordinator, [hospital], [auditor], Settings(home=home), PASSPHRASE)
     return access, registry, members[coordinator.address], hospital.address, auditor.address, home

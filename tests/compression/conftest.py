@@ -12,7 +12,7 @@ from fl.models import ModelSpec
 from offchain.rounds.config import StudyConfig
 from offchain.rounds.coordinator import Coordinator
 from offchain.rounds.participant import HospitalNode
-from offchain.consortium import enrol
+from offchain.consortium import deploy_contracts, enrol
 from offchain.rounds.study import Member
 from offchain.settings import Settings
 
@@ -55,8 +55,8 @@ class Consortium:
 @pytest.fixture(scope="session")
 def five_hospitals(accounts, project, tmp_path_factory):
     admin, coordinator, auditor, *hospitals = accounts[:3 + HOSPITALS]
-    access = admin.deploy(project.MedicalAccess, admin)
-    registry = admin.deploy(project.RoundRegistry, access)
+    contracts = deploy_contracts(admin, record=False)
+    access, registry = contracts.access, contracts.registry
     home = tmp_path_factory.mktemp("compression-home")
     members = enrol(access, registry, admin, coordinator, hospitals, [auditor], Settings(home=home), PASSPHRASE)
     return Consortium(members[coordinator.address], [members[h.address] for h in hospitals],

@@ -128,7 +128,7 @@ def test_a_sync_cut_short_resumes_at_its_last_committed_page(access, chain, hosp
     log_ranges.clear()
     again = AccessClient(access, hospital, from_block=start, cache_folder=tmp_path)
     assert again.events.count() == stored  # the committed pages survived the crash
-    grants = again._logs("AccessGranted", record=record)
+    grants = again.logs("AccessGranted", record=record)
     assert len(grants) == 6
     # Blocks up to the last checkpoint are never read again.
     assert log_ranges[0][0] <= reached + 1 and log_ranges[0][0] > start
@@ -269,7 +269,7 @@ def test_stored_logs_decode_as_ape_decodes_them(access, chain, hospital, doctor,
     access.grantAccess(record, doctor, chain.pending_timestamp + ONE_DAY, sender=hospital)
     access.setConsent(record, researcher, chain.pending_timestamp + ONE_DAY, sender=patient)
     client = AccessClient(access, hospital, from_block=start - 5)
-    ours = client._logs("AccessGranted", record=record)
+    ours = client.logs("AccessGranted", record=record)
     theirs = list(access.AccessGranted.range(start - 5, chain.blocks.height + 1))
     theirs = [log for log in theirs if log.event_arguments["record"] == record]
     assert [log.event_arguments for log in ours] == [dict(log.event_arguments) for log in theirs]

@@ -58,8 +58,8 @@ def test_a_study_round_by_round(client, coordinator, hospitals, study, chain):
         updates = runner.updates(study, round_number)
         assert [(u.participant, u.index, u.artifact, u.samples) for u in updates] == [
             (m.address, i, artifact(10 * round_number + i), 40 + i) for i, m in enumerate(hospitals[:3])]
-        assert runner.update_of(study, round_number, hospitals[1].address) == artifact(10 * round_number + 1).commitment()
-        assert runner.update_of(study, round_number, hospitals[3].address) is None
+        assert runner.round_for(study, round_number, hospitals[1].address).submitted
+        assert not runner.round_for(study, round_number, hospitals[3].address).submitted
 
         aggregate = artifact(100 + round_number)
         runner.commit_aggregate(study, round_number, runner.submitters(study, round_number), aggregate)

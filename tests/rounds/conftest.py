@@ -13,7 +13,7 @@ from fl.models import ModelSpec
 from offchain.rounds.config import StudyConfig
 from offchain.rounds.coordinator import Coordinator
 from offchain.rounds.participant import HospitalNode
-from offchain.consortium import enrol
+from offchain.consortium import deploy_contracts, enrol
 from offchain.rounds.study import Member
 from offchain.settings import Settings
 
@@ -80,8 +80,8 @@ class Consortium:
 def consortium(accounts, project, tmp_path_factory):
     admin, coordinator, auditor, *hospitals = accounts[:3 + HOSPITALS]
     stranger = accounts[9]
-    access = admin.deploy(project.MedicalAccess, admin)
-    registry = admin.deploy(project.RoundRegistry, access)
+    contracts = deploy_contracts(admin, record=False)
+    access, registry = contracts.access, contracts.registry
     home = tmp_path_factory.mktemp("rounds-home")
     members = enrol(access, registry, admin, coordinator, hospitals, [auditor, stranger], Settings(home=home), PASSPHRASE)
     return Consortium(access, registry, admin, members[coordinator.address], [members[h.address] for h in hospitals],

@@ -60,11 +60,11 @@ def study_logs(rounds, study: int) -> list:
     """Every log of the registry that belongs to ``study`` (PrivacySpent by its transaction)."""
     found, transactions = [], set()
     for event in rounds.contract.contract_type.events:
-        for log in rounds._logs(event.name):
+        for log in rounds.logs(event.name):
             if int(log.event_arguments.get("study", -1)) == study:
                 found.append(log)
                 transactions.add(log.transaction_hash)
-    return found + [log for log in rounds._logs("PrivacySpent") if log.transaction_hash in transactions]
+    return found + [log for log in rounds.logs("PrivacySpent") if log.transaction_hash in transactions]
 
 
 # Item 1: no public counts ---------------------------------------------------------------------------
@@ -284,7 +284,7 @@ def test_distributed_dp_noises_only_the_secure_sum_and_is_accounted_per_hospital
     mean = layout.flatten(run.coordinator.study.model(1)) - layout.flatten(base)
     expected_norm = distributed.share_std * math.sqrt(3 * layout.size) / 3
     assert 0.5 * expected_norm < float(torch.linalg.vector_norm(mean)) < 1.5 * expected_norm + 0.5
-    assert all(log.event_arguments["samples"] == 0 for log in rounds._logs("UpdateSubmitted", study=study))
+    assert all(log.event_arguments["samples"] == 0 for log in rounds.logs("UpdateSubmitted", study=study))
     assert [v.verified for v in verify_study(keyless(consortium.stranger), study)] == [True]
 
 
@@ -308,7 +308,7 @@ def test_record_level_distributed_dp_runs_one_dp_sgd_step_a_round_in_the_secure_
     layout = ParameterLayout.of(base)
     moved = float(torch.linalg.vector_norm(layout.flatten(model) - layout.flatten(base)))
     assert 0 < moved < training.learning_rate * (426 * 0.5 + 10 * distributed.noise_multiplier * 0.5 * 6)
-    assert all(log.event_arguments["samples"] == 0 for log in rounds._logs("UpdateSubmitted", study=study))
+    assert all(log.event_arguments["samples"] == 0 for log in rounds.logs("UpdateSubmitted", study=study))
     assert [v.verified for v in verify_study(keyless(consortium.stranger), study)] == [True]
 
 

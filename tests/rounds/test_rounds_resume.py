@@ -47,7 +47,7 @@ def kill_at(consortium, chain, study, point):
 
 
 def commits(consortium, study, number):
-    return len(consortium.auditor.rounds._logs("RoundCommitted", study=study, round=number))
+    return len(consortium.auditor.rounds.logs("RoundCommitted", study=study, round=number))
 
 
 def test_coordinator_killed_at_each_point_resumes_from_chain_state(consortium, chain):

@@ -26,7 +26,7 @@ def test_a_participant_that_missed_the_last_round_is_not_invited(consortium, cha
     rounds = consortium.auditor.rounds
     info = rounds.round(study, 2)
     assert set(info.invited) == {h.address for h in consortium.hospitals[:2]}
-    assert not rounds.is_invited(study, 2, late.address)
+    assert not rounds.round_for(study, 2, late.address).invited
     assert nodes[2].step().detail == "not invited"
     view = late.study(study)
     with pytest.raises(ChainRefusal, match="NotInvited"):

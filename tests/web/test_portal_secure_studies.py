@@ -9,7 +9,7 @@ from offchain.addressbook import remember_names
 from offchain.rounds.config import SecureAggregationSettings, StudyConfig
 from offchain.rounds.coordinator import Coordinator
 from offchain.rounds.participant import HospitalNode
-from offchain.consortium import enrol
+from offchain.consortium import deploy_contracts, enrol
 from offchain.settings import Settings
 
 from .conftest import PASSPHRASE
@@ -31,8 +31,8 @@ class Clock:
 def test_studies_page_names_a_secure_rounds_dropped_hospital(portal, accounts, project, portal_home):
     admin, coordinator, auditor = accounts[ADMIN], accounts[COORDINATOR], accounts[AUDITOR]
     hospitals = [accounts[FIRST_HOSPITAL + i] for i in range(HOSPITALS)]
-    access = admin.deploy(project.MedicalAccess, admin)
-    registry = admin.deploy(project.RoundRegistry, access)
+    contracts = deploy_contracts(admin, record=False)
+    access, registry = contracts.access, contracts.registry
     members = enrol(access, registry, admin, coordinator, hospitals, [auditor], Settings(home=portal_home), PASSPHRASE)
     config = StudyConfig(ModelSpec("logistic", 30), tuple(h.address for h in hospitals), (auditor.address,),
                          secure_aggregation=SecureAggregationSettings(3, phase_seconds=PHASE_SECONDS))

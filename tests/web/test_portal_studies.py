@@ -16,7 +16,7 @@ from offchain.addressbook import remember_names
 from offchain.rounds.config import StudyConfig
 from offchain.rounds.coordinator import Coordinator
 from offchain.rounds.participant import HospitalNode
-from offchain.consortium import enrol
+from offchain.consortium import deploy_contracts, enrol
 from offchain.rounds.report import study_report
 from offchain.settings import Settings
 
@@ -35,8 +35,8 @@ def study_chain(accounts, project, portal_home):
     hospitals whose keystores live in the portals' data folder (the store is shared there too)."""
     admin, coordinator, auditor = accounts[ADMIN], accounts[COORDINATOR], accounts[AUDITOR]
     hospitals = [accounts[FIRST_HOSPITAL + i] for i in range(HOSPITALS)]
-    access = admin.deploy(project.MedicalAccess, admin)
-    registry = admin.deploy(project.RoundRegistry, access)
+    contracts = deploy_contracts(admin, record=False)
+    access, registry = contracts.access, contracts.registry
     members = enrol(access, registry, admin, coordinator, hospitals, [auditor], Settings(home=portal_home), PASSPHRASE)
     return access, registry, members, coordinator, auditor, hospitals
 
