@@ -1,4 +1,4 @@
-"""Gas used by each MedicalAccess and RoundRegistry function on a local anvil, against the issues' targets.
+"""Gas used by each MedicalAccess and RoundRegistry function on a local anvil, against their targets.
 
 Transactions are counted as their receipt's gas used; ``checkAccess``, a view, as its execution
 gas: eth_estimateGas (every slot cold in a fresh call) less the 21,000 intrinsic cost. The batch
@@ -33,7 +33,7 @@ from offchain.crypto import KeySuite, RecipientKey, new_data_key, wrap_data_key
 from offchain.rounds import StudyTerms
 from offchain.rounds.privacy import Declaration
 
-# The patient-centric EHR design the issue cites reports about 78,000 gas per grant.
+# A published patient-centric EIP-712 EHR design reports about 78,000 gas per grant.
 PUBLISHED_GRANT_GAS = 78_000
 TARGETS = {
     "register_record": 80_000,
