@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -237,21 +238,60 @@ class HospitalStep:
 
 @dataclass(frozen=True)
 class Screening:
-    """A round's posted updates sorted by the one check: well-formed (decoded) or malformed (why)."""
+    """A round's posted updates sorted by the one check: well-formed (decoded) or malformed (why).
+    ``posted``: every update the board listed, in its order; ``checked``: whose update this screening
+    judged itself (checked, or refused unread), not taken from a :class:`ScreeningMemo`."""
 
     accepted: list[ClientModel]
     rejected: list[tuple[str, str]]
+    posted: tuple[PostedUpdate, ...] = ()
+    checked: tuple[str, ...] = ()
+
+
+Outcome = ClientModel | str  # an update's decoded model, or why it is malformed
+
+
+class ScreeningMemo:
+    """Outcomes of the check kept across a coordinator's polls of a round: a posted update never
+    changes, so each is checked once (again only if the board lists other bytes under its poster)."""
+
+    def __init__(self) -> None:
+        self._outcomes: dict[tuple[int, str], tuple[str, Outcome]] = {}
+
+    def outcome(self, round_number: int, posted: PostedUpdate) -> Outcome | None:
+        ref, outcome = self._outcomes.get((round_number, posted.participant), (None, None))
+        return outcome if ref == posted.ref else None
+
+    def keep(self, round_number: int, posted: PostedUpdate, outcome: Outcome) -> None:
+        self._outcomes[round_number, posted.participant] = (posted.ref, outcome)
+
+    def forget_through(self, round_number: int) -> None:
+        """Drop the outcomes of rounds up to ``round_number`` (closed: never polled again)."""
+        self._outcomes = {key: kept for key, kept in self._outcomes.items() if key[0] > round_number}
+
+
+Refuse = Callable[[Sequence[PostedUpdate]], Mapping[str, str]]
 
 
 class CoordinatorStep:
-    """The coordinator's part: read the round's posted updates, check each on the base, combine."""
+    """The coordinator's part: read the round's posted updates, check each on the base, combine.
+
+    ``threads``: how many updates :meth:`screen` fetches and checks at once (a store that decrypts
+    and hashes releases the GIL). A stateful aggregator (FedAdam's moments) takes the rounds in
+    order; :meth:`catch_up` replays the ones it missed (a coordinator started mid-study)."""
 
     def __init__(self, aggregator: Aggregator, compression: CompressionConfig | None = None,
-                 optional_metadata: Collection[str] = ()) -> None:
+                 optional_metadata: Collection[str] = (), *, threads: int = 1) -> None:
         """``optional_metadata``: what a compressed update may carry beside its own (a node's metrics)."""
         self.aggregator = aggregator
         self.compression = compression
         self.optional_metadata = tuple(optional_metadata)
+        self.threads = threads
+        self.applied_through = 0  # rounds whose aggregation the aggregator's state includes
+
+    @property
+    def stateful(self) -> bool:
+        return hasattr(self.aggregator, "load_state_dict")
 
     def check(self, round_number: int, base: Parameters, posted: PostedUpdate, data: bytes) -> ClientModel:
         """A posted update's bytes decoded on the base and checked; ArtifactError if it is malformed."""
@@ -259,15 +299,67 @@ class CoordinatorStep:
         check_update(parameters, declared_round, round_number, base)
         return ClientModel(client_id=posted.participant, parameters=parameters, data_samples=posted.weight)
 
-    def screen(self, round_number: int, base: Parameters, board: UpdateBoard, store: UpdateStore) -> Screening:
-        accepted, rejected = [], []
-        for posted in board.updates(round_number):
+    def screen(self, round_number: int, base: Parameters, board: UpdateBoard, store: UpdateStore,
+               memo: ScreeningMemo | None = None, *, refuse: Refuse | None = None) -> Screening:
+        """Check every update the board lists for the round: fetched from the store (an ArtifactError
+        there makes it malformed too) and decoded on the base. ``memo``: outcomes of earlier polls,
+        reused and extended; ``refuse``: which posted updates the round refuses whatever their bytes,
+        and why (a DP declaration the study does not allow), rejected unread."""
+        posted = board.updates(round_number)
+        refused = dict(refuse(posted)) if refuse is not None else {}
+        outcomes: dict[str, Outcome] = dict(refused)
+        fresh = []
+        for update in posted:
+            if update.participant in refused:
+                continue
+            known = memo.outcome(round_number, update) if memo is not None else None
+            if known is None:
+                fresh.append(update)
+            else:
+                outcomes[update.participant] = known
+
+        def check(update: PostedUpdate) -> Outcome:
             try:
-                accepted.append(self.check(round_number, base, posted, store.get(posted.ref)))
+                return self.check(round_number, base, update, store.get(update.ref))
             except ArtifactError as error:
-                rejected.append((posted.participant, str(error)))
-        return Screening(accepted, rejected)
+                return str(error)
+
+        if self.threads > 1 and len(fresh) > 1:
+            with ThreadPoolExecutor(self.threads) as pool:
+                checked = list(pool.map(check, fresh))
+        else:
+            checked = [check(update) for update in fresh]
+        for update, outcome in zip(fresh, checked):
+            outcomes[update.participant] = outcome
+            if memo is not None:
+                memo.keep(round_number, update, outcome)
+        ordered = [(update.participant, outcomes[update.participant]) for update in posted]
+        return Screening(accepted=[outcome for _, outcome in ordered if isinstance(outcome, ClientModel)],
+                         rejected=[(who, outcome) for who, outcome in ordered if isinstance(outcome, str)],
+                         posted=tuple(posted),
+                         checked=tuple(update.participant for update in posted
+                                       if update.participant in refused or update in fresh))
+
+    def catch_up(self, round_number: int, replay: Callable[[int], object]) -> None:
+        """Bring a stateful aggregator's state up to the round before ``round_number``: ``replay(earlier)``
+        aggregates each round it has not taken in yet, in order (by :meth:`aggregate`, which counts it)."""
+        if self.stateful:
+            for earlier in range(self.applied_through + 1, round_number):
+                replay(earlier)
+        self.applied_through = round_number - 1
+
+    def aggregate(self, round_number: int, clients: Sequence[ClientModel], base: Parameters) -> AggregationResult:
+        """The round's aggregate from its counted updates (:func:`combine`), taken into the state."""
+        result = combine(self.aggregator, clients, base)
+        self.applied_through = round_number
+        return result
+
+    def aggregate_secure(self, round_number: int, base: Parameters, total: SecureSum) -> AggregationResult:
+        """A secure round's aggregate from the survivors' sum (:func:`combine_secure`), taken into the state."""
+        result = combine_secure(self.aggregator, base, total)
+        self.applied_through = round_number
+        return result
 
     def step(self, round_number: int, base: Parameters, board: UpdateBoard, store: UpdateStore) -> AggregationResult:
         """The round's aggregate from its well-formed updates."""
-        return combine(self.aggregator, self.screen(round_number, base, board, store).accepted, base)
+        return self.aggregate(round_number, self.screen(round_number, base, board, store).accepted, base)

@@ -25,13 +25,13 @@ from typing import Any
 
 import torch
 
-from fl.aggregation import Aggregator, ClientModel, create_aggregator, sum_based_aggregators
+from fl.aggregation import ClientModel, create_aggregator, sum_based_aggregators
 from fl.client import HospitalClient, LocalTrainingConfig
 from fl.compression import CompressionConfig
 from fl.data import FederatedDataset, HospitalData
 from fl.models import Evaluation, ModelKind, ModelSpec, ParameterLayout, evaluate, get_parameters, set_parameters
 from fl.privacy import ClientLevelDP, ClientLevelDPConfig, DPSGDConfig, PrivacySpent, RoundPrivacy, SeededNoise
-from fl.round import CoordinatorStep, HospitalStep, InMemoryBoard, InMemoryStore, combine_secure
+from fl.round import CoordinatorStep, HospitalStep, InMemoryBoard, InMemoryStore
 from fl.secure_aggregation import FixedPointCodec, SecureSum, SessionParameters, secure_weighted_sum
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def run_federated(dataset: FederatedDataset, config: FederatedConfig) -> Federat
                 raise ValueError(f"round {round_number}: malformed updates {screening.rejected}")
             if config.secure_aggregation is not None:
                 global_parameters, secure_sum = _secure_aggregate(
-                    aggregator, global_parameters, screening.accepted, config.secure_aggregation, round_number
+                    coordinator, global_parameters, screening.accepted, config.secure_aggregation, round_number
                 )
                 survivors, dropped = secure_sum.survivors, secure_sum.dropped
             else:
@@ -172,14 +172,14 @@ def run_federated(dataset: FederatedDataset, config: FederatedConfig) -> Federat
 
 
 def _secure_aggregate(
-    aggregator: Aggregator,
+    coordinator: CoordinatorStep,
     global_parameters: Mapping[str, torch.Tensor],
     uploads: Sequence[ClientModel],
     config: SecureAggregationConfig,
     round_number: int,
 ) -> tuple[dict[str, torch.Tensor], SecureSum]:
-    """The sum-based ``aggregator`` on the updates' mean weighted by sample counts, computed from the
-    masked updates' sum alone."""
+    """The coordinator's (sum-based) aggregator on the updates' mean weighted by sample counts, computed
+    from the masked updates' sum alone."""
     layout = ParameterLayout.of(global_parameters)
     base = layout.flatten(global_parameters)
     session = SessionParameters(
@@ -193,7 +193,7 @@ def _secure_aggregate(
         for upload in uploads
     }
     total = secure_weighted_sum(inputs, session, config.dropouts_per_round.get(round_number, ()))
-    return combine_secure(aggregator, global_parameters, total).parameters, total
+    return coordinator.aggregate_secure(round_number, global_parameters, total).parameters, total
 
 
 def train_centralized(

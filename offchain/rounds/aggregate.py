@@ -3,7 +3,7 @@
 One function serves both, so the aggregate is defined once. Each update is
 fetched and checked (CID, SHA-256, binding), decoded from safetensors, and
 must be a client update for this round shaped as the round's base model,
-all finite (:meth:`RoundAggregation.check_update`). One that fails is
+all finite (:meth:`RoundAggregation.screen`). One that fails is
 malformed: the coordinator rejects it (the registry records the rejection)
 and every auditor re-runs the same check on it. A well-formed update
 enters the aggregator as ``ClientModel(client_id=<account>,
@@ -21,20 +21,18 @@ sum-based aggregator combines from their weighted mean
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 from fl.aggregation import AggregationError, AggregationResult, Aggregator, ClientModel, create_aggregator
-from fl.artifacts import ArtifactError
-from fl.round import CoordinatorStep, PostedUpdate, combine, combine_secure
+from fl.round import CoordinatorStep
 from fl.secure_aggregation import SecureSum
+from offchain.rounds.board import ChainRound
+from offchain.rounds.client import UpdateInfo
 from offchain.rounds.evaluation import EVALUATION_METADATA
 from offchain.rounds.errors import ArtifactCheckFailed, RoundsError
-from offchain.rounds.sealed import UPDATE, readers_of
 from offchain.rounds.secure_board import secure_sum
 from offchain.rounds.study import Study, aggregate_bytes
 
@@ -46,72 +44,41 @@ class Screening:
     """A round's updates sorted by the one check every party runs: well-formed (with their decoded
     models) or malformed (with the reason), each in submission order."""
 
-    accepted: list[tuple[Any, ClientModel]]
-    rejected: list[tuple[Any, str]]
+    accepted: list[tuple[UpdateInfo, ClientModel]]
+    rejected: list[tuple[UpdateInfo, str]]
 
 
 class RoundAggregation:
-    """The study's aggregator, stepped through its committed rounds in order."""
+    """The study's aggregator, stepped through its committed rounds in order: the round's
+    :class:`fl.round.CoordinatorStep` (the simulation's too) over the chain's rounds
+    (:class:`offchain.rounds.board.ChainRound`)."""
 
     def __init__(self, study: Study) -> None:
         self.study = study
         config = study.config
         self.aggregator: Aggregator = create_aggregator(config.aggregator, config.aggregator_params)
-        # The one check and combination of a round (:mod:`fl.round`), the simulation's too.
-        self.step = CoordinatorStep(self.aggregator, config.compression, optional_metadata=(EVALUATION_METADATA,))
-        self.stateful = hasattr(self.aggregator, "load_state_dict")
-        self.applied_through = 0  # rounds whose aggregation the aggregator's state includes
+        # Two fetches at a time: decryption and hashing release the GIL.
+        self.step = CoordinatorStep(self.aggregator, config.compression, optional_metadata=(EVALUATION_METADATA,),
+                                    threads=FETCH_THREADS)
         self.last_result: tuple[int, dict[str, torch.Tensor]] | None = None  # the last aggregate's tensors
 
-    def check_update(self, round_number: int, update, base: Mapping[str, torch.Tensor]) -> ClientModel:
-        """The update fetched, checked and decoded; ArtifactCheckFailed if it is malformed.
+    def screen(self, round_number: int, base_round: int, updates: Sequence[UpdateInfo]) -> Screening:
+        """The one check on each of ``updates``: fetched, opened (CID, SHA-256, binding), sealed for
+        every update reader, decoded, a client update for this round shaped as the base model, all
+        finite (:meth:`fl.round.CoordinatorStep.screen`). The coordinator rejects an update that fails
+        and auditors re-run this very check on it."""
+        chain_round = ChainRound(self.study, round_number, listed=updates)
+        screening = self.step.screen(round_number, self.study.model(base_round), chain_round, chain_round)
+        by_participant = {update.participant: update for update in updates}
+        return Screening(accepted=[(by_participant[client.client_id], client) for client in screening.accepted],
+                         rejected=[(by_participant[who], f"the update of {who}: {reason}")
+                                   for who, reason in screening.rejected])
 
-        Malformed: not in the store under its CID, no key for one of the study's update readers
-        (coordinator, auditors), does not decrypt, does not
-        hash to its SHA-256 on chain, is not safetensors, is not a client update for this round, or
-        its tensors are not the base model's (same names, shapes and dtypes) or not all finite. The
-        coordinator rejects such an update and auditors re-run this very check on it.
-        """
-        place = self.study.place(round_number, UPDATE, update.participant)
-        data = self.study.open(update.artifact, place)
-        # Sealed for every reader the study names, or the coordinator and an auditor could disagree.
-        carried = {reader.lower() for reader in readers_of(self.study.member.store, update.artifact.cid)}
-        unreadable = [reader for reader in self.study.update_readers() if reader.lower() not in carried]
-        if unreadable:
-            raise ArtifactCheckFailed(f"{place.describe()}: carries no key for {', '.join(unreadable)}")
-        # A DP study averages unweighted: its counts are never published (a private update declares 0).
-        weight = 1 if self.study.config.private else update.samples
-        posted = PostedUpdate(update.participant, str(update.artifact.cid), weight)
-        try:
-            return self.step.check(round_number, base, posted, data)  # open() checked its SHA-256
-        except ArtifactError as error:
-            raise ArtifactCheckFailed(f"{place.describe()}: {error}") from None
-
-    def screen(self, round_number: int, base_round: int, updates: Sequence) -> Screening:
-        """Run :meth:`check_update` on each of ``updates`` (two at a time: decryption and hashing
-        release the GIL)."""
-        base = self.study.model(base_round)
-
-        def check(update):
-            try:
-                return update, self.check_update(round_number, update, base)
-            except ArtifactCheckFailed as error:
-                return update, error
-
-        accepted, rejected = [], []
-        with ThreadPoolExecutor(FETCH_THREADS) as pool:
-            for update, outcome in pool.map(check, updates):
-                if isinstance(outcome, ArtifactCheckFailed):
-                    rejected.append((update, str(outcome)))
-                else:
-                    accepted.append((update, outcome))
-        return Screening(accepted, rejected)
-
-    def aggregate(self, round_number: int, base_round: int, updates: Sequence,
+    def aggregate(self, round_number: int, base_round: int, updates: Sequence[UpdateInfo] = (),
                   progress: Callable[[str], None] | None = None, *,
                   clients: Sequence[ClientModel] | None = None) -> bytes:
         """The aggregate's canonical bytes for ``round_number`` from the counted ``updates``
-        (ArtifactCheckFailed if one is malformed); ``clients``: those updates already screened."""
+        (ArtifactCheckFailed if one is malformed), or from ``clients``, those updates already screened."""
         self.catch_up(round_number, progress)
         if clients is None:
             screening = self.screen(round_number, base_round, updates)
@@ -119,7 +86,7 @@ class RoundAggregation:
                 raise ArtifactCheckFailed(screening.rejected[0][1])
             clients = [client for _, client in screening.accepted]
         base = self.study.model(base_round)
-        return self._combine(round_number, lambda: combine(self.aggregator, clients, base))
+        return self._combine(round_number, lambda: self.step.aggregate(round_number, clients, base))
 
     def aggregate_secure(self, round_number: int, base_round: int, total: SecureSum,
                          progress: Callable[[str], None] | None = None) -> bytes:
@@ -127,26 +94,22 @@ class RoundAggregation:
         (sum-based) aggregator on base + the survivors' mean update, weighted by their sample counts."""
         self.catch_up(round_number, progress)
         base = self.study.model(base_round)
-        return self._combine(round_number, lambda: combine_secure(self.aggregator, base, total))
+        return self._combine(round_number, lambda: self.step.aggregate_secure(round_number, base, total))
 
     def _combine(self, round_number: int, run: Callable[[], AggregationResult]) -> bytes:
         try:
             result = run()
         except AggregationError as error:
             raise RoundsError(f"study {self.study.number} round {round_number}: cannot aggregate: {error}") from None
-        self.applied_through = round_number
         self.last_result = (round_number, result.parameters)
         return aggregate_bytes(self.study.number, round_number, result.parameters)
 
     def catch_up(self, round_number: int, progress: Callable[[str], None] | None = None) -> None:
         """Replay the committed rounds before ``round_number`` into a stateful aggregator's state."""
-        if not self.stateful:
-            self.applied_through = round_number - 1
-            return
-        for earlier in range(self.applied_through + 1, round_number):
-            info = self.study.round(earlier)
-            if info.state != "committed":
-                continue
+
+        def replay(earlier: int) -> None:
+            if self.study.round(earlier).state != "committed":
+                return
             if progress is not None:
                 progress(f"replaying round {earlier} into {self.aggregator.name}'s state")
             base_round = committed_base_round(self.study, earlier)
@@ -154,7 +117,8 @@ class RoundAggregation:
                 self.aggregate_secure(earlier, base_round, secure_sum(self.study, earlier))
             else:
                 self.aggregate(earlier, base_round, counted_updates(self.study, earlier))
-        self.applied_through = round_number - 1
+
+        self.step.catch_up(round_number, replay)
 
 
 def counted_updates(study: Study, round_number: int) -> list:

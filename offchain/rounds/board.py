@@ -8,18 +8,22 @@ study's update readers into the node's store (:meth:`Study.seal_update`, read ba
 node runs the same :class:`fl.round.HospitalStep` as a simulated hospital.
 
 A reference names the update's author and CID: its bytes are opened bound to the author's place,
-and two participants posting the same CID stay two updates.
+and two participants posting the same CID stay two updates. Read back, an update must carry a key
+for every update reader the study names (coordinator, auditors), or the coordinator and an auditor
+could disagree; one that does not, or cannot be opened, is malformed (:class:`fl.artifacts.ArtifactError`)
+for :meth:`fl.round.CoordinatorStep.screen` like one that does not decode. A DP study averages
+unweighted (its counts are never published): its updates are listed with weight 1.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from fl.artifacts import ArtifactError
 from fl.round import PostedUpdate
-from offchain.rounds.client import ArtifactRef
-from offchain.rounds.errors import RoundsError
-from offchain.rounds.sealed import UPDATE
+from offchain.rounds.client import ArtifactRef, UpdateInfo
+from offchain.rounds.errors import ArtifactCheckFailed, RoundsError
+from offchain.rounds.sealed import UPDATE, readers_of
 from offchain.rounds.study import Study
 
 Submit = Callable[[ArtifactRef, int], object]
@@ -37,12 +41,15 @@ class ChainRound:
     """Round ``round_number`` of ``study`` as an :class:`fl.round.UpdateStore` and
     :class:`fl.round.UpdateBoard`. ``submit(artifact, samples)`` posts an update (None: taken;
     anything else: the round refused it, raised as :class:`UpdateNotTaken`); without it the round
-    is read only."""
+    is read only. ``listed``: the updates the board lists (a commit's counted ones, or those it
+    rejected); None: every update the registry holds for the round."""
 
-    def __init__(self, study: Study, round_number: int, submit: Submit | None = None) -> None:
+    def __init__(self, study: Study, round_number: int, submit: Submit | None = None, *,
+                 listed: Sequence[UpdateInfo] | None = None) -> None:
         self.study = study
         self.number = round_number
         self.submit = submit
+        self.listed = None if listed is None else list(listed)
         self._artifacts: dict[str, tuple[ArtifactRef, str]] = {}
         self._sizes: dict[str, int] = {}
 
@@ -71,8 +78,16 @@ class ChainRound:
 
     def get(self, ref: str) -> bytes:
         artifact = self.artifact(ref)
-        author = self._artifacts[ref][1]
-        return self.study.open(artifact, self.study.place(self.number, UPDATE, author))
+        place = self.study.place(self.number, UPDATE, self._artifacts[ref][1])
+        try:
+            data = self.study.open(artifact, place)
+            carried = {reader.lower() for reader in readers_of(self.study.member.store, artifact.cid)}
+        except ArtifactCheckFailed as error:
+            raise ArtifactError(str(error)) from None
+        unreadable = [reader for reader in self.study.update_readers() if reader.lower() not in carried]
+        if unreadable:
+            raise ArtifactError(f"{place.describe()}: carries no key for {', '.join(unreadable)}")
+        return data
 
     def post(self, round_number: int, update: PostedUpdate) -> None:
         self._check(round_number)
@@ -85,11 +100,13 @@ class ChainRound:
     def updates(self, round_number: int) -> list[PostedUpdate]:
         """The round's updates in submission order, as the registry lists them."""
         self._check(round_number)
+        private = self.study.config.private
         listed = []
-        for update in self.study.member.rounds.updates(self.study.number, round_number):
+        for update in self.listed if self.listed is not None else \
+                self.study.member.rounds.updates(self.study.number, round_number):
             ref = self.ref(update.participant, update.artifact)
             self._artifacts[ref] = (update.artifact, update.participant)
-            listed.append(PostedUpdate(update.participant, ref, update.samples))
+            listed.append(PostedUpdate(update.participant, ref, 1 if private else update.samples))
         return listed
 
     def _check(self, round_number: int) -> None:

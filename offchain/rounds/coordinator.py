@@ -5,10 +5,12 @@ study's state from the chain and takes the one action that state calls for,
 so a coordinator killed at any point and started again carries on where the
 chain says it stands:
 
-- it never counts a malformed update: each is checked as it arrives
-  (:meth:`RoundAggregation.check_update`: fetch, decrypt, decode, the base
-  model's shapes) and one that fails is rejected, recorded as such on chain
-  at commit (or cancel), so one bad update cannot block a round;
+- it never counts a malformed update: each is checked once, as it arrives,
+  by the round's coordinator step (:meth:`fl.round.CoordinatorStep.screen`
+  over the chain's round, :class:`offchain.rounds.board.ChainRound`: fetch,
+  decrypt, every reader's key, decode, the base model's shapes), the
+  simulation's very step; one that fails is rejected, recorded as such on
+  chain at commit (or cancel), so one bad update cannot block a round;
 - it never commits a round twice: a committed round is closed on chain, and
   the contract refuses a second commit;
 - it never skips a submitted update: it aggregates every update the chain
@@ -38,6 +40,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from fl.aggregation import ClientModel
+from fl.round import ScreeningMemo
 from fl.secure_aggregation import (
     MIN_CLIENTS,
     Phase,
@@ -49,6 +52,7 @@ from fl.secure_aggregation import (
 from offchain.inputs import show_time
 from offchain.chain.contract import ChainRefusal
 from offchain.rounds.aggregate import RoundAggregation
+from offchain.rounds.board import ChainRound
 from offchain.rounds.client import SecurePhase
 from offchain.rounds.errors import RoundsError
 from offchain.rounds.privacy import privacy_faults
@@ -98,8 +102,8 @@ class Coordinator:
         self._phase_seen: dict[tuple[int, SecurePhase], float] = {}
         self.log = log or (lambda message: None)
         self.aggregation = RoundAggregation(self.study)
-        # Updates checked so far, by (round, participant): a submitted update never changes.
-        self._screened: dict[tuple[int, str], tuple[object, ClientModel | str]] = {}
+        # Updates checked so far: a submitted update never changes.
+        self._screened = ScreeningMemo()
         # Called at each point a crash could split a step (CHECKPOINTS); tests kill the process there.
         self.checkpoint = checkpoint or (lambda point: None)
 
@@ -137,28 +141,26 @@ class Coordinator:
     def _close(self, number: int, state) -> Step:
         if state.secure_phase is not None:
             return self._close_secure(number, state)
-        updates = self.member.rounds.updates(self.study.number, number)
-        # Check what arrived while others are still training: the close then only aggregates.
-        screened = self._screen(number, state.base_round, updates)
+        # Check what arrived while others are still training (each update once across polls): the close
+        # then only aggregates. A DP declaration the verifier would refuse (not the study's DP, a wrong
+        # epsilon) rejects an update however well formed.
+        chain_round = ChainRound(self.study, number)
+        screening = self.aggregation.step.screen(
+            number, self.study.model(state.base_round), chain_round, chain_round, self._screened,
+            refuse=lambda posted: privacy_faults(self.member.rounds, self.study.number, number,
+                                                 [update.participant for update in posted], self.study.config))
+        for account, reason in screening.rejected:
+            if account in screening.checked:
+                self.log(f"round {number}: rejecting the update of {account}: {reason}")
+        submitters = [update.participant for update in screening.posted]
         invited = state.invited or self.study.config.participants
         deadline_passed = self.member.rounds.now() > state.deadline
-        everyone = {update.participant for update in updates} >= set(invited)
+        everyone = set(submitters) >= set(invited)
         if not (everyone or deadline_passed):
-            return Step("waiting", number, f"{len(updates)} of {len(invited)} updates")
-        holders = set(self.member.participants_holding_role([u.participant for u in updates]))
-        accepted = [(u, screened[u.participant]) for u in updates
-                    if u.participant in holders and isinstance(screened[u.participant], ClientModel)]
-        rejected = [u.participant for u in updates
-                    if u.participant in holders and not isinstance(screened[u.participant], ClientModel)]
-        # A DP declaration the verifier would refuse (not the study's DP, a wrong epsilon): rejected, however
-        # well formed the update.
-        faults = privacy_faults(self.member.rounds, self.study.number, number, [u.participant for u in updates],
-                                self.study.config)
-        for account, fault in faults.items():
-            if account in holders and account not in rejected:
-                self.log(f"round {number}: rejecting the update of {account}: {fault}")
-                rejected.append(account)
-        accepted = [(u, client) for u, client in accepted if u.participant not in faults]
+            return Step("waiting", number, f"{len(submitters)} of {len(invited)} updates")
+        holders = set(self.member.participants_holding_role(submitters))
+        accepted = [client for client in screening.accepted if client.client_id in holders]
+        rejected = [account for account, _ in screening.rejected if account in holders]
         min_updates = self.study.info.min_updates
         if len(accepted) < min_updates:
             if not deadline_passed:
@@ -168,7 +170,7 @@ class Coordinator:
             self.log(f"round {number}: cancelled, {len(accepted)} counted updates by the deadline "
                      f"({len(rejected)} rejected), quorum {min_updates}")
             return Step("cancelled", number)
-        return self._commit(number, state, updates, accepted, rejected)
+        return self._commit(number, state, submitters, accepted, rejected)
 
     def _cancel(self, number: int, rejected: Sequence[str]) -> bool:
         """Cancel the round; False if the chain refused because the block it ran in was not past the
@@ -181,23 +183,10 @@ class Coordinator:
             raise
         return True
 
-    def _screen(self, number: int, base_round: int, updates) -> dict[str, ClientModel | str]:
-        """Each update's outcome of the one check (its decoded model, or why it is malformed)."""
-        fresh = [u for u in updates if self._screened.get((number, u.participant), (None,))[0] != u.artifact]
-        if fresh:
-            screening = self.aggregation.screen(number, base_round, fresh)
-            for update, client in screening.accepted:
-                self._screened[number, update.participant] = (update.artifact, client)
-            for update, reason in screening.rejected:
-                self._screened[number, update.participant] = (update.artifact, reason)
-                self.log(f"round {number}: rejecting the update of {update.participant}: {reason}")
-        return {u.participant: self._screened[number, u.participant][1] for u in updates}
-
-    def _commit(self, number: int, state, updates, accepted, rejected: list[str]) -> Step:
-        plaintext = self.aggregation.aggregate(number, state.base_round, [u for u, _ in accepted], self.log,
-                                               clients=[client for _, client in accepted])
-        return self._store_and_commit(number, plaintext, [update.participant for update in updates], rejected,
-                                      f"{len(accepted)} updates")
+    def _commit(self, number: int, state, submitters: list[str], accepted: list[ClientModel],
+                rejected: list[str]) -> Step:
+        plaintext = self.aggregation.aggregate(number, state.base_round, progress=self.log, clients=accepted)
+        return self._store_and_commit(number, plaintext, submitters, rejected, f"{len(accepted)} updates")
 
     def _store_and_commit(self, number: int, plaintext: bytes, submitters: list[str], rejected: list[str],
                           counted: str) -> Step:
@@ -224,7 +213,7 @@ class Coordinator:
                 return Step("waiting", number, refusal.error)
             raise
         self.study.remember_model(number, tensors)
-        self._screened = {key: value for key, value in self._screened.items() if key[0] > number}
+        self._screened.forget_through(number)
         self.log(f"round {number}: committed {aggregate.cid} from {counted}"
                  + (f", {len(rejected)} rejected" if rejected else ""))
         self.checkpoint("committed")
