@@ -15,6 +15,11 @@ update's bytes are kept and how it is posted to the round, behind two small prot
   from the base (:func:`combine`), or under secure aggregation from the survivors' sum alone
   (:func:`combine_secure`). The verifier re-derives the aggregate by the same two functions.
 - A Byzantine hospital (tests and benches) sends :func:`poison` of its model.
+
+The chain's coordinator polls a round until it closes: :meth:`CoordinatorStep.screen` keeps outcomes
+in a :class:`ScreeningMemo` so each update is checked once, fetches with ``threads``, and rejects
+unread what the round refuses whatever the bytes (a DP declaration); :meth:`CoordinatorStep.catch_up`
+replays the rounds a stateful aggregator missed. The rejected it returns are what the commit records.
 """
 
 from __future__ import annotations
