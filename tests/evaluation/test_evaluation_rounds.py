@@ -40,8 +40,24 @@ def test_each_hospital_publishes_its_metrics_of_the_last_committed_model(consort
         assert combined.examples == sum(node.validation.num_samples for node in nodes)
         expected = sum(s.auroc * s.examples for s in metrics.sites.values()) / combined.examples
         assert combined.auroc == pytest.approx(expected)
-    # The last model has no next update yet: nothing published about it.
+    # The last model has no next update: nothing published about it until the study ends for the nodes.
     assert by_round[3].metrics is None
+    for node in nodes:
+        node.target_rounds = 3
+        assert node.step().action == "done"
+    # Each posted once (a second step posts nothing more); a later posting of a hospital does not count.
+    assert [node.step().action for node in nodes] == ["done"] * 3
+    postings = consortium.auditor.rounds.evaluations(study, 3)
+    assert {posting.hospital for posting in postings} == hospitals and len(postings) == 3
+    assert len(consortium.auditor.rounds.logs("EvaluationPosted", study=study, round=3)) == 3
+    consortium.hospitals[0].rounds.post_evaluation(study, 3, postings[1].artifact)  # not its own: would not open
+    final_report = study_report(consortium.auditor, study)
+    assert not [note for note in final_report.notes if "ignored" in note], final_report.notes
+    final = final_report.rounds[2].metrics
+    assert set(final.sites) == hospitals
+    for address, node in zip([m.address for m in consortium.hospitals], nodes):
+        assert 0.5 < final.sites[address].auroc <= 1.0 and final.sites[address].examples == node.validation.num_samples
+    assert final.sites != by_round[2].metrics.sites  # the final model's, not the one before it
     document = report.to_json()["rounds"][0]["metrics"]
     assert set(document["hospitals"]) == hospitals and 0.5 < document["weighted"]["auroc"] <= 1.0
     assert not [note for note in report.notes if "ignored" in note]
