@@ -6,8 +6,8 @@ import {IStudyRounds} from "./IStudyRounds.sol";
 /// @title IRoundEvaluations
 /// @notice Federated evaluation's last word: each hospital scores a committed model on its own
 /// validation split and publishes its metrics with its next update; a study's last committed model has
-/// no next update, so its metrics are an evaluation posting of their own ({postEvaluation}), taken from
-/// the round's submitters only. Nothing of a posting is stored: a reader keeps each sender's first
+/// no next update, so its metrics are an evaluation posting of their own ({reportEvaluation}), taken
+/// from the round's submitters only. Nothing of a posting is stored: a reader keeps each sender's first
 /// posting of a round, from the submitters the round counted at commit.
 interface IRoundEvaluations {
     /// @notice `hospital` posted its evaluation of the model round `round` of `study` committed: its
@@ -16,7 +16,7 @@ interface IRoundEvaluations {
     /// SHA-256 `sha256`. Readers keep a hospital's first posting of a round only.
     /// @dev The CID as its parsed parts, as {ISecureRounds-SecureMessagePosted} logs it; `hospital` a
     /// topic, so a reader can ask for one hospital's postings.
-    event EvaluationPosted(
+    event EvaluationReported(
         uint64 indexed study,
         uint32 indexed round,
         address indexed hospital,
@@ -42,5 +42,5 @@ interface IRoundEvaluations {
     /// @param round The round (committed).
     /// @param cid Binary CID of the evaluation's bytes in the store (as stored, i.e. encrypted).
     /// @param sha256Digest SHA-256 of the evaluation's bytes.
-    function postEvaluation(uint64 study, uint32 round, bytes calldata cid, bytes32 sha256Digest) external;
+    function reportEvaluation(uint64 study, uint32 round, bytes calldata cid, bytes32 sha256Digest) external;
 }

@@ -81,7 +81,7 @@ class SecureMessage:
 
 @dataclass(frozen=True)
 class EvaluationPosting:
-    """A hospital's evaluation of a committed model (its first EvaluationPosted event of the round),
+    """A hospital's evaluation of a committed model (its first EvaluationReported event of the round),
     its bytes in the store."""
 
     hospital: str
@@ -273,7 +273,7 @@ class RoundsClient(ContractClient):
         """The evaluations of the model ``round`` committed posted by its submitters, each hospital's
         first only, in chain order."""
         first: dict[str, EvaluationPosting] = {}
-        for log in self.logs("EvaluationPosted", study=study, round=round):
+        for log in self.logs("EvaluationReported", study=study, round=round):
             first.setdefault(log.hospital, EvaluationPosting(log.hospital, _posted_artifact(log)))
         return list(first.values())
 
@@ -337,9 +337,9 @@ class RoundsClient(ContractClient):
         """Post the signer's message of the secure round's current ``phase`` (its bytes already stored)."""
         self._send(self.contract.postSecureMessage, study, round, int(phase), bytes(message.cid), message.sha256)
 
-    def post_evaluation(self, study: int, round: int, evaluation: ArtifactRef) -> None:
+    def report_evaluation(self, study: int, round: int, evaluation: ArtifactRef) -> None:
         """Post the signer's evaluation of the model ``round`` committed (its bytes already stored)."""
-        self._send(self.contract.postEvaluation, study, round, bytes(evaluation.cid), evaluation.sha256)
+        self._send(self.contract.reportEvaluation, study, round, bytes(evaluation.cid), evaluation.sha256)
 
     def close_secure_phase(self, study: int, round: int, phase: SecurePhase) -> None:
         """Close the secure round's current ``phase`` (the study's coordinator)."""
@@ -486,7 +486,7 @@ _CID_FORMATS = {1: (0, DAG_PB), 2: (1, RAW), 3: (1, DAG_PB)}
 
 def logged_artifact(log) -> ArtifactRef:
     """The artifact of an event that logs its CID as parsed parts (``cidFormat``, ``cidDigest``) beside
-    its ``sha256`` (UpdateSubmitted, SecureMessagePosted, EvaluationPosted); InvalidCID for an unknown
+    its ``sha256`` (UpdateSubmitted, SecureMessagePosted, EvaluationReported); InvalidCID for an unknown
     format."""
     if int(log.cidFormat) not in _CID_FORMATS:
         raise InvalidCID(f"unknown CID format {int(log.cidFormat)} in a logged artifact")

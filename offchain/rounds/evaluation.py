@@ -11,7 +11,7 @@ whose model it scores: the base of the round the update is for.
 A study's last committed model has no next update: when the study ends, each
 hospital that submitted to its last round posts the same document on its own
 (:func:`post_evaluation`), sealed for the same readers, its CID and SHA-256 in
-the registry's ``EvaluationPosted`` event. Readers take each hospital's first
+the registry's ``EvaluationReported`` event. Readers take each hospital's first
 posting, from the hospitals the round counted.
 
 Published metrics are claims. A reader treats a document that is not a
@@ -117,7 +117,7 @@ def post_evaluation(view: Study, evaluation: SiteEvaluation) -> ArtifactRef:
     """Seal ``evaluation`` for the study's update readers and post it as this member's evaluation of the
     model of round ``evaluation.model_round`` (what a hospital does when its study ends)."""
     artifact = view.seal_update(evaluation.model_round, evaluation.document().encode(), EVALUATION)
-    view.member.rounds.post_evaluation(view.number, evaluation.model_round, artifact)
+    view.member.rounds.report_evaluation(view.number, evaluation.model_round, artifact)
     return artifact
 
 

@@ -37,7 +37,7 @@ def committed(rounds, coordinator, hospitals, chain):
 
 
 def post(rounds, study, member, round_=1, artifact=EVALUATION):
-    return rounds.postEvaluation(study, round_, *artifact, sender=member)
+    return rounds.reportEvaluation(study, round_, *artifact, sender=member)
 
 
 def test_a_submitter_posts_its_evaluation_of_the_committed_model(rounds, committed, hospitals):
@@ -45,12 +45,12 @@ def test_a_submitter_posts_its_evaluation_of_the_committed_model(rounds, committ
     (event,) = tx.events
     cid, sha = EVALUATION
     assert (event.event_name, event.study, event.round, event.hospital) == (
-        "EvaluationPosted", committed, 1, hospitals[0].address)
+        "EvaluationReported", committed, 1, hospitals[0].address)
     assert (event.cidFormat, bytes(event.cidDigest), bytes(event.sha256)) == (2, cid[4:], sha)  # 2: CIDv1 raw
     # Nothing is stored: a second posting is logged too, and readers keep the first.
     assert post(rounds, committed, hospitals[0], artifact=make_artifact(4101)).events[0].hospital == hospitals[0].address
     for kind in ("v0", "v1-dag-pb"):
-        rounds.postEvaluation(committed, 1, make_cid(7, kind), b"\x01" * 32, sender=hospitals[1])
+        rounds.reportEvaluation(committed, 1, make_cid(7, kind), b"\x01" * 32, sender=hospitals[1])
 
 
 def test_only_a_committed_round_takes_evaluations(rounds, committed, coordinator, hospitals, chain):
@@ -85,9 +85,9 @@ def test_only_the_round_submitters_post(rounds, committed, hospitals, stranger, 
 @pytest.mark.parametrize("cid", [b"", b"\x00", make_cid(1)[:-1]])
 def test_a_posting_needs_a_well_formed_cid_and_digest(rounds, committed, hospitals, cid):
     with ape.reverts(rounds.InvalidCid, cid=cid):
-        rounds.postEvaluation(committed, 1, cid, b"\x01" * 32, sender=hospitals[0])
+        rounds.reportEvaluation(committed, 1, cid, b"\x01" * 32, sender=hospitals[0])
     with ape.reverts(rounds.ZeroDigest):
-        rounds.postEvaluation(committed, 1, make_cid(1), bytes(32), sender=hospitals[0])
+        rounds.reportEvaluation(committed, 1, make_cid(1), bytes(32), sender=hospitals[0])
 
 
 def test_no_posting_while_paused(rounds, committed, hospitals, access, guardian):

@@ -49,8 +49,8 @@ def test_each_hospital_publishes_its_metrics_of_the_last_committed_model(consort
     assert [node.step().action for node in nodes] == ["done"] * 3
     postings = consortium.auditor.rounds.evaluations(study, 3)
     assert {posting.hospital for posting in postings} == hospitals and len(postings) == 3
-    assert len(consortium.auditor.rounds.logs("EvaluationPosted", study=study, round=3)) == 3
-    consortium.hospitals[0].rounds.post_evaluation(study, 3, postings[1].artifact)  # not its own: would not open
+    assert len(consortium.auditor.rounds.logs("EvaluationReported", study=study, round=3)) == 3
+    consortium.hospitals[0].rounds.report_evaluation(study, 3, postings[1].artifact)  # not its own: would not open
     final_report = study_report(consortium.auditor, study)
     assert not [note for note in final_report.notes if "ignored" in note], final_report.notes
     final = final_report.rounds[2].metrics
