@@ -68,6 +68,29 @@ def test_each_hospital_publishes_its_metrics_of_the_last_committed_model(consort
     assert any("read the metrics the hospitals publish" in note for note in hospital_view.notes)
 
 
+def test_the_last_round_reads_the_evaluations_of_the_hospitals_it_counted_only(consortium, evaluating_nodes):
+    """A hospital whose update the coordinator rejected may post (it submitted), but no reader counts it."""
+    from offchain.rounds.study import aggregate_bytes
+
+    study = consortium.study(min_updates=2)
+    nodes = evaluating_nodes(consortium, study)
+    rounds = consortium.coordinator.rounds
+    view = Study(consortium.coordinator, study)
+    rounds.open_round(study, view.info.genesis, rounds.now() + 600)
+    assert [node.step().action for node in nodes] == ["submitted"] * 3
+    rejected = consortium.hospitals[2].address
+    aggregate = view.store_aggregate(1, aggregate_bytes(study, 1, view.model(0)))
+    rounds.commit_aggregate(study, 1, rounds.submitters(study, 1), aggregate, rejected=[rejected])
+    for node in nodes:
+        node.target_rounds = 1
+        assert node.step().action == "done"
+    assert len(rounds.evaluations(study, 1)) == 3
+    report = study_report(consortium.auditor, study, verify=False)
+    assert set(report.rounds[0].metrics.sites) == {m.address for m in consortium.hospitals[:2]}
+    warnings = [note for note in report.notes if rejected in note]
+    assert len(warnings) == 1 and "the round did not count its update" in warnings[0], report.notes
+
+
 def test_a_dp_study_publishes_metrics_without_counts(consortium, evaluating_nodes):
     training = LocalTrainingConfig(learning_rate=DP_LEARNING_RATE)
     config = StudyConfig(ModelSpec("logistic", 30), tuple(m.address for m in consortium.hospitals),
