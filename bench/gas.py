@@ -9,6 +9,7 @@ cost; ``commit_aggregate_10`` commits a round of 10 updates and ``commit_aggrega
 the participant role (which makes the registry re-read every submitter's roles) are printed too.
 ``submit_private_update`` is the most an update to a study with privacy budgets costs (its DP
 declaration, the checked and recorded spend, its event), held to ``submit_update``'s target.
+``report_evaluation``, a hospital's evaluation of its study's last model, is printed without a target.
 
 Enrolment: ``enrol_patient`` is a multicall giving one new account the patient role,
 ``enrol_patient_batch_marginal`` one more in a batch (what a members file costs a row).
@@ -161,9 +162,13 @@ def measure_rounds(admin, access) -> dict[str, int]:
         tx = registry.commitAggregate(study, number, sites[:size], 0, *aggregate, sender=coordinator)
         commits[size, removal] = tx.gas_used
         base = _commitment(*aggregate)
+    # A hospital's evaluation of the study's last model, posted when the study ends (an event only).
+    evaluation = (_cid(9000), (3).to_bytes(32, "big"))
+    posted = registry.reportEvaluation(study, number, *evaluation, sender=sites[0]).gas_used
 
     small, large = ROUND_SIZES
     return {
+        "report_evaluation": posted,
         "open_round": max(opens),
         "submit_update": max(submits),
         "commit_aggregate_10": commits[large, False],

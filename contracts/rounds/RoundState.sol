@@ -8,9 +8,10 @@ import {ConsortiumBound} from "./ConsortiumBound.sol";
 
 /// @title RoundState
 /// @notice The registry's storage, shared by its units ({StudyRounds}, {PrivacyBudgets},
-/// {SecureRounds}): studies, their rounds and each hospital's account slot, packed so that a
-/// round's hot paths touch as few slots as they can. Its units share one ABI namespace (the three
-/// interfaces), the checks all of them make, and the hooks by which one unit calls into another.
+/// {SecureRounds}, {RoundEvaluations}): studies, their rounds and each hospital's account slot,
+/// packed so that a round's hot paths touch as few slots as they can. Its units share one ABI
+/// namespace (their interfaces), the checks all of them make, and the hooks by which one unit calls
+/// into another.
 /// @dev Room to grow: {Round} and {Study} end in mappings new fields can join, and {RoundHeader} has 8
 /// spare bits. The layout is the deployed registry's: do not reorder.
 abstract contract RoundState is ConsortiumBound, IStudyRounds, IPrivacyBudgets, ISecureRounds {

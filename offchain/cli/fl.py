@@ -319,8 +319,8 @@ def coordinator(chain, registry, study, target, select):
 @click.option("--label", default=None, help="The table's label column (0 or 1).")
 @click.option("--validation", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="With --data: your validation table (same columns), on which each committed model is scored "
-                   "and the metrics published with your next update (with --share: your share of the bundled "
-                   "held-out records).")
+                   "and the metrics published with your next update, the last model's on their own when the study "
+                   "ends (with --share: your share of the bundled held-out records).")
 @click.option("--images", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Train on your own images: a folder with one folder per class number, or a labels.csv "
                    "(PNG, JPEG or DICOM).")

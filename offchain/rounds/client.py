@@ -80,6 +80,15 @@ class SecureMessage:
 
 
 @dataclass(frozen=True)
+class EvaluationPosting:
+    """A hospital's evaluation of a committed model (its first EvaluationReported event of the round),
+    its bytes in the store."""
+
+    hospital: str
+    artifact: ArtifactRef | None  # None: its CID does not parse (read as no evaluation)
+
+
+@dataclass(frozen=True)
 class StudyTerms:
     """What a study is created with, fixed for its life (RoundRegistry.StudyTerms, ``createStudy``'s
     last argument): all in the one creating transaction, so none can land on another study."""
@@ -260,6 +269,14 @@ class RoundsClient(ContractClient):
             if int(log.phase) == phase
         ]
 
+    def evaluations(self, study: int, round: int) -> list[EvaluationPosting]:
+        """The evaluations of the model ``round`` committed posted by its submitters, each hospital's
+        first only, in chain order."""
+        first: dict[str, EvaluationPosting] = {}
+        for log in self.logs("EvaluationReported", study=study, round=round):
+            first.setdefault(log.hospital, EvaluationPosting(log.hospital, _posted_artifact(log)))
+        return list(first.values())
+
     @_one_read
     def committed_aggregate(self, study: int, round: int, commitment: bytes) -> ArtifactRef:
         """The aggregate a round committed, whose commitment the caller read from the chain (e.g. the
@@ -319,6 +336,10 @@ class RoundsClient(ContractClient):
     def post_secure_message(self, study: int, round: int, phase: SecurePhase, message: ArtifactRef) -> None:
         """Post the signer's message of the secure round's current ``phase`` (its bytes already stored)."""
         self._send(self.contract.postSecureMessage, study, round, int(phase), bytes(message.cid), message.sha256)
+
+    def report_evaluation(self, study: int, round: int, evaluation: ArtifactRef) -> None:
+        """Post the signer's evaluation of the model ``round`` committed (its bytes already stored)."""
+        self._send(self.contract.reportEvaluation, study, round, bytes(evaluation.cid), evaluation.sha256)
 
     def close_secure_phase(self, study: int, round: int, phase: SecurePhase) -> None:
         """Close the secure round's current ``phase`` (the study's coordinator)."""
@@ -451,8 +472,8 @@ def _members(submitters: Sequence[str], mask: int) -> tuple[str, ...]:
 
 
 def _posted_artifact(log) -> ArtifactRef | None:
-    """A secure posting's artifact, or None when it names no CID (readers filter senders first; the
-    registry refuses a malformed CID, so this is a reader's second line)."""
+    """A posting's artifact (secure message or evaluation), or None when it names no CID (readers filter
+    senders first; the registry refuses a malformed CID, so this is a reader's second line)."""
     try:
         return logged_artifact(log)
     except (InvalidCID, ValueError):
@@ -465,7 +486,8 @@ _CID_FORMATS = {1: (0, DAG_PB), 2: (1, RAW), 3: (1, DAG_PB)}
 
 def logged_artifact(log) -> ArtifactRef:
     """The artifact of an event that logs its CID as parsed parts (``cidFormat``, ``cidDigest``) beside
-    its ``sha256`` (UpdateSubmitted, SecureMessagePosted); InvalidCID for an unknown format."""
+    its ``sha256`` (UpdateSubmitted, SecureMessagePosted, EvaluationReported); InvalidCID for an unknown
+    format."""
     if int(log.cidFormat) not in _CID_FORMATS:
         raise InvalidCID(f"unknown CID format {int(log.cidFormat)} in a logged artifact")
     version, codec = _CID_FORMATS[int(log.cidFormat)]

@@ -8,8 +8,11 @@ already on chain, bind it, and every reader that opens the update (the
 study's coordinator and auditors) reads the same bytes. It names the round
 whose model it scores: the base of the round the update is for.
 
-A study's last committed model has no next update, so its metrics are not
-published (an evaluation posting of its own would take a registry event).
+A study's last committed model has no next update: when the study ends, each
+hospital that submitted to its last round posts the same document on its own
+(:func:`post_evaluation`), sealed for the same readers, its CID and SHA-256 in
+the registry's ``EvaluationReported`` event. Readers take each hospital's first
+posting, from the hospitals the round counted.
 
 Published metrics are claims. A reader treats a document that is not a
 well-formed evaluation of the right model (bad JSON, wrong task, a count
@@ -27,9 +30,10 @@ import torch
 
 from fl.artifacts import ArtifactError, decode_artifact
 from fl.evaluation import Metrics, MetricsError, evaluate_model, weighted, without_count
+from offchain.rounds.client import ArtifactRef
 from offchain.rounds.config import StudyConfig
 from offchain.rounds.errors import ArtifactCheckFailed
-from offchain.rounds.sealed import UPDATE
+from offchain.rounds.sealed import EVALUATION, UPDATE
 from offchain.rounds.study import Study
 
 EVALUATION_METADATA = "evaluation"
@@ -64,11 +68,14 @@ class SiteEvaluation:
     model_round: int
     metrics: Metrics
 
-    def to_metadata(self) -> dict[str, str]:
-        """The update metadata entry that carries it (canonical JSON)."""
+    def document(self) -> str:
+        """Its canonical JSON: what an update's metadata or an evaluation posting carries."""
         document = {"format": FORMAT, "model_round": self.model_round, "metrics": self.metrics.to_json()}
-        return {EVALUATION_METADATA: json.dumps(document, sort_keys=True, separators=(",", ":"),
-                                                ensure_ascii=True, allow_nan=False)}
+        return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+    def to_metadata(self) -> dict[str, str]:
+        """The update metadata entry that carries it."""
+        return {EVALUATION_METADATA: self.document()}
 
     @classmethod
     def parse(cls, text: str, config: StudyConfig) -> SiteEvaluation:
@@ -104,6 +111,14 @@ def evaluate_site(config: StudyConfig, model_round: int, parameters: Mapping[str
     metrics = evaluate_model(model, validation.features, validation.labels, study_task(config),
                              config.decision_threshold)
     return SiteEvaluation(model_round, without_count(metrics) if config.private else metrics)
+
+
+def post_evaluation(view: Study, evaluation: SiteEvaluation) -> ArtifactRef:
+    """Seal ``evaluation`` for the study's update readers and post it as this member's evaluation of the
+    model of round ``evaluation.model_round`` (what a hospital does when its study ends)."""
+    artifact = view.seal_update(evaluation.model_round, evaluation.document().encode(), EVALUATION)
+    view.member.rounds.report_evaluation(view.number, evaluation.model_round, artifact)
+    return artifact
 
 
 @dataclass(frozen=True)
@@ -155,8 +170,9 @@ class PublishedMetrics:
 
 def published_metrics(view: Study) -> PublishedMetrics:
     """Every hospital's published metrics of every committed model of ``view``'s study, read from the
-    updates of the rounds based on it (the first a hospital published for a model counts). The reader
-    must open updates: the study's coordinator or an auditor, with its keystore."""
+    updates of the rounds based on it, and for the latest model also from the evaluations posted of it
+    (the first a hospital published for a model counts). The reader must open updates: the study's
+    coordinator or an auditor, with its keystore."""
     config = view.config
     found: dict[int, dict[str, Metrics]] = {}
     result = PublishedMetrics()
@@ -176,8 +192,32 @@ def published_metrics(view: Study) -> PublishedMetrics:
                 continue
             if metrics is not None:
                 sites[update.participant] = metrics
+    latest = view.info.latest_round
+    if latest:
+        _read_postings(view, config, latest, found.setdefault(latest, {}), result.warnings)
     result.rounds = {base: RoundMetrics(base, sites) for base, sites in found.items() if sites}
     return result
+
+
+def _read_postings(view: Study, config: StudyConfig, number: int, sites: dict[str, Metrics],
+                   warnings: list[str]) -> None:
+    """Add to ``sites`` the evaluations of round ``number``'s model its counted hospitals posted (a
+    hospital whose update already published them keeps those)."""
+    counted = set(view.round(number).counted_submitters)
+    for posting in view.member.rounds.evaluations(view.number, number):
+        if posting.hospital in sites:
+            continue
+        ignored = f"round {number}: the evaluation {posting.hospital} posted is ignored"
+        if posting.hospital not in counted:
+            warnings.append(f"{ignored}: the round did not count its update")
+            continue
+        try:
+            if posting.artifact is None:
+                raise MetricsError("its CID does not parse")
+            text = view.open(posting.artifact, view.place(number, EVALUATION, posting.hospital))
+            sites[posting.hospital] = _scoring(SiteEvaluation.parse(text.decode("utf-8"), config), number)
+        except (ArtifactCheckFailed, MetricsError, UnicodeDecodeError) as error:
+            warnings.append(f"{ignored}: {error}")
 
 
 def _read(view: Study, config: StudyConfig, number: int, base: int, update) -> Metrics | None:
@@ -186,8 +226,11 @@ def _read(view: Study, config: StudyConfig, number: int, base: int, update) -> M
     text = decode_artifact(data).metadata.get(EVALUATION_METADATA)
     if text is None:
         return None
-    evaluation = SiteEvaluation.parse(text, config)
-    if evaluation.model_round != base:
-        raise MetricsError(f"they score the model of round {evaluation.model_round}, the update's base is "
-                           f"round {base}")
+    return _scoring(SiteEvaluation.parse(text, config), base)
+
+
+def _scoring(evaluation: SiteEvaluation, model_round: int) -> Metrics:
+    """``evaluation``'s metrics if they score the model of ``model_round``; MetricsError otherwise."""
+    if evaluation.model_round != model_round:
+        raise MetricsError(f"they score the model of round {evaluation.model_round}, not round {model_round}'s")
     return evaluation.metrics

@@ -41,7 +41,7 @@ from offchain.rounds.board import ChainRound, UpdateNotTaken
 from offchain.rounds.client import ArtifactRef, MissingEvent, SecurePhase
 from offchain.rounds.compression import node_compressor
 from offchain.rounds.errors import ArtifactCheckFailed, RoundsError
-from offchain.rounds.evaluation import evaluate_site
+from offchain.rounds.evaluation import SiteEvaluation, evaluate_site, post_evaluation
 from offchain.rounds.ledger import DatasetLedger, PrivacyCap, study_key
 from offchain.rounds.privacy import HospitalSpend, submit_private_update
 from offchain.rounds.secure_board import ChainBulletinBoard
@@ -133,6 +133,7 @@ class HospitalNode:
         state = rounds.round_for(self.study.number, current, self.member.address)
         if state.state != "open":
             if self.target_rounds is not None and current >= self.target_rounds:
+                self._post_final_evaluation()
                 return Step("done", current)
             return Step("waiting", current, f"round {current} is {state.state}")
         if not state.invited:
@@ -189,13 +190,34 @@ class HospitalNode:
         """The update metadata publishing this node's metrics of the base model (none without a split)."""
         if self.validation is None:
             return {}
+        return self._score(base_round, parameters).to_metadata()
+
+    def _score(self, model_round: int, parameters: dict) -> SiteEvaluation:
         try:
-            evaluation = evaluate_site(self.study.config, base_round, parameters, self.validation,
-                                       self.allowed_models)
+            return evaluate_site(self.study.config, model_round, parameters, self.validation, self.allowed_models)
         except ValueError as error:
-            raise RoundsError(f"study {self.study.number}: cannot score the model of round {base_round} on "
+            raise RoundsError(f"study {self.study.number}: cannot score the model of round {model_round} on "
                               f"{self.data.name}'s validation split: {error}") from None
-        return evaluation.to_metadata()
+
+    def _post_final_evaluation(self) -> None:
+        """The study is over for this node: its metrics of the last committed model, which no next
+        update will carry, posted on their own, once, if it submitted to that round (a study under
+        secure aggregation publishes none)."""
+        info = self.study.info
+        latest, study = info.latest_round, self.study.number
+        if self.validation is None or latest == 0 or info.secure:
+            return
+        rounds = self.member.rounds
+        if not rounds.round_for(study, latest, self.member.address).submitted or any(
+                posting.hospital == self.member.address for posting in rounds.evaluations(study, latest)):
+            return
+        evaluation = self._score(latest, _checked_layout(self.study, latest, self.study.model(latest)))
+        try:
+            artifact = post_evaluation(self.study, evaluation)
+        except ChainRefusal as refusal:
+            self.log(f"round {latest}: evaluation not posted: the registry refused it ({refusal.error})")
+            return
+        self.log(f"round {latest}: posted its evaluation of the final model {artifact.cid}")
 
     def _declaration(self, number: int):
         """The DP declaration this round's update will carry (None without budgets), or the Step that

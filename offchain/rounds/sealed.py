@@ -53,6 +53,7 @@ MAX_READERS = 1024
 GENESIS = "genesis"
 UPDATE = "update"
 AGGREGATE = "aggregate"
+EVALUATION = "evaluation"  # a hospital's metrics of a committed model, posted when its study ends
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class Place:
         return hashlib.sha256(label.encode()).digest()
 
     def describe(self) -> str:
-        who = "" if self.kind != UPDATE else f" from {self.author}"
+        who = f" from {self.author}" if self.kind in (UPDATE, EVALUATION) else ""
         return f"study {self.study} round {self.round} {self.kind}{who}"
 
 

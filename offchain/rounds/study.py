@@ -274,9 +274,11 @@ class Study:
         cid = seal(self.member.store, plaintext, readers, self.place(round_number, AGGREGATE))
         return ArtifactRef(cid, hashlib.sha256(plaintext).digest())
 
-    def seal_update(self, round_number: int, plaintext: bytes) -> ArtifactRef:
+    def seal_update(self, round_number: int, plaintext: bytes, kind: str = UPDATE) -> ArtifactRef:
+        """Seal ``plaintext`` as this member's ``kind`` of artifact (an update, or an evaluation) of
+        round ``round_number`` for the study's update readers."""
         readers = self.member.public_keys(self.update_readers())
-        cid = seal(self.member.store, plaintext, readers, self.place(round_number, UPDATE, self.member.address))
+        cid = seal(self.member.store, plaintext, readers, self.place(round_number, kind, self.member.address))
         return ArtifactRef(cid, hashlib.sha256(plaintext).digest())
 
     def open(self, ref: ArtifactRef, place: Place) -> bytes:

@@ -40,8 +40,24 @@ def test_each_hospital_publishes_its_metrics_of_the_last_committed_model(consort
         assert combined.examples == sum(node.validation.num_samples for node in nodes)
         expected = sum(s.auroc * s.examples for s in metrics.sites.values()) / combined.examples
         assert combined.auroc == pytest.approx(expected)
-    # The last model has no next update yet: nothing published about it.
+    # The last model has no next update: nothing published about it until the study ends for the nodes.
     assert by_round[3].metrics is None
+    for node in nodes:
+        node.target_rounds = 3
+        assert node.step().action == "done"
+    # Each posted once (a second step posts nothing more); a later posting of a hospital does not count.
+    assert [node.step().action for node in nodes] == ["done"] * 3
+    postings = consortium.auditor.rounds.evaluations(study, 3)
+    assert {posting.hospital for posting in postings} == hospitals and len(postings) == 3
+    assert len(consortium.auditor.rounds.logs("EvaluationReported", study=study, round=3)) == 3
+    consortium.hospitals[0].rounds.report_evaluation(study, 3, postings[1].artifact)  # not its own: would not open
+    final_report = study_report(consortium.auditor, study)
+    assert not [note for note in final_report.notes if "ignored" in note], final_report.notes
+    final = final_report.rounds[2].metrics
+    assert set(final.sites) == hospitals
+    for address, node in zip([m.address for m in consortium.hospitals], nodes):
+        assert 0.5 < final.sites[address].auroc <= 1.0 and final.sites[address].examples == node.validation.num_samples
+    assert final.sites != by_round[2].metrics.sites  # the final model's, not the one before it
     document = report.to_json()["rounds"][0]["metrics"]
     assert set(document["hospitals"]) == hospitals and 0.5 < document["weighted"]["auroc"] <= 1.0
     assert not [note for note in report.notes if "ignored" in note]
@@ -50,6 +66,29 @@ def test_each_hospital_publishes_its_metrics_of_the_last_committed_model(consort
     hospital_view = study_report(consortium.hospitals[0], study, verify=False)
     assert all(entry.metrics is None for entry in hospital_view.rounds)
     assert any("read the metrics the hospitals publish" in note for note in hospital_view.notes)
+
+
+def test_the_last_round_reads_the_evaluations_of_the_hospitals_it_counted_only(consortium, evaluating_nodes):
+    """A hospital whose update the coordinator rejected may post (it submitted), but no reader counts it."""
+    from offchain.rounds.study import aggregate_bytes
+
+    study = consortium.study(min_updates=2)
+    nodes = evaluating_nodes(consortium, study)
+    rounds = consortium.coordinator.rounds
+    view = Study(consortium.coordinator, study)
+    rounds.open_round(study, view.info.genesis, rounds.now() + 600)
+    assert [node.step().action for node in nodes] == ["submitted"] * 3
+    rejected = consortium.hospitals[2].address
+    aggregate = view.store_aggregate(1, aggregate_bytes(study, 1, view.model(0)))
+    rounds.commit_aggregate(study, 1, rounds.submitters(study, 1), aggregate, rejected=[rejected])
+    for node in nodes:
+        node.target_rounds = 1
+        assert node.step().action == "done"
+    assert len(rounds.evaluations(study, 1)) == 3
+    report = study_report(consortium.auditor, study, verify=False)
+    assert set(report.rounds[0].metrics.sites) == {m.address for m in consortium.hospitals[:2]}
+    warnings = [note for note in report.notes if rejected in note]
+    assert len(warnings) == 1 and "the round did not count its update" in warnings[0], report.notes
 
 
 def test_a_dp_study_publishes_metrics_without_counts(consortium, evaluating_nodes):
@@ -69,9 +108,13 @@ def test_a_dp_study_publishes_metrics_without_counts(consortium, evaluating_node
     assert len(metrics.sites) == 3 and all(site.examples is None for site in metrics.sites.values())
     assert metrics.weighted.examples is None
     assert metrics.weighted.auroc == pytest.approx(sum(s.auroc for s in metrics.sites.values()) / 3)
-    entry = study_report(consortium.auditor, study).to_json()["rounds"][0]["metrics"]
-    assert all("examples" not in site for site in entry["hospitals"].values())
-    assert "examples" not in entry["weighted"]
+    for node in nodes:  # the study ends: the last model's metrics are posted, without counts too
+        node.target_rounds = 2
+        assert node.step().action == "done"
+    for entry in study_report(consortium.auditor, study).to_json()["rounds"]:
+        assert len(entry["metrics"]["hospitals"]) == 3
+        assert all("examples" not in site for site in entry["metrics"]["hospitals"].values())
+        assert "examples" not in entry["metrics"]["weighted"]
 
 
 class _Lying(HospitalNode):
