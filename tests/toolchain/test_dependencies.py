@@ -4,13 +4,13 @@ A module that only arrives through another package (web3 and requests through et
 day that package drops it, and its version floats with it.
 """
 
-import ast
 import sys
 import tomllib
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
 from packaging.requirements import Requirement
+from source_imports import absolute_imports
 
 ROOT = Path(__file__).resolve().parents[2]
 LIBRARY = ("offchain", "fl", "scripts")
@@ -18,13 +18,7 @@ OURS = {"offchain", "fl", "scripts", "contracts", "tests", "bench"}
 
 
 def top_level_imports(path: Path) -> set[str]:
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
-    return names
+    return {module.split(".")[0] for module in absolute_imports(path)}
 
 
 def declared_distributions() -> set[str]:
